@@ -1,0 +1,70 @@
+// The agent's command contract: what the coordinator (or a test, or the CLI) sends to
+// cxlrc.agent.<host>.<op>, and the reply envelope. The schema is the type and the validator.
+import { z } from "zod";
+import { BDF_RE } from "../hw/backend.ts";
+
+export const Bdf = z.string().regex(BDF_RE, 'a PCI address "DDDD:BB:DD.F" in lowercase hex');
+/** Operation id: the coordinator's idempotency key. A repeated id returns the first result. */
+export const OpId = z.string().min(1).max(128);
+
+export const ResetMethod = z.enum(["flr", "cxl", "sbr", "vfio", "kernel"]);
+export type ResetMethod = z.infer<typeof ResetMethod>;
+export const Scope = z.enum(["io", "full"]);
+export type Scope = z.infer<typeof Scope>;
+
+export const InventoryParams = z.strictObject({ opId: OpId });
+export const BindParams = z.strictObject({
+  opId: OpId,
+  bdf: Bdf,
+  driver: z.string().min(1).max(64).nullable(),
+});
+export const ProbeParams = z.strictObject({ opId: OpId, bdf: Bdf });
+export const SaveParams = z.strictObject({ opId: OpId, bdf: Bdf });
+/** Bus Master off (both scopes); for full scope also the cache write-back + invalidate of reset-rules step 3. */
+export const QuiesceParams = z.strictObject({ opId: OpId, bdf: Bdf, scope: Scope });
+export const ResetParams = z.strictObject({
+  opId: OpId,
+  bdf: Bdf,
+  method: ResetMethod,
+  /** CXL Reset only: set Mem Clr Enable (only honoured when the device is capable). */
+  memClear: z.boolean().optional(),
+  /** method "kernel": which reset_method to use (flr, bus, cxl_bus...). */
+  kernelMethod: z.string().min(1).max(32).optional(),
+});
+/** The image travels as JSON; its own schema lives in shared/image. */
+export const RestoreParams = z.strictObject({ opId: OpId, bdf: Bdf, scope: Scope, image: z.unknown() });
+export const VerifyParams = z.strictObject({ opId: OpId, bdf: Bdf, scope: Scope, image: z.unknown() });
+/** Simulated backends only (chaos role). */
+export const FaultParams = z.strictObject({
+  opId: OpId,
+  bdf: Bdf,
+  action: z.enum(["set", "clear", "list"]),
+  fault: z.record(z.string(), z.unknown()).optional(),
+});
+
+export const AGENT_PARAMS = {
+  inventory: InventoryParams,
+  bind: BindParams,
+  probe: ProbeParams,
+  save: SaveParams,
+  quiesce: QuiesceParams,
+  reset: ResetParams,
+  restore: RestoreParams,
+  verify: VerifyParams,
+  fault: FaultParams,
+} as const;
+
+export const ErrorBody = z.object({
+  kind: z.string(),
+  message: z.string(),
+  details: z.record(z.string(), z.unknown()).default({}),
+  cause: z.string().optional(),
+});
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+/** Every agent reply: ok with a result, or an error naming what was wrong. */
+export const AgentReply = z.discriminatedUnion("ok", [
+  z.object({ ok: z.literal(true), opId: OpId, result: z.unknown() }),
+  z.object({ ok: z.literal(false), opId: OpId.nullable(), error: ErrorBody }),
+]);
+export type AgentReply = z.infer<typeof AgentReply>;
