@@ -1,0 +1,165 @@
+// probe: what the coordinator plans from. Config space decoded as `cxlrc decode` does (decodeConfigSpace
+// over configReadAll), the component block's CXL.cache/mem array and HDM Decoder capability read through
+// 32-bit MMIO and decoded with decodeComponentBlock, plus topology (functions, bridge, siblings), holders,
+// memory ranges of committed decoders, kernel reset methods and driver.
+import { type DecodedComponentBlock, decodeComponentBlock } from "../../../shared/cxl/component.ts";
+import { type DecodedConfig, decodeConfigSpace } from "../../../shared/cxl/decode.ts";
+import { CACHE_MEM_OFFSET, HDM_DECODER_FIRST, HDM_DECODER_STRIDE } from "../../../shared/cxl/registers.ts";
+import type { HardwareBackend, Holder } from "../../../shared/hw/backend.ts";
+import type { OpContext } from "./context.ts";
+import { type HdmLoc, locateCxl } from "./locate.ts";
+import { requirePresent } from "./ready.ts";
+import { describeFunction, functionsOf, siblingsOf } from "./topology.ts";
+
+export interface ProbeParams {
+  bdf: string;
+}
+
+export interface ProbeDecoder {
+  index: number;
+  base: string;
+  size: string;
+  committed: boolean;
+  lockOnCommit: boolean;
+  errorNotCommitted: boolean;
+}
+
+export interface ProbeCxl {
+  dvsecOffset: number;
+  cacheCapable: boolean;
+  memCapable: boolean;
+  cxlResetCapable: boolean;
+  /** Declared CXL Reset Timeout; 100 s for the reserved codes 5–7 (then cxlResetTimeoutReserved). */
+  cxlResetTimeoutMs: number;
+  cxlResetTimeoutReserved: boolean;
+  memClrCapable: boolean;
+  wbInvCapable: boolean;
+  cacheEnabled: boolean;
+  memEnabled: boolean;
+  configLock: boolean;
+  /** DVSEC HDM_Count: number of DVSEC ranges (1 or 2). */
+  hdmCount: number;
+  /** Component register block (BAR, offset in the BAR), null without a Register Locator entry. */
+  component: { bar: number; offset: number } | null;
+  /** HDM decoders in the HDM Decoder capability (0 without one). */
+  decoderCount: number;
+}
+
+export interface ProbeResult {
+  bdf: string;
+  vendorId: number;
+  deviceId: number;
+  classCode: number;
+  flrCapable: boolean;
+  cxl: ProbeCxl | null;
+  decoders: ProbeDecoder[];
+  /** HDM Global Control: HDM Decoder Enable; null without an HDM Decoder capability. */
+  hdmDecoderEnable: boolean | null;
+  /** Every function of the device, function 0 first (its DVSEC carries the CXL Reset scope). */
+  functions: string[];
+  bridge: { bdf: string; cxlPort: boolean; unmaskSbr: boolean | null } | null;
+  /** Functions below the same bridge that are not part of this device (a bus reset reaches them). */
+  siblings: string[];
+  /** Holders of every function of the device. */
+  holders: (Holder & { bdf: string })[];
+  /** Host address ranges of committed decoders (inclusive end). */
+  memoryRanges: { decoder: number; start: string; end: string; size: string }[];
+  resetMethods: string[];
+  driver: string | null;
+  /** The decoded config space and component block, as `cxlrc decode --json` shows them. */
+  decoded: { config: DecodedConfig; component: DecodedComponentBlock | null };
+}
+
+/** The parts of the component block the decoder needs, read with 32-bit MMIO into an otherwise zero buffer. */
+export async function readComponentRegion(
+  b: HardwareBackend,
+  bdf: string,
+  comp: { bar: number; offset: number },
+  hdm: HdmLoc,
+): Promise<Uint8Array> {
+  const end = hdm.capabilityOffset + HDM_DECODER_FIRST + hdm.decoderCount * HDM_DECODER_STRIDE;
+  const buf = new Uint8Array(end);
+  const dv = new DataView(buf.buffer);
+  const fill = async (from: number, to: number) => {
+    for (let o = from; o < to; o += 4)
+      dv.setUint32(o, await b.mmioRead32(bdf, comp.bar, comp.offset + o), true);
+  };
+  const arraySize = (await b.mmioRead32(bdf, comp.bar, comp.offset + CACHE_MEM_OFFSET)) >>> 24;
+  await fill(CACHE_MEM_OFFSET, CACHE_MEM_OFFSET + 4 * (arraySize + 1));
+  await fill(hdm.capabilityOffset, end);
+  return buf;
+}
+
+export async function probe(ctx: OpContext, p: ProbeParams): Promise<ProbeResult> {
+  const b = ctx.backend;
+  const { me, all } = await describeFunction(b, p.bdf);
+  await requirePresent(ctx, p.bdf);
+  const config = decodeConfigSpace(await b.configReadAll(p.bdf), { bdf: p.bdf });
+  const layout = config.cxlDevice ? await locateCxl(b, p.bdf) : null;
+  let component: DecodedComponentBlock | null = null;
+  if (layout?.component && layout.hdm) {
+    component = decodeComponentBlock(await readComponentRegion(b, p.bdf, layout.component, layout.hdm));
+  }
+  const dev = config.cxlDevice;
+  const cxl: ProbeCxl | null = dev
+    ? {
+        dvsecOffset: Number(dev.offset),
+        cacheCapable: dev.capability.cacheCapable,
+        memCapable: dev.capability.memCapable,
+        cxlResetCapable: dev.capability.cxlResetCapable,
+        cxlResetTimeoutMs: dev.capability.cxlResetTimeoutMs,
+        cxlResetTimeoutReserved: dev.capability.cxlResetTimeoutReserved,
+        memClrCapable: dev.capability.cxlResetMemClrCapable,
+        wbInvCapable: dev.capability.cacheWbInvCapable,
+        cacheEnabled: dev.control.cacheEnable,
+        memEnabled: dev.control.memEnable,
+        configLock: dev.lock.configLock,
+        hdmCount: dev.capability.hdmCount,
+        component: layout?.component ?? null,
+        decoderCount: component?.hdm?.decoderCount ?? 0,
+      }
+    : null;
+  const decoders: ProbeDecoder[] = (component?.hdm?.decoders ?? []).map((d) => ({
+    index: d.index,
+    base: d.base,
+    size: d.size,
+    committed: d.control.committed,
+    lockOnCommit: d.control.lockOnCommit,
+    errorNotCommitted: d.control.errorNotCommitted,
+  }));
+  const memoryRanges = decoders
+    .filter((d) => d.committed && BigInt(d.size) > 0n)
+    .map((d) => ({
+      decoder: d.index,
+      start: d.base,
+      end: `0x${(BigInt(d.base) + BigInt(d.size) - 1n).toString(16)}`,
+      size: d.size,
+    }));
+  const functions = functionsOf(all, p.bdf).map((f) => f.bdf);
+  const holders: ProbeResult["holders"] = [];
+  for (const f of functions) for (const h of await b.holders(f)) holders.push({ ...h, bdf: f });
+  return {
+    bdf: p.bdf,
+    vendorId: Number(config.vendorId),
+    deviceId: Number(config.deviceId),
+    classCode: Number(config.classCode),
+    flrCapable: config.flrCapable === true,
+    cxl,
+    decoders,
+    hdmDecoderEnable: component?.hdm ? component.hdm.globalControl.hdmDecoderEnable : null,
+    functions,
+    bridge: me.parent ? await bridgeInfo(b, me.parent) : null,
+    siblings: siblingsOf(all, p.bdf).map((f) => f.bdf),
+    holders,
+    memoryRanges,
+    resetMethods: me.resetMethods,
+    driver: me.driver,
+    decoded: { config, component },
+  };
+}
+
+async function bridgeInfo(b: HardwareBackend, bdf: string): Promise<NonNullable<ProbeResult["bridge"]>> {
+  const config = decodeConfigSpace(await b.configReadAll(bdf), { bdf });
+  const port = config.portExtensions;
+  return { bdf, cxlPort: port !== null, unmaskSbr: port ? port.control.unmaskSbr : null };
+}
