@@ -10,7 +10,7 @@
 // - It prints Range bases without masking the reserved bits 27:0 of Base Low: compared against our raw
 //   registers, and our masked base against its value with those bits cleared.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -292,7 +292,7 @@ function checkPortExtensions(d: DecodedConfig, cap: LspciCap): void {
 const SAME_LINES =
   /^\t\t(CXLCap:|CXLCtl:|CXLSta:|CXLSta2:|Cache Size|Range\d:|Block\d+:|CXLPortCtl:)|^\t\t\tValid/;
 
-describe.skipIf(!existsSync(LSPCI))("cross-check with lspci -F (pciutils 3.9)", () => {
+describe("cross-check with lspci -F (pciutils 3.9)", () => {
   const dir = mkdtempSync(join(tmpdir(), "cxlrc-lspci-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

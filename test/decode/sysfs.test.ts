@@ -31,7 +31,7 @@ function lspciCapabilities(): Map<string, number[] | null> {
   return map;
 }
 
-describe.skipIf(devices.length === 0)("this machine's PCI devices", () => {
+describe("this machine's PCI devices", () => {
   it.each(devices)("%s decodes", (bdf) => {
     const raw = new Uint8Array(readFileSync(join(SYSFS, bdf, "config")));
     const [dev] = parseDump(raw);
@@ -41,7 +41,7 @@ describe.skipIf(devices.length === 0)("this machine's PCI devices", () => {
     if (d.configSize > 64) expect(d.capabilitiesComplete).toBe(true);
   });
 
-  it.skipIf(!existsSync(LSPCI))("agrees with lspci -v about which capabilities exist", () => {
+  it("agrees with lspci -v about which capabilities exist", () => {
     const lspci = lspciCapabilities();
     let compared = 0;
     for (const bdf of devices) {
