@@ -1,0 +1,222 @@
+// The lifecycle machine's contract with the coordinator: context, events it accepts, events it emits
+// (the coordinator publishes them), and the input/output of every actor the coordinator provides.
+import type { ResetMethod, Scope } from "../shared/bus/agent-messages.ts";
+import type { DeviceFacts, ResetRequest } from "./facts.ts";
+import type { Policy } from "./policy/defaults.ts";
+import type { GuardSnapshot, Outcome, Plan, Refusal } from "./policy/types.ts";
+
+/** Where the persisted image lives (JetStream KV key and the revision written). */
+export interface ImageRef {
+  key: string;
+  revision: number;
+}
+
+export interface VerifyMismatch {
+  bdf?: string;
+  /** Register field name, e.g. "dvsec.control.mem_enable" or "decoder0.base". */
+  field: string;
+  /** "pci": PCI config state (what an io restore writes); "cxl" (default): CXL state an FLR must not touch. */
+  area?: "pci" | "cxl";
+  expected?: unknown;
+  actual?: unknown;
+}
+
+export interface VerifyResult {
+  passed: boolean;
+  mismatches: VerifyMismatch[];
+}
+
+export interface CommittedDecoder {
+  bdf: string;
+  index: number;
+  /** Lock On Commit + Committed after the reset: kept by the device, left alone and verified. */
+  retained: boolean;
+}
+
+/** Every agent-facing actor gets the operation id and the device. */
+export interface OpInput {
+  opId: string;
+  host: string;
+  bdf: string;
+}
+export interface RequestOpInput extends OpInput {
+  requestId: string;
+}
+
+export type BindInput = OpInput;
+export type ProbeInput = OpInput;
+export interface AcquireInput extends RequestOpInput {
+  plan: Plan;
+}
+export type AcquireOutput = { granted: true } | { granted: false; refusal: Refusal };
+export interface SaveInput extends RequestOpInput {
+  targets: string[];
+}
+export interface SaveOutput {
+  image: unknown;
+}
+export interface PersistInput extends RequestOpInput {
+  image: unknown;
+}
+export interface RecheckInput extends RequestOpInput {
+  plan: Plan;
+}
+export interface QuiesceInput extends RequestOpInput {
+  targets: string[];
+  scope: Scope;
+  cacheFlush: boolean;
+  cacheFlushTimeoutMs: number;
+}
+export interface ResetInput extends RequestOpInput {
+  method: ResetMethod;
+  targets: string[];
+  memClear: boolean;
+  bridge: string | null;
+  unmaskSbr: boolean;
+  /** The reset's own wait budget (plan.deadlines.resetWaitMs). */
+  waitMs: number;
+}
+export interface AwaitReadyInput extends RequestOpInput {
+  targets: string[];
+  timeoutMs: number;
+}
+export interface RestoreInput extends RequestOpInput {
+  targets: string[];
+  /** io: PCI config state only. full: PCI config, DVSEC Control and Range Base, HDM Global Control. */
+  scope: Scope;
+  image: ImageRef;
+  /** 0 for the first restore, then one more per repair or retry. */
+  round: number;
+}
+export interface CommitInput extends RequestOpInput {
+  targets: string[];
+  image: ImageRef;
+  commitTimeoutMs: number;
+  /** Decoders expected to be kept by a CXL Reset (Lock On Commit + Committed). */
+  retainedDecoders: number[];
+  round: number;
+}
+export interface CommitOutput {
+  decoders: CommittedDecoder[];
+}
+export interface VerifyInput extends RequestOpInput {
+  targets: string[];
+  scope: Scope;
+  image: ImageRef;
+  round: number;
+}
+export interface ReleaseInput extends RequestOpInput {
+  outcome: Outcome;
+}
+export interface DeadlineInput {
+  phase: string;
+  /** Absolute, ms on the machine's clock. */
+  deadlineMs: number;
+}
+
+export type LifecycleEvent =
+  | { type: "RESET_REQUESTED"; request: ResetRequest; guards: GuardSnapshot }
+  /** Operator: take the device out of quarantine. */
+  | { type: "RELEASE"; operator: string; reason: string }
+  | { type: "PROBE" }
+  | { type: "FACTS_UPDATED"; facts: DeviceFacts }
+  /** Sent by the deadline timer actor. */
+  | { type: "DEADLINE"; phase: string; deadlineMs: number };
+
+export interface LifecycleInput {
+  host: string;
+  bdf: string;
+  policy?: Partial<Policy>;
+  /** Scope violations already counted against the device. */
+  scopeViolations?: number;
+}
+
+export interface PhaseTiming {
+  phase: string;
+  round: number;
+  startMs: number;
+  endMs: number | null;
+}
+
+export interface LastError {
+  phase: string;
+  kind: string;
+  message: string;
+}
+
+export interface LifecycleContext {
+  host: string;
+  bdf: string;
+  policy: Policy;
+  facts: DeviceFacts | null;
+  probeCount: number;
+  request: ResetRequest | null;
+  /** The coordinator's guard snapshot sent with the request, for planning (dropped once the plan is made). */
+  guards: GuardSnapshot | null;
+  plan: Plan | null;
+  refusal: Refusal | null;
+  /** Saved but not yet persisted (dropped once the KV write is acknowledged). */
+  pendingImage: unknown;
+  image: ImageRef | null;
+  persisted: boolean;
+  /** The device's lease (and slots) may be held for this request: release before going back to ready. */
+  leaseHeld: boolean;
+  restoreScope: Scope;
+  /** Restore round: 0, then +1 per repair or retry (part of the operation ids). */
+  round: number;
+  /** Restores retried after a failure (bounded by policy.restoreRetries). */
+  retries: number;
+  repairing: boolean;
+  resetStarted: boolean;
+  resetCompleted: boolean;
+  /** Counted against the device across requests; an operator release clears it. */
+  scopeViolations: number;
+  mismatches: VerifyMismatch[];
+  outcome: Outcome | null;
+  quarantineReason: string | null;
+  /** The phase running (or last run, until a resting state) and its absolute deadline (ms on the machine's clock). */
+  phase: string | null;
+  deadlineMs: number | null;
+  timings: PhaseTiming[];
+  lastError: LastError | null;
+  lastOpId: string | null;
+}
+
+interface EmittedBase {
+  host: string;
+  bdf: string;
+  requestId: string | null;
+  atMs: number;
+}
+
+export type LifecycleEmitted = EmittedBase &
+  (
+    | { type: "state.entered"; state: string }
+    | { type: "request.received"; request: ResetRequest }
+    | { type: "plan"; plan: Plan; request: ResetRequest }
+    | { type: "image.persisted"; image: ImageRef }
+    | { type: "reset.started"; scope: Scope; method: ResetMethod; targets: string[]; memClear: boolean }
+    | { type: "reset.completed"; scope: Scope; method: ResetMethod }
+    | { type: "decoder.committed"; decoder: CommittedDecoder }
+    /** result: the agent's read-back as reported, so a checker can tell a real pass from a mislabelled one. */
+    | { type: "verify.passed"; scope: Scope; round: number; result: VerifyResult }
+    | { type: "verify.failed"; scope: Scope; round: number; mismatches: VerifyMismatch[] }
+    | { type: "scope.violation"; fields: VerifyMismatch[]; count: number }
+    | { type: "step.failed"; phase: string; error: { kind: string; message: string }; willRetry: boolean }
+    | { type: "released"; operator: string; reason: string }
+    // Terminal outcomes: exactly one per request id.
+    | { type: "refused"; outcome: "refused"; refusal: Refusal }
+    | { type: "planned"; outcome: "planned"; plan: Plan }
+    | { type: "verified"; outcome: "verified"; scope: Scope; method: ResetMethod; repaired: boolean }
+    | { type: "failed"; outcome: "failed"; error: LastError | null; recovered: true }
+    | { type: "quarantined"; outcome: "quarantined"; reason: string; error: LastError | null }
+  );
+
+export type LifecycleEmittedType = LifecycleEmitted["type"];
+export const OUTCOME_EVENTS: ReadonlySet<string> = new Set<Outcome>([
+  "refused",
+  "planned",
+  "verified",
+  "failed",
+  "quarantined",
+]);

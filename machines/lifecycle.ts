@@ -1,0 +1,1082 @@
+// The device lifecycle: one statechart from binding to verified, with the failure, repair and quarantine
+// paths of reset-rules.md. Pure orchestration: every effect is a named actor the coordinator provides
+// (machine.provide({ actors })), every decision a pure policy function, every fact it learns an emitted event.
+//
+// Persistence: the coordinator stores actor.getPersistedSnapshot(); a restored actor re-invokes the actor of
+// the state it was in with the same input, hence the same operation id (the agent answers a repeated id with
+// the first result). Deadlines are absolute times in context, armed by a callback timer actor for
+// max(0, deadline − now): a restored snapshot re-arms them (XState's `after` would be lost, statelyai/xstate#5331).
+
+import { and, assertEvent, assign, emit, enqueueActions, fromCallback, fromPromise, setup } from "xstate";
+import type { Scope } from "../shared/bus/agent-messages.ts";
+import type { DeviceFacts, ResetRequest } from "./facts.ts";
+import type {
+  AcquireInput,
+  AcquireOutput,
+  AwaitReadyInput,
+  BindInput,
+  CommitInput,
+  CommitOutput,
+  DeadlineInput,
+  ImageRef,
+  LastError,
+  LifecycleContext,
+  LifecycleEmitted,
+  LifecycleEvent,
+  LifecycleInput,
+  PersistInput,
+  ProbeInput,
+  QuiesceInput,
+  RecheckInput,
+  ReleaseInput,
+  ResetInput,
+  RestoreInput,
+  SaveInput,
+  SaveOutput,
+  VerifyInput,
+  VerifyResult,
+} from "./lifecycle-types.ts";
+import { opIdFor } from "./op-id.ts";
+import { DEFAULT_POLICY } from "./policy/defaults.ts";
+import { regate } from "./policy/gates.ts";
+import { planReset } from "./policy/plan.ts";
+import type { Refusal, RefusalReason, ResetPhase } from "./policy/types.ts";
+
+/** The machine's clock (ms). Injected so tests and model checks control time; the coordinator passes Date.now. */
+export interface LifecycleClock {
+  now(): number;
+}
+
+/** Phases that call an actor and carry a deadline. */
+export type LifecyclePhase = "binding" | "probing" | ResetPhase;
+
+/** Placeholder for an actor the coordinator must provide. */
+function required<TOutput, TInput>(name: string) {
+  return fromPromise<TOutput, TInput>(async () => {
+    throw new Error(`lifecycle actor "${name}" was not provided (machine.provide({ actors }))`);
+  });
+}
+
+/** An error value as { kind, message }: CxlrcError and agent ErrorBody carry a kind; anything else is "internal". */
+export function errorOf(err: unknown): { kind: string; message: string } {
+  if (err && typeof err === "object") {
+    const e = err as { kind?: unknown; message?: unknown };
+    const message = typeof e.message === "string" ? e.message : String(err);
+    return { kind: typeof e.kind === "string" ? e.kind : "internal", message };
+  }
+  return { kind: "internal", message: String(err) };
+}
+
+/** Success is what was read back: passed and not a single mismatch. */
+export function verifyPassed(result: VerifyResult): boolean {
+  return result.passed && result.mismatches.length === 0;
+}
+
+/** An io-scope verify that found CXL state changed: the FLR reached beyond CXL.io. */
+function isScopeViolation(context: LifecycleContext, result: VerifyResult): boolean {
+  return context.restoreScope === "io" && result.mismatches.some((m) => m.area !== "pci");
+}
+
+function refusalOf(
+  context: LifecycleContext,
+  request: Pick<ResetRequest, "requestId" | "host" | "bdf">,
+  reason: RefusalReason,
+  message: string,
+): Refusal {
+  return {
+    kind: "refusal",
+    requestId: request.requestId,
+    host: request.host,
+    bdf: request.bdf,
+    reason,
+    message,
+    details: {},
+    gates: context.plan?.gates ?? [],
+  };
+}
+
+function initialContext(input: LifecycleInput): LifecycleContext {
+  return {
+    host: input.host,
+    bdf: input.bdf,
+    policy: { ...DEFAULT_POLICY, ...input.policy },
+    facts: null,
+    probeCount: 0,
+    request: null,
+    guards: null,
+    plan: null,
+    refusal: null,
+    pendingImage: null,
+    image: null,
+    persisted: false,
+    leaseHeld: false,
+    restoreScope: "io",
+    round: 0,
+    retries: 0,
+    repairing: false,
+    resetStarted: false,
+    resetCompleted: false,
+    scopeViolations: input.scopeViolations ?? 0,
+    mismatches: [],
+    outcome: null,
+    quarantineReason: null,
+    phase: null,
+    deadlineMs: null,
+    timings: [],
+    lastError: null,
+    lastOpId: null,
+  };
+}
+
+/** Per-request fields, fresh for every RESET_REQUESTED. */
+function requestFields(request: ResetRequest, guards: LifecycleContext["guards"]): Partial<LifecycleContext> {
+  return {
+    request,
+    guards,
+    plan: null,
+    refusal: null,
+    pendingImage: null,
+    image: null,
+    persisted: false,
+    leaseHeld: false,
+    restoreScope: request.scope,
+    round: 0,
+    retries: 0,
+    repairing: false,
+    resetStarted: false,
+    resetCompleted: false,
+    mismatches: [],
+    outcome: null,
+    quarantineReason: null,
+    timings: [],
+    lastError: null,
+  };
+}
+
+function phaseBudgetMs(context: LifecycleContext, phase: LifecyclePhase): number {
+  if (phase === "binding" || phase === "probing") return context.policy.agentCallTimeoutMs;
+  return context.plan?.deadlines.phasesMs[phase] ?? context.policy.leaseTimeoutMs;
+}
+
+/** Phases inside the restore chain carry the round in their operation id; the others run once per request. */
+const ROUND_PHASES: ReadonlySet<string> = new Set(["restoring", "committingDecoders", "verifying"]);
+
+export const systemClock: LifecycleClock = { now: () => Date.now() };
+
+export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
+  const base = (
+    context: LifecycleContext,
+    requestId: string | null = context.request?.requestId ?? null,
+  ) => ({
+    host: context.host,
+    bdf: context.bdf,
+    requestId,
+    atMs: clock.now(),
+  });
+  // Every actor input starts with these: the operation id set on entering the phase, and the device.
+  const op = (context: LifecycleContext) => ({
+    opId: context.lastOpId!,
+    host: context.host,
+    bdf: context.bdf,
+    requestId: context.request!.requestId,
+  });
+  const deadlineTimer = {
+    id: "deadline",
+    src: "deadlineTimer",
+    input: ({ context }: { context: LifecycleContext }): DeadlineInput => ({
+      phase: context.phase!,
+      deadlineMs: context.deadlineMs!,
+    }),
+  } as const;
+
+  return setup({
+    types: {
+      context: {} as LifecycleContext,
+      events: {} as LifecycleEvent,
+      input: {} as LifecycleInput,
+      emitted: {} as LifecycleEmitted,
+    },
+    actors: {
+      bindDevice: required<void, BindInput>("bindDevice"),
+      probeDevice: required<DeviceFacts, ProbeInput>("probeDevice"),
+      acquireDevice: required<AcquireOutput, AcquireInput>("acquireDevice"),
+      saveImage: required<SaveOutput, SaveInput>("saveImage"),
+      persistImage: required<ImageRef, PersistInput>("persistImage"),
+      recheckGates: required<DeviceFacts, RecheckInput>("recheckGates"),
+      quiesceDevice: required<void, QuiesceInput>("quiesceDevice"),
+      resetDevice: required<void, ResetInput>("resetDevice"),
+      awaitReady: required<void, AwaitReadyInput>("awaitReady"),
+      restoreDevice: required<void, RestoreInput>("restoreDevice"),
+      commitDecoders: required<CommitOutput, CommitInput>("commitDecoders"),
+      verifyDevice: required<VerifyResult, VerifyInput>("verifyDevice"),
+      releaseDevice: required<void, ReleaseInput>("releaseDevice"),
+      /** Sends DEADLINE at the absolute deadline; re-armed with what is left when a snapshot is restored. */
+      deadlineTimer: fromCallback<LifecycleEvent, DeadlineInput>(({ input, sendBack }) => {
+        const timer = setTimeout(
+          () => sendBack({ type: "DEADLINE", phase: input.phase, deadlineMs: input.deadlineMs }),
+          Math.max(0, input.deadlineMs - clock.now()),
+        );
+        return () => clearTimeout(timer);
+      }),
+    },
+    guards: {
+      planRefused: ({ context }) => context.refusal !== null,
+      isDryRun: ({ context }) => context.plan?.dryRun === true,
+      leaseHeld: ({ context }) => context.leaseHeld,
+      restoringFullScope: ({ context }) => context.restoreScope === "full",
+      outcomeIsQuarantine: ({ context }) => context.outcome === "quarantined",
+      /** The deadline of the phase we are in (not a stale timer of an earlier one). */
+      isCurrentDeadline: ({ context, event }) =>
+        event.type === "DEADLINE" && event.phase === context.phase && event.deadlineMs === context.deadlineMs,
+      /** reset-rules Failures: retry the restore once from the image (policy.restoreRetries), then quarantine. */
+      canRetryRestore: ({ context }) =>
+        context.image !== null && context.retries < context.policy.restoreRetries,
+    },
+    actions: {
+      announce: emit(({ context }, params: { state: string }) => ({
+        ...base(context),
+        type: "state.entered" as const,
+        state: params.state,
+      })),
+      /** Start a phase: its operation id, its absolute deadline, its timing record. */
+      enterPhase: assign(({ context }, params: { phase: LifecyclePhase }) => {
+        const startMs = clock.now();
+        const round = ROUND_PHASES.has(params.phase) ? context.round : 0;
+        const subject =
+          params.phase === "binding" || params.phase === "probing"
+            ? `${context.host}/${context.bdf}/${context.probeCount + 1}`
+            : context.request!.requestId;
+        return {
+          phase: params.phase,
+          deadlineMs: startMs + phaseBudgetMs(context, params.phase),
+          lastOpId: opIdFor(subject, params.phase, round),
+          probeCount: params.phase === "probing" ? context.probeCount + 1 : context.probeCount,
+          timings: [...context.timings, { phase: params.phase, round, startMs, endMs: null }],
+        };
+      }),
+      leavePhase: assign(({ context }) => {
+        const timings = [...context.timings];
+        const last = timings.at(-1);
+        if (last && last.endMs === null) timings[timings.length - 1] = { ...last, endMs: clock.now() };
+        // phase stays set: the transition's actions (recordError) run after exit and name it.
+        return { timings };
+      }),
+      /** A resting state: no phase runs, no deadline is armed. */
+      rest: assign({ phase: null, deadlineMs: null }),
+      startRequest: assign(({ event }) => {
+        assertEvent(event, "RESET_REQUESTED");
+        return requestFields(event.request, event.guards);
+      }),
+      receiveRequest: emit(({ context, event }) => {
+        assertEvent(event, "RESET_REQUESTED");
+        return {
+          ...base(context, event.request.requestId),
+          type: "request.received" as const,
+          request: event.request,
+        };
+      }),
+      /** A request while the device is busy, unprobed or quarantined: refused at once, the running one untouched. */
+      refuseArrival: enqueueActions(({ context, event, enqueue }, params: { reason: RefusalReason }) => {
+        assertEvent(event, "RESET_REQUESTED");
+        const r = event.request;
+        const message =
+          params.reason === "quarantined"
+            ? `${context.bdf} is quarantined: no reset until an operator releases it`
+            : params.reason === "in-progress"
+              ? `${context.bdf} is already being reset by request ${context.request?.requestId ?? "?"}`
+              : `${context.bdf} is not probed yet (or not reachable)`;
+        const refusal = { ...refusalOf(context, r, params.reason, message), gates: [] };
+        enqueue.emit({ ...base(context, r.requestId), type: "request.received", request: r });
+        enqueue.emit({ ...base(context, r.requestId), type: "refused", outcome: "refused", refusal });
+      }),
+      makePlan: assign(({ context }) => {
+        const result = planReset(context.request!, context.facts!, {
+          ...context.guards!,
+          nowMs: clock.now(),
+          policy: context.policy,
+        });
+        // The guard snapshot served its purpose; keep the persisted snapshot small.
+        return result.kind === "plan"
+          ? { plan: result, refusal: null, guards: null }
+          : { plan: null, refusal: result, guards: null };
+      }),
+      emitPlan: enqueueActions(({ context, enqueue }) => {
+        if (context.plan)
+          enqueue.emit({ ...base(context), type: "plan", plan: context.plan, request: context.request! });
+      }),
+      refuse: assign(
+        ({ context }, params: { reason: RefusalReason; message: string; leaseMaybeHeld?: boolean }) => ({
+          refusal: refusalOf(context, context.request!, params.reason, params.message),
+          leaseHeld: context.leaseHeld || params.leaseMaybeHeld === true,
+        }),
+      ),
+      recordError: assign(({ context }, params: { kind: string; message: string }) => ({
+        lastError: { phase: context.phase ?? "unknown", ...params } satisfies LastError,
+      })),
+      recordDeadline: assign(({ context }) => ({
+        lastError: {
+          phase: context.phase ?? "unknown",
+          kind: "timeout",
+          message: `${context.phase} passed its deadline (agent silent)`,
+        },
+      })),
+      /** The one terminal outcome of the request. */
+      announceOutcome: enqueueActions(({ context, enqueue }) => {
+        const b = base(context);
+        switch (context.outcome) {
+          case "refused":
+            enqueue.emit({ ...b, type: "refused", outcome: "refused", refusal: context.refusal! });
+            return;
+          case "planned":
+            enqueue.emit({ ...b, type: "planned", outcome: "planned", plan: context.plan! });
+            return;
+          case "verified":
+            enqueue.emit({
+              ...b,
+              type: "verified",
+              outcome: "verified",
+              scope: context.plan!.scope,
+              method: context.plan!.method,
+              repaired: context.repairing,
+            });
+            return;
+          case "failed":
+            enqueue.emit({
+              ...b,
+              type: "failed",
+              outcome: "failed",
+              error: context.lastError,
+              recovered: true,
+            });
+            return;
+          case "quarantined":
+            enqueue.emit({
+              ...b,
+              type: "quarantined",
+              outcome: "quarantined",
+              reason: context.quarantineReason ?? "unknown",
+              error: context.lastError,
+            });
+            return;
+          case null:
+            return;
+        }
+      }),
+    },
+  }).createMachine({
+    id: "device",
+    context: ({ input }) => initialContext(input),
+    initial: "binding",
+    // While a reset runs, another request is refused at once without disturbing it (ready, quarantined and the
+    // states before ready handle requests themselves).
+    on: {
+      RESET_REQUESTED: { actions: { type: "refuseArrival", params: { reason: "in-progress" } } },
+    },
+    states: {
+      binding: {
+        entry: [
+          { type: "announce", params: { state: "binding" } },
+          { type: "enterPhase", params: { phase: "binding" } },
+        ],
+        exit: "leavePhase",
+        invoke: [
+          {
+            id: "bindDevice",
+            src: "bindDevice",
+            input: ({ context }) => ({ opId: context.lastOpId!, host: context.host, bdf: context.bdf }),
+            onDone: "probing",
+            onError: {
+              target: "unavailable",
+              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
+            },
+          },
+          deadlineTimer,
+        ],
+        on: {
+          DEADLINE: { guard: "isCurrentDeadline", target: "unavailable", actions: "recordDeadline" },
+          RESET_REQUESTED: { actions: { type: "refuseArrival", params: { reason: "device-unavailable" } } },
+        },
+      },
+
+      probing: {
+        entry: [
+          { type: "announce", params: { state: "probing" } },
+          { type: "enterPhase", params: { phase: "probing" } },
+        ],
+        exit: "leavePhase",
+        invoke: [
+          {
+            id: "probeDevice",
+            src: "probeDevice",
+            input: ({ context }) => ({ opId: context.lastOpId!, host: context.host, bdf: context.bdf }),
+            onDone: { target: "ready", actions: assign({ facts: ({ event }) => event.output }) },
+            onError: {
+              target: "unavailable",
+              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
+            },
+          },
+          deadlineTimer,
+        ],
+        on: {
+          DEADLINE: { guard: "isCurrentDeadline", target: "unavailable", actions: "recordDeadline" },
+          RESET_REQUESTED: { actions: { type: "refuseArrival", params: { reason: "device-unavailable" } } },
+        },
+      },
+
+      /** Bind or probe failed: nothing known about the device; a PROBE tries again. */
+      unavailable: {
+        entry: [{ type: "announce", params: { state: "unavailable" } }, "rest"],
+        on: {
+          PROBE: "probing",
+          RESET_REQUESTED: { actions: { type: "refuseArrival", params: { reason: "device-unavailable" } } },
+        },
+      },
+
+      ready: {
+        entry: [{ type: "announce", params: { state: "ready" } }, "rest"],
+        on: {
+          RESET_REQUESTED: { target: "planning", actions: ["startRequest", "receiveRequest"] },
+          PROBE: "probing",
+          FACTS_UPDATED: { actions: assign({ facts: ({ event }) => event.facts }) },
+        },
+      },
+
+      /** Pure: planReset decides scope, method, targets, gates and deadlines from the facts and the guards. */
+      planning: {
+        entry: [{ type: "announce", params: { state: "planning" } }, "makePlan", "emitPlan"],
+        always: [
+          { guard: "planRefused", target: "refused" },
+          { guard: "isDryRun", target: "reporting" },
+          { target: "gating" },
+        ],
+      },
+
+      /** Dry run: the plan event was the report; nothing was touched. */
+      reporting: {
+        entry: [
+          { type: "announce", params: { state: "reporting" } },
+          assign({ outcome: "planned" as const }),
+          "announceOutcome",
+        ],
+        always: "ready",
+      },
+
+      /** Under the coordinator's CAS: device lease, host/switch slots, attempt budget, breaker. */
+      gating: {
+        entry: [
+          { type: "announce", params: { state: "gating" } },
+          { type: "enterPhase", params: { phase: "gating" } },
+        ],
+        exit: "leavePhase",
+        invoke: [
+          {
+            id: "acquireDevice",
+            src: "acquireDevice",
+            input: ({ context }) => ({ ...op(context), plan: context.plan! }),
+            onDone: [
+              {
+                guard: ({ event }) => event.output.granted,
+                target: "savingImage",
+                actions: assign({ leaseHeld: true, restoreScope: ({ context }) => context.plan!.scope }),
+              },
+              {
+                target: "refused",
+                actions: assign({
+                  refusal: ({ event }) => (event.output.granted ? null : event.output.refusal),
+                }),
+              },
+            ],
+            onError: {
+              target: "refused",
+              actions: {
+                type: "refuse",
+                params: ({ event }) => ({
+                  reason: "gate-unavailable",
+                  message: `could not acquire the device: ${errorOf(event.error).message}`,
+                  leaseMaybeHeld: true,
+                }),
+              },
+            },
+          },
+          deadlineTimer,
+        ],
+        on: {
+          DEADLINE: {
+            guard: "isCurrentDeadline",
+            target: "refused",
+            actions: {
+              type: "refuse",
+              params: {
+                reason: "gate-unavailable",
+                message: "acquiring the device passed its deadline",
+                leaseMaybeHeld: true,
+              },
+            },
+          },
+        },
+      },
+
+      // Write-ahead (reset-rules step 2): nothing destructive before the image is durably stored. Until then a
+      // failure leaves the device as it was, so the request is refused, not failed.
+      savingImage: {
+        entry: [
+          { type: "announce", params: { state: "savingImage" } },
+          { type: "enterPhase", params: { phase: "savingImage" } },
+        ],
+        exit: "leavePhase",
+        invoke: [
+          {
+            id: "saveImage",
+            src: "saveImage",
+            input: ({ context }) => ({ ...op(context), targets: context.plan!.targets }),
+            onDone: {
+              target: "persistingImage",
+              actions: assign({ pendingImage: ({ event }) => event.output.image }),
+            },
+            onError: {
+              target: "refused",
+              actions: {
+                type: "refuse",
+                params: ({ event }) => ({
+                  reason: "save-failed",
+                  message: `image not saved: ${errorOf(event.error).message}`,
+                }),
+              },
+            },
+          },
+          deadlineTimer,
+        ],
+        on: {
+          DEADLINE: {
+            guard: "isCurrentDeadline",
+            target: "refused",
+            actions: {
+              type: "refuse",
+              params: { reason: "save-failed", message: "saving the image passed its deadline" },
+            },
+          },
+        },
+      },
+
+      persistingImage: {
+        entry: [
+          { type: "announce", params: { state: "persistingImage" } },
+          { type: "enterPhase", params: { phase: "persistingImage" } },
+        ],
+        exit: "leavePhase",
+        invoke: [
+          {
+            id: "persistImage",
+            src: "persistImage",
+            input: ({ context }) => ({ ...op(context), image: context.pendingImage }),
+            onDone: {
+              target: "regating",
+              actions: [
+                assign({ image: ({ event }) => event.output, persisted: true, pendingImage: null }),
+                emit(({ context, event }) => ({
+                  ...base(context),
+                  type: "image.persisted" as const,
+                  image: event.output,
+                })),
+              ],
+            },
+            onError: {
+              target: "refused",
+              actions: {
+                type: "refuse",
+                params: ({ event }) => ({
+                  reason: "persist-failed",
+                  message: `image not persisted: ${errorOf(event.error).message}`,
+                }),
+              },
+            },
+          },
+          deadlineTimer,
+        ],
+        on: {
+          DEADLINE: {
+            guard: "isCurrentDeadline",
+            target: "refused",
+            actions: {
+              type: "refuse",
+              params: { reason: "persist-failed", message: "persisting the image passed its deadline" },
+            },
+          },
+        },
+      },
+
+      // Gates again, under the lease, on freshly read facts (holders open the device, siblings appear). It sits
+      // right before the first step that changes the device (quiesce: Bus Master off, cache write-back, which
+      // begins the reset sequence), so a refusal here still leaves the device exactly as it was.
+      regating: {
+        entry: [
+          { type: "announce", params: { state: "regating" } },
+          { type: "enterPhase", params: { phase: "regating" } },
+        ],
+        exit: "leavePhase",
+        invoke: [
+          {
+            id: "recheckGates",
+            src: "recheckGates",
+            input: ({ context }) => ({ ...op(context), plan: context.plan! }),
+            onDone: [
+              {
+                guard: ({ context, event }) =>
+                  context.persisted && regate(context.plan!, event.output, clock.now()) === null,
+                target: "quiescing",
+                actions: assign({ facts: ({ event }) => event.output }),
+              },
+              {
+                target: "refused",
+                actions: assign({
+                  facts: ({ event }) => event.output,
+                  refusal: ({ context, event }) =>
+                    regate(context.plan!, event.output, clock.now()) ??
+                    refusalOf(context, context.request!, "persist-failed", "the image is not persisted"),
+                }),
+              },
+            ],
+            onError: {
+              target: "refused",
+              actions: {
+                type: "refuse",
+                params: ({ event }) => ({
+                  reason: "regate-failed",
+                  message: `gates could not be re-checked: ${errorOf(event.error).message}`,
+                }),
+              },
+            },
+          },
+          deadlineTimer,
+        ],
+        on: {
+          DEADLINE: {
+            guard: "isCurrentDeadline",
+            target: "refused",
+            actions: {
+              type: "refuse",
+              params: { reason: "regate-failed", message: "re-checking the gates passed its deadline" },
+            },
+          },
+        },
+      },
+
+      // From here on the device is being changed: a failure goes to `failed` (restore from the image).
+      quiescing: {
+        entry: [
+          { type: "announce", params: { state: "quiescing" } },
+          { type: "enterPhase", params: { phase: "quiescing" } },
+        ],
+        exit: "leavePhase",
+        invoke: [
+          {
+            id: "quiesceDevice",
+            src: "quiesceDevice",
+            input: ({ context }) => ({
+              ...op(context),
+              targets: context.plan!.targets,
+              scope: context.plan!.scope,
+              cacheFlush: context.plan!.cacheFlush,
+              cacheFlushTimeoutMs: context.plan!.deadlines.cacheFlushMs,
+            }),
+            onDone: "resetting",
+            onError: {
+              target: "failed",
+              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
+            },
+          },
+          deadlineTimer,
+        ],
+        on: { DEADLINE: { guard: "isCurrentDeadline", target: "failed", actions: "recordDeadline" } },
+      },
+
+      resetting: {
+        entry: [
+          { type: "announce", params: { state: "resetting" } },
+          { type: "enterPhase", params: { phase: "resetting" } },
+          assign({ resetStarted: true }),
+          emit(({ context }) => ({
+            ...base(context),
+            type: "reset.started" as const,
+            scope: context.plan!.scope,
+            method: context.plan!.method,
+            targets: context.plan!.targets,
+            memClear: context.plan!.memClear,
+          })),
+        ],
+        exit: "leavePhase",
+        invoke: [
+          {
+            id: "resetDevice",
+            src: "resetDevice",
+            input: ({ context }) => ({
+              ...op(context),
+              method: context.plan!.method,
+              targets: context.plan!.targets,
+              memClear: context.plan!.memClear,
+              bridge: context.plan!.bridge,
+              unmaskSbr: context.plan!.unmaskSbr,
+              waitMs: context.plan!.deadlines.resetWaitMs,
+            }),
+            onDone: {
+              target: "awaitingReady",
+              actions: [
+                assign({ resetCompleted: true }),
+                emit(({ context }) => ({
+                  ...base(context),
+                  type: "reset.completed" as const,
+                  scope: context.plan!.scope,
+                  method: context.plan!.method,
+                })),
+              ],
+            },
+            onError: {
+              target: "failed",
+              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
+            },
+          },
+          deadlineTimer,
+        ],
+        on: { DEADLINE: { guard: "isCurrentDeadline", target: "failed", actions: "recordDeadline" } },
+      },
+
+      awaitingReady: {
+        entry: [
+          { type: "announce", params: { state: "awaitingReady" } },
+          { type: "enterPhase", params: { phase: "awaitingReady" } },
+        ],
+        exit: "leavePhase",
+        invoke: [
+          {
+            id: "awaitReady",
+            src: "awaitReady",
+            input: ({ context }) => ({
+              ...op(context),
+              targets: context.plan!.targets,
+              timeoutMs: context.policy.deviceReadyTimeoutMs,
+            }),
+            onDone: "restoring",
+            onError: {
+              target: "failed",
+              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
+            },
+          },
+          deadlineTimer,
+        ],
+        on: { DEADLINE: { guard: "isCurrentDeadline", target: "failed", actions: "recordDeadline" } },
+      },
+
+      // io: PCI config state only. full (and every repair): PCI config, DVSEC Control and Range Base, HDM
+      // Global Control; the decoders follow in committingDecoders.
+      restoring: {
+        entry: [
+          { type: "announce", params: { state: "restoring" } },
+          { type: "enterPhase", params: { phase: "restoring" } },
+        ],
+        exit: "leavePhase",
+        invoke: [
+          {
+            id: "restoreDevice",
+            src: "restoreDevice",
+            input: ({ context }) => ({
+              ...op(context),
+              targets: context.plan!.targets,
+              scope: context.restoreScope,
+              image: context.image!,
+              round: context.round,
+            }),
+            onDone: [{ guard: "restoringFullScope", target: "committingDecoders" }, { target: "verifying" }],
+            onError: {
+              target: "failed",
+              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
+            },
+          },
+          deadlineTimer,
+        ],
+        on: { DEADLINE: { guard: "isCurrentDeadline", target: "failed", actions: "recordDeadline" } },
+      },
+
+      // Decoders 0..n-1, each committed and polled before the next; then CONFIG_LOCK if it was set, clear
+      // Disable Caching, and the saved Command register last (reset-rules step 5).
+      committingDecoders: {
+        entry: [
+          { type: "announce", params: { state: "committingDecoders" } },
+          { type: "enterPhase", params: { phase: "committingDecoders" } },
+        ],
+        exit: "leavePhase",
+        invoke: [
+          {
+            id: "commitDecoders",
+            src: "commitDecoders",
+            input: ({ context }) => ({
+              ...op(context),
+              targets: context.plan!.targets,
+              image: context.image!,
+              commitTimeoutMs: context.plan!.deadlines.commitPerDecoderMs,
+              retainedDecoders: context.plan!.retainedDecoders,
+              round: context.round,
+            }),
+            onDone: {
+              target: "verifying",
+              actions: enqueueActions(({ context, event, enqueue }) => {
+                for (const decoder of event.output.decoders) {
+                  enqueue.emit({ ...base(context), type: "decoder.committed", decoder });
+                }
+              }),
+            },
+            onError: {
+              target: "failed",
+              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
+            },
+          },
+          deadlineTimer,
+        ],
+        on: { DEADLINE: { guard: "isCurrentDeadline", target: "failed", actions: "recordDeadline" } },
+      },
+
+      // Read back. Only a pass reported by the agent with no mismatch counts (never success without read-back).
+      verifying: {
+        entry: [
+          { type: "announce", params: { state: "verifying" } },
+          { type: "enterPhase", params: { phase: "verifying" } },
+        ],
+        exit: "leavePhase",
+        invoke: [
+          {
+            id: "verifyDevice",
+            src: "verifyDevice",
+            input: ({ context }) => ({
+              ...op(context),
+              targets: context.plan!.targets,
+              scope: context.restoreScope,
+              image: context.image!,
+              round: context.round,
+            }),
+            onDone: [
+              {
+                // A repaired scope violation that reaches the policy's threshold quarantines the device.
+                guard: ({ context, event }) =>
+                  verifyPassed(event.output) &&
+                  context.repairing &&
+                  context.scopeViolations >= context.policy.scopeViolationQuarantineThreshold,
+                target: "releasing",
+                actions: [
+                  emit(({ context, event }) => ({
+                    ...base(context),
+                    type: "verify.passed" as const,
+                    scope: context.restoreScope,
+                    round: context.round,
+                    result: event.output,
+                  })),
+                  assign({
+                    outcome: "quarantined" as const,
+                    quarantineReason: ({ context }) =>
+                      `${context.scopeViolations} scope violation(s): io-scope resets changed CXL state (threshold ${context.policy.scopeViolationQuarantineThreshold})`,
+                  }),
+                  "announceOutcome",
+                ],
+              },
+              {
+                guard: ({ event }) => verifyPassed(event.output),
+                target: "releasing",
+                actions: [
+                  emit(({ context, event }) => ({
+                    ...base(context),
+                    type: "verify.passed" as const,
+                    scope: context.restoreScope,
+                    round: context.round,
+                    result: event.output,
+                  })),
+                  // A reset that errored but whose device was restored and read back: the request failed, the
+                  // device is back to its image.
+                  assign({
+                    outcome: ({ context }) =>
+                      (context.resetCompleted ? "verified" : "failed") as "verified" | "failed",
+                  }),
+                  "announceOutcome",
+                ],
+              },
+              {
+                guard: ({ context, event }) => isScopeViolation(context, event.output),
+                target: "repairing",
+                actions: [
+                  emit(({ context, event }) => ({
+                    ...base(context),
+                    type: "verify.failed" as const,
+                    scope: context.restoreScope,
+                    round: context.round,
+                    mismatches: event.output.mismatches,
+                  })),
+                  assign({ mismatches: ({ event }) => event.output.mismatches }),
+                ],
+              },
+              {
+                target: "failed",
+                actions: [
+                  emit(({ context, event }) => ({
+                    ...base(context),
+                    type: "verify.failed" as const,
+                    scope: context.restoreScope,
+                    round: context.round,
+                    mismatches: event.output.mismatches,
+                  })),
+                  assign({
+                    mismatches: ({ event }) => event.output.mismatches,
+                    lastError: ({ context, event }) => ({
+                      phase: "verifying",
+                      kind: "verify-mismatch",
+                      message:
+                        event.output.mismatches.length === 0
+                          ? `verify (${context.restoreScope}) did not pass`
+                          : `verify (${context.restoreScope}) mismatches: ${event.output.mismatches.map((m) => m.field).join(", ")}`,
+                    }),
+                  }),
+                ],
+              },
+            ],
+            onError: {
+              target: "failed",
+              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
+            },
+          },
+          deadlineTimer,
+        ],
+        on: { DEADLINE: { guard: "isCurrentDeadline", target: "failed", actions: "recordDeadline" } },
+      },
+
+      // io reset changed CXL state: publish it, count it against the device, and repair by the full-scope
+      // restore + verify of the saved image (reset-rules io step 5).
+      repairing: {
+        entry: [
+          { type: "announce", params: { state: "repairing" } },
+          assign({
+            scopeViolations: ({ context }) => context.scopeViolations + 1,
+            restoreScope: "full" as Scope,
+            round: ({ context }) => context.round + 1,
+            repairing: true,
+          }),
+          emit(({ context }) => ({
+            ...base(context),
+            type: "scope.violation" as const,
+            fields: context.mismatches.filter((m) => m.area !== "pci"),
+            count: context.scopeViolations,
+          })),
+        ],
+        always: "restoring",
+      },
+
+      // A step after the image was persisted failed (error, mismatch, or agent silent past its deadline):
+      // retry the restore from the image (policy.restoreRetries), then quarantine.
+      failed: {
+        entry: { type: "announce", params: { state: "failed" } },
+        always: [
+          {
+            guard: "canRetryRestore",
+            target: "restoring",
+            actions: [
+              emit(({ context }) => ({
+                ...base(context),
+                type: "step.failed" as const,
+                phase: context.lastError?.phase ?? "unknown",
+                error: {
+                  kind: context.lastError?.kind ?? "internal",
+                  message: context.lastError?.message ?? "",
+                },
+                willRetry: true,
+              })),
+              assign({
+                retries: ({ context }) => context.retries + 1,
+                round: ({ context }) => context.round + 1,
+                // A full reset (or a repair) wiped CXL state: only a full-scope restore brings it back.
+                restoreScope: ({ context }) =>
+                  context.repairing || context.plan!.scope === "full"
+                    ? ("full" as const)
+                    : context.restoreScope,
+              }),
+            ],
+          },
+          {
+            target: "releasing",
+            actions: [
+              emit(({ context }) => ({
+                ...base(context),
+                type: "step.failed" as const,
+                phase: context.lastError?.phase ?? "unknown",
+                error: {
+                  kind: context.lastError?.kind ?? "internal",
+                  message: context.lastError?.message ?? "",
+                },
+                willRetry: false,
+              })),
+              assign({
+                outcome: "quarantined" as const,
+                quarantineReason: ({ context }) =>
+                  `restore from the image failed ${context.retries + 1} time(s): ${context.lastError?.message ?? "unknown error"}`,
+              }),
+              "announceOutcome",
+            ],
+          },
+        ],
+      },
+
+      refused: {
+        entry: [
+          { type: "announce", params: { state: "refused" } },
+          assign({ outcome: "refused" as const }),
+          "announceOutcome",
+        ],
+        always: [{ guard: "leaseHeld", target: "releasing" }, { target: "ready" }],
+      },
+
+      // Give back the lease and slots; the coordinator records the outcome (budget, breaker, quarantine).
+      // A release that fails is not fatal: the lease expires by its TTL.
+      releasing: {
+        entry: [
+          { type: "announce", params: { state: "releasing" } },
+          { type: "enterPhase", params: { phase: "releasing" } },
+        ],
+        exit: ["leavePhase", assign({ leaseHeld: false })],
+        invoke: [
+          {
+            id: "releaseDevice",
+            src: "releaseDevice",
+            input: ({ context }) => ({ ...op(context), outcome: context.outcome! }),
+            onDone: [{ guard: "outcomeIsQuarantine", target: "quarantined" }, { target: "ready" }],
+            onError: [{ guard: "outcomeIsQuarantine", target: "quarantined" }, { target: "ready" }],
+          },
+          deadlineTimer,
+        ],
+        on: {
+          DEADLINE: [
+            { guard: and(["isCurrentDeadline", "outcomeIsQuarantine"]), target: "quarantined" },
+            { guard: "isCurrentDeadline", target: "ready" },
+          ],
+        },
+      },
+
+      /** No new reset until an operator releases the device; then it is probed afresh. */
+      quarantined: {
+        entry: [{ type: "announce", params: { state: "quarantined" } }, "rest"],
+        on: {
+          RESET_REQUESTED: { actions: { type: "refuseArrival", params: { reason: "quarantined" } } },
+          RELEASE: {
+            target: "probing",
+            actions: [
+              emit(({ context, event }) => ({
+                ...base(context, null),
+                type: "released" as const,
+                operator: event.operator,
+                reason: event.reason,
+              })),
+              assign({ scopeViolations: 0, quarantineReason: null }),
+            ],
+          },
+        },
+      },
+    },
+  });
+}
+
+/** The machine on the system clock; the coordinator adds its actors with machine.provide({ actors }). */
+export const lifecycleMachine = createLifecycleMachine();
+export type LifecycleMachine = ReturnType<typeof createLifecycleMachine>;

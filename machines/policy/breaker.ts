@@ -1,0 +1,77 @@
+// Fleet circuit breaker: opens when the failure ratio of the outcomes in breakerWindowMs reaches
+// breakerFailureRatio with at least breakerMinSamples outcomes. It never closes by itself: only an operator
+// closes it (reset-rules: "closes only by operator action"). Plain JSON state, time passed in.
+import type { Policy } from "./defaults.ts";
+import type { Outcome } from "./types.ts";
+
+export interface BreakerOutcome {
+  atMs: number;
+  failed: boolean;
+}
+
+export interface BreakerState {
+  status: "closed" | "open";
+  /** Outcomes inside the window (older ones are dropped as new ones arrive). */
+  outcomes: BreakerOutcome[];
+  openedAtMs: number | null;
+  /** Why it opened, for the refusal message. */
+  reason: string | null;
+  /** Who closed it last, and when. */
+  closedBy: { operator: string; atMs: number } | null;
+}
+
+type BreakerLimits = Pick<Policy, "breakerWindowMs" | "breakerFailureRatio" | "breakerMinSamples">;
+
+export function closedBreaker(): BreakerState {
+  return { status: "closed", outcomes: [], openedAtMs: null, reason: null, closedBy: null };
+}
+
+/** What a request outcome means to the breaker: refusals and dry runs touched nothing and do not count. */
+export function breakerSample(outcome: Outcome): "success" | "failure" | null {
+  switch (outcome) {
+    case "verified":
+      return "success";
+    case "failed":
+    case "quarantined":
+      return "failure";
+    case "refused":
+    case "planned":
+      return null;
+  }
+}
+
+export function recordOutcome(
+  state: BreakerState,
+  policy: BreakerLimits,
+  nowMs: number,
+  failed: boolean,
+): BreakerState {
+  const outcomes = [
+    ...state.outcomes.filter((o) => o.atMs > nowMs - policy.breakerWindowMs),
+    { atMs: nowMs, failed },
+  ];
+  if (state.status === "open") return { ...state, outcomes };
+  const failures = outcomes.filter((o) => o.failed).length;
+  const ratio = failures / outcomes.length;
+  if (outcomes.length >= policy.breakerMinSamples && ratio >= policy.breakerFailureRatio) {
+    const reason = `${failures} of ${outcomes.length} resets failed in the last ${policy.breakerWindowMs} ms (threshold ${policy.breakerFailureRatio})`;
+    return { ...state, status: "open", outcomes, openedAtMs: nowMs, reason };
+  }
+  return { ...state, outcomes };
+}
+
+export function isBreakerOpen(state: BreakerState): boolean {
+  return state.status === "open";
+}
+
+/** The only way back to closed. The window starts afresh, so old failures cannot reopen it at once. */
+export function closeBreaker(state: BreakerState, operator: string, nowMs: number): BreakerState {
+  return {
+    ...state,
+    status: "closed",
+    outcomes: [],
+    openedAtMs: null,
+    reason: null,
+    closedBy: { operator, atMs: nowMs },
+  };
+}
