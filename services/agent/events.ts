@@ -1,0 +1,287 @@
+// The agent's event outbox: every event goes to JetStream with msgID = event id (durable, deduplicated on
+// retry), in emission order, without blocking the caller. Publishes that time out (server down, reconnect
+// in progress) are retried with the same msgID until they land; when no stream captures the subject (no
+// JetStream, or no CXLRC_EVENTS: asked of JetStream, re-checked every streamCheckMs and after a failed
+// publish) the event is sent with a core publish instead and counted as such.
+//
+// nats.js drops whatever is published while disconnected, so the outbox watches the connection status:
+// it pauses while the connection is down and re-sends the head event as soon as it is back (same msgID,
+// so an attempt that did land before the outage is stored once).
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
+import { type EventEnvelope, encodeJson } from "../../shared/bus/codec.ts";
+import type { Logger } from "../../shared/log.ts";
+
+export interface EventPublisherOptions {
+  /** PubAck timeout per attempt. Default 2000 ms. */
+  publishTimeoutMs?: number;
+  /** Outbox bound; beyond it the oldest unsent events are dropped (counted, logged). Default 10,000. */
+  maxQueue?: number;
+  /** "jetstream" (default: JetStream when a stream captures events, else core publish) or "core" only. */
+  mode?: "jetstream" | "core";
+  /** How long the answer to "does a stream capture events?" is trusted. Default 10 s. */
+  streamCheckMs?: number;
+  /** Publishes awaiting their PubAck at once. Default 64. */
+  maxInFlight?: number;
+}
+
+export interface EventPublisherStats {
+  /** Acknowledged by a stream. */
+  stored: number;
+  /** Sent with a core publish (no stream answered). */
+  core: number;
+  /** Stored copies the stream reported as duplicates (a retry whose first attempt had landed). */
+  duplicates: number;
+  retries: number;
+  dropped: number;
+  pending: number;
+}
+
+interface Pending {
+  seq: number;
+  subject: string;
+  id: string;
+  data: Uint8Array;
+}
+
+export class EventPublisher {
+  private readonly js: JetStreamClient;
+  private readonly queue: Pending[] = [];
+  private nextSeq = 1;
+  /** Every seq below this is settled (sent or dropped). */
+  private settledBelow = 1;
+  private pumping = false;
+  /** Events of the outbox head currently being published. */
+  private inFlight = 0;
+  private readonly maxInFlight: number;
+  private closed = false;
+  private stream: { checkedAt: number; present: boolean } | undefined;
+  private checking: Promise<boolean> | undefined;
+  private jsm: Promise<JetStreamManager> | undefined;
+  private waiters: Array<{ seq: number; resolve: (ok: boolean) => void }> = [];
+  private readonly counters = { stored: 0, core: 0, duplicates: 0, retries: 0, dropped: 0 };
+  private readonly publishTimeoutMs: number;
+  private readonly maxQueue: number;
+  private readonly mode: "jetstream" | "core";
+  private readonly streamCheckMs: number;
+  private connected = true;
+  /** Resolved (and replaced) on every connect/disconnect. */
+  private change = signal();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly log: Logger,
+    opts: EventPublisherOptions = {},
+  ) {
+    this.publishTimeoutMs = opts.publishTimeoutMs ?? 2000;
+    this.maxQueue = opts.maxQueue ?? 10_000;
+    this.mode = opts.mode ?? "jetstream";
+    this.streamCheckMs = opts.streamCheckMs ?? 10_000;
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 64);
+    this.js = jetstream(nc, { timeout: this.publishTimeoutMs });
+    void (async () => {
+      for await (const st of nc.status()) {
+        if (st.type === "disconnect" || st.type === "reconnect" || st.type === "close") {
+          this.connected = st.type === "reconnect";
+          const old = this.change;
+          this.change = signal();
+          old.fire();
+        }
+      }
+    })().catch(() => undefined);
+  }
+
+  /** Queue one event; returns its sequence number (for waitFor). Never throws, never blocks. */
+  publish(subject: string, event: EventEnvelope): number {
+    const seq = this.nextSeq++;
+    if (this.closed) {
+      this.counters.dropped++;
+      this.settle();
+      return seq;
+    }
+    this.queue.push({ seq, subject, id: event.id, data: encodeJson(event) });
+    if (this.queue.length > this.maxQueue) {
+      // Never drop what is being sent right now; drop the oldest behind it.
+      const lost = this.queue.splice(Math.max(1, this.inFlight), this.queue.length - this.maxQueue);
+      this.counters.dropped += lost.length;
+      this.log.warn(
+        { dropped: lost.length, maxQueue: this.maxQueue },
+        "event outbox full: oldest events dropped",
+      );
+    }
+    void this.pump();
+    return seq;
+  }
+
+  /** Resolves true once every event up to seq is sent, false after maxWaitMs. */
+  waitFor(seq: number, maxWaitMs: number): Promise<boolean> {
+    if (this.settledBelow > seq) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w = { seq, resolve };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        resolve(false);
+      }, maxWaitMs);
+      w.resolve = (ok) => {
+        clearTimeout(timer);
+        resolve(ok);
+      };
+      this.waiters.push(w);
+    });
+  }
+
+  /** Wait (bounded) for the outbox to empty, then refuse new events. */
+  async close(maxWaitMs: number): Promise<void> {
+    await this.waitFor(this.nextSeq - 1, maxWaitMs);
+    this.closed = true;
+    const left = this.queue.length;
+    if (left > 0) {
+      this.counters.dropped += left;
+      this.log.warn({ left }, "agent stopped with unsent events");
+      this.queue.length = 0;
+      this.settle();
+    }
+  }
+
+  stats(): EventPublisherStats {
+    return { ...this.counters, pending: this.queue.length };
+  }
+
+  private settle(): void {
+    this.settledBelow = this.queue[0]?.seq ?? this.nextSeq;
+    if (this.waiters.length === 0) return;
+    const ready = this.waiters.filter((w) => this.settledBelow > w.seq);
+    if (ready.length === 0) return;
+    this.waiters = this.waiters.filter((w) => this.settledBelow <= w.seq);
+    for (const w of ready) w.resolve(true);
+  }
+
+  /**
+   * Sends the head of the outbox in batches of up to maxInFlight publishes, issued in order on one
+   * connection (so the stream stores them in order). Failed ones stay at the head and go again in the next
+   * batch; only then can a retried event land after a later one.
+   */
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    let failures = 0;
+    try {
+      while (this.queue.length > 0 && !this.closed) {
+        const batch = this.queue.slice(0, this.maxInFlight);
+        this.inFlight = batch.length;
+        const results = await Promise.allSettled(batch.map((ev) => this.sendOne(ev)));
+        this.inFlight = 0;
+        const sent = new Set(batch.filter((_, i) => results[i]!.status === "fulfilled"));
+        if (sent.size > 0) {
+          const keep = this.queue.filter((ev) => !sent.has(ev));
+          this.queue.length = 0;
+          this.queue.push(...keep);
+          this.settle();
+        }
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+        if (!failed) {
+          failures = 0;
+          continue;
+        }
+        const e: unknown = failed.reason;
+        if (this.nc.isClosed() || e instanceof natsErrors.ClosedConnectionError) {
+          this.log.error({ pending: this.queue.length }, "NATS connection closed: pending events lost");
+          this.counters.dropped += this.queue.length;
+          this.queue.length = 0;
+          this.settle();
+          break;
+        }
+        failures++;
+        this.counters.retries += batch.length - sent.size;
+        if (failures === 1 || failures % 10 === 0) {
+          this.log.warn(
+            { err: (e as Error)?.message, eventId: this.queue[0]?.id, failures },
+            "event publish failed; retrying",
+          );
+        }
+        if (this.connected) {
+          await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** Math.min(failures, 6))));
+        }
+      }
+    } finally {
+      this.pumping = false;
+      this.inFlight = 0;
+    }
+    if (this.queue.length > 0 && !this.closed) void this.pump();
+  }
+
+  /**
+   * Whether a stream captures event subjects, asked of JetStream (STREAM.NAMES) and remembered for
+   * streamCheckMs. A publish cannot tell: with no stream but a core subscriber on the subject (someone
+   * following events) the publish simply times out, as it would if the server were slow.
+   */
+  private streamPresent(subject: string): Promise<boolean> {
+    const known = this.stream;
+    if (known && Date.now() - known.checkedAt < this.streamCheckMs) return Promise.resolve(known.present);
+    this.checking ??= (async () => {
+      let present: boolean;
+      try {
+        this.jsm ??= jetstreamManager(this.nc, { checkAPI: false, timeout: this.publishTimeoutMs });
+        await (await this.jsm).streams.find(subject);
+        present = true;
+      } catch (e) {
+        const timedOut = e instanceof natsErrors.TimeoutError || /timeout/i.test((e as Error)?.message ?? "");
+        // A timeout says nothing (slow server, leader election): keep what we knew, else try JetStream.
+        present = timedOut ? (known?.present ?? true) : false;
+        if (timedOut) {
+          this.checking = undefined;
+          return present;
+        }
+      }
+      if (known?.present !== present) {
+        if (present) this.log.info({ subject }, "a JetStream stream captures events: publishing with acks");
+        else this.log.warn({ subject }, "no JetStream stream captures events: they go out as core NATS");
+      }
+      this.stream = { checkedAt: Date.now(), present };
+      this.checking = undefined;
+      return present;
+    })();
+    return this.checking;
+  }
+
+  private async sendOne(ev: Pending): Promise<void> {
+    while (!this.connected) {
+      if (this.nc.isClosed()) throw new natsErrors.ClosedConnectionError();
+      await this.change.promise;
+    }
+    if (this.mode === "core" || !(await this.streamPresent(ev.subject))) {
+      this.nc.publish(ev.subject, ev.data);
+      this.counters.core++;
+      return;
+    }
+    try {
+      const pub = this.js.publish(ev.subject, ev.data, { msgID: ev.id, timeout: this.publishTimeoutMs });
+      pub.catch(() => undefined);
+      const interrupted = this.change.promise.then(() => {
+        throw new Error("NATS connection state changed while publishing; retrying");
+      });
+      interrupted.catch(() => undefined);
+      const ack = await Promise.race([pub, interrupted]);
+      if (ack.duplicate) this.counters.duplicates++;
+      this.counters.stored++;
+    } catch (e) {
+      // Ask again before the retry: the stream may have been deleted (then the retry goes out as core).
+      this.stream = undefined;
+      // No responder at all on the subject: no JetStream, or no stream and no subscriber. Core instead.
+      if ((e as Error)?.name === "JetStreamNotEnabled" || /jetstream is not enabled/i.test(String(e))) {
+        this.nc.publish(ev.subject, ev.data);
+        this.counters.core++;
+        return;
+      }
+      throw e;
+    }
+  }
+}
+
+function signal(): { promise: Promise<void>; fire: () => void } {
+  let fire!: () => void;
+  const promise = new Promise<void>((r) => {
+    fire = r;
+  });
+  return { promise, fire };
+}

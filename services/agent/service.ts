@@ -1,0 +1,568 @@
+// The host agent on NATS: a micro-service "cxlrc-agent" (discovery, ping, stats come with it) with one
+// endpoint per operation on cxlrc.agent.<host>.<op>.
+//
+// Every request is size-checked, JSON-decoded and schema-checked (AGENT_PARAMS[op]); bad input gets an
+// error reply and the agent keeps serving. Commands are idempotent by opId: a repeated opId gets the first
+// result (or waits for the one in flight) and nothing runs twice. One operation per device at a time;
+// later ones for the same device wait in a bounded FIFO, or are refused with "in-progress" when it is full.
+// Every step is an event on cxlrc.evt.<host>.<bdf>.<kind> (JetStream, msgID = event id), and a heartbeat
+// goes out on cxlrc.evt.<host>.agent.heartbeat.
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { z } from "zod";
+import { AGENT_PARAMS, type AgentReply, OpId } from "../../shared/bus/agent-messages.ts";
+import {
+  decodeJson,
+  type EventEnvelope,
+  errorToBody,
+  formatZodIssues,
+  makeEvent,
+} from "../../shared/bus/codec.ts";
+import { AGENT_OPS, type AgentOp, checkHost, subjects } from "../../shared/bus/subjects.ts";
+import { CxlrcError } from "../../shared/errors.ts";
+import type { HardwareBackend } from "../../shared/hw/backend.ts";
+import { type Logger, silentLogger } from "../../shared/log.ts";
+import { EventPublisher, type EventPublisherOptions, type EventPublisherStats } from "./events.ts";
+import type { OpContext } from "./ops/context.ts";
+import { operations as defaultOperations } from "./ops/index.ts";
+import { type AgentTimeouts, agentTimeouts } from "./ops/timeouts.ts";
+
+export type { AgentTimeouts, OpContext };
+
+export const AGENT_SERVICE_NAME = "cxlrc-agent";
+
+/** The package version (also the micro-service version: must be semver). */
+export const AGENT_VERSION: string = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+      version?: string;
+    };
+    return pkg.version ?? "0.0.0";
+  } catch {
+    return "0.0.0";
+  }
+})();
+
+type Params<Op extends AgentOp> = Omit<z.output<(typeof AGENT_PARAMS)[Op]>, "opId">;
+
+/** The agent's operations (services/agent/ops). Methods, so implementations may narrow parameter types. */
+export interface Operations {
+  inventory(ctx: OpContext): unknown;
+  bind(ctx: OpContext, p: Params<"bind">): unknown;
+  probe(ctx: OpContext, p: Params<"probe">): unknown;
+  save(ctx: OpContext, p: Params<"save">): unknown;
+  quiesce(ctx: OpContext, p: Params<"quiesce">): unknown;
+  reset(ctx: OpContext, p: Params<"reset">): unknown;
+  restore(ctx: OpContext, p: Params<"restore">): unknown;
+  verify(ctx: OpContext, p: Params<"verify">): unknown;
+}
+
+export interface StartAgentOptions {
+  nc: NatsConnection;
+  host: string;
+  backend: HardwareBackend;
+  /** Default: services/agent/ops. */
+  operations?: Operations;
+  log?: Logger;
+  timeouts?: Partial<AgentTimeouts>;
+  /** Default 5000 ms. */
+  heartbeatMs?: number;
+  /** Remembered opIds (results kept for repeats). Default 10,000. */
+  dedupCapacity?: number;
+  /** Largest accepted request. Default 256 KiB. */
+  maxPayloadBytes?: number;
+  /** Operations waiting per device beyond the running one; more are refused "in-progress". Default 16. */
+  maxQueuePerDevice?: number;
+  /** How long a reply waits for its op's events to be stored. Default 2000 ms. */
+  eventWaitMs?: number;
+  /** stop(): how long to wait for running operations. Default 10 s. */
+  stopTimeoutMs?: number;
+  events?: EventPublisherOptions;
+}
+
+export interface AgentStats {
+  host: string;
+  version: string;
+  uptimeMs: number;
+  /** Operations running now. */
+  inFlight: number;
+  /** Operations waiting for their device. */
+  queued: number;
+  /** Requests received (all endpoints). */
+  received: number;
+  completed: number;
+  failed: number;
+  /** Repeated opIds answered from the cache. */
+  deduplicated: number;
+  badInput: number;
+  /** Refused because the device's queue was full. */
+  refused: number;
+  /** opIds remembered. */
+  remembered: number;
+  events: EventPublisherStats;
+  heartbeats: number;
+}
+
+export interface AgentHandle {
+  readonly host: string;
+  readonly service: Service;
+  stats(): AgentStats;
+  /** Stop serving (drain the endpoints), finish running ops (bounded), stop the heartbeat, flush events. */
+  stop(): Promise<void>;
+}
+
+interface CacheEntry {
+  op: AgentOp;
+  fingerprint: string;
+  reply: Promise<AgentReply>;
+  done: boolean;
+}
+
+/** Bounded LRU of opId → reply; in-flight entries are never evicted. */
+class OpCache {
+  private readonly map = new Map<string, CacheEntry>();
+  constructor(private readonly capacity: number) {}
+  get(opId: string): CacheEntry | undefined {
+    const e = this.map.get(opId);
+    if (e) {
+      this.map.delete(opId);
+      this.map.set(opId, e);
+    }
+    return e;
+  }
+  set(opId: string, e: CacheEntry): void {
+    this.map.set(opId, e);
+    this.evict();
+  }
+  evict(): void {
+    if (this.map.size <= this.capacity) return;
+    for (const [k, v] of this.map) {
+      if (this.map.size <= this.capacity) break;
+      if (v.done) this.map.delete(k);
+    }
+  }
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+/** One operation per device; FIFO queue behind it, bounded. */
+class DeviceLanes {
+  private readonly lanes = new Map<string, { queue: Array<() => void> }>();
+  constructor(private readonly maxQueue: number) {}
+  /** A promise of the release function, or undefined when the device's queue is full. */
+  enter(bdf: string): Promise<() => void> | undefined {
+    const lane = this.lanes.get(bdf);
+    const release = () => this.release(bdf);
+    if (!lane) {
+      this.lanes.set(bdf, { queue: [] });
+      return Promise.resolve(once(release));
+    }
+    if (lane.queue.length >= this.maxQueue) return undefined;
+    return new Promise((resolve) => lane.queue.push(() => resolve(once(release))));
+  }
+  private release(bdf: string): void {
+    const lane = this.lanes.get(bdf);
+    if (!lane) return;
+    const next = lane.queue.shift();
+    if (next) next();
+    else this.lanes.delete(bdf);
+  }
+  get queued(): number {
+    let n = 0;
+    for (const l of this.lanes.values()) n += l.queue.length;
+    return n;
+  }
+}
+
+function once(f: () => void): () => void {
+  let called = false;
+  return () => {
+    if (!called) {
+      called = true;
+      f();
+    }
+  };
+}
+
+/** Stable JSON (sorted keys) for the opId fingerprint. */
+function canonical(v: unknown): string {
+  if (v === null || typeof v !== "object") return JSON.stringify(v) ?? "null";
+  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .sort()
+    .filter((k) => o[k] !== undefined)
+    .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+    .join(",")}}`;
+}
+
+/** Ops that take the device lane. inventory has no device; fault must reach a device mid-reset (chaos). */
+const LANE_OPS: ReadonlySet<AgentOp> = new Set([
+  "bind",
+  "probe",
+  "save",
+  "quiesce",
+  "reset",
+  "restore",
+  "verify",
+]);
+
+/** Results up to this size are copied into op.completed events. */
+const EVENT_RESULT_MAX = 8 * 1024;
+
+export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> {
+  const host = checkHost(opts.host);
+  const { nc, backend } = opts;
+  const operations: Operations = opts.operations ?? defaultOperations;
+  const log = (opts.log ?? silentLogger).child({ host });
+  const timeouts = agentTimeouts(opts.timeouts);
+  const heartbeatMs = opts.heartbeatMs ?? 5000;
+  const maxPayloadBytes = opts.maxPayloadBytes ?? 256 * 1024;
+  const eventWaitMs = opts.eventWaitMs ?? 2000;
+  const cache = new OpCache(opts.dedupCapacity ?? 10_000);
+  const lanes = new DeviceLanes(opts.maxQueuePerDevice ?? 16);
+  const publisher = new EventPublisher(nc, log, opts.events);
+  const started = performance.now();
+  const running = new Set<Promise<unknown>>();
+  const counters = {
+    received: 0,
+    completed: 0,
+    failed: 0,
+    deduplicated: 0,
+    badInput: 0,
+    refused: 0,
+    heartbeats: 0,
+  };
+  let inFlight = 0;
+  let devices = 0;
+  let stopped = false;
+
+  const emitEvent = (
+    bdf: string | null,
+    kind: string,
+    data: Record<string, unknown> = {},
+    opId?: string,
+  ): number => {
+    let env: EventEnvelope;
+    let subject: string;
+    try {
+      env = makeEvent({ host, bdf, kind, data, source: "agent", ...(opId ? { opId } : {}) });
+      subject = bdf === null ? subjects.hostEvent(host, kind) : subjects.event(host, bdf, kind);
+    } catch (e) {
+      log.error({ err: (e as Error).message, kind, bdf }, "event not publishable");
+      return 0;
+    }
+    return publisher.publish(subject, env);
+  };
+
+  const refreshDevices = async () => {
+    try {
+      devices = (await backend.listFunctions()).filter((f) => f.headerType === 0).length;
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, "listing functions failed");
+    }
+  };
+  await refreshDevices();
+
+  const faultApi = (
+    backend as unknown as {
+      faults?: {
+        set(bdf: string, f: unknown): void;
+        clear(bdf: string, name?: string): void;
+        list(bdf: string): unknown[];
+      };
+    }
+  ).faults;
+
+  async function dispatch(op: AgentOp, ctx: OpContext, p: Record<string, unknown>): Promise<unknown> {
+    switch (op) {
+      case "inventory":
+        return operations.inventory(ctx);
+      case "bind":
+        return operations.bind(ctx, p as Params<"bind">);
+      case "probe":
+        return operations.probe(ctx, p as Params<"probe">);
+      case "save":
+        return operations.save(ctx, p as Params<"save">);
+      case "quiesce":
+        return operations.quiesce(ctx, p as Params<"quiesce">);
+      case "reset":
+        return operations.reset(ctx, p as Params<"reset">);
+      case "restore":
+        return operations.restore(ctx, p as Params<"restore">);
+      case "verify":
+        return operations.verify(ctx, p as Params<"verify">);
+      case "fault": {
+        const f = p as Params<"fault">;
+        if (!faultApi) throw new CxlrcError("unsupported", `backend ${backend.kind} has no fault injection`);
+        if (f.action === "set") {
+          if (!f.fault)
+            throw new CxlrcError("bad-input", 'fault: field "fault" is required for action "set"');
+          faultApi.set(f.bdf, f.fault);
+        } else if (f.action === "clear") {
+          const name = f.fault?.name;
+          faultApi.clear(f.bdf, typeof name === "string" ? name : undefined);
+        }
+        return { bdf: f.bdf, faults: faultApi.list(f.bdf) };
+      }
+    }
+  }
+
+  /** Run one admitted operation: wait for the device, run, publish events, build the reply. */
+  async function run(
+    op: AgentOp,
+    opId: string,
+    params: Record<string, unknown>,
+    lane: Promise<() => void> | undefined,
+  ): Promise<AgentReply> {
+    const bdf = typeof params.bdf === "string" ? params.bdf : null;
+    const opLog = log.child({ op, opId, ...(bdf ? { bdf } : {}) });
+    const release = lane ? await lane : undefined;
+    inFlight++;
+    const t0 = performance.now();
+    let lastSeq = 0;
+    const ctx: OpContext = {
+      backend,
+      host,
+      log: opLog,
+      timeouts,
+      agentVersion: AGENT_VERSION,
+      emit: (b, kind, data) => {
+        lastSeq = emitEvent(b, kind, data ?? {}, opId) || lastSeq;
+      },
+    };
+    const { image: _image, ...summary } = params;
+    lastSeq = emitEvent(bdf, "op.started", { op, params: summary }, opId);
+    opLog.debug("operation started");
+    let reply: AgentReply;
+    try {
+      const raw = await dispatch(op, ctx, params);
+      // Round-trip through JSON now: a result that cannot be sent fails here, not in respond().
+      const json = JSON.stringify(raw ?? null);
+      const result: unknown = JSON.parse(json);
+      const durationMs = performance.now() - t0;
+      counters.completed++;
+      lastSeq = emitEvent(
+        bdf,
+        "op.completed",
+        { op, durationMs, ...(json.length <= EVENT_RESULT_MAX ? { result } : { resultBytes: json.length }) },
+        opId,
+      );
+      opLog.info({ durationMs: Math.round(durationMs * 1000) / 1000 }, "operation completed");
+      reply = { ok: true, opId, result };
+    } catch (e) {
+      const durationMs = performance.now() - t0;
+      const error = errorToBody(e);
+      counters.failed++;
+      lastSeq = emitEvent(bdf, "op.failed", { op, durationMs, error }, opId);
+      opLog.warn({ kind: error.kind, err: error.message, durationMs }, "operation failed");
+      reply = { ok: false, opId, error };
+    } finally {
+      inFlight--;
+      release?.();
+    }
+    if (op === "inventory" || op === "bind") void refreshDevices();
+    // The reply follows the op's events into the stream, unless the stream is slow (bounded wait).
+    if (!(await publisher.waitFor(lastSeq, eventWaitMs))) {
+      opLog.warn({ eventWaitMs }, "events not yet stored; replying anyway");
+    }
+    return reply;
+  }
+
+  function respond(msg: ServiceMsg, reply: AgentReply): void {
+    if (!msg.reply) return;
+    try {
+      msg.respond(JSON.stringify(reply));
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, "reply not sent");
+    }
+  }
+
+  function badInput(
+    msg: ServiceMsg,
+    opId: string | null,
+    message: string,
+    details: Record<string, unknown> = {},
+  ) {
+    counters.badInput++;
+    log.warn({ subject: msg.subject, opId, err: message }, "bad request");
+    respond(msg, { ok: false, opId, error: { kind: "bad-input", message, details } });
+  }
+
+  function handle(op: AgentOp, msg: ServiceMsg): void {
+    counters.received++;
+    if (msg.data.length > maxPayloadBytes) {
+      badInput(
+        msg,
+        null,
+        `${op}: message of ${msg.data.length} bytes exceeds the agent's limit of ${maxPayloadBytes} bytes`,
+        { bytes: msg.data.length, limit: maxPayloadBytes },
+      );
+      return;
+    }
+    let raw: unknown;
+    try {
+      raw = decodeJson(msg);
+    } catch (e) {
+      badInput(msg, null, `${op}: ${(e as Error).message}`);
+      return;
+    }
+    const rawOpId = (raw as { opId?: unknown } | null)?.opId;
+    const guessedOpId = OpId.safeParse(rawOpId).success ? (rawOpId as string) : null;
+    const parsed = AGENT_PARAMS[op].safeParse(raw);
+    if (!parsed.success) {
+      const fields = parsed.error.issues.map((i) => i.path.map(String).join(".")).filter(Boolean);
+      badInput(msg, guessedOpId, `${op}: ${formatZodIssues(parsed.error)}`, { fields });
+      return;
+    }
+    const { opId, ...params } = parsed.data as { opId: string } & Record<string, unknown>;
+    const fingerprint = createHash("sha256").update(canonical(params)).digest("base64url");
+    const seen = cache.get(opId);
+    if (seen) {
+      if (seen.op !== op || seen.fingerprint !== fingerprint) {
+        badInput(
+          msg,
+          opId,
+          `${op}: opId ${JSON.stringify(opId)} was already used for ${seen.op} with different parameters`,
+          { field: "opId", firstOp: seen.op },
+        );
+        return;
+      }
+      counters.deduplicated++;
+      log.debug({ op, opId }, "repeated opId: answering with the first result");
+      void seen.reply.then((r) => respond(msg, r));
+      return;
+    }
+    if (stopped) {
+      respond(msg, {
+        ok: false,
+        opId,
+        error: { kind: "unsupported", message: `agent ${host} is stopping`, details: {} },
+      });
+      return;
+    }
+    let lane: Promise<() => void> | undefined;
+    const bdf = typeof params.bdf === "string" ? params.bdf : undefined;
+    if (bdf && LANE_OPS.has(op)) {
+      lane = lanes.enter(bdf);
+      if (!lane) {
+        counters.refused++;
+        respond(msg, {
+          ok: false,
+          opId,
+          error: {
+            kind: "in-progress",
+            message: `${op}: device ${bdf} is busy and its queue is full`,
+            details: { bdf },
+          },
+        });
+        return;
+      }
+    }
+    const entry: CacheEntry = { op, fingerprint, reply: run(op, opId, params, lane), done: false };
+    cache.set(opId, entry);
+    running.add(entry.reply);
+    void entry.reply.then((r) => {
+      entry.done = true;
+      running.delete(entry.reply);
+      cache.evict();
+      respond(msg, r);
+    });
+  }
+
+  const service = await new Svcm(nc).add({
+    name: AGENT_SERVICE_NAME,
+    version: AGENT_VERSION,
+    description: `cxlrc host agent for ${host}`,
+    metadata: { host, backend: backend.kind },
+  });
+  for (const op of AGENT_OPS) {
+    if (op === "fault" && !backend.capabilities.faults) continue;
+    service.addEndpoint(op, {
+      subject: subjects.agent(host, op),
+      metadata: { op },
+      handler: (err, msg) => {
+        if (err) {
+          log.error({ err: err.message, op }, "endpoint error");
+          return;
+        }
+        handle(op, msg);
+      },
+    });
+  }
+  // Subscriptions are live once the server has processed them.
+  await nc.flush();
+
+  const heartbeat = () => {
+    counters.heartbeats++;
+    const env = makeEvent({
+      host,
+      bdf: null,
+      kind: "heartbeat",
+      source: "agent",
+      data: {
+        host,
+        version: AGENT_VERSION,
+        devices,
+        inFlight,
+        uptimeMs: Math.round(performance.now() - started),
+      },
+    });
+    try {
+      // Core publish: a heartbeat is worth nothing late, so no acks and no retries (the stream still keeps it).
+      nc.publish(subjects.hostEvent(host, "heartbeat"), JSON.stringify(env));
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, "heartbeat not sent");
+    }
+    if (counters.heartbeats % 12 === 0) void refreshDevices();
+  };
+  const timer = setInterval(heartbeat, heartbeatMs);
+  timer.unref();
+  emitEvent(null, "agent.started", { version: AGENT_VERSION, backend: backend.kind, devices });
+  heartbeat();
+  log.info(
+    { version: AGENT_VERSION, backend: backend.kind, devices, service: service.info().id },
+    "agent serving",
+  );
+
+  return {
+    host,
+    service,
+    stats: () => ({
+      host,
+      version: AGENT_VERSION,
+      uptimeMs: performance.now() - started,
+      inFlight,
+      queued: lanes.queued,
+      ...counters,
+      remembered: cache.size,
+      events: publisher.stats(),
+    }),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      await service.stop();
+      if (running.size > 0) {
+        const stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
+        let t: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.allSettled([...running]),
+          new Promise((r) => {
+            t = setTimeout(r, stopTimeoutMs);
+          }),
+        ]);
+        clearTimeout(t);
+        if (running.size > 0) log.warn({ running: running.size }, "stopping with operations still running");
+      }
+      if (!nc.isClosed()) {
+        emitEvent(null, "agent.stopped", { uptimeMs: Math.round(performance.now() - started) });
+        await publisher.close(2000);
+      }
+      log.info("agent stopped");
+    },
+  };
+}
