@@ -9,9 +9,49 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
+  demo: {
+    summary: "start here: a whole cxlrc on this machine (bus, coordinator, simulated hosts), a mix of resets",
+    load: () => import("./commands/demo.ts"),
+  },
+  reset: {
+    summary: "reset a device (io: FLR; full: CXL Reset, SBR, VFIO) and optionally follow it to the end",
+    load: () => import("./commands/reset.ts"),
+  },
+  plan: {
+    summary: "dry run of a reset: scope, method, functions, gates, deadlines; touches nothing",
+    load: () => import("./commands/plan.ts"),
+  },
+  status: {
+    summary: "the fleet: devices per state, leases, the circuit breaker",
+    load: () => import("./commands/status.ts"),
+  },
+  devices: {
+    summary: "every device the coordinator knows: state, lease, scope violations, quarantine",
+    load: () => import("./commands/devices.ts"),
+  },
+  image: {
+    summary: "image show HOST BDF: the last saved image of a function, decoded",
+    load: () => import("./commands/image.ts"),
+  },
+  release: {
+    summary: "take a device out of quarantine",
+    load: () => import("./commands/release.ts"),
+  },
+  watch: {
+    summary: "follow the event stream live (or from --since), one line per event",
+    load: () => import("./commands/watch.ts"),
+  },
+  serve: {
+    summary: "run the coordinator or an agent (config file, CXLRC_* env, flags)",
+    load: () => import("./commands/serve.ts"),
+  },
   decode: {
     summary: "decode a config space dump (binary or lspci -x hex)",
     load: () => import("./commands/decode.ts"),
+  },
+  chaos: {
+    summary: "run a chaos scenario (kill, pause, break anything mid-reset) and check that nothing was lost",
+    load: () => import("./commands/chaos.ts"),
   },
 };
 

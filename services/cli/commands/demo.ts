@@ -1,0 +1,89 @@
+// `cxlrc demo`: the first thing to run. Starts its own bus, coordinator and simulated hosts, shows a set of
+// resets with live progress, prints a summary and stops everything it started.
+import { existsSync } from "node:fs";
+import { parseDuration, parseFlags, takePositionals } from "../args.ts";
+import { EXIT, UsageError } from "../exit.ts";
+import { coloursFor } from "../format/colour.ts";
+
+export const usage = `Usage: cxlrc demo [--json] [--keep-running] [--backend sim|qemu] [--pace DURATION]
+
+A whole cxlrc on this machine in about ten seconds: its own nats-server (JetStream in a temp dir, random
+port), a coordinator, and one agent per simulated host of the bundled fleet (shared/sim/fleets/default.json).
+Then it sends a mix of reset requests and shows each device's progress:
+  - io reset by FLR, full resets by CXL Reset (one on a 3-function device) and by secondary bus reset
+  - an SBR refused because a sibling below the same bridge is busy
+  - an FLR that wrongly clears HDM decoders (injected fault): the scope violation is detected and repaired
+  - a decoder that will not commit (injected fault): retried once, then the device is quarantined
+It ends with a summary (scope, method, outcome, time per phase) and where to look next.
+
+Needs nats-server (Debian/Ubuntu: apt-get install nats-server; run as root there, the demo installs it).
+Ctrl-C stops everything the demo started.
+
+Options:
+  --json              print only the summary, as JSON
+  --keep-running      keep the bus, coordinator and agents up after the summary and print the bus URL, so
+                      \`cxlrc watch --server URL\` and \`cxlrc status --server URL\` work; Ctrl-C stops
+  --backend sim       simulated devices (default)
+  --backend qemu      QEMU's CXL model instead (needs qemu-system-x86_64 7.2+): a CXL switch with two
+                      Type-3 memory devices; shows io refused (no FLR on the model), SBR, escalation
+  --pace DURATION     pause between two resets on one host (default 2s on a terminal, 200ms otherwise)
+  --no-install        never install nats-server, only say how
+  --log-level LEVEL   show the embedded services' logs on stderr (info, debug...; default silent)
+  -h, --help          this text
+
+Exit codes: 0 every scenario ended as expected, 1 one did not (or interrupted), 2 bad input,
+3 nats-server missing or the bus could not start.`;
+
+/** The QEMU backend (services/agent/backends/qemu, createQemuBackend) is part of this build. */
+async function qemuBackendAvailable(): Promise<boolean> {
+  const file = new URL("../../agent/backends/qemu/qemu-backend.ts", import.meta.url);
+  if (!existsSync(file)) return false;
+  try {
+    const mod = (await import(file.href)) as { createQemuBackend?: unknown };
+    return typeof mod.createQemuBackend === "function";
+  } catch {
+    return false;
+  }
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags("demo", argv, {
+    json: { type: "boolean" },
+    "keep-running": { type: "boolean" },
+    backend: { type: "string" },
+    pace: { type: "string" },
+    "no-install": { type: "boolean" },
+    "log-level": { type: "string" },
+  });
+  takePositionals("demo", positionals, []);
+  const backend = values.backend ?? "sim";
+  if (backend === "qemu" && !(await qemuBackendAvailable())) {
+    process.stderr.write(
+      "cxlrc demo: --backend qemu is not available yet in this build (use --backend sim)\n",
+    );
+    return EXIT.usage;
+  }
+  if (backend !== "sim" && backend !== "qemu")
+    throw new UsageError(`bad --backend ${JSON.stringify(backend)}: sim or qemu`);
+  const levels = ["silent", "fatal", "error", "warn", "info", "debug", "trace"];
+  const logLevel = values["log-level"] ?? "silent";
+  if (!levels.includes(logLevel))
+    throw new UsageError(`bad --log-level ${JSON.stringify(logLevel)}: ${levels.join(", ")}`);
+  const live = process.stdout.isTTY === true;
+  const paceMs = values.pace !== undefined ? parseDuration("--pace", values.pace, true) : live ? 2000 : 200;
+
+  const { runDemo } = await import("../../demo/run.ts");
+  return runDemo({
+    backend,
+    json: values.json === true,
+    keepRunning: values["keep-running"] === true,
+    install: values["no-install"] !== true,
+    logLevel,
+    paceMs,
+    scenarioTimeoutMs: 30_000,
+    out: process.stdout,
+    err: process.stderr,
+    colours: coloursFor(process.stdout),
+    live,
+  });
+}

@@ -1,0 +1,38 @@
+// `cxlrc devices [--host H] [--json]`: every device the coordinator knows, one line each.
+import { subjects } from "../../../shared/bus/subjects.ts";
+import { BUS_OPTIONS, checkHostArg, parseFlags, takePositionals } from "../args.ts";
+import { control, resolveServer, withBus } from "../bus.ts";
+import { EXIT } from "../exit.ts";
+import { coloursFor } from "../format/colour.ts";
+import { devicesOf, formatDevices } from "../format/status.ts";
+
+export const usage = `Usage: cxlrc devices [--host HOST] [--json]
+
+Every device the coordinator knows, one line each: host, address, lifecycle state (ready, a reset phase,
+quarantined, unavailable...), whether this coordinator holds its lease and for which request, how many scope
+violations were counted against it, and why it is quarantined.
+
+Options:
+  --host HOST    only this host
+  --json         the device list as JSON
+  --server URL   NATS server (default $CXLRC_NATS_URL or nats://127.0.0.1:4222)
+  -h, --help     this text
+
+Exit codes: 0 shown, 2 bad input, 3 bus or coordinator unavailable.`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags("devices", argv, {
+    ...BUS_OPTIONS,
+    host: { type: "string" },
+    json: { type: "boolean" },
+  });
+  takePositionals("devices", positionals, []);
+  const host = values.host !== undefined ? checkHostArg(values.host) : undefined;
+  return withBus("devices", resolveServer(values.server), async (nc) => {
+    const reply = await control(nc, subjects.status, host ? { host } : {});
+    const devices = devicesOf(reply).filter((d) => host === undefined || d.host === host);
+    if (values.json) process.stdout.write(`${JSON.stringify(devices, null, 2)}\n`);
+    else process.stdout.write(`${formatDevices(devices, coloursFor(process.stdout))}\n`);
+    return EXIT.ok;
+  });
+}

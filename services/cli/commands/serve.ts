@@ -1,0 +1,192 @@
+// `cxlrc serve coordinator|agent [--config FILE] [flags]`: run a service in the foreground. The config comes
+// from a JSON file, then CXLRC_* environment variables, then flags (each layer overrides the one before),
+// and is validated by the service's own zod schema: a bad or unknown key is named, exit 2, before anything
+// connects. SIGINT/SIGTERM stop the service cleanly (exit 0).
+import { readFileSync } from "node:fs";
+import { CxlrcError, describeError } from "../../../shared/errors.ts";
+import { parseFlags, takePositionals } from "../args.ts";
+import { EXIT, UsageError } from "../exit.ts";
+
+export const usage = `Usage: cxlrc serve coordinator [--config FILE] [options]
+       cxlrc serve agent [--config FILE] [options]
+
+Run the coordinator (one or more per fleet: reset lifecycles, leases, policy, events) or the agent (one per
+host: register access through sysfs/VFIO, or the simulator) in the foreground, logging JSON to stdout.
+
+Configuration, later layers winning: the JSON file of --config, then CXLRC_* environment variables, then
+flags. The file is checked against the service's schema: an unknown or bad key is named and nothing starts.
+
+Common options:
+  --config FILE          JSON config file
+  --server URL           NATS server(s), comma-separated        env CXLRC_NATS_URL
+  --log-level LEVEL      fatal|error|warn|info|debug|trace|silent  env CXLRC_LOG_LEVEL
+  -h, --help             this text
+
+coordinator:
+  --id ID                coordinator id (unique per process)     env CXLRC_COORDINATOR_ID
+  --metrics-port N       Prometheus port (0 any, "off" none)      env CXLRC_METRICS_PORT
+  --lease-ttl-ms N       device lease time
+  --host NAME            discover this host's devices at start (repeat)
+
+agent:
+  --host NAME            this host's name                         env CXLRC_HOST
+  --backend sysfs|sim    real hardware (default) or the simulator env CXLRC_BACKEND
+  --fleet FILE           sim: fleet file (default: the bundled demo fleet)  env CXLRC_FLEET_FILE
+  --sim-host NAME        sim: which host of the fleet (default: --host)
+  --sysfs-root DIR       sysfs: where sysfs is mounted (default /sys)
+  --heartbeat-ms N       heartbeat interval
+
+Exit codes: 0 stopped by a signal, 1 the service failed, 2 bad flags or config, 3 bus unavailable.`;
+
+type Json = Record<string, unknown>;
+
+/** The JSON object in FILE; a missing, unreadable or non-JSON file is bad input naming the file. */
+export function readConfigFile(path: string): Json {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (e as Error).message;
+    throw new CxlrcError("bad-input", `config ${path}: ${why}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new CxlrcError("bad-input", `config ${path}: not valid JSON: ${(e as Error).message}`);
+  }
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new CxlrcError("bad-input", `config ${path}: expected a JSON object`);
+  }
+  return raw as Json;
+}
+
+function int(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`bad ${flag} ${JSON.stringify(v)}: expected a whole number`);
+  return Number(v);
+}
+
+function servers(v: string | undefined): string | string[] | undefined {
+  if (v === undefined || v === "") return undefined;
+  const list = v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  return list.length === 1 ? list[0] : list;
+}
+
+/** Set `key` on `obj` only when the value is defined (so an absent flag never hides the file's value). */
+function put(obj: Json, key: string, value: unknown): void {
+  if (value !== undefined) obj[key] = value;
+}
+
+const COMMON = {
+  config: { type: "string" },
+  server: { type: "string" },
+  "log-level": { type: "string" },
+} as const;
+
+export async function run(argv: string[]): Promise<number> {
+  const [role, ...rest] = argv;
+  if (role === "coordinator") return serveCoordinator(rest);
+  if (role === "agent") return serveAgent(rest);
+  throw new UsageError(
+    role === undefined
+      ? "missing the service: coordinator or agent (see cxlrc serve --help)"
+      : `unknown service ${JSON.stringify(role)}: coordinator or agent`,
+  );
+}
+
+/** The coordinator's config object from file, env and flags (not yet validated). */
+export function coordinatorConfigInput(argv: string[], env: NodeJS.ProcessEnv = process.env): Json {
+  const { values, positionals } = parseFlags("serve", argv, {
+    ...COMMON,
+    id: { type: "string" },
+    "metrics-port": { type: "string" },
+    "lease-ttl-ms": { type: "string" },
+    host: { type: "string", multiple: true },
+  });
+  takePositionals("serve", positionals, []);
+  const cfg: Json = values.config !== undefined ? readConfigFile(values.config) : {};
+  const nats: Json =
+    cfg.nats && typeof cfg.nats === "object" && !Array.isArray(cfg.nats) ? { ...(cfg.nats as Json) } : {};
+  put(
+    nats,
+    "servers",
+    servers(values.server) ?? servers(env.CXLRC_NATS_URL) ?? nats.servers ?? "nats://127.0.0.1:4222",
+  );
+  if (cfg.nats === undefined || (typeof cfg.nats === "object" && !Array.isArray(cfg.nats))) cfg.nats = nats;
+  put(cfg, "id", values.id ?? env.CXLRC_COORDINATOR_ID ?? cfg.id ?? `coordinator-${process.pid}`);
+  put(cfg, "logLevel", values["log-level"] ?? env.CXLRC_LOG_LEVEL);
+  const metrics = values["metrics-port"] ?? env.CXLRC_METRICS_PORT;
+  if (metrics !== undefined) {
+    const base = cfg.metrics && typeof cfg.metrics === "object" ? (cfg.metrics as Json) : {};
+    cfg.metrics = { ...base, port: metrics === "off" ? null : int("--metrics-port", metrics) };
+  }
+  put(cfg, "leaseTtlMs", int("--lease-ttl-ms", values["lease-ttl-ms"]));
+  put(cfg, "hosts", values.host);
+  return cfg;
+}
+
+/** The agent's config object from file, env and flags (not yet validated). */
+export function agentConfigInput(argv: string[], env: NodeJS.ProcessEnv = process.env): Json {
+  const { values, positionals } = parseFlags("serve", argv, {
+    ...COMMON,
+    host: { type: "string" },
+    backend: { type: "string" },
+    fleet: { type: "string" },
+    "sim-host": { type: "string" },
+    "sysfs-root": { type: "string" },
+    "heartbeat-ms": { type: "string" },
+  });
+  takePositionals("serve", positionals, []);
+  const cfg: Json = values.config !== undefined ? readConfigFile(values.config) : {};
+  put(cfg, "servers", servers(values.server) ?? servers(env.CXLRC_NATS_URL));
+  put(cfg, "host", values.host ?? env.CXLRC_HOST);
+  put(cfg, "backend", values.backend ?? env.CXLRC_BACKEND);
+  put(cfg, "fleetFile", values.fleet ?? env.CXLRC_FLEET_FILE);
+  put(cfg, "simHost", values["sim-host"]);
+  put(cfg, "sysfsRoot", values["sysfs-root"]);
+  put(cfg, "heartbeatMs", int("--heartbeat-ms", values["heartbeat-ms"]));
+  put(cfg, "logLevel", values["log-level"] ?? env.CXLRC_LOG_LEVEL);
+  return cfg;
+}
+
+async function serveAgent(argv: string[]): Promise<number> {
+  const input = agentConfigInput(argv);
+  const { parseAgentConfig, runAgentFromConfig } = await import("../../agent/main.ts");
+  const config = parseAgentConfig(input); // bad-input (exit 2) before anything connects
+  let running: Awaited<ReturnType<typeof runAgentFromConfig>>;
+  try {
+    running = await runAgentFromConfig(config);
+  } catch (e) {
+    return startFailure("agent", e);
+  }
+  await running.done;
+  return EXIT.ok;
+}
+
+async function serveCoordinator(argv: string[]): Promise<number> {
+  const input = coordinatorConfigInput(argv);
+  const { parseCoordinatorConfig } = await import("../../coordinator/config.ts");
+  const config = parseCoordinatorConfig(input);
+  const { runCoordinatorFromConfig } = await import("../../coordinator/main.ts");
+  let running: Awaited<ReturnType<typeof runCoordinatorFromConfig>>;
+  try {
+    running = await runCoordinatorFromConfig(config);
+  } catch (e) {
+    return startFailure("coordinator", e);
+  }
+  await running.done;
+  return EXIT.ok;
+}
+
+function startFailure(role: string, e: unknown): number {
+  const msg = describeError(e);
+  process.stderr.write(`cxlrc serve ${role}: ${msg}\n`);
+  if (e instanceof CxlrcError && e.kind === "bad-input") return EXIT.usage;
+  return /connect|ECONNREFUSED|ENOTFOUND|connection refused/i.test(msg) ? EXIT.unavailable : EXIT.failure;
+}

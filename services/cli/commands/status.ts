@@ -1,0 +1,37 @@
+// `cxlrc status [--host H] [--json]`: the fleet as the coordinator sees it.
+import { subjects } from "../../../shared/bus/subjects.ts";
+import { BUS_OPTIONS, checkHostArg, parseFlags, takePositionals } from "../args.ts";
+import { control, resolveServer, withBus } from "../bus.ts";
+import { EXIT } from "../exit.ts";
+import { coloursFor } from "../format/colour.ts";
+import { formatStatus } from "../format/status.ts";
+
+export const usage = `Usage: cxlrc status [--host HOST] [--json]
+
+The fleet as the coordinator sees it: per host, how many devices are ready, being reset, failed or
+quarantined; the device leases held right now (which request, which coordinator); the fleet circuit
+breaker (closed, or open since when and why: it closes only by operator action).
+
+Options:
+  --host HOST    only this host
+  --json         the coordinator's status reply as JSON
+  --server URL   NATS server (default $CXLRC_NATS_URL or nats://127.0.0.1:4222)
+  -h, --help     this text
+
+Exit codes: 0 shown, 2 bad input, 3 bus or coordinator unavailable.`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags("status", argv, {
+    ...BUS_OPTIONS,
+    host: { type: "string" },
+    json: { type: "boolean" },
+  });
+  takePositionals("status", positionals, []);
+  const host = values.host !== undefined ? checkHostArg(values.host) : undefined;
+  return withBus("status", resolveServer(values.server), async (nc) => {
+    const reply = await control(nc, subjects.status, host ? { host } : {});
+    if (values.json) process.stdout.write(`${JSON.stringify(reply, null, 2)}\n`);
+    else process.stdout.write(`${formatStatus(reply, coloursFor(process.stdout), host)}\n`);
+    return EXIT.ok;
+  });
+}
