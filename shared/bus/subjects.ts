@@ -56,6 +56,10 @@ export const subjects = {
   status: `${PREFIX}.ctl.status`,
   release: `${PREFIX}.ctl.release`,
   image: `${PREFIX}.ctl.image`,
+  /** A reset request by request/reply: written to the request stream, answered with the plan or refusal. */
+  submit: `${PREFIX}.ctl.submit`,
+  /** Operator: close the fleet circuit breaker. */
+  breaker: `${PREFIX}.ctl.breaker`,
 } as const;
 
 export const STREAMS = {

@@ -1,0 +1,478 @@
+// The lifecycle machine's effects, backed by NATS: each named actor of machines/lifecycle.ts calls the host
+// agent (cxlrc.agent.<host>.<op>, idempotent by opId), the KV store or the fleet guard state. Provided per
+// device with machine.provide({ actors }).
+//
+// Write-ahead: every step first waits until the snapshot naming the step is durably stored, so a coordinator
+// that takes the device over never finds a snapshot older than what was done to the device. A step that runs
+// again after a restore (XState re-invokes the actor of the restored state) re-reads the device where
+// repeating it blindly would be wrong (the reset itself); the others are idempotent by design (save and
+// verify read, restore decommits first) or by the agent's opId cache.
+
+import type { NatsConnection } from "@nats-io/transport-node";
+import { nuid } from "@nats-io/transport-node";
+import { fromPromise } from "xstate";
+import type { DeviceFacts } from "../../machines/facts.ts";
+import type {
+  AcquireInput,
+  AcquireOutput,
+  AwaitReadyInput,
+  BindInput,
+  CommitInput,
+  CommitOutput,
+  CommittedDecoder,
+  ImageRef,
+  LifecycleContext,
+  PersistInput,
+  ProbeInput,
+  QuiesceInput,
+  RecheckInput,
+  ReleaseInput,
+  ResetInput,
+  RestoreInput,
+  SaveInput,
+  SaveOutput,
+  VerifyInput,
+  VerifyMismatch,
+  VerifyResult,
+} from "../../machines/lifecycle-types.ts";
+import type { Policy } from "../../machines/policy/defaults.ts";
+import type { Refusal } from "../../machines/policy/types.ts";
+import type { Scope } from "../../shared/bus/agent-messages.ts";
+import { type AgentCallParams, callAgent } from "../../shared/bus/client.ts";
+import { type AgentOp, deviceKey } from "../../shared/bus/subjects.ts";
+import { CxlrcError, isCxlrcError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import type {
+  VerifyResult as AgentVerify,
+  InventoryResult,
+  ProbeResult,
+  RestoreResult,
+} from "../agent/ops/index.ts";
+import type { FleetStore } from "./fleet-state.ts";
+import type { Lease } from "./leases.ts";
+import { factsFromProbe } from "./probe-facts.ts";
+import type { CoordinatorStore, ImageRecord } from "./store.ts";
+
+/** Test hook: called around every step's effect, so a test can stop a coordinator at an exact point. */
+export type StepHook = (
+  phase: string,
+  point: "before" | "after",
+  info: { host: string; bdf: string; requestId: string | null; opId: string },
+) => Promise<void> | void;
+
+/** What the actors need to know about the device actor they serve. */
+export interface DeviceAccess {
+  readonly key: string;
+  readonly host: string;
+  readonly bdf: string;
+  /** The machine's current context (null before the actor exists). */
+  context(): LifecycleContext | null;
+  /** Store the latest snapshot and the events emitted so far, and wait for the acknowledgements. */
+  persist(): Promise<void>;
+  /** True once, for the first step run in `phase` after the actor was restored from a snapshot in it. */
+  takeRecovery(phase: string): boolean;
+  /** The device lease, while held. */
+  lease(): Lease | null;
+  /** The request's host/switch slots are back in the fleet state: local admission may let the next one in. */
+  released(requestId: string): void;
+}
+
+export interface AgentActorDeps {
+  nc: NatsConnection;
+  store: CoordinatorStore;
+  fleet: FleetStore;
+  coordinatorId: string;
+  policy: Policy;
+  log: Logger;
+  now: () => number;
+  /** The host's inventory (cached briefly by the caller). */
+  inventory(host: string, fresh?: boolean): Promise<InventoryResult>;
+  hook?: StepHook;
+}
+
+const MAX_OP_ID = 128;
+/** Operation id of one target of a multi-function step (stable: the plan's target order is fixed). */
+export function targetOpId(opId: string, index: number, count: number): string {
+  if (count <= 1) return opId;
+  const id = `${opId}#${index}`;
+  return id.length <= MAX_OP_ID ? id : `${opId.slice(0, MAX_OP_ID - 4)}#${index}`;
+}
+/** A read that must really happen now (never answered from the agent's cache). */
+const freshOpId = (opId: string, what: string) => `${opId.slice(0, 80)}/${what}/${nuid.next()}`;
+
+function stale(phase: string): CxlrcError {
+  return new CxlrcError("in-progress", `${phase}: this step is no longer current (lease lost or state left)`);
+}
+
+/** Agent verify mismatches (register + field, domain) as the machine's VerifyMismatch. */
+function mismatchesOf(bdf: string, r: AgentVerify): VerifyMismatch[] {
+  return r.mismatches.map((m) => ({
+    bdf,
+    field: `${m.register}.${m.field}`,
+    area: m.domain,
+    expected: m.expected,
+    actual: m.actual,
+  }));
+}
+
+/** Did the reset of this plan already happen? Judged from the device against the persisted image. */
+export function resetHappened(scope: Scope, mismatches: VerifyMismatch[]): boolean {
+  // FLR and SBR clear the BARs; CXL Reset and SBR clear the HDM decoders and HDM Global Control. Quiesce
+  // changes neither (Bus Master is in pci.command, Disable Caching in DVSEC Control2), so they are not counted.
+  return mismatches.some(
+    (m) => /^pci\.bar\d\./.test(m.field) || (scope === "full" && /^(decoder\d+|hdm)\./.test(m.field)),
+  );
+}
+
+export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
+  const { nc, store, policy, log } = deps;
+  const images = new Map<string, ImageRecord>();
+  /** Decoders committed by a full restore, by round: committingDecoders reports them. */
+  const committedByRound = new Map<number, CommittedDecoder[]>();
+
+  const agent = <Op extends AgentOp>(
+    op: Op,
+    opId: string,
+    params: AgentCallParams<Op>,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<unknown> => {
+    if (signal.aborted) return Promise.reject(stale(op));
+    return callAgent(nc, dev.host, op, opId, params, { timeoutMs });
+  };
+
+  /** Every step: write-ahead barrier, hooks, and a check that it is still current before and after. */
+  const step = <I extends { opId: string; requestId?: string }, O>(
+    phase: string,
+    run: (input: I, signal: AbortSignal) => Promise<O>,
+  ) =>
+    fromPromise<O, I>(async ({ input, signal }) => {
+      const info = { host: dev.host, bdf: dev.bdf, requestId: input.requestId ?? null, opId: input.opId };
+      await dev.persist();
+      if (signal.aborted) throw stale(phase);
+      await deps.hook?.(phase, "before", info);
+      if (signal.aborted) throw stale(phase);
+      const out = await run(input, signal);
+      await deps.hook?.(phase, "after", info);
+      if (signal.aborted) throw stale(phase);
+      return out;
+    });
+
+  const probe = async (opId: string, bdf: string, signal: AbortSignal, freshInventory = false) => {
+    const [p, inv] = await Promise.all([
+      agent("probe", opId, { bdf }, policy.agentCallTimeoutMs, signal) as Promise<ProbeResult>,
+      deps.inventory(dev.host, freshInventory).catch(() => null),
+    ]);
+    return factsFromProbe(dev.host, p, inv);
+  };
+
+  const imageOf = async (ref: ImageRef, bdf: string): Promise<unknown> => {
+    const cacheKey = `${ref.key}@${ref.revision}`;
+    let rec = images.get(cacheKey);
+    if (!rec) {
+      const got = await store.getImageRevision(ref.key, ref.revision);
+      if (!got) {
+        throw new CxlrcError("internal", `image ${ref.key} revision ${ref.revision} is not in the store`, {
+          key: ref.key,
+          revision: ref.revision,
+        });
+      }
+      rec = got;
+      images.set(cacheKey, rec);
+    }
+    const img = rec.images[bdf];
+    if (img === undefined) {
+      throw new CxlrcError("internal", `image ${ref.key}@${ref.revision} has no image of ${bdf}`, { bdf });
+    }
+    return img;
+  };
+
+  const verifyAll = async (
+    opId: string,
+    targets: string[],
+    scope: Scope,
+    ref: ImageRef,
+    signal: AbortSignal,
+  ): Promise<VerifyResult> => {
+    const mismatches: VerifyMismatch[] = [];
+    let passed = true;
+    for (const [i, bdf] of targets.entries()) {
+      const r = (await agent(
+        "verify",
+        targetOpId(opId, i, targets.length),
+        { bdf, scope, image: await imageOf(ref, bdf) },
+        policy.verifyTimeoutMs,
+        signal,
+      )) as AgentVerify;
+      passed &&= r.passed;
+      mismatches.push(...mismatchesOf(bdf, r));
+    }
+    return { passed, mismatches };
+  };
+
+  const restoreAll = async (
+    opId: string,
+    targets: string[],
+    scope: Scope,
+    ref: ImageRef,
+    signal: AbortSignal,
+  ): Promise<CommittedDecoder[]> => {
+    const decoders: CommittedDecoder[] = [];
+    for (const [i, bdf] of targets.entries()) {
+      const r = (await agent(
+        "restore",
+        targetOpId(opId, i, targets.length),
+        { bdf, scope, image: await imageOf(ref, bdf) },
+        policy.agentCallTimeoutMs + policy.verifyTimeoutMs,
+        signal,
+      )) as RestoreResult;
+      for (const d of r.decoders) {
+        if (d.action === "committed" || d.action === "retained" || d.action === "kept") {
+          decoders.push({ bdf, index: d.index, retained: d.action === "retained" });
+        }
+      }
+    }
+    return decoders;
+  };
+
+  return {
+    /** Binding the actor to the device: the device must be in the host's inventory (no driver change). */
+    bindDevice: step<BindInput, void>("binding", async (input, signal) => {
+      if (signal.aborted) throw stale("binding");
+      const inv = await deps.inventory(input.host, true);
+      if (!inv.devices.some((d) => d.functions.includes(input.bdf))) {
+        throw new CxlrcError("device-absent", `no device ${input.bdf} on host ${input.host}`, {
+          bdf: input.bdf,
+        });
+      }
+    }),
+
+    probeDevice: step<ProbeInput, DeviceFacts>("probing", (input, signal) =>
+      probe(freshOpId(input.opId, "probe"), input.bdf, signal, true),
+    ),
+
+    /** Slots, budget and breaker in one CAS on the fleet state, under the device lease. */
+    acquireDevice: step<AcquireInput, AcquireOutput>("gating", async (input, signal) => {
+      const lease = dev.lease();
+      const refusal = (reason: Refusal["reason"], message: string, retryAfterMs?: number): AcquireOutput => ({
+        granted: false,
+        refusal: {
+          kind: "refusal",
+          requestId: input.requestId,
+          host: input.host,
+          bdf: input.bdf,
+          reason,
+          message,
+          details: {},
+          ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+          gates: input.plan.gates,
+        },
+      });
+      if (!lease || lease.lost) return refusal("in-progress", `${input.bdf}: the device lease is not held`);
+      const switchId = dev.context()?.facts?.bridge?.switchId ?? null;
+      const claim = {
+        requestId: input.requestId,
+        host: input.host,
+        switchId,
+        key: dev.key,
+        bdf: input.bdf,
+        owner: deps.coordinatorId,
+      };
+      // A host or switch full of another coordinator's resets is waited for (a slot frees within a reset's
+      // time), within most of the gating deadline; the other guards refuse at once.
+      const waitUntil = performance.now() + policy.leaseTimeoutMs * 0.8;
+      for (let delay = 20; ; delay = Math.min(250, delay * 2)) {
+        const r = await deps.fleet.grant(claim, deps.now());
+        if (r.granted) return { granted: true };
+        const busy = r.reason === "host-busy" || r.reason === "switch-busy";
+        if (!busy || performance.now() + delay >= waitUntil || signal.aborted) {
+          return refusal(r.reason, r.message, r.retryAfterMs);
+        }
+        await new Promise((res) => setTimeout(res, delay));
+      }
+    }),
+
+    saveImage: step<SaveInput, SaveOutput>("savingImage", async (input, signal) => {
+      const out: Record<string, unknown> = {};
+      for (const [i, bdf] of input.targets.entries()) {
+        out[bdf] = await agent(
+          "save",
+          targetOpId(input.opId, i, input.targets.length),
+          { bdf },
+          policy.agentCallTimeoutMs,
+          signal,
+        );
+      }
+      return { image: { images: out } };
+    }),
+
+    /** The write-ahead itself: the image is in KV, acknowledged, before anything touches the device. */
+    persistImage: step<PersistInput, ImageRef>("persistingImage", async (input, signal) => {
+      const bundle = input.image as { images?: Record<string, unknown> } | null;
+      if (!bundle?.images || Object.keys(bundle.images).length === 0) {
+        throw new CxlrcError("internal", "no saved image to persist");
+      }
+      const base = {
+        v: 1 as const,
+        host: input.host,
+        savedAt: new Date(deps.now()).toISOString(),
+        requestId: input.requestId,
+        opId: input.opId,
+        coordinator: deps.coordinatorId,
+      };
+      // The other functions first (their own last known good state), the request's device last: its
+      // revision is the reference the restore uses.
+      for (const [bdf, image] of Object.entries(bundle.images)) {
+        if (bdf === input.bdf) continue;
+        if (signal.aborted) throw stale("persistingImage");
+        await store.putImage({ ...base, bdf, images: { [bdf]: image } });
+      }
+      if (signal.aborted) throw stale("persistingImage");
+      const record: ImageRecord = { ...base, bdf: input.bdf, images: bundle.images };
+      const revision = await store.putImage(record);
+      const key = deviceKey(input.host, input.bdf);
+      images.set(`${key}@${revision}`, record);
+      return { key, revision };
+    }),
+
+    recheckGates: step<RecheckInput, DeviceFacts>("regating", (input, signal) =>
+      probe(freshOpId(input.opId, "regate"), input.bdf, signal, true),
+    ),
+
+    quiesceDevice: step<QuiesceInput, void>("quiescing", async (input, signal) => {
+      for (const [i, bdf] of input.targets.entries()) {
+        await agent(
+          "quiesce",
+          targetOpId(input.opId, i, input.targets.length),
+          { bdf, scope: input.scope },
+          policy.agentCallTimeoutMs + input.cacheFlushTimeoutMs,
+          signal,
+        );
+      }
+    }),
+
+    resetDevice: step<ResetInput, void>("resetting", async (input, signal) => {
+      const ctx = dev.context();
+      if (dev.takeRecovery("resetting") && ctx?.image && ctx.plan) {
+        // The snapshot says "resetting" but not whether the reset was issued: read the device. Wiped state
+        // (or a device still not answering) means it was; intact state means it was not, so issue it now.
+        try {
+          const check = await verifyAll(
+            freshOpId(input.opId, "recheck"),
+            [input.bdf],
+            ctx.plan.scope,
+            ctx.image,
+            signal,
+          );
+          if (resetHappened(ctx.plan.scope, check.mismatches)) {
+            log.info(
+              { bdf: input.bdf, requestId: input.requestId },
+              "recovery: the reset had happened; not repeating it",
+            );
+            return;
+          }
+          log.info(
+            { bdf: input.bdf, requestId: input.requestId },
+            "recovery: the reset had not happened; issuing it",
+          );
+        } catch (err) {
+          if (isCxlrcError(err) && (err.kind === "not-ready" || err.kind === "device-absent")) {
+            log.info({ bdf: input.bdf }, "recovery: the device is still in reset; not repeating it");
+            return;
+          }
+          throw err;
+        }
+      }
+      await agent(
+        "reset",
+        input.opId,
+        { bdf: input.bdf, method: input.method, ...(input.memClear ? { memClear: true } : {}) },
+        policy.agentCallTimeoutMs + input.waitMs + policy.deviceReadyTimeoutMs,
+        signal,
+      );
+    }),
+
+    /**
+     * Until every target answers config reads (vendor id not all-ones). A probe is the read: it fails on the
+     * vendor id while the function is not ready; a later failure (the component block behind a BAR the reset
+     * cleared) means the function answers, which is all this step waits for — restore puts the BARs back.
+     */
+    awaitReady: step<AwaitReadyInput, void>("awaitingReady", async (input, signal) => {
+      const until = performance.now() + input.timeoutMs;
+      for (const bdf of input.targets) {
+        for (let n = 0; ; n++) {
+          try {
+            await agent(
+              "probe",
+              freshOpId(input.opId, `ready${n}`),
+              { bdf },
+              policy.agentCallTimeoutMs,
+              signal,
+            );
+            break;
+          } catch (err) {
+            if (!isCxlrcError(err)) throw err;
+            const notYet =
+              err.kind === "not-ready" || err.kind === "timeout" || err.details.register === "pci.vendorId";
+            if (!notYet) {
+              if (err.kind === "device-absent") break; // answers config reads; MMIO waits for the restore
+              throw err;
+            }
+            if (performance.now() >= until) throw err;
+            await new Promise((r) => setTimeout(r, 10));
+          }
+        }
+      }
+    }),
+
+    restoreDevice: step<RestoreInput, void>("restoring", async (input, signal) => {
+      const decoders = await restoreAll(input.opId, input.targets, input.scope, input.image, signal);
+      if (input.scope === "full") committedByRound.set(input.round, decoders);
+    }),
+
+    /**
+     * The agent's full restore commits the decoders in order and reads them back; this step reports them.
+     * After a restore of the actor (nothing in memory), it reads the device: verified → report the image's
+     * committed decoders; not → restore again (idempotent: decommit first).
+     */
+    commitDecoders: step<CommitInput, CommitOutput>("committingDecoders", async (input, signal) => {
+      const known = committedByRound.get(input.round);
+      if (known) return { decoders: known };
+      const check = await verifyAll(
+        freshOpId(input.opId, "check"),
+        input.targets,
+        "full",
+        input.image,
+        signal,
+      );
+      if (check.passed && check.mismatches.length === 0) {
+        const facts = await Promise.all(
+          input.targets.map(async (bdf) => ({
+            bdf,
+            f: await probe(freshOpId(input.opId, "read"), bdf, signal),
+          })),
+        );
+        return {
+          decoders: facts.flatMap(({ bdf, f }) =>
+            f.decoders
+              .filter((d) => d.committed)
+              .map((d) => ({ bdf, index: d.index, retained: input.retainedDecoders.includes(d.index) })),
+          ),
+        };
+      }
+      return { decoders: await restoreAll(input.opId, input.targets, "full", input.image, signal) };
+    }),
+
+    verifyDevice: step<VerifyInput, VerifyResult>("verifying", (input, signal) =>
+      verifyAll(input.opId, input.targets, input.scope, input.image, signal),
+    ),
+
+    /** Slots back and the outcome counted by the breaker; the device lease goes when the snapshot is stored. */
+    releaseDevice: step<ReleaseInput, void>("releasing", async (input) => {
+      await deps.fleet.finish(input.requestId, input.outcome, deps.now());
+      dev.released(input.requestId);
+    }),
+  };
+}
+
+export type AgentActors = ReturnType<typeof createAgentActors>;

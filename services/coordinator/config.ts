@@ -1,0 +1,69 @@
+// The coordinator's configuration file (`cxlrc serve coordinator --config coordinator.json`). Strict: an
+// unknown key is an error naming it, so a misspelt limit never silently falls back to its default.
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { DEFAULT_POLICY, type Policy } from "../../machines/policy/defaults.ts";
+import { formatZodIssues } from "../../shared/bus/codec.ts";
+import { CxlrcError } from "../../shared/errors.ts";
+
+/** Overrides of DEFAULT_POLICY: every key the policy has, a number each; anything else is refused by name. */
+export const PolicyOverrides = z.strictObject(
+  Object.fromEntries(
+    Object.keys(DEFAULT_POLICY).map((k) => [
+      k,
+      k === "breakerFailureRatio" ? z.number().min(0).max(1).optional() : z.number().nonnegative().optional(),
+    ]),
+  ) as { [K in keyof Policy]: z.ZodOptional<z.ZodNumber> },
+);
+
+export const CoordinatorConfig = z.strictObject({
+  /** Stable id of this coordinator (lease owner, event source). Unique per live process. */
+  id: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '-' or '_'"),
+  nats: z.strictObject({
+    servers: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    credsFile: z.string().min(1).optional(),
+    user: z.string().optional(),
+    pass: z.string().optional(),
+    token: z.string().optional(),
+    timeoutMs: z.number().int().positive().default(5000),
+  }),
+  /** Lease time of a device (the leases bucket's max age); renewed every quarter of it. */
+  leaseTtlMs: z.number().int().min(500).max(600_000).default(15_000),
+  /** JetStream replicas of buckets and streams (1 single server, 3 on a 3-node cluster). */
+  replicas: z.number().int().min(1).max(5).default(1),
+  /** Prometheus endpoint: port (0 = any free port), null = off. */
+  metrics: z
+    .strictObject({
+      port: z.number().int().min(0).max(65535).nullable().default(9464),
+      host: z.string().min(1).default("127.0.0.1"),
+    })
+    .default({ port: 9464, host: "127.0.0.1" }),
+  /** Hosts whose devices are discovered (agent inventory) at start; others appear with their first request. */
+  hosts: z.array(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/)).default([]),
+  /** Overrides of machines/policy DEFAULT_POLICY (limits, timeouts: names carry their unit). */
+  policy: PolicyOverrides.default({}),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+export type CoordinatorConfig = z.output<typeof CoordinatorConfig>;
+export type CoordinatorConfigInput = z.input<typeof CoordinatorConfig>;
+
+/** Parse a config object; CxlrcError("bad-input") naming every bad or unknown key. */
+export function parseCoordinatorConfig(raw: unknown, where = "coordinator config"): CoordinatorConfig {
+  const r = CoordinatorConfig.safeParse(raw);
+  if (!r.success) throw new CxlrcError("bad-input", `${where}: ${formatZodIssues(r.error)}`);
+  return r.data;
+}
+
+export function loadCoordinatorConfig(path: string): CoordinatorConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new CxlrcError("bad-input", `cannot read coordinator config ${path}`, { path }, { cause: e });
+  }
+  return parseCoordinatorConfig(raw, path);
+}

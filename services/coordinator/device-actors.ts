@@ -1,0 +1,741 @@
+// One XState actor per device (key host+bdf), running machines/lifecycle.ts with the NATS-backed actors of
+// agent-actors.ts. The actor is the source of truth for the lifecycle order; this file keeps it durable and
+// single-owner:
+// - a device is driven only under its lease (leases.ts), taken before a request reaches the actor and given
+//   back once the actor is at rest (ready, quarantined, unavailable) with that state stored;
+// - every snapshot is stored (CAS) while the lease is held, and every step waits for its own snapshot first
+//   (write-ahead), so whoever takes the device over continues from what was really done;
+// - a coordinator that holds an actor in memory re-reads it from KV when another coordinator wrote it since;
+// - the machine's emitted events become JetStream events, metrics and request outcomes.
+import type { NatsConnection } from "@nats-io/transport-node";
+import { nuid } from "@nats-io/transport-node";
+import { type Actor, createActor, type Snapshot, waitFor } from "xstate";
+import type { ResetRequest } from "../../machines/facts.ts";
+import { createLifecycleMachine, type LifecycleMachine } from "../../machines/lifecycle.ts";
+import type { LifecycleContext, LifecycleEmitted } from "../../machines/lifecycle-types.ts";
+import type { Policy } from "../../machines/policy/defaults.ts";
+import { planReset } from "../../machines/policy/plan.ts";
+import type { Plan, Refusal } from "../../machines/policy/types.ts";
+import { callAgent } from "../../shared/bus/client.ts";
+import { bdfFromToken, deviceKey } from "../../shared/bus/subjects.ts";
+import { CxlrcError, describeError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import type { InventoryResult, ProbeResult } from "../agent/ops/index.ts";
+import type { Admission } from "./admission.ts";
+import { createAgentActors, type StepHook } from "./agent-actors.ts";
+import { EVENT, type EventPublisher } from "./events.ts";
+import type { FleetStore } from "./fleet-state.ts";
+import type { LeaseManager } from "./leases.ts";
+import type { CoordinatorMetrics } from "./metrics.ts";
+import type { Outcomes, RequestOutcomeKind } from "./outcomes.ts";
+import { factsFromProbe } from "./probe-facts.ts";
+import type { ActorRecord, CoordinatorStore, Stored } from "./store.ts";
+
+/** States a device rests in: nothing runs, the lease can go. */
+export const REST_STATES: ReadonlySet<string> = new Set(["ready", "quarantined", "unavailable"]);
+const OUTCOMES: ReadonlySet<string> = new Set(["refused", "planned", "verified", "failed", "quarantined"]);
+const REQUESTS_KEPT = 64;
+
+type DeviceActor = Actor<LifecycleMachine>;
+
+export interface DeviceActorsOptions {
+  nc: NatsConnection;
+  /** Coordinator id. */
+  id: string;
+  store: CoordinatorStore;
+  leases: LeaseManager;
+  fleet: FleetStore;
+  events: EventPublisher;
+  metrics: CoordinatorMetrics;
+  outcomes: Outcomes;
+  admission: Admission;
+  /** The effective policy (defaults + overrides) and the overrides given to every new actor. */
+  policy: Policy;
+  policyOverrides: Partial<Policy>;
+  log: Logger;
+  now: () => number;
+  inventory(host: string, fresh?: boolean): Promise<InventoryResult>;
+  hook?: StepHook;
+  /** How long a request may wait for a device actor to settle (binding, probing). Default 30 s. */
+  settleTimeoutMs?: number;
+}
+
+export type Decision =
+  | { kind: "accepted"; plan: Plan }
+  | { kind: "refused"; refusal: Refusal }
+  | { kind: "duplicate"; requestId: string };
+
+export interface DeviceStatus {
+  host: string;
+  bdf: string;
+  state: string;
+  requestId: string | null;
+  leaseHeld: boolean;
+  scopeViolations: number;
+  quarantineReason: string | null;
+}
+
+interface Device {
+  key: string;
+  host: string;
+  bdf: string;
+  actor: DeviceActor | null;
+  unsubscribe: (() => void) | null;
+  /** Revision of the stored actor record as last read or written here (null: none). */
+  revision: number | null;
+  lastWritten: string | null;
+  writing: Promise<void>;
+  /** Phase the actor was restored in (mid-reset), consumed by that phase's first step. */
+  recovery: string | null;
+  requests: string[];
+  /** Dispatches, releases and recoveries of this device run one after the other. */
+  chain: Promise<unknown>;
+  /** >0 while a dispatch needs the lease kept. */
+  pinned: number;
+  /** The lease has been held without a break since the actor was last synced from KV. */
+  owned: boolean;
+  releaseQueued: boolean;
+  stateName: string;
+  stateSinceMs: number;
+  plans: Map<string, { method: string; scope: string; atMs: number }>;
+}
+
+export interface DeviceActors {
+  /** Hand a request to its device's actor; resolves once the actor accepted (plan) or refused it. */
+  dispatch(
+    request: ResetRequest,
+    opts?: { onWaiting?: (position: number) => void; signal?: AbortSignal },
+  ): Promise<Decision>;
+  /** A plan or refusal for the request from fresh facts: nothing is touched, nothing stored. */
+  dryRun(request: ResetRequest): Promise<Plan | Refusal>;
+  /** Operator: out of quarantine. Resolves with the state reached (ready, or unavailable). */
+  release(host: string, bdf: string, operator: string, reason: string): Promise<string>;
+  /** Create (or load) an actor for every CXL device of the host; returns their BDFs. */
+  discover(host: string): Promise<string[]>;
+  /** Take over a device whose stored actor is mid-operation and whose lease is free. */
+  recover(key: string): Promise<boolean>;
+  status(): DeviceStatus[];
+  /** Stop every actor; release leases unless `release: false` (a crash: they expire). */
+  stop(opts?: { release?: boolean }): Promise<void>;
+  /** Drop a device after its lease was lost (leases.ts onLost). */
+  leaseLost(key: string): void;
+}
+
+function stateOf(value: unknown): string {
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+/**
+ * Re-arm the deadline of a restored snapshot: the time the device spent without an owner does not count
+ * against the phase (XState keeps no timers; the machine's timer actor takes its absolute deadline from
+ * the invoke input, which the snapshot stores).
+ */
+export function rearmDeadline(snapshot: unknown, nowMs: number): unknown {
+  const s = structuredClone(snapshot) as {
+    context?: LifecycleContext;
+    children?: Record<
+      string,
+      { src?: string; snapshot?: { input?: { phase?: string; deadlineMs?: number } } }
+    >;
+  };
+  const ctx = s.context;
+  if (!ctx || ctx.phase === null || ctx.deadlineMs === null) return s;
+  const started = ctx.timings.at(-1)?.startMs ?? nowMs;
+  const budget = Math.max(0, ctx.deadlineMs - started);
+  const deadlineMs = Math.max(ctx.deadlineMs, nowMs + budget);
+  ctx.deadlineMs = deadlineMs;
+  for (const child of Object.values(s.children ?? {})) {
+    if (child.src === "deadlineTimer" && child.snapshot?.input) child.snapshot.input.deadlineMs = deadlineMs;
+  }
+  return s;
+}
+
+/** A stored actor runs under this coordinator's policy (a running plan keeps the deadlines it was made with). */
+function withPolicy(snapshot: unknown, policy: Policy): unknown {
+  const s = structuredClone(snapshot) as { context?: LifecycleContext };
+  if (s.context) s.context.policy = { ...policy };
+  return s;
+}
+
+export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
+  const devices = new Map<string, Device>();
+  const machine = createLifecycleMachine({ now: o.now });
+  const settleTimeoutMs = o.settleTimeoutMs ?? 30_000;
+  let stopping = false;
+
+  const device = (host: string, bdf: string): Device => {
+    const key = deviceKey(host, bdf);
+    let d = devices.get(key);
+    if (!d) {
+      d = {
+        key,
+        host,
+        bdf,
+        actor: null,
+        unsubscribe: null,
+        revision: null,
+        lastWritten: null,
+        writing: Promise.resolve(),
+        recovery: null,
+        requests: [],
+        chain: Promise.resolve(),
+        pinned: 0,
+        owned: false,
+        releaseQueued: false,
+        stateName: "unknown",
+        stateSinceMs: o.now(),
+        plans: new Map(),
+      };
+      devices.set(key, d);
+    }
+    return d;
+  };
+
+  const serialize = <T>(d: Device, fn: () => Promise<T>): Promise<T> => {
+    const next = d.chain.then(fn, fn);
+    d.chain = next.catch(() => undefined);
+    return next;
+  };
+
+  const log = (d: Device) => o.log.child({ host: d.host, bdf: d.bdf });
+  const contextOf = (d: Device): LifecycleContext | null => d.actor?.getSnapshot().context ?? null;
+  const stateNow = (d: Device): string => (d.actor ? stateOf(d.actor.getSnapshot().value) : "unknown");
+
+  // ---------------------------------------------------------------------------------------------------
+  // Persistence
+
+  /** Store the latest snapshot (CAS). Without the lease nothing is written; `strict` makes that an error. */
+  const persist = (d: Device, strict = false): Promise<void> => {
+    const run = d.writing.then(async () => {
+      const actor = d.actor;
+      if (!actor || stopping || !o.leases.get(d.key)) {
+        if (strict)
+          throw new CxlrcError("in-progress", `${d.bdf}: not stored, the device lease is not held here`);
+        return;
+      }
+      const snapshot = actor.getPersistedSnapshot();
+      const json = JSON.stringify({ snapshot, requests: d.requests });
+      if (json === d.lastWritten) return;
+      const state = stateOf(actor.getSnapshot().value);
+      const record: ActorRecord = {
+        v: 1,
+        host: d.host,
+        bdf: d.bdf,
+        owner: o.id,
+        savedAt: new Date(o.now()).toISOString(),
+        state,
+        active: !REST_STATES.has(state),
+        snapshot,
+        requests: d.requests,
+      };
+      try {
+        d.revision = await o.store.saveActor(d.key, record, d.revision);
+        d.lastWritten = json;
+      } catch (err) {
+        log(d).error({ err: describeError(err) }, "actor snapshot not stored: giving the device up");
+        abandon(d, "snapshot write refused");
+        throw err;
+      }
+    });
+    d.writing = run.catch(() => undefined);
+    return run;
+  };
+
+  /** Lease back once the device rests and its state is stored (in the device's chain: never mid-dispatch). */
+  const maybeRelease = (d: Device) => {
+    if (d.releaseQueued || d.pinned > 0 || stopping || !o.leases.get(d.key)) return;
+    if (!REST_STATES.has(stateNow(d))) return;
+    d.releaseQueued = true;
+    void serialize(d, async () => {
+      d.releaseQueued = false;
+      if (d.pinned > 0 || stopping || !o.leases.get(d.key) || !REST_STATES.has(stateNow(d))) return;
+      await persist(d);
+      d.owned = false;
+      await o.leases.release(d.key);
+      o.metrics.leasesHeld.set(o.leases.held().length);
+    }).catch(() => undefined);
+  };
+
+  const abandon = (d: Device, why: string) => {
+    const ctx = contextOf(d);
+    d.unsubscribe?.();
+    d.unsubscribe = null;
+    d.actor?.stop();
+    d.actor = null;
+    d.revision = null;
+    d.lastWritten = null;
+    d.owned = false;
+    if (ctx?.request) o.admission.release(ctx.request.requestId);
+    log(d).warn({ why }, "device actor stopped here");
+    updateGauge();
+  };
+
+  // ---------------------------------------------------------------------------------------------------
+  // Events, metrics, outcomes
+
+  const updateGauge = () => {
+    o.metrics.devices.reset();
+    const counts = new Map<string, number>();
+    for (const d of devices.values())
+      if (d.actor) counts.set(d.stateName, (counts.get(d.stateName) ?? 0) + 1);
+    for (const [state, n] of counts) o.metrics.devices.set({ state }, n);
+  };
+
+  const onEmitted = (d: Device, e: LifecycleEmitted) => {
+    const { type, host: _h, bdf: _b, requestId, ...data } = e;
+    // Published in emission order; an outcome is recorded once its event (and every earlier one) is on the
+    // stream, so whoever waits for it can read the whole history back.
+    const published = o.events.publish({
+      host: d.host,
+      bdf: d.bdf,
+      kind: type,
+      data: data as Record<string, unknown>,
+      ...(requestId ? { requestId } : {}),
+    });
+    const nowMs = o.now();
+    if (e.type === "state.entered") {
+      o.metrics.stateDuration.observe({ state: d.stateName }, Math.max(0, nowMs - d.stateSinceMs) / 1000);
+      d.stateName = e.state;
+      d.stateSinceMs = nowMs;
+      updateGauge();
+      return;
+    }
+    if (e.type === "plan" && requestId) {
+      d.plans.set(requestId, { method: e.plan.method, scope: e.plan.scope, atMs: nowMs });
+      return;
+    }
+    if (!OUTCOMES.has(e.type) || !requestId) return;
+    // Slots granted in the fleet state go back in releaseDevice, which then frees the local admission; a
+    // request refused before its grant frees it here.
+    if (!o.fleet.current().inflight[requestId]) o.admission.release(requestId);
+    const plan = d.plans.get(requestId);
+    d.plans.delete(requestId);
+    if (e.type === "verified" || e.type === "failed" || e.type === "quarantined") {
+      const method = plan?.method ?? "unknown";
+      o.metrics.resets.inc({ method, scope: plan?.scope ?? "unknown", outcome: e.type });
+      if (plan) o.metrics.resetDuration.observe({ method, outcome: e.type }, (nowMs - plan.atMs) / 1000);
+    }
+    const ctx = contextOf(d);
+    const outcome = {
+      requestId,
+      host: d.host,
+      bdf: d.bdf,
+      outcome: e.type as RequestOutcomeKind,
+      ...(e.type === "refused" ? { refusal: e.refusal, message: e.refusal.message } : {}),
+      ...(e.type === "planned" ? { plan: e.plan } : {}),
+      ...(ctx?.plan && ctx.plan.requestId === requestId && e.type !== "planned" ? { plan: ctx.plan } : {}),
+      ...(e.type === "verified" ? { repaired: e.repaired } : {}),
+      ...(e.type === "failed" ? { message: e.error?.message ?? "failed" } : {}),
+      ...(e.type === "quarantined" ? { message: e.reason } : {}),
+      atMs: nowMs,
+    };
+    void published.then(() => o.outcomes.record(outcome));
+  };
+
+  // ---------------------------------------------------------------------------------------------------
+  // Actors
+
+  const start = (d: Device, snapshot: Snapshot<unknown> | null) => {
+    const actors = createAgentActors(
+      {
+        nc: o.nc,
+        store: o.store,
+        fleet: o.fleet,
+        coordinatorId: o.id,
+        policy: o.policy,
+        log: log(d),
+        now: o.now,
+        inventory: o.inventory,
+        ...(o.hook ? { hook: o.hook } : {}),
+      },
+      {
+        key: d.key,
+        host: d.host,
+        bdf: d.bdf,
+        context: () => contextOf(d),
+        // Write-ahead: the snapshot naming the step, and every event emitted before it, are stored first.
+        persist: async () => {
+          await persist(d, true);
+          await o.events.flush(d);
+        },
+        takeRecovery: (phase) => {
+          if (d.recovery !== phase) return false;
+          d.recovery = null;
+          return true;
+        },
+        lease: () => o.leases.get(d.key) ?? null,
+        released: (requestId) => o.admission.release(requestId),
+      },
+    );
+    const provided = machine.provide({ actors });
+    const input = { host: d.host, bdf: d.bdf, policy: o.policyOverrides };
+    const actor = snapshot ? createActor(provided, { snapshot, input }) : createActor(provided, { input });
+    const sub = actor.subscribe({
+      next: () => {
+        void persist(d)
+          .then(() => maybeRelease(d))
+          .catch(() => undefined);
+      },
+      error: (err) => log(d).error({ err: describeError(err) }, "device actor failed"),
+    });
+    const off = actor.on("*", (e) => onEmitted(d, e as LifecycleEmitted));
+    d.unsubscribe = () => {
+      sub.unsubscribe();
+      off.unsubscribe();
+    };
+    d.actor = actor;
+    d.stateSinceMs = o.now();
+    actor.start();
+    d.stateName = stateNow(d);
+    updateGauge();
+  };
+
+  /**
+   * Make the in-memory actor match the stored one (create it when there is none). Called with the lease
+   * just taken: when the lease was held all along, the actor in memory is the truth and nothing is read.
+   */
+  const sync = async (d: Device): Promise<Stored<ActorRecord> | null> => {
+    if (d.actor && d.owned) return null;
+    await d.writing;
+    const rec = await o.store.loadActor(d.key);
+    d.owned = true;
+    if (!rec) {
+      if (!d.actor) start(d, null);
+      return null;
+    }
+    if (d.actor && rec.revision === d.revision) return rec;
+    d.unsubscribe?.();
+    d.unsubscribe = null;
+    d.actor?.stop();
+    d.actor = null;
+    d.revision = rec.revision;
+    d.requests = [...(rec.value.requests ?? [])];
+    d.lastWritten = JSON.stringify({ snapshot: rec.value.snapshot, requests: d.requests });
+    d.recovery = rec.value.active ? rec.value.state : null;
+    const snapshot = withPolicy(
+      rec.value.active ? rearmDeadline(rec.value.snapshot, o.now()) : rec.value.snapshot,
+      o.policy,
+    );
+    start(d, snapshot as Snapshot<unknown>);
+    return rec;
+  };
+
+  /** Wait until the actor rests or runs a request (not binding/probing). */
+  const settle = async (d: Device) => {
+    const actor = d.actor!;
+    await waitFor(
+      actor,
+      (s) => {
+        const st = stateOf(s.value);
+        return REST_STATES.has(st) || (s.context.request !== null && s.context.outcome === null);
+      },
+      { timeout: settleTimeoutMs },
+    );
+  };
+
+  /** A read of the device now (a probe under a fresh operation id, never answered from the agent's cache). */
+  const freshFacts = async (host: string, bdf: string) => {
+    const [p, inv] = await Promise.all([
+      callAgent(
+        o.nc,
+        host,
+        "probe",
+        `${deviceKey(host, bdf)}/facts/${nuid.next()}`,
+        { bdf },
+        { timeoutMs: o.policy.agentCallTimeoutMs },
+      ) as Promise<ProbeResult>,
+      o.inventory(host).catch(() => null),
+    ]);
+    return factsFromProbe(host, p, inv);
+  };
+
+  const refusalOf = (r: ResetRequest, reason: Refusal["reason"], message: string): Refusal => ({
+    kind: "refusal",
+    requestId: r.requestId,
+    host: r.host,
+    bdf: r.bdf,
+    reason,
+    message,
+    details: {},
+    gates: [],
+  });
+
+  /** A refusal decided here (another coordinator drives the device): published like the machine's. */
+  const refuseOutside = async (d: Device, r: ResetRequest, refusal: Refusal): Promise<Decision> => {
+    await o.events.publish({
+      host: d.host,
+      bdf: d.bdf,
+      kind: EVENT.refused,
+      requestId: r.requestId,
+      data: { outcome: "refused", refusal, atMs: o.now() },
+    });
+    o.outcomes.record({
+      requestId: r.requestId,
+      host: d.host,
+      bdf: d.bdf,
+      outcome: "refused",
+      refusal,
+      message: refusal.message,
+      atMs: o.now(),
+    });
+    return { kind: "refused", refusal };
+  };
+
+  const isDuplicate = (d: Device, requestId: string) =>
+    d.requests.includes(requestId) || contextOf(d)?.request?.requestId === requestId;
+
+  // ---------------------------------------------------------------------------------------------------
+
+  const dispatch: DeviceActors["dispatch"] = (request, opts = {}) => {
+    const d = device(request.host, request.bdf);
+    return serialize(d, async (): Promise<Decision> => {
+      if (stopping) throw new CxlrcError("in-progress", "coordinator is stopping");
+      if (isDuplicate(d, request.requestId)) return { kind: "duplicate", requestId: request.requestId };
+      const lease = await o.leases.acquire(d.key);
+      if (!lease) {
+        const holder = await o.leases.holder(d.key).catch(() => null);
+        return refuseOutside(
+          d,
+          request,
+          refusalOf(
+            request,
+            "in-progress",
+            `${request.bdf} is being driven by coordinator ${holder?.owner ?? "(another)"}`,
+          ),
+        );
+      }
+      o.metrics.leasesHeld.set(o.leases.held().length);
+      d.pinned++;
+      try {
+        await sync(d);
+        if (isDuplicate(d, request.requestId)) return { kind: "duplicate", requestId: request.requestId };
+        await settle(d);
+        if (stateNow(d) === "unavailable") {
+          d.actor!.send({ type: "PROBE" });
+          await settle(d);
+        }
+        const actor = d.actor!;
+        if (stateNow(d) === "ready") {
+          try {
+            actor.send({ type: "FACTS_UPDATED", facts: await freshFacts(d.host, d.bdf) });
+          } catch (err) {
+            log(d).warn({ err: describeError(err) }, "facts not refreshed; planning from the last probe");
+          }
+          if (!request.dryRun) {
+            const switchId = contextOf(d)?.facts?.bridge?.switchId ?? null;
+            let waited = false;
+            await o.admission.admit(
+              { requestId: request.requestId, host: request.host, switchId },
+              {
+                onWait: (position) => {
+                  waited = true;
+                  void o.events.publish({
+                    host: d.host,
+                    bdf: d.bdf,
+                    kind: "request.waiting",
+                    requestId: request.requestId,
+                    data: {
+                      reason: "host-busy",
+                      position,
+                      running: o.admission.running()[request.host] ?? [],
+                    },
+                  });
+                  opts.onWaiting?.(position);
+                },
+                ...(opts.signal ? { signal: opts.signal } : {}),
+              },
+            );
+            if (waited) await o.fleet.refresh();
+          }
+        }
+        let decision: Decision | null = null;
+        const off = actor.on("*", (e) => {
+          const ev = e as LifecycleEmitted;
+          if (ev.requestId !== request.requestId || decision) return;
+          if (ev.type === "plan") decision = { kind: "accepted", plan: ev.plan };
+          else if (ev.type === "refused") decision = { kind: "refused", refusal: ev.refusal };
+        });
+        d.requests = [...d.requests.filter((id) => id !== request.requestId), request.requestId].slice(
+          -REQUESTS_KEPT,
+        );
+        try {
+          const guards = o.fleet.guards(d.key, {
+            activeRequestId: null,
+            quarantined: stateNow(d) === "quarantined",
+          });
+          actor.send({ type: "RESET_REQUESTED", request, guards });
+        } finally {
+          off.unsubscribe();
+        }
+        // The request is in the stored snapshot before the caller acknowledges it.
+        await persist(d);
+        if (!decision) {
+          o.admission.release(request.requestId);
+          throw new CxlrcError("internal", `device actor neither planned nor refused ${request.requestId}`);
+        }
+        return decision;
+      } finally {
+        d.pinned--;
+        void maybeRelease(d);
+      }
+    });
+  };
+
+  const dryRun: DeviceActors["dryRun"] = async (request) => {
+    const key = deviceKey(request.host, request.bdf);
+    const d = devices.get(key);
+    const facts = await freshFacts(request.host, request.bdf);
+    await o.fleet.refresh().catch(() => undefined);
+    const ctx = d ? contextOf(d) : null;
+    const holder = o.leases.get(key) ? null : await o.leases.holder(key).catch(() => null);
+    const stored = d?.actor && d.owned ? null : await o.store.loadActor(key).catch(() => null);
+    const state = stored ? stored.value.state : d?.actor ? stateNow(d) : "unknown";
+    const activeRequestId =
+      ctx?.request && ctx.outcome === null
+        ? ctx.request.requestId
+        : holder
+          ? `(held by coordinator ${holder.owner})`
+          : null;
+    return planReset({ ...request, dryRun: true }, facts, {
+      ...o.fleet.guards(key, {
+        activeRequestId: activeRequestId === request.requestId ? null : activeRequestId,
+        quarantined: state === "quarantined",
+      }),
+      nowMs: o.now(),
+      policy: o.policy,
+    });
+  };
+
+  const release: DeviceActors["release"] = (host, bdf, operator, reason) => {
+    const d = device(host, bdf);
+    return serialize(d, async () => {
+      const lease = await o.leases.acquire(d.key);
+      if (!lease) throw new CxlrcError("in-progress", `${bdf} on ${host} is held by another coordinator`);
+      d.pinned++;
+      try {
+        const rec = await o.store.loadActor(d.key);
+        if (!rec && !d.actor) throw new CxlrcError("bad-input", `no device ${bdf} known on host ${host}`);
+        await sync(d);
+        const state = stateNow(d);
+        if (state !== "quarantined") {
+          throw new CxlrcError("bad-input", `${bdf} on ${host} is not quarantined (it is ${state})`, {
+            state,
+          });
+        }
+        d.actor!.send({ type: "RELEASE", operator, reason });
+        await settle(d);
+        await persist(d);
+        return stateNow(d);
+      } finally {
+        d.pinned--;
+        void maybeRelease(d);
+      }
+    });
+  };
+
+  const ensure = (host: string, bdf: string) => {
+    const d = device(host, bdf);
+    return serialize(d, async () => {
+      const lease = await o.leases.acquire(d.key);
+      if (!lease) return false;
+      d.pinned++;
+      try {
+        await sync(d);
+        await settle(d);
+        await persist(d);
+        return true;
+      } finally {
+        d.pinned--;
+        void maybeRelease(d);
+      }
+    });
+  };
+
+  return {
+    dispatch,
+    dryRun,
+    release,
+    async discover(host) {
+      const inv = await o.inventory(host, true);
+      const bdfs = inv.devices.filter((x) => x.cxl).map((x) => x.bdf);
+      await Promise.all(
+        bdfs.map((bdf) =>
+          ensure(host, bdf).catch((err) =>
+            o.log.warn({ host, bdf, err: describeError(err) }, "device not discovered"),
+          ),
+        ),
+      );
+      return bdfs;
+    },
+    async recover(key) {
+      const rec = await o.store.loadActor(key);
+      if (!rec?.value.active) return false;
+      const [host, token] = key.split(".");
+      if (!host || !token) return false;
+      const bdf = bdfFromToken(token);
+      const d = device(host, bdf);
+      return serialize(d, async () => {
+        if (d.actor && d.revision === rec.revision && o.leases.get(key)) return false; // ours, running
+        const lease = await o.leases.acquire(key);
+        if (!lease) return false;
+        d.pinned++;
+        try {
+          const cur = await sync(d);
+          if (!cur?.value.active) return false;
+          const ctx = contextOf(d);
+          if (ctx?.request) {
+            o.admission.force({
+              requestId: ctx.request.requestId,
+              host,
+              switchId: ctx.facts?.bridge?.switchId ?? null,
+            });
+          }
+          void o.events.publish({
+            host,
+            bdf,
+            kind: EVENT.recovered,
+            ...(ctx?.request ? { requestId: ctx.request.requestId } : {}),
+            data: { state: cur.value.state, previousOwner: cur.value.owner },
+          });
+          log(d).info({ state: cur.value.state, previousOwner: cur.value.owner }, "device taken over");
+          return true;
+        } finally {
+          d.pinned--;
+          void maybeRelease(d);
+        }
+      });
+    },
+    status() {
+      return [...devices.values()]
+        .filter((d) => d.actor)
+        .map((d) => {
+          const ctx = contextOf(d);
+          return {
+            host: d.host,
+            bdf: d.bdf,
+            state: stateNow(d),
+            requestId: ctx?.request && ctx.outcome === null ? ctx.request.requestId : null,
+            leaseHeld: o.leases.get(d.key) !== undefined,
+            scopeViolations: ctx?.scopeViolations ?? 0,
+            quarantineReason: ctx?.quarantineReason ?? null,
+          };
+        });
+    },
+    async stop(opts = {}) {
+      if (opts.release !== false) {
+        await Promise.all([...devices.values()].map((d) => d.writing));
+      }
+      stopping = true;
+      for (const d of devices.values()) {
+        d.unsubscribe?.();
+        d.unsubscribe = null;
+        d.actor?.stop();
+        d.actor = null;
+      }
+    },
+    leaseLost(key) {
+      const d = devices.get(key);
+      if (d) abandon(d, "lease lost");
+    },
+  };
+}

@@ -1,0 +1,118 @@
+// Every transition and decision of the coordinator, published to the JetStream stream CXLRC_EVENTS on
+// cxlrc.evt.<host>.<bdf-token>.<kind> as an EventEnvelope. The envelope id is the JetStream msgID, so a
+// retried publish is deduplicated; the events of one device are published one after another, in the order
+// they were emitted, so SRE tools replaying the stream see the device's history as it happened.
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { type EventEnvelope, encodeJson, makeEvent } from "../../shared/bus/codec.ts";
+import { subjects } from "../../shared/bus/subjects.ts";
+import type { Logger } from "../../shared/log.ts";
+
+/** Event kinds the coordinator publishes (reset-rules.md names; the machine may add its own). */
+export const EVENT = {
+  plan: "plan",
+  refused: "refused",
+  requestRejected: "request.rejected",
+  requestDuplicate: "request.duplicate",
+  stateEntered: "state.entered",
+  imagePersisted: "image.persisted",
+  resetStarted: "reset.started",
+  resetCompleted: "reset.completed",
+  decoderCommitted: "decoder.committed",
+  verifyPassed: "verify.passed",
+  verifyFailed: "verify.failed",
+  scopeViolation: "scope.violation",
+  quarantined: "quarantined",
+  released: "released",
+  failed: "failed",
+  verified: "verified",
+  leaseLost: "lease.lost",
+  recovered: "recovered",
+} as const;
+
+export interface EventInput {
+  host: string;
+  /** null for host-level events (a request naming no device yet). */
+  bdf: string | null;
+  kind: string;
+  data?: Record<string, unknown>;
+  opId?: string;
+  requestId?: string;
+}
+
+export interface EventPublisher {
+  /**
+   * Publish (ordered per device: the promise settles after every earlier event of the device). Resolves with
+   * the envelope once JetStream acknowledged it; a publish that keeps failing is logged, not thrown, so a slow
+   * event stream never strands a device half-way.
+   */
+  publish(e: EventInput): Promise<EventEnvelope>;
+  /** Resolves when everything published so far (of one device, or of all) is acknowledged or given up. */
+  flush(device?: { host: string; bdf: string | null }): Promise<void>;
+}
+
+export interface EventPublisherOptions {
+  js: JetStreamClient;
+  /** Coordinator id, in every envelope's data as `coordinator`. */
+  coordinator: string;
+  log: Logger;
+  /** Local listeners (metrics, status, waitForOutcome) see each event as it is published. */
+  onEvent?: (e: EventEnvelope) => void;
+  /** Publish attempts before giving up on one event (same msgID each time). Default 5. */
+  attempts?: number;
+}
+
+export function eventSubject(e: Pick<EventEnvelope, "host" | "bdf" | "kind">): string {
+  return e.bdf === null ? subjects.hostEvent(e.host, e.kind) : subjects.event(e.host, e.bdf, e.kind);
+}
+
+export function createEventPublisher(opts: EventPublisherOptions): EventPublisher {
+  const chains = new Map<string, Promise<unknown>>();
+  const attempts = opts.attempts ?? 5;
+
+  const send = async (env: EventEnvelope): Promise<void> => {
+    const subject = eventSubject(env);
+    for (let i = 1; ; i++) {
+      try {
+        await opts.js.publish(subject, encodeJson(env), { msgID: env.id });
+        return;
+      } catch (err) {
+        if (i >= attempts) {
+          opts.log.error({ err: String(err), subject, id: env.id }, "event not published");
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 50 * 2 ** i));
+      }
+    }
+  };
+
+  return {
+    publish(input) {
+      const env = makeEvent({
+        host: input.host,
+        bdf: input.bdf,
+        kind: input.kind,
+        source: "coordinator",
+        data: { coordinator: opts.coordinator, ...input.data },
+        ...(input.opId ? { opId: input.opId } : {}),
+        ...(input.requestId ? { requestId: input.requestId } : {}),
+      });
+      try {
+        opts.onEvent?.(env);
+      } catch (err) {
+        opts.log.error({ err: String(err), kind: env.kind }, "event listener failed");
+      }
+      const chainKey = `${env.host}/${env.bdf ?? "-"}`;
+      const prev = chains.get(chainKey) ?? Promise.resolve();
+      const next = prev.then(() => send(env));
+      chains.set(chainKey, next);
+      void next.finally(() => {
+        if (chains.get(chainKey) === next) chains.delete(chainKey);
+      });
+      return next.then(() => env);
+    },
+    async flush(device) {
+      if (device) await chains.get(`${device.host}/${device.bdf ?? "-"}`);
+      else await Promise.all([...chains.values()]);
+    },
+  };
+}

@@ -1,0 +1,500 @@
+// Request intake: reset requests from the JetStream stream CXLRC_REQUESTS (durable pull consumer, shared by
+// every coordinator), and the request/reply control endpoints cxlrc.ctl.*.
+//
+// A stream message is acknowledged once its device actor has planned or refused it and that decision is in
+// the stored snapshot; a message that is not a valid request is terminated (never redelivered) with a
+// "request.rejected" event naming the problem. Fleet controllers publish with Nats-Msg-Id = requestId, so a
+// re-sent request inside the stream's duplicate window is dropped by JetStream; one redelivered after a
+// coordinator restart is recognised by its device (request ids are stored with the actor).
+//
+// Request/reply (queue group "cxlrc-coordinator": one coordinator answers):
+// - cxlrc.ctl.plan    a dry run: the plan or the refusal, from a fresh probe; touches nothing.
+// - cxlrc.ctl.submit  a real request: written to the stream (same dedup), answered with the decision of the
+//                     coordinator that takes it (plan, refusal, rejection, or "waiting" for a host slot),
+//                     read from the event stream, so it works whichever coordinator consumes it.
+// - cxlrc.ctl.status, .release, .image, .breaker: fleet view, operator release, last image, breaker close.
+// Every control message is schema-checked; bad input gets an error reply naming the field.
+import { setMaxListeners } from "node:events";
+import {
+  AckPolicy,
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from "@nats-io/jetstream";
+import { type Msg, type NatsConnection, nanos, type Subscription } from "@nats-io/transport-node";
+import type { ResetRequest } from "../../machines/facts.ts";
+import type { Plan, Refusal } from "../../machines/policy/types.ts";
+import {
+  decodeJson,
+  decodeWith,
+  type EventEnvelope,
+  encodeJson,
+  errorToBody,
+  formatZodIssues,
+} from "../../shared/bus/codec.ts";
+import {
+  BreakerResetRequest,
+  ImageRequest,
+  ReleaseRequest,
+  ResetRequestMessage,
+  StatusRequest,
+} from "../../shared/bus/requests.ts";
+import { bdfToken, HOST_RE, STREAMS, subjects } from "../../shared/bus/subjects.ts";
+import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import type { DeviceActors } from "./device-actors.ts";
+import { EVENT, type EventPublisher } from "./events.ts";
+import type { FleetStore } from "./fleet-state.ts";
+import type { InventoryCache } from "./inventory.ts";
+import type { Outcomes } from "./outcomes.ts";
+import type { CoordinatorStore } from "./store.ts";
+
+/** Host token of events about messages that name no valid host ('_' never appears in a DNS host name). */
+export const NO_HOST = "_coordinator";
+export const CONSUMER_NAME = "cxlrc-coordinator";
+export const QUEUE_GROUP = "cxlrc-coordinator";
+
+export interface IntakeOptions {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  actors: DeviceActors;
+  store: CoordinatorStore;
+  fleet: FleetStore;
+  events: EventPublisher;
+  outcomes: Outcomes;
+  inventory: InventoryCache;
+  log: Logger;
+  now: () => number;
+  /** Status of the whole coordinator (service.ts). */
+  status: () => Promise<unknown>;
+  /** Redelivery after this long without an ack (waiting requests send progress). Default 30 s. */
+  ackWaitMs?: number;
+  maxDeliver?: number;
+  /** submit: how long to wait for the decision before answering "queued". Default 10 s. */
+  submitWaitMs?: number;
+}
+
+export interface Intake {
+  stop(): Promise<void>;
+}
+
+type Target = { request: ResetRequest };
+
+function reply(msg: Msg, body: unknown): void {
+  if (msg.reply) msg.respond(encodeJson(body));
+}
+const ok = (result: unknown) => ({ ok: true, result });
+const fail = (e: unknown) => ({ ok: false, error: errorToBody(e) });
+
+/** Every device the message names, as the lifecycle's ResetRequest (selectors resolved by inventory). */
+export async function resolveTargets(m: ResetRequestMessage, inventory: InventoryCache): Promise<Target[]> {
+  let inv: Awaited<ReturnType<InventoryCache["get"]>>;
+  try {
+    inv = await inventory.get(m.host);
+  } catch (e) {
+    if (isCxlrcError(e) && e.details.reason === "no-responders") {
+      throw new CxlrcError(
+        "bad-input",
+        `unknown host "${m.host}": no agent answers on ${subjects.agent(m.host, "inventory")}`,
+        {
+          fields: ["host"],
+          host: m.host,
+        },
+      );
+    }
+    throw e;
+  }
+  const base = {
+    host: m.host,
+    scope: m.scope,
+    allowEscalation: m.allowEscalation,
+    memClear: m.memClear,
+    reason: m.reason,
+    dryRun: m.dryRun,
+    ...(m.deadline ? { deadline: m.deadline } : {}),
+    ...(m.method ? { method: m.method } : {}),
+  };
+  // SBR siblings join the plan only when the request names every one of them (never silently more).
+  const withSiblings = (siblings: string[]) => {
+    const includeSiblings =
+      (m.siblings ?? []).length > 0 && siblings.every((s) => (m.siblings ?? []).includes(s));
+    return includeSiblings ? { includeSiblings: true } : {};
+  };
+  if (m.bdf) {
+    const dev = inv.devices.find((d) => d.bdf === m.bdf || d.functions.includes(m.bdf!));
+    if (!dev) {
+      throw new CxlrcError("bad-input", `no device ${m.bdf} on host ${m.host}`, {
+        fields: ["bdf"],
+        bdf: m.bdf,
+      });
+    }
+    return [{ request: { ...base, requestId: m.requestId, bdf: m.bdf, ...withSiblings(dev.siblings) } }];
+  }
+  const sel = m.deviceSelector!;
+  const chosen = inv.devices.filter(
+    (d) =>
+      d.cxl &&
+      (sel.vendorId === undefined || d.vendorId === sel.vendorId) &&
+      (sel.deviceId === undefined || d.deviceId === sel.deviceId),
+  );
+  if (sel.serial !== undefined) {
+    throw new CxlrcError(
+      "bad-input",
+      "deviceSelector.serial is not supported by the inventory yet; name the bdf",
+      {
+        fields: ["deviceSelector.serial"],
+      },
+    );
+  }
+  if (chosen.length === 0) {
+    throw new CxlrcError("bad-input", `deviceSelector matches no CXL device on host ${m.host}`, {
+      fields: ["deviceSelector"],
+    });
+  }
+  return chosen.map((d) => ({
+    request: {
+      ...base,
+      requestId: `${m.requestId}@${bdfToken(d.bdf)}`,
+      bdf: d.bdf,
+      ...withSiblings(d.siblings),
+    },
+  }));
+}
+
+/** A best-effort look at a message that failed validation: its requestId and host, when they are usable. */
+function salvage(raw: unknown): { requestId: string | null; host: string } {
+  const o = raw && typeof raw === "object" ? (raw as Record<string, unknown>) : {};
+  const requestId =
+    typeof o.requestId === "string" && o.requestId.length > 0 && o.requestId.length <= 128
+      ? o.requestId
+      : null;
+  const host = typeof o.host === "string" && HOST_RE.test(o.host) ? o.host : NO_HOST;
+  return { requestId, host };
+}
+
+export async function startIntake(o: IntakeOptions): Promise<Intake> {
+  const ackWaitMs = o.ackWaitMs ?? 30_000;
+  const maxDeliver = o.maxDeliver ?? 10;
+  const config = {
+    durable_name: CONSUMER_NAME,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: subjects.request,
+    ack_wait: nanos(ackWaitMs),
+    max_deliver: maxDeliver,
+    max_ack_pending: 10_000,
+  };
+  try {
+    await o.jsm.consumers.add(STREAMS.requests.name, config);
+  } catch (e) {
+    // Exists with other settings: bring it in line.
+    o.log.warn({ err: describeError(e) }, "request consumer exists with other settings; updating it");
+    await o.jsm.consumers.update(STREAMS.requests.name, CONSUMER_NAME, {
+      ack_wait: config.ack_wait,
+      max_deliver: config.max_deliver,
+      max_ack_pending: config.max_ack_pending,
+    });
+  }
+  const consumer = await o.js.consumers.get(STREAMS.requests.name, CONSUMER_NAME);
+  const inFlight = new Set<Promise<void>>();
+  let stopped = false;
+  /** Aborts requests still waiting for a host slot when the coordinator stops (they are redelivered). */
+  const stopping = new AbortController();
+  setMaxListeners(0, stopping.signal); // one listener per request waiting for a slot
+
+  const reject = (m: JsMsg | null, raw: unknown, err: unknown) => {
+    const { requestId, host } = salvage(raw);
+    const body = errorToBody(err);
+    o.log.warn({ requestId, host, err: body.message }, "request rejected");
+    m?.term(body.message.slice(0, 200));
+    void o.events
+      .publish({
+        host,
+        bdf: null,
+        kind: EVENT.requestRejected,
+        ...(requestId ? { requestId } : {}),
+        data: { error: body, ...(m ? { streamSeq: m.seq } : {}) },
+      })
+      .then(() => {
+        if (requestId) {
+          o.outcomes.record({
+            requestId,
+            host: host === NO_HOST ? null : host,
+            bdf: null,
+            outcome: "rejected",
+            message: body.message,
+            atMs: o.now(),
+          });
+        }
+      });
+  };
+
+  const publishDryRun = async (t: ResetRequest, r: Plan | Refusal) => {
+    await o.events.publish({
+      host: t.host,
+      bdf: t.bdf,
+      kind: r.kind === "plan" ? EVENT.plan : EVENT.refused,
+      requestId: t.requestId,
+      data: r.kind === "plan" ? { plan: r, dryRun: true } : { outcome: "refused", refusal: r, dryRun: true },
+    });
+    o.outcomes.record({
+      requestId: t.requestId,
+      host: t.host,
+      bdf: t.bdf,
+      outcome: r.kind === "plan" ? "planned" : "refused",
+      ...(r.kind === "plan" ? { plan: r } : { refusal: r, message: r.message }),
+      atMs: o.now(),
+    });
+  };
+
+  const handle = async (m: JsMsg) => {
+    let raw: unknown;
+    let req: ResetRequestMessage;
+    try {
+      raw = decodeJson(m);
+      const r = ResetRequestMessage.safeParse(raw);
+      if (!r.success)
+        throw new CxlrcError("bad-input", `reset request: ${formatZodIssues(r.error)}`, {
+          fields: r.error.issues.map((i) => i.path.map(String).join(".")),
+        });
+      req = r.data;
+    } catch (e) {
+      reject(m, raw, e);
+      return;
+    }
+    let targets: Target[];
+    try {
+      targets = await resolveTargets(req, o.inventory);
+    } catch (e) {
+      if (isCxlrcError(e) && e.kind === "bad-input") reject(m, raw, e);
+      else if (m.info.deliveryCount >= maxDeliver) reject(m, raw, e);
+      else {
+        o.log.warn({ requestId: req.requestId, err: describeError(e) }, "request not resolved; will retry");
+        m.nak(1000);
+      }
+      return;
+    }
+    if (req.dryRun) {
+      for (const t of targets) {
+        try {
+          await publishDryRun(t.request, await o.actors.dryRun(t.request));
+        } catch (e) {
+          reject(null, { requestId: t.request.requestId, host: t.request.host }, e);
+        }
+      }
+      m.ack();
+      return;
+    }
+    // Progress while a request waits for a host slot, so it is not redelivered meanwhile.
+    const keepAlive = setInterval(() => m.working(), Math.max(1000, ackWaitMs / 3));
+    try {
+      const decisions = await Promise.all(
+        targets.map((t) => o.actors.dispatch(t.request, { signal: stopping.signal })),
+      );
+      decisions.forEach((d, i) => {
+        if (d.kind !== "duplicate") return;
+        const t = targets[i]!.request;
+        void o.events.publish({
+          host: t.host,
+          bdf: t.bdf,
+          kind: EVENT.requestDuplicate,
+          requestId: t.requestId,
+          data: { streamSeq: m.seq, redelivered: m.redelivered },
+        });
+      });
+      m.ack();
+    } catch (e) {
+      if (stopped) return; // redelivered to whoever runs next
+      if (m.info.deliveryCount >= maxDeliver) {
+        reject(
+          m,
+          raw,
+          new CxlrcError(
+            "internal",
+            `request not dispatched after ${maxDeliver} deliveries: ${describeError(e)}`,
+          ),
+        );
+        return;
+      }
+      o.log.error({ requestId: req.requestId, err: describeError(e) }, "request not dispatched; will retry");
+      m.nak(1000);
+    } finally {
+      clearInterval(keepAlive);
+    }
+  };
+
+  const messages: ConsumerMessages = await consumer.consume({ max_messages: 512 });
+  const loop = (async () => {
+    for await (const m of messages) {
+      if (stopped) break;
+      const p = handle(m).catch((e) => o.log.error({ err: describeError(e) }, "request handler failed"));
+      inFlight.add(p);
+      void p.finally(() => inFlight.delete(p));
+    }
+  })();
+
+  // ---------------------------------------------------------------------------------------------------
+  // Control endpoints
+
+  const subs: Subscription[] = [];
+  const serve = (subject: string, fn: (msg: Msg) => Promise<unknown>) => {
+    subs.push(
+      o.nc.subscribe(subject, {
+        queue: QUEUE_GROUP,
+        callback: (err, msg) => {
+          if (err) {
+            o.log.error({ subject, err: err.message }, "control subscription failed");
+            return;
+          }
+          fn(msg)
+            .then((result) => reply(msg, ok(result)))
+            .catch((e) => {
+              if (!isCxlrcError(e) || e.kind !== "bad-input")
+                o.log.warn({ subject, err: describeError(e) }, "control request failed");
+              reply(msg, fail(e));
+            });
+        },
+      }),
+    );
+  };
+
+  serve(subjects.plan, async (msg) => {
+    const req = decodeWith(msg, ResetRequestMessage, "plan request");
+    const targets = await resolveTargets({ ...req, dryRun: true }, o.inventory);
+    const decisions = [];
+    for (const t of targets) {
+      const r = await o.actors.dryRun({ ...t.request, dryRun: true });
+      decisions.push(
+        r.kind === "plan" ? { bdf: t.request.bdf, plan: r } : { bdf: t.request.bdf, refusal: r },
+      );
+    }
+    return { requestId: req.requestId, decisions };
+  });
+
+  serve(subjects.submit, async (msg) => {
+    const req = decodeWith(msg, ResetRequestMessage, "reset request");
+    const targets = await resolveTargets(req, o.inventory);
+    const ids = new Set(targets.map((t) => t.request.requestId));
+    const decided = new Map<string, EventEnvelope>();
+    const kinds = new Set<string>([
+      EVENT.plan,
+      EVENT.refused,
+      EVENT.requestRejected,
+      EVENT.requestDuplicate,
+      "request.waiting",
+    ]);
+    let done: () => void = () => undefined;
+    const allDecided = new Promise<void>((r) => {
+      done = r;
+    });
+    const sub = o.nc.subscribe(subjects.eventsOfHost(req.host), {
+      callback: (_e, m) => {
+        try {
+          const env = decodeJson(m) as EventEnvelope;
+          if (
+            !env.requestId ||
+            !ids.has(env.requestId) ||
+            !kinds.has(env.kind) ||
+            env.source !== "coordinator"
+          )
+            return;
+          if (decided.has(env.requestId) && env.kind === "request.waiting") return;
+          decided.set(env.requestId, env);
+          if (decided.size === ids.size) done();
+        } catch {
+          // not an event envelope: not ours to judge here
+        }
+      },
+    });
+    try {
+      await o.nc.flush();
+      const ack = await o.js.publish(subjects.request, msg.data, { msgID: req.requestId });
+      if (ack.duplicate) {
+        return {
+          requestId: req.requestId,
+          duplicate: true,
+          streamSeq: ack.seq,
+          outcome: o.outcomes.get(req.requestId) ?? null,
+        };
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<"timeout">((r) => {
+        timer = setTimeout(() => r("timeout"), o.submitWaitMs ?? 10_000);
+      });
+      const r = await Promise.race([allDecided, timedOut]);
+      clearTimeout(timer);
+      return {
+        requestId: req.requestId,
+        streamSeq: ack.seq,
+        queued: r === "timeout",
+        decisions: targets.map((t) => {
+          const env = decided.get(t.request.requestId);
+          return {
+            bdf: t.request.bdf,
+            requestId: t.request.requestId,
+            kind: env?.kind ?? "queued",
+            data: env?.data ?? {},
+          };
+        }),
+      };
+    } finally {
+      sub.unsubscribe();
+    }
+  });
+
+  serve(subjects.status, async (msg) => {
+    if (msg.data.length > 0) decodeWith(msg, StatusRequest, "status request");
+    return o.status();
+  });
+
+  serve(subjects.release, async (msg) => {
+    const req = decodeWith(msg, ReleaseRequest, "release request");
+    const state = await o.actors.release(req.host, req.bdf, req.operator, req.reason);
+    return { host: req.host, bdf: req.bdf, state };
+  });
+
+  serve(subjects.image, async (msg) => {
+    const req = decodeWith(msg, ImageRequest, "image request");
+    const rec = await o.store.getImage(req.host, req.bdf);
+    const image = rec?.value.images[req.bdf];
+    if (!rec || image === undefined) {
+      throw new CxlrcError("bad-input", `no image stored for ${req.bdf} on host ${req.host}`, {
+        fields: ["bdf"],
+      });
+    }
+    const { images: _all, ...meta } = rec.value;
+    return { ...meta, bdf: req.bdf, revision: rec.revision, image };
+  });
+
+  serve(subjects.breaker, async (msg) => {
+    const req = decodeWith(msg, BreakerResetRequest, "breaker request");
+    const state = await o.fleet.closeBreaker(req.operator, o.now());
+    void o.events.publish({
+      host: NO_HOST,
+      bdf: null,
+      kind: "breaker.closed",
+      data: { operator: req.operator, reason: req.reason },
+    });
+    return { breaker: state.breaker };
+  });
+
+  return {
+    async stop() {
+      stopped = true;
+      stopping.abort();
+      for (const s of subs) s.unsubscribe();
+      await messages.close().catch(() => undefined);
+      await loop.catch(() => undefined);
+      // Give in-flight requests up to 5 s to settle; clear the timer so a stopped process exits at once.
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise((r) => {
+        timer = setTimeout(r, 5000);
+      });
+      await Promise.race([Promise.all([...inFlight]), grace]);
+      clearTimeout(timer);
+    },
+  };
+}

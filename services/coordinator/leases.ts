@@ -1,0 +1,243 @@
+// Per-device leases in the JetStream KV bucket BUCKETS.leases, in the form that works on nats-server 2.9
+// (libraries.md): the bucket's max age is the lease time (per-key TTL is silently ignored on 2.9); acquire is
+// kv.create, renew is kv.update with the last revision every ttl/4, release is kv.delete with previousSeq.
+// The server never tells a holder that its lease expired, so the holder finds out itself: a renewal that fails,
+// an entry that is gone, or an entry naming another owner ends the lease at once (onLost) and the caller stops
+// driving that device.
+import type { KV, KvEntry } from "@nats-io/kv";
+import { nuid } from "@nats-io/transport-node";
+import type { Logger } from "../../shared/log.ts";
+
+export interface LeaseRecord {
+  /** Coordinator id (configured, stable across restarts). */
+  owner: string;
+  /** One per process: tells a restarted coordinator's leftovers from a live twin. */
+  instance: string;
+  acquiredAt: number;
+  renewedAt: number;
+}
+
+export interface Lease {
+  readonly key: string;
+  readonly revision: number;
+  /** Aborted the moment the lease is lost or released. */
+  readonly signal: AbortSignal;
+  readonly lost: boolean;
+}
+
+export type LostReason = "renew-failed" | "gone" | "taken" | "expired";
+
+export interface LeaseManagerOptions {
+  kv: KV;
+  owner: string;
+  /** Lease time: must equal the bucket's max age (store.ts creates the bucket with it). */
+  ttlMs: number;
+  log: Logger;
+  /** Called once per lost lease (not on release). */
+  onLost?: (key: string, reason: LostReason) => void;
+  /** Wall clock for the lease record (ms since epoch). */
+  now?: () => number;
+}
+
+export interface LeaseManager {
+  readonly owner: string;
+  readonly instance: string;
+  readonly ttlMs: number;
+  /**
+   * Take the lease on `key`, or null when another coordinator holds it. A lease left by an earlier process with
+   * the same owner id (a restart after a crash) is taken over at once instead of waiting for it to expire.
+   */
+  acquire(key: string): Promise<Lease | null>;
+  /** The current holder as stored (null when free). */
+  holder(key: string): Promise<LeaseRecord | null>;
+  /** The lease this process holds on `key`, if any. */
+  get(key: string): Lease | undefined;
+  held(): string[];
+  release(key: string): Promise<void>;
+  /** Renew every held lease now (the timer does this every ttl/4). */
+  renewAll(): Promise<void>;
+  /** Stop renewing; release every lease unless `release: false` (then they expire after the TTL). */
+  stop(opts?: { release?: boolean }): Promise<void>;
+}
+
+interface Held {
+  key: string;
+  revision: number;
+  record: LeaseRecord;
+  controller: AbortController;
+  lastRenewOk: number;
+  lost: boolean;
+}
+
+export function parseLeaseEntry(e: KvEntry | null): LeaseRecord | null {
+  if (e?.operation !== "PUT") return null;
+  try {
+    const r = e.json<LeaseRecord>();
+    return typeof r?.owner === "string" ? r : null;
+  } catch {
+    return null;
+  }
+}
+
+export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
+  const { kv, owner, ttlMs, log } = opts;
+  const now = opts.now ?? Date.now;
+  const instance = nuid.next();
+  const leases = new Map<string, Held>();
+  let stopped = false;
+  const mono = () => performance.now();
+
+  const view = (h: Held): Lease => ({
+    key: h.key,
+    get revision() {
+      return h.revision;
+    },
+    signal: h.controller.signal,
+    get lost() {
+      return h.lost;
+    },
+  });
+
+  const lose = (h: Held, reason: LostReason) => {
+    if (h.lost) return;
+    h.lost = true;
+    leases.delete(h.key);
+    h.controller.abort(new Error(`lease ${h.key} lost (${reason})`));
+    log.warn({ lease: h.key, reason }, "lease lost: no longer driving this device");
+    opts.onLost?.(h.key, reason);
+  };
+
+  const encode = (r: LeaseRecord) => JSON.stringify(r);
+
+  const hold = (key: string, revision: number, record: LeaseRecord): Lease => {
+    const h: Held = {
+      key,
+      revision,
+      record,
+      controller: new AbortController(),
+      lastRenewOk: mono(),
+      lost: false,
+    };
+    leases.set(key, h);
+    return view(h);
+  };
+
+  const acquire = async (key: string): Promise<Lease | null> => {
+    if (stopped) return null;
+    const mine = leases.get(key);
+    if (mine) return view(mine);
+    const t = now();
+    const record: LeaseRecord = { owner, instance, acquiredAt: t, renewedAt: t };
+    try {
+      const revision = await kv.create(key, encode(record));
+      return hold(key, revision, record);
+    } catch (err) {
+      // Held (or a race on a deleted entry): look at who holds it.
+      const e = await kv.get(key);
+      const cur = parseLeaseEntry(e);
+      if (e && cur && cur.owner === owner && cur.instance !== instance) {
+        try {
+          const revision = await kv.update(key, encode(record), e.revision);
+          log.info(
+            { lease: key, previous: cur.instance },
+            "lease taken over from an earlier process of this coordinator",
+          );
+          return hold(key, revision, record);
+        } catch {
+          return null;
+        }
+      }
+      if (!cur) log.debug({ lease: key, err: String(err) }, "lease create raced");
+      return null;
+    }
+  };
+
+  const renewOne = async (h: Held): Promise<void> => {
+    if (h.lost) return;
+    const record = { ...h.record, renewedAt: now() };
+    try {
+      h.revision = await kv.update(h.key, encode(record), h.revision);
+      h.record = record;
+      h.lastRenewOk = mono();
+      return;
+    } catch (err) {
+      if (h.lost || !leases.has(h.key)) return;
+      // Wrong revision → someone else wrote it, or it expired and was re-created; no answer → keep trying until
+      // the TTL has run out since the last good renewal (then it has expired on the server anyway).
+      let e: KvEntry | null;
+      try {
+        e = await kv.get(h.key);
+      } catch {
+        if (mono() - h.lastRenewOk >= ttlMs) lose(h, "expired");
+        else log.warn({ lease: h.key, err: String(err) }, "lease renewal failed; retrying");
+        return;
+      }
+      const cur = parseLeaseEntry(e);
+      if (!cur) lose(h, "gone");
+      else if (cur.owner !== owner || cur.instance !== instance) lose(h, "taken");
+      else if (e && e.revision !== h.revision) {
+        // Our own write landed but its ack was lost: adopt the revision.
+        h.revision = e.revision;
+        h.lastRenewOk = mono();
+      } else if (mono() - h.lastRenewOk >= ttlMs) lose(h, "renew-failed");
+    }
+  };
+
+  const renewAll = async () => {
+    await Promise.all([...leases.values()].map(renewOne));
+  };
+
+  let renewing = false;
+  const timer = setInterval(
+    () => {
+      if (renewing || stopped) return;
+      renewing = true;
+      renewAll()
+        .catch((err) => log.error({ err }, "lease renewal loop"))
+        .finally(() => {
+          renewing = false;
+        });
+    },
+    Math.max(50, Math.floor(ttlMs / 4)),
+  );
+  timer.unref();
+
+  const release = async (key: string) => {
+    const h = leases.get(key);
+    if (!h) return;
+    leases.delete(key);
+    h.controller.abort(new Error(`lease ${key} released`));
+    try {
+      await kv.delete(key, { previousSeq: h.revision });
+    } catch (err) {
+      log.warn({ lease: key, err: String(err) }, "lease release failed (it will expire)");
+    }
+  };
+
+  return {
+    owner,
+    instance,
+    ttlMs,
+    acquire,
+    async holder(key) {
+      return parseLeaseEntry(await kv.get(key));
+    },
+    get(key) {
+      const h = leases.get(key);
+      return h ? view(h) : undefined;
+    },
+    held: () => [...leases.keys()],
+    release,
+    renewAll,
+    async stop(o = {}) {
+      stopped = true;
+      clearInterval(timer);
+      if (o.release === false) {
+        for (const h of leases.values()) h.controller.abort(new Error(`lease ${h.key} abandoned (stop)`));
+        leases.clear();
+        return;
+      }
+      await Promise.all([...leases.keys()].map(release));
+    },
+  };
+}

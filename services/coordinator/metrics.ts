@@ -1,0 +1,164 @@
+// Prometheus metrics of the coordinator: its own prom-client Registry (never the global one, so several
+// coordinators in one test process do not collide), fed from the events it publishes, served as text on
+// GET /metrics by node:http.
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { EventEnvelope } from "../../shared/bus/codec.ts";
+import { EVENT } from "./events.ts";
+
+export interface CoordinatorMetrics {
+  readonly registry: Registry;
+  readonly resets: Counter<"method" | "scope" | "outcome">;
+  readonly resetDuration: Histogram<"method" | "outcome">;
+  readonly stateDuration: Histogram<"state">;
+  readonly devices: Gauge<"state">;
+  readonly refusals: Counter<"reason">;
+  readonly requests: Counter<"result">;
+  readonly scopeViolations: Counter;
+  readonly leasesHeld: Gauge;
+  /** Feed one published event (refusals, outcomes, violations). */
+  observe(e: EventEnvelope): void;
+  text(): Promise<string>;
+}
+
+const SECONDS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+export function createMetrics(): CoordinatorMetrics {
+  const registry = new Registry();
+  const resets = new Counter({
+    name: "cxlrc_resets_total",
+    help: "Resets finished, by method, scope and outcome (verified, failed, quarantined)",
+    labelNames: ["method", "scope", "outcome"] as const,
+    registers: [registry],
+  });
+  const resetDuration = new Histogram({
+    name: "cxlrc_reset_duration_seconds",
+    help: "From plan accepted to the outcome, by method",
+    labelNames: ["method", "outcome"] as const,
+    buckets: SECONDS,
+    registers: [registry],
+  });
+  const stateDuration = new Histogram({
+    name: "cxlrc_state_duration_seconds",
+    help: "Time a device spent in each lifecycle state",
+    labelNames: ["state"] as const,
+    buckets: SECONDS,
+    registers: [registry],
+  });
+  const devices = new Gauge({
+    name: "cxlrc_devices",
+    help: "Devices known to this coordinator, per lifecycle state",
+    labelNames: ["state"] as const,
+    registers: [registry],
+  });
+  const refusals = new Counter({
+    name: "cxlrc_refusals_total",
+    help: "Requests refused, by reason (flr-unsupported, sibling-busy, quarantined...)",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  const requests = new Counter({
+    name: "cxlrc_requests_total",
+    help: "Reset requests taken from the stream, by result (accepted, refused, rejected, duplicate)",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  const scopeViolations = new Counter({
+    name: "cxlrc_scope_violations_total",
+    help: "io-scope resets that changed CXL state (detected by verify)",
+    registers: [registry],
+  });
+  const leasesHeld = new Gauge({
+    name: "cxlrc_leases_held",
+    help: "Device leases this coordinator holds",
+    registers: [registry],
+  });
+
+  const str = (v: unknown, dflt: string) => (typeof v === "string" && v.length > 0 ? v : dflt);
+
+  return {
+    registry,
+    resets,
+    resetDuration,
+    stateDuration,
+    devices,
+    refusals,
+    requests,
+    scopeViolations,
+    leasesHeld,
+    observe(e) {
+      switch (e.kind) {
+        case EVENT.refused:
+          refusals.inc({
+            reason: str(
+              (e.data.refusal as { reason?: unknown } | undefined)?.reason ?? e.data.reason,
+              "unknown",
+            ),
+          });
+          requests.inc({ result: "refused" });
+          break;
+        case EVENT.plan:
+          if (e.data.dryRun !== true) requests.inc({ result: "accepted" });
+          break;
+        case EVENT.requestRejected:
+          requests.inc({ result: "rejected" });
+          break;
+        case EVENT.requestDuplicate:
+          requests.inc({ result: "duplicate" });
+          break;
+        case EVENT.scopeViolation:
+          scopeViolations.inc();
+          break;
+        default:
+          break;
+      }
+    },
+    text: () => registry.metrics(),
+  };
+}
+
+export interface MetricsServer {
+  readonly port: number;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** GET /metrics on 127.0.0.1:port by default (port 0 = a free one); anything else 404. */
+export async function serveMetrics(
+  metrics: CoordinatorMetrics,
+  port: number,
+  host = "127.0.0.1",
+): Promise<MetricsServer> {
+  const server: Server = createServer((req, res) => {
+    if (req.method === "GET" && req.url?.split("?")[0] === "/metrics") {
+      metrics
+        .text()
+        .then((body) => {
+          res.writeHead(200, { "content-type": metrics.registry.contentType });
+          res.end(body);
+        })
+        .catch((err: unknown) => {
+          res.writeHead(500, { "content-type": "text/plain" });
+          res.end(String(err));
+        });
+      return;
+    }
+    res.writeHead(404, { "content-type": "text/plain" });
+    res.end("not found: GET /metrics\n");
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  const actual = (server.address() as AddressInfo).port;
+  return {
+    port: actual,
+    url: `http://${host}:${actual}/metrics`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,78 @@
+// Recovery: continue what a coordinator left half-done. On start, and every few seconds after (a peer may
+// die at any time), every stored actor that is mid-operation and whose lease is free (expired, released,
+// or left by an earlier process of this coordinator) is restored here and continues from its last stored
+// state. A step whose completion was not recorded runs again under the same operation id (the agent answers
+// a repeat with its first result) or, where that is not enough (the reset itself), re-reads the device first:
+// agent-actors.ts. Deadlines are re-armed from the time of the takeover (device-actors.ts rearmDeadline).
+// The same scan frees host/switch slots held by requests nobody drives any more.
+import { describeError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import type { DeviceActors } from "./device-actors.ts";
+import type { FleetStore } from "./fleet-state.ts";
+import type { LeaseManager } from "./leases.ts";
+import type { CoordinatorStore } from "./store.ts";
+
+export interface RecoveryOptions {
+  store: CoordinatorStore;
+  leases: LeaseManager;
+  actors: DeviceActors;
+  fleet: FleetStore;
+  log: Logger;
+}
+
+/** One pass: take over every abandoned device; returns the keys taken over. */
+export async function recoverOnce(o: RecoveryOptions): Promise<string[]> {
+  const taken: string[] = [];
+  for (const key of await o.store.listActorKeys()) {
+    if (o.leases.get(key)) continue; // ours and running
+    try {
+      const rec = await o.store.loadActor(key);
+      if (!rec?.value.active) continue;
+      const holder = await o.leases.holder(key);
+      // Held by a live peer: not ours. Held under our own id by an earlier process: ours to continue.
+      if (holder && (holder.owner !== o.leases.owner || holder.instance === o.leases.instance)) continue;
+      if (await o.actors.recover(key)) taken.push(key);
+    } catch (err) {
+      o.log.warn({ key, err: describeError(err) }, "device not recovered (next pass retries)");
+    }
+  }
+  const freed = await o.fleet.reclaim(async (f) => {
+    if (o.leases.get(f.key)) return true;
+    if (await o.leases.holder(f.key)) return true;
+    return (await o.store.loadActor(f.key))?.value.active === true;
+  });
+  if (freed.length > 0) o.log.info({ requests: freed }, "slots of requests nobody drives were freed");
+  return taken;
+}
+
+export interface RecoveryLoop {
+  /** Run a pass now (also used at start). */
+  runOnce(): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+/** A pass every `intervalMs` (default: half the lease time, so a dead peer's devices move within ~1.5 TTL). */
+export function startRecovery(o: RecoveryOptions & { intervalMs: number }): RecoveryLoop {
+  let running: Promise<string[]> | null = null;
+  let stopped = false;
+  const runOnce = () => {
+    if (!running) {
+      running = recoverOnce(o).finally(() => {
+        running = null;
+      });
+    }
+    return running;
+  };
+  const timer = setInterval(() => {
+    if (!stopped) runOnce().catch((err) => o.log.warn({ err: describeError(err) }, "recovery pass failed"));
+  }, o.intervalMs);
+  timer.unref();
+  return {
+    runOnce,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running?.catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,226 @@
+// The coordinator: wires the store, leases, fleet state, device actors, recovery, intake, events and metrics
+// around one NATS connection. startCoordinator() is what `cxlrc serve coordinator` (main.ts) and the tests run.
+import type { NatsConnection } from "@nats-io/transport-node";
+import { DEFAULT_POLICY, type Policy } from "../../machines/policy/defaults.ts";
+import { ensureStreams, getJsm } from "../../shared/bus/client.ts";
+import { bdfFromToken } from "../../shared/bus/subjects.ts";
+import { describeError } from "../../shared/errors.ts";
+import { type Logger, silentLogger } from "../../shared/log.ts";
+import { createAdmission } from "./admission.ts";
+import type { StepHook } from "./agent-actors.ts";
+import { createDeviceActors, type DeviceStatus } from "./device-actors.ts";
+import { createEventPublisher } from "./events.ts";
+import { createFleetStore, type FleetState } from "./fleet-state.ts";
+import { NO_HOST, startIntake } from "./intake.ts";
+import { createInventoryCache } from "./inventory.ts";
+import { createLeaseManager } from "./leases.ts";
+import { createMetrics, type MetricsServer, serveMetrics } from "./metrics.ts";
+import { createOutcomes, type RequestOutcome } from "./outcomes.ts";
+import { startRecovery } from "./recovery.ts";
+import { openStore } from "./store.ts";
+
+export interface CoordinatorOptions {
+  nc: NatsConnection;
+  /** Stable id (lease owner). Unique per live process; a restart with the same id takes its leases back at once. */
+  id: string;
+  policy?: Partial<Policy>;
+  /** Device lease time (the leases bucket's max age). Default 15 s. */
+  leaseTtlMs?: number;
+  /** Prometheus endpoint port (0 = a free one); null or undefined = no endpoint. */
+  metricsPort?: number | null;
+  metricsHost?: string;
+  log?: Logger;
+  /** Wall clock in ms (deadlines, budgets, breaker). Default Date.now. */
+  now?: () => number;
+  /** JetStream replicas of streams and buckets. Default 1. */
+  replicas?: number;
+  /** Hosts whose devices get an actor at start (agent inventory); others appear with their first request. */
+  hosts?: string[];
+  /** Recovery scan interval. Default half the lease time. */
+  recoveryIntervalMs?: number;
+  /** Stream redelivery time of an unacknowledged request. Default 30 s. */
+  ackWaitMs?: number;
+  /** Test hook: runs around every step's effect (stop a coordinator at an exact point). */
+  stepHook?: StepHook;
+}
+
+export interface CoordinatorStatus {
+  id: string;
+  devices: DeviceStatus[];
+  /** Devices per lifecycle state (this coordinator's actors). */
+  states: Record<string, number>;
+  leasesHeld: string[];
+  breaker: FleetState["breaker"];
+  /** Requests holding host/switch slots, fleet-wide. */
+  inFlight: FleetState["inflight"];
+  /** Requests running here, per host, and how many wait for a slot. */
+  running: Record<string, string[]>;
+  waiting: number;
+}
+
+export interface CoordinatorHandle {
+  readonly id: string;
+  /** http://host:port/metrics, or null without an endpoint. */
+  readonly metricsUrl: string | null;
+  status(): Promise<CoordinatorStatus>;
+  /** Resolves with the request's one outcome (test helper; also how `submit` callers can wait). */
+  waitForOutcome(requestId: string, timeoutMs?: number): Promise<RequestOutcome>;
+  /** Give every CXL device of the host an actor now. */
+  discover(host: string): Promise<string[]>;
+  /** Run a recovery pass now (also runs periodically). */
+  recover(): Promise<string[]>;
+  /**
+   * Stop: intake drained, actors stopped, leases released (mid-reset devices are then continued by whoever
+   * takes them). `release: false` leaves the leases to expire, as a crash would.
+   */
+  stop(opts?: { release?: boolean }): Promise<void>;
+}
+
+export async function startCoordinator(opts: CoordinatorOptions): Promise<CoordinatorHandle> {
+  const log = (opts.log ?? silentLogger).child({ coordinator: opts.id });
+  const now = opts.now ?? Date.now;
+  const policyOverrides = { ...opts.policy };
+  const policy: Policy = { ...DEFAULT_POLICY, ...policyOverrides };
+  const leaseTtlMs = opts.leaseTtlMs ?? 15_000;
+  const { nc } = opts;
+
+  const jsm = await getJsm(nc);
+  await ensureStreams(jsm, { replicas: opts.replicas ?? 1 });
+  const store = await openStore(nc, { leaseTtlMs, replicas: opts.replicas ?? 1 });
+  if (store.leaseTtlMs !== leaseTtlMs) {
+    log.warn({ asked: leaseTtlMs, bucket: store.leaseTtlMs }, "the leases bucket keeps its own lease time");
+  }
+  const metrics = createMetrics();
+  const outcomes = createOutcomes();
+  const events = createEventPublisher({
+    js: store.js,
+    coordinator: opts.id,
+    log,
+    onEvent: (e) => metrics.observe(e),
+  });
+  const fleet = createFleetStore(store, policy);
+  await fleet.refresh();
+  const inventory = createInventoryCache(nc, { timeoutMs: policy.agentCallTimeoutMs });
+  const admission = createAdmission(policy);
+  // Late-bound: the lease manager reports losses to the actors, which need the lease manager.
+  let onLost: (key: string) => void = () => undefined;
+  const leases = createLeaseManager({
+    kv: store.leases,
+    owner: opts.id,
+    ttlMs: store.leaseTtlMs,
+    log,
+    now,
+    onLost: (key, reason) => {
+      void events.publish({ ...keyParts(key), kind: "lease.lost", data: { reason } });
+      onLost(key);
+    },
+  });
+  const actors = createDeviceActors({
+    nc,
+    id: opts.id,
+    store,
+    leases,
+    fleet,
+    events,
+    metrics,
+    outcomes,
+    admission,
+    policy,
+    policyOverrides,
+    log,
+    now,
+    inventory: (host, fresh) => inventory.get(host, fresh),
+    ...(opts.stepHook ? { hook: opts.stepHook } : {}),
+  });
+  onLost = (key) => actors.leaseLost(key);
+
+  const recovery = startRecovery({
+    store,
+    leases,
+    actors,
+    fleet,
+    log,
+    intervalMs: opts.recoveryIntervalMs ?? Math.max(250, Math.floor(store.leaseTtlMs / 2)),
+  });
+  const recovered = await recovery.runOnce();
+  if (recovered.length > 0) log.info({ devices: recovered }, "continuing devices left mid-operation");
+
+  for (const host of opts.hosts ?? []) {
+    await actors
+      .discover(host)
+      .catch((err) => log.warn({ host, err: describeError(err) }, "host not discovered"));
+  }
+
+  const status = async (): Promise<CoordinatorStatus> => {
+    await fleet.refresh().catch(() => undefined);
+    const devices = actors.status();
+    const states: Record<string, number> = {};
+    for (const d of devices) states[d.state] = (states[d.state] ?? 0) + 1;
+    return {
+      id: opts.id,
+      devices,
+      states,
+      leasesHeld: leases.held(),
+      breaker: fleet.current().breaker,
+      inFlight: fleet.current().inflight,
+      running: admission.running(),
+      waiting: admission.waiting(),
+    };
+  };
+
+  const intake = await startIntake({
+    nc,
+    js: store.js,
+    jsm,
+    actors,
+    store,
+    fleet,
+    events,
+    outcomes,
+    inventory,
+    log,
+    now,
+    status,
+    ...(opts.ackWaitMs !== undefined ? { ackWaitMs: opts.ackWaitMs } : {}),
+  });
+
+  let metricsServer: MetricsServer | null = null;
+  if (opts.metricsPort !== undefined && opts.metricsPort !== null) {
+    metricsServer = await serveMetrics(metrics, opts.metricsPort, opts.metricsHost);
+  }
+  log.info({ leaseTtlMs: store.leaseTtlMs, metrics: metricsServer?.url ?? null }, "coordinator started");
+
+  let stopped = false;
+  return {
+    id: opts.id,
+    metricsUrl: metricsServer?.url ?? null,
+    status,
+    waitForOutcome: (requestId, timeoutMs) => outcomes.wait(requestId, timeoutMs),
+    discover: (host) => actors.discover(host),
+    recover: () => recovery.runOnce(),
+    async stop(o = {}) {
+      if (stopped) return;
+      stopped = true;
+      const release = o.release !== false;
+      await recovery.stop();
+      if (release) await intake.stop();
+      else void intake.stop().catch(() => undefined);
+      await actors.stop({ release });
+      await leases.stop({ release });
+      if (release) await events.flush();
+      await metricsServer?.close();
+      outcomes.close(`coordinator ${opts.id} stopped`);
+      log.info({ released: release }, "coordinator stopped");
+    },
+  };
+}
+
+/** A device key back to host and BDF (for events about a key). */
+function keyParts(key: string): { host: string; bdf: string | null } {
+  const [host, token] = key.split(".");
+  try {
+    return { host: host ?? NO_HOST, bdf: token ? bdfFromToken(token) : null };
+  } catch {
+    return { host: host ?? NO_HOST, bdf: null };
+  }
+}

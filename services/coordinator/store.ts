@@ -1,0 +1,170 @@
+// Durable coordinator state in JetStream KV: device images (the last known good state, kept after the reset),
+// persisted device actors (XState snapshots) and leases. Every write of an image or an actor is a
+// compare-and-set on the key's revision, so a coordinator that lost a device cannot overwrite its new owner.
+// Buckets are created idempotently; replicas follow the cluster size.
+import { type JetStreamClient, jetstream } from "@nats-io/jetstream";
+import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { BUCKETS, deviceKey } from "../../shared/bus/subjects.ts";
+import { CxlrcError } from "../../shared/errors.ts";
+
+export interface StoreOptions {
+  /** Lease time = the leases bucket's max age (libraries.md: per-key TTL is ignored on 2.9). */
+  leaseTtlMs: number;
+  /** JetStream replicas of every bucket (1 on a single server, 3 on a 3-node cluster). */
+  replicas?: number;
+  /** Revisions kept per image key: the current image and a few earlier ones. */
+  imageHistory?: number;
+  /** JetStream API timeout (KV get() ignores KvOptions.timeout: it is set on the context). */
+  timeoutMs?: number;
+}
+
+/**
+ * What is stored under BUCKETS.images, keyed by the device a request named: the image of every function the
+ * plan touches (one for FLR, every function for CXL Reset, siblings too for SBR). Each other function also
+ * gets a record of its own, so the image endpoint answers for any of them.
+ */
+export interface ImageRecord {
+  v: 1;
+  host: string;
+  bdf: string;
+  /** bdf → the agent's image (shared/image schema), kept opaque here. */
+  images: Record<string, unknown>;
+  savedAt: string;
+  requestId: string | null;
+  opId: string;
+  coordinator: string;
+}
+
+/** What is stored per device under BUCKETS.actors. */
+export interface ActorRecord {
+  v: 1;
+  host: string;
+  bdf: string;
+  /** Coordinator that wrote it. */
+  owner: string;
+  savedAt: string;
+  /** The machine's state value, flattened ("savingImage", "failed.quarantined"), for status and recovery. */
+  state: string;
+  /** The device is mid-operation (a new owner must continue it). */
+  active: boolean;
+  /** actor.getPersistedSnapshot() */
+  snapshot: unknown;
+  /** Request ids this device has taken (newest last, bounded): a redelivered request is a duplicate. */
+  requests: string[];
+}
+
+export interface Stored<T> {
+  value: T;
+  revision: number;
+}
+
+/** Fleet-wide policy state (breaker, per-device budgets) lives beside the actors under this key. */
+export const FLEET_KEY = "fleet/policy";
+
+export interface CoordinatorStore {
+  readonly js: JetStreamClient;
+  readonly images: KV;
+  readonly actors: KV;
+  readonly leases: KV;
+  /** Lease time the leases bucket really has (an existing bucket keeps its max age). */
+  readonly leaseTtlMs: number;
+  /** Store an image; CAS on the revision read just before, so it never overwrites a concurrent writer. */
+  putImage(record: ImageRecord): Promise<number>;
+  getImage(host: string, bdf: string): Promise<Stored<ImageRecord> | null>;
+  /** One exact revision (what a restore uses: the image persisted for this request, not a later one). */
+  getImageRevision(key: string, revision: number): Promise<ImageRecord | null>;
+  loadActor(key: string): Promise<Stored<ActorRecord> | null>;
+  /** CAS write: `revision` is the one last read or written (null = must not exist yet). */
+  saveActor(key: string, record: ActorRecord, revision: number | null): Promise<number>;
+  listActorKeys(): Promise<string[]>;
+  loadFleet<T>(): Promise<Stored<T> | null>;
+  saveFleet<T>(value: T, revision: number | null): Promise<number>;
+}
+
+function parse<T>(e: KvEntry | null): Stored<T> | null {
+  if (e?.operation !== "PUT") return null;
+  return { value: e.json<T>(), revision: e.revision };
+}
+
+async function casPut(kv: KV, key: string, value: unknown, revision: number | null): Promise<number> {
+  const data = JSON.stringify(value);
+  try {
+    return revision === null || revision === 0
+      ? await kv.create(key, data)
+      : await kv.update(key, data, revision);
+  } catch (err) {
+    throw new CxlrcError(
+      "in-progress",
+      `write of ${key} lost a compare-and-set (expected revision ${revision})`,
+      { key, revision },
+      { cause: err },
+    );
+  }
+}
+
+export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise<CoordinatorStore> {
+  const js = jetstream(nc, { timeout: opts.timeoutMs ?? 5000 });
+  const kvm = new Kvm(js);
+  const replicas = opts.replicas ?? 1;
+  const images = await kvm.create(BUCKETS.images, {
+    history: opts.imageHistory ?? 5,
+    replicas,
+    description: "cxlrc device images: last known good state, per function",
+  });
+  const actors = await kvm.create(BUCKETS.actors, {
+    history: 1,
+    replicas,
+    description: "cxlrc persisted device actors and fleet policy state",
+  });
+  const leases = await kvm.create(BUCKETS.leases, {
+    history: 1,
+    replicas,
+    ttl: opts.leaseTtlMs,
+    description: "cxlrc per-device leases (max age = lease time)",
+  });
+  const st = await leases.status();
+  const leaseTtlMs = st.ttl > 0 ? st.ttl : opts.leaseTtlMs;
+
+  return {
+    js,
+    images,
+    actors,
+    leases,
+    leaseTtlMs,
+    async putImage(record) {
+      const key = deviceKey(record.host, record.bdf);
+      const cur = await images.get(key);
+      const rev = cur && cur.operation === "PUT" ? cur.revision : null;
+      if (cur && cur.operation !== "PUT") {
+        // A deleted image key: create() handles the tombstone.
+        return casPut(images, key, record, null);
+      }
+      return casPut(images, key, record, rev);
+    },
+    async getImage(host, bdf) {
+      return parse<ImageRecord>(await images.get(deviceKey(host, bdf)));
+    },
+    async getImageRevision(key, revision) {
+      const e = await images.get(key, { revision });
+      return e && e.key === key ? (parse<ImageRecord>(e)?.value ?? null) : null;
+    },
+    async loadActor(key) {
+      return parse<ActorRecord>(await actors.get(key));
+    },
+    saveActor(key, record, revision) {
+      return casPut(actors, key, record, revision);
+    },
+    async listActorKeys() {
+      const out: string[] = [];
+      for await (const k of await actors.keys()) if (k !== FLEET_KEY) out.push(k);
+      return out;
+    },
+    async loadFleet<T>() {
+      return parse<T>(await actors.get(FLEET_KEY));
+    },
+    saveFleet(value, revision) {
+      return casPut(actors, FLEET_KEY, value, revision);
+    },
+  };
+}

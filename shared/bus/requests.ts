@@ -1,0 +1,93 @@
+// The coordinator's contract with fleet controllers, operators and the CLI: the reset request that travels
+// through the JetStream stream CXLRC_REQUESTS (on cxlrc.req.reset, Nats-Msg-Id = requestId), and the control
+// messages of cxlrc.ctl.* (plan, submit, status, release, image). The schema is the type and the validator;
+// objects are strict, so a misspelt field is an error naming it instead of a silently ignored option.
+import { z } from "zod";
+import { Bdf, ErrorBody, Scope } from "./agent-messages.ts";
+import { HOST_RE } from "./subjects.ts";
+
+export const RequestId = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9._:/=-]+$/, "letters, digits and . _ : / = - only");
+export const HostName = z.string().regex(HOST_RE, "1-64 letters, digits, '-' or '_'");
+
+/** Devices of one host chosen by what they are rather than where they are (resolved by the agent's inventory). */
+export const DeviceSelector = z
+  .strictObject({
+    vendorId: z.number().int().min(0).max(0xffff).optional(),
+    deviceId: z.number().int().min(0).max(0xffff).optional(),
+    /** Device Serial Number as 16 lowercase hex digits. */
+    serial: z
+      .string()
+      .regex(/^(0x)?[0-9a-f]{16}$/)
+      .optional(),
+    /** Every CXL device of the host. */
+    all: z.literal(true).optional(),
+  })
+  .refine((s) => Object.keys(s).length > 0, "name at least one of vendorId, deviceId, serial, all");
+export type DeviceSelector = z.infer<typeof DeviceSelector>;
+
+export const ResetRequestMessage = z
+  .strictObject({
+    requestId: RequestId,
+    host: HostName,
+    /** Function 0 of the device. Exactly one of bdf / deviceSelector. */
+    bdf: Bdf.optional(),
+    deviceSelector: DeviceSelector.optional(),
+    scope: Scope,
+    /** io requested on a device without FLR: allow moving to full scope (the plan says so). */
+    allowEscalation: z.boolean().default(false),
+    /** CXL Reset: set Mem Clr Enable (only when the device is capable). */
+    memClear: z.boolean().default(false),
+    /** Why (logged, in every event of the request). */
+    reason: z.string().min(1).max(500),
+    /** Absolute time (ISO 8601) after which the request must not start. */
+    deadline: z.iso.datetime({ offset: true }).optional(),
+    /** Plan only: compute scope, method, siblings, gates and deadlines; touch nothing. */
+    dryRun: z.boolean().default(false),
+    /** Full scope: the method to use (default: the policy's preference among those the device supports). */
+    method: z.enum(["cxl", "sbr", "vfio"]).optional(),
+    /** SBR: functions of other devices below the same bridge included in the plan (each saved and restored). */
+    siblings: z.array(Bdf).max(32).optional(),
+    /** Who asks (fleet controller, operator), for the audit trail. */
+    requester: z.string().min(1).max(128).optional(),
+  })
+  .superRefine((r, ctx) => {
+    if ((r.bdf === undefined) === (r.deviceSelector === undefined)) {
+      ctx.addIssue({ code: "custom", path: ["bdf"], message: "give exactly one of bdf or deviceSelector" });
+    }
+  });
+export type ResetRequestMessage = z.output<typeof ResetRequestMessage>;
+export type ResetRequestInput = z.input<typeof ResetRequestMessage>;
+
+/** cxlrc.ctl.release: an operator takes a device out of quarantine. */
+export const ReleaseRequest = z.strictObject({
+  host: HostName,
+  bdf: Bdf,
+  operator: z.string().min(1).max(128),
+  reason: z.string().min(1).max(500),
+});
+export type ReleaseRequest = z.infer<typeof ReleaseRequest>;
+
+/** cxlrc.ctl.image: the last saved image of a function. */
+export const ImageRequest = z.strictObject({ host: HostName, bdf: Bdf });
+export type ImageRequest = z.infer<typeof ImageRequest>;
+
+/** cxlrc.ctl.status: the fleet as this coordinator sees it (empty body allowed). */
+export const StatusRequest = z.strictObject({ host: HostName.optional() });
+export type StatusRequest = z.infer<typeof StatusRequest>;
+
+/** cxlrc.ctl.breaker: an operator closes the fleet circuit breaker. */
+export const BreakerResetRequest = z.strictObject({
+  operator: z.string().min(1).max(128),
+  reason: z.string().min(1).max(500),
+});
+
+/** Every control reply: ok with a result, or an error naming the field or the problem. */
+export const ControlReply = z.discriminatedUnion("ok", [
+  z.object({ ok: z.literal(true), result: z.unknown() }),
+  z.object({ ok: z.literal(false), error: ErrorBody }),
+]);
+export type ControlReply = z.infer<typeof ControlReply>;

@@ -1,0 +1,143 @@
+// Leases and the KV store against a real nats-server 2.9: one holder per device, renewal keeps it, a holder
+// that stops renewing loses it after the TTL and finds out itself, CAS writes refuse a stale writer.
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLeaseManager, type LostReason } from "../../services/coordinator/leases.ts";
+import { type CoordinatorStore, openStore } from "../../services/coordinator/store.ts";
+import { deviceKey } from "../../shared/bus/subjects.ts";
+import { silentLogger } from "../../shared/log.ts";
+import { type NatsServerHandle, startNats } from "../harness/nats.ts";
+
+const TTL = 1200;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("leases and store on nats-server 2.9", () => {
+  let server: NatsServerHandle;
+  let nc: NatsConnection;
+  let store: CoordinatorStore;
+
+  beforeAll(async () => {
+    server = await startNats();
+    nc = await connect({ servers: server.url });
+    store = await openStore(nc, { leaseTtlMs: TTL });
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await server?.stop();
+  });
+
+  it("gives a device to one coordinator at a time and hands it over on release", async () => {
+    const a = createLeaseManager({ kv: store.leases, owner: "coord-a", ttlMs: TTL, log: silentLogger });
+    const b = createLeaseManager({ kv: store.leases, owner: "coord-b", ttlMs: TTL, log: silentLogger });
+    const key = deviceKey("h1", "0000:01:00.0");
+    const la = await a.acquire(key);
+    expect(la).not.toBeNull();
+    expect(await b.acquire(key)).toBeNull();
+    expect((await b.holder(key))?.owner).toBe("coord-a");
+    // Renewal keeps it past several TTLs.
+    await sleep(TTL * 2);
+    expect(la?.lost).toBe(false);
+    expect(await b.acquire(key)).toBeNull();
+    await a.release(key);
+    expect(la?.signal.aborted).toBe(true);
+    const lb = await b.acquire(key);
+    expect(lb).not.toBeNull();
+    await a.stop();
+    await b.stop();
+    expect(await b.holder(key)).toBeNull();
+  });
+
+  it("a holder that stops renewing loses the lease by TTL; it notices on its next renewal", async () => {
+    const lost: Array<[string, LostReason]> = [];
+    const a = createLeaseManager({
+      kv: store.leases,
+      owner: "coord-a",
+      ttlMs: TTL,
+      log: silentLogger,
+      onLost: (k, r) => lost.push([k, r]),
+    });
+    const b = createLeaseManager({ kv: store.leases, owner: "coord-b", ttlMs: TTL, log: silentLogger });
+    const key = deviceKey("h1", "0000:02:00.0");
+    const la = await a.acquire(key);
+    expect(la).not.toBeNull();
+    // A stalled coordinator: it stops renewing without releasing; b gets the device once the TTL has run out.
+    await a.stop({ release: false });
+    let lb = await b.acquire(key);
+    for (let i = 0; lb === null && i < 50; i++) {
+      await sleep(100);
+      lb = await b.acquire(key);
+    }
+    expect(lb).not.toBeNull();
+    expect((await b.holder(key))?.owner).toBe("coord-b");
+    // A holder whose entry vanished behind its back (an operator purge) finds out on its next renewal.
+    const c = createLeaseManager({
+      kv: store.leases,
+      owner: "coord-c",
+      ttlMs: TTL,
+      log: silentLogger,
+      onLost: (k, r) => lost.push([k, r]),
+    });
+    const key2 = deviceKey("h1", "0000:03:00.0");
+    const lc = await c.acquire(key2);
+    expect(lc).not.toBeNull();
+    await store.leases.delete(key2);
+    await c.renewAll();
+    expect(lc?.lost).toBe(true);
+    expect(lc?.signal.aborted).toBe(true);
+    expect(lost).toContainEqual([key2, "gone"]);
+    await b.stop();
+    await c.stop();
+  });
+
+  it("a restarted coordinator with the same id takes over its own leftover lease at once", async () => {
+    const first = createLeaseManager({ kv: store.leases, owner: "coord-x", ttlMs: TTL, log: silentLogger });
+    const key = deviceKey("h2", "0000:01:00.0");
+    expect(await first.acquire(key)).not.toBeNull();
+    await first.stop({ release: false });
+    const other = createLeaseManager({ kv: store.leases, owner: "coord-y", ttlMs: TTL, log: silentLogger });
+    expect(await other.acquire(key)).toBeNull();
+    const again = createLeaseManager({ kv: store.leases, owner: "coord-x", ttlMs: TTL, log: silentLogger });
+    const l = await again.acquire(key);
+    expect(l).not.toBeNull();
+    expect((await again.holder(key))?.instance).toBe(again.instance);
+    await again.stop();
+    await other.stop();
+  });
+
+  it("CAS writes of actors and images refuse a writer with a stale revision", async () => {
+    const key = deviceKey("h3", "0000:01:00.0");
+    const rec = {
+      v: 1 as const,
+      host: "h3",
+      bdf: "0000:01:00.0",
+      owner: "a",
+      savedAt: new Date().toISOString(),
+      state: "ready",
+      active: false,
+      snapshot: { value: "ready" },
+      requests: [],
+    };
+    const r1 = await store.saveActor(key, rec, null);
+    await expect(store.saveActor(key, rec, null)).rejects.toThrow(/compare-and-set/);
+    const r2 = await store.saveActor(key, { ...rec, state: "savingImage" }, r1);
+    await expect(store.saveActor(key, rec, r1)).rejects.toThrow(/compare-and-set/);
+    expect((await store.loadActor(key))?.revision).toBe(r2);
+    expect((await store.loadActor(key))?.value.state).toBe("savingImage");
+    expect(await store.listActorKeys()).toContain(key);
+
+    const img = {
+      v: 1 as const,
+      host: "h3",
+      bdf: "0000:01:00.0",
+      images: { "0000:01:00.0": { n: 1 } },
+      savedAt: new Date().toISOString(),
+      requestId: "r1",
+      opId: "op1",
+      coordinator: "a",
+    };
+    await store.putImage(img);
+    await store.putImage({ ...img, images: { "0000:01:00.0": { n: 2 } }, opId: "op2" });
+    expect((await store.getImage("h3", "0000:01:00.0"))?.value.images["0000:01:00.0"]).toEqual({ n: 2 });
+    expect(await store.getImage("h3", "0000:02:00.0")).toBeNull();
+  });
+});

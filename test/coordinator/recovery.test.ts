@@ -1,0 +1,112 @@
+// A coordinator killed in every state of a reset, and another started: the reset completes, the image is
+// never lost, and the device is reset exactly once (counted on the simulated device). The kill is a hard
+// crash: the connection dies first, leases are not released, actors are dropped.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RESET_PHASES } from "../../machines/policy/types.ts";
+import type { StepHook } from "../../services/coordinator/agent-actors.ts";
+import { deviceKey, subjects } from "../../shared/bus/subjects.ts";
+import { simpleHost } from "../../shared/sim/index.ts";
+import { control, probe, publishRequest, readEvents, startWorld, until, type World } from "./helpers.ts";
+
+const BDF = "0000:01:00.0";
+
+interface Case {
+  name: string;
+  phase: string;
+  point: "before" | "after";
+  scope: "io" | "full";
+  /** The second coordinator has another id: it must wait for the lease to expire. */
+  otherId?: boolean;
+}
+
+const CASES: Case[] = [
+  ...RESET_PHASES.map((phase) => ({
+    name: `full-${phase}`,
+    phase,
+    point: "before" as const,
+    scope: "full" as const,
+  })),
+  { name: "full-resetting-after", phase: "resetting", point: "after", scope: "full" },
+  { name: "io-resetting-before", phase: "resetting", point: "before", scope: "io" },
+  { name: "io-resetting-after", phase: "resetting", point: "after", scope: "io" },
+  { name: "full-restoring-ttl", phase: "restoring", point: "before", scope: "full", otherId: true },
+];
+
+/** A hook that stops the coordinator at one exact point and reports when it got there. */
+function stopAt(phase: string, point: "before" | "after") {
+  let reached: () => void = () => undefined;
+  const atPoint = new Promise<void>((r) => {
+    reached = r;
+  });
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  const hook: StepHook = async (p, pt) => {
+    if (p === phase && pt === point) {
+      reached();
+      await held;
+    }
+  };
+  return { hook, atPoint, release: () => release() };
+}
+
+describe("coordinator killed mid-reset", () => {
+  let w: World;
+  beforeAll(async () => {
+    w = await startWorld(CASES.map((c) => simpleHost({ name: c.name.replace(/[^A-Za-z0-9_-]/g, "-") })));
+  });
+  afterAll(async () => {
+    await w?.close();
+  });
+
+  for (const k of CASES) {
+    it(`${k.name}: the reset completes once after a crash ${k.point} ${k.phase}`, async () => {
+      const host = k.name;
+      const sim = w.sims.get(host)!;
+      const before = await probe(w.nc, host, BDF);
+      const id = `rc-${k.name}`;
+      const stop = stopAt(k.phase, k.point);
+      const a = await w.coordinator({ id: `A-${k.name}`, stepHook: stop.hook });
+      await publishRequest(w.js, { requestId: id, host, bdf: BDF, scope: k.scope, reason: "crash test" });
+      await stop.atPoint;
+      await a.crash();
+      stop.release();
+
+      const b = await w.coordinator({ id: k.otherId ? `B-${k.name}` : `A-${k.name}` });
+      const resets = () => (k.scope === "full" ? sim.counters(BDF).cxlReset : sim.counters(BDF).flr);
+      if (k.phase === "releasing") {
+        // The outcome was published before the crash (write-ahead flushes events too); the new owner finishes
+        // the release.
+        const out = (await readEvents(w.jsm, { requestId: id, source: "coordinator" })).map(
+          (e) => e.event.kind,
+        );
+        expect(out).toContain("verified");
+      } else {
+        const out = await b.handle.waitForOutcome(id, 20_000);
+        expect(out.outcome).toBe("verified");
+      }
+      // At rest: the lease goes back once "ready" is stored.
+      await until(async () => {
+        const s = await b.handle.status();
+        return s.devices.find((d) => d.host === host)?.state === "ready" && s.leasesHeld.length === 0;
+      });
+      const status = await b.handle.status();
+      expect(status.devices.find((d) => d.host === host)?.state).toBe("ready");
+      expect(status.leasesHeld).not.toContain(deviceKey(host, BDF));
+      expect(Object.keys(status.inFlight)).not.toContain(id);
+
+      // Exactly one reset reached the device, and the coordinators announced exactly one.
+      expect(resets()).toBe(1);
+      const events = await readEvents(w.jsm, { requestId: id, source: "coordinator" });
+      expect(events.filter((e) => e.event.kind === "reset.started")).toHaveLength(1);
+      expect(events.some((e) => e.event.kind === "recovered")).toBe(true);
+      // State is back, read from the device; the image of this request is kept.
+      const after = await probe(w.nc, host, BDF);
+      expect(after.decoders).toEqual(before.decoders);
+      const img = await control<{ requestId: string }>(w.nc, subjects.image, { host, bdf: BDF });
+      expect(img.ok && img.result.requestId).toBe(id);
+      await b.stop();
+    });
+  }
+});
