@@ -5,9 +5,11 @@
 import { type DecodedComponentBlock, decodeComponentBlock } from "../../../shared/cxl/component.ts";
 import { type DecodedConfig, decodeConfigSpace } from "../../../shared/cxl/decode.ts";
 import { CACHE_MEM_OFFSET, HDM_DECODER_FIRST, HDM_DECODER_STRIDE } from "../../../shared/cxl/registers.ts";
+import { isCxlrcError } from "../../../shared/errors.ts";
 import type { HardwareBackend, Holder } from "../../../shared/hw/backend.ts";
 import type { OpContext } from "./context.ts";
 import { type HdmLoc, locateCxl } from "./locate.ts";
+import { withMemorySpace } from "./memory-space.ts";
 import { requirePresent } from "./ready.ts";
 import { describeFunction, functionsOf, siblingsOf } from "./topology.ts";
 
@@ -68,6 +70,11 @@ export interface ProbeResult {
   driver: string | null;
   /** The decoded config space and component block, as `cxlrc decode --json` shows them. */
   decoded: { config: DecodedConfig; component: DecodedComponentBlock | null };
+  /**
+   * Why the component registers (HDM decoders) could not be read, when they could not: a bound driver
+   * (cxl_pci) claims the BAR and the kernel refuses to map it. decoders is then empty: unknown, not none.
+   */
+  componentUnreadable?: string;
 }
 
 /** The parts of the component block the decoder needs, read with 32-bit MMIO into an otherwise zero buffer. */
@@ -95,10 +102,23 @@ export async function probe(ctx: OpContext, p: ProbeParams): Promise<ProbeResult
   const { me, all } = await describeFunction(b, p.bdf);
   await requirePresent(ctx, p.bdf);
   const config = decodeConfigSpace(await b.configReadAll(p.bdf), { bdf: p.bdf });
-  const layout = config.cxlDevice ? await locateCxl(b, p.bdf) : null;
+  let layout: Awaited<ReturnType<typeof locateCxl>> = null;
   let component: DecodedComponentBlock | null = null;
-  if (layout?.component && layout.hdm) {
-    component = decodeComponentBlock(await readComponentRegion(b, p.bdf, layout.component, layout.hdm));
+  let componentUnreadable: string | undefined;
+  try {
+    ({ layout, component } = await withMemorySpace(b, p.bdf, async () => {
+      const found = config.cxlDevice ? await locateCxl(b, p.bdf) : null;
+      const block =
+        found?.component && found.hdm
+          ? decodeComponentBlock(await readComponentRegion(b, p.bdf, found.component, found.hdm))
+          : null;
+      return { layout: found, component: block };
+    }));
+  } catch (e) {
+    // Config space is readable under a driver; the BAR it claims is not (sysfs backend: "device-busy").
+    if (!isCxlrcError(e) || e.kind !== "device-busy") throw e;
+    componentUnreadable = e.message;
+    layout = null;
   }
   const dev = config.cxlDevice;
   const cxl: ProbeCxl | null = dev
@@ -155,6 +175,7 @@ export async function probe(ctx: OpContext, p: ProbeParams): Promise<ProbeResult
     resetMethods: me.resetMethods,
     driver: me.driver,
     decoded: { config, component },
+    ...(componentUnreadable === undefined ? {} : { componentUnreadable }),
   };
 }
 

@@ -10,6 +10,7 @@ import { readConfigReg } from "./config-access.ts";
 import type { OpContext } from "./context.ts";
 import { readCxlState } from "./cxl-state.ts";
 import { listExtCapabilities, locateCxl, readSerial } from "./locate.ts";
+import { withMemorySpace } from "./memory-space.ts";
 import { readPciState, snapshotPcie } from "./pci-state.ts";
 import { requirePresent } from "./ready.ts";
 import { describeFunction, functionsOf } from "./topology.ts";
@@ -28,8 +29,11 @@ export async function save(ctx: OpContext, p: SaveParams): Promise<Image> {
   const pci = await readPciState(b, p.bdf);
   const caps = await listExtCapabilities(b, p.bdf);
   const serial = await readSerial(b, p.bdf, caps);
-  const layout = await locateCxl(b, p.bdf, caps);
-  const cxl = layout ? await readCxlState(b, p.bdf, layout) : null;
+  // Command was saved above as it is; the component registers are read with Memory Space on regardless.
+  const cxl = await withMemorySpace(b, p.bdf, async () => {
+    const layout = await locateCxl(b, p.bdf, caps);
+    return layout ? await readCxlState(b, p.bdf, layout) : null;
+  });
   const image = sealImage({
     version: IMAGE_VERSION,
     identity: {
