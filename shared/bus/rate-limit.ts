@@ -1,0 +1,123 @@
+// Per-requester rate limits for request/reply endpoints (the coordinator's cxlrc.ctl.*): a token bucket per
+// requester plus one for everyone together, so one noisy fleet controller cannot starve the others and all
+// of them together cannot flood the coordinator.
+//
+// Who is the requester? NATS 2.9 does not tell a subscriber which user published. The reply subject does:
+// every principal may only subscribe to its own inbox, `_INBOX.<name>.>` (shared/bus/permissions.ts), so a
+// request whose reply subject names another principal's inbox gets its answer delivered to that principal,
+// not to the sender. requesterOf() takes the principal from the reply subject; a message without a usable one
+// counts as "anonymous" (one shared bucket).
+import { CxlrcError } from "../errors.ts";
+
+export interface RateLimitOptions {
+  /** Sustained requests per second per requester. */
+  perRequesterPerSec: number;
+  /** Bucket size per requester (requests allowed at once after a quiet period). */
+  perRequesterBurst: number;
+  /** Sustained requests per second of everyone together. Default: no global limit. */
+  globalPerSec?: number;
+  globalBurst?: number;
+  /** Requesters remembered (least recently seen forgotten first). Default 10,000. */
+  maxRequesters?: number;
+  /** Clock in ms. Default performance.now. */
+  now?: () => number;
+}
+
+export type RateDecision = { ok: true } | { ok: false; retryAfterMs: number; scope: "requester" | "global" };
+
+class Bucket {
+  tokens: number;
+  constructor(
+    private readonly ratePerMs: number,
+    private readonly burst: number,
+    private last: number,
+  ) {
+    this.tokens = burst;
+  }
+  refill(now: number): void {
+    const dt = Math.max(0, now - this.last);
+    this.last = Math.max(this.last, now);
+    this.tokens = Math.min(this.burst, this.tokens + dt * this.ratePerMs);
+  }
+  /** ms until `cost` tokens are there (0 = now). */
+  wait(cost: number): number {
+    if (this.tokens >= cost) return 0;
+    return this.ratePerMs > 0 ? Math.ceil((cost - this.tokens) / this.ratePerMs) : Number.POSITIVE_INFINITY;
+  }
+}
+
+export class RateLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly global: Bucket | null;
+  private readonly now: () => number;
+  private readonly maxRequesters: number;
+  private readonly counters = { allowed: 0, limited: 0 };
+
+  constructor(private readonly opts: RateLimitOptions) {
+    if (!(opts.perRequesterPerSec >= 0) || !(opts.perRequesterBurst >= 1)) {
+      throw new TypeError("rate limit: perRequesterPerSec >= 0 and perRequesterBurst >= 1");
+    }
+    this.now = opts.now ?? (() => performance.now());
+    this.maxRequesters = opts.maxRequesters ?? 10_000;
+    this.global =
+      opts.globalPerSec !== undefined
+        ? new Bucket(opts.globalPerSec / 1000, opts.globalBurst ?? Math.max(1, opts.globalPerSec), this.now())
+        : null;
+  }
+
+  /** Take `cost` tokens for `requester`: allowed, or refused with the wait until it would be allowed. */
+  take(requester: string, cost = 1): RateDecision {
+    const now = this.now();
+    let b = this.buckets.get(requester);
+    if (b) {
+      this.buckets.delete(requester); // re-insert: most recently seen last
+    } else {
+      b = new Bucket(this.opts.perRequesterPerSec / 1000, this.opts.perRequesterBurst, now);
+      if (this.buckets.size >= this.maxRequesters) {
+        const oldest = this.buckets.keys().next().value;
+        if (oldest !== undefined) this.buckets.delete(oldest);
+      }
+    }
+    this.buckets.set(requester, b);
+    b.refill(now);
+    this.global?.refill(now);
+    const own = b.wait(cost);
+    if (own > 0) {
+      this.counters.limited++;
+      return { ok: false, retryAfterMs: own, scope: "requester" };
+    }
+    const all = this.global?.wait(cost) ?? 0;
+    if (all > 0) {
+      this.counters.limited++;
+      return { ok: false, retryAfterMs: all, scope: "global" };
+    }
+    b.tokens -= cost;
+    if (this.global) this.global.tokens -= cost;
+    this.counters.allowed++;
+    return { ok: true };
+  }
+
+  stats(): { allowed: number; limited: number; requesters: number } {
+    return { ...this.counters, requesters: this.buckets.size };
+  }
+}
+
+/** The principal a reply goes to: `_INBOX.<name>.<...>` → name; anything else → "anonymous". */
+export function requesterOf(reply: string | undefined | null): string {
+  if (!reply) return "anonymous";
+  const m = /^_INBOX\.([A-Za-z0-9_-]{1,64})\.[^.]+/.exec(reply);
+  return m ? (m[1] as string) : "anonymous";
+}
+
+/** The error a limited request is answered with (kind "in-progress", details.reason "rate-limited"). */
+export function rateLimitedError(
+  subject: string,
+  requester: string,
+  d: Extract<RateDecision, { ok: false }>,
+) {
+  return new CxlrcError(
+    "in-progress",
+    `${subject}: too many requests from ${requester}${d.scope === "global" ? " (all requesters together)" : ""}; retry in ${d.retryAfterMs} ms`,
+    { reason: "rate-limited", requester, scope: d.scope, retryAfterMs: d.retryAfterMs },
+  );
+}
