@@ -1,7 +1,11 @@
 // BAR access through mmap of sysfs `resourceN`, 32-bit accesses only (CXL component registers allow no
 // other width). A BAR is mapped once, or in windows of MMIO_WINDOW_BYTES when it is larger, so that a
 // device-memory BAR of many GiB does not need one huge view.
-import { statSync } from "node:fs";
+// A driver that binds claims its BARs, and with CONFIG_IO_STRICT_DEVMEM the kernel then revokes user
+// mappings of them (a later access is SIGBUS) and refuses new ones (EINVAL). So a mapping is kept only while
+// the device's driver is the one it was made under, and a refused mmap under a driver is "device-busy".
+import { readlinkSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { PCI_BAR_COUNT } from "../../../../shared/cxl/registers.ts";
 import { CxlrcError } from "../../../../shared/errors.ts";
 import type { Logger } from "../../../../shared/log.ts";
@@ -14,6 +18,8 @@ export const MMIO_WINDOW_BYTES = 16 * 1024 * 1024;
 export interface Mmio {
   read32(bdf: string, bar: number, offset: number): number;
   write32(bdf: string, bar: number, offset: number, value: number): void;
+  /** Unmap every BAR of a device (before its driver changes). */
+  forget(bdf: string): void;
   close(): void;
 }
 
@@ -23,6 +29,19 @@ interface Mapping {
   start: number;
   length: number;
   words: Uint32Array;
+  /** Driver bound when the mapping was made. */
+  driver: string | null;
+}
+
+const EINVAL = 22;
+
+/** The driver bound to the device whose sysfs file `path` is (null when none or unknown). */
+function boundDriver(path: string): string | null {
+  try {
+    return basename(readlinkSync(join(dirname(path), "driver")));
+  } catch {
+    return null;
+  }
 }
 
 export function createMmio(resourcePath: (bdf: string, bar: number) => string, log: Logger): Mmio {
@@ -62,21 +81,47 @@ export function createMmio(resourcePath: (bdf: string, bar: number) => string, l
     const windowBytes = Math.min(size, MMIO_WINDOW_BYTES);
     const start = Math.floor(offset / windowBytes) * windowBytes;
     const key = `${bdf}/${bar}/${start}`;
+    const driver = boundDriver(path);
     let m = mappings.get(key);
+    if (m && m.driver !== driver) {
+      // Bound or unbound since it was made: the kernel may have revoked it.
+      mappings.delete(key);
+      unmap(m);
+      m = undefined;
+    }
     if (!m) {
       const length = Math.min(windowBytes, size - start);
       const fd = sysOpen(path, O_RDWR);
       let ptr: bigint;
       try {
         ptr = sysMmap(fd, path, length, PROT_READ | PROT_WRITE, start);
+      } catch (e) {
+        if (driver !== null && e instanceof CxlrcError && e.details.errno === EINVAL) {
+          throw new CxlrcError(
+            "device-busy",
+            `BAR ${bar} of ${bdf} is claimed by driver ${driver}: the kernel refuses to map it (CONFIG_IO_STRICT_DEVMEM); unbind the driver first`,
+            { bdf, path, driver, errno: EINVAL },
+            { cause: e },
+          );
+        }
+        throw e;
       } finally {
         sysClose(fd, path); // the mapping outlives the fd
       }
-      m = { path, ptr, start, length, words: new Uint32Array(mappedView(ptr, length)) };
+      m = { path, ptr, start, length, words: new Uint32Array(mappedView(ptr, length)), driver };
       mappings.set(key, m);
       log.debug({ bdf, bar, start, length }, "mapped BAR");
     }
     return { m, index: (offset - start) / 4 };
+  }
+
+  function unmap(m: Mapping): void {
+    // The Uint32Array dangles after munmap; the map entry (its only holder) is already gone.
+    try {
+      sysMunmap(m.ptr, m.length, m.path);
+    } catch (e) {
+      log.warn({ err: e, path: m.path }, "munmap failed");
+    }
   }
 
   return {
@@ -91,15 +136,17 @@ export function createMmio(resourcePath: (bdf: string, bar: number) => string, l
       const { m, index } = mappingFor(bdf, bar, offset);
       m.words[index] = value;
     },
+    forget(bdf) {
+      for (const [key, m] of mappings) {
+        if (!key.startsWith(`${bdf}/`)) continue;
+        mappings.delete(key);
+        unmap(m);
+      }
+    },
     close() {
       for (const [key, m] of mappings) {
         mappings.delete(key);
-        // The Uint32Array dangles after munmap; the map entry (its only holder) is already gone.
-        try {
-          sysMunmap(m.ptr, m.length, m.path);
-        } catch (e) {
-          log.warn({ err: e, path: m.path }, "munmap failed");
-        }
+        unmap(m);
       }
       sizes.clear();
     },

@@ -94,7 +94,9 @@ export function createSysfsBackend(opts: SysfsBackendOptions = {}): HardwareBack
     },
     async bindDriver(bdf, driver) {
       live();
-      const previous = await bindDriver({ roots, io, log }, checkBdf(bdf), driver);
+      // A driver that binds claims the BARs and the kernel revokes our mappings: drop them first.
+      mmio.forget(checkBdf(bdf));
+      const previous = await bindDriver({ roots, io, log }, bdf, driver);
       if (isVfioDriver(driver)) ownDrivers.set(bdf, driver!);
       else ownDrivers.delete(bdf);
       return previous;

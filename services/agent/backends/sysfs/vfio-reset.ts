@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { CxlrcError } from "../../../../shared/errors.ts";
 import type { Logger } from "../../../../shared/log.ts";
 import { O_RDWR, sysClose, sysIoctl, sysOpen } from "./libc.ts";
-import { readLinkName } from "./sysfs-attr.ts";
+import { readAttr, readLinkName } from "./sysfs-attr.ts";
 import { deviceDir, type SysfsRoots, vfioContainerPath, vfioGroupPath } from "./sysfs-paths.ts";
 import {
   VFIO_API_VERSION,
@@ -62,6 +62,16 @@ export async function vfioReset(deps: VfioResetDeps, bdf: string): Promise<void>
     });
   }
   const group = Number(groupName);
+  // vfio-pci offers VFIO_DEVICE_RESET only when the kernel can reset the function. Finding that out through
+  // VFIO_DEVICE_GET_INFO means opening the device, and vfio-pci resets a device it opened when it lets go of
+  // it (a bus reset: the CXL state is gone) even if the reset is then refused. So ask sysfs first.
+  const methods = await readAttr(join(dir, "reset_method"));
+  if (methods !== null && methods.trim() === "") {
+    throw unsupported(
+      `${bdf} has every kernel reset method disabled (reset_method is empty): vfio-pci offers no VFIO_DEVICE_RESET`,
+      { bdf, reason: "no-reset-method" },
+    );
+  }
 
   const opened: { fd: number; path: string }[] = [];
   const openFd = (path: string) => {
@@ -122,11 +132,13 @@ export async function vfioReset(deps: VfioResetDeps, bdf: string): Promise<void>
     sys.ioctl(deviceFd, devicePath, "VFIO_DEVICE_GET_INFO", VFIO_DEVICE_GET_INFO, info);
     const flags = info.readUInt32LE(4);
     if ((flags & VFIO_DEVICE_FLAGS_RESET) === 0) {
+      // The device was opened: vfio-pci resets it when the fds close, so its CXL state may be lost.
       throw unsupported(
         `${bdf} does not support VFIO_DEVICE_RESET (device info flags 0x${flags.toString(16)})`,
         {
           bdf,
           flags,
+          deviceOpened: true,
         },
       );
     }

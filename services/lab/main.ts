@@ -1,0 +1,34 @@
+// `node --import tsx services/lab/main.ts SCENARIO [--json FILE] [--console] [KERNEL-ARGS...]`: one kernel lab
+// boot from the command line (what the tests run), for a person investigating the real kernel: prints the
+// phases and each check's outcome, optionally the console as it goes and every check's JSON to a file.
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { describeRun, startLabScenario } from "./lab.ts";
+import { LAB_SCENARIOS, type LabScenario } from "./protocol.ts";
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { json: { type: "string" }, console: { type: "boolean" } },
+});
+const [scenario, ...append] = positionals;
+if (!scenario || !(scenario in LAB_SCENARIOS)) {
+  console.error(
+    `usage: main.ts ${Object.keys(LAB_SCENARIOS).join("|")} [--json FILE] [--console] [KERNEL-ARGS...]`,
+  );
+  process.exit(2);
+}
+const handle = startLabScenario(scenario as LabScenario, {
+  append,
+  ...(values.console ? { onConsole: (l: string) => console.log(`[console] ${l}`) } : {}),
+});
+process.on("SIGINT", () => handle.kill());
+const run = await handle.done;
+console.log(describeRun(run));
+for (const c of run.checks.values()) {
+  console.log(
+    `${c.ok ? "ok  " : "FAIL"} ${c.name}${c.error ? `: ${c.error.kind ?? c.error.name}: ${c.error.message}` : ""}`,
+  );
+}
+if (!run.completed) console.log(`guest did not finish; console tail:\n${run.boot.console.slice(-3000)}`);
+if (values.json) writeFileSync(values.json, JSON.stringify([...run.checks.values()], null, 1));
+process.exitCode = run.completed && [...run.checks.values()].every((c) => c.ok) ? 0 : 1;
