@@ -4,7 +4,8 @@ import type { ResetRequestInput } from "../../shared/bus/requests.ts";
 import type { FaultSpec } from "../../shared/sim/index.ts";
 
 export interface Expectation {
-  outcome: "verified" | "refused" | "quarantined" | "failed";
+  /** decoders-wiped: the kernel demo's first row, the kernel's own reset without cxlrc (the seed's bug). */
+  outcome: "verified" | "refused" | "quarantined" | "failed" | "decoders-wiped";
   /** Refusal reason, when refused. */
   reason?: string;
   /** The io reset broke CXL state and the full-scope restore repaired it. */
@@ -20,6 +21,11 @@ export interface Scenario {
   request: Pick<ResetRequestInput, "scope"> &
     Partial<Pick<ResetRequestInput, "method" | "allowEscalation" | "memClear">>;
   fault?: FaultSpec;
+  /**
+   * How the reset is asked for: a request to cxlrc on the bus (default), or the kernel's own reset through
+   * sysfs (`echo 1 > reset`, no cxlrc: the kernel demo's seed-bug row; request then only names the scope).
+   */
+  via?: "bus" | "sysfs";
   expect: Expectation;
 }
 
@@ -120,9 +126,51 @@ export function qemuScenarios(host: string, devices: string[]): Scenario[] {
   ];
 }
 
+/**
+ * The kernel demo (a real Linux kernel under QEMU, services/lab): first the kernel's own reset through sysfs,
+ * which restores the PCI state and leaves the HDM decoders wiped (read back); then cxlrc over the bus inside
+ * the guest: a full reset by SBR per device (save, reset, restore, verify; decoders read back Committed),
+ * and an io reset, which the model cannot do (no FLR) and the gates refuse before anything is touched.
+ */
+export function kernelScenarios(host: string, devices: string[]): Scenario[] {
+  const [first] = devices;
+  if (!first) return [];
+  const many = devices.length > 1;
+  return [
+    {
+      id: "kernel-reset-wipes-decoders",
+      title: "kernel's reset alone (echo 1 > reset)",
+      host,
+      bdf: first,
+      request: { scope: "full" },
+      via: "sysfs",
+      expect: { outcome: "decoders-wiped" },
+    },
+    ...devices.map(
+      (bdf, i): Scenario => ({
+        id: many ? `full-sbr-${i + 1}` : "full-sbr",
+        title: many ? `cxlrc full reset by SBR, device ${i + 1}` : "cxlrc full reset by SBR",
+        host,
+        bdf,
+        request: { scope: "full", method: "sbr" },
+        expect: { outcome: "verified" },
+      }),
+    ),
+    {
+      id: "io-no-flr",
+      title: "cxlrc io reset, model has no FLR",
+      host,
+      bdf: first,
+      request: { scope: "io" },
+      expect: { outcome: "refused", reason: "flr-unsupported" },
+    },
+  ];
+}
+
 /** The expectation in words, as the summary prints it. */
 export function expectationText(e: Expectation): string {
   if (e.outcome === "refused") return `refused ${e.reason ?? ""}`.trim();
   if (e.repaired) return "verified after repairing a scope violation";
+  if (e.outcome === "decoders-wiped") return "decoders wiped";
   return e.outcome;
 }

@@ -4,11 +4,14 @@ import { type Colours, outcomeColour } from "../cli/format/colour.ts";
 import { formatMs } from "../cli/format/duration.ts";
 import { table } from "../cli/format/table.ts";
 import { groupTimes, PHASE_GROUPS, type TrackedRequest, totalMs } from "../cli/track.ts";
+import type { DeviceState } from "../lab/guest/device-state.ts";
 import { type Expectation, expectationText, type Scenario } from "./scenarios.ts";
 
 export interface ScenarioResult {
   scenario: Scenario;
   tracked: TrackedRequest;
+  /** The device as read back (the kernel demo): before the reset when known, and after the request ended. */
+  readback?: { before?: DeviceState; after: DeviceState };
 }
 
 /** Did the request end the way the scenario says it must? */
@@ -24,6 +27,7 @@ export function asExpected(r: ScenarioResult): boolean {
 /** The outcome in words: "verified", "refused sibling-busy", "verified (repaired scope violation)"... */
 export function outcomeText(t: TrackedRequest): string {
   if (t.outcome === null) return "unfinished";
+  if (t.outcome === "decoders-wiped") return "decoders wiped";
   if (t.outcome === "verified" && t.repaired) return "verified (repaired scope violation)";
   if (t.outcome === "refused" || t.outcome === "rejected") return `${t.outcome} ${t.reason ?? ""}`.trim();
   if (t.outcome === "quarantined" || t.outcome === "failed") return t.outcome;
@@ -51,12 +55,42 @@ export function summaryJson(results: ScenarioResult[], extra: Record<string, unk
       asExpected: asExpected(r),
       totalMs: totalMs(r.tracked),
       phasesMs: groupTimes(r.tracked),
+      ...(r.readback ? { readback: r.readback } : {}),
     })),
   };
 }
 
+/** Decoder 0 as read back, in a few words: "Committed 0x290000000 256 MiB", "not committed, size 0". */
+export function decoderText(s: DeviceState | undefined): string {
+  if (!s) return "-";
+  if (!Array.isArray(s.decoders)) return "unreadable";
+  const d = s.decoders[0];
+  if (!d) return "no decoder";
+  const mib = Number(BigInt(d.size) >> 20n);
+  const size = mib === 0 ? "0" : `${mib} MiB`;
+  return d.committed ? `Committed ${d.base} ${size}` : `not committed, size ${size}`;
+}
+
+/** The outcome's colour; the kernel's wiped decoders are the bug the demo shows. */
+function colourOf(c: Colours, outcome: string | null): (s: string) => string {
+  return outcome === "decoders-wiped" ? c.red : outcomeColour(c, outcome ?? "failed");
+}
+
 export function summaryTable(results: ScenarioResult[], c: Colours): string {
-  const headers = ["scenario", "host", "device", "scope", "method", "outcome", ...PHASE_GROUPS, "total", ""];
+  // The kernel demo reads each device back: one more column, decoder 0 after the reset.
+  const readback = results.some((r) => r.readback !== undefined);
+  const headers = [
+    "scenario",
+    "host",
+    "device",
+    "scope",
+    "method",
+    "outcome",
+    ...PHASE_GROUPS,
+    "total",
+    ...(readback ? ["decoder 0 read back"] : []),
+    "",
+  ];
   const rows = results.map((r) => {
     const t = r.tracked;
     const times = groupTimes(t);
@@ -67,9 +101,10 @@ export function summaryTable(results: ScenarioResult[], c: Colours): string {
       t.bdf,
       t.scope ?? "-",
       t.method ?? "-",
-      outcomeColour(c, t.outcome ?? "failed")(outcomeText(t)),
+      colourOf(c, t.outcome)(outcomeText(t)),
       ...PHASE_GROUPS.map((g) => (times[g] === null ? "-" : formatMs(times[g]!))),
       totalMs(t) === null ? "-" : formatMs(totalMs(t)!),
+      ...(readback ? [decoderText(r.readback?.after)] : []),
       ok ? c.green("as expected") : c.red(`expected ${expectationText(r.scenario.expect)}`),
     ];
   });

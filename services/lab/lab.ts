@@ -22,6 +22,8 @@ export const PROJECT_DIR = fileURLToPath(new URL("../../", import.meta.url));
 export const SCENARIO_TOPOLOGY: Record<LabScenario, TopologyName> = {
   single: "single",
   switch: "switch",
+  demo: "single",
+  "demo-switch": "switch",
 };
 
 /** A boot that has not powered off by then is killed (TCG on 2 busy cores: ~30-60 s is usual). */
@@ -68,7 +70,21 @@ export interface StartOptions {
   /** Extra kernel command-line words (e.g. loglevel=7 while investigating). */
   append?: readonly string[];
   onConsole?: (line: string) => void;
+  /** Each result line of the guest as it arrives (parsed; lines that are not JSON are left out). */
+  onLine?: (line: LabLine) => void;
+  /** Each host step as it completes: the kernel, the initramfs, QEMU started. */
+  onStage?: (stage: LabStage) => void;
 }
+
+export type LabStage =
+  | {
+      stage: "kernel";
+      kernel: Pick<LabKernel, "package" | "version" | "release">;
+      cached: boolean;
+      ms: number;
+    }
+  | { stage: "initramfs"; built: { base: boolean; app: boolean }; ms: number }
+  | { stage: "boot"; pid: number; topology: TopologyName };
 
 export interface LabHandle {
   done: Promise<LabRun>;
@@ -91,10 +107,20 @@ export function startLabScenario(scenario: LabScenario, opts: StartOptions = {})
     const t0 = performance.now();
     const kernel = await ensureKernel(cacheDir);
     const t1 = performance.now();
+    const { package: pkg, version, release } = kernel;
+    opts.onStage?.({
+      stage: "kernel",
+      kernel: { package: pkg, version, release },
+      cached: !kernel.fetched,
+      ms: t1 - t0,
+    });
+    if (killed) throw new Error("kernel lab run cancelled before boot");
     const initramfs = await ensureInitramfs(cacheDir, projectDir, kernel);
     const t2 = performance.now();
+    opts.onStage?.({ stage: "initramfs", built: initramfs.built, ms: t2 - t1 });
     if (killed) throw new Error("kernel lab run cancelled before boot");
     const topology = SCENARIO_TOPOLOGY[scenario];
+    const onLine = opts.onLine;
     vm = bootVm({
       kernel: kernel.vmlinuz,
       initrds: [initramfs.base, initramfs.app],
@@ -102,7 +128,15 @@ export function startLabScenario(scenario: LabScenario, opts: StartOptions = {})
       append: [`${SCENARIO_PARAM}=${scenario}`, ...(opts.append ?? [])],
       timeoutMs: opts.timeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS,
       ...(opts.onConsole ? { onConsole: opts.onConsole } : {}),
+      ...(onLine
+        ? {
+            onResultLine: (raw: string) => {
+              for (const l of parseLabLines([raw]).lines) onLine(l);
+            },
+          }
+        : {}),
     });
+    opts.onStage?.({ stage: "boot", pid: vm.pid, topology });
     const boot = await vm.done;
     const { lines, garbage } = parseLabLines(boot.resultLines);
     const checks = new Map<string, LabCheckLine>();

@@ -1,5 +1,8 @@
 // What the guest runner tells the host: one JSON object per line on the guest's second serial port.
 // Shared by both sides so that a field name exists once.
+import type { TrackedRequest } from "../cli/track.ts";
+import type { Scenario } from "../demo/scenarios.ts";
+import type { DeviceState } from "./guest/device-state.ts";
 
 /** Scenarios the runner knows, each run in one boot of one topology. */
 export const LAB_SCENARIOS = {
@@ -7,6 +10,10 @@ export const LAB_SCENARIOS = {
   single: "single",
   /** A CXL switch with a Type-3 device on each of two downstream ports: the agent's SBR. */
   switch: "switch",
+  /** `cxlrc demo --backend kernel` on the single-device topology: the seed's bug, then cxlrc over the bus. */
+  demo: "demo",
+  /** The same demo on the switch topology (a device on each of two downstream ports). */
+  "demo-switch": "demo-switch",
 } as const;
 export type LabScenario = keyof typeof LAB_SCENARIOS;
 
@@ -36,7 +43,32 @@ export type LabLine =
       data?: unknown;
       error?: LabError;
     }
-  | { t: "done"; uptimeS: number };
+  | { t: "done"; uptimeS: number }
+  | LabDemoLine;
+
+/**
+ * What the kernel demo's guest check (guest/checks/demo.ts) streams while it runs, for the host to render
+ * live: steps in words, the seed's bug as read back, each scenario as it starts, every event of the guest's
+ * bus that belongs to a scenario (an EventEnvelope, as the coordinator and agent published it), and each
+ * scenario's result (the request followed through its events in the guest, and the device read back after).
+ */
+export type LabDemoLine =
+  | { t: "demo"; kind: "step"; text: string }
+  | {
+      t: "demo";
+      kind: "seed-bug";
+      scenario: Scenario;
+      /** The device's reset_method, the one `echo 1 > reset` uses. */
+      resetMethod: string;
+      /** The write to `reset`, guest clock (Date.now(), ms). */
+      startMs: number;
+      endMs: number;
+      before: DeviceState;
+      after: DeviceState;
+    }
+  | { t: "demo"; kind: "scenario"; scenario: Scenario; requestId: string }
+  | { t: "demo"; kind: "event"; event: unknown }
+  | { t: "demo"; kind: "result"; id: string; tracked: TrackedRequest; readback: DeviceState };
 
 export type LabCheckLine = Extract<LabLine, { t: "check" }>;
 

@@ -1,12 +1,24 @@
 // One boot of the lab: QEMU (TCG) with a CXL topology and the emulated IOMMU, Debian's kernel and the lab's
 // initramfs. The console (ttyS0) is collected for diagnostics; the guest runner writes one JSON object per
-// line to the second serial port (ttyS1), read back here after the guest powers off. The VM never outlives
+// line to the second serial port (ttyS1), read back here after the guest powers off (and, for a caller that
+// wants them live, as they arrive: the file QEMU writes is followed while it runs). The VM never outlives
 // its owner: SIGKILL on the deadline, on kill(), on this process's exit, and from the kernel (setpriv
 // --pdeathsig KILL) if this process dies without running its exit hooks.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { StringDecoder } from "node:string_decoder";
 import { buildTopology, type TopologyName } from "../agent/backends/qemu/topology.ts";
 import { LabSetupError } from "./host.ts";
 
@@ -14,6 +26,8 @@ export const QEMU_BINARY = "qemu-system-x86_64";
 /** Guest RAM: node under TCG plus a ~150 MB unpacked initramfs. */
 const GUEST_MEMORY = "2G,maxmem=4G,slots=4";
 const CONSOLE_KEEP_CHARS = 256 * 1024;
+/** How often the result file is read while the guest runs, for onResultLine. */
+const RESULT_POLL_MS = 100;
 
 export interface BootOptions {
   kernel: string;
@@ -26,6 +40,8 @@ export interface BootOptions {
   timeoutMs: number;
   /** Called with each console line as it arrives. */
   onConsole?: (line: string) => void;
+  /** Called with each result line (ttyS1, \r stripped, empty lines dropped) as it arrives, in order. */
+  onResultLine?: (line: string) => void;
 }
 
 export interface BootResult {
@@ -157,6 +173,7 @@ export function bootVm(opts: BootOptions): RunningVm {
   child.stderr!.on("data", (s: string) => {
     stderr = (stderr + s).slice(-8192);
   });
+  const follow = opts.onResultLine ? followFile(join(dir, "results.txt"), opts.onResultLine) : null;
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -165,6 +182,7 @@ export function bootVm(opts: BootOptions): RunningVm {
   const done = new Promise<BootResult>((resolve, reject) => {
     child.on("error", (e) => {
       clearTimeout(timer);
+      follow?.stop();
       live.delete(child);
       rmSync(dir, { recursive: true, force: true });
       const missing = (e as NodeJS.ErrnoException).code === "ENOENT";
@@ -178,6 +196,7 @@ export function bootVm(opts: BootOptions): RunningVm {
     });
     child.on("exit", (code, signal) => {
       clearTimeout(timer);
+      follow?.stop(); // reads what is left first: every line is seen before done resolves
       live.delete(child);
       const resultsPath = join(dir, "results.txt");
       const raw = existsSync(resultsPath) ? readFileSync(resultsPath, "utf8") : "";
@@ -204,6 +223,60 @@ export function bootVm(opts: BootOptions): RunningVm {
       try {
         child.kill("SIGKILL");
       } catch {}
+    },
+  };
+}
+
+/**
+ * Follows a file another process appends to: every complete line (\r stripped, empty ones dropped) goes to
+ * onLine in order. stop() reads what is left, passes a last unterminated line too, and stops.
+ */
+function followFile(path: string, onLine: (line: string) => void): { stop(): void } {
+  let offset = 0;
+  let partial = "";
+  const buf = Buffer.alloc(64 * 1024);
+  const utf8 = new StringDecoder("utf8"); // a character split between two reads stays whole
+  const emit = (l: string) => {
+    const line = l.replace(/\r$/, "");
+    if (line.trim() === "") return;
+    try {
+      onLine(line);
+    } catch {
+      // A caller's rendering problem must not stop the VM's bookkeeping.
+    }
+  };
+  const poll = () => {
+    if (!existsSync(path)) return;
+    let fd: number;
+    try {
+      fd = openSync(path, "r");
+    } catch {
+      return;
+    }
+    try {
+      for (;;) {
+        const n = readSync(fd, buf, 0, buf.length, offset);
+        if (n <= 0) break;
+        offset += n;
+        partial += utf8.write(buf.subarray(0, n));
+      }
+    } finally {
+      closeSync(fd);
+    }
+    const lines = partial.split("\n");
+    partial = lines.pop()!;
+    for (const l of lines) emit(l);
+  };
+  const timer = setInterval(poll, RESULT_POLL_MS);
+  let stopped = false;
+  return {
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      poll();
+      emit(partial + utf8.end());
+      partial = "";
     },
   };
 }

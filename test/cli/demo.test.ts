@@ -123,7 +123,7 @@ describe("cxlrc demo", () => {
   it("a bad --backend is exit 2; a missing nats-server is one line saying how to install it, exit 3", async () => {
     const bad = await runCli(["demo", "--backend", "vmware"]);
     expect(bad.code).toBe(2);
-    expect(lines(bad.stderr)).toEqual(['cxlrc demo: bad --backend "vmware": sim or qemu']);
+    expect(lines(bad.stderr)).toEqual(['cxlrc demo: bad --backend "vmware": sim, qemu or kernel']);
 
     const missing = await runCli(["demo", "--no-install"], {
       env: { NATS_SERVER_BIN: "/nonexistent/nats-server" },

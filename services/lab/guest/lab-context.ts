@@ -7,6 +7,7 @@ import type { HardwareBackend } from "../../../shared/hw/backend.ts";
 import { silentLogger } from "../../../shared/log.ts";
 import { createSysfsBackend } from "../../agent/backends/sysfs/sysfs-backend.ts";
 import { agentTimeouts, type OpContext } from "../../agent/ops/index.ts";
+import type { LabLine } from "../protocol.ts";
 
 export interface LabEvent {
   bdf: string;
@@ -21,6 +22,8 @@ export interface LabContext {
   readBack<T>(fn: (b: HardwareBackend) => Promise<T>): Promise<T>;
   /** Events emitted since the last call. */
   takeEvents(): LabEvent[];
+  /** Writes a line to the host now, while the check runs (the kernel demo's live progress). */
+  report(line: LabLine): void;
   close(): Promise<void>;
 }
 
@@ -35,7 +38,7 @@ export const LAB_TIMEOUTS = agentTimeouts({
   flrPendingTimeoutMs: 500,
 });
 
-export function createLabContext(): LabContext {
+export function createLabContext(report: (line: LabLine) => void = () => {}): LabContext {
   const backend = createSysfsBackend();
   let events: LabEvent[] = [];
   const ctx: OpContext = {
@@ -64,6 +67,7 @@ export function createLabContext(): LabContext {
       events = [];
       return out;
     },
+    report,
     async close() {
       await backend.close();
     },

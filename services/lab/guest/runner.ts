@@ -14,6 +14,7 @@ import {
 } from "../protocol.ts";
 import { type Check, errorJson, type Rec } from "./check.ts";
 import { busReset } from "./checks/bus.ts";
+import { demo } from "./checks/demo.ts";
 import { flrRefused, holders, memEnable } from "./checks/gates.ts";
 import { barAfterRebind, inventoryOnly, inventoryProbe } from "./checks/inventory.ts";
 import { kernelReset } from "./checks/kernel-reset.ts";
@@ -36,6 +37,8 @@ const SCENARIOS: Record<LabScenario, Check[]> = {
     memEnable,
   ],
   switch: [inventoryOnly, sbrRootPort, sbrDownstreamPort],
+  demo: [demo],
+  "demo-switch": [demo],
 };
 
 const uptime = () => Number(readFileSync("/proc/uptime", "utf8").split(" ")[0]);
@@ -71,7 +74,7 @@ async function main(): Promise<void> {
       error: { name: "Error", message: `unknown scenario "${scenario}" (${SCENARIO_PARAM}=...)` },
     });
   }
-  const lab = createLabContext();
+  const lab = createLabContext(out);
   for (const check of checks ?? []) {
     const rec: Rec = {};
     const startS = uptime();

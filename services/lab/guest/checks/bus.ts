@@ -21,11 +21,11 @@ import { commitDecoder, findHdm } from "../firmware.ts";
 import { LAB_TIMEOUTS } from "../lab-context.ts";
 import { decoderRange, onlyCxlDevice } from "./common.ts";
 
-const HOST = "kernel-lab";
+export const HOST = "kernel-lab";
 const NATS_PORT = 4222;
-const NATS_URL = `nats://127.0.0.1:${NATS_PORT}`;
+export const NATS_URL = `nats://127.0.0.1:${NATS_PORT}`;
 /** Under TCG every agent call is several times slower than on a host: room in the policy's timeouts. */
-const LAB_POLICY = {
+export const LAB_POLICY = {
   agentCallTimeoutMs: 20_000,
   verifyTimeoutMs: 30_000,
   imagePersistTimeoutMs: 20_000,
@@ -40,7 +40,7 @@ function natsServerPath(): string {
   throw new Error("nats-server is not in the initramfs (install the nats-server package on the host)");
 }
 
-function startNats(): ChildProcess {
+export function startNats(): ChildProcess {
   mkdirSync("/tmp/nats-js", { recursive: true });
   // JetStream sizes its file store from the free space of /tmp (a tmpfs of half the guest's RAM), less than
   // the 1 GiB the events stream reserves: declare the limit instead (nothing near it is written).
@@ -51,7 +51,7 @@ function startNats(): ChildProcess {
   return spawn(natsServerPath(), ["-c", "/tmp/nats.conf"], { stdio: "ignore" });
 }
 
-async function stop(child: ChildProcess): Promise<void> {
+export async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const gone = new Promise((r) => child.once("exit", r));
   child.kill("SIGKILL");
