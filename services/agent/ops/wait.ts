@@ -28,12 +28,15 @@ export async function pollUntil<T>(o: PollOptions<T>): Promise<PollResult<T>> {
   const deadline = o.deadline ?? start + (o.timeoutMs ?? 0);
   let reads = 0;
   for (;;) {
+    // Judge a timeout by when the read STARTED: on a real clock a read can begin just before the deadline
+    // and return after it, and a condition that turned true in between must still be read once more.
+    const readAt = o.clock.now();
     const value = await o.read();
     reads++;
     const now = o.clock.now();
     if (o.done(value)) return { ok: true, value, reads, elapsedMs: now - start };
-    if (now >= deadline) return { ok: false, value, reads, elapsedMs: now - start };
+    if (readAt >= deadline) return { ok: false, value, reads, elapsedMs: now - start };
     // Never sleep past the deadline (the final read lands on it); never spin without time passing.
-    await o.clock.sleep(Math.min(Math.max(o.pollMs, MIN_POLL_MS), deadline - now));
+    await o.clock.sleep(Math.max(0, Math.min(Math.max(o.pollMs, MIN_POLL_MS), deadline - now)));
   }
 }
