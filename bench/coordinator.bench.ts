@@ -1,0 +1,303 @@
+// What the coordinator costs per reset, against the time the device itself must take, and against a plain
+// script calling the agent's operations directly (the baseline, same devices, same run).
+//
+// World: a real nats-server; 100 simulated hosts × 10 CXL Type-2 devices (cache enabled, decoders 0 and 1
+// committed) on the real clock, one agent per host, all in one process; the coordinator in a process of its
+// own. A request goes into the stream (as a fleet controller sends it) and its wall time ends when the
+// coordinator's outcome event arrives. Device time is every wait the agent's operations asked of the device
+// (post-reset 100 ms, CXL Reset and commit polls), booked per device by the simulator's clock, so
+//   overhead = wall − device waits,   ratio = overhead / device waits (goal ≤ 1 %, p99 ≤ 2 ms at 1,000).
+// The baseline script runs probe, save, quiesce, reset, restore, verify on the same device views.
+//
+// BENCH_LEVELS (default "1,100,1000"), BENCH_SCOPES (default "full,io"; io runs at levels ≤ 100),
+// BENCH_PROF=<dir>: a CPU profile of the coordinator process per level, coordinator-<scope>-<n>.cpuprofile
+// (after discovery and warm-up; summarize with `npx tsx bench/support/profile.ts <dir>`).
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { type BenchRow, percentile, summarize } from "./lib.ts";
+import type { BaselineResult } from "./support/agents-proc.ts";
+import { processCpuMs } from "./support/child.ts";
+import type { Discovered } from "./support/coordinator-proc.ts";
+import type { DeviceAccount } from "./support/fleet.ts";
+import { accountKey } from "./support/fleet.ts";
+import { failedRow, loadRow } from "./support/machine.ts";
+import { type Device, request, startWorld, type World } from "./support/world.ts";
+
+const HOSTS = 100;
+const PER_HOST = 10;
+const ROUNDS: Record<number, number> = { 1: 30, 100: 3, 1000: 1 };
+const OUTCOME_TIMEOUT_MS = 300_000;
+
+interface Sample {
+  wallMs: number;
+  waitMs: number;
+  opMs: number;
+}
+
+interface LevelResult {
+  samples: Sample[];
+  outcomes: Record<string, number>;
+  refusals: Record<string, number>;
+  /** The first message seen per outcome kind other than verified. */
+  details: Record<string, string>;
+  /** CPU ms used during the rounds, per process. */
+  cpu: { coordinator: number; nats: number; agents: number };
+  /** Wall time of all rounds, ms. */
+  elapsedMs: number;
+  events: { coordinator: number; agent: number; bytes: number };
+  method: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `rounds` rounds of `n` requests at once (one per device); per verified request its wall, wait and op time. */
+async function coordinatorLevel(
+  w: World,
+  coordCpu: () => Promise<number>,
+  scope: "io" | "full",
+  n: number,
+  rounds: number,
+  tag: string,
+): Promise<LevelResult> {
+  const devices = w.devices.slice(0, n);
+  const res: LevelResult = {
+    samples: [],
+    outcomes: {},
+    refusals: {},
+    details: {},
+    cpu: { coordinator: 0, nats: 0, agents: 0 },
+    elapsedMs: 0,
+    events: { coordinator: 0, agent: 0, bytes: 0 },
+    method: "",
+  };
+  for (let r = 0; r < rounds; r++) {
+    await w.agents.call("take");
+    w.driver.takeEventCounts();
+    const cpu0 = await cpuNow(w, coordCpu);
+    const t0 = performance.now();
+    const ids = devices.map((_, i) => `${tag}-${scope}-${n}-${r}-${i}`);
+    const sent = await Promise.all(devices.map((d, i) => w.driver.request(request(ids[i]!, d, scope))));
+    const outs = await w.driver.outcomes(ids, OUTCOME_TIMEOUT_MS);
+    res.elapsedMs += performance.now() - t0;
+    const cpu1 = await cpuNow(w, coordCpu);
+    res.cpu.coordinator += cpu1.coordinator - cpu0.coordinator;
+    res.cpu.nats += cpu1.nats - cpu0.nats;
+    res.cpu.agents += cpu1.agents - cpu0.agents;
+    // Let the tail (state.entered ready, lease release) land before the accounts and event counts are read.
+    await sleep(n >= 100 ? 1000 : 50);
+    const acc = await w.agents.call<Record<string, DeviceAccount>>("take");
+    const ev = w.driver.takeEventCounts();
+    res.events.coordinator += ev.coordinator;
+    res.events.agent += ev.agent;
+    res.events.bytes += ev.bytes;
+    devices.forEach((d, i) => {
+      const o = outs.get(ids[i]!)!;
+      res.outcomes[o.kind] = (res.outcomes[o.kind] ?? 0) + 1;
+      if (o.kind !== "verified" && o.detail) res.details[o.kind] ??= o.detail.slice(0, 160);
+      if (o.kind === "refused") {
+        const reason = (o.detail ?? "?").split(":")[0]!;
+        res.refusals[reason] = (res.refusals[reason] ?? 0) + 1;
+      }
+      if (o.kind !== "verified") return;
+      res.method ||= w.driver.method(ids[i]!) ?? "";
+      const a = acc[accountKey(d.host, d.bdf)];
+      res.samples.push({ wallMs: o.atMs - sent[i]!, waitMs: a?.waitMs ?? 0, opMs: a?.opMs ?? 0 });
+    });
+    if (n >= 100) await sleep(500);
+  }
+  return res;
+}
+
+/** Until the coordinator uses < 5 % of a core over a second (at most a minute). */
+async function idle(cpuMs: () => Promise<number>): Promise<void> {
+  const end = performance.now() + 60_000;
+  while (performance.now() < end) {
+    const c0 = await cpuMs();
+    await sleep(1000);
+    if ((await cpuMs()) - c0 < 50) return;
+  }
+}
+
+async function cpuNow(w: World, coordCpu: () => Promise<number>) {
+  return {
+    coordinator: await coordCpu(),
+    nats: w.server.pid ? await processCpuMs(w.server.pid) : 0,
+    agents: await w.agents.cpuMs(),
+  };
+}
+
+interface BaselineLevel {
+  samples: Sample[];
+  /** Runs that did not end verified, and the first error. */
+  failed: number;
+  firstError: string;
+}
+
+async function baselineLevel(
+  w: World,
+  scope: "io" | "full",
+  method: string,
+  n: number,
+  rounds: number,
+): Promise<BaselineLevel> {
+  const devices: Device[] = w.devices.slice(0, n);
+  const out: BaselineLevel = { samples: [], failed: 0, firstError: "" };
+  for (let r = 0; r < rounds; r++) {
+    const b = await w.agents.call<BaselineResult>("baseline", { devices, scope, method }, OUTCOME_TIMEOUT_MS);
+    for (const x of b.runs) {
+      if (!x.passed) {
+        out.failed++;
+        out.firstError ||= (x.error ?? "").slice(0, 200);
+        continue;
+      }
+      out.samples.push({ wallMs: x.wallMs, waitMs: x.waitMs, opMs: x.opMs });
+    }
+  }
+  return out;
+}
+
+const r3 = (v: number) => Math.round(v * 1000) / 1000;
+const pct = (v: number) => `${(v * 100).toFixed(v < 0.1 ? 2 : 1)}%`;
+
+function rows(scope: string, n: number, c: LevelResult, bl: BaselineLevel): BenchRow[] {
+  const base = bl.samples;
+  const label = `${scope}/${c.method || "?"}, ${n} concurrent`;
+  const out: BenchRow[] = [];
+  const total = Object.values(c.outcomes).reduce((a, b) => a + b, 0);
+  const notVerified = Object.entries(c.outcomes)
+    .filter(([k]) => k !== "verified")
+    .map(([k, v]) => `${v} ${k}`);
+  const firstDetails = Object.entries(c.details)
+    .map(([k, v]) => `${k}: "${v}"`)
+    .join("; ");
+  if (c.samples.length === 0) {
+    out.push({
+      name: `coordinator reset ${label}: NO reset verified`,
+      runs: total,
+      value: 0,
+      unit: "verified",
+      ratio: `${notVerified.join(", ")}; ${Object.entries(c.refusals)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ")}`,
+    });
+    return out;
+  }
+  const wall = summarize(c.samples.map((s) => s.wallMs));
+  const wait = summarize(c.samples.map((s) => s.waitMs));
+  const over = c.samples.map((s) => s.wallMs - s.waitMs).sort((a, b) => a - b);
+  const overRatio = c.samples.map((s) => (s.wallMs - s.waitMs) / s.waitMs).sort((a, b) => a - b);
+  const outside = summarize(c.samples.map((s) => s.wallMs - s.opMs));
+  const bWall = summarize(base.map((s) => s.wallMs));
+  const bOver = summarize(base.map((s) => s.wallMs - s.waitMs));
+  out.push({
+    name: `coordinator reset ${label}: wall (request → outcome event)`,
+    runs: c.samples.length,
+    value: r3(wall.mean),
+    unit: "ms",
+    p50: r3(wall.p50),
+    p99: r3(wall.p99),
+    ratio: `${(wall.p50 / bWall.p50).toFixed(2)}× baseline p50, ${(wall.p99 / bWall.p99).toFixed(2)}× p99`,
+  });
+  out.push({
+    name: `  overhead = wall − device waits (${r3(wait.p50)} ms)`,
+    runs: c.samples.length,
+    value: r3(over.reduce((a, b) => a + b, 0) / over.length),
+    unit: "ms",
+    p50: r3(percentile(over, 50)),
+    p99: r3(percentile(over, 99)),
+    ratio: `${pct(percentile(overRatio, 50))} p50, ${pct(percentile(overRatio, 99))} p99 of device time`,
+    goal: n >= 1000 ? "≤ 1%, p99 ≤ 2 ms" : "≤ 1%",
+  });
+  out.push({
+    name: "  of which outside agent operations (wall − time in ops)",
+    runs: c.samples.length,
+    value: r3(outside.mean),
+    unit: "ms",
+    p50: r3(outside.p50),
+    p99: r3(outside.p99),
+  });
+  out.push({
+    name: `baseline script ${label}: wall (probe…verify in-process)`,
+    runs: base.length,
+    value: r3(bWall.mean),
+    unit: "ms",
+    p50: r3(bWall.p50),
+    p99: r3(bWall.p99),
+    ratio: `overhead p50 ${r3(bOver.p50)} ms, p99 ${r3(bOver.p99)} ms${bl.failed ? `; ${bl.failed} FAILED, first: ${bl.firstError}` : ""}`,
+  });
+  const perReset = (ms: number) => (ms / total).toFixed(1);
+  out.push({
+    name: `  CPU per request ${label}: coordinator`,
+    runs: total,
+    value: Number(perReset(c.cpu.coordinator)),
+    unit: "ms CPU",
+    ratio: `nats-server ${perReset(c.cpu.nats)}, agents ${perReset(c.cpu.agents)} ms; ${((total / c.elapsedMs) * 1000).toFixed(0)} req/s`,
+  });
+  out.push({
+    name: `  events per request ${label} (coordinator + agent)`,
+    runs: total,
+    value: Math.round(((c.events.coordinator + c.events.agent) / total) * 10) / 10,
+    unit: "events",
+    ratio: `${(c.events.coordinator / total).toFixed(1)} + ${(c.events.agent / total).toFixed(1)}, ${Math.round(c.events.bytes / total)} B; ${Math.round(((c.events.coordinator + c.events.agent) / c.elapsedMs) * 1000)} events/s`,
+  });
+  if (notVerified.length > 0) {
+    out.push({
+      name: `  NOT verified ${label}`,
+      runs: total,
+      value: total - c.samples.length,
+      unit: "requests",
+      ratio: `${notVerified.join(", ")}; ${Object.entries(c.refusals)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ")}; first: ${firstDetails}`,
+    });
+  }
+  return out;
+}
+
+export async function bench(): Promise<BenchRow[]> {
+  const levels = (process.env.BENCH_LEVELS ?? "1,100,1000").split(",").map(Number);
+  const scopes = (process.env.BENCH_SCOPES ?? "full,io").split(",") as Array<"io" | "full">;
+  const prof = process.env.BENCH_PROF;
+  if (prof) mkdirSync(prof, { recursive: true });
+  const w = await startWorld({ hosts: HOSTS, perHost: PER_HOST });
+  const out: BenchRow[] = [loadRow("coordinator: start")];
+  try {
+    const coord = await w.coordinator();
+    const hosts = [...new Set(w.devices.map((d) => d.host))];
+    const disc = await coord.call<Discovered>("discover", { hosts });
+    if (disc.devices !== HOSTS * PER_HOST || disc.failed.length > 0) {
+      out.push({
+        name: "coordinator: discovery incomplete",
+        runs: HOSTS * PER_HOST,
+        value: disc.devices,
+        unit: "devices",
+        ratio: disc.failed.slice(0, 2).join("; "),
+      });
+    }
+    // Warm-up: JIT, connections, the fleet state, every device's actor at rest.
+    const warm = Math.min(100, Math.max(...levels));
+    await coordinatorLevel(w, () => coord.cpuMs(), "full", warm, 1, "warm");
+    await baselineLevel(w, "full", "cxl", warm, 1);
+    // Largest level last: an overloaded coordinator keeps working after the outcomes are out.
+    const plan = scopes.flatMap((scope) =>
+      levels.filter((n) => scope === "full" || n <= 100).map((n) => ({ scope, n })),
+    );
+    plan.sort((a, b) => Number(a.n >= 1000) - Number(b.n >= 1000));
+    for (const { scope, n } of plan) {
+      await idle(() => coord.cpuMs());
+      if (prof) await coord.call("profStart");
+      const c = await coordinatorLevel(w, () => coord.cpuMs(), scope, n, ROUNDS[n] ?? 1, "run");
+      if (prof) await coord.call("profStop", { path: join(prof, `coordinator-${scope}-${n}.cpuprofile`) });
+      const method = c.method || (scope === "io" ? "flr" : "cxl");
+      const base = await baselineLevel(w, scope, method, n, ROUNDS[n] ?? 1);
+      out.push(...rows(scope, n, c, base));
+    }
+    await coord.stop();
+  } catch (e) {
+    out.push(failedRow("coordinator", e));
+  } finally {
+    await w.close();
+  }
+  out.push(loadRow("coordinator: end"));
+  return out;
+}

@@ -1,0 +1,159 @@
+// Child process: one cxlrc coordinator (startCoordinator, as `cxlrc serve coordinator` runs it) on its own
+// NATS connection, alone in its process so that its CPU time and resident memory can be read.
+//
+// Environment: BENCH_NATS, BENCH_COORD_ID, BENCH_POLICY (JSON overrides), BENCH_LEASE_TTL_MS,
+// BENCH_START_HOSTS (JSON list: hosts discovered during start, as a restart with `hosts` configured does),
+// BENCH_HOLD_PHASE (a lifecycle phase whose step never starts: devices stop there, as at a crash).
+// Commands: discover, usage, status, held, stop.
+import { writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Policy } from "../../machines/policy/defaults.ts";
+import { type CoordinatorHandle, startCoordinator } from "../../services/coordinator/service.ts";
+import { connectBus } from "../../shared/bus/client.ts";
+import { silentLogger } from "../../shared/log.ts";
+import { gc, sendFailed, sendReady, serveParent } from "./child.ts";
+
+export interface CoordinatorReady {
+  /** startCoordinator() until it resolved (store, streams, recovery pass, start hosts). */
+  startMs: number;
+  /** Connect + import time before that. */
+  bootMs: number;
+}
+
+export interface Discovered {
+  devices: number;
+  ms: number;
+  /** Inventory calls tried again. */
+  retries: number;
+  /** Hosts not discovered after 3 tries, with the last error. */
+  failed: string[];
+}
+
+export interface Usage {
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  arrayBuffers: number;
+  cpuUserUs: number;
+  cpuSystemUs: number;
+}
+
+async function pool<T>(items: T[], width: number, fn: (t: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(width, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
+}
+
+async function main(): Promise<void> {
+  const boot = performance.now();
+  const env = process.env;
+  const nc: NatsConnection = await connectBus({
+    servers: env.BENCH_NATS ?? "",
+    name: `bench coordinator ${env.BENCH_COORD_ID ?? "c1"}`,
+    log: silentLogger,
+  });
+  const policy = JSON.parse(env.BENCH_POLICY ?? "{}") as Partial<Policy>;
+  const startHosts = JSON.parse(env.BENCH_START_HOSTS ?? "[]") as string[];
+  const holdPhase = env.BENCH_HOLD_PHASE;
+  let held = 0;
+  const t0 = performance.now();
+  const handle: CoordinatorHandle = await startCoordinator({
+    nc,
+    id: env.BENCH_COORD_ID ?? "c1",
+    policy,
+    leaseTtlMs: Number(env.BENCH_LEASE_TTL_MS ?? 15_000),
+    metricsPort: null,
+    log: silentLogger,
+    ...(startHosts.length > 0 ? { hosts: startHosts } : {}),
+    ...(holdPhase
+      ? {
+          stepHook: (phase: string, point: "before" | "after") => {
+            if (phase !== holdPhase || point !== "before") return;
+            held++;
+            return new Promise<void>(() => undefined);
+          },
+        }
+      : {}),
+  });
+  const startMs = performance.now() - t0;
+  let profiler: Session | null = null;
+
+  serveParent({
+    /** Discover hosts, `width` at a time; a host whose inventory call fails is tried up to 3 times. */
+    discover: async (a) => {
+      const { hosts, width } = a as { hosts: string[]; width?: number };
+      const t = performance.now();
+      let devices = 0;
+      let retries = 0;
+      const failed: string[] = [];
+      await pool(hosts, width ?? 8, async (h) => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const found = await handle.discover(h);
+            devices += found.length;
+            return;
+          } catch (e) {
+            if (attempt >= 3) {
+              failed.push(`${h}: ${(e as Error).message}`);
+              return;
+            }
+            retries++;
+          }
+        }
+      });
+      return { devices, ms: performance.now() - t, retries, failed } satisfies Discovered;
+    },
+    usage: (): Usage => {
+      gc();
+      gc();
+      const m = process.memoryUsage();
+      const c = process.cpuUsage();
+      return {
+        rss: m.rss,
+        heapUsed: m.heapUsed,
+        heapTotal: m.heapTotal,
+        external: m.external,
+        arrayBuffers: m.arrayBuffers,
+        cpuUserUs: c.user,
+        cpuSystemUs: c.system,
+      };
+    },
+    status: async () => {
+      const s = await handle.status();
+      return { states: s.states, leases: s.leasesHeld.length, waiting: s.waiting, devices: s.devices.length };
+    },
+    held: () => held,
+    /** CPU profile of what runs between profStart and profStop (written as a .cpuprofile to `path`). */
+    profStart: async () => {
+      profiler ??= new Session();
+      profiler.connect();
+      await profiler.post("Profiler.enable");
+      await profiler.post("Profiler.start");
+    },
+    profStop: async (a) => {
+      if (!profiler) return null;
+      const { profile } = await profiler.post("Profiler.stop");
+      profiler.disconnect();
+      profiler = null;
+      writeFileSync((a as { path: string }).path, JSON.stringify(profile));
+      return (a as { path: string }).path;
+    },
+    /** Exit at once, actors still live (a heap profile written at exit then shows what they hold). */
+    exit: () => process.exit(0),
+    stop: async () => {
+      await handle.stop();
+      await nc.close();
+    },
+  });
+  sendReady({ startMs, bootMs: t0 - boot } satisfies CoordinatorReady);
+}
+
+main().catch((e) => {
+  sendFailed(e);
+  process.exit(1);
+});
