@@ -19,6 +19,7 @@ export type ErrorKind =
   | "unsupported"
   | "backend" // I/O failure in a backend (errno, socket, process)
   | "timeout"
+  | "rate-limited" // too many requests from one requester (or all together): retry after details.retryAfterMs
   | "internal";
 
 export interface CxlrcErrorDetails {

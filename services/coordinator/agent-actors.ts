@@ -38,7 +38,7 @@ import type {
 import type { Policy } from "../../machines/policy/defaults.ts";
 import type { Refusal } from "../../machines/policy/types.ts";
 import type { Scope } from "../../shared/bus/agent-messages.ts";
-import { type AgentCallParams, callAgent } from "../../shared/bus/client.ts";
+import type { AgentCallParams } from "../../shared/bus/client.ts";
 import { type AgentOp, deviceKey } from "../../shared/bus/subjects.ts";
 import { CxlrcError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -48,6 +48,7 @@ import type {
   ProbeResult,
   RestoreResult,
 } from "../agent/ops/index.ts";
+import type { AgentLink } from "./agent-link.ts";
 import type { FleetStore } from "./fleet-state.ts";
 import type { Lease } from "./leases.ts";
 import { factsFromProbe } from "./probe-facts.ts";
@@ -79,6 +80,8 @@ export interface DeviceAccess {
 
 export interface AgentActorDeps {
   nc: NatsConnection;
+  /** Agent calls, and the agent events believed for the operations issued through it. */
+  link: AgentLink;
   store: CoordinatorStore;
   fleet: FleetStore;
   coordinatorId: string;
@@ -125,7 +128,7 @@ export function resetHappened(scope: Scope, mismatches: VerifyMismatch[]): boole
 }
 
 export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
-  const { nc, store, policy, log } = deps;
+  const { store, policy, log } = deps;
   const images = new Map<string, ImageRecord>();
   /** Decoders committed by a full restore, by round: committingDecoders reports them. */
   const committedByRound = new Map<number, CommittedDecoder[]>();
@@ -138,7 +141,7 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
     signal: AbortSignal,
   ): Promise<unknown> => {
     if (signal.aborted) return Promise.reject(stale(op));
-    return callAgent(nc, dev.host, op, opId, params, { timeoutMs });
+    return deps.link.call(dev.host, op, opId, params, { timeoutMs });
   };
 
   /** Every step: write-ahead barrier, hooks, and a check that it is still current before and after. */
@@ -148,14 +151,20 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
   ) =>
     fromPromise<O, I>(async ({ input, signal }) => {
       const info = { host: dev.host, bdf: dev.bdf, requestId: input.requestId ?? null, opId: input.opId };
-      await dev.persist();
-      if (signal.aborted) throw stale(phase);
-      await deps.hook?.(phase, "before", info);
-      if (signal.aborted) throw stale(phase);
-      const out = await run(input, signal);
-      await deps.hook?.(phase, "after", info);
-      if (signal.aborted) throw stale(phase);
-      return out;
+      // The step's operation id is issued to the host from now on: the agent's events for it are believed.
+      const done = deps.link.issue(dev.host, input.opId);
+      try {
+        await dev.persist();
+        if (signal.aborted) throw stale(phase);
+        await deps.hook?.(phase, "before", info);
+        if (signal.aborted) throw stale(phase);
+        const out = await run(input, signal);
+        await deps.hook?.(phase, "after", info);
+        if (signal.aborted) throw stale(phase);
+        return out;
+      } finally {
+        done();
+      }
     });
 
   const probe = async (opId: string, bdf: string, signal: AbortSignal, freshInventory = false) => {

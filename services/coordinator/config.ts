@@ -16,6 +16,34 @@ export const PolicyOverrides = z.strictObject(
   ) as { [K in keyof Policy]: z.ZodOptional<z.ZodNumber> },
 );
 
+/** Defaults of the control endpoints' limits: far above what an operator, the CLI or a fleet controller sends. */
+export const CONTROL_LIMITS_DEFAULT = {
+  maxBytes: 64 * 1024,
+  perRequesterPerSec: 100,
+  perRequesterBurst: 200,
+  globalPerSec: 1000,
+  globalBurst: 2000,
+} as const;
+
+/** Limits of the request/reply control endpoints cxlrc.ctl.* (services/coordinator/intake.ts). */
+export const ControlLimits = z.strictObject({
+  /** Largest control message accepted (bytes); a larger one gets an error reply naming both sizes. */
+  maxBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(8 * 1024 * 1024)
+    .default(CONTROL_LIMITS_DEFAULT.maxBytes),
+  /** Sustained control requests per second per requester (the principal named by the reply inbox). */
+  perRequesterPerSec: z.number().positive().max(1_000_000).default(CONTROL_LIMITS_DEFAULT.perRequesterPerSec),
+  /** Requests a requester may send at once after a quiet period. */
+  perRequesterBurst: z.number().int().min(1).max(1_000_000).default(CONTROL_LIMITS_DEFAULT.perRequesterBurst),
+  /** Sustained control requests per second of every requester together. */
+  globalPerSec: z.number().positive().max(1_000_000).default(CONTROL_LIMITS_DEFAULT.globalPerSec),
+  globalBurst: z.number().int().min(1).max(1_000_000).default(CONTROL_LIMITS_DEFAULT.globalBurst),
+});
+export type ControlLimits = z.output<typeof ControlLimits>;
+
 export const CoordinatorConfig = z.strictObject({
   /** Stable id of this coordinator (lease owner, event source). Unique per live process. */
   id: z
@@ -44,6 +72,8 @@ export const CoordinatorConfig = z.strictObject({
     .default({ port: 9464, host: "127.0.0.1" }),
   /** Hosts whose devices are discovered (agent inventory) at start; others appear with their first request. */
   hosts: z.array(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/)).default([]),
+  /** Size and rate limits of the control endpoints (cxlrc.ctl.*). */
+  control: ControlLimits.default({ ...CONTROL_LIMITS_DEFAULT }),
   /** Overrides of machines/policy DEFAULT_POLICY (limits, timeouts: names carry their unit). */
   policy: PolicyOverrides.default({}),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

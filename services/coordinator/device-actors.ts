@@ -16,20 +16,26 @@ import type { LifecycleContext, LifecycleEmitted } from "../../machines/lifecycl
 import type { Policy } from "../../machines/policy/defaults.ts";
 import { planReset } from "../../machines/policy/plan.ts";
 import type { Plan, Refusal } from "../../machines/policy/types.ts";
-import { callAgent } from "../../shared/bus/client.ts";
+import { errorToBody } from "../../shared/bus/codec.ts";
 import { bdfFromToken, deviceKey } from "../../shared/bus/subjects.ts";
-import { CxlrcError, describeError } from "../../shared/errors.ts";
+import { CxlrcError, describeError, type ErrorKind } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
-import type { InventoryResult, ProbeResult } from "../agent/ops/index.ts";
+import type {
+  VerifyResult as AgentVerify,
+  InventoryResult,
+  ProbeResult,
+  RestoreResult,
+} from "../agent/ops/index.ts";
 import type { Admission } from "./admission.ts";
-import { createAgentActors, type StepHook } from "./agent-actors.ts";
+import { createAgentActors, type StepHook, targetOpId } from "./agent-actors.ts";
+import type { AgentLink } from "./agent-link.ts";
 import { EVENT, type EventPublisher } from "./events.ts";
 import type { FleetStore } from "./fleet-state.ts";
 import type { LeaseManager } from "./leases.ts";
 import type { CoordinatorMetrics } from "./metrics.ts";
 import type { Outcomes, RequestOutcomeKind } from "./outcomes.ts";
 import { factsFromProbe } from "./probe-facts.ts";
-import type { ActorRecord, CoordinatorStore, Stored } from "./store.ts";
+import type { ActorRecord, CoordinatorStore, Stored, VerifiedImageRecord } from "./store.ts";
 
 /** States a device rests in: nothing runs, the lease can go. */
 export const REST_STATES: ReadonlySet<string> = new Set(["ready", "quarantined", "unavailable"]);
@@ -40,6 +46,8 @@ type DeviceActor = Actor<LifecycleMachine>;
 
 export interface DeviceActorsOptions {
   nc: NatsConnection;
+  /** Agent calls (and the agent events believed for them). */
+  link: AgentLink;
   /** Coordinator id. */
   id: string;
   store: CoordinatorStore;
@@ -70,9 +78,44 @@ export interface DeviceStatus {
   bdf: string;
   state: string;
   requestId: string | null;
+  /** The device lease is held by this coordinator. */
   leaseHeld: boolean;
   scopeViolations: number;
   quarantineReason: string | null;
+  /** Coordinator driving the device: this one for a local actor, else the one that stored it last. */
+  owner: string | null;
+  /** This coordinator's live actor (true), or the stored snapshot of a device driven elsewhere (false). */
+  local: boolean;
+}
+
+/** What `release` with `restore` did: the last known good image put back and read back. */
+export interface RestoreReport {
+  /** Every restored function read back equal to its last known good image. */
+  verified: boolean;
+  /** The last known good image used (the device's own record). */
+  image: {
+    key: string;
+    revision: number;
+    requestId: string | null;
+    savedAt: string;
+    verifiedAt: string;
+  };
+  functions: Array<{
+    bdf: string;
+    /** Decoders as the agent's restore left them (committed, retained, kept...). */
+    decoders: Array<{ index: number; action: string }>;
+    passed: boolean;
+    mismatches: Array<{ field: string; expected: unknown; actual: unknown }>;
+  }>;
+  /** The restore or verify call that failed, if one did. */
+  error?: { kind: string; message: string };
+}
+
+export interface ReleaseResult {
+  /** State reached: ready (or unavailable when the probe after the release failed). */
+  state: string;
+  /** Only with `restore`. */
+  restore: RestoreReport | null;
 }
 
 interface Device {
@@ -98,6 +141,12 @@ interface Device {
   stateName: string;
   stateSinceMs: number;
   plans: Map<string, { method: string; scope: string; atMs: number }>;
+  /** Writes of the last known good image (after a verify passed): joined by the next step and the outcome. */
+  lastKnownGood: Promise<void>;
+  /** Added to the data of the machine's `released` event (a release with restore reports its verify). */
+  releaseData: Record<string, unknown> | null;
+  /** Coordinator that wrote the stored record last, as read or written here. */
+  storedOwner: string | null;
 }
 
 export interface DeviceActors {
@@ -110,11 +159,23 @@ export interface DeviceActors {
   dryRun(request: ResetRequest): Promise<Plan | Refusal>;
   /** Operator: out of quarantine. Resolves with the state reached (ready, or unavailable). */
   release(host: string, bdf: string, operator: string, reason: string): Promise<string>;
+  /**
+   * Operator: out of quarantine, optionally restoring the device first from its last known good image (full
+   * scope, then verify). A restore that does not verify leaves the device quarantined (CxlrcError naming why,
+   * details.restore the report).
+   */
+  releaseDevice(
+    host: string,
+    bdf: string,
+    opts: { operator: string; reason: string; restore?: boolean },
+  ): Promise<ReleaseResult>;
   /** Create (or load) an actor for every CXL device of the host; returns their BDFs. */
   discover(host: string): Promise<string[]>;
   /** Take over a device whose stored actor is mid-operation and whose lease is free. */
   recover(key: string): Promise<boolean>;
   status(): DeviceStatus[];
+  /** Local actors with the revision of their stored record last read or written here. */
+  local(): Array<{ key: string; revision: number | null; leaseHeld: boolean; status: DeviceStatus }>;
   /** Stop every actor; release leases unless `release: false` (a crash: they expire). */
   stop(opts?: { release?: boolean }): Promise<void>;
   /** Drop a device after its lease was lost (leases.ts onLost). */
@@ -185,6 +246,9 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
         stateName: "unknown",
         stateSinceMs: o.now(),
         plans: new Map(),
+        lastKnownGood: Promise.resolve(),
+        releaseData: null,
+        storedOwner: null,
       };
       devices.set(key, d);
     }
@@ -231,6 +295,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       try {
         d.revision = await o.store.saveActor(d.key, record, d.revision);
         d.lastWritten = json;
+        d.storedOwner = o.id;
       } catch (err) {
         log(d).error({ err: describeError(err) }, "actor snapshot not stored: giving the device up");
         abandon(d, "snapshot write refused");
@@ -281,15 +346,57 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     for (const [state, n] of counts) o.metrics.devices.set({ state }, n);
   };
 
+  /**
+   * A verify passed: the image it compared against is on the device, read back field by field. It becomes the
+   * last known good image of every function it covers (its own key, never overwritten by a plain save).
+   * The write joins the device's next step (write-ahead barrier) and its outcome.
+   */
+  const markVerified = (d: Device, requestId: string | null, scope: "io" | "full", round: number) => {
+    const ref = contextOf(d)?.image;
+    if (!ref) return;
+    const at = new Date(o.now()).toISOString();
+    const job = async () => {
+      const rec = await o.store.getImageRevision(ref.key, ref.revision);
+      if (!rec) throw new CxlrcError("internal", `image ${ref.key}@${ref.revision} is not in the store`);
+      const verified: VerifiedImageRecord["verified"] = {
+        at,
+        requestId,
+        coordinator: o.id,
+        imageKey: ref.key,
+        imageRevision: ref.revision,
+        scope,
+        round,
+      };
+      for (const [bdf, image] of Object.entries(rec.images)) {
+        if (bdf === rec.bdf) continue;
+        await o.store.putVerifiedImage({ ...rec, bdf, images: { [bdf]: image }, verified });
+      }
+      await o.store.putVerifiedImage({ ...rec, verified });
+    };
+    d.lastKnownGood = d.lastKnownGood
+      .then(job)
+      .catch((err) =>
+        log(d).error(
+          { err: describeError(err), image: ref },
+          "last known good image not stored (the previous one stays)",
+        ),
+      );
+  };
+
   const onEmitted = (d: Device, e: LifecycleEmitted) => {
-    const { type, host: _h, bdf: _b, requestId, ...data } = e;
+    const { type, host: _h, bdf: _b, requestId, ...rest } = e;
+    const data =
+      e.type === "released" && d.releaseData
+        ? { ...rest, ...d.releaseData }
+        : (rest as Record<string, unknown>);
+    if (e.type === "verify.passed") markVerified(d, requestId, e.scope, e.round);
     // Published in emission order; an outcome is recorded once its event (and every earlier one) is on the
     // stream, so whoever waits for it can read the whole history back.
     const published = o.events.publish({
       host: d.host,
       bdf: d.bdf,
       kind: type,
-      data: data as Record<string, unknown>,
+      data,
       ...(requestId ? { requestId } : {}),
     });
     const nowMs = o.now();
@@ -329,7 +436,8 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       ...(e.type === "quarantined" ? { message: e.reason } : {}),
       atMs: nowMs,
     };
-    void published.then(() => o.outcomes.record(outcome));
+    const lastKnownGood = d.lastKnownGood;
+    void Promise.all([published, lastKnownGood]).then(() => o.outcomes.record(outcome));
   };
 
   // ---------------------------------------------------------------------------------------------------
@@ -339,6 +447,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     const actors = createAgentActors(
       {
         nc: o.nc,
+        link: o.link,
         store: o.store,
         fleet: o.fleet,
         coordinatorId: o.id,
@@ -357,6 +466,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
         persist: async () => {
           await persist(d, true);
           await o.events.flush(d);
+          await d.lastKnownGood;
         },
         takeRecovery: (phase) => {
           if (d.recovery !== phase) return false;
@@ -409,6 +519,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     d.actor?.stop();
     d.actor = null;
     d.revision = rec.revision;
+    d.storedOwner = rec.value.owner;
     d.requests = [...(rec.value.requests ?? [])];
     d.lastWritten = JSON.stringify({ snapshot: rec.value.snapshot, requests: d.requests });
     d.recovery = rec.value.active ? rec.value.state : null;
@@ -436,13 +547,14 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
   /** A read of the device now (a probe under a fresh operation id, never answered from the agent's cache). */
   const freshFacts = async (host: string, bdf: string) => {
     const [p, inv] = await Promise.all([
-      callAgent(
-        o.nc,
+      o.link.call(
         host,
         "probe",
         `${deviceKey(host, bdf)}/facts/${nuid.next()}`,
         { bdf },
-        { timeoutMs: o.policy.agentCallTimeoutMs },
+        {
+          timeoutMs: o.policy.agentCallTimeoutMs,
+        },
       ) as Promise<ProbeResult>,
       o.inventory(host).catch(() => null),
     ]);
@@ -606,7 +718,93 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     });
   };
 
-  const release: DeviceActors["release"] = (host, bdf, operator, reason) => {
+  /**
+   * Change a resting actor's context (the machine has no event for it): restart it from its own snapshot with
+   * the patch applied. Only for a device at rest (nothing invoked, nothing lost).
+   */
+  const amendContext = (d: Device, patch: Partial<LifecycleContext>) => {
+    const snap = d.actor!.getPersistedSnapshot() as unknown as { context: LifecycleContext };
+    const next = { ...snap, context: { ...snap.context, ...patch } };
+    d.unsubscribe?.();
+    d.unsubscribe = null;
+    d.actor!.stop();
+    d.actor = null;
+    start(d, next as unknown as Snapshot<unknown>);
+  };
+
+  /**
+   * Put a quarantined device back from its last known good image: every function of the device that has one,
+   * restore (full scope: PCI config, DVSEC, HDM, decoders committed in order, Command last) then verify. Never
+   * throws for a device that does not verify: the report says so. Throws (device untouched) when there is no
+   * verified image to restore from.
+   */
+  const restoreFromLastKnownGood = async (d: Device): Promise<RestoreReport> => {
+    const own = await o.store.getVerifiedImage(d.host, d.bdf);
+    const bundle = own?.value.images ?? {};
+    if (!own || bundle[d.bdf] === undefined) {
+      throw new CxlrcError(
+        "bad-input",
+        `no verified image of ${d.bdf} on host ${d.host}: nothing to restore from (no reset of it has ever been verified); release without restore, or restore it by hand`,
+        { fields: ["restore"], host: d.host, bdf: d.bdf },
+      );
+    }
+    const functions = contextOf(d)?.facts?.functions ?? [d.bdf];
+    const targets: Array<{ bdf: string; image: unknown }> = [];
+    for (const f of functions.includes(d.bdf) ? functions : [d.bdf, ...functions]) {
+      const image = bundle[f] ?? (await o.store.getVerifiedImage(d.host, f))?.value.images[f];
+      if (image !== undefined) targets.push({ bdf: f, image });
+      else log(d).warn({ function: f }, "release restore: no verified image of this function; left as it is");
+    }
+    const report: RestoreReport = {
+      verified: false,
+      image: {
+        key: own.value.verified.imageKey,
+        revision: own.value.verified.imageRevision,
+        requestId: own.value.requestId,
+        savedAt: own.value.savedAt,
+        verifiedAt: own.value.verified.at,
+      },
+      functions: targets.map((t) => ({ bdf: t.bdf, decoders: [], passed: false, mismatches: [] })),
+    };
+    const opId = `${d.key}/release/${nuid.next()}`;
+    const n = targets.length;
+    try {
+      for (const [i, t] of targets.entries()) {
+        const r = (await o.link.call(
+          d.host,
+          "restore",
+          targetOpId(`${opId}/restore`, i, n),
+          { bdf: t.bdf, scope: "full", image: t.image },
+          { timeoutMs: o.policy.agentCallTimeoutMs + o.policy.verifyTimeoutMs },
+        )) as RestoreResult;
+        report.functions[i]!.decoders = r.decoders.map((x) => ({ index: x.index, action: x.action }));
+      }
+      for (const [i, t] of targets.entries()) {
+        const v = (await o.link.call(
+          d.host,
+          "verify",
+          targetOpId(`${opId}/verify`, i, n),
+          { bdf: t.bdf, scope: "full", image: t.image },
+          { timeoutMs: o.policy.verifyTimeoutMs },
+        )) as AgentVerify;
+        const fn = report.functions[i]!;
+        fn.mismatches = v.mismatches.map((m) => ({
+          field: `${m.register}.${m.field}`,
+          expected: m.expected,
+          actual: m.actual,
+        }));
+        fn.passed = v.passed && v.mismatches.length === 0;
+      }
+      report.verified = report.functions.every((f) => f.passed);
+    } catch (err) {
+      const body = errorToBody(err);
+      report.error = { kind: body.kind, message: body.message };
+      report.verified = false;
+    }
+    return report;
+  };
+
+  const releaseDevice: DeviceActors["releaseDevice"] = (host, bdf, opts) => {
     const d = device(host, bdf);
     return serialize(d, async () => {
       const lease = await o.leases.acquire(d.key);
@@ -622,16 +820,65 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
             state,
           });
         }
-        d.actor!.send({ type: "RELEASE", operator, reason });
+        let report: RestoreReport | null = null;
+        if (opts.restore) {
+          log(d).info({ operator: opts.operator }, "release: restoring from the last known good image");
+          report = await restoreFromLastKnownGood(d);
+          if (!report.verified) {
+            const failed = report.functions.filter((f) => !f.passed);
+            const what = report.error
+              ? `${report.error.kind}: ${report.error.message}`
+              : `verify mismatches: ${failed.flatMap((f) => f.mismatches.map((m) => `${f.bdf} ${m.field}`)).join(", ")}`;
+            const why = `release with restore by ${opts.operator}: the last known good image (revision ${report.image.revision}) did not verify (${what})`;
+            amendContext(d, { quarantineReason: why });
+            await persist(d);
+            await o.events.publish({
+              host,
+              bdf,
+              kind: EVENT.releaseFailed,
+              data: { operator: opts.operator, reason: opts.reason, quarantineReason: why, restore: report },
+            });
+            throw new CxlrcError(
+              (report.error?.kind as ErrorKind | undefined) ?? "verify-mismatch",
+              `${bdf} on ${host} stays quarantined: ${why}`,
+              { bdf, state: "quarantined", quarantineReason: why, restore: report },
+            );
+          }
+          d.releaseData = { restore: report };
+        }
+        try {
+          d.actor!.send({ type: "RELEASE", operator: opts.operator, reason: opts.reason });
+        } finally {
+          d.releaseData = null;
+        }
         await settle(d);
         await persist(d);
-        return stateNow(d);
+        return { state: stateNow(d), restore: report };
       } finally {
         d.pinned--;
         void maybeRelease(d);
       }
     });
   };
+
+  const statusOf = (d: Device): DeviceStatus => {
+    const ctx = contextOf(d);
+    const leaseHeld = o.leases.get(d.key) !== undefined;
+    return {
+      host: d.host,
+      bdf: d.bdf,
+      state: stateNow(d),
+      requestId: ctx?.request && ctx.outcome === null ? ctx.request.requestId : null,
+      leaseHeld,
+      scopeViolations: ctx?.scopeViolations ?? 0,
+      quarantineReason: ctx?.quarantineReason ?? null,
+      owner: leaseHeld ? o.id : (d.storedOwner ?? o.id),
+      local: true,
+    };
+  };
+
+  const release: DeviceActors["release"] = async (host, bdf, operator, reason) =>
+    (await releaseDevice(host, bdf, { operator, reason })).state;
 
   const ensure = (host: string, bdf: string) => {
     const d = device(host, bdf);
@@ -655,6 +902,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     dispatch,
     dryRun,
     release,
+    releaseDevice,
     async discover(host) {
       const inv = await o.inventory(host, true);
       const bdfs = inv.devices.filter((x) => x.cxl).map((x) => x.bdf);
@@ -706,20 +954,17 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       });
     },
     status() {
+      return [...devices.values()].filter((d) => d.actor).map(statusOf);
+    },
+    local() {
       return [...devices.values()]
         .filter((d) => d.actor)
-        .map((d) => {
-          const ctx = contextOf(d);
-          return {
-            host: d.host,
-            bdf: d.bdf,
-            state: stateNow(d),
-            requestId: ctx?.request && ctx.outcome === null ? ctx.request.requestId : null,
-            leaseHeld: o.leases.get(d.key) !== undefined,
-            scopeViolations: ctx?.scopeViolations ?? 0,
-            quarantineReason: ctx?.quarantineReason ?? null,
-          };
-        });
+        .map((d) => ({
+          key: d.key,
+          revision: d.revision,
+          leaseHeld: o.leases.get(d.key) !== undefined,
+          status: statusOf(d),
+        }));
     },
     async stop(opts = {}) {
       if (opts.release !== false) {

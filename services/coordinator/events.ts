@@ -23,6 +23,8 @@ export const EVENT = {
   scopeViolation: "scope.violation",
   quarantined: "quarantined",
   released: "released",
+  /** A release with restore whose verify did not pass: the device stays quarantined (data: the report). */
+  releaseFailed: "release.failed",
   failed: "failed",
   verified: "verified",
   leaseLost: "lease.lost",

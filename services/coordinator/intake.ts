@@ -12,8 +12,12 @@
 // - cxlrc.ctl.submit  a real request: written to the stream (same dedup), answered with the decision of the
 //                     coordinator that takes it (plan, refusal, rejection, or "waiting" for a host slot),
 //                     read from the event stream, so it works whichever coordinator consumes it.
-// - cxlrc.ctl.status, .release, .image, .breaker: fleet view, operator release, last image, breaker close.
-// Every control message is schema-checked; bad input gets an error reply naming the field.
+// - cxlrc.ctl.status, .release, .image, .breaker: fleet view, operator release (optionally restoring the
+//                     device from its last known good image first), the images of a function (last saved and
+//                     last known good), breaker close.
+// Every control message is rate-limited per requester (the principal its reply inbox names; shared/bus/
+// rate-limit.ts) and size-checked before it is decoded, then schema-checked; a refusal or bad input gets an
+// error reply naming the limit or the field.
 import { setMaxListeners } from "node:events";
 import {
   AckPolicy,
@@ -29,11 +33,13 @@ import type { Plan, Refusal } from "../../machines/policy/types.ts";
 import {
   decodeJson,
   decodeWith,
-  type EventEnvelope,
+  EventEnvelope,
   encodeJson,
   errorToBody,
   formatZodIssues,
 } from "../../shared/bus/codec.ts";
+import { checkAgentEvent } from "../../shared/bus/permissions.ts";
+import { RateLimiter, rateLimitedError, requesterOf } from "../../shared/bus/rate-limit.ts";
 import {
   BreakerResetRequest,
   ImageRequest,
@@ -44,12 +50,14 @@ import {
 import { bdfToken, HOST_RE, STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
+import { CONTROL_LIMITS_DEFAULT, type ControlLimits } from "./config.ts";
 import type { DeviceActors } from "./device-actors.ts";
 import { EVENT, type EventPublisher } from "./events.ts";
 import type { FleetStore } from "./fleet-state.ts";
 import type { InventoryCache } from "./inventory.ts";
+import type { CoordinatorMetrics } from "./metrics.ts";
 import type { Outcomes } from "./outcomes.ts";
-import type { CoordinatorStore } from "./store.ts";
+import type { CoordinatorStore, ImageRecord, Stored, VerifiedImageRecord } from "./store.ts";
 
 /** Host token of events about messages that name no valid host ('_' never appears in a DNS host name). */
 export const NO_HOST = "_coordinator";
@@ -68,8 +76,11 @@ export interface IntakeOptions {
   inventory: InventoryCache;
   log: Logger;
   now: () => number;
-  /** Status of the whole coordinator (service.ts). */
-  status: () => Promise<unknown>;
+  /** Status of the whole coordinator (service.ts), optionally of one host's devices. */
+  status: (host?: string) => Promise<unknown>;
+  metrics?: CoordinatorMetrics;
+  /** Size and rate limits of the control endpoints. Default CONTROL_LIMITS_DEFAULT. */
+  control?: ControlLimits;
   /** Redelivery after this long without an ack (waiting requests send progress). Default 30 s. */
   ackWaitMs?: number;
   maxDeliver?: number;
@@ -162,6 +173,42 @@ export async function resolveTargets(m: ResetRequestMessage, inventory: Inventor
       ...withSiblings(d.siblings),
     },
   }));
+}
+
+/**
+ * The image endpoint's answer: the last saved image at the top level (as before: record fields, revision,
+ * image), `verified` saying whether that very image is the last known good one, and `lastKnownGood`: the
+ * last image a reset verified on the device (null when none was ever verified).
+ */
+export function imageReply(
+  host: string,
+  bdf: string,
+  latest: Stored<ImageRecord> | null,
+  good: Stored<VerifiedImageRecord> | null,
+): Record<string, unknown> {
+  const goodImage = good?.value.images[bdf];
+  const lastKnownGood =
+    good && goodImage !== undefined
+      ? {
+          revision: good.revision,
+          savedAt: good.value.savedAt,
+          requestId: good.value.requestId,
+          opId: good.value.opId,
+          verified: good.value.verified,
+          image: goodImage,
+        }
+      : null;
+  const image = latest?.value.images[bdf];
+  if (!latest || image === undefined) {
+    if (!lastKnownGood) {
+      throw new CxlrcError("bad-input", `no image stored for ${bdf} on host ${host}`, { fields: ["bdf"] });
+    }
+    const { images: _all, ...meta } = good!.value;
+    return { ...meta, bdf, revision: good!.revision, image: goodImage, verified: true, lastKnownGood };
+  }
+  const { images: _all, ...meta } = latest.value;
+  const verified = lastKnownGood !== null && lastKnownGood.opId === latest.value.opId;
+  return { ...meta, bdf, revision: latest.revision, image, verified, lastKnownGood };
 }
 
 /** A best-effort look at a message that failed validation: its requestId and host, when they are usable. */
@@ -340,6 +387,54 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
   // Control endpoints
 
   const subs: Subscription[] = [];
+  const limits = o.control ?? CONTROL_LIMITS_DEFAULT;
+  const limiter = new RateLimiter({
+    perRequesterPerSec: limits.perRequesterPerSec,
+    perRequesterBurst: limits.perRequesterBurst,
+    globalPerSec: limits.globalPerSec,
+    globalBurst: limits.globalBurst,
+  });
+  /** Requesters refused since their last allowed request (one log line per episode, not per message). */
+  const limited = new Set<string>();
+  /** Rate limit, then size, both before a byte is decoded: true when the message may be handled. */
+  const admit = (subject: string, msg: Msg): boolean => {
+    const requester = requesterOf(msg.reply);
+    const d = limiter.take(requester);
+    if (!d.ok) {
+      o.metrics?.controlRefused.inc({ subject, reason: "rate-limited" });
+      if (!limited.has(requester)) {
+        if (limited.size >= 10_000) limited.clear(); // bounded like the limiter's own table
+        limited.add(requester);
+        o.log.warn(
+          { subject, requester, scope: d.scope, retryAfterMs: d.retryAfterMs },
+          "control requests rate-limited",
+        );
+      }
+      const e = rateLimitedError(subject, requester, d);
+      reply(msg, fail(new CxlrcError("rate-limited", e.message, e.details)));
+      return false;
+    }
+    limited.delete(requester);
+    if (msg.data.length > limits.maxBytes) {
+      o.metrics?.controlRefused.inc({ subject, reason: "too-large" });
+      o.log.warn(
+        { subject, requester, bytes: msg.data.length, limit: limits.maxBytes },
+        "control message too large",
+      );
+      reply(
+        msg,
+        fail(
+          new CxlrcError(
+            "bad-input",
+            `${subject}: message of ${msg.data.length} bytes is over the limit of ${limits.maxBytes} bytes; not read`,
+            { reason: "too-large", bytes: msg.data.length, limit: limits.maxBytes },
+          ),
+        ),
+      );
+      return false;
+    }
+    return true;
+  };
   const serve = (subject: string, fn: (msg: Msg) => Promise<unknown>) => {
     subs.push(
       o.nc.subscribe(subject, {
@@ -349,6 +444,7 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
             o.log.error({ subject, err: err.message }, "control subscription failed");
             return;
           }
+          if (!admit(subject, msg)) return;
           fn(msg)
             .then((result) => reply(msg, ok(result)))
             .catch((e) => {
@@ -393,7 +489,9 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
     const sub = o.nc.subscribe(subjects.eventsOfHost(req.host), {
       callback: (_e, m) => {
         try {
-          const env = decodeJson(m) as EventEnvelope;
+          const parsed = EventEnvelope.safeParse(decodeJson(m));
+          if (!parsed.success) return;
+          const env = parsed.data;
           if (
             !env.requestId ||
             !ids.has(env.requestId) ||
@@ -401,6 +499,16 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
             env.source !== "coordinator"
           )
             return;
+          // A decision is believed only from the subject it belongs on (its host, its device, its kind):
+          // nats-server lets an agent publish only under its own host, and never these kinds.
+          const refused = checkAgentEvent(m.subject, env, () => true);
+          if (refused !== null) {
+            o.log.warn(
+              { subject: m.subject, requestId: env.requestId, why: refused },
+              "decision event dropped",
+            );
+            return;
+          }
           if (decided.has(env.requestId) && env.kind === "request.waiting") return;
           decided.set(env.requestId, env);
           if (decided.size === ids.size) done();
@@ -446,27 +554,27 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
   });
 
   serve(subjects.status, async (msg) => {
-    if (msg.data.length > 0) decodeWith(msg, StatusRequest, "status request");
-    return o.status();
+    const req = msg.data.length > 0 ? decodeWith(msg, StatusRequest, "status request") : {};
+    return o.status(req.host);
   });
 
   serve(subjects.release, async (msg) => {
     const req = decodeWith(msg, ReleaseRequest, "release request");
-    const state = await o.actors.release(req.host, req.bdf, req.operator, req.reason);
-    return { host: req.host, bdf: req.bdf, state };
+    const r = await o.actors.releaseDevice(req.host, req.bdf, {
+      operator: req.operator,
+      reason: req.reason,
+      restore: req.restore,
+    });
+    return { host: req.host, bdf: req.bdf, state: r.state, ...(req.restore ? { restore: r.restore } : {}) };
   });
 
   serve(subjects.image, async (msg) => {
     const req = decodeWith(msg, ImageRequest, "image request");
-    const rec = await o.store.getImage(req.host, req.bdf);
-    const image = rec?.value.images[req.bdf];
-    if (!rec || image === undefined) {
-      throw new CxlrcError("bad-input", `no image stored for ${req.bdf} on host ${req.host}`, {
-        fields: ["bdf"],
-      });
-    }
-    const { images: _all, ...meta } = rec.value;
-    return { ...meta, bdf: req.bdf, revision: rec.revision, image };
+    const [latest, good] = await Promise.all([
+      o.store.getImage(req.host, req.bdf),
+      o.store.getVerifiedImage(req.host, req.bdf),
+    ]);
+    return imageReply(req.host, req.bdf, latest, good);
   });
 
   serve(subjects.breaker, async (msg) => {

@@ -4,6 +4,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/transport-node";
 import { callAgent } from "../../shared/bus/client.ts";
 import type { InventoryResult } from "../agent/ops/index.ts";
+import type { AgentLink } from "./agent-link.ts";
 
 export interface InventoryCache {
   get(host: string, fresh?: boolean): Promise<InventoryResult>;
@@ -11,7 +12,7 @@ export interface InventoryCache {
 
 export function createInventoryCache(
   nc: NatsConnection,
-  opts: { ttlMs?: number; timeoutMs: number },
+  opts: { ttlMs?: number; timeoutMs: number; link?: AgentLink },
 ): InventoryCache {
   const ttlMs = opts.ttlMs ?? 2000;
   const cache = new Map<string, { at: number; value: Promise<InventoryResult> }>();
@@ -19,15 +20,11 @@ export function createInventoryCache(
     get(host, fresh = false) {
       const hit = cache.get(host);
       if (hit && !fresh && performance.now() - hit.at < ttlMs) return hit.value;
-      const value = callAgent(
-        nc,
-        host,
-        "inventory",
-        `inventory/${nuid.next()}`,
-        {},
-        {
-          timeoutMs: opts.timeoutMs,
-        },
+      const opId = `inventory/${nuid.next()}`;
+      const value = (
+        opts.link
+          ? opts.link.call(host, "inventory", opId, {}, { timeoutMs: opts.timeoutMs })
+          : callAgent(nc, host, "inventory", opId, {}, { timeoutMs: opts.timeoutMs })
       ) as Promise<InventoryResult>;
       const entry = { at: performance.now(), value };
       cache.set(host, entry);

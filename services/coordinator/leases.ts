@@ -207,10 +207,22 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     if (!h) return;
     leases.delete(key);
     h.controller.abort(new Error(`lease ${key} released`));
-    try {
-      await kv.delete(key, { previousSeq: h.revision });
-    } catch (err) {
-      log.warn({ lease: key, err: String(err) }, "lease release failed (it will expire)");
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await kv.delete(key, { previousSeq: h.revision });
+        return;
+      } catch (err) {
+        // A renewal in flight when the release began may have moved the revision on: while the entry is
+        // still this instance's, delete it at its new revision (a renewal that lands later fails its CAS).
+        const e = attempt < 3 ? await kv.get(key).catch(() => null) : null;
+        const cur = parseLeaseEntry(e);
+        if (e && cur?.owner === owner && cur.instance === instance) {
+          h.revision = e.revision;
+          continue;
+        }
+        log.warn({ lease: key, err: String(err) }, "lease release failed (it will expire)");
+        return;
+      }
     }
   };
 

@@ -39,6 +39,7 @@ export async function runCoordinatorFromConfig(
       metricsPort: config.metrics.port,
       metricsHost: config.metrics.host,
       hosts: config.hosts,
+      control: config.control,
       log,
     });
   } catch (e) {

@@ -17,6 +17,10 @@ export interface CoordinatorMetrics {
   readonly requests: Counter<"result">;
   readonly scopeViolations: Counter;
   readonly leasesHeld: Gauge;
+  /** Agent events not believed (other host's subject, operation not issued here...), by reason. */
+  readonly agentEventsDropped: Counter<"reason">;
+  /** Control requests answered with a refusal before decoding (rate-limited, too-large), by subject. */
+  readonly controlRefused: Counter<"subject" | "reason">;
   /** Feed one published event (refusals, outcomes, violations). */
   observe(e: EventEnvelope): void;
   text(): Promise<string>;
@@ -75,6 +79,19 @@ export function createMetrics(): CoordinatorMetrics {
     registers: [registry],
   });
 
+  const agentEventsDropped = new Counter({
+    name: "cxlrc_agent_events_dropped_total",
+    help: "Agent events not believed: not on their own host's subject, or for an operation not issued here",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  const controlRefused = new Counter({
+    name: "cxlrc_control_refused_total",
+    help: "Control requests refused before decoding, by subject and reason (rate-limited, too-large)",
+    labelNames: ["subject", "reason"] as const,
+    registers: [registry],
+  });
+
   const str = (v: unknown, dflt: string) => (typeof v === "string" && v.length > 0 ? v : dflt);
 
   return {
@@ -87,6 +104,8 @@ export function createMetrics(): CoordinatorMetrics {
     requests,
     scopeViolations,
     leasesHeld,
+    agentEventsDropped,
+    controlRefused,
     observe(e) {
       switch (e.kind) {
         case EVENT.refused:

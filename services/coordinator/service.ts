@@ -3,14 +3,17 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DEFAULT_POLICY, type Policy } from "../../machines/policy/defaults.ts";
 import { ensureStreams, getJsm } from "../../shared/bus/client.ts";
-import { bdfFromToken } from "../../shared/bus/subjects.ts";
+import { bdfFromToken, deviceKey } from "../../shared/bus/subjects.ts";
 import { describeError } from "../../shared/errors.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
 import { createAdmission } from "./admission.ts";
 import type { StepHook } from "./agent-actors.ts";
+import { createAgentLink } from "./agent-link.ts";
+import { CONTROL_LIMITS_DEFAULT, type ControlLimits } from "./config.ts";
 import { createDeviceActors, type DeviceStatus } from "./device-actors.ts";
 import { createEventPublisher } from "./events.ts";
 import { createFleetStore, type FleetState } from "./fleet-state.ts";
+import { startFleetView } from "./fleet-view.ts";
 import { NO_HOST, startIntake } from "./intake.ts";
 import { createInventoryCache } from "./inventory.ts";
 import { createLeaseManager } from "./leases.ts";
@@ -42,10 +45,19 @@ export interface CoordinatorOptions {
   ackWaitMs?: number;
   /** Test hook: runs around every step's effect (stop a coordinator at an exact point). */
   stepHook?: StepHook;
+  /**
+   * Control endpoints (cxlrc.ctl.*): largest message and per-requester / global rate limits. Defaults
+   * (config.ts CONTROL_LIMITS_DEFAULT) are far above what operators, the CLI and fleet controllers send.
+   */
+  control?: Partial<ControlLimits>;
 }
 
 export interface CoordinatorStatus {
   id: string;
+  /**
+   * Every device of the fleet: this coordinator's actors (local: true), and the devices whose actors other
+   * coordinators stored (local: false, state from the stored snapshot, owner = who stored it last).
+   */
   devices: DeviceStatus[];
   /** Devices per lifecycle state (this coordinator's actors). */
   states: Record<string, number>;
@@ -62,7 +74,8 @@ export interface CoordinatorHandle {
   readonly id: string;
   /** http://host:port/metrics, or null without an endpoint. */
   readonly metricsUrl: string | null;
-  status(): Promise<CoordinatorStatus>;
+  /** The fleet as stored plus this coordinator's actors; `host` narrows the device list to one host. */
+  status(opts?: { host?: string }): Promise<CoordinatorStatus>;
   /** Resolves with the request's one outcome (test helper; also how `submit` callers can wait). */
   waitForOutcome(requestId: string, timeoutMs?: number): Promise<RequestOutcome>;
   /** Give every CXL device of the host an actor now. */
@@ -100,7 +113,23 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   });
   const fleet = createFleetStore(store, policy);
   await fleet.refresh();
-  const inventory = createInventoryCache(nc, { timeoutMs: policy.agentCallTimeoutMs });
+  // Late-bound: the link asks whether a device is driven here (its lease), the lease manager comes later.
+  let drivenHere: (key: string) => boolean = () => false;
+  const link = createAgentLink({
+    nc,
+    log,
+    drivenHere: (host, bdf) => {
+      if (bdf === null) return false;
+      try {
+        return drivenHere(deviceKey(host, bdf));
+      } catch {
+        return false;
+      }
+    },
+    onDrop: (reason) => metrics.agentEventsDropped.inc({ reason }),
+  });
+  await link.ready();
+  const inventory = createInventoryCache(nc, { timeoutMs: policy.agentCallTimeoutMs, link });
   const admission = createAdmission(policy);
   // Late-bound: the lease manager reports losses to the actors, which need the lease manager.
   let onLost: (key: string) => void = () => undefined;
@@ -117,6 +146,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   });
   const actors = createDeviceActors({
     nc,
+    link,
     id: opts.id,
     store,
     leases,
@@ -133,6 +163,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     ...(opts.stepHook ? { hook: opts.stepHook } : {}),
   });
   onLost = (key) => actors.leaseLost(key);
+  drivenHere = (key) => leases.get(key) !== undefined;
 
   const recovery = startRecovery({
     store,
@@ -151,11 +182,41 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       .catch((err) => log.warn({ host, err: describeError(err) }, "host not discovered"));
   }
 
-  const status = async (): Promise<CoordinatorStatus> => {
+  const view = await startFleetView(store, log);
+
+  const status = async (o: { host?: string } = {}): Promise<CoordinatorStatus> => {
     await fleet.refresh().catch(() => undefined);
-    const devices = actors.status();
+    const mine = actors.local();
     const states: Record<string, number> = {};
-    for (const d of devices) states[d.state] = (states[d.state] ?? 0) + 1;
+    for (const l of mine) states[l.status.state] = (states[l.status.state] ?? 0) + 1;
+    const wanted = (key: string) => o.host === undefined || key.startsWith(`${o.host}.`);
+    const devices: DeviceStatus[] = [];
+    const toRead: string[] = [];
+    const local = new Set<string>();
+    for (const l of mine) {
+      local.add(l.key);
+      if (!wanted(l.key)) continue;
+      // The actor here is current while this coordinator holds the lease or wrote (or read) the stored
+      // record last; otherwise another coordinator has driven the device since: its stored state counts.
+      const stored = view.revision(l.key);
+      if (l.leaseHeld || stored === undefined || l.revision === stored) devices.push(l.status);
+      else toRead.push(l.key);
+    }
+    for (const key of view.keys()) if (!local.has(key) && wanted(key)) toRead.push(key);
+    for (const sd of await view.read(toRead)) {
+      devices.push({
+        host: sd.host,
+        bdf: sd.bdf,
+        state: sd.state,
+        requestId: sd.requestId,
+        leaseHeld: false,
+        scopeViolations: sd.scopeViolations,
+        quarantineReason: sd.quarantineReason,
+        owner: sd.owner,
+        local: false,
+      });
+    }
+    devices.sort((a, b) => a.host.localeCompare(b.host) || a.bdf.localeCompare(b.bdf));
     return {
       id: opts.id,
       devices,
@@ -180,7 +241,9 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     inventory,
     log,
     now,
-    status,
+    status: (host) => status(host === undefined ? {} : { host }),
+    metrics,
+    control: { ...CONTROL_LIMITS_DEFAULT, ...opts.control },
     ...(opts.ackWaitMs !== undefined ? { ackWaitMs: opts.ackWaitMs } : {}),
   });
 
@@ -203,6 +266,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       stopped = true;
       const release = o.release !== false;
       await recovery.stop();
+      view.stop();
+      link.stop();
       if (release) await intake.stop();
       else void intake.stop().catch(() => undefined);
       await actors.stop({ release });

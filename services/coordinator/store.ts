@@ -1,8 +1,9 @@
-// Durable coordinator state in JetStream KV: device images (the last known good state, kept after the reset),
-// persisted device actors (XState snapshots) and leases. Every write of an image or an actor is a
-// compare-and-set on the key's revision, so a coordinator that lost a device cannot overwrite its new owner.
+// Durable coordinator state in JetStream KV: device images (per function the last saved one, and the last known
+// good one: the last image a reset verified, under its own key), persisted device actors (XState snapshots)
+// and leases. Every write of an image or an actor is a compare-and-set on the key's revision, so a
+// coordinator that lost a device cannot overwrite its new owner.
 // Buckets are created idempotently; replicas follow the cluster size.
-import { type JetStreamClient, jetstream } from "@nats-io/jetstream";
+import { type JetStreamClient, type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { BUCKETS, deviceKey } from "../../shared/bus/subjects.ts";
@@ -34,6 +35,32 @@ export interface ImageRecord {
   requestId: string | null;
   opId: string;
   coordinator: string;
+}
+
+/**
+ * The last known good image of a function (reset-rules.md "kept after the reset as the device's last known
+ * good state"): the last image a reset verified on the device, read back field by field. Stored under its own
+ * key (verifiedImageKey), so a later reset that saves the device as it is then (perhaps broken, after a
+ * release without restore) never overwrites it; only another verify does.
+ */
+export interface VerifiedImageRecord extends ImageRecord {
+  verified: {
+    /** When the verify passed. */
+    at: string;
+    /** The request whose verify passed, and the coordinator that ran it. */
+    requestId: string | null;
+    coordinator: string;
+    /** The image record that was verified: images bucket key and revision. */
+    imageKey: string;
+    imageRevision: number;
+    scope: "io" | "full";
+    round: number;
+  };
+}
+
+/** Key of a function's last known good image in BUCKETS.images (three tokens: never a device key). */
+export function verifiedImageKey(host: string, bdf: string): string {
+  return `verified.${deviceKey(host, bdf)}`;
 }
 
 /** What is stored per device under BUCKETS.actors. */
@@ -72,11 +99,15 @@ export interface CoordinatorStore {
   /** Store an image; CAS on the revision read just before, so it never overwrites a concurrent writer. */
   putImage(record: ImageRecord): Promise<number>;
   getImage(host: string, bdf: string): Promise<Stored<ImageRecord> | null>;
+  /** Store a function's last known good image (CAS on the revision read just before; retried on a race). */
+  putVerifiedImage(record: VerifiedImageRecord): Promise<number>;
+  getVerifiedImage(host: string, bdf: string): Promise<Stored<VerifiedImageRecord> | null>;
   /** One exact revision (what a restore uses: the image persisted for this request, not a later one). */
   getImageRevision(key: string, revision: number): Promise<ImageRecord | null>;
   loadActor(key: string): Promise<Stored<ActorRecord> | null>;
   /** CAS write: `revision` is the one last read or written (null = must not exist yet). */
   saveActor(key: string, record: ActorRecord, revision: number | null): Promise<number>;
+  /** Every stored device key (deleted ones included: loadActor answers null for them). */
   listActorKeys(): Promise<string[]>;
   loadFleet<T>(): Promise<Stored<T> | null>;
   saveFleet<T>(value: T, revision: number | null): Promise<number>;
@@ -123,6 +154,7 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     ttl: opts.leaseTtlMs,
     description: "cxlrc per-device leases (max age = lease time)",
   });
+  let jsm: JetStreamManager | null = null;
   const st = await leases.status();
   const leaseTtlMs = st.ttl > 0 ? st.ttl : opts.leaseTtlMs;
 
@@ -142,6 +174,22 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
       }
       return casPut(images, key, record, rev);
     },
+    async putVerifiedImage(record) {
+      const key = verifiedImageKey(record.host, record.bdf);
+      for (let attempt = 1; ; attempt++) {
+        const cur = await images.get(key);
+        try {
+          return await casPut(images, key, record, cur?.operation === "PUT" ? cur.revision : null);
+        } catch (err) {
+          // Two devices' resets that both include this function (SBR siblings) verified it at once: both are
+          // good images; the later write wins.
+          if (attempt >= 3) throw err;
+        }
+      }
+    },
+    async getVerifiedImage(host, bdf) {
+      return parse<VerifiedImageRecord>(await images.get(verifiedImageKey(host, bdf)));
+    },
     async getImage(host, bdf) {
       return parse<ImageRecord>(await images.get(deviceKey(host, bdf)));
     },
@@ -156,9 +204,15 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
       return casPut(actors, key, record, revision);
     },
     async listActorKeys() {
-      const out: string[] = [];
-      for await (const k of await actors.keys()) if (k !== FLEET_KEY) out.push(k);
-      return out;
+      // The stream's subjects, one snapshot answer (paged by the client). kv.keys() is not used: it streams
+      // until nothing is pending, so a bucket written to all the time (every actor transition) keeps it going
+      // for tens of seconds, repeating keys.
+      jsm ??= await js.jetstreamManager(false);
+      const prefix = `$KV.${BUCKETS.actors}.`;
+      const info = await jsm.streams.info(`KV_${BUCKETS.actors}`, { subjects_filter: `${prefix}>` });
+      return Object.keys(info.state.subjects ?? {})
+        .map((subject) => subject.slice(prefix.length))
+        .filter((k) => k !== FLEET_KEY);
     },
     async loadFleet<T>() {
       return parse<T>(await actors.get(FLEET_KEY));

@@ -62,16 +62,24 @@ export const ResetRequestMessage = z
 export type ResetRequestMessage = z.output<typeof ResetRequestMessage>;
 export type ResetRequestInput = z.input<typeof ResetRequestMessage>;
 
-/** cxlrc.ctl.release: an operator takes a device out of quarantine. */
+/**
+ * cxlrc.ctl.release: an operator takes a device out of quarantine. With `restore`, the device is first put back
+ * from its last known good (verified) image, full scope, and verified; only a verify that passes releases it.
+ */
 export const ReleaseRequest = z.strictObject({
   host: HostName,
   bdf: Bdf,
   operator: z.string().min(1).max(128),
   reason: z.string().min(1).max(500),
+  restore: z.boolean().default(false),
 });
-export type ReleaseRequest = z.infer<typeof ReleaseRequest>;
+export type ReleaseRequest = z.output<typeof ReleaseRequest>;
+export type ReleaseRequestInput = z.input<typeof ReleaseRequest>;
 
-/** cxlrc.ctl.image: the last saved image of a function. */
+/**
+ * cxlrc.ctl.image: the images of a function: the last saved one (what a reset in progress restores from) and
+ * the last known good one (the last image a reset verified on the device; what a release with restore uses).
+ */
 export const ImageRequest = z.strictObject({ host: HostName, bdf: Bdf });
 export type ImageRequest = z.infer<typeof ImageRequest>;
 

@@ -246,3 +246,54 @@ describe("reset and watch against a running coordinator", () => {
     }
   });
 });
+
+describe("last known good image and release --restore", () => {
+  const DEV = "0000:03:00.0";
+  it("image show says which image it shows; release --restore puts the verified one back", async () => {
+    const ok = await runCli(["reset", "bravo", DEV, "--scope", "full", "--wait", "--server", nats.url]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/^verified bravo 0000:03:00\.0 full\//m);
+    const verifiedId = /^plan (cli-\S+):/m.exec(ok.stdout)?.[1];
+    expect(verifiedId).toMatch(/^cli-/);
+    const same = await runCli(["image", "show", "bravo", DEV, "--server", nats.url]);
+    expect(lines(same.stdout)[1]).toMatch(
+      /^ {2}shown: the last saved image, which is also the last known good one/,
+    );
+
+    sims.get("bravo")!.faults.set(DEV, { name: "commit-error", decoder: 0 });
+    const bad = await runCli(["reset", "bravo", DEV, "--scope", "full", "--wait", "--server", nats.url]);
+    sims.get("bravo")!.faults.clear(DEV);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(new RegExp(`^quarantined bravo ${DEV.replace(/\./g, "\\.")}`, "m"));
+
+    const latest = await runCli(["image", "show", "bravo", DEV, "--server", nats.url]);
+    expect(latest.code, latest.stderr).toBe(0);
+    expect(lines(latest.stdout)[0]).toMatch(/^image of bravo 0000:03:00\.0/);
+    expect(lines(latest.stdout)[1]).toMatch(
+      /^ {2}shown: the last saved image, NOT verified; the last known good one is revision \d+ \(verified \S+ by request cli-/,
+    );
+    const good = await runCli(["image", "show", "bravo", DEV, "--verified", "--server", nats.url]);
+    expect(good.code, good.stderr).toBe(0);
+    expect(lines(good.stdout)[1]).toMatch(/^ {2}shown: the last known good image \(verified /);
+    expect(lines(good.stdout)[1]).toContain(`by request ${verifiedId}`);
+    expect(good.stdout).toMatch(/decoder0 {2}base 0x\S+ {2}size 0x\S+ {2}committed/);
+
+    const rel = await runCli([
+      "release",
+      "bravo",
+      DEV,
+      "--restore",
+      "--reason",
+      "decoder replaced",
+      "--server",
+      nats.url,
+    ]);
+    expect(rel.code, rel.stderr).toBe(0);
+    expect(rel.stdout).toMatch(/^restored from the last known good image \(revision \d+, request cli-/m);
+    expect(rel.stdout).toMatch(/^ {2}0000:03:00\.0: decoder0 committed.*; verify passed$/m);
+    expect(rel.stdout).toMatch(/^released bravo 0000:03:00\.0 from quarantine \(now ready\)$/m);
+    const s = await runCli(["status", "--json", "--server", nats.url]);
+    const status = JSON.parse(s.stdout) as { devices: Array<{ host: string; bdf: string; state: string }> };
+    expect(status.devices.find((d) => d.host === "bravo" && d.bdf === DEV)?.state).toBe("ready");
+  });
+});

@@ -8,13 +8,14 @@ import type { Policy } from "../../machines/policy/defaults.ts";
 import type { ProbeResult } from "../../services/agent/ops/index.ts";
 import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
 import type { StepHook } from "../../services/coordinator/agent-actors.ts";
+import type { ControlLimits } from "../../services/coordinator/config.ts";
 import { type CoordinatorHandle, startCoordinator } from "../../services/coordinator/service.ts";
 import type { ErrorBody } from "../../shared/bus/agent-messages.ts";
 import { callAgent, connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { EventEnvelope, encodeJson } from "../../shared/bus/codec.ts";
 import type { ResetRequestInput } from "../../shared/bus/requests.ts";
 import { deviceKey, STREAMS, subjects } from "../../shared/bus/subjects.ts";
-import { silentLogger } from "../../shared/log.ts";
+import { type Logger, silentLogger } from "../../shared/log.ts";
 import {
   createSimHost,
   type HostSpec,
@@ -56,6 +57,8 @@ export interface CoordinatorStart {
   metricsPort: number | null;
   stepHook: StepHook;
   hosts: string[];
+  control: Partial<ControlLimits>;
+  log: Logger;
 }
 
 export interface RunningCoordinator {
@@ -106,6 +109,8 @@ export async function startWorld(hosts: Array<HostSpec | HostSpecInput>): Promis
         metricsPort: o.metricsPort ?? null,
         ...(o.stepHook ? { stepHook: o.stepHook } : {}),
         ...(o.hosts ? { hosts: o.hosts } : {}),
+        ...(o.control ? { control: o.control } : {}),
+        ...(o.log ? { log: o.log } : {}),
       });
       const running: RunningCoordinator = {
         handle,
@@ -123,11 +128,19 @@ export async function startWorld(hosts: Array<HostSpec | HostSpecInput>): Promis
       return running;
     },
     async close() {
-      for (const c of coordinators) await c.stop();
+      const t = Date.now();
+      const lap = (what: string) => console.log("CLOSE", what, Date.now() - t, server.url);
+      for (const c of coordinators) {
+        await c.stop();
+        lap(`coordinator ${c.handle.id}`);
+      }
       for (const a of agents) await a.stop().catch(() => undefined);
+      lap("agents");
       await agentNc.close().catch(() => undefined);
       await nc.close().catch(() => undefined);
+      lap("conns");
       await server.stop();
+      lap("server");
     },
   };
 }

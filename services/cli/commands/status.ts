@@ -9,7 +9,7 @@ import { formatStatus } from "../format/status.ts";
 export const usage = `Usage: cxlrc status [--host HOST] [--json]
 
 The fleet as the coordinator sees it: per host, how many devices are ready, being reset, failed or
-quarantined; the device leases held right now (which request, which coordinator); the fleet circuit
+quarantined (devices driven by other coordinators included, with their state as stored and their owner); the device leases held right now (which request, which coordinator); the fleet circuit
 breaker (closed, or open since when and why: it closes only by operator action).
 
 Options:

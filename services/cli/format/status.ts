@@ -40,17 +40,29 @@ function stateColour(c: Colours, state: string): (s: string) => string {
 
 export function formatDevices(devices: DeviceRow[], c: Colours): string {
   if (devices.length === 0) return "no devices known yet (are the agents running?)";
+  // Devices driven by other coordinators (from the stored actors) get an OWNER column.
+  const owners = devices.some((d) => d.local === false);
   const rows = devices.map((d) => [
     d.host,
     d.bdf,
     stateColour(c, d.state)(d.state),
     d.leaseHeld === true ? "held" : "-",
+    ...(owners ? [`${text(d.owner)}${d.local === false ? "" : " (here)"}`] : []),
     text(d.requestId),
     d.scopeViolations ? String(d.scopeViolations) : "0",
     d.quarantineReason ? text(d.quarantineReason) : "",
   ]);
   return table(
-    ["HOST", "DEVICE", "STATE", "LEASE", "REQUEST", "SCOPE VIOLATIONS", "QUARANTINED BECAUSE"],
+    [
+      "HOST",
+      "DEVICE",
+      "STATE",
+      "LEASE",
+      ...(owners ? ["OWNER"] : []),
+      "REQUEST",
+      "SCOPE VIOLATIONS",
+      "QUARANTINED BECAUSE",
+    ],
     rows,
   );
 }
@@ -90,6 +102,17 @@ export function formatStatus(reply: unknown, c: Colours, host?: string): string 
   for (const d of trouble) {
     out.push(
       `  ${c.red(d.state)} ${d.host} ${d.bdf}: ${text(d.quarantineReason)}  (cxlrc release ${d.host} ${d.bdf})`,
+    );
+  }
+
+  const elsewhere = devices.filter((d) => d.local === false);
+  if (elsewhere.length > 0) {
+    const by = new Map<string, number>();
+    for (const d of elsewhere) by.set(text(d.owner), (by.get(text(d.owner)) ?? 0) + 1);
+    out.push(
+      `  ${elsewhere.length} device(s) driven by other coordinators (state as they stored it): ${[...by]
+        .map(([o, n]) => `${o} ${n}`)
+        .join(", ")}`,
     );
   }
 

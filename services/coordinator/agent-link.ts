@@ -1,0 +1,285 @@
+// The coordinator's line to the host agents: every agent operation it runs goes through call(), and the
+// agents' operation events (cxlrc.evt.<host>.<device>.op.started|completed|failed) are believed only for the
+// operations this coordinator has issued to that host and that are still outstanding.
+//
+// Why events at all: the agent publishes op.completed (with the result when it is small) and op.failed before
+// it replies, so an outstanding call settles on whichever arrives first; both say the same. That makes the
+// events as consequential as the replies, so neither is believed blindly (defence in depth behind the
+// server's permissions, shared/bus/permissions.ts):
+// - an event must come on its own host's subject, name that host and device, and carry an operation id this
+//   coordinator issued to that host and has not finished with (checkAgentEvent); anything else is dropped
+//   with a log line and counted, and changes nothing;
+// - a reply must name the operation it answers (AgentReply.opId); a reply for another operation is refused.
+// An operation id is "issued" from the moment a step starts (issue()) until it ends, and for the duration of
+// each call.
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { AgentReply, ErrorBody } from "../../shared/bus/agent-messages.ts";
+import { type AgentCallParams, requestJson } from "../../shared/bus/client.ts";
+import { decodeJson, EventEnvelope, errorFromBody } from "../../shared/bus/codec.ts";
+import { checkAgentEvent, eventOrigin } from "../../shared/bus/permissions.ts";
+import { type AgentOp, bdfToken, PREFIX, subjects } from "../../shared/bus/subjects.ts";
+import { CxlrcError, describeError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+
+/** Every agent operation event of every host (one subscription). */
+export const AGENT_OP_EVENTS = `${PREFIX}.evt.*.*.op.>`;
+
+/** Why an agent event was not believed. */
+export type DropReason =
+  | "malformed" // not an event envelope, or not an agent's operation event
+  | "subject-mismatch" // the envelope's host, device or kind is not the subject's
+  | "other-host" // the operation was issued here, but to another host
+  | "stale" // issued here earlier, finished since
+  | "unknown" // never issued by this coordinator (a peer's, or forged)
+  | "wrong-op"; // the operation id is outstanding, for another operation
+
+export const DROP_REASONS: readonly DropReason[] = [
+  "malformed",
+  "subject-mismatch",
+  "other-host",
+  "stale",
+  "unknown",
+  "wrong-op",
+];
+
+type Terminal = { op: string; ok: true; result: unknown } | { op: string; ok: false; error: CxlrcError };
+
+interface Outstanding {
+  refs: number;
+  /** The operation a call sends under this id (null while only a step holds it). */
+  op: string | null;
+  /** A believed op.completed (with its result) or op.failed, kept until a call consumes it. */
+  terminal: Terminal | null;
+  waiters: Set<(t: Terminal) => void>;
+}
+
+export interface AgentLinkOptions {
+  nc: NatsConnection;
+  log: Logger;
+  /** The device is driven by this coordinator (its lease is held here): a stray event about it is suspicious. */
+  drivenHere?: (host: string, bdf: string | null) => boolean;
+  /** Every dropped event, by reason (metrics). */
+  onDrop?: (reason: DropReason) => void;
+  /** Finished operation ids remembered to tell "stale" from "unknown". Default 4096. */
+  recentCapacity?: number;
+}
+
+export interface AgentLink {
+  /**
+   * Run one agent operation: resolves with its result from the reply, or from a believed op.completed event
+   * carrying it; rejects with the agent's error (reply or believed op.failed), a timeout, or a refused reply.
+   */
+  call<Op extends AgentOp>(
+    host: string,
+    op: Op,
+    opId: string,
+    params: AgentCallParams<Op>,
+    opts: { timeoutMs: number },
+  ): Promise<unknown>;
+  /** Hold `opId` as issued to `host` (a step, from its start); the returned function lets it go. */
+  issue(host: string, opId: string): () => void;
+  /** Is `opId` outstanding to `host`? */
+  issued(host: string, opId: string): boolean;
+  stats(): { believed: number; dropped: Record<DropReason, number> };
+  /** Resolves once the subscription is registered with the server. */
+  ready(): Promise<void>;
+  stop(): void;
+}
+
+export function createAgentLink(o: AgentLinkOptions): AgentLink {
+  /** opId → host → outstanding entry. */
+  const outstanding = new Map<string, Map<string, Outstanding>>();
+  /** `${host} ${opId}` of finished operations, oldest first (bounded). */
+  const recent = new Map<string, true>();
+  const recentCapacity = o.recentCapacity ?? 4096;
+  const dropped = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
+  let believed = 0;
+
+  const entry = (host: string, opId: string): Outstanding | undefined => outstanding.get(opId)?.get(host);
+
+  const issue = (host: string, opId: string): (() => void) => {
+    let byHost = outstanding.get(opId);
+    if (!byHost) {
+      byHost = new Map();
+      outstanding.set(opId, byHost);
+    }
+    let e = byHost.get(host);
+    if (!e) {
+      e = { refs: 0, op: null, terminal: null, waiters: new Set() };
+      byHost.set(host, e);
+      recent.delete(`${host} ${opId}`);
+    }
+    e.refs++;
+    const held = e;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      held.refs--;
+      if (held.refs > 0) return;
+      const m = outstanding.get(opId);
+      if (m?.get(host) === held) {
+        m.delete(host);
+        if (m.size === 0) outstanding.delete(opId);
+      }
+      recent.set(`${host} ${opId}`, true);
+      if (recent.size > recentCapacity) {
+        const oldest = recent.keys().next().value;
+        if (oldest !== undefined) recent.delete(oldest);
+      }
+    };
+  };
+
+  const drop = (reason: DropReason, subject: string, env: Partial<EventEnvelope>, why: string) => {
+    dropped[reason]++;
+    o.onDrop?.(reason);
+    const fields = {
+      subject,
+      reason,
+      why,
+      host: env.host,
+      bdf: env.bdf,
+      kind: env.kind,
+      opId: env.opId,
+    };
+    // A finished operation's late event is what a slow event stream looks like (the agent replies after a
+    // bounded wait for its events); an operation never issued here is what a peer coordinator's look like,
+    // unless the device is driven here (nobody else runs operations on it): then it is suspicious.
+    const quiet =
+      reason === "stale" ||
+      (reason === "unknown" && !(typeof env.host === "string" && o.drivenHere?.(env.host, env.bdf ?? null)));
+    if (quiet) o.log.debug(fields, "agent event dropped: not an outstanding operation of this coordinator");
+    else o.log.warn(fields, "agent event dropped: not believed");
+  };
+
+  const onEvent = (subject: string, data: Uint8Array) => {
+    let env: EventEnvelope;
+    try {
+      const parsed = EventEnvelope.safeParse(decodeJson(data));
+      if (!parsed.success) throw new Error("not an event envelope");
+      env = parsed.data;
+    } catch (e) {
+      drop("malformed", subject, {}, describeError(e));
+      return;
+    }
+    if (env.source !== "agent" || env.opId === undefined) {
+      drop("malformed", subject, env, "not an agent's operation event (source or opId missing)");
+      return;
+    }
+    const opId = env.opId;
+    const refused = checkAgentEvent(subject, env, (h, id) => entry(h, id) !== undefined);
+    if (refused !== null) {
+      const origin = eventOrigin(subject);
+      const envDevice = env.bdf === null ? "agent" : safeToken(env.bdf);
+      let reason: DropReason;
+      if (!origin || origin.host !== env.host || origin.device !== envDevice || origin.kind !== env.kind)
+        reason = "subject-mismatch";
+      else if ((outstanding.get(opId)?.size ?? 0) > 0) reason = "other-host";
+      else if (recent.has(`${env.host} ${opId}`)) reason = "stale";
+      else reason = "unknown";
+      drop(reason, subject, env, refused);
+      return;
+    }
+    const e = entry(env.host, opId)!;
+    const op = typeof env.data.op === "string" ? env.data.op : null;
+    if (op === null || (e.op !== null && e.op !== op)) {
+      drop("wrong-op", subject, env, `event for operation ${String(op)}, the call is ${String(e.op)}`);
+      return;
+    }
+    let terminal: Terminal | null = null;
+    if (env.kind === "op.completed" && "result" in env.data) {
+      terminal = { op, ok: true, result: env.data.result };
+    } else if (env.kind === "op.failed") {
+      const body = ErrorBody.safeParse(env.data.error);
+      if (!body.success) {
+        drop("malformed", subject, env, "op.failed without an error body");
+        return;
+      }
+      terminal = { op, ok: false, error: errorFromBody(body.data, { subject }) };
+    }
+    believed++;
+    if (!terminal || e.terminal) return;
+    e.terminal = terminal;
+    for (const w of e.waiters) w(terminal);
+  };
+
+  const sub: Subscription = o.nc.subscribe(AGENT_OP_EVENTS, {
+    callback: (err, m) => {
+      if (err) {
+        o.log.error({ err: err.message }, "agent event subscription failed");
+        return;
+      }
+      try {
+        onEvent(m.subject, m.data);
+      } catch (e) {
+        o.log.error({ err: describeError(e), subject: m.subject }, "agent event not handled");
+      }
+    },
+  });
+
+  const unwrap = (t: Terminal): unknown => {
+    if (t.ok) return t.result;
+    throw t.error;
+  };
+
+  return {
+    async call(host, op, opId, params, opts) {
+      const subject = subjects.agent(host, op);
+      const release = issue(host, opId);
+      const e = entry(host, opId)!;
+      e.op = op;
+      let waiter: ((t: Terminal) => void) | null = null;
+      try {
+        if (e.terminal?.op === op) return unwrap(e.terminal);
+        const fromEvent = new Promise<Terminal>((resolve) => {
+          waiter = resolve;
+          e.waiters.add(resolve);
+        });
+        const fromReply = requestJson(o.nc, subject, { opId, ...params }, opts).then((value) => {
+          const r = AgentReply.safeParse(value);
+          if (!r.success) {
+            throw new CxlrcError("decode", `${subject}: reply is not an agent reply envelope`, { subject });
+          }
+          if (r.data.opId !== null && r.data.opId !== opId) {
+            o.log.warn(
+              { subject, sent: opId, named: r.data.opId },
+              "agent reply dropped: it answers another operation",
+            );
+            throw new CxlrcError(
+              "internal",
+              `${subject}: the reply names operation ${r.data.opId}, not ${opId}: not believed`,
+              { subject, opId, replyOpId: r.data.opId },
+            );
+          }
+          if (!r.data.ok) throw errorFromBody(r.data.error, { subject });
+          return r.data.result;
+        });
+        const first = await Promise.race([
+          fromReply.then((v) => ({ reply: v })),
+          fromEvent.then((t) => ({ event: t })),
+        ]);
+        if ("reply" in first) return first.reply;
+        fromReply.catch(() => undefined); // settled by the event; the reply says the same
+        return unwrap(first.event);
+      } finally {
+        if (waiter) e.waiters.delete(waiter);
+        release();
+      }
+    },
+    issue,
+    issued: (host, opId) => entry(host, opId) !== undefined,
+    stats: () => ({ believed, dropped: { ...dropped } }),
+    ready: () => o.nc.flush(),
+    stop() {
+      sub.unsubscribe();
+    },
+  };
+}
+
+function safeToken(bdf: string): string {
+  try {
+    return bdfToken(bdf);
+  } catch {
+    return bdf.replace(/[:.]/g, "-");
+  }
+}
