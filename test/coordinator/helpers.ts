@@ -128,19 +128,11 @@ export async function startWorld(hosts: Array<HostSpec | HostSpecInput>): Promis
       return running;
     },
     async close() {
-      const t = Date.now();
-      const lap = (what: string) => console.log("CLOSE", what, Date.now() - t, server.url);
-      for (const c of coordinators) {
-        await c.stop();
-        lap(`coordinator ${c.handle.id}`);
-      }
+      for (const c of coordinators) await c.stop();
       for (const a of agents) await a.stop().catch(() => undefined);
-      lap("agents");
       await agentNc.close().catch(() => undefined);
       await nc.close().catch(() => undefined);
-      lap("conns");
       await server.stop();
-      lap("server");
     },
   };
 }

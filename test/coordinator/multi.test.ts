@@ -70,12 +70,9 @@ describe("two coordinators", () => {
     await b.stop();
   });
 
-  it("shared load: no device is reset by two coordinators at once; every request ends once", {
-    timeout: 200_000,
-  }, async () => {
+  it("shared load: no device is reset by two coordinators at once; every request ends once", async () => {
     const c1 = await w.coordinator({ id: "l1" });
     const c2 = await w.coordinator({ id: "l2" });
-    const t0 = Date.now();
     const ids: string[] = [];
     const sends: Promise<unknown>[] = [];
     for (let round = 0; round < 4; round++) {
@@ -107,32 +104,6 @@ describe("two coordinators", () => {
     for (let i = 0; i < 500 && !ids.every((id) => ended().has(id)); i++) {
       await new Promise((r) => setTimeout(r, 20));
       events = await readEvents(w.jsm, { source: "coordinator" });
-    }
-    const el = Date.now() - t0;
-    console.log("ELAPSED", el);
-    if (el > 10_000) {
-      const all = await readEvents(w.jsm, {});
-      const endAt = new Map<string, number>();
-      for (const e of all)
-        if (e.event.requestId && OUTCOME_KINDS.has(e.event.kind))
-          endAt.set(e.event.requestId, Date.parse(e.event.time));
-      const late = [...endAt].filter(([, t]) => t - t0 > 10_000).map(([id]) => id);
-      console.log("LATE", late);
-      for (const e of all) {
-        if (
-          (e.event.requestId && late.includes(e.event.requestId)) ||
-          (e.event.source === "agent" && Date.parse(e.event.time) - t0 > 1000)
-        )
-          console.log(
-            "EV",
-            Date.parse(e.event.time) - t0,
-            e.subject,
-            e.event.source,
-            e.event.opId ?? "",
-            e.event.requestId ?? "",
-            JSON.stringify(e.event.data).slice(0, 200),
-          );
-      }
     }
     for (const id of ids) {
       const outs = events.filter((e) => e.event.requestId === id && OUTCOME_KINDS.has(e.event.kind));

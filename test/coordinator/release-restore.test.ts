@@ -48,14 +48,7 @@ describe("last known good image and release with restore", () => {
   let c: RunningCoordinator;
   beforeAll(async () => {
     w = await startWorld([simpleHost({ name: "lkg" }), simpleHost({ name: "fresh" })]);
-    const { createWriteStream } = await import("node:fs");
-    const { createLogger } = await import("../../shared/log.ts");
-    c = await w.coordinator({
-      log: createLogger("rr", {
-        level: "debug",
-        destination: createWriteStream(`/tmp/rrlog-${process.pid}.txt`),
-      }),
-    });
+    c = await w.coordinator();
   });
   afterAll(async () => {
     await w?.close();
@@ -68,9 +61,7 @@ describe("last known good image and release with restore", () => {
   };
   const reset = async (host: string, requestId: string) => {
     await publishRequest(w.js, { requestId, host, bdf: BDF, scope: "full", reason: "test" });
-    const out = await c.handle.waitForOutcome(requestId, 20_000);
-    console.log("OUTCOME", requestId, out.outcome, out.message, `/tmp/rrlog-${process.pid}.txt`);
-    return out;
+    return c.handle.waitForOutcome(requestId, 20_000);
   };
 
   it("a failed reset keeps the last verified image; release with restore puts it back and verifies it", async () => {
@@ -79,7 +70,8 @@ describe("last known good image and release with restore", () => {
     expect(good.decoders[0]?.committed).toBe(true);
 
     // 1. A verified reset: its image is both the last saved and the last known good one.
-    expect((await reset("lkg", "lkg-1")).outcome).toBe("verified");
+    const lkg1 = await reset("lkg", "lkg-1");
+    expect(lkg1.outcome, lkg1.message).toBe("verified");
     const first = await image("lkg");
     expect(first.requestId).toBe("lkg-1");
     expect(first.verified).toBe(true);
@@ -154,7 +146,8 @@ describe("last known good image and release with restore", () => {
     expect(await rested(c.handle, "lkg", BDF)).toBe("ready");
 
     // 5. A new reset works, and its verified image becomes the last known good one.
-    expect((await reset("lkg", "lkg-3")).outcome).toBe("verified");
+    const lkg3 = await reset("lkg", "lkg-3");
+    expect(lkg3.outcome, lkg3.message).toBe("verified");
     const third = await image("lkg");
     expect(third.verified).toBe(true);
     expect(third.lastKnownGood?.requestId).toBe("lkg-3");
