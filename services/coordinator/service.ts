@@ -247,6 +247,10 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     ...(opts.ackWaitMs !== undefined ? { ackWaitMs: opts.ackWaitMs } : {}),
   });
 
+  // The server must have registered the control subscriptions before we say we are serving: a status
+  // request right after start would otherwise meet "no responders".
+  await nc.flush();
+
   let metricsServer: MetricsServer | null = null;
   if (opts.metricsPort !== undefined && opts.metricsPort !== null) {
     metricsServer = await serveMetrics(metrics, opts.metricsPort, opts.metricsHost);
