@@ -75,7 +75,10 @@ export interface StartAgentOptions {
   maxPayloadBytes?: number;
   /** Operations waiting per device beyond the running one; more are refused "in-progress". Default 16. */
   maxQueuePerDevice?: number;
-  /** How long a reply waits for its op's events to be stored. Default 2000 ms. */
+  /**
+   * How long a reply waits for its op's events to be stored. Default 1000 ms: half the coordinator's call
+   * timeout, so a stalled events stream (a NATS node failing over) delays the reply but never silences it.
+   */
   eventWaitMs?: number;
   /** stop(): how long to wait for running operations. Default 10 s. */
   stopTimeoutMs?: number;
@@ -221,7 +224,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
   const timeouts = agentTimeouts(opts.timeouts);
   const heartbeatMs = opts.heartbeatMs ?? 5000;
   const maxPayloadBytes = opts.maxPayloadBytes ?? 256 * 1024;
-  const eventWaitMs = opts.eventWaitMs ?? 2000;
+  const eventWaitMs = opts.eventWaitMs ?? 1000;
   const cache = new OpCache(opts.dedupCapacity ?? 10_000);
   const lanes = new DeviceLanes(opts.maxQueuePerDevice ?? 16);
   const publisher = new EventPublisher(nc, log, opts.events);

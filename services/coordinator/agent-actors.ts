@@ -74,6 +74,8 @@ export interface DeviceAccess {
   takeRecovery(phase: string): boolean;
   /** The device lease, while held. */
   lease(): Lease | null;
+  /** The lease is still ours right now (renewed recently, or renewed on the spot): safe to act. */
+  confirmLease(): Promise<boolean>;
   /** The request's host/switch slots are back in the fleet state: local admission may let the next one in. */
   released(requestId: string): void;
 }
@@ -141,7 +143,11 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
     signal: AbortSignal,
   ): Promise<unknown> => {
     if (signal.aborted) return Promise.reject(stale(op));
-    return deps.link.call(dev.host, op, opId, params, { timeoutMs });
+    // A coordinator stopped (SIGSTOP, long pause) past its lease must not act on the device it lost.
+    return dev.confirmLease().then((ok) => {
+      if (!ok || signal.aborted) throw stale(op);
+      return deps.link.call(dev.host, op, opId, params, { timeoutMs });
+    });
   };
 
   /** Every step: write-ahead barrier, hooks, and a check that it is still current before and after. */
@@ -160,7 +166,7 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
         if (signal.aborted) throw stale(phase);
         const out = await run(input, signal);
         await deps.hook?.(phase, "after", info);
-        if (signal.aborted) throw stale(phase);
+        if (signal.aborted || !(await dev.confirmLease())) throw stale(phase);
         return out;
       } finally {
         done();

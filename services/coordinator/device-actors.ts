@@ -29,18 +29,33 @@ import type {
 import type { Admission } from "./admission.ts";
 import { createAgentActors, type StepHook, targetOpId } from "./agent-actors.ts";
 import type { AgentLink } from "./agent-link.ts";
-import { EVENT, type EventPublisher } from "./events.ts";
+import { EVENT, type EventInput, type EventPublisher } from "./events.ts";
 import type { FleetStore } from "./fleet-state.ts";
 import type { LeaseManager } from "./leases.ts";
 import type { CoordinatorMetrics } from "./metrics.ts";
 import type { Outcomes, RequestOutcomeKind } from "./outcomes.ts";
 import { factsFromProbe } from "./probe-facts.ts";
-import type { ActorRecord, CoordinatorStore, Stored, VerifiedImageRecord } from "./store.ts";
+import type {
+  ActorRecord,
+  AnnouncedEvent,
+  CoordinatorStore,
+  DecisionRecord,
+  Stored,
+  VerifiedImageRecord,
+} from "./store.ts";
 
 /** States a device rests in: nothing runs, the lease can go. */
 export const REST_STATES: ReadonlySet<string> = new Set(["ready", "quarantined", "unavailable"]);
+
+/** The envelope id (JetStream msgID) of a request's outcome event: the same for every publisher. */
+export function outcomeEventId(requestId: string): string {
+  const id = `outcome.${requestId}`;
+  return id.length <= 128 ? id : `outcome.${requestId.slice(0, 100)}.${requestId.length}`;
+}
 const OUTCOMES: ReadonlySet<string> = new Set(["refused", "planned", "verified", "failed", "quarantined"]);
 const REQUESTS_KEPT = 64;
+/** Within this age of a stored record, the events stream's duplicate window (2 min) drops a repeat. */
+const DEDUP_TRUST_MS = 90_000;
 
 type DeviceActor = Actor<LifecycleMachine>;
 
@@ -147,6 +162,11 @@ interface Device {
   releaseData: Record<string, unknown> | null;
   /** Coordinator that wrote the stored record last, as read or written here. */
   storedOwner: string | null;
+  /**
+   * Events held until the snapshot that decided them is stored (an outcome, and everything the machine emits
+   * after it until that write): never an outcome on the stream that the stored state does not know.
+   */
+  held: Array<{ event: AnnouncedEvent; sent: (p: Promise<unknown>) => void }>;
 }
 
 export interface DeviceActors {
@@ -180,6 +200,12 @@ export interface DeviceActors {
   stop(opts?: { release?: boolean }): Promise<void>;
   /** Drop a device after its lease was lost (leases.ts onLost). */
   leaseLost(key: string): void;
+}
+
+/** The request a stored snapshot is running (taken, no outcome yet), if any. */
+function runningRequest(snapshot: unknown): string | null {
+  const ctx = (snapshot as { context?: Partial<LifecycleContext> } | undefined)?.context;
+  return ctx?.request && (ctx.outcome ?? null) === null ? ctx.request.requestId : null;
 }
 
 function stateOf(value: unknown): string {
@@ -249,6 +275,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
         lastKnownGood: Promise.resolve(),
         releaseData: null,
         storedOwner: null,
+        held: [],
       };
       devices.set(key, d);
     }
@@ -268,6 +295,41 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
   // ---------------------------------------------------------------------------------------------------
   // Persistence
 
+  const eventOf = (d: Device, a: AnnouncedEvent): EventInput => ({
+    host: d.host,
+    bdf: d.bdf,
+    kind: a.kind,
+    data: a.data,
+    id: a.id,
+    ...(a.requestId ? { requestId: a.requestId } : {}),
+  });
+
+  /** The first `n` held events are in a stored snapshot now: publish them, in order. */
+  const announce = (d: Device, n: number) => {
+    for (const h of d.held.splice(0, n)) h.sent(o.events.publish(eventOf(d, h.event)));
+  };
+
+  /**
+   * A stored record taken over: the events its writer held for it may never have been sent (it crashed
+   * between the write and the publish). Sent again under their ids: JetStream drops what was sent within
+   * its duplicate window; past it, an outcome is sent only if the stream's last one of its kind for the
+   * device is not already it.
+   */
+  const reannounce = async (d: Device, rec: ActorRecord) => {
+    const list = rec.announce ?? [];
+    if (list.length === 0) return;
+    const age = o.now() - Date.parse(rec.savedAt);
+    const inWindow = Number.isFinite(age) && age < DEDUP_TRUST_MS;
+    for (const a of list) {
+      if (!inWindow) {
+        if (!OUTCOMES.has(a.kind) || !a.requestId) continue;
+        const last = await o.events.last(d, a.kind).catch(() => undefined);
+        if (last === undefined || last?.requestId === a.requestId) continue;
+      }
+      void o.events.publish(eventOf(d, a));
+    }
+  };
+
   /** Store the latest snapshot (CAS). Without the lease nothing is written; `strict` makes that an error. */
   const persist = (d: Device, strict = false): Promise<void> => {
     const run = d.writing.then(async () => {
@@ -277,10 +339,19 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
           throw new CxlrcError("in-progress", `${d.bdf}: not stored, the device lease is not held here`);
         return;
       }
+      // Every held event was emitted by a transition this snapshot already contains.
+      const heldNow = d.held.length;
       const snapshot = actor.getPersistedSnapshot();
       const json = JSON.stringify({ snapshot, requests: d.requests });
-      if (json === d.lastWritten) return;
+      if (json === d.lastWritten) {
+        announce(d, heldNow);
+        return;
+      }
+      // Events first: a stored snapshot never runs ahead of the events that led to it (a crash after the
+      // write would lose them: the next owner continues from the snapshot and never emits them again).
+      await o.events.flush(d);
       const state = stateOf(actor.getSnapshot().value);
+      const announced = d.held.slice(0, heldNow).map((h) => h.event);
       const record: ActorRecord = {
         v: 1,
         host: d.host,
@@ -291,15 +362,39 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
         active: !REST_STATES.has(state),
         snapshot,
         requests: d.requests,
+        ...(announced.length > 0 ? { announce: announced } : {}),
       };
-      try {
-        d.revision = await o.store.saveActor(d.key, record, d.revision);
-        d.lastWritten = json;
-        d.storedOwner = o.id;
-      } catch (err) {
-        log(d).error({ err: describeError(err) }, "actor snapshot not stored: giving the device up");
-        abandon(d, "snapshot write refused");
-        throw err;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          d.revision = await o.store.saveActor(d.key, record, d.revision);
+          d.lastWritten = json;
+          d.storedOwner = o.id;
+          announce(d, heldNow);
+          return;
+        } catch (err) {
+          // No answer is not a refusal: the write may have landed (ack lost) or the store is electing a
+          // leader. Read back; only another writer's revision means the device is someone else's now.
+          const cur = await o.store.loadActor(d.key).catch(() => undefined);
+          const landed =
+            cur?.value.owner === o.id &&
+            JSON.stringify({ snapshot: cur.value.snapshot, requests: cur.value.requests }) === json;
+          if (cur && landed) {
+            d.revision = cur.revision;
+            d.lastWritten = json;
+            d.storedOwner = o.id;
+            announce(d, heldNow);
+            return;
+          }
+          const untouched =
+            cur === undefined || (cur === null ? d.revision === null : cur.revision === d.revision);
+          if (untouched && attempt < 60 && !stopping && o.leases.get(d.key)) {
+            await new Promise((r) => setTimeout(r, 250));
+            continue;
+          }
+          log(d).error({ err: describeError(err) }, "actor snapshot not stored: giving the device up");
+          abandon(d, "snapshot write refused");
+          throw err;
+        }
       }
     });
     d.writing = run.catch(() => undefined);
@@ -330,7 +425,12 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     d.revision = null;
     d.lastWritten = null;
     d.owned = false;
+    // Never stored, never said: whoever continues the device decides them again.
+    d.held = [];
     if (ctx?.request) o.admission.release(ctx.request.requestId);
+    // Without releasing, this process would keep renewing a lease for a device nobody drives: the stored
+    // actor (the truth) is continued by the next recovery pass, here or on a peer.
+    if (!stopping) void o.leases.release(d.key).catch(() => undefined);
     log(d).warn({ why }, "device actor stopped here");
     updateGauge();
   };
@@ -383,6 +483,22 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       );
   };
 
+  /**
+   * Envelope ids (JetStream msgIDs) that are the same for whoever emits the event: one outcome per request on
+   * the stream, and a fact repeated by the next owner (a request taken again from a redelivery before its
+   * snapshot was stored, a verify of the same round re-read after a takeover) is one fact.
+   */
+  const eventId = (type: string, requestId: string | null, e: LifecycleEmitted): string | null => {
+    if (!requestId) return null;
+    if (OUTCOMES.has(type)) return outcomeEventId(requestId);
+    const base = outcomeEventId(requestId).replace(/^outcome\./, "");
+    if (type === "request.received" || type === "plan") return `${type}.${base}`.slice(0, 128);
+    if (e.type === "verify.passed" || e.type === "verify.failed") {
+      return `${type}.${e.round}.${base}`.slice(0, 128);
+    }
+    return null;
+  };
+
   const onEmitted = (d: Device, e: LifecycleEmitted) => {
     const { type, host: _h, bdf: _b, requestId, ...rest } = e;
     const data =
@@ -392,13 +508,31 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     if (e.type === "verify.passed") markVerified(d, requestId, e.scope, e.round);
     // Published in emission order; an outcome is recorded once its event (and every earlier one) is on the
     // stream, so whoever waits for it can read the whole history back.
-    const published = o.events.publish({
+    const id = eventId(type, requestId, e);
+    const input: EventInput = {
       host: d.host,
       bdf: d.bdf,
       kind: type,
       data,
       ...(requestId ? { requestId } : {}),
-    });
+      ...(id ? { id } : {}),
+      // A coordinator that was stopped (or cut off) past its lease must not speak for the device: its events
+      // wait until the lease is confirmed, and are dropped when it was lost meanwhile.
+      ...(o.leases.fresh(d.key) ? {} : { gate: () => o.leases.confirm(d.key) }),
+    };
+    let published: Promise<unknown>;
+    if ((OUTCOMES.has(type) && requestId) || d.held.length > 0) {
+      // An outcome (and what follows it) waits for the snapshot that records it (persist, announce).
+      const event: AnnouncedEvent = {
+        id: input.id ?? nuid.next(),
+        kind: type,
+        data,
+        ...(requestId ? { requestId } : {}),
+      };
+      published = new Promise((sent) => d.held.push({ event, sent }));
+    } else {
+      published = o.events.publish(input);
+    }
     const nowMs = o.now();
     if (e.type === "state.entered") {
       o.metrics.stateDuration.observe({ state: d.stateName }, Math.max(0, nowMs - d.stateSinceMs) / 1000);
@@ -474,6 +608,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
           return true;
         },
         lease: () => o.leases.get(d.key) ?? null,
+        confirmLease: () => o.leases.confirm(d.key),
         released: (requestId) => o.admission.release(requestId),
       },
     );
@@ -528,6 +663,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       o.policy,
     );
     start(d, snapshot as Snapshot<unknown>);
+    await reannounce(d, rec.value);
     return rec;
   };
 
@@ -572,15 +708,36 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     gates: [],
   });
 
-  /** A refusal decided here (another coordinator drives the device): published like the machine's. */
+  const decisionEvent = (r: DecisionRecord): EventInput => ({
+    host: r.host,
+    bdf: r.bdf,
+    kind: r.event.kind,
+    data: r.event.data,
+    id: r.event.id,
+    requestId: r.requestId,
+  });
+
+  /**
+   * A refusal decided here, without the device's actor (another coordinator drives the device): stored first
+   * (one decision per request id, whoever takes a redelivery), then published like the machine's.
+   */
   const refuseOutside = async (d: Device, r: ResetRequest, refusal: Refusal): Promise<Decision> => {
-    await o.events.publish({
+    const mine: DecisionRecord = {
+      v: 1,
+      requestId: r.requestId,
       host: d.host,
       bdf: d.bdf,
-      kind: EVENT.refused,
-      requestId: r.requestId,
-      data: { outcome: "refused", refusal, atMs: o.now() },
-    });
+      event: {
+        id: outcomeEventId(r.requestId),
+        kind: EVENT.refused,
+        data: { outcome: "refused", refusal, atMs: o.now() },
+      },
+      coordinator: o.id,
+      at: new Date(o.now()).toISOString(),
+    };
+    const held = await o.store.recordDecision(mine);
+    await o.events.publish(decisionEvent(held));
+    if (held !== mine) return { kind: "duplicate", requestId: r.requestId };
     o.outcomes.record({
       requestId: r.requestId,
       host: d.host,
@@ -593,6 +750,50 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     return { kind: "refused", refusal };
   };
 
+  /**
+   * The device lease for a request. Held by a peer that only passes by (discovering or recovering the device,
+   * storing its rest state): waited for. Held by a peer running another request: refused in-progress, as the
+   * device's own actor would. The request already taken by the device (a redelivery): a duplicate.
+   */
+  const leaseFor = async (
+    d: Device,
+    request: ResetRequest,
+    signal: AbortSignal | undefined,
+  ): Promise<{ kind: "held" } | { kind: "decided"; decision: Decision }> => {
+    const waitUntil = performance.now() + Math.min(o.store.leaseTtlMs, 15_000);
+    for (let delay = 50; ; delay = Math.min(500, delay * 2)) {
+      if (await o.leases.acquire(d.key)) return { kind: "held" };
+      const stored = await o.store.loadActor(d.key).catch(() => null);
+      if (stored?.value.requests?.includes(request.requestId)) {
+        return { kind: "decided", decision: { kind: "duplicate", requestId: request.requestId } };
+      }
+      const holder = await o.leases.holder(d.key).catch(() => null);
+      const running = runningRequest(stored?.value.snapshot);
+      if (holder && running && running !== request.requestId) {
+        return {
+          kind: "decided",
+          decision: await refuseOutside(
+            d,
+            request,
+            refusalOf(
+              request,
+              "in-progress",
+              `${request.bdf} is being driven by coordinator ${holder.owner} for request ${running}`,
+            ),
+          ),
+        };
+      }
+      if (performance.now() + delay >= waitUntil || signal?.aborted || stopping) {
+        // Not a refusal: the request is tried again (redelivered) once the lease is free.
+        throw new CxlrcError(
+          "in-progress",
+          `${request.bdf}: the device lease is ${holder ? `held by coordinator ${holder.owner}` : "not answering"}; will retry`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  };
+
   const isDuplicate = (d: Device, requestId: string) =>
     d.requests.includes(requestId) || contextOf(d)?.request?.requestId === requestId;
 
@@ -603,19 +804,14 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     return serialize(d, async (): Promise<Decision> => {
       if (stopping) throw new CxlrcError("in-progress", "coordinator is stopping");
       if (isDuplicate(d, request.requestId)) return { kind: "duplicate", requestId: request.requestId };
-      const lease = await o.leases.acquire(d.key);
-      if (!lease) {
-        const holder = await o.leases.holder(d.key).catch(() => null);
-        return refuseOutside(
-          d,
-          request,
-          refusalOf(
-            request,
-            "in-progress",
-            `${request.bdf} is being driven by coordinator ${holder?.owner ?? "(another)"}`,
-          ),
-        );
+      // Decided before without the actor (its acknowledgement lost): the same answer again, not a second one.
+      const prior = await o.store.getDecision(request.requestId);
+      if (prior) {
+        void o.events.publish(decisionEvent(prior));
+        return { kind: "duplicate", requestId: request.requestId };
       }
+      const lease = await leaseFor(d, request, opts.signal);
+      if (lease.kind !== "held") return lease.decision;
       o.metrics.leasesHeld.set(o.leases.held().length);
       d.pinned++;
       try {

@@ -2,9 +2,9 @@
 // cxlrc.evt.<host>.<bdf-token>.<kind> as an EventEnvelope. The envelope id is the JetStream msgID, so a
 // retried publish is deduplicated; the events of one device are published one after another, in the order
 // they were emitted, so SRE tools replaying the stream see the device's history as it happened.
-import type { JetStreamClient } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { type EventEnvelope, encodeJson, makeEvent } from "../../shared/bus/codec.ts";
-import { subjects } from "../../shared/bus/subjects.ts";
+import { STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 
 /** Event kinds the coordinator publishes (reset-rules.md names; the machine may add its own). */
@@ -39,6 +39,10 @@ export interface EventInput {
   data?: Record<string, unknown>;
   opId?: string;
   requestId?: string;
+  /** Envelope id (the JetStream msgID); default a fresh one. */
+  id?: string;
+  /** Checked in turn, right before sending: false drops the event (its publisher lost the right to say it). */
+  gate?: () => Promise<boolean>;
 }
 
 export interface EventPublisher {
@@ -50,6 +54,11 @@ export interface EventPublisher {
   publish(e: EventInput): Promise<EventEnvelope>;
   /** Resolves when everything published so far (of one device, or of all) is acknowledged or given up. */
   flush(device?: { host: string; bdf: string | null }): Promise<void>;
+  /** The stream's last event of this kind for the device (null: none stored). */
+  last(
+    device: { host: string; bdf: string },
+    kind: string,
+  ): Promise<{ id: string; requestId: string | null } | null>;
 }
 
 export interface EventPublisherOptions {
@@ -70,6 +79,7 @@ export function eventSubject(e: Pick<EventEnvelope, "host" | "bdf" | "kind">): s
 export function createEventPublisher(opts: EventPublisherOptions): EventPublisher {
   const chains = new Map<string, Promise<unknown>>();
   const attempts = opts.attempts ?? 5;
+  let jsm: JetStreamManager | null = null;
 
   const send = async (env: EventEnvelope): Promise<void> => {
     const subject = eventSubject(env);
@@ -97,6 +107,7 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
         data: { coordinator: opts.coordinator, ...input.data },
         ...(input.opId ? { opId: input.opId } : {}),
         ...(input.requestId ? { requestId: input.requestId } : {}),
+        ...(input.id ? { id: input.id } : {}),
       });
       try {
         opts.onEvent?.(env);
@@ -105,12 +116,35 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
       }
       const chainKey = `${env.host}/${env.bdf ?? "-"}`;
       const prev = chains.get(chainKey) ?? Promise.resolve();
-      const next = prev.then(() => send(env));
+      const next = prev.then(async () => {
+        if (input.gate && !(await input.gate().catch(() => false))) {
+          opts.log.warn(
+            { kind: env.kind, host: env.host, bdf: env.bdf },
+            "event dropped: its device is no longer ours",
+          );
+          return;
+        }
+        await send(env);
+      });
       chains.set(chainKey, next);
       void next.finally(() => {
         if (chains.get(chainKey) === next) chains.delete(chainKey);
       });
       return next.then(() => env);
+    },
+    async last(device, kind) {
+      jsm ??= await opts.js.jetstreamManager(false);
+      try {
+        const m = await jsm.streams.getMessage(STREAMS.events.name, {
+          last_by_subj: subjects.event(device.host, device.bdf, kind),
+        });
+        if (!m) return null;
+        const env = m.json<{ id?: string; requestId?: string }>();
+        return { id: env.id ?? "", requestId: env.requestId ?? null };
+      } catch (err) {
+        if (/no message found|not found/i.test(String(err))) return null;
+        throw err;
+      }
     },
     async flush(device) {
       if (device) await chains.get(`${device.host}/${device.bdf ?? "-"}`);

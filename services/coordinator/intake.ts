@@ -51,7 +51,7 @@ import { bdfToken, HOST_RE, STREAMS, subjects } from "../../shared/bus/subjects.
 import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { CONTROL_LIMITS_DEFAULT, type ControlLimits } from "./config.ts";
-import type { DeviceActors } from "./device-actors.ts";
+import { type DeviceActors, outcomeEventId } from "./device-actors.ts";
 import { EVENT, type EventPublisher } from "./events.ts";
 import type { FleetStore } from "./fleet-state.ts";
 import type { InventoryCache } from "./inventory.ts";
@@ -224,14 +224,19 @@ function salvage(raw: unknown): { requestId: string | null; host: string } {
 
 export async function startIntake(o: IntakeOptions): Promise<Intake> {
   const ackWaitMs = o.ackWaitMs ?? 30_000;
-  const maxDeliver = o.maxDeliver ?? 10;
+  const maxDeliver = o.maxDeliver ?? 20;
+  /** Tried again after a growing pause: a bus fail-over (4-6 s, longer for a restarted node) is waited out. */
+  const retryDelay = (m: JsMsg) => Math.min(5000, 500 * m.info.deliveryCount);
   const config = {
     durable_name: CONSUMER_NAME,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     filter_subject: subjects.request,
     ack_wait: nanos(ackWaitMs),
-    max_deliver: maxDeliver,
+    // Unbounded on the server: a message delivered to a coordinator that then died or froze counts as a
+    // delivery, and a server-side limit would drop a request without a word. The coordinator gives up itself
+    // (maxDeliver), with a request.rejected event naming why.
+    max_deliver: -1,
     max_ack_pending: 10_000,
   };
   try {
@@ -262,7 +267,8 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
         host,
         bdf: null,
         kind: EVENT.requestRejected,
-        ...(requestId ? { requestId } : {}),
+        // One rejection per request id on the stream, however often the message is delivered.
+        ...(requestId ? { requestId, id: outcomeEventId(requestId) } : {}),
         data: { error: body, ...(m ? { streamSeq: m.seq } : {}) },
       })
       .then(() => {
@@ -285,6 +291,8 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
       bdf: t.bdf,
       kind: r.kind === "plan" ? EVENT.plan : EVENT.refused,
       requestId: t.requestId,
+      // A dry run answered again (its acknowledgement lost) is still one answer on the stream.
+      id: outcomeEventId(t.requestId),
       data: r.kind === "plan" ? { plan: r, dryRun: true } : { outcome: "refused", refusal: r, dryRun: true },
     });
     o.outcomes.record({
@@ -316,11 +324,23 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
     try {
       targets = await resolveTargets(req, o.inventory);
     } catch (e) {
+      // An agent being restarted looks like an unknown host: a host whose devices the store knows is tried
+      // again (bounded by maxDeliver) instead of rejecting a valid request for good.
+      const host = isCxlrcError(e) && e.kind === "bad-input" ? e.details.host : undefined;
+      if (
+        typeof host === "string" &&
+        m.info.deliveryCount < maxDeliver &&
+        (await o.store.listActorKeys().catch(() => [] as string[])).some((k) => k.startsWith(`${host}.`))
+      ) {
+        o.log.warn({ requestId: req.requestId, host }, "host's agent not answering; will retry");
+        m.nak(Math.max(2000, retryDelay(m)));
+        return;
+      }
       if (isCxlrcError(e) && e.kind === "bad-input") reject(m, raw, e);
       else if (m.info.deliveryCount >= maxDeliver) reject(m, raw, e);
       else {
         o.log.warn({ requestId: req.requestId, err: describeError(e) }, "request not resolved; will retry");
-        m.nak(1000);
+        m.nak(retryDelay(m));
       }
       return;
     }
@@ -366,14 +386,19 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
         );
         return;
       }
-      o.log.error({ requestId: req.requestId, err: describeError(e) }, "request not dispatched; will retry");
-      m.nak(1000);
+      o.log.warn(
+        { requestId: req.requestId, delivery: m.info.deliveryCount, err: describeError(e) },
+        "request not dispatched; will retry",
+      );
+      m.nak(retryDelay(m));
     } finally {
       clearInterval(keepAlive);
     }
   };
 
-  const messages: ConsumerMessages = await consumer.consume({ max_messages: 512 });
+  // Short pull requests: a coordinator that stops answering (SIGSTOP, a partition) keeps none open for long, so
+  // new requests go to the live ones within seconds, not after the default 30 s.
+  const messages: ConsumerMessages = await consumer.consume({ max_messages: 512, expires: 5000 });
   const loop = (async () => {
     for await (const m of messages) {
       if (stopped) break;

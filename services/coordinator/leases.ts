@@ -56,6 +56,14 @@ export interface LeaseManager {
   release(key: string): Promise<void>;
   /** Renew every held lease now (the timer does this every ttl/4). */
   renewAll(): Promise<void>;
+  /**
+   * Before acting on a device: true when the lease was renewed within half its time; otherwise (the process
+   * was stopped, or the bus was away) renew it now and say whether it is still ours. A lost lease ends here
+   * (onLost), so a coordinator waking up after its lease expired never touches the device again.
+   */
+  confirm(key: string): Promise<boolean>;
+  /** Held and renewed within half the lease time (no I/O). */
+  fresh(key: string): boolean;
   /** Stop renewing; release every lease unless `release: false` (then they expire after the TTL). */
   stop(opts?: { release?: boolean }): Promise<void>;
 }
@@ -241,6 +249,23 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     held: () => [...leases.keys()],
     release,
     renewAll,
+    fresh(key) {
+      const h = leases.get(key);
+      return h !== undefined && !h.lost && mono() - h.lastRenewOk < ttlMs / 2;
+    },
+    async confirm(key) {
+      // Renewal without an answer (the bus electing a leader) is waited out: renewOne gives the lease up once
+      // a whole lease time passed without a good renewal, and then this says false.
+      for (;;) {
+        const h = leases.get(key);
+        if (!h || h.lost) return false;
+        if (mono() - h.lastRenewOk < ttlMs / 2) return true;
+        await renewOne(h);
+        if (h.lost || leases.get(key) !== h) return false;
+        if (mono() - h.lastRenewOk < ttlMs / 2) return true;
+        await new Promise((r) => setTimeout(r, Math.max(20, Math.min(250, ttlMs / 20))));
+      }
+    },
     async stop(o = {}) {
       stopped = true;
       clearInterval(timer);

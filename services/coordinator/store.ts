@@ -3,6 +3,8 @@
 // and leases. Every write of an image or an actor is a compare-and-set on the key's revision, so a
 // coordinator that lost a device cannot overwrite its new owner.
 // Buckets are created idempotently; replicas follow the cluster size.
+
+import { createHash } from "node:crypto";
 import { type JetStreamClient, type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -18,6 +20,8 @@ export interface StoreOptions {
   imageHistory?: number;
   /** JetStream API timeout (KV get() ignores KvOptions.timeout: it is set on the context). */
   timeoutMs?: number;
+  /** How long a decision record is kept (the decisions bucket's max age). Default 24 h. */
+  decisionTtlMs?: number;
 }
 
 /**
@@ -79,6 +83,40 @@ export interface ActorRecord {
   snapshot: unknown;
   /** Request ids this device has taken (newest last, bounded): a redelivered request is a duplicate. */
   requests: string[];
+  /**
+   * Events this snapshot decided (a request's outcome and what the machine emitted after it), published only
+   * once the snapshot holding them is stored; a new owner re-publishes them under the same ids (JetStream
+   * drops what was already sent), so a crash between the write and the publish loses no outcome.
+   */
+  announce?: AnnouncedEvent[];
+}
+
+/** An event held back until the snapshot that decided it is stored. */
+export interface AnnouncedEvent {
+  id: string;
+  kind: string;
+  requestId?: string;
+  data: Record<string, unknown>;
+}
+
+/**
+ * A request decided without its device's actor (refused because another coordinator drives the device): kept
+ * so that a redelivery of the same request (its acknowledgement lost) gets the same answer, not a second one.
+ */
+export interface DecisionRecord {
+  v: 1;
+  requestId: string;
+  host: string;
+  bdf: string | null;
+  /** The event that announced it (re-published under the same id, so JetStream drops the repeat). */
+  event: { id: string; kind: string; data: Record<string, unknown> };
+  coordinator: string;
+  at: string;
+}
+
+/** KV key of a request's decision record (request ids may hold characters KV keys cannot). */
+export function decisionKey(requestId: string): string {
+  return createHash("sha256").update(requestId).digest("hex").slice(0, 40);
 }
 
 export interface Stored<T> {
@@ -111,6 +149,10 @@ export interface CoordinatorStore {
   listActorKeys(): Promise<string[]>;
   loadFleet<T>(): Promise<Stored<T> | null>;
   saveFleet<T>(value: T, revision: number | null): Promise<number>;
+  /** The decision taken for a request outside its device actor, if any. */
+  getDecision(requestId: string): Promise<DecisionRecord | null>;
+  /** Store a decision unless one exists: resolves with the one that holds (the first writer's). */
+  recordDecision(record: DecisionRecord): Promise<DecisionRecord>;
 }
 
 function parse<T>(e: KvEntry | null): Stored<T> | null {
@@ -134,25 +176,56 @@ async function casPut(kv: KV, key: string, value: unknown, revision: number | nu
   }
 }
 
+/**
+ * Read-then-CAS writes of the image keys, tried again when they lose (a concurrent writer) or get no answer
+ * (the bucket electing a leader: 4-6 s on nats-server 2.9). The caller's step deadline bounds the whole.
+ */
+async function retryWrite(write: () => Promise<number>, attempts = 12): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await write();
+    } catch (err) {
+      if (attempt >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(1000, 100 * attempt)));
+    }
+  }
+}
+
 export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise<CoordinatorStore> {
   const js = jetstream(nc, { timeout: opts.timeoutMs ?? 5000 });
   const kvm = new Kvm(js);
   const replicas = opts.replicas ?? 1;
+  // Reads go to the stream leader (allow_direct off): nats-server before 2.9.17 (Debian ships 2.9.10) answers
+  // direct gets from followers that are still catching up after a restart or leader change (nats-server
+  // #4162, #4710), and a stale read before a compare-and-set makes a good write fail (seen in the chaos runs:
+  // "expected revision null" for an image key that existed).
+  const consistent = { allow_direct: false };
   const images = await kvm.create(BUCKETS.images, {
+    ...consistent,
     history: opts.imageHistory ?? 5,
     replicas,
     description: "cxlrc device images: last known good state, per function",
   });
   const actors = await kvm.create(BUCKETS.actors, {
+    ...consistent,
     history: 1,
     replicas,
     description: "cxlrc persisted device actors and fleet policy state",
   });
   const leases = await kvm.create(BUCKETS.leases, {
+    ...consistent,
     history: 1,
     replicas,
     ttl: opts.leaseTtlMs,
     description: "cxlrc per-device leases (max age = lease time)",
+  });
+  const decisions = await kvm.create(BUCKETS.decisions, {
+    ...consistent,
+    history: 1,
+    replicas,
+    // As long as the requests stream keeps a request (a redelivery can come no later).
+    ttl: opts.decisionTtlMs ?? 24 * 3600_000,
+    description: "cxlrc decisions taken outside a device actor, per request id",
   });
   let jsm: JetStreamManager | null = null;
   const st = await leases.status();
@@ -166,26 +239,31 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     leaseTtlMs,
     async putImage(record) {
       const key = deviceKey(record.host, record.bdf);
-      const cur = await images.get(key);
-      const rev = cur && cur.operation === "PUT" ? cur.revision : null;
-      if (cur && cur.operation !== "PUT") {
+      return retryWrite(async () => {
+        const cur = await images.get(key);
+        // A first attempt that landed but whose acknowledgement was lost (leader election): it is stored.
+        if (cur?.operation === "PUT") {
+          const v = cur.json<ImageRecord>();
+          if (
+            v.opId === record.opId &&
+            v.savedAt === record.savedAt &&
+            v.coordinator === record.coordinator
+          ) {
+            return cur.revision;
+          }
+        }
         // A deleted image key: create() handles the tombstone.
-        return casPut(images, key, record, null);
-      }
-      return casPut(images, key, record, rev);
+        return casPut(images, key, record, cur?.operation === "PUT" ? cur.revision : null);
+      });
     },
     async putVerifiedImage(record) {
       const key = verifiedImageKey(record.host, record.bdf);
-      for (let attempt = 1; ; attempt++) {
+      // Two devices' resets that both include this function (SBR siblings) verified it at once: both are good
+      // images; the later write wins.
+      return retryWrite(async () => {
         const cur = await images.get(key);
-        try {
-          return await casPut(images, key, record, cur?.operation === "PUT" ? cur.revision : null);
-        } catch (err) {
-          // Two devices' resets that both include this function (SBR siblings) verified it at once: both are
-          // good images; the later write wins.
-          if (attempt >= 3) throw err;
-        }
-      }
+        return casPut(images, key, record, cur?.operation === "PUT" ? cur.revision : null);
+      });
     },
     async getVerifiedImage(host, bdf) {
       return parse<VerifiedImageRecord>(await images.get(verifiedImageKey(host, bdf)));
@@ -219,6 +297,33 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     },
     saveFleet(value, revision) {
       return casPut(actors, FLEET_KEY, value, revision);
+    },
+    async getDecision(requestId) {
+      const e = await decisions.get(decisionKey(requestId));
+      const v = parse<DecisionRecord>(e)?.value ?? null;
+      return v && v.requestId === requestId ? v : null;
+    },
+    async recordDecision(record) {
+      const key = decisionKey(record.requestId);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await decisions.create(key, JSON.stringify(record));
+          return record;
+        } catch (err) {
+          // Exists (the first writer's holds), or no answer (leader election): read back and decide.
+          const cur = parse<DecisionRecord>(await decisions.get(key).catch(() => null))?.value;
+          if (cur && cur.requestId === record.requestId) return cur;
+          if (attempt >= 5) {
+            throw new CxlrcError(
+              "in-progress",
+              `decision of ${record.requestId} not stored`,
+              { requestId: record.requestId },
+              { cause: err },
+            );
+          }
+          await new Promise((r) => setTimeout(r, 200 * attempt));
+        }
+      }
     },
   };
 }

@@ -71,6 +71,8 @@ export const BUCKETS = {
   images: "cxlrc-images",
   actors: "cxlrc-actors",
   leases: "cxlrc-leases",
+  /** Decisions taken outside a device actor (refusals while a peer drives the device): one per request id. */
+  decisions: "cxlrc-decisions",
 } as const;
 
 /** KV keys cannot hold ':'... use the BDF token. */

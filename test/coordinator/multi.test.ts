@@ -3,6 +3,9 @@
 // at once and every request ends once.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StepHook } from "../../services/coordinator/agent-actors.ts";
+import { openStore } from "../../services/coordinator/store.ts";
+import { encodeJson } from "../../shared/bus/codec.ts";
+import { subjects } from "../../shared/bus/subjects.ts";
 import { simpleHost } from "../../shared/sim/index.ts";
 import {
   LEASE_TTL_MS,
@@ -132,4 +135,55 @@ describe("two coordinators", () => {
     await c1.stop();
     await c2.stop();
   });
+});
+
+// Its own world: the leases bucket keeps the lease time of the coordinator that created it.
+const DEAD_TTL_MS = 6000;
+describe("a peer that died holding a device", () => {
+  let w: World;
+  beforeAll(async () => {
+    w = await startWorld([simpleHost({ name: "dead" })]);
+  });
+  afterAll(async () => {
+    await w?.close();
+  });
+
+  it("a request refused while a dead peer's lease runs is decided once: the same request again is a duplicate", async () => {
+    let reached: () => void = () => undefined;
+    const atReset = new Promise<void>((r) => {
+      reached = r;
+    });
+    const hook: StepHook = async (phase, point, info) => {
+      if (info.host === "dead" && phase === "resetting" && point === "before") {
+        reached();
+        await new Promise(() => undefined); // never: the process dies here
+      }
+    };
+    const a = await w.coordinator({ id: "da", stepHook: hook, leaseTtlMs: DEAD_TTL_MS });
+    await publishRequest(w.js, { requestId: "dead-1", host: "dead", bdf: BDF, scope: "full", reason: "x" });
+    await atReset;
+    await a.crash();
+    const b = await w.coordinator({ id: "db", leaseTtlMs: DEAD_TTL_MS });
+    // The same request twice on the stream (no msgID: what a redelivery after a lost ack looks like), while
+    // the dead coordinator's lease still runs and its stored actor is mid-reset.
+    const body = encodeJson({ requestId: "busy-1", host: "dead", bdf: BDF, scope: "full", reason: "x" });
+    await w.js.publish(subjects.request, body);
+    await w.js.publish(subjects.request, body);
+    const first = await b.handle.waitForOutcome("busy-1", 10_000);
+    expect(first.outcome).toBe("refused");
+    expect(first.message).toMatch(/driven by coordinator da for request dead-1/);
+    // The dead coordinator's reset is taken over after its lease and completes once.
+    expect((await b.handle.waitForOutcome("dead-1", 20_000)).outcome).toBe("verified");
+    expect(w.sims.get("dead")!.counters(BDF).cxlReset).toBe(1);
+    const events = await readEvents(w.jsm, { requestId: "busy-1", source: "coordinator" });
+    expect(events.filter((e) => OUTCOME_KINDS.has(e.event.kind)).map((e) => e.event.kind)).toEqual([
+      "refused",
+    ]);
+    expect(events.filter((e) => e.event.kind === "request.duplicate")).toHaveLength(1);
+    // The decision is stored: whoever gets the request next answers the same.
+    const store = await openStore(w.nc, { leaseTtlMs: DEAD_TTL_MS });
+    expect((await store.getDecision("busy-1"))?.event.kind).toBe("refused");
+    expect(await store.getDecision("dead-1")).toBeNull();
+    await b.stop();
+  }, 60_000);
 });
