@@ -1,14 +1,14 @@
 // Agent operations over NATS versus a direct in-process call: ops/s, p50/p99 latency, the ratio and the
 // added latency per operation. The simulator (virtual clock) answers at once, so the bus overhead shows.
-// Runs against a spawned nats-server (test/harness/nats.ts).
+// Runs against a spawned nats-server (shared/natsd/server.ts).
 
 import { operations } from "../services/agent/ops/index.ts";
 import { agentTimeouts } from "../services/agent/ops/timeouts.ts";
 import { AGENT_VERSION, type OpContext, startAgent } from "../services/agent/service.ts";
 import { callAgent, connectBus, ensureStreams, getJsm } from "../shared/bus/client.ts";
 import { silentLogger } from "../shared/log.ts";
+import { startNats } from "../shared/natsd/server.ts";
 import { createSimHost, defaultFleet, VirtualClock } from "../shared/sim/index.ts";
-import { startNats } from "../test/harness/nats.ts";
 import { type BenchRow, summarize } from "./lib.ts";
 
 const HOST = "alpha";

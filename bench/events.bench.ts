@@ -10,7 +10,7 @@ import { connectBus, ensureStreams, getJsm } from "../shared/bus/client.ts";
 import { makeEvent } from "../shared/bus/codec.ts";
 import { STREAMS, subjects } from "../shared/bus/subjects.ts";
 import { silentLogger } from "../shared/log.ts";
-import { startNats } from "../test/harness/nats.ts";
+import { startNats } from "../shared/natsd/server.ts";
 import type { BenchRow } from "./lib.ts";
 import { benchBdf, hostName } from "./support/fleet.ts";
 import { failedRow } from "./support/machine.ts";

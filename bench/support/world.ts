@@ -9,7 +9,7 @@ import { encodeJson } from "../../shared/bus/codec.ts";
 import type { ResetRequestInput } from "../../shared/bus/requests.ts";
 import { subjects } from "../../shared/bus/subjects.ts";
 import { silentLogger } from "../../shared/log.ts";
-import { type NatsServerHandle, startNats } from "../../test/harness/nats.ts";
+import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 import type { AgentsReady } from "./agents-proc.ts";
 import { type Child, type ChildOptions, startChild } from "./child.ts";
 import type { CoordinatorReady } from "./coordinator-proc.ts";

@@ -1,4 +1,4 @@
-// Spawns a real nats-server for tests, benchmarks and chaos runs: free loopback port, JetStream in a
+// Spawns a real nats-server for tests, benchmarks and `cxlrc chaos`: free loopback port, JetStream in a
 // temp store dir, readiness by reading the server's INFO greeting, and stop/restart/kill/pause/resume.
 // Every spawned server is SIGKILLed when the test process exits.
 //

@@ -6,7 +6,7 @@ import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { EventEnvelope, makeEvent } from "../../shared/bus/codec.ts";
 import { STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import { silentLogger } from "../../shared/log.ts";
-import { type NatsServerHandle, startNats } from "../harness/nats.ts";
+import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 import { DEV_A, readEvents, until } from "./fixtures.ts";
 
 let server: NatsServerHandle;

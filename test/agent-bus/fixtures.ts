@@ -15,7 +15,7 @@ import { STREAMS } from "../../shared/bus/subjects.ts";
 import type { HardwareBackend, PciFunctionInfo } from "../../shared/hw/backend.ts";
 import { realClock } from "../../shared/hw/backend.ts";
 import { silentLogger } from "../../shared/log.ts";
-import { type NatsServerHandle, type StartNatsOptions, startNats } from "../harness/nats.ts";
+import { type NatsServerHandle, type StartNatsOptions, startNats } from "../../shared/natsd/server.ts";
 
 export interface Env {
   server: NatsServerHandle;

@@ -12,14 +12,14 @@ import {
 import { STREAMS } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import { silentLogger } from "../../shared/log.ts";
-import { type NatsServerHandle, startNats } from "../harness/nats.ts";
+import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 
 const servers: NatsServerHandle[] = [];
 afterAll(async () => {
   for (const s of servers) await s.stop();
 });
 
-describe("test/harness/nats.ts", () => {
+describe("shared/natsd/server.ts", () => {
   it("starts JetStream on a free loopback port, keeps stream data across restart(), cleans up on stop()", async () => {
     const s = await startNats();
     servers.push(s);

@@ -6,7 +6,7 @@ import { callAgent, connectBus, getJsm } from "../../shared/bus/client.ts";
 import { STREAMS } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import { silentLogger } from "../../shared/log.ts";
-import { type NatsServerHandle, startNats } from "../harness/nats.ts";
+import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 
 function configError(input: unknown): CxlrcError {
   try {

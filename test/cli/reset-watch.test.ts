@@ -1,5 +1,5 @@
 // `cxlrc reset --wait`, `watch --json`, `plan`, `status`, `image show` and `release` as child processes,
-// against a real nats-server (test/harness/nats.ts), a coordinator and a simulated host's agent started here.
+// against a real nats-server (shared/natsd/server.ts), a coordinator and a simulated host's agent started here.
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
@@ -8,8 +8,8 @@ import { connectBus } from "../../shared/bus/client.ts";
 import type { EventEnvelope } from "../../shared/bus/codec.ts";
 import { realClock } from "../../shared/hw/backend.ts";
 import { silentLogger } from "../../shared/log.ts";
+import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 import { createSimHost, defaultFleet, type SimHost } from "../../shared/sim/index.ts";
-import { type NatsServerHandle, startNats } from "../harness/nats.ts";
 import { lines, runCli, startCli, waitForOutput } from "./run-cli.ts";
 
 let nats: NatsServerHandle;

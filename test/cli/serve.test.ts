@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, requestJson } from "../../shared/bus/client.ts";
 import { subjects } from "../../shared/bus/subjects.ts";
 import { silentLogger } from "../../shared/log.ts";
-import { type NatsServerHandle, startNats } from "../harness/nats.ts";
+import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 import { runCli, startCli, waitForOutput } from "./run-cli.ts";
 
 let nats: NatsServerHandle;

@@ -16,6 +16,7 @@ import { EventEnvelope, encodeJson } from "../../shared/bus/codec.ts";
 import type { ResetRequestInput } from "../../shared/bus/requests.ts";
 import { deviceKey, STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
+import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 import {
   createSimHost,
   type HostSpec,
@@ -23,7 +24,6 @@ import {
   type SimHost,
   VirtualClock,
 } from "../../shared/sim/index.ts";
-import { type NatsServerHandle, startNats } from "../harness/nats.ts";
 
 /** Generous guards so a test meets only the limit it is about. */
 export const TEST_POLICY: Partial<Policy> = {

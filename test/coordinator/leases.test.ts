@@ -6,7 +6,7 @@ import { createLeaseManager, type LostReason } from "../../services/coordinator/
 import { type CoordinatorStore, openStore } from "../../services/coordinator/store.ts";
 import { deviceKey } from "../../shared/bus/subjects.ts";
 import { silentLogger } from "../../shared/log.ts";
-import { type NatsServerHandle, startNats } from "../harness/nats.ts";
+import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 
 const TTL = 1200;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { encodeJson } from "../../shared/bus/codec.ts";
 import { subjects } from "../../shared/bus/subjects.ts";
+import { findFreePort, spawnServer } from "../../shared/natsd/server.ts";
 import { SIMPLE_DEVICE } from "../../shared/sim/index.ts";
-import { findFreePort, spawnServer } from "../harness/nats.ts";
 import { DEPLOY, makeTestCa, rebaseConfig, type SecureBus, startSecureBus, until } from "./env.ts";
 import { TEST_ROSTER } from "./roster.ts";
 

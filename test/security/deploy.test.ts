@@ -13,8 +13,8 @@ import { parseAgentConfig } from "../../services/agent/main.ts";
 import { parseCoordinatorConfig } from "../../services/coordinator/config.ts";
 import { credentialsFromEnv, loadCredentialsFile } from "../../shared/bus/credentials.ts";
 import { inboxPrefix, type Principal } from "../../shared/bus/permissions.ts";
+import { natsServerBinary } from "../../shared/natsd/server.ts";
 import { defaultFleet } from "../../shared/sim/index.ts";
-import { natsServerBinary } from "../harness/nats.ts";
 import { DEPLOY, makeTestCa, REPO, rebaseConfig } from "./env.ts";
 import { parseYaml, parseYamlDocuments } from "./yaml-lite.ts";
 

@@ -20,7 +20,7 @@ import { connectBus } from "../../shared/bus/client.ts";
 import type { BusCredentials } from "../../shared/bus/credentials.ts";
 import { inboxPrefix, type Roster, renderUsersConf } from "../../shared/bus/permissions.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
-import { findFreePort, spawnServer } from "../harness/nats.ts";
+import { findFreePort, spawnServer } from "../../shared/natsd/server.ts";
 
 export const REPO = new URL("../../", import.meta.url).pathname;
 export const DEPLOY = join(REPO, "deploy");
