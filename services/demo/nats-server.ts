@@ -1,10 +1,11 @@
 // The demo's own nats-server: found on the machine (or installed with apt-get when run as root on
 // Debian/Ubuntu), started on a random loopback port with JetStream in a fresh temp dir, and gone without a
 // trace on stop(), on Ctrl-C and on process exit (child killed, temp dir removed).
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { killOnExit, removeOnExit } from "../../shared/proc/exit-cleanup.ts";
 
 export interface EmbeddedNats {
   /** nats://127.0.0.1:<port> */
@@ -99,19 +100,6 @@ export function ensureNatsServer(opts: { install: boolean; say: (line: string) =
   return installed;
 }
 
-// Everything started here dies with this process, whatever way it ends.
-const children = new Set<ChildProcess>();
-const dirs = new Set<string>();
-let hooked = false;
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on("exit", () => {
-    for (const c of children) c.kill("SIGKILL");
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
-}
-
 export interface StartOptions {
   bin: string;
   /** Default 10 s. */
@@ -123,9 +111,9 @@ export interface StartOptions {
 
 /** Start nats-server on a random loopback port (-p -1) and learn the port from its log. */
 export async function startEmbeddedNats(opts: StartOptions): Promise<EmbeddedNats> {
-  hookExit();
+  // Everything started here dies with this process, whatever way it ends.
   const dir = mkdtempSync(join(tmpdir(), "cxlrc-demo-"));
-  dirs.add(dir);
+  const forgetDir = removeOnExit(dir);
   const args = [
     "-a",
     "127.0.0.1",
@@ -138,20 +126,17 @@ export async function startEmbeddedNats(opts: StartOptions): Promise<EmbeddedNat
     opts.serverName ?? "cxlrc-demo",
   ];
   const child = spawn(opts.bin, args, { stdio: ["ignore", "pipe", "pipe"] });
-  children.add(child);
+  const forgetChild = killOnExit(child);
   const exited = new Promise<void>((resolve) => {
-    child.once("exit", () => {
-      children.delete(child);
-      resolve();
-    });
+    child.once("exit", () => resolve());
     child.once("error", () => {
-      children.delete(child);
+      forgetChild();
       resolve();
     });
   });
   const removeDir = () => {
     rmSync(dir, { recursive: true, force: true });
-    dirs.delete(dir);
+    forgetDir();
   };
 
   let log = "";

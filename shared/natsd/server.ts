@@ -17,6 +17,7 @@ import {
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { killOnExit, removeOnExit } from "../proc/exit-cleanup.ts";
 
 export interface StartNatsOptions {
   /** Enable JetStream (-js). Default true. */
@@ -66,32 +67,6 @@ export interface NatsServerHandle {
   pause(): Promise<void>;
   /** SIGCONT. */
   resume(): void;
-}
-
-const live = new Set<ChildProcess>();
-const tempDirs = new Set<string>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const child of live) {
-      try {
-        child.kill("SIGCONT");
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    for (const dir of tempDirs) {
-      try {
-        rmSync(dir, { recursive: true, force: true });
-      } catch {
-        // best effort
-      }
-    }
-  });
 }
 
 let cachedBinary: string | undefined;
@@ -210,10 +185,9 @@ class AddressInUse extends Error {}
 
 /** Spawn one nats-server and wait until it greets on its client port. */
 export async function spawnServer(spec: ServerSpec): Promise<Spawned> {
-  installExitHook();
   const bin = natsServerBinary();
   const child = spawn(bin, spec.args, { stdio: ["ignore", "pipe", "pipe"] });
-  live.add(child);
+  const forget = killOnExit(child);
   let out = "";
   const onData = (b: Buffer) => {
     const s = b.toString("utf8");
@@ -225,12 +199,11 @@ export async function spawnServer(spec: ServerSpec): Promise<Spawned> {
   let exitCode: number | string | null | undefined;
   const exited = new Promise<number | string | null>((resolve) => {
     child.on("exit", (code, signal) => {
-      live.delete(child);
       exitCode = code ?? signal;
       resolve(exitCode);
     });
     child.on("error", (err) => {
-      live.delete(child);
+      forget();
       exitCode = `spawn error: ${err.message}`;
       resolve(exitCode);
     });
@@ -266,7 +239,7 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
   const readyTimeoutMs = opts.readyTimeoutMs ?? 10_000;
   const stopGraceMs = opts.stopGraceMs ?? 5_000;
   const workDir = mkdtempSync(join(tmpdir(), "cxlrc-nats-"));
-  tempDirs.add(workDir);
+  const forgetDir = removeOnExit(workDir);
   const storeDir = opts.storeDir ?? (jetstream ? join(workDir, "store") : "");
   let configPath: string | undefined;
   if (opts.config !== undefined) {
@@ -309,7 +282,7 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
   function cleanupDir(): void {
     if (opts.keepStoreDir) return;
     rmSync(workDir, { recursive: true, force: true });
-    tempDirs.delete(workDir);
+    forgetDir();
   }
 
   async function terminate(graceful: boolean): Promise<void> {

@@ -3,13 +3,14 @@
 // Facts: ../../../../../shared/docs/qemu-qtest.md. The QEMU process never outlives this client: it is
 // killed on close(), on errors during start, and synchronously when the Node process exits.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CxlrcError } from "../../../../shared/errors.ts";
 import { type Logger, silentLogger } from "../../../../shared/log.ts";
+import { killOnExit, removeOnExit } from "../../../../shared/proc/exit-cleanup.ts";
 
 export const DEFAULT_QEMU_BINARY = "qemu-system-x86_64";
 /** QEMU 7.2 connects within ~20 ms; this bounds a start that hangs (bad args exit at once instead). */
@@ -48,31 +49,9 @@ export interface QtestStartOptions {
   log?: Logger;
 }
 
-// Every live QEMU of this Node process, killed synchronously if the process exits with them still running,
-// and the temp dirs (sockets, backing files) to remove then.
-const live = new Set<ChildProcess>();
-const dirsToRemove = new Set<string>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const child of live) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    for (const dir of dirsToRemove) rmSync(dir, { recursive: true, force: true });
-  });
-}
-
 /** Remove this temp dir if the process exits before its owner does (the owner calls forget on cleanup). */
 export function removeDirOnExit(dir: string): { forget: () => void } {
-  installExitHook();
-  dirsToRemove.add(dir);
-  return { forget: () => dirsToRemove.delete(dir) };
+  return { forget: removeOnExit(dir) };
 }
 
 /** Linux: have the kernel kill QEMU if this process dies without running its exit hooks (SIGKILL, crash). */
@@ -176,16 +155,15 @@ export class QtestClient {
       const qemuArgs = [...QTEST_BASE_ARGS, "-qtest", `unix:${sockPath}`, ...opts.args];
       const { file, argv } = deathSignalWrapper(binary, qemuArgs, opts.killOnParentDeath ?? true);
       log.debug({ binary, args: qemuArgs }, "starting QEMU");
-      installExitHook();
       child = spawn(file, argv, { stdio: ["ignore", "ignore", "pipe"] });
       const proc = child;
-      live.add(proc);
+      // Killed synchronously if this process exits with it still running.
+      killOnExit(proc);
       let stderr = "";
       proc.stderr?.setEncoding("utf8");
       proc.stderr?.on("data", (s: string) => {
         stderr = (stderr + s).slice(-STDERR_KEEP_CHARS);
       });
-      proc.once("exit", () => live.delete(proc));
       // "close" comes after "exit" once stderr is drained, so error messages carry all of it.
       const exited = new Promise<void>((resolve) => proc.once("close", () => resolve()));
       const spawnError = new Promise<never>((_, reject) => {
@@ -229,7 +207,6 @@ export class QtestClient {
             else c.once("exit", () => resolve());
           });
         }
-        live.delete(c);
       }
       if (ownsDir) await rm(dir, { recursive: true, force: true });
       dirGuard?.forget();
@@ -354,7 +331,6 @@ export class QtestClient {
         timer = setTimeout(resolve, QEMU_EXIT_WAIT_MS);
       }),
     ]).finally(() => clearTimeout(timer));
-    live.delete(this.child);
     if (this.dirGuard) {
       await rm(this.dir, { recursive: true, force: true });
       this.dirGuard.forget();
