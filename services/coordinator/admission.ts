@@ -19,6 +19,11 @@ export interface Admission {
   /** Take a slot without waiting (a recovered request already runs). */
   force(claim: AdmissionClaim): void;
   release(requestId: string): void;
+  /**
+   * Give back the slots of requests that no longer run here (`live` says which still do): a request whose
+   * hand-over failed half-way must not keep its host's slot for ever. Returns the request ids freed.
+   */
+  reconcile(live: (requestId: string) => boolean): string[];
   running(): Record<string, string[]>;
   waiting(): number;
 }
@@ -80,6 +85,12 @@ export function createAdmission(limits: Limits): Admission {
     },
     release(requestId) {
       if (held.delete(requestId)) pump();
+    },
+    reconcile(live) {
+      const freed = [...held.keys()].filter((id) => !live(id));
+      for (const id of freed) held.delete(id);
+      if (freed.length > 0) pump();
+      return freed;
     },
     running() {
       const out: Record<string, string[]> = {};

@@ -18,7 +18,7 @@ import { type AgentCallParams, requestJson } from "../../shared/bus/client.ts";
 import { decodeJson, EventEnvelope, errorFromBody } from "../../shared/bus/codec.ts";
 import { checkAgentEvent, eventOrigin } from "../../shared/bus/permissions.ts";
 import { type AgentOp, bdfToken, PREFIX, subjects } from "../../shared/bus/subjects.ts";
-import { CxlrcError, describeError } from "../../shared/errors.ts";
+import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 
 /** Every agent operation event of every host (one subscription). */
@@ -222,6 +222,38 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
     throw t.error;
   };
 
+  /**
+   * One request, sent again (same opId: the agent acts once and answers every copy) when a third of the
+   * time passes without a reply, or a moment after nobody answered: a message lost with a NATS node that
+   * died or froze, or an agent reconnecting, costs a third of the call time instead of the whole phase.
+   */
+  const resend = async (subject: string, body: Record<string, unknown>, timeoutMs: number) => {
+    const deadline = performance.now() + timeoutMs;
+    const slice = Math.max(250, Math.floor(timeoutMs / 3));
+    for (let sends = 1; ; sends++) {
+      const left = Math.round(deadline - performance.now());
+      try {
+        return await requestJson(o.nc, subject, body, { timeoutMs: Math.max(1, Math.min(left, slice)) });
+      } catch (err) {
+        if (!isCxlrcError(err)) throw err;
+        const again = err.kind === "timeout" || err.details.reason === "no-responders";
+        const leftNow = deadline - performance.now();
+        if (!again || leftNow < 50) {
+          if (err.kind === "timeout") {
+            throw new CxlrcError(
+              "timeout",
+              `no reply on ${subject} within ${timeoutMs} ms (${sends} sends)`,
+              { subject, timeoutMs, sends },
+              { cause: err },
+            );
+          }
+          throw err;
+        }
+        if (err.kind !== "timeout") await new Promise((r) => setTimeout(r, Math.min(100, leftNow / 2)));
+      }
+    }
+  };
+
   return {
     async call(host, op, opId, params, opts) {
       const subject = subjects.agent(host, op);
@@ -235,7 +267,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
           waiter = resolve;
           e.waiters.add(resolve);
         });
-        const fromReply = requestJson(o.nc, subject, { opId, ...params }, opts).then((value) => {
+        const fromReply = resend(subject, { opId, ...params }, opts.timeoutMs).then((value) => {
           const r = AgentReply.safeParse(value);
           if (!r.success) {
             throw new CxlrcError("decode", `${subject}: reply is not an agent reply envelope`, { subject });

@@ -200,6 +200,8 @@ export interface DeviceActors {
   stop(opts?: { release?: boolean }): Promise<void>;
   /** Drop a device after its lease was lost (leases.ts onLost). */
   leaseLost(key: string): void;
+  /** Requests this coordinator is handing to an actor or running (a local actor not at rest). */
+  liveRequests(): Set<string>;
 }
 
 /** The request a stored snapshot is running (taken, no outcome yet), if any. */
@@ -246,6 +248,8 @@ function withPolicy(snapshot: unknown, policy: Policy): unknown {
 
 export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
   const devices = new Map<string, Device>();
+  /** Requests between intake and their actor's decision (they may hold an admission slot already). */
+  const dispatching = new Set<string>();
   const machine = createLifecycleMachine({ now: o.now });
   const settleTimeoutMs = o.settleTimeoutMs ?? 30_000;
   let stopping = false;
@@ -404,12 +408,15 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
   /** Lease back once the device rests and its state is stored (in the device's chain: never mid-dispatch). */
   const maybeRelease = (d: Device) => {
     if (d.releaseQueued || d.pinned > 0 || stopping || !o.leases.get(d.key)) return;
-    if (!REST_STATES.has(stateNow(d))) return;
+    // No actor here (a sync that failed: the store did not answer): nothing is driven, the lease goes too,
+    // or it would be renewed for ever and the device would wait for nobody.
+    const idle = () => d.actor === null || REST_STATES.has(stateNow(d));
+    if (!idle()) return;
     d.releaseQueued = true;
     void serialize(d, async () => {
       d.releaseQueued = false;
-      if (d.pinned > 0 || stopping || !o.leases.get(d.key) || !REST_STATES.has(stateNow(d))) return;
-      await persist(d);
+      if (d.pinned > 0 || stopping || !o.leases.get(d.key) || !idle()) return;
+      if (d.actor) await persist(d);
       d.owned = false;
       await o.leases.release(d.key);
       o.metrics.leasesHeld.set(o.leases.held().length);
@@ -662,9 +669,35 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       rec.value.active ? rearmDeadline(rec.value.snapshot, o.now()) : rec.value.snapshot,
       o.policy,
     );
+    if (rec.value.active) takeOver(d, rec.value);
     start(d, snapshot as Snapshot<unknown>);
     await reannounce(d, rec.value);
     return rec;
+  };
+
+  /**
+   * A device stored mid-operation is continued here (its owner died, froze or gave it up): said on the stream
+   * before the actor acts (SRE tools and the chaos checks see who drives the device from when), and its
+   * request's host slot taken without waiting (it runs already).
+   */
+  const takeOver = (d: Device, rec: ActorRecord) => {
+    const ctx = (rec.snapshot as { context?: LifecycleContext } | undefined)?.context;
+    const request = ctx?.request ?? null;
+    if (request) {
+      o.admission.force({
+        requestId: request.requestId,
+        host: d.host,
+        switchId: ctx?.facts?.bridge?.switchId ?? null,
+      });
+    }
+    void o.events.publish({
+      host: d.host,
+      bdf: d.bdf,
+      kind: EVENT.recovered,
+      ...(request ? { requestId: request.requestId } : {}),
+      data: { state: rec.state, previousOwner: rec.owner },
+    });
+    log(d).info({ state: rec.state, previousOwner: rec.owner }, "device taken over");
   };
 
   /** Wait until the actor rests or runs a request (not binding/probing). */
@@ -801,7 +834,8 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
 
   const dispatch: DeviceActors["dispatch"] = (request, opts = {}) => {
     const d = device(request.host, request.bdf);
-    return serialize(d, async (): Promise<Decision> => {
+    dispatching.add(request.requestId);
+    const run = serialize(d, async (): Promise<Decision> => {
       if (stopping) throw new CxlrcError("in-progress", "coordinator is stopping");
       if (isDuplicate(d, request.requestId)) return { kind: "duplicate", requestId: request.requestId };
       // Decided before without the actor (its acknowledgement lost): the same answer again, not a second one.
@@ -853,7 +887,8 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
                 ...(opts.signal ? { signal: opts.signal } : {}),
               },
             );
-            if (waited) await o.fleet.refresh();
+            // A stale view only makes the gating CAS try again: never a reason to lose the admitted slot.
+            if (waited) await o.fleet.refresh().catch(() => undefined);
           }
         }
         let decision: Decision | null = null;
@@ -887,6 +922,8 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
         void maybeRelease(d);
       }
     });
+    void run.finally(() => dispatching.delete(request.requestId)).catch(() => undefined);
+    return run;
   };
 
   const dryRun: DeviceActors["dryRun"] = async (request) => {
@@ -1125,24 +1162,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
         d.pinned++;
         try {
           const cur = await sync(d);
-          if (!cur?.value.active) return false;
-          const ctx = contextOf(d);
-          if (ctx?.request) {
-            o.admission.force({
-              requestId: ctx.request.requestId,
-              host,
-              switchId: ctx.facts?.bridge?.switchId ?? null,
-            });
-          }
-          void o.events.publish({
-            host,
-            bdf,
-            kind: EVENT.recovered,
-            ...(ctx?.request ? { requestId: ctx.request.requestId } : {}),
-            data: { state: cur.value.state, previousOwner: cur.value.owner },
-          });
-          log(d).info({ state: cur.value.state, previousOwner: cur.value.owner }, "device taken over");
-          return true;
+          return cur?.value.active === true;
         } finally {
           d.pinned--;
           void maybeRelease(d);
@@ -1177,6 +1197,14 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     leaseLost(key) {
       const d = devices.get(key);
       if (d) abandon(d, "lease lost");
+    },
+    liveRequests() {
+      const live = new Set(dispatching);
+      for (const d of devices.values()) {
+        const id = contextOf(d)?.request?.requestId;
+        if (id && !REST_STATES.has(stateNow(d))) live.add(id);
+      }
+      return live;
     },
   };
 }

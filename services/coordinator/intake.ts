@@ -305,6 +305,17 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
     });
   };
 
+  /** A host an agent has served on this bus (its agent.started is in the events stream, or its devices are stored). */
+  const knownHost = async (host: string): Promise<boolean> => {
+    const started = await o.jsm.streams
+      .getMessage(STREAMS.events.name, { last_by_subj: subjects.hostEvent(host, "agent.started") })
+      .then((msg) => msg !== null)
+      .catch(() => false);
+    if (started) return true;
+    const keys = await o.store.listActorKeys().catch(() => [] as string[]);
+    return keys.some((k) => k.startsWith(`${host}.`));
+  };
+
   const handle = async (m: JsMsg) => {
     let raw: unknown;
     let req: ResetRequestMessage;
@@ -324,14 +335,10 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
     try {
       targets = await resolveTargets(req, o.inventory);
     } catch (e) {
-      // An agent being restarted looks like an unknown host: a host whose devices the store knows is tried
-      // again (bounded by maxDeliver) instead of rejecting a valid request for good.
+      // An agent being restarted looks like an unknown host: a host known to this bus is tried again (bounded
+      // by maxDeliver) instead of rejecting a valid request for good.
       const host = isCxlrcError(e) && e.kind === "bad-input" ? e.details.host : undefined;
-      if (
-        typeof host === "string" &&
-        m.info.deliveryCount < maxDeliver &&
-        (await o.store.listActorKeys().catch(() => [] as string[])).some((k) => k.startsWith(`${host}.`))
-      ) {
+      if (typeof host === "string" && m.info.deliveryCount < maxDeliver && (await knownHost(host))) {
         o.log.warn({ requestId: req.requestId, host }, "host's agent not answering; will retry");
         m.nak(Math.max(2000, retryDelay(m)));
         return;

@@ -37,6 +37,8 @@ export interface LeaseManagerOptions {
   onLost?: (key: string, reason: LostReason) => void;
   /** Wall clock for the lease record (ms since epoch). */
   now?: () => number;
+  /** Every failed renewal's error (bus-health.ts moves off a node that does not serve JetStream). */
+  onError?: (err: unknown) => void;
 }
 
 export interface LeaseManager {
@@ -117,13 +119,14 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
 
   const encode = (r: LeaseRecord) => JSON.stringify(r);
 
-  const hold = (key: string, revision: number, record: LeaseRecord): Lease => {
+  /** `sentAt`: when the write that took it was sent (the server's clock for it started no earlier). */
+  const hold = (key: string, revision: number, record: LeaseRecord, sentAt: number): Lease => {
     const h: Held = {
       key,
       revision,
       record,
       controller: new AbortController(),
-      lastRenewOk: mono(),
+      lastRenewOk: sentAt,
       lost: false,
     };
     leases.set(key, h);
@@ -136,21 +139,23 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     if (mine) return view(mine);
     const t = now();
     const record: LeaseRecord = { owner, instance, acquiredAt: t, renewedAt: t };
+    const sentAt = mono();
     try {
       const revision = await kv.create(key, encode(record));
-      return hold(key, revision, record);
+      return hold(key, revision, record, sentAt);
     } catch (err) {
       // Held (or a race on a deleted entry): look at who holds it.
       const e = await kv.get(key);
       const cur = parseLeaseEntry(e);
       if (e && cur && cur.owner === owner && cur.instance !== instance) {
         try {
+          const again = mono();
           const revision = await kv.update(key, encode(record), e.revision);
           log.info(
             { lease: key, previous: cur.instance },
             "lease taken over from an earlier process of this coordinator",
           );
-          return hold(key, revision, record);
+          return hold(key, revision, record, again);
         } catch {
           return null;
         }
@@ -163,19 +168,24 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
   const renewOne = async (h: Held): Promise<void> => {
     if (h.lost) return;
     const record = { ...h.record, renewedAt: now() };
+    // Counted from when the renewal was sent, not from its (maybe slow) acknowledgement: the server's lease
+    // time started no earlier, so this side never believes it holds the lease longer than the server does.
+    const sentAt = mono();
     try {
       h.revision = await kv.update(h.key, encode(record), h.revision);
       h.record = record;
-      h.lastRenewOk = mono();
+      h.lastRenewOk = sentAt;
       return;
     } catch (err) {
+      opts.onError?.(err);
       if (h.lost || !leases.has(h.key)) return;
       // Wrong revision → someone else wrote it, or it expired and was re-created; no answer → keep trying until
       // the TTL has run out since the last good renewal (then it has expired on the server anyway).
       let e: KvEntry | null;
       try {
         e = await kv.get(h.key);
-      } catch {
+      } catch (getErr) {
+        opts.onError?.(getErr);
         if (mono() - h.lastRenewOk >= ttlMs) lose(h, "expired");
         else log.warn({ lease: h.key, err: String(err) }, "lease renewal failed; retrying");
         return;
@@ -186,7 +196,7 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
       else if (e && e.revision !== h.revision) {
         // Our own write landed but its ack was lost: adopt the revision.
         h.revision = e.revision;
-        h.lastRenewOk = mono();
+        h.lastRenewOk = sentAt;
       } else if (mono() - h.lastRenewOk >= ttlMs) lose(h, "renew-failed");
     }
   };

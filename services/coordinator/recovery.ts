@@ -7,6 +7,7 @@
 // The same scan frees host/switch slots held by requests nobody drives any more.
 import { describeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
+import type { Admission } from "./admission.ts";
 import type { DeviceActors } from "./device-actors.ts";
 import type { FleetStore } from "./fleet-state.ts";
 import type { LeaseManager } from "./leases.ts";
@@ -18,6 +19,8 @@ export interface RecoveryOptions {
   actors: DeviceActors;
   fleet: FleetStore;
   log: Logger;
+  /** Local host/switch slots, given back when their request runs here no more. */
+  admission?: Admission;
 }
 
 /** One pass: take over every abandoned device; returns the keys taken over. */
@@ -42,6 +45,12 @@ export async function recoverOnce(o: RecoveryOptions): Promise<string[]> {
     return (await o.store.loadActor(f.key))?.value.active === true;
   });
   if (freed.length > 0) o.log.info({ requests: freed }, "slots of requests nobody drives were freed");
+  if (o.admission) {
+    const live = o.actors.liveRequests();
+    const local = o.admission.reconcile((id) => live.has(id));
+    if (local.length > 0)
+      o.log.warn({ requests: local }, "local slots of requests no longer running here freed");
+  }
   return taken;
 }
 

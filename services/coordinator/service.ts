@@ -9,6 +9,7 @@ import { type Logger, silentLogger } from "../../shared/log.ts";
 import { createAdmission } from "./admission.ts";
 import type { StepHook } from "./agent-actors.ts";
 import { createAgentLink } from "./agent-link.ts";
+import { createBusHealth } from "./bus-health.ts";
 import { CONTROL_LIMITS_DEFAULT, type ControlLimits } from "./config.ts";
 import { createDeviceActors, type DeviceStatus } from "./device-actors.ts";
 import { createEventPublisher } from "./events.ts";
@@ -133,12 +134,14 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const admission = createAdmission(policy);
   // Late-bound: the lease manager reports losses to the actors, which need the lease manager.
   let onLost: (key: string) => void = () => undefined;
+  const busHealth = createBusHealth(nc, log);
   const leases = createLeaseManager({
     kv: store.leases,
     owner: opts.id,
     ttlMs: store.leaseTtlMs,
     log,
     now,
+    onError: (err) => busHealth.report(err),
     onLost: (key, reason) => {
       void events.publish({ ...keyParts(key), kind: "lease.lost", data: { reason } });
       onLost(key);
@@ -170,6 +173,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     leases,
     actors,
     fleet,
+    admission,
     log,
     intervalMs: opts.recoveryIntervalMs ?? Math.max(250, Math.floor(store.leaseTtlMs / 2)),
   });

@@ -2,6 +2,7 @@
 // that stops renewing loses it after the TTL and finds out itself, CAS writes refuse a stale writer.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createBusHealth } from "../../services/coordinator/bus-health.ts";
 import { createLeaseManager, type LostReason } from "../../services/coordinator/leases.ts";
 import { type CoordinatorStore, openStore } from "../../services/coordinator/store.ts";
 import { deviceKey } from "../../shared/bus/subjects.ts";
@@ -139,5 +140,26 @@ describe("leases and store on nats-server 2.9", () => {
     await store.putImage({ ...img, images: { "0000:01:00.0": { n: 2 } }, opId: "op2" });
     expect((await store.getImage("h3", "0000:01:00.0"))?.value.images["0000:01:00.0"]).toEqual({ n: 2 });
     expect(await store.getImage("h3", "0000:02:00.0")).toBeNull();
+  });
+
+  it("bus health: a node that does not serve JetStream is left (once per interval); other errors are not", async () => {
+    const own = await connect({ servers: server.url });
+    const statuses: string[] = [];
+    void (async () => {
+      for await (const st of own.status()) statuses.push(st.type);
+    })();
+    const health = createBusHealth(own, silentLogger, 60_000);
+    health.report(new Error("timeout"));
+    expect(health.moves).toBe(0);
+    const notServed = Object.assign(new Error("jetstream is not enabled"), { name: "JetStreamNotEnabled" });
+    health.report(notServed);
+    health.report(notServed); // within the interval: not again
+    expect(health.moves).toBe(1);
+    for (let i = 0; i < 100 && !statuses.includes("reconnect"); i++) await sleep(50);
+    expect(statuses).toContain("reconnect");
+    // Still serving after the move.
+    await own.flush();
+    expect(own.isClosed()).toBe(false);
+    await own.close();
   });
 });
