@@ -49,6 +49,10 @@ const COMMANDS: Record<string, Command> = {
     summary: "decode a config space dump (binary or lspci -x hex)",
     load: () => import("./commands/decode.ts"),
   },
+  chaos: {
+    summary: "run a chaos scenario (kill, pause, break anything mid-reset) and check that nothing was lost",
+    load: () => import("./commands/chaos.ts"),
+  },
 };
 
 function usage(): string {

@@ -17,27 +17,21 @@ import { afterAll, describe, expect, it } from "vitest";
 import { type DecodedConfig, decodeConfigSpace } from "../../shared/cxl/decode.ts";
 import { formatDump, parseDump } from "../../shared/cxl/dump.ts";
 import { formatHuman } from "../../shared/cxl/format.ts";
+import { createRng } from "../../shared/rng.ts";
 import { buildConfig, type ExtItem, type RegValue } from "../builders/config-space.ts";
 
 const LSPCI = "/usr/bin/lspci";
 const DEVICES = 200;
 const SEED = 0x5eed_c0de;
 
-/** mulberry32: a tiny seeded PRNG, so a failure reproduces. */
+/** Seeded (shared/rng.ts), so a failure reproduces. */
 function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = createRng(seed);
   return {
-    u32: () => Math.floor(next() * 2 ** 32) >>> 0,
-    int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)),
-    bool: (p = 0.5) => next() < p,
-    pick: <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]!,
+    u32: () => Math.floor(r.next() * 2 ** 32) >>> 0,
+    int: (lo: number, hi: number) => r.range(lo, hi),
+    bool: (p = 0.5) => r.chance(p),
+    pick: <T>(xs: readonly T[]): T => r.pick(xs),
   };
 }
 

@@ -1,0 +1,209 @@
+// Simulated hosts for chaos runs: the device simulator is the host's hardware and outlives its agent; the
+// agent runs in this process on a NATS connection of its own, as if it ran on that machine.
+//
+// kill: the agent "process" dies at once: its connection is closed without draining and its backend view is
+// cut, so an operation in the middle of its register writes stops at the next access (the device keeps the
+// half-done state, as real hardware would). restart: a new agent (empty operation cache, as a new process
+// has) on a new connection, over the same hardware. pause: every register access of the agent blocks until
+// resume (a hung agent). slow: every register access takes `ms` longer.
+import type { NatsConnection } from "@nats-io/transport-node";
+import { connectBus } from "../../shared/bus/client.ts";
+import { CxlrcError } from "../../shared/errors.ts";
+import { type HardwareBackend, realClock } from "../../shared/hw/backend.ts";
+import { type Logger, silentLogger } from "../../shared/log.ts";
+import { createSimHost, type Fleet, type SimHost, type SimTimings } from "../../shared/sim/index.ts";
+import { type AgentHandle, type AgentTimeouts, startAgent } from "../agent/service.ts";
+
+/** One incarnation of the agent process's view of the hardware. */
+interface Life {
+  dead: boolean;
+  /** Resolves when a pause ends; null when running. */
+  paused: Promise<void> | null;
+  unpause: () => void;
+  slowMs: number;
+  /** Backend calls running now (an agent killed with calls > 0 was killed mid-operation). */
+  calls: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function newLife(): Life {
+  return { dead: false, paused: null, unpause: () => undefined, slowMs: 0, calls: 0 };
+}
+
+function killed(host: string): CxlrcError {
+  return new CxlrcError("backend", `agent ${host} was killed (chaos)`);
+}
+
+/** The sim seen through one agent life: every access checks the life first (and after, for the result). */
+export function lifeBackend(
+  host: string,
+  sim: SimHost,
+  life: Life,
+): HardwareBackend & { faults: SimHost["faults"] } {
+  const gate = async () => {
+    if (life.dead) throw killed(host);
+    while (life.paused) await life.paused;
+    if (life.slowMs > 0) await sleep(life.slowMs);
+    if (life.dead) throw killed(host);
+  };
+  const wrap =
+    <A extends unknown[], R>(fn: (...a: A) => Promise<R>) =>
+    async (...a: A): Promise<R> => {
+      await gate();
+      life.calls++;
+      try {
+        const r = await fn(...a);
+        if (life.dead) throw killed(host);
+        return r;
+      } finally {
+        life.calls--;
+      }
+    };
+  return {
+    kind: sim.kind,
+    clock: sim.clock,
+    capabilities: sim.capabilities,
+    faults: sim.faults,
+    listFunctions: wrap(() => sim.listFunctions()),
+    configRead: wrap((bdf: string, offset: number, width: 1 | 2 | 4) => sim.configRead(bdf, offset, width)),
+    configWrite: wrap((bdf: string, offset: number, width: 1 | 2 | 4, value: number) =>
+      sim.configWrite(bdf, offset, width, value),
+    ),
+    configReadAll: wrap((bdf: string) => sim.configReadAll(bdf)),
+    mmioRead32: wrap((bdf: string, bar: number, offset: number) => sim.mmioRead32(bdf, bar, offset)),
+    mmioWrite32: wrap((bdf: string, bar: number, offset: number, value: number) =>
+      sim.mmioWrite32(bdf, bar, offset, value),
+    ),
+    holders: wrap((bdf: string) => sim.holders(bdf)),
+    kernelReset: wrap((bdf: string, method: string) => sim.kernelReset(bdf, method)),
+    vfioReset: wrap((bdf: string) => sim.vfioReset(bdf)),
+    bindDriver: wrap((bdf: string, driver: string | null) => sim.bindDriver(bdf, driver)),
+    close: async () => undefined,
+  };
+}
+
+export type HostState = "up" | "killed" | "paused";
+
+export interface ChaosHost {
+  readonly name: string;
+  readonly sim: SimHost;
+  readonly state: HostState;
+  readonly agent: AgentHandle | null;
+  /** Incarnations started (1 after the first start). */
+  readonly starts: number;
+  start(): Promise<void>;
+  /** Returns true when an operation was running on the hardware at that moment. */
+  kill(): Promise<{ midOperation: boolean }>;
+  restart(): Promise<void>;
+  pause(): void;
+  resume(): void;
+  slow(ms: number): void;
+  stop(): Promise<void>;
+}
+
+export interface HostsOptions {
+  fleet: Fleet;
+  servers: string[];
+  timings: Partial<SimTimings>;
+  agentTimeouts: Partial<AgentTimeouts>;
+  log?: Logger;
+}
+
+export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
+  const out = new Map<string, ChaosHost>();
+  const log = o.log ?? silentLogger;
+  for (const spec of o.fleet.hosts) {
+    const sim = createSimHost(spec, { clock: realClock, timings: o.timings });
+    let life = newLife();
+    let agent: AgentHandle | null = null;
+    let nc: NatsConnection | null = null;
+    let state: HostState = "killed";
+    let starts = 0;
+    const host: ChaosHost = {
+      name: spec.name,
+      sim,
+      get state() {
+        return state;
+      },
+      get agent() {
+        return agent;
+      },
+      get starts() {
+        return starts;
+      },
+      async start() {
+        if (state !== "killed") return;
+        life = newLife();
+        nc = await connectBus({
+          servers: o.servers,
+          name: `cxlrc-agent ${spec.name} (chaos)`,
+          log: log.child({ host: spec.name }),
+          reconnectWaitMs: 50,
+          reconnectMaxWaitMs: 500,
+          timeoutMs: 2000,
+          pingIntervalMs: 2000,
+        });
+        agent = await startAgent({
+          nc,
+          host: spec.name,
+          backend: lifeBackend(spec.name, sim, life),
+          log: log.child({ host: spec.name }),
+          timeouts: o.agentTimeouts,
+          heartbeatMs: 60_000,
+          eventWaitMs: 500,
+          stopTimeoutMs: 1000,
+        });
+        starts++;
+        state = "up";
+      },
+      async kill() {
+        if (state === "killed") return { midOperation: false };
+        const midOperation = life.calls > 0 || (agent?.stats().inFlight ?? 0) > 0;
+        life.dead = true;
+        life.unpause();
+        state = "killed";
+        const c = nc;
+        nc = null;
+        agent = null;
+        // No drain, no goodbye: whatever was not sent is lost, as with SIGKILL.
+        await c?.close().catch(() => undefined);
+        return { midOperation };
+      },
+      async restart() {
+        await host.kill();
+        await host.start();
+      },
+      pause() {
+        if (state !== "up") return;
+        state = "paused";
+        life.paused = new Promise<void>((r) => {
+          life.unpause = () => {
+            life.paused = null;
+            r();
+          };
+        });
+      },
+      resume() {
+        if (state !== "paused") return;
+        state = "up";
+        life.unpause();
+      },
+      slow(ms) {
+        life.slowMs = ms;
+      },
+      async stop() {
+        const a = agent;
+        const c = nc;
+        life.unpause();
+        state = "killed";
+        agent = null;
+        nc = null;
+        await a?.stop().catch(() => undefined);
+        await c?.close().catch(() => undefined);
+      },
+    };
+    out.set(spec.name, host);
+  }
+  return out;
+}
