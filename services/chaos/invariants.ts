@@ -253,8 +253,15 @@ export function checkChaosInvariants(input: CheckInput): InvariantSummary {
   for (const [key, list] of byDevice) {
     const trace: LifecycleEmitted[] = [];
     const received = new Set<string>();
-    for (const e of list) {
+    // A request taken again (its first taker died before storing it: write-ahead means that attempt touched
+    // nothing) is judged from its last take on; single-driver (below) still sees both takes.
+    const lastTake = new Map<string, number>();
+    list.forEach((e, i) => {
+      if (e.kind === "request.received" && e.requestId) lastTake.set(e.requestId, i);
+    });
+    for (const [i, e] of list.entries()) {
       if (!LIFECYCLE_KINDS.has(e.kind)) continue;
+      if (e.requestId && i < (lastTake.get(e.requestId) ?? -1)) continue;
       const data = e.data as Record<string, unknown>;
       if (data.dryRun === true) continue; // the intake's dry-run answer, not the machine's
       const base = {

@@ -305,6 +305,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     kind: a.kind,
     data: a.data,
     id: a.id,
+    ...(a.time ? { time: a.time } : {}),
     ...(a.requestId ? { requestId: a.requestId } : {}),
   });
 
@@ -492,14 +493,14 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
 
   /**
    * Envelope ids (JetStream msgIDs) that are the same for whoever emits the event: one outcome per request on
-   * the stream, and a fact repeated by the next owner (a request taken again from a redelivery before its
-   * snapshot was stored, a verify of the same round re-read after a takeover) is one fact.
+   * the stream, and a verify of the same round read again after a takeover is one fact. A request taken again
+   * (its first taker died before storing it, so nothing of that attempt touched the device) is said again:
+   * the stream shows who took it when.
    */
   const eventId = (type: string, requestId: string | null, e: LifecycleEmitted): string | null => {
     if (!requestId) return null;
     if (OUTCOMES.has(type)) return outcomeEventId(requestId);
     const base = outcomeEventId(requestId).replace(/^outcome\./, "");
-    if (type === "request.received" || type === "plan") return `${type}.${base}`.slice(0, 128);
     if (e.type === "verify.passed" || e.type === "verify.failed") {
       return `${type}.${e.round}.${base}`.slice(0, 128);
     }
@@ -530,10 +531,12 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     let published: Promise<unknown>;
     if ((OUTCOMES.has(type) && requestId) || d.held.length > 0) {
       // An outcome (and what follows it) waits for the snapshot that records it (persist, announce).
+      // Kept as emitted (when, and by whom), whoever ends up publishing it.
       const event: AnnouncedEvent = {
         id: input.id ?? nuid.next(),
         kind: type,
-        data,
+        data: { coordinator: o.id, ...data },
+        time: new Date().toISOString(),
         ...(requestId ? { requestId } : {}),
       };
       published = new Promise((sent) => d.held.push({ event, sent }));

@@ -41,6 +41,8 @@ export interface EventInput {
   requestId?: string;
   /** Envelope id (the JetStream msgID); default a fresh one. */
   id?: string;
+  /** When it happened (ISO); default now. */
+  time?: string;
   /** Checked in turn, right before sending: false drops the event (its publisher lost the right to say it). */
   gate?: () => Promise<boolean>;
 }
@@ -108,6 +110,7 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
         ...(input.opId ? { opId: input.opId } : {}),
         ...(input.requestId ? { requestId: input.requestId } : {}),
         ...(input.id ? { id: input.id } : {}),
+        ...(input.time ? { time: new Date(input.time) } : {}),
       });
       try {
         opts.onEvent?.(env);

@@ -95,6 +95,8 @@ export interface ActorRecord {
 export interface AnnouncedEvent {
   id: string;
   kind: string;
+  /** When it was emitted (ISO). */
+  time?: string;
   requestId?: string;
   data: Record<string, unknown>;
 }
