@@ -202,6 +202,11 @@ export interface DeviceActors {
   leaseLost(key: string): void;
   /** Requests this coordinator is handing to an actor or running (a local actor not at rest). */
   liveRequests(): Set<string>;
+  /**
+   * A stored record at rest whose writer may have died between storing it and publishing what it decided
+   * (its `announce`): publish that now, under the same ids. Once per record revision per process.
+   */
+  announceStored(key: string, rec: Stored<ActorRecord>): Promise<void>;
 }
 
 /** The request a stored snapshot is running (taken, no outcome yet), if any. */
@@ -250,6 +255,8 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
   const devices = new Map<string, Device>();
   /** Requests between intake and their actor's decision (they may hold an admission slot already). */
   const dispatching = new Set<string>();
+  /** Stored records (key@revision) whose announce this process has published again. */
+  const announcedStored = new Set<string>();
   const machine = createLifecycleMachine({ now: o.now });
   const settleTimeoutMs = o.settleTimeoutMs ?? 30_000;
   let stopping = false;
@@ -433,8 +440,10 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     d.revision = null;
     d.lastWritten = null;
     d.owned = false;
-    // Never stored, never said: whoever continues the device decides them again.
+    // Never stored, never said: whoever continues the device decides them again. What it took is read from
+    // the store next time (a request taken here but not stored was not taken).
     d.held = [];
+    d.requests = [];
     if (ctx?.request) o.admission.release(ctx.request.requestId);
     // Without releasing, this process would keep renewing a lease for a device nobody drives: the stored
     // actor (the truth) is continued by the next recovery pass, here or on a peer.
@@ -840,7 +849,10 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     dispatching.add(request.requestId);
     const run = serialize(d, async (): Promise<Decision> => {
       if (stopping) throw new CxlrcError("in-progress", "coordinator is stopping");
-      if (isDuplicate(d, request.requestId)) return { kind: "duplicate", requestId: request.requestId };
+      // Only a device held here all along knows its requests from memory; otherwise the store says (below).
+      if (d.owned && o.leases.get(d.key) && isDuplicate(d, request.requestId)) {
+        return { kind: "duplicate", requestId: request.requestId };
+      }
       // Decided before without the actor (its acknowledgement lost): the same answer again, not a second one.
       const prior = await o.store.getDecision(request.requestId);
       if (prior) {
@@ -1200,6 +1212,13 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     leaseLost(key) {
       const d = devices.get(key);
       if (d) abandon(d, "lease lost");
+    },
+    async announceStored(key, rec) {
+      const id = `${key}@${rec.revision}`;
+      if (!rec.value.announce?.length || announcedStored.has(id)) return;
+      if (announcedStored.size > 10_000) announcedStored.clear();
+      announcedStored.add(id);
+      await reannounce(device(rec.value.host, rec.value.bdf), rec.value);
     },
     liveRequests() {
       const live = new Set(dispatching);

@@ -30,7 +30,13 @@ export async function recoverOnce(o: RecoveryOptions): Promise<string[]> {
     if (o.leases.get(key)) continue; // ours and running
     try {
       const rec = await o.store.loadActor(key);
-      if (!rec?.value.active) continue;
+      if (!rec) continue;
+      if (!rec.value.active) {
+        // At rest, nobody driving it: what its last writer decided may never have reached the stream.
+        if (rec.value.announce?.length && !(await o.leases.holder(key)))
+          await o.actors.announceStored(key, rec);
+        continue;
+      }
       const holder = await o.leases.holder(key);
       // Held by a live peer: not ours. Held under our own id by an earlier process: ours to continue.
       if (holder && (holder.owner !== o.leases.owner || holder.instance === o.leases.instance)) continue;
