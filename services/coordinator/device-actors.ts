@@ -925,8 +925,15 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
         } finally {
           off.unsubscribe();
         }
-        // The request is in the stored snapshot before the caller acknowledges it.
-        await persist(d);
+        // The request is in the stored snapshot before the caller acknowledges it: a device given up meanwhile
+        // (lease lost, write refused) throws here, and the request is delivered again.
+        await persist(d, true);
+        if (d.actor !== actor) {
+          throw new CxlrcError(
+            "in-progress",
+            `${request.bdf}: the device was given up before its state was stored`,
+          );
+        }
         if (!decision) {
           o.admission.release(request.requestId);
           throw new CxlrcError("internal", `device actor neither planned nor refused ${request.requestId}`);
@@ -1216,6 +1223,11 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     async announceStored(key, rec) {
       const id = `${key}@${rec.revision}`;
       if (!rec.value.announce?.length || announcedStored.has(id)) return;
+      // Written here, and announced right after the write: nothing is missing.
+      const mine = devices.get(key);
+      if (mine && mine.revision === rec.revision && mine.storedOwner === o.id) return;
+      // Someone drives it now: its owner continues (and re-announces when it syncs).
+      if (await o.leases.holder(key).catch(() => null)) return;
       if (announcedStored.size > 10_000) announcedStored.clear();
       announcedStored.add(id);
       await reannounce(device(rec.value.host, rec.value.bdf), rec.value);

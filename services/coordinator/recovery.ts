@@ -33,8 +33,7 @@ export async function recoverOnce(o: RecoveryOptions): Promise<string[]> {
       if (!rec) continue;
       if (!rec.value.active) {
         // At rest, nobody driving it: what its last writer decided may never have reached the stream.
-        if (rec.value.announce?.length && !(await o.leases.holder(key)))
-          await o.actors.announceStored(key, rec);
+        if (rec.value.announce?.length) await o.actors.announceStored(key, rec);
         continue;
       }
       const holder = await o.leases.holder(key);
