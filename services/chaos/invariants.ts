@@ -128,25 +128,13 @@ const TAKES: ReadonlySet<string> = new Set(["binding", "probing"]);
 /** States a device rests in (nobody drives it). */
 const REST: ReadonlySet<string> = new Set(["ready", "quarantined", "unavailable"]);
 
-/** The lifecycle's own emitted kinds (what machines/invariants.ts reads). */
+/** The lifecycle's own emitted kinds (what machines/invariants.ts reads): the driving ones and the decisions. */
 const LIFECYCLE_KINDS: ReadonlySet<string> = new Set([
-  "state.entered",
+  ...DRIVING_KINDS,
   "request.received",
   "plan",
-  "image.persisted",
-  "reset.started",
-  "reset.completed",
-  "decoder.committed",
-  "verify.passed",
-  "verify.failed",
-  "scope.violation",
-  "step.failed",
-  "released",
   "refused",
   "planned",
-  "verified",
-  "failed",
-  "quarantined",
 ]);
 
 /** Is this event a request's terminal outcome? (A dry run's plan or refusal is one too.) */
