@@ -502,19 +502,12 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
 
   /**
    * Envelope ids (JetStream msgIDs) that are the same for whoever emits the event: one outcome per request on
-   * the stream, and a verify of the same round read again after a takeover is one fact. A request taken again
-   * (its first taker died before storing it, so nothing of that attempt touched the device) is said again:
-   * the stream shows who took it when.
+   * the stream. Everything else is said as it happens: a request taken again (its first taker died before
+   * storing it, so nothing of that attempt touched the device), or a restore and verify run again after a
+   * takeover, shows up again, and the stream tells who did what when.
    */
-  const eventId = (type: string, requestId: string | null, e: LifecycleEmitted): string | null => {
-    if (!requestId) return null;
-    if (OUTCOMES.has(type)) return outcomeEventId(requestId);
-    const base = outcomeEventId(requestId).replace(/^outcome\./, "");
-    if (e.type === "verify.passed" || e.type === "verify.failed") {
-      return `${type}.${e.round}.${base}`.slice(0, 128);
-    }
-    return null;
-  };
+  const eventId = (type: string, requestId: string | null): string | null =>
+    requestId && OUTCOMES.has(type) ? outcomeEventId(requestId) : null;
 
   const onEmitted = (d: Device, e: LifecycleEmitted) => {
     const { type, host: _h, bdf: _b, requestId, ...rest } = e;
@@ -525,7 +518,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     if (e.type === "verify.passed") markVerified(d, requestId, e.scope, e.round);
     // Published in emission order; an outcome is recorded once its event (and every earlier one) is on the
     // stream, so whoever waits for it can read the whole history back.
-    const id = eventId(type, requestId, e);
+    const id = eventId(type, requestId);
     const input: EventInput = {
       host: d.host,
       bdf: d.bdf,

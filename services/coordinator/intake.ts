@@ -363,10 +363,27 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
       return;
     }
     // Progress while a request waits for a host slot, so it is not redelivered meanwhile.
-    const keepAlive = setInterval(() => m.working(), Math.max(1000, ackWaitMs / 3));
+    // A request queued for a host slot is kept as long as it waits. Anything else stuck here (a device chain
+    // waiting on a store that does not answer) is let go after a while: redelivered to another coordinator,
+    // which the stored requests and decisions keep from acting twice.
+    const since = performance.now();
+    let queued = false;
+    const keepAlive = setInterval(
+      () => {
+        if (queued || performance.now() - since < Math.max(30_000, 4 * ackWaitMs)) m.working();
+      },
+      Math.max(1000, ackWaitMs / 3),
+    );
     try {
       const decisions = await Promise.all(
-        targets.map((t) => o.actors.dispatch(t.request, { signal: stopping.signal })),
+        targets.map((t) =>
+          o.actors.dispatch(t.request, {
+            signal: stopping.signal,
+            onWaiting: () => {
+              queued = true;
+            },
+          }),
+        ),
       );
       decisions.forEach((d, i) => {
         if (d.kind !== "duplicate") return;
