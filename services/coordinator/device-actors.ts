@@ -906,9 +906,6 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
           if (ev.type === "plan") decision = { kind: "accepted", plan: ev.plan };
           else if (ev.type === "refused") decision = { kind: "refused", refusal: ev.refusal };
         });
-        d.requests = [...d.requests.filter((id) => id !== request.requestId), request.requestId].slice(
-          -REQUESTS_KEPT,
-        );
         try {
           const guards = o.fleet.guards(d.key, {
             activeRequestId: null,
@@ -917,6 +914,14 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
           actor.send({ type: "RESET_REQUESTED", request, guards });
         } finally {
           off.unsubscribe();
+        }
+        // Taken only when the machine decided (planned or refused): a request it did not take (the device
+        // was busy probing) must not look taken to a redelivery, or it would never get an outcome. Set in the
+        // same turn as the send, so the snapshot write the transition triggers stores both together.
+        if (decision) {
+          d.requests = [...d.requests.filter((id) => id !== request.requestId), request.requestId].slice(
+            -REQUESTS_KEPT,
+          );
         }
         // The request is in the stored snapshot before the caller acknowledges it: a device given up meanwhile
         // (lease lost, write refused) throws here, and the request is delivered again.
