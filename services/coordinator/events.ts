@@ -56,9 +56,9 @@ export interface EventPublisher {
   publish(e: EventInput): Promise<EventEnvelope>;
   /** Resolves when everything published so far (of one device, or of all) is acknowledged or given up. */
   flush(device?: { host: string; bdf: string | null }): Promise<void>;
-  /** The stream's last event of this kind for the device (null: none stored). */
+  /** The stream's last event of this kind for the device, or for the host when bdf is null (null: none). */
   last(
-    device: { host: string; bdf: string },
+    device: { host: string; bdf: string | null },
     kind: string,
   ): Promise<{ id: string; requestId: string | null } | null>;
 }
@@ -139,7 +139,7 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
       jsm ??= await opts.js.jetstreamManager(false);
       try {
         const m = await jsm.streams.getMessage(STREAMS.events.name, {
-          last_by_subj: subjects.event(device.host, device.bdf, kind),
+          last_by_subj: eventSubject({ host: device.host, bdf: device.bdf, kind }),
         });
         if (!m) return null;
         const env = m.json<{ id?: string; requestId?: string }>();

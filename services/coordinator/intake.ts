@@ -307,11 +307,7 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
 
   /** A host an agent has served on this bus (its agent.started is in the events stream, or its devices are stored). */
   const knownHost = async (host: string): Promise<boolean> => {
-    const started = await o.jsm.streams
-      .getMessage(STREAMS.events.name, { last_by_subj: subjects.hostEvent(host, "agent.started") })
-      .then((msg) => msg !== null)
-      .catch(() => false);
-    if (started) return true;
+    if (await o.events.last({ host, bdf: null }, "agent.started").catch(() => null)) return true;
     const keys = await o.store.listActorKeys().catch(() => [] as string[]);
     return keys.some((k) => k.startsWith(`${host}.`));
   };
