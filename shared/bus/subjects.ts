@@ -41,29 +41,59 @@ export type AgentOp = (typeof AGENT_OPS)[number];
 export const subjects = {
   agent: (host: string, op: AgentOp) => `${PREFIX}.agent.${checkHost(host)}.${op}`,
   agentAll: (host: string) => `${PREFIX}.agent.${checkHost(host)}.>`,
-  /** Device events: cxlrc.evt.<host>.<bdf-token>.<kind>. */
+  /**
+   * The coordinator's device events: cxlrc.evt.<host>.<bdf-token>.<kind>. Only coordinators may publish under
+   * cxlrc.evt.> (outcomes, plans, refusals, verdicts): a consumer believes an outcome from this subject only.
+   */
   event: (host: string, bdf: string, kind: string) =>
     `${PREFIX}.evt.${checkHost(host)}.${bdfToken(bdf)}.${kind}`,
-  /** Host-level events (heartbeat, agent start/stop) use the token "agent" in the device slot. */
+  /** The coordinator's host-level events use the token "agent" in the device slot. */
   hostEvent: (host: string, kind: string) => `${PREFIX}.evt.${checkHost(host)}.agent.${kind}`,
   eventsOfHost: (host: string) => `${PREFIX}.evt.${checkHost(host)}.>`,
   eventsAll: `${PREFIX}.evt.>`,
-  /** Fleet controllers publish reset requests here (JetStream, dedup on requestId). */
-  request: `${PREFIX}.req.reset`,
+  /**
+   * An agent's events (operation steps, heartbeats): cxlrc.agt.<host>.<bdf-token|agent>.<kind>. A subject space
+   * of their own, so the server's allow-list gives agent H exactly cxlrc.agt.H.> and nothing a coordinator says.
+   */
+  agentEvent: (host: string, bdf: string | null, kind: string) =>
+    `${PREFIX}.agt.${checkHost(host)}.${bdf === null ? "agent" : bdfToken(bdf)}.${kind}`,
+  agentEventsOfHost: (host: string) => `${PREFIX}.agt.${checkHost(host)}.>`,
+  agentEventsAll: `${PREFIX}.agt.>`,
+  /**
+   * Fleet controllers publish reset requests here (JetStream, dedup on requestId). The host is in the subject
+   * so that the server can scope a controller to its hosts; the coordinator checks the body names the same host.
+   */
+  request: (host: string) => `${PREFIX}.req.reset.${checkHost(host)}`,
+  /** Every host's reset requests (the intake consumer's filter). */
+  requestsOfAnyHost: `${PREFIX}.req.reset.*`,
   requestsAll: `${PREFIX}.req.>`,
-  /** Request/reply control endpoints of the coordinator. */
-  plan: `${PREFIX}.ctl.plan`,
+  /** Request/reply control endpoints of the coordinator. plan and submit name the host (scoped controllers). */
+  plan: (host: string) => `${PREFIX}.ctl.plan.${checkHost(host)}`,
+  planAll: `${PREFIX}.ctl.plan.*`,
+  /** A reset request by request/reply: written to the request stream, answered with the plan or refusal. */
+  submit: (host: string) => `${PREFIX}.ctl.submit.${checkHost(host)}`,
+  submitAll: `${PREFIX}.ctl.submit.*`,
   status: `${PREFIX}.ctl.status`,
   release: `${PREFIX}.ctl.release`,
   image: `${PREFIX}.ctl.image`,
-  /** A reset request by request/reply: written to the request stream, answered with the plan or refusal. */
-  submit: `${PREFIX}.ctl.submit`,
   /** Operator: close the fleet circuit breaker. */
   breaker: `${PREFIX}.ctl.breaker`,
+  /**
+   * Readers replay stored events through the coordinator (a batch per request, filter checked by the
+   * coordinator): they get no JetStream API of their own, so they can neither pick a delivery subject nor touch
+   * another reader's consumer.
+   */
+  events: `${PREFIX}.ctl.events`,
 } as const;
 
+/** The host token of a host-scoped subject (cxlrc.req.reset.<host>, cxlrc.ctl.plan|submit.<host>), or null. */
+export function hostOfSubject(subject: string): string | null {
+  const host = subject.split(".")[3];
+  return host !== undefined && HOST_RE.test(host) && subject.split(".").length === 4 ? host : null;
+}
+
 export const STREAMS = {
-  events: { name: "CXLRC_EVENTS", subjects: [subjects.eventsAll] },
+  events: { name: "CXLRC_EVENTS", subjects: [subjects.eventsAll, subjects.agentEventsAll] },
   requests: { name: "CXLRC_REQUESTS", subjects: [subjects.requestsAll] },
 } as const;
 
