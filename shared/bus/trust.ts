@@ -87,15 +87,16 @@ export function checkEventSubject(
   if (env.source !== undefined && env.source !== o.source) {
     return `event says source ${JSON.stringify(env.source)} but came on a ${o.source} subject`;
   }
-  if (env.host !== o.host) return `event names host ${JSON.stringify(env.host)} but came on ${o.host}'s subject`;
+  if (env.host !== o.host)
+    return `event names host ${JSON.stringify(env.host)} but came on ${o.host}'s subject`;
   const device = env.bdf === null ? "agent" : env.bdf.replace(/[:.]/g, "-");
   if (device !== o.device) return `event names device ${String(env.bdf)} but came on ${o.device}'s subject`;
-  if (o.kind !== env.kind) return `event kind ${JSON.stringify(env.kind)} differs from the subject's ${o.kind}`;
+  if (o.kind !== env.kind)
+    return `event kind ${JSON.stringify(env.kind)} differs from the subject's ${o.kind}`;
   return null;
 }
 
 /** C0/C1 control characters and DEL (terminal escapes, new lines): what a one-line printer of untrusted text strips. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: that is the point
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/g;
 
 /** Untrusted text made safe for a terminal: control characters (ESC included) become U+FFFD. */
