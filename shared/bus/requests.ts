@@ -4,6 +4,7 @@
 // objects are strict, so a misspelt field is an error naming it instead of a silently ignored option.
 import { z } from "zod";
 import { Bdf, ErrorBody, Scope } from "./agent-messages.ts";
+import { EVENT_KIND_RE, EventEnvelope } from "./codec.ts";
 import { HOST_RE } from "./subjects.ts";
 
 export const RequestId = z
@@ -92,6 +93,43 @@ export const BreakerResetRequest = z.strictObject({
   operator: z.string().min(1).max(128),
   reason: z.string().min(1).max(500),
 });
+
+/**
+ * cxlrc.ctl.events: replay stored events (readers have no JetStream API of their own). One batch per request,
+ * in stream order, from `startSeq` or from the first event at or after `since` (neither: from the next event
+ * stored, i.e. nothing yet, with the stream's last sequence so that a live follower knows where it stands).
+ * Ask again with `startSeq: nextSeq` until `nextSeq > lastSeq` (caught up).
+ */
+export const EventsRequest = z.strictObject({
+  host: HostName.optional(),
+  bdf: Bdf.optional(),
+  /** Only these kinds (exact, e.g. "verified", "op.completed"). */
+  kinds: z.array(z.string().regex(EVENT_KIND_RE).max(128)).max(32).optional(),
+  /** Only the coordinator's events (cxlrc.evt.>) or only the agents' (cxlrc.agt.>). Default both. */
+  source: z.enum(["coordinator", "agent"]).optional(),
+  startSeq: z.number().int().min(1).optional(),
+  since: z.iso.datetime({ offset: true }).optional(),
+  /** Events per batch, at most 1000. Default 500. */
+  max: z.number().int().min(1).max(1000).default(500),
+});
+export type EventsRequest = z.output<typeof EventsRequest>;
+export type EventsRequestInput = z.input<typeof EventsRequest>;
+
+export const StoredEvent = z.strictObject({
+  seq: z.number().int(),
+  subject: z.string(),
+  event: EventEnvelope,
+});
+export type StoredEvent = z.infer<typeof StoredEvent>;
+
+export const EventsReply = z.strictObject({
+  events: z.array(StoredEvent),
+  /** The sequence to ask for next. */
+  nextSeq: z.number().int().min(1),
+  /** The stream's last sequence when this batch was read (0: empty stream). */
+  lastSeq: z.number().int().min(0),
+});
+export type EventsReply = z.infer<typeof EventsReply>;
 
 /** Every control reply: ok with a result, or an error naming the field or the problem. */
 export const ControlReply = z.discriminatedUnion("ok", [
