@@ -83,7 +83,7 @@ export async function bench(): Promise<BenchRow[]> {
           data: data(i),
           opId: `op-${i}`,
         });
-        last = pub.publish(subjects.event(d.host, d.bdf, env.kind), env);
+        last = pub.publish(subjects.agentEvent(d.host, d.bdf, env.kind), env);
         if (i % 4000 === 3999) ok &&= await pub.waitFor(last - 2000, 120_000);
       }
       ok &&= await pub.waitFor(last, 120_000);

@@ -7,7 +7,7 @@ import type { Policy } from "../../machines/policy/defaults.ts";
 import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { encodeJson } from "../../shared/bus/codec.ts";
 import type { ResetRequestInput } from "../../shared/bus/requests.ts";
-import { subjects } from "../../shared/bus/subjects.ts";
+import { PREFIX, subjects } from "../../shared/bus/subjects.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 import type { AgentsReady } from "./agents-proc.ts";
@@ -57,7 +57,10 @@ export interface Driver {
   settled(ids: string[]): number;
   /** The plan method seen for a request id, if its plan event arrived. */
   method(requestId: string): string | undefined;
-  /** Events seen on cxlrc.evt.> since the last call (heartbeats left out), split by source, and their bytes. */
+  /**
+   * Events seen on cxlrc.evt.> (coordinators) and cxlrc.agt.> (agents) since the last call (heartbeats left
+   * out), split by source (by subject space), and their bytes.
+   */
   takeEventCounts(): { coordinator: number; agent: number; other: number; bytes: number };
   close(): Promise<void>;
 }
@@ -76,7 +79,8 @@ export async function startDriver(server: NatsServerHandle): Promise<Driver> {
   const subs: Subscription[] = [];
   for (const kind of [...OUTCOME_KINDS, "plan"]) {
     subs.push(
-      nc.subscribe(`cxlrc.evt.*.*.${kind}`, {
+      // Outcomes are believed from the coordinators' subject space only.
+      nc.subscribe(`${PREFIX}.evt.*.*.${kind}`, {
         callback: (_e, m) => {
           const at = performance.now();
           const env = JSON.parse(dec.decode(m.data)) as {
@@ -110,19 +114,23 @@ export async function startDriver(server: NatsServerHandle): Promise<Driver> {
     );
   }
   let counts = { coordinator: 0, agent: 0, other: 0, bytes: 0 };
-  subs.push(
-    nc.subscribe(subjects.eventsAll, {
-      callback: (_e, m) => {
-        if (m.subject.endsWith(".agent.heartbeat")) return; // host heartbeats are not per request
-        counts.bytes += m.data.length;
-        // The envelope's "source" sits in its first ~120 bytes.
-        const head = dec.decode(m.data.subarray(0, 160));
-        if (head.includes('"source":"coordinator"')) counts.coordinator++;
-        else if (head.includes('"source":"agent"')) counts.agent++;
-        else counts.other++;
-      },
-    }),
-  );
+  for (const [space, source] of [
+    [subjects.eventsAll, "coordinator"],
+    [subjects.agentEventsAll, "agent"],
+  ] as const) {
+    subs.push(
+      nc.subscribe(space, {
+        callback: (_e, m) => {
+          if (m.subject.endsWith(".agent.heartbeat")) return; // host heartbeats are not per request
+          counts.bytes += m.data.length;
+          // The envelope's "source" sits in its first ~120 bytes; it must agree with the subject space.
+          const head = dec.decode(m.data.subarray(0, 160));
+          if (head.includes(`"source":"${source}"`)) counts[source]++;
+          else counts.other++;
+        },
+      }),
+    );
+  }
   await nc.flush();
 
   return {
@@ -131,7 +139,7 @@ export async function startDriver(server: NatsServerHandle): Promise<Driver> {
     jsm,
     async request(req) {
       const t = performance.now();
-      await js.publish(subjects.request, encodeJson(req), { msgID: req.requestId });
+      await js.publish(subjects.request(req.host), encodeJson(req), { msgID: req.requestId });
       return t;
     },
     outcomes(ids, timeoutMs) {

@@ -18,6 +18,7 @@ import {
 import type { LifecycleEmitted } from "../../machines/lifecycle-types.ts";
 import type { EventEnvelope } from "../../shared/bus/codec.ts";
 import { deviceKey } from "../../shared/bus/subjects.ts";
+import { eventOrigin } from "../../shared/bus/trust.ts";
 import type { ImageRecord } from "../coordinator/store.ts";
 import type { RecordedEvent } from "./recorder.ts";
 import type { RequestSpec } from "./scenario.ts";
@@ -144,6 +145,15 @@ export function isTerminal(e: EventEnvelope): boolean {
   return e.kind === "plan" && (e.data as { dryRun?: unknown }).dryRun === true;
 }
 
+/**
+ * Who said it, by the subject space it was stored under (cxlrc.evt.> coordinators, cxlrc.agt.> agents), when
+ * the envelope agrees; null otherwise (an envelope claiming another source is nobody's word).
+ */
+export function spokenBy(r: Pick<RecordedEvent, "subject" | "event">): "coordinator" | "agent" | null {
+  const space = eventOrigin(r.subject)?.source ?? null;
+  return space !== null && r.event.source === space ? space : null;
+}
+
 const coordinatorOf = (e: EventEnvelope): string =>
   String((e.data as { coordinator?: unknown }).coordinator ?? "?");
 
@@ -187,7 +197,7 @@ function imageDecoders(image: unknown): DecoderReading[] {
 
 export function checkChaosInvariants(input: CheckInput): InvariantSummary {
   const t = new Tally();
-  const coord = input.events.filter((r) => r.event.source === "coordinator");
+  const coord = input.events.filter((r) => spokenBy(r) === "coordinator");
   const sent = input.requests.filter((r) => r.submitted);
 
   // ---------------------------------------------------------------------------------------------
@@ -349,14 +359,16 @@ export function checkChaosInvariants(input: CheckInput): InvariantSummary {
     resetRequests.set(k, s);
   };
   const agentResets = new Map<string, number>(); // requestId → completed agent reset ops
-  for (const { event: e } of input.events) {
-    if (e.source === "coordinator" && e.kind === "reset.started" && e.requestId && e.bdf) {
+  for (const r of input.events) {
+    const e = r.event;
+    const by = spokenBy(r);
+    if (by === "coordinator" && e.kind === "reset.started" && e.requestId && e.bdf) {
       addReset(e.host, e.bdf, e.requestId);
       for (const target of ((e.data as { targets?: unknown }).targets as string[] | undefined) ?? []) {
         addReset(e.host, target, e.requestId);
       }
     }
-    if (e.source === "agent" && e.opId && (e.data as { op?: unknown }).op === "reset") {
+    if (by === "agent" && e.opId && (e.data as { op?: unknown }).op === "reset") {
       const requestId = e.opId.split("/")[0] ?? e.opId;
       const bdf = ((e.data as { params?: { bdf?: string } }).params?.bdf ?? e.bdf) as string | null;
       if (e.kind === "op.started" && bdf) addReset(e.host, bdf, requestId);

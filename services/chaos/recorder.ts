@@ -1,6 +1,6 @@
 // What a chaos run saw on the bus: every event of CXLRC_EVENTS in stream order (an ordered consumer, the
 // durable record the invariants are checked on), and the same events live as they are published (core
-// subscription: low latency, for triggers).
+// subscriptions to cxlrc.evt.> and cxlrc.agt.>: low latency, for triggers).
 //
 // NATS nodes die under it: the ordered consumer is watched (no progress while the stream grows → it is
 // recreated after the last sequence read), and catchUp() reads whatever is still missing message by message,
@@ -14,6 +14,7 @@ import {
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { decodeJson, type EventEnvelope } from "../../shared/bus/codec.ts";
 import { STREAMS, subjects } from "../../shared/bus/subjects.ts";
+import { checkEventSubject } from "../../shared/bus/trust.ts";
 
 export interface RecordedEvent {
   seq: number;
@@ -50,24 +51,28 @@ export async function startRecorder(
   let lastProgress = performance.now();
   let stopped = false;
 
-  const sub: Subscription = nc.subscribe(subjects.eventsAll, {
-    callback: (_err, m) => {
-      if (m.subject.endsWith(".heartbeat")) return;
-      let e: EventEnvelope;
+  // Live: the coordinators' events and the agents' (their own subject space), as the stream captures both.
+  const onLiveMsg = (_err: unknown, m: { subject: string; data: Uint8Array }) => {
+    if (m.subject.endsWith(".heartbeat")) return;
+    let e: EventEnvelope;
+    try {
+      e = decodeJson(m) as EventEnvelope;
+    } catch {
+      return;
+    }
+    // A trigger fires on what the subject vouches for (source, host, device, kind), never on a claim.
+    if (checkEventSubject(m.subject, e) !== null) return;
+    for (const fn of live) {
       try {
-        e = decodeJson(m) as EventEnvelope;
+        fn(e);
       } catch {
-        return;
+        // a listener's problem is its own
       }
-      for (const fn of live) {
-        try {
-          fn(e);
-        } catch {
-          // a listener's problem is its own
-        }
-      }
-    },
-  });
+    }
+  };
+  const subs: Subscription[] = [subjects.eventsAll, subjects.agentEventsAll].map((subject) =>
+    nc.subscribe(subject, { callback: onLiveMsg }),
+  );
 
   /** Take one stream message in order (a sequence already taken is ignored). */
   const take = (seq: number, subject: string, data: Uint8Array) => {
@@ -168,7 +173,7 @@ export async function startRecorder(
     async stop() {
       stopped = true;
       clearInterval(watchdog);
-      sub.unsubscribe();
+      for (const sub of subs) sub.unsubscribe();
       messages?.stop();
       await Promise.race([loop, sleep(2000)]);
     },

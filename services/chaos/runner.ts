@@ -27,6 +27,7 @@ import {
   isTerminal,
   type LiveImageCheck,
   type ResetCount,
+  spokenBy,
 } from "./invariants.ts";
 import { planScenario } from "./plan.ts";
 import { type RecordedEvent, startRecorder } from "./recorder.ts";
@@ -165,7 +166,7 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
     const afterWaiters = new Map<string, Array<() => void>>();
     recorder.onStored((r: RecordedEvent) => {
       const e = r.event;
-      if (e.source !== "coordinator" || !e.requestId) return;
+      if (spokenBy(r) !== "coordinator" || !e.requestId) return;
       if (isTerminal(e) && !terminal.has(e.requestId)) {
         terminal.set(e.requestId, e.kind);
         for (const w of afterWaiters.get(e.requestId) ?? []) w();
@@ -253,7 +254,7 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
       };
       try {
         await retry(
-          () => js.publish(subjects.request, encodeJson(body), { msgID: q.requestId }),
+          () => js.publish(subjects.request(q.host), encodeJson(body), { msgID: q.requestId }),
           runDeadline,
           250,
         );
@@ -537,8 +538,8 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
       violations: summary.violations,
       events: {
         stored: events.length,
-        coordinator: events.filter((e) => e.event.source === "coordinator").length,
-        agent: events.filter((e) => e.event.source === "agent").length,
+        coordinator: events.filter((e) => spokenBy(e) === "coordinator").length,
+        agent: events.filter((e) => spokenBy(e) === "agent").length,
       },
       timings: {
         clusterReadyMs: Math.round(tCluster - tStart),

@@ -1,14 +1,15 @@
 // The coordinator's line to the host agents: every agent operation it runs goes through call(), and the
-// agents' operation events (cxlrc.evt.<host>.<device>.op.started|completed|failed) are believed only for the
+// agents' operation events (cxlrc.agt.<host>.<device>.op.started|completed|failed) are believed only for the
 // operations this coordinator has issued to that host and that are still outstanding.
 //
 // Why events at all: the agent publishes op.completed (with the result when it is small) and op.failed before
 // it replies, so an outstanding call settles on whichever arrives first; both say the same. That makes the
 // events as consequential as the replies, so neither is believed blindly (defence in depth behind the
 // server's permissions, shared/bus/permissions.ts):
-// - an event must come on its own host's subject, name that host and device, and carry an operation id this
-//   coordinator issued to that host and has not finished with (checkAgentEvent); anything else is dropped
-//   with a log line and counted, and changes nothing;
+// - an event must come on its own host's agent subject (cxlrc.agt.<host>.>, which the server lets only that
+//   host's agent publish on), name that host and device and kind (checkEventSubject), and carry an operation
+//   id this coordinator issued to that host and has not finished with; anything else is dropped with a log
+//   line and counted, and changes nothing;
 // - a reply must name the operation it answers (AgentReply.opId); a reply for another operation is refused.
 // An operation id is "issued" from the moment a step starts (issue()) until it ends, and for the duration of
 // each call.
@@ -16,13 +17,13 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { AgentReply, ErrorBody } from "../../shared/bus/agent-messages.ts";
 import { type AgentCallParams, requestJson } from "../../shared/bus/client.ts";
 import { decodeJson, EventEnvelope, errorFromBody } from "../../shared/bus/codec.ts";
-import { checkAgentEvent, eventOrigin } from "../../shared/bus/permissions.ts";
-import { type AgentOp, bdfToken, PREFIX, subjects } from "../../shared/bus/subjects.ts";
+import { type AgentOp, PREFIX, subjects } from "../../shared/bus/subjects.ts";
+import { checkEventSubject } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 
-/** Every agent operation event of every host (one subscription). */
-export const AGENT_OP_EVENTS = `${PREFIX}.evt.*.*.op.>`;
+/** Every agent operation event of every host (one subscription), in the agents' own subject space. */
+export const AGENT_OP_EVENTS = `${PREFIX}.agt.*.*.op.>`;
 
 /** Why an agent event was not believed. */
 export type DropReason =
@@ -167,17 +168,17 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
       return;
     }
     const opId = env.opId;
-    const refused = checkAgentEvent(subject, env, (h, id) => entry(h, id) !== undefined);
-    if (refused !== null) {
-      const origin = eventOrigin(subject);
-      const envDevice = env.bdf === null ? "agent" : safeToken(env.bdf);
+    const mismatch = checkEventSubject(subject, env, "agent");
+    if (mismatch !== null) {
+      drop("subject-mismatch", subject, env, mismatch);
+      return;
+    }
+    if (entry(env.host, opId) === undefined) {
       let reason: DropReason;
-      if (!origin || origin.host !== env.host || origin.device !== envDevice || origin.kind !== env.kind)
-        reason = "subject-mismatch";
-      else if ((outstanding.get(opId)?.size ?? 0) > 0) reason = "other-host";
+      if ((outstanding.get(opId)?.size ?? 0) > 0) reason = "other-host";
       else if (recent.has(`${env.host} ${opId}`)) reason = "stale";
       else reason = "unknown";
-      drop(reason, subject, env, refused);
+      drop(reason, subject, env, `operation ${opId} was not issued to host ${env.host}, or has finished`);
       return;
     }
     const e = entry(env.host, opId)!;
@@ -306,12 +307,4 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
       sub.unsubscribe();
     },
   };
-}
-
-function safeToken(bdf: string): string {
-  try {
-    return bdfToken(bdf);
-  } catch {
-    return bdf.replace(/[:.]/g, "-");
-  }
 }

@@ -34,7 +34,7 @@ export const ControlLimits = z.strictObject({
     .min(1024)
     .max(8 * 1024 * 1024)
     .default(CONTROL_LIMITS_DEFAULT.maxBytes),
-  /** Sustained control requests per second per requester (the principal named by the reply inbox). */
+  /** Sustained control requests per second per caller (the authenticated principal the server names). */
   perRequesterPerSec: z.number().positive().max(1_000_000).default(CONTROL_LIMITS_DEFAULT.perRequesterPerSec),
   /** Requests a requester may send at once after a quiet period. */
   perRequesterBurst: z.number().int().min(1).max(1_000_000).default(CONTROL_LIMITS_DEFAULT.perRequesterBurst),

@@ -47,11 +47,6 @@ import type {
 /** States a device rests in: nothing runs, the lease can go. */
 export const REST_STATES: ReadonlySet<string> = new Set(["ready", "quarantined", "unavailable"]);
 
-/** The envelope id (JetStream msgID) of a request's outcome event: the same for every publisher. */
-export function outcomeEventId(requestId: string): string {
-  const id = `outcome.${requestId}`;
-  return id.length <= 128 ? id : `outcome.${requestId.slice(0, 100)}.${requestId.length}`;
-}
 const OUTCOMES: ReadonlySet<string> = new Set(["refused", "planned", "verified", "failed", "quarantined"]);
 const REQUESTS_KEPT = 64;
 /** Within this age of a stored record, the events stream's duplicate window (2 min) drops a repeat. */
@@ -507,7 +502,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
    * takeover, shows up again, and the stream tells who did what when.
    */
   const eventId = (type: string, requestId: string | null): string | null =>
-    requestId && OUTCOMES.has(type) ? outcomeEventId(requestId) : null;
+    requestId && OUTCOMES.has(type) ? o.store.outcomeId(requestId) : null;
 
   const onEmitted = (d: Device, e: LifecycleEmitted) => {
     const { type, host: _h, bdf: _b, requestId, ...rest } = e;
@@ -766,7 +761,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       host: d.host,
       bdf: d.bdf,
       event: {
-        id: outcomeEventId(r.requestId),
+        id: o.store.outcomeId(r.requestId),
         kind: EVENT.refused,
         data: { outcome: "refused", refusal, atMs: o.now() },
       },

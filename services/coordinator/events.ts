@@ -1,5 +1,6 @@
 // Every transition and decision of the coordinator, published to the JetStream stream CXLRC_EVENTS on
-// cxlrc.evt.<host>.<bdf-token>.<kind> as an EventEnvelope. The envelope id is the JetStream msgID, so a
+// cxlrc.evt.<host>.<bdf-token>.<kind> as an EventEnvelope with source "coordinator" (the coordinators' subject
+// space: every kind stays in it, none can land among the agents' cxlrc.agt.> events). The envelope id is the JetStream msgID, so a
 // retried publish is deduplicated; the events of one device are published one after another, in the order
 // they were emitted, so SRE tools replaying the stream see the device's history as it happened.
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
@@ -56,10 +57,15 @@ export interface EventPublisher {
   publish(e: EventInput): Promise<EventEnvelope>;
   /** Resolves when everything published so far (of one device, or of all) is acknowledged or given up. */
   flush(device?: { host: string; bdf: string | null }): Promise<void>;
-  /** The stream's last event of this kind for the device, or for the host when bdf is null (null: none). */
+  /**
+   * The stream's last event of this kind for the device, or for the host when bdf is null (null: none): the
+   * coordinators' (default), or with source "agent" the host's agent's (cxlrc.agt.<host>.>, where only that
+   * agent may publish).
+   */
   last(
     device: { host: string; bdf: string | null },
     kind: string,
+    source?: "coordinator" | "agent",
   ): Promise<{ id: string; requestId: string | null } | null>;
 }
 
@@ -135,11 +141,14 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
       });
       return next.then(() => env);
     },
-    async last(device, kind) {
+    async last(device, kind, source = "coordinator") {
       jsm ??= await opts.js.jetstreamManager(false);
       try {
         const m = await jsm.streams.getMessage(STREAMS.events.name, {
-          last_by_subj: eventSubject({ host: device.host, bdf: device.bdf, kind }),
+          last_by_subj:
+            source === "agent"
+              ? subjects.agentEvent(device.host, device.bdf, kind)
+              : eventSubject({ host: device.host, bdf: device.bdf, kind }),
         });
         if (!m) return null;
         const env = m.json<{ id?: string; requestId?: string }>();

@@ -1,23 +1,30 @@
-// Request intake: reset requests from the JetStream stream CXLRC_REQUESTS (durable pull consumer, shared by
-// every coordinator), and the request/reply control endpoints cxlrc.ctl.*.
+// Request intake: reset requests from the JetStream stream CXLRC_REQUESTS (durable pull consumer on
+// cxlrc.req.reset.*, shared by every coordinator), and the request/reply control endpoints cxlrc.ctl.*.
 //
 // A stream message is acknowledged once its device actor has planned or refused it and that decision is in
-// the stored snapshot; a message that is not a valid request is terminated (never redelivered) with a
-// "request.rejected" event naming the problem. Fleet controllers publish with Nats-Msg-Id = requestId, so a
-// re-sent request inside the stream's duplicate window is dropped by JetStream; one redelivered after a
-// coordinator restart is recognised by its device (request ids are stored with the actor).
+// the stored snapshot; a message that is not a valid request (not JSON, a bad field, a body naming another
+// host than its subject) is terminated with a plain +TERM (nats-server 2.9.10 ignores "+TERM <reason>" and
+// redelivers it for ever) and announced once by a "request.rejected" event naming the problem. Fleet
+// controllers publish with Nats-Msg-Id = requestId, so a re-sent request inside the stream's duplicate window
+// is dropped by JetStream; one redelivered after a coordinator restart is recognised by its device (request
+// ids are stored with the actor).
 //
 // Request/reply (queue group "cxlrc-coordinator": one coordinator answers):
-// - cxlrc.ctl.plan    a dry run: the plan or the refusal, from a fresh probe; touches nothing.
-// - cxlrc.ctl.submit  a real request: written to the stream (same dedup), answered with the decision of the
-//                     coordinator that takes it (plan, refusal, rejection, or "waiting" for a host slot),
+// - cxlrc.ctl.plan.<host>   a dry run: the plan or the refusal, from a fresh probe; touches nothing.
+// - cxlrc.ctl.submit.<host> a real request: written to the stream (same dedup), answered with the decision of
+//                     the coordinator that takes it (plan, refusal, rejection, or "waiting" for a host slot),
 //                     read from the event stream, so it works whichever coordinator consumes it.
 // - cxlrc.ctl.status, .release, .image, .breaker: fleet view, operator release (optionally restoring the
 //                     device from its last known good image first), the images of a function (last saved and
 //                     last known good), breaker close.
-// Every control message is rate-limited per requester (the principal its reply inbox names; shared/bus/
-// rate-limit.ts) and size-checked before it is decoded, then schema-checked; a refusal or bad input gets an
-// error reply naming the limit or the field.
+// - cxlrc.ctl.events  stored events replayed in batches (event-replay.ts): readers have no JetStream API.
+// plan and submit name the host in their subject (so the server can scope a controller to its hosts); the body
+// must name the same host. Every control message is first checked for its reply subject: an answer goes only
+// to a caller's inbox (_INBOX.… or the server's _R_.… rewrite), never to a $JS.API or $KV subject or anything
+// else a sender chose; such a message gets no answer at all, a log line and a metric. Then it is rate-limited
+// per caller (the authenticated principal the server names, shared/bus/trust.ts callerOf) and size-checked
+// before it is decoded, then schema-checked; a refusal or bad input gets an error reply naming the limit or
+// the field.
 import { setMaxListeners } from "node:events";
 import {
   AckPolicy,
@@ -38,20 +45,22 @@ import {
   errorToBody,
   formatZodIssues,
 } from "../../shared/bus/codec.ts";
-import { checkAgentEvent } from "../../shared/bus/permissions.ts";
-import { RateLimiter, rateLimitedError, requesterOf } from "../../shared/bus/rate-limit.ts";
+import { RateLimiter, rateLimitedError } from "../../shared/bus/rate-limit.ts";
 import {
   BreakerResetRequest,
+  EventsRequest,
   ImageRequest,
   ReleaseRequest,
   ResetRequestMessage,
   StatusRequest,
 } from "../../shared/bus/requests.ts";
-import { bdfToken, HOST_RE, STREAMS, subjects } from "../../shared/bus/subjects.ts";
+import { bdfToken, HOST_RE, hostOfSubject, STREAMS, subjects } from "../../shared/bus/subjects.ts";
+import { callerOf, checkEventSubject, isCallerInbox, stripControl } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { CONTROL_LIMITS_DEFAULT, type ControlLimits } from "./config.ts";
-import { type DeviceActors, outcomeEventId } from "./device-actors.ts";
+import type { DeviceActors } from "./device-actors.ts";
+import { readEventBatch } from "./event-replay.ts";
 import { EVENT, type EventPublisher } from "./events.ts";
 import type { FleetStore } from "./fleet-state.ts";
 import type { InventoryCache } from "./inventory.ts";
@@ -61,7 +70,13 @@ import type { CoordinatorStore, ImageRecord, Stored, VerifiedImageRecord } from 
 
 /** Host token of events about messages that name no valid host ('_' never appears in a DNS host name). */
 export const NO_HOST = "_coordinator";
-export const CONSUMER_NAME = "cxlrc-coordinator";
+/**
+ * The durable request consumer (filter cxlrc.req.reset.*). Named anew for the host-scoped request subjects:
+ * nats-server 2.9 cannot change a durable's filter, so the one of the bare cxlrc.req.reset is left behind
+ * (LEGACY_CONSUMER_NAME, deleted at start).
+ */
+export const CONSUMER_NAME = "cxlrc-intake";
+export const LEGACY_CONSUMER_NAME = "cxlrc-coordinator";
 export const QUEUE_GROUP = "cxlrc-coordinator";
 
 export interface IntakeOptions {
@@ -94,8 +109,9 @@ export interface Intake {
 
 type Target = { request: ResetRequest };
 
+/** Answer a control message; only ever on a caller's inbox (serve() refuses the rest before any work). */
 function reply(msg: Msg, body: unknown): void {
-  if (msg.reply) msg.respond(encodeJson(body));
+  if (isCallerInbox(msg.reply)) msg.respond(encodeJson(body));
 }
 const ok = (result: unknown) => ({ ok: true, result });
 const fail = (e: unknown) => ({ ok: false, error: errorToBody(e) });
@@ -231,7 +247,7 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
     durable_name: CONSUMER_NAME,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
-    filter_subject: subjects.request,
+    filter_subject: subjects.requestsOfAnyHost,
     ack_wait: nanos(ackWaitMs),
     // Unbounded on the server: a message delivered to a coordinator that then died or froze counts as a
     // delivery, and a server-side limit would drop a request without a word. The coordinator gives up itself
@@ -239,6 +255,12 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
     max_deliver: -1,
     max_ack_pending: 10_000,
   };
+  // The durable of the bare cxlrc.req.reset subject (before requests named their host) would keep nothing but
+  // space: nothing is published there any more.
+  await o.jsm.consumers.delete(STREAMS.requests.name, LEGACY_CONSUMER_NAME).then(
+    () => o.log.info({ consumer: LEGACY_CONSUMER_NAME }, "removed the request consumer of cxlrc.req.reset"),
+    () => undefined,
+  );
   try {
     await o.jsm.consumers.add(STREAMS.requests.name, config);
   } catch (e) {
@@ -257,19 +279,41 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
   const stopping = new AbortController();
   setMaxListeners(0, stopping.signal); // one listener per request waiting for a slot
 
-  const reject = (m: JsMsg | null, raw: unknown, err: unknown) => {
-    const { requestId, host } = salvage(raw);
+  /** Rejections logged since the last line (a flood of bad requests is summed up, not logged one by one). */
+  let rejectLog = { atMs: 0, suppressed: 0 };
+  const reject = (m: JsMsg | null, raw: unknown, err: unknown, hostOverride?: string) => {
+    const salvaged = salvage(raw);
+    const requestId = salvaged.requestId;
+    const host = hostOverride ?? salvaged.host;
     const body = errorToBody(err);
-    o.log.warn({ requestId, host, err: body.message }, "request rejected");
-    m?.term(body.message.slice(0, 200));
+    const t = performance.now();
+    if (t - rejectLog.atMs >= 1000) {
+      o.log.warn(
+        {
+          requestId,
+          host,
+          err: body.message,
+          ...(rejectLog.suppressed > 0 ? { alsoRejected: rejectLog.suppressed } : {}),
+        },
+        "request rejected",
+      );
+      rejectLog = { atMs: t, suppressed: 0 };
+    } else rejectLog.suppressed++;
+    // A plain +TERM: nats-server 2.9.10 does not honour "+TERM <reason>" (it redelivers such a message every
+    // ack_wait, for ever). The reason travels in the event instead.
+    m?.term();
+    // One rejection per request on the events stream however often it is handled: the request's outcome id,
+    // or for a message without a usable request id one derived from its stream sequence ('#' never appears
+    // in a request id).
+    const id = requestId ? o.store.outcomeId(requestId) : m ? o.store.outcomeId(`#${m.seq}`) : undefined;
     void o.events
       .publish({
         host,
         bdf: null,
         kind: EVENT.requestRejected,
-        // One rejection per request id on the stream, however often the message is delivered.
-        ...(requestId ? { requestId, id: outcomeEventId(requestId) } : {}),
-        data: { error: body, ...(m ? { streamSeq: m.seq } : {}) },
+        ...(requestId ? { requestId } : {}),
+        ...(id ? { id } : {}),
+        data: { error: body, ...(m ? { streamSeq: m.seq, subject: m.subject } : {}) },
       })
       .then(() => {
         if (requestId) {
@@ -292,7 +336,7 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
       kind: r.kind === "plan" ? EVENT.plan : EVENT.refused,
       requestId: t.requestId,
       // A dry run answered again (its acknowledgement lost) is still one answer on the stream.
-      id: outcomeEventId(t.requestId),
+      id: o.store.outcomeId(t.requestId),
       data: r.kind === "plan" ? { plan: r, dryRun: true } : { outcome: "refused", refusal: r, dryRun: true },
     });
     o.outcomes.record({
@@ -307,7 +351,7 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
 
   /** A host an agent has served on this bus (its agent.started is in the events stream, or its devices are stored). */
   const knownHost = async (host: string): Promise<boolean> => {
-    if (await o.events.last({ host, bdf: null }, "agent.started").catch(() => null)) return true;
+    if (await o.events.last({ host, bdf: null }, "agent.started", "agent").catch(() => null)) return true;
     const keys = await o.store.listActorKeys().catch(() => [] as string[]);
     return keys.some((k) => k.startsWith(`${host}.`));
   };
@@ -315,7 +359,15 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
   const handle = async (m: JsMsg) => {
     let raw: unknown;
     let req: ResetRequestMessage;
+    const subjectHost = hostOfSubject(m.subject);
     try {
+      if (subjectHost === null) {
+        throw new CxlrcError(
+          "bad-input",
+          `reset request on ${JSON.stringify(m.subject)}: the subject names no valid host (cxlrc.req.reset.<host>)`,
+          { fields: ["subject"], subject: m.subject },
+        );
+      }
       raw = decodeJson(m);
       const r = ResetRequestMessage.safeParse(raw);
       if (!r.success)
@@ -323,8 +375,16 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
           fields: r.error.issues.map((i) => i.path.map(String).join(".")),
         });
       req = r.data;
+      if (req.host !== subjectHost) {
+        throw new CxlrcError(
+          "bad-input",
+          `reset request names host "${req.host}" but was published on host "${subjectHost}"'s subject ${m.subject}`,
+          { fields: ["host"], host: req.host, subjectHost },
+        );
+      }
     } catch (e) {
-      reject(m, raw, e);
+      // Announced under the subject's host (the one the publisher may speak for), not the body's.
+      reject(m, raw, e, subjectHost ?? NO_HOST);
       return;
     }
     let targets: Target[];
@@ -441,9 +501,38 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
   });
   /** Requesters refused since their last allowed request (one log line per episode, not per message). */
   const limited = new Set<string>();
+  /** Callers refused for their reply subject: when each was last logged, and how many since (bounded). */
+  const refusedLog = new Map<string, { atMs: number; suppressed: number }>();
+  /**
+   * The reply subject must be the caller's inbox: anything else (a $JS.API or $KV subject, another service's
+   * request subject) would make this coordinator's answer an action of its own. Refused without an answer.
+   */
+  const replyAllowed = (subject: string, msg: Msg): boolean => {
+    if (isCallerInbox(msg.reply)) return true;
+    o.metrics?.controlRefused.inc({ subject, reason: "reply-subject" });
+    const caller = callerOf(msg);
+    const t = performance.now();
+    const seen = refusedLog.get(caller);
+    if (seen && t - seen.atMs < 1000) {
+      seen.suppressed++;
+      return false;
+    }
+    if (refusedLog.size >= 10_000) refusedLog.clear();
+    refusedLog.set(caller, { atMs: t, suppressed: 0 });
+    o.log.warn(
+      {
+        subject: msg.subject,
+        reply: typeof msg.reply === "string" ? stripControl(String(msg.reply).slice(0, 300)) : null,
+        caller,
+        ...(seen && seen.suppressed > 0 ? { alsoRefused: seen.suppressed } : {}),
+      },
+      "control request refused: its reply subject is not a caller's inbox; not answered",
+    );
+    return false;
+  };
   /** Rate limit, then size, both before a byte is decoded: true when the message may be handled. */
   const admit = (subject: string, msg: Msg): boolean => {
-    const requester = requesterOf(msg.reply);
+    const requester = callerOf(msg);
     const d = limiter.take(requester);
     if (!d.ok) {
       o.metrics?.controlRefused.inc({ subject, reason: "rate-limited" });
@@ -489,7 +578,7 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
             o.log.error({ subject, err: err.message }, "control subscription failed");
             return;
           }
-          if (!admit(subject, msg)) return;
+          if (!replyAllowed(subject, msg) || !admit(subject, msg)) return;
           fn(msg)
             .then((result) => reply(msg, ok(result)))
             .catch((e) => {
@@ -502,8 +591,21 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
     );
   };
 
-  serve(subjects.plan, async (msg) => {
+  /** plan and submit: the body names the host of the subject it came on (a controller's scope is its subjects). */
+  const sameHost = (msg: Msg, req: { host: string }, what: string) => {
+    const subjectHost = hostOfSubject(msg.subject);
+    if (subjectHost !== req.host) {
+      throw new CxlrcError(
+        "bad-input",
+        `${what} names host "${req.host}" but was sent on ${subjectHost === null ? "no host's subject" : `host "${subjectHost}"'s subject`} ${msg.subject}`,
+        { fields: ["host"], host: req.host, subjectHost },
+      );
+    }
+  };
+
+  serve(subjects.planAll, async (msg) => {
     const req = decodeWith(msg, ResetRequestMessage, "plan request");
+    sameHost(msg, req, "plan request");
     const targets = await resolveTargets({ ...req, dryRun: true }, o.inventory);
     const decisions = [];
     for (const t of targets) {
@@ -515,8 +617,9 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
     return { requestId: req.requestId, decisions };
   });
 
-  serve(subjects.submit, async (msg) => {
+  serve(subjects.submitAll, async (msg) => {
     const req = decodeWith(msg, ResetRequestMessage, "reset request");
+    sameHost(msg, req, "reset request");
     const targets = await resolveTargets(req, o.inventory);
     const ids = new Set(targets.map((t) => t.request.requestId));
     const decided = new Map<string, EventEnvelope>();
@@ -537,16 +640,10 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
           const parsed = EventEnvelope.safeParse(decodeJson(m));
           if (!parsed.success) return;
           const env = parsed.data;
-          if (
-            !env.requestId ||
-            !ids.has(env.requestId) ||
-            !kinds.has(env.kind) ||
-            env.source !== "coordinator"
-          )
-            return;
-          // A decision is believed only from the subject it belongs on (its host, its device, its kind):
-          // nats-server lets an agent publish only under its own host, and never these kinds.
-          const refused = checkAgentEvent(m.subject, env, () => true);
+          if (!env.requestId || !ids.has(env.requestId) || !kinds.has(env.kind)) return;
+          // A decision is believed only from the coordinators' subject space (cxlrc.evt.>, where no agent may
+          // publish) and from the subject it belongs on (its host, its device, its kind).
+          const refused = checkEventSubject(m.subject, env, "coordinator");
           if (refused !== null) {
             o.log.warn(
               { subject: m.subject, requestId: env.requestId, why: refused },
@@ -564,7 +661,7 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
     });
     try {
       await o.nc.flush();
-      const ack = await o.js.publish(subjects.request, msg.data, { msgID: req.requestId });
+      const ack = await o.js.publish(subjects.request(req.host), msg.data, { msgID: req.requestId });
       if (ack.duplicate) {
         return {
           requestId: req.requestId,
@@ -620,6 +717,11 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
       o.store.getVerifiedImage(req.host, req.bdf),
     ]);
     return imageReply(req.host, req.bdf, latest, good);
+  });
+
+  serve(subjects.events, async (msg) => {
+    const req = decodeWith(msg, EventsRequest, "events request");
+    return readEventBatch({ js: o.js, jsm: o.jsm, nc: o.nc, log: o.log }, req);
   });
 
   serve(subjects.breaker, async (msg) => {

@@ -1,6 +1,6 @@
 // Durable coordinator state in JetStream KV: device images (per function the last saved one, and the last known
 // good one: the last image a reset verified, under its own key), persisted device actors (XState snapshots)
-// and leases. Every write of an image or an actor is a compare-and-set on the key's revision, so a
+// and leases, and the coordinators' own secrets (the outcome id key, cxlrc-meta). Every write of an image or an actor is a compare-and-set on the key's revision, so a
 // coordinator that lost a device cannot overwrite its new owner.
 // Buckets are created idempotently; replicas follow the cluster size.
 
@@ -10,6 +10,7 @@ import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { BUCKETS, deviceKey } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
+import { loadOutcomeSecret, type OutcomeIds, outcomeIds } from "./outcome-id.ts";
 
 export interface StoreOptions {
   /** Lease time = the leases bucket's max age (libraries.md: per-key TTL is ignored on 2.9). */
@@ -134,6 +135,8 @@ export interface CoordinatorStore {
   readonly images: KV;
   readonly actors: KV;
   readonly leases: KV;
+  /** The outcome event id of a request: the same on every coordinator, unpredictable to anyone else. */
+  readonly outcomeId: OutcomeIds;
   /** Lease time the leases bucket really has (an existing bucket keeps its max age). */
   readonly leaseTtlMs: number;
   /** Store an image; CAS on the revision read just before, so it never overwrites a concurrent writer. */
@@ -229,6 +232,13 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     ttl: opts.decisionTtlMs ?? 24 * 3600_000,
     description: "cxlrc decisions taken outside a device actor, per request id",
   });
+  const meta = await kvm.create(BUCKETS.meta, {
+    ...consistent,
+    history: 1,
+    replicas,
+    description: "cxlrc coordinator-only secrets (outcome event id key)",
+  });
+  const outcomeId = outcomeIds(await loadOutcomeSecret(meta));
   let jsm: JetStreamManager | null = null;
   const st = await leases.status();
   const leaseTtlMs = st.ttl > 0 ? st.ttl : opts.leaseTtlMs;
@@ -238,6 +248,7 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     images,
     actors,
     leases,
+    outcomeId,
     leaseTtlMs,
     async putImage(record) {
       const key = deviceKey(record.host, record.bdf);

@@ -2,11 +2,11 @@
 // requester plus one for everyone together, so one noisy fleet controller cannot starve the others and all
 // of them together cannot flood the coordinator.
 //
-// Who is the requester? NATS 2.9 does not tell a subscriber which user published. The reply subject does:
-// every principal may only subscribe to its own inbox, `_INBOX.<name>.>` (shared/bus/permissions.ts), so a
-// request whose reply subject names another principal's inbox gets its answer delivered to that principal,
-// not to the sender. requesterOf() takes the principal from the reply subject; a message without a usable one
-// counts as "anonymous" (one shared bucket).
+// Who is the requester? The caller the server authenticated: callers cross an account import (`share: true`),
+// and the server names them in the Nats-Request-Info header (shared/bus/trust.ts callerOf), which a client
+// cannot forge across the import. The reply subject names nobody (a sender chooses it, and across an import the
+// server rewrites it to _R_.…). requesterOf() below, the older reading of the reply inbox, is no longer used by
+// the coordinator.
 import { CxlrcError } from "../errors.ts";
 
 export interface RateLimitOptions {

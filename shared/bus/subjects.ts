@@ -103,6 +103,8 @@ export const BUCKETS = {
   leases: "cxlrc-leases",
   /** Decisions taken outside a device actor (refusals while a peer drives the device): one per request id. */
   decisions: "cxlrc-decisions",
+  /** Coordinator-only secrets (the outcome event id key): readable by no other role. */
+  meta: "cxlrc-meta",
 } as const;
 
 /** KV keys cannot hold ':'... use the BDF token. */

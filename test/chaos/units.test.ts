@@ -146,6 +146,7 @@ function ev(
     source?: string;
     opId?: string;
     bdf?: string;
+    space?: "evt" | "agt";
   } = {},
 ): RecordedEvent {
   seq++;
@@ -162,7 +163,9 @@ function ev(
     ...(o.opId ? { opId: o.opId } : {}),
     data: { ...(o.source === "agent" ? {} : { coordinator: o.coordinator ?? "c0", atMs: clock }), ...o.data },
   } as EventEnvelope;
-  return { seq, subject: `cxlrc.evt.${HOST}.x.${kind}`, event };
+  // Stored under the subject space of its source (agents publish under cxlrc.agt.>), unless a test says otherwise.
+  const space = o.space ?? (o.source === "agent" ? "agt" : "evt");
+  return { seq, subject: `cxlrc.${space}.${HOST}.x.${kind}`, event };
 }
 
 const request: RequestSpec = {
@@ -291,6 +294,20 @@ describe("chaos invariants", () => {
     expect(names(checkChaosInvariants(input(twice)))).toContain("one-outcome");
     const none = fullReset().filter((e) => e.event.kind !== "verified");
     expect(names(checkChaosInvariants(input(none)))).toContain("one-outcome");
+  });
+
+  it("one-outcome: an outcome claimed from the agents' subject space is nobody's word", () => {
+    // An agent's event saying source "coordinator", kind "verified": stored under cxlrc.agt.>, not counted.
+    const forged = ev("verified", {
+      requestId: "r1",
+      coordinator: "c0",
+      space: "agt",
+      data: { outcome: "verified" },
+    });
+    const withoutOutcome = fullReset().filter((e) => e.event.kind !== "verified");
+    expect(names(checkChaosInvariants(input([...withoutOutcome, forged])))).toContain("one-outcome");
+    // The real outcome plus the forged one is still exactly one outcome.
+    expect(checkChaosInvariants(input([...fullReset(), forged])).violations).toEqual([]);
   });
 
   it("single-driver: another coordinator acting while one drives the device is a violation", () => {

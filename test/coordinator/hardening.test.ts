@@ -1,7 +1,8 @@
 // Defence in depth at the coordinator's edges, against a real nats-server:
-// - control endpoints: a burst over the per-requester limit gets "rate-limited" replies (the coordinator keeps
-//   answering others, and the same requester once its bucket refills); an oversized message gets an error
-//   naming its size and the limit, before anything decodes it;
+// - control endpoints: a burst over the per-caller limit gets "rate-limited" replies (the coordinator keeps
+//   answering other callers, and the same caller once its bucket refills); the caller is the principal the
+//   server names across an account import, not anything the sender chose (its reply subject); an oversized
+//   message gets an error naming its size and the limit, before anything decodes it;
 // - agent events: an op event on another host's subject, or for an operation this coordinator did not issue
 //   (unknown, or finished), is dropped with a log line and changes nothing; one on the right host's subject
 //   for the operation in flight is believed (that is why the others must not be).
@@ -28,12 +29,38 @@ import {
 
 const BDF = "0000:01:00.0";
 
+/**
+ * The coordinators' account and a controllers' account importing the control services with `share: true`:
+ * the server then names the caller (Nats-Request-Info) on every request that crosses the import.
+ */
+const ACCOUNTS_CONFIG = `
+accounts {
+  CXLRC: {
+    jetstream: enabled
+    users: [ { user: cxlrc, password: cxlrc } ]
+    exports: [ { service: "cxlrc.ctl.>" } ]
+  }
+  CTL: {
+    users: [
+      { user: noisy, password: p }
+      { user: other, password: p }
+      { user: big, password: p }
+    ]
+    imports: [ { service: { account: CXLRC, subject: "cxlrc.ctl.>" }, share: true } ]
+  }
+}
+`;
+
 describe("control endpoints: size and rate limits", () => {
   let w: World;
   let c: RunningCoordinator;
   const extra: NatsConnection[] = [];
   beforeAll(async () => {
-    w = await startWorld([simpleHost({ name: "ctl" })]);
+    w = await startWorld([simpleHost({ name: "ctl" })], {
+      nats: { config: ACCOUNTS_CONFIG },
+      user: "cxlrc",
+      pass: "cxlrc",
+    });
     // A small bucket and a slow refill, so a burst meets the limit; everything else stays generous.
     c = await w.coordinator({
       metricsPort: 0,
@@ -46,8 +73,9 @@ describe("control endpoints: size and rate limits", () => {
     await w?.close();
   });
 
+  /** A controller of the CTL account. */
   const connect = async (name: string) => {
-    const n = await connectBus({ servers: w.server.url, name, log: silentLogger });
+    const n = await connectBus({ servers: w.server.url, name, user: name, pass: "p", log: silentLogger });
     extra.push(n);
     return n;
   };
@@ -74,11 +102,18 @@ describe("control endpoints: size and rate limits", () => {
     for (const r of limited) {
       if (r.ok) continue;
       expect(r.error.kind).toBe("rate-limited");
-      expect(r.error.message).toMatch(/cxlrc\.ctl\.status: too many requests from \S+; retry in \d+ ms/);
-      expect(r.error.details).toMatchObject({ reason: "rate-limited", scope: "requester" });
+      expect(r.error.message).toMatch(
+        /cxlrc\.ctl\.status: too many requests from CTL\/noisy; retry in \d+ ms/,
+      );
+      expect(r.error.details).toMatchObject({
+        reason: "rate-limited",
+        scope: "requester",
+        requester: "CTL/noisy",
+      });
       expect(r.error.details.retryAfterMs as number).toBeGreaterThan(0);
     }
-    // Another requester is not affected by the noisy one.
+    // Another caller is not affected by the noisy one. (Across the import every reply subject is the server's
+    // _R_.… rewrite: a limiter keyed on the reply subject would have put both callers in one bucket.)
     const other = await connect("other");
     const st = await control<{ devices: Array<{ host: string; state: string }> }>(other, subjects.status, {});
     expect(st.ok && st.result.devices.map((d) => `${d.host}:${d.state}`)).toEqual(["ctl:ready"]);
@@ -163,8 +198,14 @@ describe("agent events: believed only from the host's subject, for operations is
     await w?.close();
   });
 
-  /** An agent-shaped op event, published where a forger would (core publish, like any client can). */
-  const forge = (subjectHost: string, env: { host: string; opId: string; op: string; kind?: string }) => {
+  /**
+   * An agent-shaped op event, published where a forger would (core publish, like any client can): in the
+   * agents' subject space of `subjectHost`, or with `space: "evt"` in the coordinators'.
+   */
+  const forge = (
+    subjectHost: string,
+    env: { host: string; opId: string; op: string; kind?: string; space?: "agt" | "evt" },
+  ) => {
     const kind = env.kind ?? "op.failed";
     const e = makeEvent({
       host: env.host,
@@ -181,7 +222,11 @@ describe("agent events: believed only from the host's subject, for operations is
             }
           : { op: env.op, durationMs: 1, result: null },
     });
-    w.nc.publish(subjects.event(subjectHost, BDF, kind), encodeJson(e));
+    const subject =
+      env.space === "evt"
+        ? subjects.event(subjectHost, BDF, kind)
+        : subjects.agentEvent(subjectHost, BDF, kind);
+    w.nc.publish(subject, encodeJson(e));
   };
 
   const dropped = async (): Promise<Record<string, number>> => {
@@ -210,6 +255,9 @@ describe("agent events: believed only from the host's subject, for operations is
     forge("forge", { host: "forge", opId: "forged-op-1", op: "reset" });
     // 4. This host's subject, an operation that was issued and has finished (the image save).
     forge("forge", { host: "forge", opId: saveOp, op: "save" });
+    // 5. The in-flight reset's own operation, on this host's subject, but in the coordinators' space: an agent
+    //    event is believed only from the agents' space (not even looked at here).
+    forge("forge", { host: "forge", opId: resetOp, op: "reset", space: "evt" });
     await w.nc.flush();
     // A late genuine event of a finished operation also counts as stale (the agent replies after a bounded
     // wait for its events), hence "at least" there.

@@ -16,7 +16,7 @@ import { EventEnvelope, encodeJson } from "../../shared/bus/codec.ts";
 import type { ResetRequestInput } from "../../shared/bus/requests.ts";
 import { deviceKey, STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
-import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
+import { type NatsServerHandle, type StartNatsOptions, startNats } from "../../shared/natsd/server.ts";
 import {
   createSimHost,
   type HostSpec,
@@ -59,6 +59,16 @@ export interface CoordinatorStart {
   hosts: string[];
   control: Partial<ControlLimits>;
   log: Logger;
+  /** Redelivery time of an unacknowledged request. */
+  ackWaitMs: number;
+}
+
+export interface WorldOptions {
+  /** nats-server options (e.g. a config with accounts). */
+  nats?: StartNatsOptions;
+  /** User and password of every connection the world makes (coordinators, agents, the test's own). */
+  user?: string;
+  pass?: string;
 }
 
 export interface RunningCoordinator {
@@ -69,12 +79,16 @@ export interface RunningCoordinator {
   stop(): Promise<void>;
 }
 
-export async function startWorld(hosts: Array<HostSpec | HostSpecInput>): Promise<World> {
-  const server = await startNats();
+export async function startWorld(
+  hosts: Array<HostSpec | HostSpecInput>,
+  wo: WorldOptions = {},
+): Promise<World> {
+  const server = await startNats(wo.nats);
   const connect = (name: string) =>
     connectBus({
       servers: server.url,
       name,
+      ...(wo.user !== undefined ? { user: wo.user, pass: wo.pass ?? "" } : {}),
       log: silentLogger,
       reconnectWaitMs: 50,
       reconnectMaxWaitMs: 250,
@@ -111,6 +125,7 @@ export async function startWorld(hosts: Array<HostSpec | HostSpecInput>): Promis
         ...(o.hosts ? { hosts: o.hosts } : {}),
         ...(o.control ? { control: o.control } : {}),
         ...(o.log ? { log: o.log } : {}),
+        ...(o.ackWaitMs !== undefined ? { ackWaitMs: o.ackWaitMs } : {}),
       });
       const running: RunningCoordinator = {
         handle,
@@ -142,7 +157,7 @@ export async function publishRequest(
   js: JetStreamClient,
   req: ResetRequestInput,
 ): Promise<{ duplicate: boolean }> {
-  const ack = await js.publish(subjects.request, encodeJson(req), { msgID: req.requestId });
+  const ack = await js.publish(subjects.request(req.host), encodeJson(req), { msgID: req.requestId });
   return { duplicate: ack.duplicate };
 }
 

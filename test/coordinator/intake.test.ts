@@ -42,13 +42,13 @@ describe("intake and control", () => {
     expect((await publishRequest(w.js, req)).duplicate).toBe(true);
     expect((await c.handle.waitForOutcome("dup-1", 20_000)).outcome).toBe("verified");
     // Same request id under another message id (a controller re-sending after the dedup window).
-    await w.js.publish(subjects.request, encodeJson(req), { msgID: "dup-1-resent" });
+    await w.js.publish(subjects.request("dup"), encodeJson(req), { msgID: "dup-1-resent" });
     const seen = await until(async () =>
       (await readEvents(w.jsm, { requestId: "dup-1" })).some((e) => e.event.kind === "request.duplicate"),
     );
     expect(seen).toBe(true);
     // And through submit: JetStream recognises it.
-    const sub = await control<{ duplicate: boolean }>(w.nc, subjects.submit, req);
+    const sub = await control<{ duplicate: boolean }>(w.nc, subjects.submit("dup"), req);
     expect(sub.ok && sub.result.duplicate).toBe(true);
     expect(w.sims.get("dup")!.counters(BDF).flr).toBe(1);
     const plans = (await readEvents(w.jsm, { requestId: "dup-1", source: "coordinator" })).filter(
@@ -82,7 +82,7 @@ describe("intake and control", () => {
 
     const planned = await control<{ decisions: Array<{ plan?: { method: string }; refusal?: unknown }> }>(
       w.nc,
-      subjects.plan,
+      subjects.plan("dry"),
       { requestId: "dry-2", host: "dry", bdf: BDF, scope: "io", reason: "what if" },
     );
     expect(planned.ok && planned.result.decisions[0]?.plan?.method).toBe("flr");
@@ -96,7 +96,9 @@ describe("intake and control", () => {
   });
 
   it("bad request messages are rejected with the problem named; the coordinator keeps serving", async () => {
-    await w.js.publish(subjects.request, new TextEncoder().encode("not json {"), { msgID: "garbage-1" });
+    await w.js.publish(subjects.request("sim0"), new TextEncoder().encode("not json {"), {
+      msgID: "garbage-1",
+    });
     await publishRequest(w.js, {
       requestId: "bad-types",
       host: "sim0",
@@ -131,14 +133,14 @@ describe("intake and control", () => {
     expect((await c.handle.waitForOutcome("bad-bdf", 20_000)).message).toMatch(/no device 0000:09:00.0/);
     expect((await c.handle.waitForOutcome("bad-key", 20_000)).message).toMatch(/unknown field "colour"/);
     const garbage = await until(async () =>
-      (await readEvents(w.jsm, { host: "_coordinator" })).some(
+      (await readEvents(w.jsm, { host: "sim0" })).some(
         (e) => e.event.kind === "request.rejected" && /not JSON/.test(JSON.stringify(e.event.data)),
       ),
     );
     expect(garbage).toBe(true);
 
     // Control endpoints answer bad input with an error naming it.
-    const notJson = await control(w.nc, subjects.plan, "{{");
+    const notJson = await control(w.nc, subjects.plan("sim0"), "{{");
     expect(!notJson.ok && notJson.error.kind).toBe("bad-input");
     const unknownKey = await control(w.nc, subjects.status, { verbose: true });
     expect(!unknownKey.ok && unknownKey.error.message).toMatch(/unknown field "verbose"/);
@@ -159,7 +161,7 @@ describe("intake and control", () => {
 
   it("submit answers with the plan or the refusal at once", async () => {
     type Sub = { queued: boolean; decisions: Array<{ kind: string; data: Record<string, unknown> }> };
-    const accepted = await control<Sub>(w.nc, subjects.submit, {
+    const accepted = await control<Sub>(w.nc, subjects.submit("sub"), {
       requestId: "sub-1",
       host: "sub",
       bdf: BDF,
@@ -172,7 +174,7 @@ describe("intake and control", () => {
     expect((accepted.result.decisions[0]?.data.plan as { method?: string } | undefined)?.method).toBe("flr");
     expect((await c.handle.waitForOutcome("sub-1", 20_000)).outcome).toBe("verified");
 
-    const refused = await control<Sub>(w.nc, subjects.submit, {
+    const refused = await control<Sub>(w.nc, subjects.submit("noflr"), {
       requestId: "sub-2",
       host: "noflr",
       bdf: BDF,
@@ -185,7 +187,7 @@ describe("intake and control", () => {
       "flr-unsupported",
     );
 
-    const bad = await control(w.nc, subjects.submit, {
+    const bad = await control(w.nc, subjects.submit("sub"), {
       requestId: "sub-3",
       host: "sub",
       scope: "io",

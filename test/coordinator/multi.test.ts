@@ -167,8 +167,8 @@ describe("a peer that died holding a device", () => {
     // The same request twice on the stream (no msgID: what a redelivery after a lost ack looks like), while
     // the dead coordinator's lease still runs and its stored actor is mid-reset.
     const body = encodeJson({ requestId: "busy-1", host: "dead", bdf: BDF, scope: "full", reason: "x" });
-    await w.js.publish(subjects.request, body);
-    await w.js.publish(subjects.request, body);
+    await w.js.publish(subjects.request("dead"), body);
+    await w.js.publish(subjects.request("dead"), body);
     const first = await b.handle.waitForOutcome("busy-1", 10_000);
     expect(first.outcome).toBe("refused");
     expect(first.message).toMatch(/driven by coordinator da for request dead-1/);
