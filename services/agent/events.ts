@@ -225,6 +225,16 @@ export class EventPublisher {
         await (await this.jsm).streams.find(subject);
         present = true;
       } catch (e) {
+        if (e instanceof natsErrors.PermissionViolationError || /permissions violation/i.test(String(e))) {
+          // An agent in its own account has no JetStream API (deploy/nats: it publishes events through the
+          // coordinators' account, which stores them and sends the PubAck back): publish with acks.
+          if (known?.present !== true) {
+            this.log.info({ subject }, "no JetStream API for this agent: publishing events with acks");
+          }
+          this.stream = { checkedAt: Date.now(), present: true };
+          this.checking = undefined;
+          return true;
+        }
         const timedOut = e instanceof natsErrors.TimeoutError || /timeout/i.test((e as Error)?.message ?? "");
         // A timeout says nothing (slow server, leader election): keep what we knew, else try JetStream.
         present = timedOut ? (known?.present ?? true) : false;

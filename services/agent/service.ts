@@ -5,12 +5,17 @@
 // error reply and the agent keeps serving. Commands are idempotent by opId: a repeated opId gets the first
 // result (or waits for the one in flight) and nothing runs twice. One operation per device at a time;
 // later ones for the same device wait in a bounded FIFO, or are refused with "in-progress" when it is full.
-// Every step is an event on cxlrc.evt.<host>.<bdf>.<kind> (JetStream, msgID = event id), and a heartbeat
-// goes out on cxlrc.evt.<host>.agent.heartbeat.
+// Every step is an event on cxlrc.agt.<host>.<bdf>.<kind> (JetStream, msgID = event id), and a heartbeat
+// goes out on cxlrc.agt.<host>.agent.heartbeat: the agents' own subject space, never the coordinator's.
+//
+// A request is answered only on the caller's inbox (shared/bus/trust.ts isCallerInbox): a reply subject
+// aimed anywhere else ($JS.API..., $KV..., another service) is refused before the request is even read, with
+// a log line and a count (refusedReplySubjects), and nothing runs. The guard sits on the connection the
+// micro-service subscribes through, so the discovery endpoints ($SRV PING/INFO/STATS) are covered too.
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, SubscriptionOptions } from "@nats-io/transport-node";
 import type { z } from "zod";
 import { AGENT_PARAMS, type AgentReply, OpId } from "../../shared/bus/agent-messages.ts";
 import {
@@ -21,6 +26,7 @@ import {
   makeEvent,
 } from "../../shared/bus/codec.ts";
 import { AGENT_OPS, type AgentOp, checkHost, subjects } from "../../shared/bus/subjects.ts";
+import { isCallerInbox } from "../../shared/bus/trust.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import type { HardwareBackend } from "../../shared/hw/backend.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
@@ -102,6 +108,8 @@ export interface AgentStats {
   badInput: number;
   /** Refused because the device's queue was full. */
   refused: number;
+  /** Requests (operations and discovery) not answered: their reply subject is not a caller's inbox. */
+  refusedReplySubjects: number;
   /** opIds remembered. */
   remembered: number;
   events: EventPublisherStats;
@@ -237,6 +245,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     deduplicated: 0,
     badInput: 0,
     refused: 0,
+    refusedReplySubjects: 0,
     heartbeats: 0,
   };
   let inFlight = 0;
@@ -253,7 +262,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     let subject: string;
     try {
       env = makeEvent({ host, bdf, kind, data, source: "agent", ...(opId ? { opId } : {}) });
-      subject = bdf === null ? subjects.hostEvent(host, kind) : subjects.event(host, bdf, kind);
+      subject = subjects.agentEvent(host, bdf, kind);
     } catch (e) {
       log.error({ err: (e as Error).message, kind, bdf }, "event not publishable");
       return 0;
@@ -376,7 +385,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
   }
 
   function respond(msg: ServiceMsg, reply: AgentReply): void {
-    if (!msg.reply) return;
+    if (!isCallerInbox(msg.reply)) return;
     try {
       msg.respond(JSON.stringify(reply));
     } catch (e) {
@@ -476,7 +485,25 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     });
   }
 
-  const service = await new Svcm(nc).add({
+  /** Pass a request on only when its reply goes to the caller's inbox; otherwise drop it (logged, counted). */
+  const guard =
+    (callback: (err: Error | null, msg: Msg) => void) =>
+    (err: Error | null, msg: Msg): void => {
+      if (err === null && !isCallerInbox(msg.reply)) {
+        counters.refusedReplySubjects++;
+        const n = counters.refusedReplySubjects;
+        // Bounded logging: a flood of these must not become a flood of log lines.
+        if (n <= 10 || n % 1000 === 0) {
+          log.warn(
+            { subject: msg.subject, reply: msg.reply ?? null, refused: n },
+            "request refused: its reply subject is not a caller's inbox (not answered, not run)",
+          );
+        }
+        return;
+      }
+      callback(err, msg);
+    };
+  const service = await new Svcm(guardedSubscriptions(nc, guard)).add({
     name: AGENT_SERVICE_NAME,
     version: AGENT_VERSION,
     description: `cxlrc host agent for ${host}`,
@@ -492,7 +519,17 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
           log.error({ err: err.message, op }, "endpoint error");
           return;
         }
-        handle(op, msg);
+        try {
+          handle(op, msg);
+        } catch (e) {
+          // The services library would answer a throw itself; keep every answer here, on the checked inbox.
+          log.error({ err: (e as Error).message, op }, "request handler failed");
+          respond(msg, {
+            ok: false,
+            opId: null,
+            error: { kind: "internal", message: `${op}: ${(e as Error).message}`, details: {} },
+          });
+        }
       },
     });
   }
@@ -516,7 +553,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     });
     try {
       // Core publish: a heartbeat is worth nothing late, so no acks and no retries (the stream still keeps it).
-      nc.publish(subjects.hostEvent(host, "heartbeat"), JSON.stringify(env));
+      nc.publish(subjects.agentEvent(host, null, "heartbeat"), JSON.stringify(env));
     } catch (e) {
       log.warn({ err: (e as Error).message }, "heartbeat not sent");
     }
@@ -568,4 +605,24 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       log.info("agent stopped");
     },
   };
+}
+
+/**
+ * The connection as the micro-service sees it: every subscription it makes (endpoints and discovery) gets its
+ * messages through `guard`. Everything else is the connection itself.
+ */
+function guardedSubscriptions(
+  nc: NatsConnection,
+  guard: (cb: (err: Error | null, msg: Msg) => void) => (err: Error | null, msg: Msg) => void,
+): NatsConnection {
+  return new Proxy(nc, {
+    get(target, prop) {
+      if (prop === "subscribe") {
+        return (subject: string, opts: SubscriptionOptions = {}) =>
+          target.subscribe(subject, opts.callback ? { ...opts, callback: guard(opts.callback) } : opts);
+      }
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 }

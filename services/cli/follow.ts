@@ -1,13 +1,13 @@
-// Follow reset requests on the event stream until each has its outcome (or the wait is given up).
-import type { EventEnvelope } from "../../shared/bus/codec.ts";
-import type { EventFeed } from "./events.ts";
+// Follow reset requests on the event stream until each has its outcome (or the wait is given up). What counts
+// is decided by applyEvent (track.ts): the coordinator's events only.
+import type { EventFeed, FeedEvent } from "./events.ts";
 import { applyEvent, type TrackedRequest } from "./track.ts";
 
 export interface FollowOptions {
   /** Give up after this long (the requests go on; the caller says so). */
   timeoutMs?: number;
   /** Every event of a followed request, after it was applied. */
-  onEvent?: (e: EventEnvelope, t: TrackedRequest) => void;
+  onEvent?: (e: FeedEvent, t: TrackedRequest) => void;
   signal?: AbortSignal;
 }
 
@@ -35,7 +35,7 @@ export async function followRequests(
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   try {
     for await (const e of feed) {
-      const t = e.requestId ? byId.get(e.requestId) : undefined;
+      const t = e.event.requestId ? byId.get(e.event.requestId) : undefined;
       if (!t) continue;
       if (applyEvent(t, e)) opts.onEvent?.(e, t);
       if (allDone()) return "done";

@@ -1,6 +1,11 @@
 // Following one reset request through its events: the phase it is in, how long each phase took, and how it
-// ended. Pure: feed it EventEnvelopes (in stream order), read the state. Used by `reset --wait` and the demo.
+// ended. Pure: feed it events (in stream order), read the state. Used by `reset --wait` and the demo.
+// Only the coordinator says how a request is doing: an event counts when it came on the coordinator's subject
+// space, of the request's host, and its envelope agrees with that subject (fromCoordinator). Anything an agent
+// publishes, whatever its envelope claims (kind "verified", source "coordinator"), changes nothing here.
 import type { EventEnvelope } from "../../shared/bus/codec.ts";
+import { stripControl } from "../../shared/bus/trust.ts";
+import { type FeedEvent, fromCoordinator } from "./feed-event.ts";
 
 /** Terminal outcome kinds: exactly one per request id (machines/lifecycle-types.ts OUTCOME_EVENTS). */
 export const OUTCOME_KINDS = new Set(["verified", "refused", "planned", "failed", "quarantined"]);
@@ -76,14 +81,20 @@ export function newTracked(requestId: string, host: string, bdf: string): Tracke
   };
 }
 
-const str = (v: unknown): string | null => (typeof v === "string" && v.length > 0 ? v : null);
+/** A non-empty string of an event, made safe to print (every text kept here ends up on a terminal). */
+const str = (v: unknown): string | null => (typeof v === "string" && v.length > 0 ? stripControl(v) : null);
 const obj = (v: unknown): Record<string, unknown> =>
   v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 
-/** Apply one event of the request (events of other requests are ignored). Returns true when it changed. */
-export function applyEvent(t: TrackedRequest, e: EventEnvelope): boolean {
+/**
+ * Apply one event of the request (events of other requests, and events not from the coordinator about the
+ * request's host, are ignored). Returns true when it changed.
+ */
+export function applyEvent(t: TrackedRequest, item: FeedEvent): boolean {
+  const e = item.event;
   if (e.requestId !== t.requestId) return false;
   if (t.outcome !== null) return false;
+  if (!fromCoordinator(item) || item.origin.host !== t.host) return false;
   const d = e.data;
   // The coordinator's own clock reading when it has one (atMs), else the envelope's time.
   const at = typeof d.atMs === "number" && d.atMs > 1e12 ? d.atMs : Date.parse(e.time);

@@ -9,6 +9,7 @@ import { existsSync } from "node:fs";
 import { EventEnvelope } from "../../shared/bus/codec.ts";
 import { describeError } from "../../shared/errors.ts";
 import { EXIT } from "../cli/exit.ts";
+import { feedEvent } from "../cli/feed-event.ts";
 import { type BoardRow, LiveBoard } from "../cli/format/board.ts";
 import type { Colours } from "../cli/format/colour.ts";
 import { formatMs } from "../cli/format/duration.ts";
@@ -173,12 +174,13 @@ export async function runKernelDemo(opts: KernelDemoOptions): Promise<number> {
       case "event": {
         const e = EventEnvelope.safeParse(l.event);
         if (!e.success || !e.data.requestId) return;
+        const item = typeof l.subject === "string" ? feedEvent(l.subject, e.data) : null;
         const r = byRequest.get(e.data.requestId);
-        if (!r) return;
-        applyEvent(r.tracked, e.data);
+        if (!r || !item) return;
+        applyEvent(r.tracked, item);
         if (opts.json) return;
         if (board.live) board.draw();
-        else opts.out.write(`${eventLine(e.data, c)}\n`);
+        else opts.out.write(`${eventLine(item, c)}\n`);
         return;
       }
       case "result": {

@@ -4,12 +4,11 @@
 // progress and a summary. Everything it starts is stopped on the way out, also on Ctrl-C.
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
-import type { EventEnvelope } from "../../shared/bus/codec.ts";
 import { subjects } from "../../shared/bus/subjects.ts";
 import { describeError } from "../../shared/errors.ts";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import { control } from "../cli/bus.ts";
-import { type EventFeed, eventFilter, nextEventSeq, openEvents } from "../cli/events.ts";
+import { type EventFeed, eventFilter, type FeedEvent, nextEventSeq, openEvents } from "../cli/events.ts";
 import { EXIT } from "../cli/exit.ts";
 import { LiveBoard } from "../cli/format/board.ts";
 import type { Colours } from "../cli/format/colour.ts";
@@ -196,7 +195,7 @@ async function runScenarios(
   const waiters = new Map<string, () => void>();
   const pump = (async () => {
     for await (const e of r.feed!) {
-      const res = e.requestId ? byId.get(e.requestId) : undefined;
+      const res = e.event.requestId ? byId.get(e.event.requestId) : undefined;
       if (!res || !applyEvent(res.tracked, e)) continue;
       showEvent(e, board, opts);
       if (res.tracked.outcome !== null) waiters.get(res.tracked.requestId)?.();
@@ -220,7 +219,7 @@ async function runScenarios(
   return results;
 }
 
-function showEvent(e: EventEnvelope, board: LiveBoard, opts: DemoOptions): void {
+function showEvent(e: FeedEvent, board: LiveBoard, opts: DemoOptions): void {
   if (opts.json) return;
   if (board.live) board.draw();
   else opts.out.write(`${eventLine(e, opts.colours)}\n`);
@@ -259,7 +258,7 @@ async function submitAndWait(
   const done = new Promise<void>((resolve) => waiters.set(t.requestId, resolve));
   let reply: unknown;
   try {
-    reply = await control(r.nc!, subjects.submit, {
+    reply = await control(r.nc!, subjects.submit(s.host), {
       requestId: t.requestId,
       host: s.host,
       bdf: s.bdf,

@@ -49,7 +49,7 @@ export type LabLine =
 /**
  * What the kernel demo's guest check (guest/checks/demo.ts) streams while it runs, for the host to render
  * live: steps in words, the seed's bug as read back, each scenario as it starts, every event of the guest's
- * bus that belongs to a scenario (an EventEnvelope, as the coordinator and agent published it), and each
+ * bus that belongs to a scenario (the subject it came on and its EventEnvelope, as published), and each
  * scenario's result (the request followed through its events in the guest, and the device read back after).
  */
 export type LabDemoLine =
@@ -67,7 +67,7 @@ export type LabDemoLine =
       after: DeviceState;
     }
   | { t: "demo"; kind: "scenario"; scenario: Scenario; requestId: string }
-  | { t: "demo"; kind: "event"; event: unknown }
+  | { t: "demo"; kind: "event"; subject: string; event: unknown }
   | { t: "demo"; kind: "result"; id: string; tracked: TrackedRequest; readback: DeviceState };
 
 export type LabCheckLine = Extract<LabLine, { t: "check" }>;

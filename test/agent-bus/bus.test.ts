@@ -7,7 +7,7 @@ import { AGENT_SERVICE_NAME } from "../../services/agent/service.ts";
 import type { AgentReply } from "../../shared/bus/agent-messages.ts";
 import { callAgent, requestJson, waitForConnection } from "../../shared/bus/client.ts";
 import { EventEnvelope } from "../../shared/bus/codec.ts";
-import { subjects } from "../../shared/bus/subjects.ts";
+import { STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import { realClock } from "../../shared/hw/backend.ts";
 import {
@@ -68,7 +68,7 @@ describe("discovery, heartbeat, events", () => {
   });
 
   it("sends a heartbeat with host, version, devices, inFlight and uptime", async () => {
-    const sub = env.nc.subscribe(subjects.hostEvent(HOST, "heartbeat"), { max: 1 });
+    const sub = env.nc.subscribe(subjects.agentEvent(HOST, null, "heartbeat"), { max: 1 });
     let got: EventEnvelope | undefined;
     for await (const m of sub) got = EventEnvelope.parse(m.json());
     expect(got?.kind).toBe("heartbeat");
@@ -78,14 +78,14 @@ describe("discovery, heartbeat, events", () => {
     expect(got?.data.uptimeMs).toBeGreaterThanOrEqual(0);
   });
 
-  it("publishes op.started / op events / op.completed to CXLRC_EVENTS under the device's subject", async () => {
+  it("publishes op.started / op events / op.completed to CXLRC_EVENTS under its own subject space (cxlrc.agt)", async () => {
     const result = await call("probe", "ev-1", { bdf: DEV_A });
     expect(result).toMatchObject({ bdf: DEV_A });
     const mine = (await readEvents(env.jsm)).filter((e) => e.event.opId === "ev-1");
     expect(mine.map((e) => e.subject)).toEqual([
-      "cxlrc.evt.h1.0000-01-00-0.op.started",
-      "cxlrc.evt.h1.0000-01-00-0.probe.read",
-      "cxlrc.evt.h1.0000-01-00-0.op.completed",
+      "cxlrc.agt.h1.0000-01-00-0.op.started",
+      "cxlrc.agt.h1.0000-01-00-0.probe.read",
+      "cxlrc.agt.h1.0000-01-00-0.op.completed",
     ]);
     expect(mine.map((e) => e.event.kind)).toEqual(["op.started", "probe.read", "op.completed"]);
     const done = mine[2]!.event;
@@ -94,7 +94,7 @@ describe("discovery, heartbeat, events", () => {
     expect(typeof done.data.durationMs).toBe("number");
     expect(new Set(mine.map((e) => e.event.id)).size).toBe(3);
     const started = (await readEvents(env.jsm)).find((e) => e.event.kind === "agent.started");
-    expect(started?.subject).toBe("cxlrc.evt.h1.agent.agent.started");
+    expect(started?.subject).toBe("cxlrc.agt.h1.agent.agent.started");
   });
 
   it("a failing operation gives a typed error reply and an op.failed event", async () => {
@@ -236,6 +236,61 @@ describe("bad input", () => {
   });
 });
 
+describe("reply subjects", () => {
+  const PURGE = "$JS.API.STREAM.PURGE.CXLRC_EVENTS";
+
+  /** Send `body` to `subject` with a chosen reply subject; resolves once the agent has refused it. */
+  async function sendWithReply(subject: string, body: string, reply: string | undefined) {
+    const before = env.agent.stats().refusedReplySubjects;
+    env.nc.publish(subject, body, reply === undefined ? {} : { reply });
+    await until(() => env.agent.stats().refusedReplySubjects === before + 1, `refusal of ${subject}`);
+    // Whatever the agent would have sent has reached the server by now.
+    await env.agentNc.flush();
+    await env.nc.flush();
+  }
+
+  it("does not answer (nor run) a request whose reply is a JetStream API subject: nothing purged", async () => {
+    await call("probe", "rs-before", { bdf: DEV_A });
+    const stream = await env.jsm.streams.info(STREAMS.events.name);
+    expect(stream.state.messages).toBeGreaterThan(0);
+    const probes = ops.runs.get(`probe:${DEV_A}`) ?? 0;
+    await sendWithReply(
+      subjects.agent(HOST, "probe"),
+      JSON.stringify({ opId: "purge-1", bdf: DEV_A }),
+      PURGE,
+    );
+    const after = await env.jsm.streams.info(STREAMS.events.name);
+    expect(after.state.first_seq).toBe(stream.state.first_seq);
+    expect(after.state.messages).toBeGreaterThanOrEqual(stream.state.messages);
+    expect(ops.runs.get(`probe:${DEV_A}`) ?? 0).toBe(probes);
+    // The opId was not remembered either: sent properly, it runs.
+    expect(await call("probe", "purge-1", { bdf: DEV_A })).toMatchObject({ bdf: DEV_A });
+    expect(ops.runs.get(`probe:${DEV_A}`)).toBe(probes + 1);
+  });
+
+  it("refuses a KV subject, another service's subject and a missing reply the same way", async () => {
+    const resets = ops.runs.get(`reset:${DEV_B}`) ?? 0;
+    const body = (opId: string) => JSON.stringify({ opId, bdf: DEV_B, method: "flr" });
+    await sendWithReply(subjects.agent(HOST, "reset"), body("kv-1"), "$KV.cxlrc-leases.h1.0000-02-00-0");
+    await sendWithReply(subjects.agent(HOST, "reset"), body("svc-1"), subjects.agent(HOST, "reset"));
+    await sendWithReply(subjects.agent(HOST, "reset"), body("none-1"), undefined);
+    await sendWithReply(subjects.agent(HOST, "reset"), body("wild-1"), "_INBOX.>");
+    expect(ops.runs.get(`reset:${DEV_B}`) ?? 0).toBe(resets);
+  });
+
+  it("discovery ($SRV PING) answers only an inbox too, and the agent keeps serving", async () => {
+    const stream = await env.jsm.streams.info(STREAMS.events.name);
+    await sendWithReply("$SRV.PING", "", PURGE);
+    await sendWithReply(`$SRV.INFO.${AGENT_SERVICE_NAME}`, "", PURGE);
+    expect((await env.jsm.streams.info(STREAMS.events.name)).state.first_seq).toBe(stream.state.first_seq);
+    const client = new Svcm(env.nc).client({ strategy: "count", maxMessages: 1, maxWait: 5000 });
+    const pings = [];
+    for await (const p of await client.ping(AGENT_SERVICE_NAME)) pings.push(p);
+    expect(pings.map((p) => p.metadata?.host)).toContain(HOST);
+    expect(await call("probe", "rs-after", { bdf: DEV_A })).toMatchObject({ bdf: DEV_A });
+  });
+});
+
 describe("fault endpoint", () => {
   it("sets, lists and clears faults on a backend that has them", async () => {
     const set = await call("fault", "f-1", { bdf: DEV_A, action: "set", fault: { name: "gone" } });
@@ -280,14 +335,14 @@ describe("without a stream", () => {
       { streams: false },
     );
     try {
-      const sub = other.nc.subscribe(subjects.eventsOfHost("nostream"));
+      const sub = other.nc.subscribe(subjects.agentEventsOfHost("nostream"));
       const seen: string[] = [];
       void (async () => {
         for await (const m of sub) seen.push(m.subject);
       })();
       await other.nc.flush();
       await callAgent(other.nc, "nostream", "probe", "ns-1", { bdf: DEV_A }, { timeoutMs: 5000 });
-      await until(() => seen.includes("cxlrc.evt.nostream.0000-01-00-0.op.completed"), "core event");
+      await until(() => seen.includes("cxlrc.agt.nostream.0000-01-00-0.op.completed"), "core event");
       // Sent straight away as core NATS: no publish waited for an ack that no stream would give (a core
       // subscriber on the subject makes a JetStream publish time out rather than fail fast).
       await until(() => other.agent.stats().events.pending === 0, "outbox to drain");

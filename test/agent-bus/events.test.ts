@@ -28,7 +28,7 @@ it("re-sends an unacknowledged event with the same msgID: one copy in the stream
   await ensureStreams(jsm);
   const pub = new EventPublisher(nc, silentLogger, { publishTimeoutMs: 100 });
   const ev = (n: number) => makeEvent({ host: "o1", bdf: DEV_A, kind: "test.step", data: { n } });
-  const subject = subjects.event("o1", DEV_A, "test.step");
+  const subject = subjects.agentEvent("o1", DEV_A, "test.step");
   pub.publish(subject, ev(1));
   expect(await pub.waitFor(1, 5000)).toBe(true);
 
@@ -55,7 +55,7 @@ it("drops events (counted) when the outbox bound is exceeded, keeping the newest
   const nc = await connectBus({ servers: server.url, name: "bounded", log: silentLogger });
   const pub = new EventPublisher(nc, silentLogger, { publishTimeoutMs: 100, maxQueue: 3 });
   await server.pause();
-  const subject = subjects.event("o2", DEV_A, "test.step");
+  const subject = subjects.agentEvent("o2", DEV_A, "test.step");
   for (let n = 1; n <= 6; n++)
     pub.publish(subject, makeEvent({ host: "o2", bdf: DEV_A, kind: "test.step", data: { n } }));
   expect(pub.stats().dropped).toBe(3);

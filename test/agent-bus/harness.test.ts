@@ -47,7 +47,7 @@ describe("shared/natsd/server.ts", () => {
     const info = await jsm.streams.info(STREAMS.events.name);
     expect(info.state.messages).toBe(1);
     expect(info.config.max_age).toBe(7 * 24 * 3600 * 1e9);
-    expect(info.config.subjects).toEqual(["cxlrc.evt.>"]);
+    expect(info.config.subjects).toEqual(["cxlrc.evt.>", "cxlrc.agt.>"]);
     await nc.close();
     const dir = s.storeDir;
     await s.stop();

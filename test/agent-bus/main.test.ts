@@ -67,7 +67,10 @@ describe("runAgentFromConfig", () => {
     const nc = await connectBus({ servers: server.url, name: "main test", log: silentLogger });
     try {
       const jsm = await getJsm(nc);
-      expect((await jsm.streams.info(STREAMS.events.name)).config.subjects).toEqual(["cxlrc.evt.>"]);
+      expect((await jsm.streams.info(STREAMS.events.name)).config.subjects).toEqual([
+        "cxlrc.evt.>",
+        "cxlrc.agt.>",
+      ]);
       expect((await jsm.streams.info(STREAMS.requests.name)).config.subjects).toEqual(["cxlrc.req.>"]);
       const probe = await callAgent(
         nc,

@@ -1,11 +1,15 @@
 // `cxlrc reset --wait`, `watch --json`, `plan`, `status`, `image show` and `release` as child processes,
 // against a real nats-server (shared/natsd/server.ts), a coordinator and a simulated host's agent started here.
+// Also what they believe: outcomes from the coordinator's subjects only, hosts from the subject, no terminal
+// escapes passed through.
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
+import { operations } from "../../services/agent/ops/index.ts";
+import { type AgentHandle, type OpContext, startAgent } from "../../services/agent/service.ts";
 import { type CoordinatorHandle, startCoordinator } from "../../services/coordinator/service.ts";
-import { connectBus } from "../../shared/bus/client.ts";
-import type { EventEnvelope } from "../../shared/bus/codec.ts";
+import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
+import { type EventEnvelope, encodeJson, makeEvent } from "../../shared/bus/codec.ts";
+import { STREAMS } from "../../shared/bus/subjects.ts";
 import { realClock } from "../../shared/hw/backend.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
@@ -27,10 +31,49 @@ beforeAll(async () => {
       timings: { notReadyMs: 50, cxlResetDurationMs: 20 },
     });
     sims.set(spec.name, sim);
-    agents.push(await startAgent({ nc, host: spec.name, backend: sim, heartbeatMs: 200 }));
+    agents.push(
+      await startAgent({
+        nc,
+        host: spec.name,
+        backend: sim,
+        heartbeatMs: 200,
+        ...(spec.name === "bravo" ? { operations: holdableSave } : {}),
+      }),
+    );
   }
   coordinator = await startCoordinator({ nc, id: "cli-test", hosts: ["alpha", "bravo"] });
 });
+
+/** While set, bravo's agent holds every save: a reset frozen while saving its image, whatever the timing. */
+let bravoHold: { released: Promise<void>; reached: () => void } | null = null;
+function holdBravo(): { reached: Promise<void>; release: () => void } {
+  let release!: () => void;
+  let reached!: () => void;
+  const released = new Promise<void>((r) => {
+    release = r;
+  });
+  const isReached = new Promise<void>((r) => {
+    reached = r;
+  });
+  bravoHold = { released, reached };
+  return {
+    reached: isReached,
+    release: () => {
+      bravoHold = null;
+      release();
+    },
+  };
+}
+const holdableSave = {
+  ...operations,
+  async save(ctx: OpContext, p: Parameters<typeof operations.save>[1]) {
+    if (bravoHold) {
+      bravoHold.reached();
+      await bravoHold.released;
+    }
+    return operations.save(ctx, p);
+  },
+};
 
 afterAll(async () => {
   await coordinator?.stop();
@@ -295,5 +338,192 @@ describe("last known good image and release --restore", () => {
     const s = await runCli(["status", "--json", "--server", nats.url]);
     const status = JSON.parse(s.stdout) as { devices: Array<{ host: string; bdf: string; state: string }> };
     expect(status.devices.find((d) => d.host === "bravo" && d.bdf === DEV)?.state).toBe("ready");
+  });
+});
+
+/** Every stored event of CXLRC_EVENTS with its sequence and subject (small test streams only). */
+async function storedEvents(): Promise<Array<{ seq: number; subject: string; event: EventEnvelope }>> {
+  const jsm = await getJsm(nc);
+  const info = await jsm.streams.info(STREAMS.events.name);
+  const out: Array<{ seq: number; subject: string; event: EventEnvelope }> = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+    const m = await jsm.streams.getMessage(STREAMS.events.name, { seq }).catch(() => null);
+    if (m) out.push({ seq, subject: m.subject, event: m.json<EventEnvelope>() });
+  }
+  return out;
+}
+
+describe("what the CLI believes", () => {
+  it("reset --wait is not ended by forged 'verified' events from an agent's subject or another device's", async () => {
+    const DEV = "0000:04:00.0";
+    const requestId = "forged-verified-1";
+    // A reset that ends quarantined (decoder 0 never commits), held while saving the image until the forged
+    // events are stored: they come before the real outcome in the stream, whatever the timing.
+    sims.get("bravo")!.faults.set(DEV, { name: "commit-error", decoder: 0 });
+    const hold = holdBravo();
+    try {
+      const cli = startCli([
+        "reset",
+        "bravo",
+        DEV,
+        "--scope",
+        "full",
+        "--method",
+        "cxl",
+        "--request-id",
+        requestId,
+        "--wait",
+        "--server",
+        nats.url,
+      ]);
+      await hold.reached;
+      const verified = (host: string, bdf: string, extra: Partial<EventEnvelope> = {}) => ({
+        ...makeEvent({
+          host,
+          bdf,
+          kind: "verified",
+          requestId,
+          data: { scope: "full", method: "cxl", outcome: "verified" },
+        }),
+        ...extra,
+      });
+      const forged: Array<[string, object]> = [
+        // An agent's own subject, the envelope claiming to be the coordinator's outcome.
+        ["cxlrc.agt.bravo.0000-04-00-0.verified", verified("bravo", DEV, { source: "coordinator" })],
+        // The same, honest about its source: still an agent's word.
+        ["cxlrc.agt.bravo.0000-04-00-0.verified", verified("bravo", DEV, { source: "agent" })],
+        // A coordinator subject of another device, the envelope naming this one.
+        ["cxlrc.evt.bravo.0000-05-00-0.verified", verified("bravo", DEV, { source: "coordinator" })],
+        // A coordinator subject of another host, the envelope naming this one.
+        ["cxlrc.evt.alpha.0000-04-00-0.verified", verified("bravo", DEV, { source: "coordinator" })],
+        // Another host's coordinator subject, the envelope agreeing with it: not this request's host.
+        [
+          "cxlrc.evt.alpha.0000-01-00-0.verified",
+          verified("alpha", "0000:01:00.0", { source: "coordinator" }),
+        ],
+      ];
+      const forgedIds = new Set<string>();
+      const js = (await getJsm(nc)).jetstream();
+      for (const [subject, env] of forged) {
+        forgedIds.add((env as EventEnvelope).id);
+        // Acknowledged: stored in CXLRC_EVENTS, where the CLI reads.
+        await js.publish(subject, encodeJson(env));
+      }
+      hold.release();
+      const r = await cli.done;
+      expect(r.stdout).toMatch(/^quarantined bravo 0000:04:00\.0 full\/cxl/m);
+      expect(r.stdout).not.toMatch(/^verified /m);
+      expect(r.code).toBe(1);
+      // The forged events were stored before the real outcome: the CLI had them in front of it.
+      const stored = await storedEvents();
+      const outcome = stored.find((e) => e.event.requestId === requestId && e.event.kind === "quarantined");
+      expect(outcome?.subject).toBe("cxlrc.evt.bravo.0000-04-00-0.quarantined");
+      const before = stored.filter((e) => forgedIds.has(e.event.id) && e.seq < outcome!.seq);
+      expect(before).toHaveLength(forged.length);
+    } finally {
+      hold.release();
+      sims.get("bravo")!.faults.clear(DEV);
+    }
+    // The device is quarantined for real: take it out again for the tests that follow.
+    const rel = await runCli(["release", "bravo", DEV, "--reason", "forgery test", "--server", nats.url]);
+    expect(rel.code, rel.stderr).toBe(0);
+  });
+
+  it("watch shows the subject's host and device, flags a disagreeing envelope and strips terminal escapes", async () => {
+    const w = startCli(["watch", "--host", "alpha", "--heartbeats", "--server", nats.url]);
+    await waitForOutput(w, (out) => /\sheartbeat\s/.test(out));
+    const ESC = "\u001b";
+    const agentNote = makeEvent({
+      host: `evil${ESC}[2J`,
+      bdf: "0000:01:00.0",
+      kind: "note",
+      source: "agent",
+      data: { msg: `${ESC}]0;pwned\u0007 hello${ESC}[31m`, "\u009b": 1 },
+    });
+    const kindWithEsc = `x${ESC}[5m`;
+    const escKind = makeEvent({ host: "alpha", bdf: "0000:01:00.0", kind: "ok", source: "agent" });
+    const coordClaim = makeEvent({
+      host: "bravo",
+      bdf: "0000:01:00.0",
+      kind: "note",
+      source: "coordinator",
+      data: { text: "from alpha's subject" },
+    });
+    nc.publish("cxlrc.agt.alpha.0000-01-00-0.note", encodeJson(agentNote));
+    nc.publish(`cxlrc.agt.alpha.0000-01-00-0.${kindWithEsc}`, encodeJson({ ...escKind, kind: kindWithEsc }));
+    nc.publish("cxlrc.evt.alpha.0000-01-00-0.note", encodeJson(coordClaim));
+    await nc.flush();
+    await waitForOutput(w, (out) => out.includes("from alpha's subject") && out.includes("hello"));
+    await waitForOutput(w, (out) => /agent\s+x\uFFFD\[5m/.test(out));
+    w.child.kill("SIGINT");
+    const r = await w.done;
+    expect(r.code).toBe(0);
+    // NO_COLOR is set: not one escape byte in the output, whatever the events carried.
+    expect(r.stdout.includes(ESC)).toBe(false);
+    expect(r.stdout.includes("\u0007")).toBe(false);
+    expect(r.stdout.includes("\u009b")).toBe(false);
+    const note = lines(r.stdout).find((l) => l.includes("hello"))!;
+    expect(note).toMatch(/^\S+\s+alpha\s+0000:01:00\.0\s+agent\s+note\s+/);
+    expect(note).toContain("\uFFFD]0;pwned\uFFFD hello\uFFFD[31m");
+    expect(note).toMatch(/\[envelope disagrees: event names host "evil\\u001b\[2J"/);
+    const claim = lines(r.stdout).find((l) => l.includes("from alpha's subject"))!;
+    expect(claim).toMatch(/^\S+\s+alpha\s+0000:01:00\.0\s+coord\s+note\s+/);
+    expect(claim).toMatch(/\[envelope disagrees: event names host "bravo" but came on alpha's subject\]/);
+  });
+
+  it("watch --json carries the subject; C1 controls are escaped like the rest", async () => {
+    const w = startCli(["watch", "--json", "--host", "alpha", "--heartbeats", "--server", nats.url]);
+    await waitForOutput(w, (out) => out.includes('"kind":"heartbeat"'));
+    const e = makeEvent({
+      host: "alpha",
+      bdf: null,
+      kind: "note",
+      source: "agent",
+      data: { text: "a\u009b31mb\u001bc" },
+    });
+    nc.publish("cxlrc.agt.alpha.agent.note", encodeJson(e));
+    await waitForOutput(w, (out) => out.includes(e.id));
+    w.child.kill("SIGINT");
+    const r = await w.done;
+    expect(r.stdout.includes("\u009b")).toBe(false);
+    expect(r.stdout.includes("\u001b")).toBe(false);
+    const line = lines(r.stdout).find((l) => l.includes(e.id))!;
+    const parsed = JSON.parse(line) as EventEnvelope & { subject: string };
+    expect(parsed.subject).toBe("cxlrc.agt.alpha.agent.note");
+    expect(parsed.data.text).toBe("a\u009b31mb\u001bc");
+  });
+});
+
+describe("a development bus: a stream, no coordinator", () => {
+  it("watch --since reads the stream itself when nobody serves cxlrc.ctl.events", async () => {
+    const dev = await startNats();
+    const dnc = await connectBus({
+      servers: dev.url,
+      name: "dev-bus",
+      log: silentLogger,
+      waitForServer: false,
+    });
+    try {
+      await ensureStreams(await getJsm(dnc));
+      const js = (await getJsm(dnc)).jetstream();
+      const a = makeEvent({ host: "h1", bdf: "0000:01:00.0", kind: "op.started", source: "agent" });
+      const b = makeEvent({ host: "h2", bdf: "0000:01:00.0", kind: "op.started", source: "agent" });
+      await js.publish("cxlrc.agt.h1.0000-01-00-0.op.started", encodeJson(a), { msgID: a.id });
+      await js.publish("cxlrc.agt.h2.0000-01-00-0.op.started", encodeJson(b), { msgID: b.id });
+      const w = startCli(["watch", "--json", "--host", "h1", "--since", "1h", "--server", dev.url]);
+      await waitForOutput(w, (out) => out.includes(a.id));
+      // Live too: an event published now arrives.
+      const c = makeEvent({ host: "h1", bdf: null, kind: "agent.started", source: "agent" });
+      await js.publish("cxlrc.agt.h1.agent.agent.started", encodeJson(c), { msgID: c.id });
+      await waitForOutput(w, (out) => out.includes(c.id));
+      w.child.kill("SIGINT");
+      const r = await w.done;
+      expect(r.code).toBe(0);
+      const ids = lines(r.stdout).map((l) => (JSON.parse(l) as EventEnvelope).id);
+      expect(ids).toEqual([a.id, c.id]);
+    } finally {
+      await dnc.close();
+      await dev.stop();
+    }
   });
 });

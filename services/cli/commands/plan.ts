@@ -23,7 +23,7 @@ export async function run(argv: string[]): Promise<number> {
   const server = resolveServer(values.server as string | undefined);
   const c = coloursFor(process.stdout);
   return withBus("plan", server, async (nc) => {
-    const reply = await control(nc, subjects.plan, { ...request, dryRun: true });
+    const reply = await control(nc, subjects.plan(request.host), { ...request, dryRun: true });
     const decisions = decisionsOf(reply, { requestId: request.requestId, bdf: request.bdf! });
     if (values.json === true) process.stdout.write(`${JSON.stringify(reply, null, 2)}\n`);
     else {

@@ -10,7 +10,7 @@ import { followRequests } from "../follow.ts";
 import { LiveBoard } from "../format/board.ts";
 import { type Colours, coloursFor } from "../format/colour.ts";
 import { formatMs } from "../format/duration.ts";
-import { eventLine } from "../format/event.ts";
+import { eventJson, eventLine } from "../format/event.ts";
 import { decisionsOf, formatDecision } from "../format/plan.ts";
 import { parseRequestArgs, REQUEST_USAGE } from "../request.ts";
 import { groupTimes, newTracked, outcomeOk, PHASE_GROUPS, type TrackedRequest, totalMs } from "../track.ts";
@@ -48,7 +48,7 @@ export async function run(argv: string[]): Promise<number> {
   return withBus("reset", server, async (nc) => {
     // Remember where the event stream stands before asking, so no event of this request is missed.
     const startSeq = wait ? await nextEventSeq(nc) : 0;
-    const reply = await control(nc, subjects.submit, request);
+    const reply = await control(nc, subjects.submit(request.host), request);
     const [decision] = decisionsOf(reply, { requestId: request.requestId, bdf: request.bdf! });
     if (json) process.stdout.write(`${JSON.stringify(reply)}\n`);
     else if (decision) process.stdout.write(`${formatDecision(decision, c)}\n`);
@@ -98,7 +98,7 @@ async function follow(
       timeoutMs,
       signal: abort.signal,
       onEvent: (e) => {
-        if (json) process.stdout.write(`${JSON.stringify(e)}\n`);
+        if (json) process.stdout.write(`${eventJson(e)}\n`);
         else if (board.live) board.draw();
         else process.stdout.write(`${eventLine(e, c)}\n`);
       },

@@ -4,20 +4,23 @@ import { resolveServer, withBus } from "../bus.ts";
 import { type EventStart, eventFilter, openEvents } from "../events.ts";
 import { EXIT } from "../exit.ts";
 import { coloursFor } from "../format/colour.ts";
-import { eventLine } from "../format/event.ts";
+import { eventJson, eventLine } from "../format/event.ts";
 
 export const usage = `Usage: cxlrc watch [--host HOST] [--device BDF] [--since DURATION|ISO] [--json]
 
-Follow the events of the fleet as they are stored in the JetStream stream CXLRC_EVENTS: plans, refusals,
-phase changes, agent steps, scope violations, outcomes. One line per event: time, host, device, kind and a
-short summary (colours on a terminal only). Ctrl-C stops.
+Follow the events of the fleet: plans, refusals, phase changes, agent steps, scope violations, outcomes.
+Live events come as they are published; --since first replays the stored ones through the coordinator
+(cxlrc.ctl.events). One line per event: time, host, device, publisher (coord or agent), kind and a short
+summary (colours on a terminal only). Host, device, kind and publisher are read from the subject the event
+came on, which only that publisher may use; an envelope that claims otherwise is flagged. Ctrl-C stops.
 
 Options:
   --host HOST        only this host's events
   --device BDF       only this device's events (with or without --host)
   --since WHEN       start in the past: a duration back from now (30s, 30m, 1h, 2d) or an ISO time;
                      default: only new events
-  --json             one JSON event envelope per line ({v,id,time,host,bdf,kind,requestId?,opId?,data})
+  --json             one JSON object per line: the subject it came on and the event envelope
+                     ({subject,v,id,time,host,bdf,kind,requestId?,opId?,data})
   --heartbeats       also show agent heartbeats (hidden by default)
   --server URL       NATS server (default $CXLRC_NATS_URL or nats://127.0.0.1:4222)
   -h, --help         this text
@@ -52,8 +55,8 @@ export async function run(argv: string[]): Promise<number> {
     void nc.closed().then(stop);
     try {
       for await (const e of feed) {
-        if (!values.heartbeats && e.kind === "heartbeat" && e.bdf === null) continue;
-        process.stdout.write(json ? `${JSON.stringify(e)}\n` : `${eventLine(e, c)}\n`);
+        if (!values.heartbeats && e.origin.kind === "heartbeat" && e.origin.device === "agent") continue;
+        process.stdout.write(json ? `${eventJson(e)}\n` : `${eventLine(e, c)}\n`);
       }
     } finally {
       process.removeListener("SIGINT", stop);

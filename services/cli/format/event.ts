@@ -1,5 +1,11 @@
-// One event, one line: time, host, device, kind and a short summary of what it says.
+// One event, one line: time, host, device, who published it, kind and a short summary of what it says.
+// Host, device, kind and publisher come from the subject the event came on (what the bus vouches for), never
+// from the envelope's claims; an envelope that disagrees with its subject is flagged. Everything printed from
+// the event passes through stripControl first: a publisher cannot drive the reader's terminal.
 import type { EventEnvelope } from "../../../shared/bus/codec.ts";
+import { bdfFromToken } from "../../../shared/bus/subjects.ts";
+import { stripControl } from "../../../shared/bus/trust.ts";
+import type { FeedEvent } from "../feed-event.ts";
 import { type Colours, outcomeColour } from "./colour.ts";
 import { clockTime, formatMs } from "./duration.ts";
 
@@ -115,16 +121,42 @@ export function summarize(e: EventEnvelope): string {
   }
 }
 
-/** The device column: the BDF, or "agent" for host events. */
-export function deviceOf(e: EventEnvelope): string {
-  return e.bdf ?? "agent";
+/** The device column, from the subject: the BDF, or "agent" for host events. */
+export function deviceOf(e: FeedEvent): string {
+  if (e.origin.device === "agent") return "agent";
+  try {
+    return bdfFromToken(e.origin.device);
+  } catch {
+    return e.origin.device;
+  }
 }
 
 const KIND_WIDTH = 18;
 
-export function eventLine(e: EventEnvelope, c: Colours): string {
-  const colourKind = outcomeColour(c, e.kind === "scope.violation" ? "violation" : e.kind);
-  const kind = e.kind.padEnd(KIND_WIDTH);
-  const kindText = colourKind(kind);
-  return `${c.dim(clockTime(e.time))}  ${e.host.padEnd(8)}  ${c.cyan(deviceOf(e).padEnd(12))}  ${kindText}  ${summarize(e)}`.trimEnd();
+/** The publisher column: the subject space the event came on. */
+const SOURCE_LABEL = { coordinator: "coord", agent: "agent" } as const;
+
+export function eventLine(item: FeedEvent, c: Colours): string {
+  const { origin } = item;
+  const kindText = stripControl(origin.kind);
+  const colourKind =
+    origin.source === "coordinator"
+      ? outcomeColour(c, origin.kind === "scope.violation" ? "violation" : origin.kind)
+      : c.dim;
+  const summary = stripControl(summarize({ ...item.event, kind: origin.kind }));
+  const flag = item.mismatch ? `  ${c.red(`[envelope disagrees: ${stripControl(item.mismatch)}]`)}` : "";
+  return `${c.dim(stripControl(clockTime(item.event.time)))}  ${stripControl(origin.host).padEnd(8)}  ${c.cyan(
+    stripControl(deviceOf(item)).padEnd(12),
+  )}  ${SOURCE_LABEL[origin.source]}  ${colourKind(kindText.padEnd(KIND_WIDTH))}  ${summary}${flag}`.trimEnd();
+}
+
+/**
+ * The JSON line of an event: the subject it came on, then the envelope as published. JSON.stringify escapes
+ * C0 controls (ESC included) but leaves DEL and C1 (U+009B is a CSI on some terminals) raw: escape those too.
+ */
+export function eventJson(item: FeedEvent): string {
+  return JSON.stringify({ subject: item.subject, ...item.event }).replace(
+    /[\u007f-\u009f]/g,
+    (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }

@@ -116,7 +116,9 @@ export const busReset: Check = {
         method: "sbr",
         reason: "kernel lab: full-scope reset over the bus",
       };
-      await jetstream(nc).publish(subjects.request, encodeJson(request), { msgID: request.requestId });
+      await jetstream(nc).publish(subjects.request(request.host), encodeJson(request), {
+        msgID: request.requestId,
+      });
       rec.outcome = await coordinator.waitForOutcome(request.requestId, OUTCOME_TIMEOUT_MS);
       rec.events = (await eventsOf(jsm, request.requestId)).map((e) => ({
         source: e.source,

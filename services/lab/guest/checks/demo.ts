@@ -82,7 +82,7 @@ async function busScenario(lab: LabContext, bus: Bus, s: Scenario, n: number): P
   lab.report({ t: "demo", kind: "scenario", scenario: s, requestId: t.requestId });
   const done = new Promise<void>((resolve) => bus.waiters.set(t.requestId, resolve));
   try {
-    const reply = await control(bus.nc, subjects.submit, {
+    const reply = await control(bus.nc, subjects.submit(s.host), {
       requestId: t.requestId,
       host: s.host,
       bdf: s.bdf,
@@ -162,9 +162,9 @@ export const demo: Check = {
       const bus: Bus = { nc, feed, pump: Promise.resolve(), tracked: new Map(), waiters: new Map() };
       bus.pump = (async () => {
         for await (const e of bus.feed) {
-          const t = e.requestId ? bus.tracked.get(e.requestId) : undefined;
+          const t = e.event.requestId ? bus.tracked.get(e.event.requestId) : undefined;
           if (!t) continue;
-          lab.report({ t: "demo", kind: "event", event: e });
+          lab.report({ t: "demo", kind: "event", subject: e.subject, event: e.event });
           if (applyEvent(t, e) && t.outcome !== null) bus.waiters.get(t.requestId)?.();
         }
       })();
