@@ -146,7 +146,9 @@ async function scan(
           bytes += size;
           if (out.events.length >= req.max || bytes > o.budget) full = true;
         }
-        if (pending === 0) caughtUp = true;
+        // Read through the stream's last sequence of this batch: what arrived since comes with the next batch
+        // (otherwise a filter with steady traffic, heartbeats say, keeps a fetch waiting for more).
+        if (pending === 0 || m.seq >= o.lastSeq) caughtUp = true;
         if (full || caughtUp) break;
       }
       if (full || caughtUp) break;
