@@ -1,78 +1,68 @@
 // Generate the bus identities of a deployment from a roster (principals with roles):
-//   - one nkey seed per principal: OUT/<name>.nk (mode 0600; an existing seed is kept, so re-running is safe)
-//   - one environment file per principal: OUT/<name>.env (CXLRC_NATS_NKEY_SEED_FILE, TLS files, inbox prefix),
+//   - OUT/accounts.conf: the nats-server `accounts` block (shared/bus/permissions.ts: accounts, exports and
+//     imports, one user per principal keyed by its TLS client certificate's subject DN, with its role's
+//     allow-lists), included by deploy/nats/nats-server.conf and nats-cluster.conf
+//   - one environment file per principal: OUT/<name>.env (TLS CA, client certificate and key, inbox prefix),
 //     for systemd EnvironmentFile= or compose env_file:, and the same as a credentials file OUT/<name>.json
 //     (CXLRC_NATS_CREDENTIALS_FILE; the Kubernetes agent reads it from the node)
-//   - OUT/users.conf: the nats-server `authorization` block (public keys + the permissions of
-//     shared/bus/permissions.ts), included by deploy/nats/nats-server.conf and nats-cluster.conf
+// The identity is the certificate: there are no nkey seeds or passwords to generate or to keep secret here
+// (the private keys are the PKI's: deploy/tls/make-test-ca.sh makes TEST ONLY ones).
 //
-// usage: npx tsx deploy/nats/gen-users.ts ROSTER.json OUT_DIR [--mount DIR] [--tls-dir DIR]
-//   --mount DIR    where OUT_DIR is seen by the services (default: OUT_DIR itself), used in the env files
-//   --tls-dir DIR  where the TLS files are seen by the services (default: /etc/cxlrc/tls); each principal
-//                  uses DIR/ca.pem and DIR/<name>.pem + DIR/<name>-key.pem (deploy/tls/make-test-ca.sh
-//                  makes test ones: make-test-ca.sh DIR <name>...)
-//   --systemd-credentials  leave the seed and TLS key paths out of the env files: the systemd unit hands
-//                  them over with LoadCredential= (deploy/systemd/cxlrc-coordinator.service)
-// Seeds never leave OUT_DIR; users.conf holds only public keys.
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+// usage: npx tsx deploy/nats/gen-users.ts ROSTER.json OUT_DIR [--tls-dir DIR] [--cert-dn TEMPLATE]
+//                                          [--systemd-credentials]
+//   --tls-dir DIR      where the TLS files are seen by the services (default: /etc/cxlrc/tls); each principal
+//                      uses DIR/ca.pem and DIR/<name>.pem + DIR/<name>-key.pem
+//   --cert-dn TEMPLATE the subject DN of a principal's certificate as the server renders it (RFC 2253, most
+//                      specific first), "{name}" standing for the principal's name. Default, the form of
+//                      make-test-ca.sh: "CN={name},O=cxlrc TEST ONLY"
+//   --systemd-credentials  leave the TLS key path out of the env files: the systemd unit hands it over with
+//                      LoadCredential= (deploy/systemd/cxlrc-coordinator.service)
+// Controller host patterns ("rack1-*") are expanded against the roster's agent hosts: regenerate when they change.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { nkeys } from "@nats-io/transport-node";
-import { type CredentialsFile, parseUserSeed } from "../../shared/bus/credentials.ts";
-import { inboxPrefix, type Principal, Roster, renderUsersConf } from "../../shared/bus/permissions.ts";
+import type { CredentialsFile } from "../../shared/bus/credentials.ts";
+import {
+  certDn,
+  inboxPrefix,
+  type Principal,
+  Roster,
+  renderAccountsConf,
+  TEST_CERT_DN,
+} from "../../shared/bus/permissions.ts";
 
 export function loadRoster(path: string): Roster {
-  const r = Roster.safeParse(JSON.parse(readFileSync(path, "utf8")));
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new Error(`${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  }
+  const r = Roster.safeParse(raw);
   if (!r.success) {
     throw new Error(`${path}: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
   }
   return r.data;
 }
 
-/** Create (or keep) OUT/<name>.nk for every principal; returns name → public key. */
-export function ensureSeeds(roster: Roster, outDir: string): Record<string, string> {
-  mkdirSync(outDir, { recursive: true, mode: 0o700 });
-  const keys: Record<string, string> = {};
-  for (const p of roster.principals) {
-    const file = join(outDir, `${p.name}.nk`);
-    let seed: Uint8Array;
-    if (existsSync(file)) {
-      seed = parseUserSeed(readFileSync(file, "utf8"), file);
-    } else {
-      seed = nkeys.createUser().getSeed();
-      writeFileSync(file, `${new TextDecoder().decode(seed)}\n`, { mode: 0o600 });
-    }
-    chmodSync(file, 0o600);
-    keys[p.name] = nkeys.fromSeed(seed).getPublicKey();
-  }
-  return keys;
-}
-
 /** The environment file of one principal (credentials.ts variables). */
-export function envFile(
-  p: Principal,
-  opts: { seedDir: string; tlsDir: string; systemdCredentials?: boolean },
-): string {
-  const secrets = opts.systemdCredentials
-    ? ["# CXLRC_NATS_NKEY_SEED_FILE and CXLRC_NATS_TLS_KEY_FILE come from the unit (LoadCredential=)."]
-    : [
-        `CXLRC_NATS_NKEY_SEED_FILE=${opts.seedDir}/${p.name}.nk`,
-        `CXLRC_NATS_TLS_KEY_FILE=${opts.tlsDir}/${p.name}-key.pem`,
-      ];
+export function envFile(p: Principal, opts: { tlsDir: string; systemdCredentials?: boolean }): string {
+  const key = opts.systemdCredentials
+    ? ["# CXLRC_NATS_TLS_KEY_FILE comes from the unit (LoadCredential=)."]
+    : [`CXLRC_NATS_TLS_KEY_FILE=${opts.tlsDir}/${p.name}-key.pem`];
   return [
-    `# cxlrc bus identity of ${p.name} (${p.role}${p.host ? ` of host ${p.host}` : ""}). Generated by deploy/nats/gen-users.ts.`,
-    ...secrets,
+    `# cxlrc bus identity of ${p.name} (${p.role}${p.host ? ` of host ${p.host}` : ""}): its TLS client certificate. Generated by deploy/nats/gen-users.ts.`,
     `CXLRC_NATS_TLS_CA_FILE=${opts.tlsDir}/ca.pem`,
     `CXLRC_NATS_TLS_CERT_FILE=${opts.tlsDir}/${p.name}.pem`,
+    ...key,
     `CXLRC_NATS_INBOX_PREFIX=${inboxPrefix(p)}`,
     "",
   ].join("\n");
 }
 
-/** The credentials file of one principal (shared/bus/credentials.ts CredentialsFile). */
-export function credentialsFile(p: Principal, opts: { seedDir: string; tlsDir: string }): CredentialsFile {
+/** The credentials file of one principal (shared/bus/credentials.ts CredentialsFile): TLS files and inbox. */
+export function credentialsFile(p: Principal, opts: { tlsDir: string }): CredentialsFile {
   return {
-    nkeySeedFile: `${opts.seedDir}/${p.name}.nk`,
     tls: {
       caFile: `${opts.tlsDir}/ca.pem`,
       certFile: `${opts.tlsDir}/${p.name}.pem`,
@@ -83,34 +73,42 @@ export function credentialsFile(p: Principal, opts: { seedDir: string; tlsDir: s
 }
 
 export interface GenerateOptions {
-  /** Where OUT is seen by the services (env files). Default: OUT. */
-  mount?: string;
   /** Where the TLS files are seen by the services. Default /etc/cxlrc/tls. */
   tlsDir?: string;
-  /** Env files without the secret paths (systemd LoadCredential= provides them). */
+  /** Certificate subject DN template ("{name}"). Default TEST_CERT_DN (make-test-ca.sh). */
+  certDn?: string;
+  /** Env files without the TLS key path (systemd LoadCredential= provides it). */
   systemdCredentials?: boolean;
 }
 
-/** Seeds, env files and users.conf for a roster; returns the public keys. */
+/** Env files, credentials files and accounts.conf for a roster; returns principal name → certificate DN. */
 export function generate(roster: Roster, outDir: string, opts: GenerateOptions = {}): Record<string, string> {
-  const keys = ensureSeeds(roster, outDir);
-  const seedDir = opts.mount ?? resolve(outDir);
+  const r = Roster.parse(roster);
+  const template = opts.certDn ?? TEST_CERT_DN;
   const tlsDir = opts.tlsDir ?? "/etc/cxlrc/tls";
-  for (const p of roster.principals) {
-    const env = envFile(p, { seedDir, tlsDir, systemdCredentials: opts.systemdCredentials ?? false });
-    writeFileSync(join(outDir, `${p.name}.env`), env, { mode: 0o600 });
-    const json = `${JSON.stringify(credentialsFile(p, { seedDir, tlsDir }), null, 2)}\n`;
-    writeFileSync(join(outDir, `${p.name}.json`), json, { mode: 0o600 });
+  // Render first: a bad template or roster writes nothing.
+  const accounts = renderAccountsConf(r, {
+    certDn: template,
+    header:
+      "# Generated by deploy/nats/gen-users.ts from a roster: do not edit.\n" +
+      `# Users are keyed by their client certificate's subject DN (${template}); the server's tls block needs\n` +
+      "# verify_and_map: true.\n",
+  });
+  mkdirSync(outDir, { recursive: true, mode: 0o700 });
+  const dns: Record<string, string> = {};
+  for (const p of r.principals) {
+    dns[p.name] = certDn(template, p.name);
+    const env = envFile(p, { tlsDir, systemdCredentials: opts.systemdCredentials ?? false });
+    writeFileSync(join(outDir, `${p.name}.env`), env, { mode: 0o644 });
+    const json = `${JSON.stringify(credentialsFile(p, { tlsDir }), null, 2)}\n`;
+    writeFileSync(join(outDir, `${p.name}.json`), json, { mode: 0o644 });
   }
-  writeFileSync(
-    join(outDir, "users.conf"),
-    renderUsersConf(roster, keys, {
-      header: "# Generated by deploy/nats/gen-users.ts from a roster: do not edit.\n",
-    }),
-    { mode: 0o644 },
-  );
-  return keys;
+  writeFileSync(join(outDir, "accounts.conf"), accounts, { mode: 0o644 });
+  return dns;
 }
+
+const USAGE =
+  "usage: gen-users.ts ROSTER.json OUT_DIR [--tls-dir DIR] [--cert-dn 'CN={name},O=...'] [--systemd-credentials]\n";
 
 function main(argv: string[]): number {
   const pos: string[] = [];
@@ -119,29 +117,34 @@ function main(argv: string[]): number {
     const a = argv[i] as string;
     if (a === "--systemd-credentials") {
       opts.systemdCredentials = true;
-    } else if (a === "--mount" || a === "--tls-dir") {
+    } else if (a === "--tls-dir" || a === "--cert-dn") {
       const v = argv[++i];
       if (v === undefined) {
         process.stderr.write(`gen-users: ${a} needs a value\n`);
         return 2;
       }
-      if (a === "--mount") opts.mount = v;
-      else opts.tlsDir = v;
+      if (a === "--tls-dir") opts.tlsDir = v;
+      else opts.certDn = v;
+    } else if (a.startsWith("--")) {
+      process.stderr.write(`gen-users: unknown option ${a}\n${USAGE}`);
+      return 2;
     } else pos.push(a);
   }
   if (pos.length !== 2) {
-    process.stderr.write(
-      "usage: gen-users.ts ROSTER.json OUT_DIR [--mount DIR] [--tls-dir DIR] [--systemd-credentials]\n",
-    );
+    process.stderr.write(USAGE);
     return 2;
   }
   const [rosterPath, out] = pos as [string, string];
-  const roster = loadRoster(rosterPath);
-  const keys = generate(roster, out, opts);
-  process.stdout.write(
-    `${Object.keys(keys).length} principals: ${join(out, "users.conf")}, *.nk, *.env, *.json\n`,
-  );
-  return 0;
+  try {
+    const dns = generate(loadRoster(rosterPath), out, opts);
+    process.stdout.write(
+      `${Object.keys(dns).length} principals: ${join(out, "accounts.conf")}, *.env, *.json\n`,
+    );
+    return 0;
+  } catch (e) {
+    process.stderr.write(`gen-users: ${(e as Error).message}\n`);
+    return 2;
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

@@ -1,6 +1,8 @@
-// Bus credentials come from files or the environment, never from code: an nkey seed file (preferred), a
-// .creds file or a user/password, plus the TLS CA / client certificate / key and the inbox prefix of the
-// principal (shared/bus/permissions.ts: replies are only readable on `_INBOX.<name>.>`).
+// Bus credentials come from files or the environment, never from code: the TLS CA / client certificate / key
+// and the inbox prefix of the principal (shared/bus/permissions.ts: replies are only readable on
+// `_INBOX.<name>.>`). In cxlrc's own deployments (deploy/nats) the client certificate is the identity: the
+// server maps its subject DN to the user (verify_and_map) and gen-users.ts writes only these. For other
+// deployments an nkey seed file, a .creds file or a user/password may be given as well.
 //
 // Environment (all optional; CXLRC_NATS_CREDENTIALS_FILE names a JSON file with the same fields):
 //   CXLRC_NATS_NKEY_SEED_FILE   file holding the user's nkey seed ("SU..."), not readable by others
@@ -106,9 +108,7 @@ export function parseUserSeed(seed: string, where: string): Uint8Array {
     const kp = nkeys.fromSeed(bytes);
     if (!kp.getPublicKey().startsWith("U")) throw new Error("not a user key");
   } catch {
-    throw bad(
-      `${where}: not a user nkey seed (expected "SU..." from nk -gen user or deploy/nats/gen-users.ts)`,
-    );
+    throw bad(`${where}: not a user nkey seed (expected "SU..." from nk -gen user)`);
   }
   return bytes;
 }

@@ -1,11 +1,13 @@
 // The 3-node configuration (deploy/nats/nats-cluster.conf, as compose runs it): the nodes form a cluster over
-// mutual-TLS routes, permissions hold whichever node a client is on, and a server with a certificate of
-// another CA cannot join.
+// mutual-TLS routes, the accounts' imports and exports work across nodes, permissions hold whichever node a
+// client is on, and a server with a certificate of another CA cannot join.
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { encodeJson } from "../../shared/bus/codec.ts";
+import { ensureStreams, getJsm } from "../../shared/bus/client.ts";
+import { encodeJson, makeEvent } from "../../shared/bus/codec.ts";
 import { subjects } from "../../shared/bus/subjects.ts";
 import { findFreePort, spawnServer } from "../../shared/natsd/server.ts";
 import { SIMPLE_DEVICE } from "../../shared/sim/index.ts";
@@ -63,14 +65,76 @@ describe("3-node cluster from nats-cluster.conf", () => {
     await expect(
       controller.nc.request(subjects.agent("sim-a", "probe"), encodeJson({}), { timeout: 5000 }),
     ).rejects.toThrow(/Permissions Violation/);
-    const forged = subjects.event("sim-b", SIMPLE_DEVICE, "op.completed");
-    const before = agent.violations.length;
-    agent.nc.publish(forged, encodeJson({}));
-    await agent.nc.flush();
-    await until(
-      () => agent.violations.slice(before).some((v) => v.subject === forged),
-      "the forged publish refused",
+    await expect(
+      controller.nc.request(subjects.plan("hw-1"), encodeJson({}), { timeout: 5000 }),
+    ).rejects.toThrow(/Permissions Violation/);
+    for (const forged of [
+      subjects.agentEvent("sim-b", SIMPLE_DEVICE, "op.completed"),
+      subjects.event("sim-a", SIMPLE_DEVICE, "verified"),
+    ]) {
+      const before = agent.violations.length;
+      agent.nc.publish(forged, encodeJson({}));
+      await agent.nc.flush();
+      await until(
+        () => agent.violations.slice(before).some((v) => v.subject === forged),
+        `the forged publish on ${forged} refused`,
+      );
+    }
+  });
+
+  it("events cross accounts and nodes: the coordinator's from CXLRC, an agent's from AGENTS, to a reader", async () => {
+    const [u1, u2, u3] = bus.urls as [string, string, string];
+    const agent = await bus.connectAs("agent-sim-b", { url: u1 });
+    const coord = await bus.connectAs("coord-1", { url: u2 });
+    const sre = await bus.connectAs("sre", { url: u3 });
+    const got: string[] = [];
+    sre.nc.subscribe(subjects.eventsAll, { callback: (_e, m) => void got.push(m.subject) });
+    sre.nc.subscribe(subjects.agentEventsAll, { callback: (_e, m) => void got.push(m.subject) });
+    await sre.nc.flush();
+    const fromCoord = subjects.event("sim-b", SIMPLE_DEVICE, "plan");
+    const fromAgent = subjects.agentEvent("sim-b", null, "heartbeat");
+    // Interest crosses the routes asynchronously: publish until the reader has seen both.
+    await until(async () => {
+      coord.nc.publish(fromCoord, encodeJson(makeEvent({ host: "sim-b", bdf: SIMPLE_DEVICE, kind: "plan" })));
+      agent.nc.publish(fromAgent, encodeJson(makeEvent({ host: "sim-b", bdf: null, kind: "heartbeat" })));
+      await Promise.all([coord.nc.flush(), agent.nc.flush()]);
+      await new Promise((r) => setTimeout(r, 50));
+      return got.includes(fromCoord) && got.includes(fromAgent);
+    }, "both events at the reader on node 3");
+    expect(sre.violations).toEqual([]);
+  });
+
+  it("JetStream in CXLRC on three replicas: PubAcks come back across accounts and nodes, and only there", async () => {
+    const [u1, u2, u3] = bus.urls as [string, string, string];
+    const coord = await bus.connectAs("coord-1", { url: u2 });
+    const agent = await bus.connectAs("agent-sim-a", { url: u1 });
+    const controller = await bus.connectAs("controller", { url: u3 });
+    // The coordinator's own rights create the replicated streams (a fresh cluster elects a leader first).
+    await ensureStreams(await getJsm(coord.nc), { replicas: 3, readyTimeoutMs: 30_000 });
+    const ev = makeEvent({ host: "sim-a", bdf: null, kind: "heartbeat", source: "agent" });
+    const ack = await jetstream(agent.nc, { timeout: 5000 }).publish(
+      subjects.agentEvent("sim-a", null, "heartbeat"),
+      encodeJson(ev),
+      { msgID: ev.id },
     );
+    expect(ack.stream).toBe("CXLRC_EVENTS");
+    const req = { requestId: "cl-1", host: "sim-a", bdf: SIMPLE_DEVICE, scope: "io", reason: "cluster" };
+    const ack2 = await jetstream(controller.nc, { timeout: 5000 }).publish(
+      subjects.request("sim-a"),
+      encodeJson(req),
+      { msgID: req.requestId },
+    );
+    expect(ack2.stream).toBe("CXLRC_REQUESTS");
+    const info = await (await getJsm(coord.nc)).streams.info("CXLRC_EVENTS");
+    expect(info.config.num_replicas).toBe(3);
+    expect(info.state.messages).toBeGreaterThan(0);
+    // No one outside CXLRC reaches the JetStream API, on any node.
+    for (const c of [agent, controller]) {
+      await expect(
+        c.nc.request("$JS.API.STREAM.INFO.CXLRC_EVENTS", encodeJson({}), { timeout: 5000 }),
+      ).rejects.toThrow(/Permissions Violation/);
+    }
+    expect(coord.violations).toEqual([]);
   });
 
   it("a server with a certificate of another CA cannot join", async () => {
@@ -92,7 +156,7 @@ describe("3-node cluster from nats-cluster.conf", () => {
     ]);
     const conf = join(dir, "nats-server.conf");
     writeFileSync(conf, text);
-    copyFileSync(join(bus.dir, "node-1", "users.conf"), join(dir, "users.conf"));
+    copyFileSync(join(bus.dir, "node-1", "accounts.conf"), join(dir, "accounts.conf"));
     let log = "";
     process.env.NATS_SERVER_NAME = "intruder";
     const s = await spawnServer({

@@ -1,8 +1,9 @@
 // The deployment files, parsed and checked against the code they deploy so they cannot drift: systemd units
 // (systemd-analyze verify and its offline security score), the NATS configurations (nats-server -t with a
-// generated users file), the identity generator end to end, the test CA script, the compose file (3-node
-// NATS cluster, 2 coordinators, 3 simulated agents) and the Kubernetes manifests (coordinator Deployment,
-// agent DaemonSet with its host paths).
+// generated accounts file; certificates bound to users; no monitoring port), the identity generator end to
+// end, the test CA script (its certificates' subjects are the users the generator writes), the compose file
+// (3-node NATS cluster, 2 coordinators, 3 simulated agents) and the Kubernetes manifests (coordinator
+// Deployment, agent DaemonSet with its host paths).
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,7 +13,7 @@ import { generate, loadRoster } from "../../deploy/nats/gen-users.ts";
 import { parseAgentConfig } from "../../services/agent/main.ts";
 import { parseCoordinatorConfig } from "../../services/coordinator/config.ts";
 import { credentialsFromEnv, loadCredentialsFile } from "../../shared/bus/credentials.ts";
-import { inboxPrefix, type Principal } from "../../shared/bus/permissions.ts";
+import { certDn, inboxPrefix, type Principal, TEST_CERT_DN } from "../../shared/bus/permissions.ts";
 import { natsServerBinary } from "../../shared/natsd/server.ts";
 import { defaultFleet } from "../../shared/sim/index.ts";
 import { DEPLOY, makeTestCa, REPO, rebaseConfig } from "./env.ts";
@@ -96,6 +97,9 @@ describe("systemd units", () => {
     expect(one(c, "PrivateDevices")).toBe("yes");
     for (const v of (c.get("Environment") ?? []).map((e) => e.split("=")[0] as string))
       expect(CREDENTIAL_VARS).toContain(v);
+    // The only secret is the TLS key, handed over by systemd; the identity is its certificate.
+    expect(c.get("LoadCredential")).toEqual(["tls-key.pem:/etc/cxlrc/tls/coordinator-key.pem"]);
+    expect(c.get("Environment")).toEqual(["CXLRC_NATS_TLS_KEY_FILE=%d/tls-key.pem"]);
     const a = parseUnit(read("systemd/cxlrc-agent.service"));
     const caps = one(a, "CapabilityBoundingSet").split(/\s+/).sort();
     expect(caps).toEqual(["CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"]);
@@ -118,14 +122,14 @@ describe("NATS configuration", () => {
   const out = join(tmp, "ids");
   const tls = join(tmp, "tls");
   makeTestCa(tls, ["client"]);
-  const keys = generate(roster, out, { tlsDir: tls });
+  const dns = generate(roster, out, { tlsDir: tls });
 
   for (const file of ["nats-server.conf", "nats-cluster.conf"]) {
-    it(`${file}: nats-server -t accepts it with a generated users file; TLS verify on, no anonymous user`, () => {
+    it(`${file}: nats-server -t accepts it with a generated accounts file; certificates map to users; no monitoring`, () => {
       const text = read(`nats/${file}`);
       const dir = join(tmp, file);
       execFileSync("mkdir", ["-p", dir]);
-      writeFileSync(join(dir, "users.conf"), readFileSync(join(out, "users.conf")));
+      writeFileSync(join(dir, "accounts.conf"), readFileSync(join(out, "accounts.conf")));
       writeFileSync(join(dir, "server.conf"), rebaseConfig(text, tmp).split(`${tmp}/tls/`).join(`${tls}/`));
       const r = spawnSync(natsServerBinary(), ["-t", "-c", join(dir, "server.conf")], {
         encoding: "utf8",
@@ -135,22 +139,32 @@ describe("NATS configuration", () => {
       expect(r.status).toBe(0);
       const tlsBlocks = [...text.matchAll(/tls \{([^}]*)\}/g)].map((m) => m[1] as string);
       expect(tlsBlocks.length).toBe(file === "nats-cluster.conf" ? 2 : 1);
-      for (const b of tlsBlocks) expect(b).toMatch(/verify: true/);
-      expect(text).toMatch(/^include "users.conf"$/m);
-      expect(text).not.toMatch(/no_auth_user|password|authorization \{/);
+      // Clients: the certificate is the identity. Routes: mutual TLS.
+      expect(tlsBlocks[0]).toMatch(/^\s*verify_and_map: true$/m);
+      for (const b of tlsBlocks.slice(1)) expect(b).toMatch(/^\s*verify: true$/m);
+      expect(text).toMatch(/^include "accounts.conf"$/m);
+      const settings = text
+        .split("\n")
+        .filter((l) => !l.trim().startsWith("#"))
+        .join("\n");
+      expect(settings).not.toMatch(/users\.conf|no_auth_user|password|authorization \{|^\s*accounts \{/m);
+      // No monitoring endpoint in a production config (it lists connections, accounts and subjects).
+      expect(settings).not.toMatch(/^\s*(http|https|http_port|https_port|monitor_port)\s*[:=]/m);
       expect(text).toMatch(/^max_payload: 1MB$/m);
     });
   }
 
-  it("gen-users writes a 0600 seed, env file and credentials file per principal, and public keys only in users.conf", () => {
-    const users = readFileSync(join(out, "users.conf"), "utf8");
+  it("gen-users writes accounts.conf (users keyed by certificate DN), an env and a credentials file per principal, no secret", () => {
+    const accounts = readFileSync(join(out, "accounts.conf"), "utf8");
+    expect(readdirSync(out).sort()).toEqual(
+      ["accounts.conf", ...roster.principals.flatMap((p) => [`${p.name}.env`, `${p.name}.json`])].sort(),
+    );
     for (const p of roster.principals) {
-      expect(users).toContain(`nkey: "${keys[p.name]}"`);
-      for (const ext of ["nk", "env", "json"]) {
-        expect(statSync(join(out, `${p.name}.${ext}`)).mode & 0o777, `${p.name}.${ext}`).toBe(0o600);
+      expect(dns[p.name]).toBe(certDn(TEST_CERT_DN, p.name));
+      expect(accounts).toContain(`user: "${dns[p.name]}"`);
+      for (const ext of ["env", "json"]) {
+        expect(statSync(join(out, `${p.name}.${ext}`)).mode & 0o022, `${p.name}.${ext}`).toBe(0);
       }
-      const seed = readFileSync(join(out, `${p.name}.nk`), "utf8").trim();
-      expect(users).not.toContain(seed);
       const fromEnv = Object.fromEntries(
         readFileSync(join(out, `${p.name}.env`), "utf8")
           .split("\n")
@@ -158,13 +172,23 @@ describe("NATS configuration", () => {
           .map((l) => l.split("=") as [string, string]),
       );
       for (const k of Object.keys(fromEnv)) expect(CREDENTIAL_VARS).toContain(k);
+      expect(Object.keys(fromEnv).sort()).toEqual(
+        [
+          "CXLRC_NATS_INBOX_PREFIX",
+          "CXLRC_NATS_TLS_CA_FILE",
+          "CXLRC_NATS_TLS_CERT_FILE",
+          "CXLRC_NATS_TLS_KEY_FILE",
+        ].sort(),
+      );
       expect(fromEnv.CXLRC_NATS_INBOX_PREFIX).toBe(inboxPrefix(p));
     }
-    // Re-running keeps the seeds (and so the public keys).
-    expect(generate(roster, out, { tlsDir: tls })).toEqual(keys);
+    expect(accounts).not.toMatch(/password|"SU[A-Z2-7]{56}"|BEGIN .*PRIVATE KEY/);
+    // Re-running gives the same file.
+    expect(generate(roster, out, { tlsDir: tls })).toEqual(dns);
+    expect(readFileSync(join(out, "accounts.conf"), "utf8")).toBe(accounts);
   });
 
-  it("the generated env and credentials files load (agent certificate made by make-test-ca.sh)", () => {
+  it("the generated env and credentials files load: TLS files and inbox only (agent certificate made by make-test-ca.sh)", () => {
     const p = roster.principals.find((x) => x.name === "agent-alpha") as Principal;
     makeTestCa(join(tmp, "tls-agent"), [p.name]);
     generate(roster, join(tmp, "ids-agent"), { tlsDir: join(tmp, "tls-agent") });
@@ -174,23 +198,65 @@ describe("NATS configuration", () => {
         .filter((l) => l && !l.startsWith("#"))
         .map((l) => l.split("=") as [string, string]),
     );
-    expect(credentialsFromEnv(env)?.auth?.kind).toBe("nkey");
-    expect(loadCredentialsFile(join(tmp, "ids-agent", `${p.name}.json`)).inboxPrefix).toBe(inboxPrefix(p));
+    const c = credentialsFromEnv(env);
+    expect(c?.auth).toBeUndefined();
+    expect(c?.tls?.certFile).toBe(join(tmp, "tls-agent", `${p.name}.pem`));
+    const j = loadCredentialsFile(join(tmp, "ids-agent", `${p.name}.json`));
+    expect(j.inboxPrefix).toBe(inboxPrefix(p));
+    expect(j.auth).toBeUndefined();
     const sd = join(tmp, "ids-sd");
     generate(roster, sd, { tlsDir: "/t", systemdCredentials: true });
-    expect(readFileSync(join(sd, "coordinator-1.env"), "utf8")).not.toMatch(/NKEY_SEED_FILE=|TLS_KEY_FILE=/);
+    expect(readFileSync(join(sd, "coordinator-1.env"), "utf8")).not.toMatch(/TLS_KEY_FILE=/);
   });
 
-  it("gen-users runs as a command", () => {
+  it("gen-users runs as a command; a bad --cert-dn or roster is a clear error and writes nothing", () => {
+    const run = (...args: string[]) =>
+      spawnSync(process.execPath, ["--import", "tsx", join(DEPLOY, "nats/gen-users.ts"), ...args], {
+        encoding: "utf8",
+        cwd: REPO,
+      });
     const dir = join(tmp, "cli");
-    const r = spawnSync(
-      process.execPath,
-      ["--import", "tsx", join(DEPLOY, "nats/gen-users.ts"), join(DEPLOY, "compose/roster.json"), dir],
-      { encoding: "utf8", cwd: REPO },
-    );
+    const r = run(join(DEPLOY, "compose/roster.json"), dir, "--cert-dn", "CN={name},OU=cxlrc,O=Example");
     expect(r.stderr).toBe("");
     expect(r.stdout).toMatch(/9 principals/);
-    expect(readdirSync(dir).filter((f) => f.endsWith(".nk"))).toHaveLength(9);
+    expect(readFileSync(join(dir, "accounts.conf"), "utf8")).toContain('user: "CN=sre,OU=cxlrc,O=Example"');
+    const bad = run(join(DEPLOY, "compose/roster.json"), join(tmp, "cli-bad"), "--cert-dn", "CN=fixed");
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/certificate DN template "CN=fixed" has no \{name\}/);
+    expect(() => statSync(join(tmp, "cli-bad"))).toThrow();
+    const typo = join(tmp, "typo.json");
+    writeFileSync(
+      typo,
+      JSON.stringify({
+        principals: [
+          { name: "a", role: "agent", host: "rack1-a", backend: "sysfs" },
+          { name: "c", role: "controller", hosts: ["rakc1-*"] },
+        ],
+      }),
+    );
+    const t = run(typo, join(tmp, "cli-typo"));
+    expect(t.status).toBe(2);
+    expect(t.stderr).toMatch(/principals\.1\.hosts\.0: "rakc1-\*" matches no agent host/);
+    expect(run("--mount", "x").status).toBe(2);
+  });
+
+  it("make-test-ca.sh certificates carry the subject DN the accounts file names (as the server renders it)", () => {
+    const dir = join(tmp, "dn");
+    makeTestCa(dir, ["controller"]);
+    const subject = execFileSync(
+      "openssl",
+      ["x509", "-in", join(dir, "controller.pem"), "-noout", "-subject", "-nameopt", "RFC2253"],
+      { encoding: "utf8" },
+    ).trim();
+    expect(subject).toBe(`subject=${certDn(TEST_CERT_DN, "controller")}`);
+    // Re-running on the same directory keeps the CA and adds a client that chains to it.
+    const ca = readFileSync(join(dir, "ca.pem"), "utf8");
+    makeTestCa(dir, ["later"]);
+    expect(readFileSync(join(dir, "ca.pem"), "utf8")).toBe(ca);
+    const v = execFileSync("openssl", ["verify", "-CAfile", join(dir, "ca.pem"), join(dir, "later.pem")], {
+      encoding: "utf8",
+    });
+    expect(v).toMatch(/later.pem: OK/);
   });
 
   it("make-test-ca.sh: certificates chain to the CA; the server name covers compose and Kubernetes", () => {
@@ -249,9 +315,13 @@ describe("compose.yaml", () => {
       expect(obj(s.environment).NATS_SERVER_NAME).toBe(n);
       const vols = arr(s.volumes).map(String);
       expect(vols).toContain("../nats/nats-cluster.conf:/etc/cxlrc/nats/nats-server.conf:ro");
-      expect(vols).toContain("./secrets/nats/users.conf:/etc/cxlrc/nats/users.conf:ro");
+      expect(vols).toContain("./secrets/nats/accounts.conf:/etc/cxlrc/nats/accounts.conf:ro");
       expect(vols.some((v) => v.endsWith(":/var/lib/cxlrc/nats"))).toBe(true);
-      expect(vols.filter((v) => v.includes(".nk"))).toEqual([]);
+      expect(vols.filter((v) => v.includes("-key.pem"))).toEqual([
+        "./secrets/tls/server-key.pem:/etc/cxlrc/tls/server-key.pem:ro",
+      ]);
+      // No monitoring port published (nor configured: see the NATS configuration tests).
+      expect(s.ports).toBeUndefined();
     }
   });
 
@@ -269,9 +339,7 @@ describe("compose.yaml", () => {
       const p = byName.get(name) as Principal;
       expect(s.env_file).toBe(`./secrets/nats/${name}.env`);
       const vols = arr(s.volumes).map(String);
-      expect(vols.filter((v) => v.includes(".nk"))).toEqual([
-        `./secrets/nats/${name}.nk:/run/cxlrc/nats/${name}.nk:ro`,
-      ]);
+      expect(vols.filter((v) => v.includes("secrets/nats/"))).toEqual([]);
       expect(vols.filter((v) => v.includes("-key.pem"))).toEqual([
         `./secrets/tls/${name}-key.pem:/run/cxlrc/tls/${name}-key.pem:ro`,
       ]);
@@ -346,9 +414,11 @@ describe("Kubernetes manifests", () => {
     const mount = arr(c.volumeMounts)
       .map(obj)
       .find((m) => m.name === "nats-identity") as Obj;
-    for (const k of ["CXLRC_NATS_NKEY_SEED_FILE", "CXLRC_NATS_TLS_KEY_FILE", "CXLRC_NATS_TLS_CERT_FILE"]) {
+    for (const k of ["CXLRC_NATS_TLS_CA_FILE", "CXLRC_NATS_TLS_KEY_FILE", "CXLRC_NATS_TLS_CERT_FILE"]) {
       expect(String(env.get(k)).startsWith(`${String(mount.mountPath)}/`)).toBe(true);
     }
+    // The certificate is the identity: no nkey seed, creds file or password.
+    expect([...env.keys()].filter((k) => /NKEY|CREDS|USER|PASSWORD/.test(k))).toEqual([]);
     const secretVol = arr(pod.volumes)
       .map(obj)
       .find((v) => v.name === "nats-identity") as Obj;
@@ -379,8 +449,11 @@ describe("Kubernetes manifests", () => {
     const env = arr(c.env).map(obj);
     expect(env.map((e) => e.name)).toEqual(["CXLRC_NATS_CREDENTIALS_FILE"]);
     expect(CREDENTIAL_VARS).toContain("CXLRC_NATS_CREDENTIALS_FILE");
-    // The example roster's agents are real hardware: no fault injection on them.
+    // The example roster's agents are real hardware: no fault injection on them; its controller names its hosts.
     expect(roster.principals.filter((p) => p.role === "agent").every((p) => p.backend === "sysfs")).toBe(
+      true,
+    );
+    expect(roster.principals.filter((p) => p.role === "controller").every((p) => p.hosts !== undefined)).toBe(
       true,
     );
   });

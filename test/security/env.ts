@@ -1,9 +1,11 @@
-// The security tests' world: a throwaway test CA (deploy/tls/make-test-ca.sh), one nkey per principal and the
-// users file (deploy/nats/gen-users.ts), and a real nats-server started with the deploy configuration
-// (deploy/nats/nats-server.conf, or nats-cluster.conf for three nodes) whose absolute paths are rebased into
-// a temp dir. Nothing else in the configuration is changed: TLS with client certificates is on, and only the
-// generated users exist, plus one test-only "witness" user that may subscribe to everything and publish
-// nothing, so a test can see whether a denied message went anywhere.
+// The security tests' world: a throwaway test CA (deploy/tls/make-test-ca.sh), the accounts file
+// (deploy/nats/gen-users.ts: accounts, exports and imports, one user per principal keyed by its certificate's
+// subject DN), and a real nats-server started with the deploy configuration (deploy/nats/nats-server.conf, or
+// nats-cluster.conf for three nodes) whose absolute paths are rebased into a temp dir. Nothing else in the
+// configuration is changed: TLS with client certificates bound to their user (verify_and_map) is on, and only
+// the generated users exist, plus one test-only "witness" user per account that may subscribe to everything in
+// its account and publish nothing, so a test can see whether a denied message went anywhere. The harness
+// passes `-m` (a monitoring port on loopback) for its own checks; the deploy configs have none.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,13 +14,20 @@ import {
   connect,
   type NatsConnection,
   errors as natsErrors,
-  nkeys,
   type PermissionViolationError,
 } from "@nats-io/transport-node";
 import { generate } from "../../deploy/nats/gen-users.ts";
 import { connectBus } from "../../shared/bus/client.ts";
 import type { BusCredentials } from "../../shared/bus/credentials.ts";
-import { inboxPrefix, type Roster, renderUsersConf } from "../../shared/bus/permissions.ts";
+import {
+  ACCOUNTS,
+  type AccountName,
+  certDn,
+  inboxPrefix,
+  type Roster,
+  renderAccountsConf,
+  TEST_CERT_DN,
+} from "../../shared/bus/permissions.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
 import { findFreePort, spawnServer } from "../../shared/natsd/server.ts";
 
@@ -63,19 +72,26 @@ export interface SecureBus {
   /** Monitoring (http) URLs of every node, same order. */
   monitorUrls: string[];
   roster: Roster;
-  /** principal name → public nkey */
-  keys: Record<string, string>;
+  /** principal name → its certificate's subject DN (its user in accounts.conf) */
+  dns: Record<string, string>;
   tlsDir: string;
+  /** A principal's TLS files and inbox prefix (the certificate is the identity: no nkey, no password). */
   credentials(name: string): BusCredentials;
-  /** Connect as a principal (its nkey, its client certificate, its inbox prefix). */
+  /** Connect as a principal (its client certificate, its inbox prefix). */
   connectAs(name: string, opts?: { log?: Logger; url?: string }): Promise<Conn>;
-  /** The test-only witness: subscribes to anything, publishes nothing. */
+  /** The test-only witness of account CXLRC: subscribes to anything there, publishes nothing. */
   witness: NatsConnection;
+  /** One such witness per account (witnesses.CXLRC is `witness`). */
+  witnesses: Record<AccountName, NatsConnection>;
   logs(): string;
   stop(): Promise<void>;
 }
 
 const WITNESS = "witness";
+/** The witness of an account: "witness" in CXLRC, "witness-<account>" elsewhere. */
+export function witnessName(account: AccountName): string {
+  return account === "CXLRC" ? WITNESS : `${WITNESS}-${account.toLowerCase()}`;
+}
 
 function watch(nc: NatsConnection): PermissionViolationError[] {
   const out: PermissionViolationError[] = [];
@@ -103,25 +119,22 @@ export async function startSecureBus(roster: Roster, opts: { nodes?: 1 | 3 } = {
   const tlsDir = join(dir, "tls");
   const natsDir = join(dir, "nats");
   const names = roster.principals.map((p) => p.name);
-  makeTestCa(tlsDir, [...names, WITNESS]);
-  const keys = generate(roster, natsDir, { tlsDir });
-  // The witness is a test oracle, not a role: rendered into the generated users file here only.
-  const witnessKp = nkeys.createUser();
-  writeFileSync(join(natsDir, `${WITNESS}.nk`), new TextDecoder().decode(witnessKp.getSeed()), {
-    mode: 0o600,
-  });
-  const users = renderUsersConf(roster, keys, {
-    extraUsers: [
-      {
-        comment: "TEST ONLY witness",
-        nkey: witnessKp.getPublicKey(),
-        permissions: {
-          publish: { allow: [], deny: [">"] },
-          subscribe: { allow: [">"], deny: [] },
-          responses: null,
-        },
+  const witnessNames = ACCOUNTS.map(witnessName);
+  makeTestCa(tlsDir, [...names, ...witnessNames]);
+  const dns = generate(roster, natsDir, { tlsDir });
+  // The witnesses are test oracles, not roles: rendered into the accounts file here only.
+  const accounts = renderAccountsConf(roster, {
+    header: "# TEST ONLY: the generated accounts plus one witness per account.\n",
+    extraUsers: ACCOUNTS.map((account) => ({
+      comment: `TEST ONLY witness of ${account}`,
+      account,
+      dn: certDn(TEST_CERT_DN, witnessName(account)),
+      permissions: {
+        publish: { allow: [], deny: [">"] },
+        subscribe: { allow: [">"], deny: [] },
+        responses: null,
       },
-    ],
+    })),
   });
 
   let logText = "";
@@ -132,7 +145,7 @@ export async function startSecureBus(roster: Roster, opts: { nodes?: 1 | 3 } = {
   const ordered: Node[] = [];
   const spawnNode = async (confText: string, nodeDir: string, env: Record<string, string>): Promise<Node> => {
     mkdirSync(nodeDir, { recursive: true });
-    writeFileSync(join(nodeDir, "users.conf"), users);
+    writeFileSync(join(nodeDir, "accounts.conf"), accounts);
     const conf = join(nodeDir, "nats-server.conf");
     writeFileSync(conf, confText);
     const port = await findFreePort();
@@ -199,13 +212,12 @@ export async function startSecureBus(roster: Roster, opts: { nodes?: 1 | 3 } = {
 
   const urls = ordered.map((n) => n.url);
   const credentials = (name: string): BusCredentials => ({
-    auth: { kind: "nkey", seedFile: join(natsDir, `${name}.nk`) },
     tls: {
       caFile: join(tlsDir, "ca.pem"),
       certFile: join(tlsDir, `${name}.pem`),
       keyFile: join(tlsDir, `${name}-key.pem`),
     },
-    inboxPrefix: name === WITNESS ? `_INBOX.${WITNESS}` : inboxPrefix({ name }),
+    inboxPrefix: inboxPrefix({ name }),
     source: `test principal ${name}`,
   });
   const conns: NatsConnection[] = [];
@@ -222,18 +234,22 @@ export async function startSecureBus(roster: Roster, opts: { nodes?: 1 | 3 } = {
     conns.push(nc);
     return { nc, violations: watch(nc) };
   };
-  const witness = (await connectAs(WITNESS)).nc;
+  const witnesses = Object.fromEntries(
+    await Promise.all(ACCOUNTS.map(async (a) => [a, (await connectAs(witnessName(a))).nc] as const)),
+  ) as Record<AccountName, NatsConnection>;
+  const witness = witnesses.CXLRC;
   return {
     dir,
     url: urls[0] as string,
     urls,
     monitorUrls: ordered.map((n) => n.monitorUrl),
     roster,
-    keys,
+    dns,
     tlsDir,
     credentials,
     connectAs,
     witness,
+    witnesses,
     logs: () => logText,
     async stop() {
       for (const nc of conns) await nc.close().catch(() => undefined);

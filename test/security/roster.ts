@@ -1,5 +1,6 @@
 // The principals of the security tests: one of each role, two simulated hosts and one "real hardware" host
-// (a simulated device whose backend reports no fault injection, as the sysfs backend does).
+// (a simulated device whose backend reports no fault injection, as the sysfs backend does). The controllers are
+// scoped: "controller" to the simulated hosts (a glob), "controller-hw" to hw-1 (an exact name).
 import type { Roster } from "../../shared/bus/permissions.ts";
 import { createSimHost, type SimHost, simpleHost, VirtualClock } from "../../shared/sim/index.ts";
 
@@ -9,7 +10,8 @@ export const TEST_ROSTER: Roster = {
     { name: "agent-sim-a", role: "agent", host: "sim-a", backend: "sim" },
     { name: "agent-sim-b", role: "agent", host: "sim-b", backend: "sim" },
     { name: "agent-hw-1", role: "agent", host: "hw-1", backend: "sysfs" },
-    { name: "controller", role: "controller" },
+    { name: "controller", role: "controller", hosts: ["sim-*"] },
+    { name: "controller-hw", role: "controller", hosts: ["hw-1"] },
     { name: "sre", role: "sre" },
     { name: "operator", role: "operator" },
     { name: "chaos", role: "chaos" },
