@@ -10,7 +10,7 @@
 import { DeliverPolicy, jetstream, type OrderedConsumerOptions } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { getJsm, requestJson } from "../../shared/bus/client.ts";
-import { decodeJson, EventEnvelope } from "../../shared/bus/codec.ts";
+import { envelopeOf } from "../../shared/bus/codec.ts";
 import { EventsReply, type EventsRequestInput } from "../../shared/bus/requests.ts";
 import { bdfToken, checkHost, PREFIX, STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import { CxlrcError, isCxlrcError } from "../../shared/errors.ts";
@@ -185,14 +185,8 @@ function startOf(start: EventStart): Pick<EventsRequestInput, "startSeq" | "sinc
 }
 
 function toFeedEvent(subject: string, data: Uint8Array): FeedEvent | null {
-  let value: unknown;
-  try {
-    value = decodeJson(data);
-  } catch {
-    return null;
-  }
-  const env = EventEnvelope.safeParse(value);
-  return env.success ? feedEvent(subject, env.data) : null;
+  const env = envelopeOf(data);
+  return env ? feedEvent(subject, env) : null;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@
 // stored messages looked at per space and batch; the reply's nextSeq says where to go on.
 import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { type NatsConnection, nanos } from "@nats-io/transport-node";
-import { decodeJson, EventEnvelope } from "../../shared/bus/codec.ts";
+import { envelopeOf } from "../../shared/bus/codec.ts";
 import type { EventsReply, EventsRequest, StoredEvent } from "../../shared/bus/requests.ts";
 import { bdfToken, PREFIX, STREAMS } from "../../shared/bus/subjects.ts";
 import { checkEventSubject } from "../../shared/bus/trust.ts";
@@ -185,15 +185,8 @@ function storedEvent(
   data: Uint8Array,
   kinds: Set<string> | null,
 ): StoredEvent | null {
-  let raw: unknown;
-  try {
-    raw = decodeJson(data);
-  } catch {
-    return null;
-  }
-  const r = EventEnvelope.safeParse(raw);
-  if (!r.success) return null;
-  if (checkEventSubject(subject, r.data) !== null) return null;
-  if (kinds && !kinds.has(r.data.kind)) return null;
-  return { seq, subject, event: r.data };
+  const event = envelopeOf(data);
+  if (event === null || checkEventSubject(subject, event) !== null) return null;
+  if (kinds && !kinds.has(event.kind)) return null;
+  return { seq, subject, event };
 }

@@ -122,6 +122,18 @@ export const EventEnvelope = z.object({
 });
 export type EventEnvelope = z.infer<typeof EventEnvelope>;
 
+/** The event envelope in raw bytes, or null when they hold none (never throws: a reader skips what is not one). */
+export function envelopeOf(data: Uint8Array): EventEnvelope | null {
+  let value: unknown;
+  try {
+    value = decodeJson(data);
+  } catch {
+    return null;
+  }
+  const r = EventEnvelope.safeParse(value);
+  return r.success ? r.data : null;
+}
+
 /** Event kinds become subject tokens (dots allowed: "op.started"); no spaces or wildcards. */
 export const EVENT_KIND_RE = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 
