@@ -14,6 +14,23 @@ export interface BenchRow {
   goal?: string;
 }
 
+/**
+ * One row as the JSON line `npm run bench` appends to $BENCH_JSON: name, runs, value, unit, p50, p99 and a note
+ * (the ratio against the baseline and the goal, as printed). Missing figures are null, never left out.
+ */
+export function rowJson(r: BenchRow): string {
+  const note = [r.ratio, r.goal ? `goal ${r.goal}` : undefined].filter((x) => x).join("; ");
+  return JSON.stringify({
+    name: r.name,
+    runs: r.runs,
+    value: Number.isFinite(r.value) ? r.value : null,
+    unit: r.unit,
+    p50: r.p50 !== undefined && Number.isFinite(r.p50) ? r.p50 : null,
+    p99: r.p99 !== undefined && Number.isFinite(r.p99) ? r.p99 : null,
+    note,
+  });
+}
+
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
