@@ -285,7 +285,13 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
             : params.reason === "in-progress"
               ? `${context.bdf} is already being reset by request ${context.request?.requestId ?? "?"}`
               : `${context.bdf} is not probed yet (or not reachable)`;
-        const refusal = { ...refusalOf(context, r, params.reason, message), gates: [] };
+        const running = params.reason === "in-progress" ? (context.request?.requestId ?? null) : null;
+        const refusal = {
+          ...refusalOf(context, r, params.reason, message),
+          // The request it met: a controller can follow that one instead of asking again.
+          ...(running !== null ? { details: { activeRequestId: running } } : {}),
+          gates: [],
+        };
         enqueue.emit({ ...base(context, r.requestId), type: "request.received", request: r });
         enqueue.emit({ ...base(context, r.requestId), type: "refused", outcome: "refused", refusal });
       }),

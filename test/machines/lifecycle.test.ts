@@ -226,7 +226,11 @@ describe("refusals touch nothing", () => {
     actor.send(reqEvent(second));
     const refused = ofType(h.events, "refused");
     expect(refused).toHaveLength(1);
-    expect(refused[0]).toMatchObject({ requestId: second.requestId, refusal: { reason: "in-progress" } });
+    expect(refused[0]).toMatchObject({
+      requestId: second.requestId,
+      refusal: { reason: "in-progress", details: { activeRequestId: first.requestId } },
+    });
+    expect(refused[0]?.refusal.message).toContain(first.requestId);
     expect(actor.getSnapshot().value).toBe("resetting");
     expect(actor.getSnapshot().context.request?.requestId).toBe(first.requestId);
   });
