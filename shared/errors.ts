@@ -20,6 +20,7 @@ export type ErrorKind =
   | "backend" // I/O failure in a backend (errno, socket, process)
   | "timeout"
   | "rate-limited" // too many requests from one requester (or all together): retry after details.retryAfterMs
+  | "stale-epoch" // a fenced agent operation from an owner older than the one the agent last served
   | "internal";
 
 export interface CxlrcErrorDetails {

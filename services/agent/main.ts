@@ -12,6 +12,7 @@ import { type HardwareBackend, realClock } from "../../shared/hw/backend.ts";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import { createSimHost, defaultFleet, loadFleet, VirtualClock } from "../../shared/sim/index.ts";
 import { createSysfsBackend } from "./backends/sysfs/sysfs-backend.ts";
+import { defaultStateDir } from "./fence-table.ts";
 import { DEFAULT_AGENT_TIMEOUTS } from "./ops/timeouts.ts";
 import { type AgentHandle, startAgent } from "./service.ts";
 
@@ -39,6 +40,11 @@ export const AgentConfig = z
     /** sim backend: "real" time (a live demo) or "virtual" (resets take no wall time). */
     simClock: z.enum(["real", "virtual"]).default("real"),
     heartbeatMs: z.number().int().min(100).max(600_000).default(5000),
+    /**
+     * Where the agent keeps state across restarts (the fencing table, fence-table.ts). Default: systemd's
+     * $STATE_DIRECTORY, else /var/lib/cxlrc-agent.
+     */
+    stateDir: z.string().min(1).optional(),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     dedupCapacity: z.number().int().min(1).max(1_000_000).optional(),
     maxPayloadBytes: z
@@ -158,6 +164,7 @@ export async function runAgentFromConfig(input: unknown, opts: RunAgentOptions =
       log,
       timeouts: config.timeouts,
       heartbeatMs: config.heartbeatMs,
+      stateDir: config.stateDir ?? defaultStateDir(),
       ...(config.dedupCapacity !== undefined ? { dedupCapacity: config.dedupCapacity } : {}),
       ...(config.maxPayloadBytes !== undefined ? { maxPayloadBytes: config.maxPayloadBytes } : {}),
       ...(config.maxQueuePerDevice !== undefined ? { maxQueuePerDevice: config.maxQueuePerDevice } : {}),

@@ -17,7 +17,7 @@ import { readFileSync } from "node:fs";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import type { Msg, NatsConnection, SubscriptionOptions } from "@nats-io/transport-node";
 import type { z } from "zod";
-import { AGENT_PARAMS, type AgentReply, OpId } from "../../shared/bus/agent-messages.ts";
+import { AGENT_PARAMS, type AgentReply, type Fence, OpId } from "../../shared/bus/agent-messages.ts";
 import {
   decodeJson,
   type EventEnvelope,
@@ -31,6 +31,7 @@ import { CxlrcError } from "../../shared/errors.ts";
 import type { HardwareBackend } from "../../shared/hw/backend.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
 import { EventPublisher, type EventPublisherOptions, type EventPublisherStats } from "./events.ts";
+import { openFenceTable } from "./fence-table.ts";
 import type { OpContext } from "./ops/context.ts";
 import { operations as defaultOperations } from "./ops/index.ts";
 import { type AgentTimeouts, agentTimeouts } from "./ops/timeouts.ts";
@@ -51,7 +52,7 @@ export const AGENT_VERSION: string = (() => {
   }
 })();
 
-type Params<Op extends AgentOp> = Omit<z.output<(typeof AGENT_PARAMS)[Op]>, "opId">;
+type Params<Op extends AgentOp> = Omit<z.output<(typeof AGENT_PARAMS)[Op]>, "opId" | "fence">;
 
 /** The agent's operations (services/agent/ops). Methods, so implementations may narrow parameter types. */
 export interface Operations {
@@ -89,6 +90,11 @@ export interface StartAgentOptions {
   /** stop(): how long to wait for running operations. Default 10 s. */
   stopTimeoutMs?: number;
   events?: EventPublisherOptions;
+  /**
+   * Where the fencing table (fence-table.ts) is kept across restarts. Unset: in memory only (an embedded
+   * agent); `cxlrc serve agent` always sets it (config `stateDir`).
+   */
+  stateDir?: string;
 }
 
 export interface AgentStats {
@@ -108,6 +114,8 @@ export interface AgentStats {
   badInput: number;
   /** Refused because the device's queue was full. */
   refused: number;
+  /** Fenced operations refused: their epoch is older than one already served for the function. */
+  staleEpoch: number;
   /** Requests (operations and discovery) not answered: their reply subject is not a caller's inbox. */
   refusedReplySubjects: number;
   /** opIds remembered. */
@@ -135,6 +143,10 @@ interface CacheEntry {
 class OpCache {
   private readonly map = new Map<string, CacheEntry>();
   constructor(private readonly capacity: number) {}
+  /** Forget `opId` if it still maps to `e`. */
+  delete(opId: string, e: CacheEntry): void {
+    if (this.map.get(opId) === e) this.map.delete(opId);
+  }
   get(opId: string): CacheEntry | undefined {
     const e = this.map.get(opId);
     if (e) {
@@ -236,6 +248,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
   const cache = new OpCache(opts.dedupCapacity ?? 10_000);
   const lanes = new DeviceLanes(opts.maxQueuePerDevice ?? 16);
   const publisher = new EventPublisher(nc, log, opts.events);
+  const fences = openFenceTable(opts.stateDir ?? null);
   const started = performance.now();
   const running = new Set<Promise<unknown>>();
   const counters = {
@@ -245,6 +258,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     deduplicated: 0,
     badInput: 0,
     refused: 0,
+    staleEpoch: 0,
     refusedReplySubjects: 0,
     heartbeats: 0,
   };
@@ -329,6 +343,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     opId: string,
     params: Record<string, unknown>,
     lane: Promise<() => void> | undefined,
+    fence: Fence | undefined,
   ): Promise<AgentReply> {
     const bdf = typeof params.bdf === "string" ? params.bdf : null;
     const opLog = log.child({ op, opId, ...(bdf ? { bdf } : {}) });
@@ -351,6 +366,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     opLog.debug("operation started");
     let reply: AgentReply;
     try {
+      // Under the device's lane: no operation of an older owner can slip in between the check and the op.
+      if (fence && bdf) await fences.admit(bdf, fence);
       const raw = await dispatch(op, ctx, params);
       // Round-trip through JSON now: a result that cannot be sent fails here, not in respond().
       const json = JSON.stringify(raw ?? null);
@@ -404,6 +421,15 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     respond(msg, { ok: false, opId, error: { kind: "bad-input", message, details } });
   }
 
+  /** A fenced operation refused: counted, logged, answered (never cached: the newer owner may reuse the id). */
+  function staleEpoch(op: AgentOp, opId: string, error: AgentReply & { ok: false }): void {
+    counters.staleEpoch++;
+    log.warn(
+      { op, opId, ...error.error.details },
+      "operation refused: stale epoch (another coordinator owns the device)",
+    );
+  }
+
   function handle(op: AgentOp, msg: ServiceMsg): void {
     counters.received++;
     if (msg.data.length > maxPayloadBytes) {
@@ -430,7 +456,21 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       badInput(msg, guessedOpId, `${op}: ${formatZodIssues(parsed.error)}`, { fields });
       return;
     }
-    const { opId, ...params } = parsed.data as { opId: string } & Record<string, unknown>;
+    const { opId, fence, ...params } = parsed.data as { opId: string; fence?: Fence } & Record<
+      string,
+      unknown
+    >;
+    const bdf = typeof params.bdf === "string" ? params.bdf : undefined;
+    if (fence && bdf) {
+      const refusal = fences.check(bdf, fence);
+      if (refusal) {
+        const reply = { ok: false as const, opId, error: errorToBody(refusal) };
+        staleEpoch(op, opId, reply);
+        respond(msg, reply);
+        return;
+      }
+    }
+    // The fence is not part of the operation: a new owner repeating an operation id gets the first result.
     const fingerprint = createHash("sha256").update(canonical(params)).digest("base64url");
     const seen = cache.get(opId);
     if (seen) {
@@ -444,6 +484,12 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
         return;
       }
       counters.deduplicated++;
+      // A newer owner repeating an operation id (a takeover re-runs the step) still raises the epoch.
+      if (fence && bdf) {
+        fences
+          .admit(bdf, fence)
+          .catch((e) => log.warn({ op, opId, err: (e as Error).message }, "fence not stored"));
+      }
       log.debug({ op, opId }, "repeated opId: answering with the first result");
       void seen.reply.then((r) => respond(msg, r));
       return;
@@ -457,7 +503,6 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       return;
     }
     let lane: Promise<() => void> | undefined;
-    const bdf = typeof params.bdf === "string" ? params.bdf : undefined;
     if (bdf && LANE_OPS.has(op)) {
       lane = lanes.enter(bdf);
       if (!lane) {
@@ -474,12 +519,16 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
         return;
       }
     }
-    const entry: CacheEntry = { op, fingerprint, reply: run(op, opId, params, lane), done: false };
+    const entry: CacheEntry = { op, fingerprint, reply: run(op, opId, params, lane, fence), done: false };
     cache.set(opId, entry);
     running.add(entry.reply);
     void entry.reply.then((r) => {
       entry.done = true;
       running.delete(entry.reply);
+      if (!r.ok && r.error.kind === "stale-epoch") {
+        cache.delete(opId, entry);
+        staleEpoch(op, opId, r);
+      }
       cache.evict();
       respond(msg, r);
     });

@@ -6,6 +6,9 @@
 // half-done state, as real hardware would). restart: a new agent (empty operation cache, as a new process
 // has) on a new connection, over the same hardware. pause: every register access of the agent blocks until
 // resume (a hung agent). slow: every register access takes `ms` longer.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectBus } from "../../shared/bus/client.ts";
 import { CxlrcError } from "../../shared/errors.ts";
@@ -113,6 +116,8 @@ export interface HostsOptions {
 export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
   const out = new Map<string, ChaosHost>();
   const log = o.log ?? silentLogger;
+  // Each agent's state directory (its fencing table) outlives its restarts, as on a real host.
+  const stateRoot = mkdtempSync(join(tmpdir(), "cxlrc-chaos-agents-"));
   for (const spec of o.fleet.hosts) {
     const sim = createSimHost(spec, { clock: realClock, timings: o.timings });
     let life = newLife();
@@ -153,6 +158,7 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
           heartbeatMs: 60_000,
           eventWaitMs: 500,
           stopTimeoutMs: 1000,
+          stateDir: join(stateRoot, spec.name),
         });
         starts++;
         state = "up";
@@ -201,6 +207,7 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
         nc = null;
         await a?.stop().catch(() => undefined);
         await c?.close().catch(() => undefined);
+        rmSync(join(stateRoot, spec.name), { recursive: true, force: true });
       },
     };
     out.set(spec.name, host);

@@ -146,7 +146,8 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
     // A coordinator stopped (SIGSTOP, long pause) past its lease must not act on the device it lost.
     return dev.confirmLease().then((ok) => {
       if (!ok || signal.aborted) throw stale(op);
-      return deps.link.call(dev.host, op, opId, params, { timeoutMs });
+      // Under the device's lease: every target function's operation carries that lease's fencing epoch.
+      return deps.link.call(dev.host, op, opId, params, { timeoutMs, leaseKey: dev.key });
     });
   };
 

@@ -14,10 +14,10 @@
 // An operation id is "issued" from the moment a step starts (issue()) until it ends, and for the duration of
 // each call.
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { AgentReply, ErrorBody } from "../../shared/bus/agent-messages.ts";
+import { AgentReply, ErrorBody, type Fence } from "../../shared/bus/agent-messages.ts";
 import { type AgentCallParams, requestJson } from "../../shared/bus/client.ts";
 import { decodeJson, EventEnvelope, errorFromBody } from "../../shared/bus/codec.ts";
-import { type AgentOp, PREFIX, subjects } from "../../shared/bus/subjects.ts";
+import { type AgentOp, deviceKey, PREFIX, subjects } from "../../shared/bus/subjects.ts";
 import { checkEventSubject } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -63,7 +63,26 @@ export interface AgentLinkOptions {
   onDrop?: (reason: DropReason) => void;
   /** Finished operation ids remembered to tell "stale" from "unknown". Default 4096. */
   recentCapacity?: number;
+  /**
+   * Fencing: the token of the lease `leaseKey` while this coordinator holds it, and whether the lease is
+   * confirmed fresh right now. A device operation under a held lease carries the token, and is not (re)sent
+   * once the lease is no longer fresh.
+   */
+  fence?: (leaseKey: string) => FenceGrant | null;
+  /** An agent refused an operation under `leaseKey` with "stale-epoch": another coordinator owns it. */
+  onStaleEpoch?: (leaseKey: string, err: CxlrcError) => void;
 }
+
+export interface FenceGrant {
+  fence: Fence;
+  /** Renewed within half the lease time (no I/O). */
+  fresh(): boolean;
+  /** Renew now if needed; false once the lease is lost (waits while the bus is away, up to the lease time). */
+  confirm(): Promise<boolean>;
+}
+
+/** Operations about no device (or chaos's fault injection): never fenced. */
+const UNFENCED: ReadonlySet<AgentOp> = new Set(["inventory", "fault"]);
 
 export interface AgentLink {
   /**
@@ -75,7 +94,11 @@ export interface AgentLink {
     op: Op,
     opId: string,
     params: AgentCallParams<Op>,
-    opts: { timeoutMs: number },
+    opts: {
+      timeoutMs: number;
+      /** The lease the operation runs under (default: the lease of the params' device). */
+      leaseKey?: string;
+    },
   ): Promise<unknown>;
   /** Hold `opId` as issued to `host` (a step, from its start); the returned function lets it go. */
   issue(host: string, opId: string): () => void;
@@ -228,10 +251,29 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
    * time passes without a reply, or a moment after nobody answered: a message lost with a NATS node that
    * died or froze, or an agent reconnecting, costs a third of the call time instead of the whole phase.
    */
-  const resend = async (subject: string, body: Record<string, unknown>, timeoutMs: number) => {
-    const deadline = performance.now() + timeoutMs;
+  const resend = async (
+    subject: string,
+    body: Record<string, unknown>,
+    timeoutMs: number,
+    grant: FenceGrant | null,
+  ) => {
+    let deadline = performance.now() + timeoutMs;
     const slice = Math.max(250, Math.floor(timeoutMs / 3));
     for (let sends = 1; ; sends++) {
+      if (grant && !grant.fresh()) {
+        // Silent before the lease can expire: a holder whose renewals fail sends nothing more under it until
+        // a renewal gets through (the wait is the bus's, not the agent's: it does not count against the
+        // call), and never again once the lease is lost.
+        const t0 = performance.now();
+        if (!(await grant.confirm())) {
+          throw new CxlrcError(
+            "in-progress",
+            `${subject}: not sent: the lease of epoch ${grant.fence.epoch} is no longer held`,
+            { subject, epoch: grant.fence.epoch, sends: sends - 1 },
+          );
+        }
+        deadline += performance.now() - t0;
+      }
       const left = Math.round(deadline - performance.now());
       try {
         return await requestJson(o.nc, subject, body, { timeoutMs: Math.max(1, Math.min(left, slice)) });
@@ -258,6 +300,19 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
   return {
     async call(host, op, opId, params, opts) {
       const subject = subjects.agent(host, op);
+      const bdf = (params as { bdf?: unknown }).bdf;
+      let leaseKey: string | null = opts.leaseKey ?? null;
+      if (leaseKey === null && typeof bdf === "string" && !UNFENCED.has(op)) {
+        try {
+          leaseKey = deviceKey(host, bdf);
+        } catch {
+          leaseKey = null; // a malformed address: the agent names it
+        }
+      }
+      const grant = leaseKey !== null && !UNFENCED.has(op) ? (o.fence?.(leaseKey) ?? null) : null;
+      const body: Record<string, unknown> = grant
+        ? { opId, ...params, fence: grant.fence }
+        : { opId, ...params };
       const release = issue(host, opId);
       const e = entry(host, opId)!;
       e.op = op;
@@ -268,7 +323,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
           waiter = resolve;
           e.waiters.add(resolve);
         });
-        const fromReply = resend(subject, { opId, ...params }, opts.timeoutMs).then((value) => {
+        const fromReply = resend(subject, body, opts.timeoutMs, grant).then((value) => {
           const r = AgentReply.safeParse(value);
           if (!r.success) {
             throw new CxlrcError("decode", `${subject}: reply is not an agent reply envelope`, { subject });
@@ -294,6 +349,15 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
         if ("reply" in first) return first.reply;
         fromReply.catch(() => undefined); // settled by the event; the reply says the same
         return unwrap(first.event);
+      } catch (err) {
+        if (leaseKey !== null && isCxlrcError(err) && err.kind === "stale-epoch") {
+          o.log.warn(
+            { host, op, opId, lease: leaseKey, ...err.details },
+            "agent refused a stale epoch: another coordinator owns the device; dropping it",
+          );
+          o.onStaleEpoch?.(leaseKey, err);
+        }
+        throw err;
       } finally {
         if (waiter) e.waiters.delete(waiter);
         release();

@@ -78,6 +78,15 @@ export interface EventPublisherOptions {
   onEvent?: (e: EventEnvelope) => void;
   /** Publish attempts before giving up on one event (same msgID each time). Default 5. */
   attempts?: number;
+  /**
+   * Fencing: a device event published while this coordinator holds the device's lease carries the lease's
+   * epoch, and is sent (and re-sent) only while `confirm` says that lease, at that epoch, is still ours;
+   * otherwise it is dropped. Events about devices not held here (refusals decided outside) carry none.
+   */
+  fence?: {
+    epoch(host: string, bdf: string): number | undefined;
+    confirm(host: string, bdf: string, epoch: number): boolean | Promise<boolean>;
+  };
 }
 
 export function eventSubject(e: Pick<EventEnvelope, "host" | "bdf" | "kind">): string {
@@ -89,9 +98,23 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
   const attempts = opts.attempts ?? 5;
   let jsm: JetStreamManager | null = null;
 
+  /** Still allowed to speak for the device at the event's epoch (always, for an unfenced event). */
+  const fenced = async (env: EventEnvelope): Promise<boolean> => {
+    if (env.epoch === undefined || env.bdf === null || !opts.fence) return true;
+    const ok = await Promise.resolve(opts.fence.confirm(env.host, env.bdf, env.epoch)).catch(() => false);
+    if (!ok) {
+      opts.log.warn(
+        { kind: env.kind, host: env.host, bdf: env.bdf, epoch: env.epoch, id: env.id },
+        "event dropped: the lease it was published under is no longer confirmed",
+      );
+    }
+    return ok;
+  };
+
   const send = async (env: EventEnvelope): Promise<void> => {
     const subject = eventSubject(env);
     for (let i = 1; ; i++) {
+      if (!(await fenced(env))) return;
       try {
         await opts.js.publish(subject, encodeJson(env), { msgID: env.id });
         return;
@@ -107,6 +130,7 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
 
   return {
     publish(input) {
+      const epoch = input.bdf === null ? undefined : opts.fence?.epoch(input.host, input.bdf);
       const env = makeEvent({
         host: input.host,
         bdf: input.bdf,
@@ -117,6 +141,7 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
         ...(input.requestId ? { requestId: input.requestId } : {}),
         ...(input.id ? { id: input.id } : {}),
         ...(input.time ? { time: new Date(input.time) } : {}),
+        ...(epoch !== undefined ? { epoch } : {}),
       });
       try {
         opts.onEvent?.(env);

@@ -25,7 +25,8 @@ export interface Lease {
   readonly lost: boolean;
 }
 
-export type LostReason = "renew-failed" | "gone" | "taken" | "expired";
+/** "fenced": an agent refused this holder's epoch (another coordinator has driven the device since). */
+export type LostReason = "renew-failed" | "gone" | "taken" | "expired" | "fenced";
 
 export interface LeaseManagerOptions {
   kv: KV;
@@ -66,6 +67,19 @@ export interface LeaseManager {
   confirm(key: string): Promise<boolean>;
   /** Held and renewed within half the lease time (no I/O). */
   fresh(key: string): boolean;
+  /**
+   * The fencing epoch of a held lease: the KV revision at which this process acquired it (renewals keep it).
+   * A later acquire of the key, by anyone, gets a higher revision than every earlier acquire and renewal.
+   */
+  epoch(key: string): number | undefined;
+  /** Give a held lease up at once without touching KV (an agent refused its epoch): onLost with "fenced". */
+  forfeit(key: string): void;
+  /**
+   * This process handed the lease of `epoch` back itself (release() deleted the entry: it was still ours, not
+   * lost, not left to expire): what it said under that epoch before releasing may still go out (also after
+   * it took the key again). Waits for a release in flight.
+   */
+  releasedAt(key: string, epoch: number): Promise<boolean>;
   /** Stop renewing; release every lease unless `release: false` (then they expire after the TTL). */
   stop(opts?: { release?: boolean }): Promise<void>;
 }
@@ -73,6 +87,8 @@ export interface LeaseManager {
 interface Held {
   key: string;
   revision: number;
+  /** The revision of the acquire (the fencing epoch). */
+  epoch: number;
   record: LeaseRecord;
   controller: AbortController;
   lastRenewOk: number;
@@ -94,6 +110,9 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
   const now = opts.now ?? Date.now;
   const instance = nuid.next();
   const leases = new Map<string, Held>();
+  /** key → the lease this process released, and whether the release deleted it (bounded: oldest go first). */
+  const released = new Map<string, { epoch: number; clean: Promise<boolean> }>();
+  const RELEASED_KEPT = 10_000;
   let stopped = false;
   const mono = () => performance.now();
 
@@ -124,6 +143,7 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     const h: Held = {
       key,
       revision,
+      epoch: revision,
       record,
       controller: new AbortController(),
       lastRenewOk: sentAt,
@@ -224,10 +244,14 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     const h = leases.get(key);
     if (!h) return;
     leases.delete(key);
+    let settle: (clean: boolean) => void = () => undefined;
+    released.set(key, { epoch: h.epoch, clean: new Promise<boolean>((r) => (settle = r)) });
+    if (released.size > RELEASED_KEPT) released.delete(released.keys().next().value as string);
     h.controller.abort(new Error(`lease ${key} released`));
     for (let attempt = 1; ; attempt++) {
       try {
         await kv.delete(key, { previousSeq: h.revision });
+        settle(true);
         return;
       } catch (err) {
         // A renewal in flight when the release began may have moved the revision on: while the entry is
@@ -239,6 +263,7 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
           continue;
         }
         log.warn({ lease: key, err: String(err) }, "lease release failed (it will expire)");
+        settle(false);
         return;
       }
     }
@@ -262,6 +287,18 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     fresh(key) {
       const h = leases.get(key);
       return h !== undefined && !h.lost && mono() - h.lastRenewOk < ttlMs / 2;
+    },
+    epoch(key) {
+      const h = leases.get(key);
+      return h && !h.lost ? h.epoch : undefined;
+    },
+    forfeit(key) {
+      const h = leases.get(key);
+      if (h) lose(h, "fenced");
+    },
+    async releasedAt(key, epoch) {
+      const r = released.get(key);
+      return r !== undefined && r.epoch === epoch && (await r.clean);
     },
     async confirm(key) {
       // Renewal without an answer (the bus electing a leader) is waited out: renewOne gives the lease up once

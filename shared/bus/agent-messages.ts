@@ -7,6 +7,19 @@ export const Bdf = z.string().regex(BDF_RE, 'a PCI address "DDDD:BB:DD.F" in low
 /** Operation id: the coordinator's idempotency key. A repeated id returns the first result. */
 export const OpId = z.string().min(1).max(128);
 
+/**
+ * Fencing token of the coordinator that sends a device operation: the KV revision at which it acquired the
+ * device's lease (`epoch`, monotonic over the leases bucket) and its id. The agent refuses an epoch lower than
+ * the highest it has served for the function (error kind "stale-epoch"). Optional: tools that talk to an agent
+ * without a coordinator send none. `lease` names the lease the epoch belongs to (epochs of one lease compare).
+ */
+export const Fence = z.strictObject({
+  epoch: z.number().int().positive(),
+  owner: z.string().min(1).max(128),
+  lease: z.string().min(1).max(256).optional(),
+});
+export type Fence = z.infer<typeof Fence>;
+
 export const ResetMethod = z.enum(["flr", "cxl", "sbr", "vfio", "kernel"]);
 export type ResetMethod = z.infer<typeof ResetMethod>;
 export const Scope = z.enum(["io", "full"]);
@@ -15,15 +28,17 @@ export type Scope = z.infer<typeof Scope>;
 export const InventoryParams = z.strictObject({ opId: OpId });
 export const BindParams = z.strictObject({
   opId: OpId,
+  fence: Fence.optional(),
   bdf: Bdf,
   driver: z.string().min(1).max(64).nullable(),
 });
-export const ProbeParams = z.strictObject({ opId: OpId, bdf: Bdf });
-export const SaveParams = z.strictObject({ opId: OpId, bdf: Bdf });
+export const ProbeParams = z.strictObject({ opId: OpId, fence: Fence.optional(), bdf: Bdf });
+export const SaveParams = z.strictObject({ opId: OpId, fence: Fence.optional(), bdf: Bdf });
 /** Bus Master off (both scopes); for full scope also the cache write-back + invalidate of reset-rules step 3. */
-export const QuiesceParams = z.strictObject({ opId: OpId, bdf: Bdf, scope: Scope });
+export const QuiesceParams = z.strictObject({ opId: OpId, fence: Fence.optional(), bdf: Bdf, scope: Scope });
 export const ResetParams = z.strictObject({
   opId: OpId,
+  fence: Fence.optional(),
   bdf: Bdf,
   method: ResetMethod,
   /** CXL Reset only: set Mem Clr Enable (only honoured when the device is capable). */
@@ -32,8 +47,20 @@ export const ResetParams = z.strictObject({
   kernelMethod: z.string().min(1).max(32).optional(),
 });
 /** The image travels as JSON; its own schema lives in shared/image. */
-export const RestoreParams = z.strictObject({ opId: OpId, bdf: Bdf, scope: Scope, image: z.unknown() });
-export const VerifyParams = z.strictObject({ opId: OpId, bdf: Bdf, scope: Scope, image: z.unknown() });
+export const RestoreParams = z.strictObject({
+  opId: OpId,
+  fence: Fence.optional(),
+  bdf: Bdf,
+  scope: Scope,
+  image: z.unknown(),
+});
+export const VerifyParams = z.strictObject({
+  opId: OpId,
+  fence: Fence.optional(),
+  bdf: Bdf,
+  scope: Scope,
+  image: z.unknown(),
+});
 /** Simulated backends only (chaos role). */
 export const FaultParams = z.strictObject({
   opId: OpId,

@@ -118,6 +118,8 @@ export const EventEnvelope = z.object({
   kind: z.string().min(1).max(128),
   opId: z.string().min(1).max(128).optional(),
   requestId: z.string().min(1).max(128).optional(),
+  /** Coordinator events about a device: the fencing epoch of the lease it published under (v stays 1). */
+  epoch: z.number().int().positive().optional(),
   data: z.record(z.string(), z.unknown()),
 });
 export type EventEnvelope = z.infer<typeof EventEnvelope>;
@@ -147,6 +149,7 @@ export function makeEvent(e: {
   source?: string;
   id?: string;
   time?: Date;
+  epoch?: number;
 }): EventEnvelope {
   if (!EVENT_KIND_RE.test(e.kind)) {
     throw new CxlrcError("bad-input", `event kind ${JSON.stringify(e.kind)} is not a valid subject token`);
@@ -161,6 +164,7 @@ export function makeEvent(e: {
     kind: e.kind,
     ...(e.opId ? { opId: e.opId } : {}),
     ...(e.requestId ? { requestId: e.requestId } : {}),
+    ...(e.epoch !== undefined ? { epoch: e.epoch } : {}),
     data: e.data ?? {},
   };
 }

@@ -149,6 +149,22 @@ describe.sequential("chaos on a 3-node NATS cluster", () => {
     expect(r.violations).toEqual([]);
   }, 200_000);
 
+  // Fencing tokens (issue #16): a frozen owner past its lease, and agents restarted between fenced operations.
+  it("a partition owner frozen past its lease while its agent calls are in flight: the new owner finishes", async () => {
+    const r = await run(loadScenario(scenarioFile("frozen-owner")));
+    expect(r.faults.log.filter((f) => f.action === "pause" && f.ok)).toHaveLength(1);
+    expect(r.faults.unfired).toEqual([]);
+    expect(r.requests.list.map((q) => q.outcome)).toEqual(Array(6).fill("verified"));
+    expect(r.violations).toEqual([]);
+  }, 120_000);
+
+  it("agents restarted between two fenced operations: the table is read back, the resets complete", async () => {
+    const r = await run(loadScenario(scenarioFile("agent-restart-fenced")));
+    expect(r.faults.log.filter((f) => f.action === "restart" && f.ok)).toHaveLength(2);
+    expect(r.requests.list.map((q) => q.outcome)).toEqual(Array(3).fill("verified"));
+    expect(r.violations).toEqual([]);
+  }, 120_000);
+
   // One retry: these runs kill and restart NATS nodes at random, and a restarted nats-server 2.9.10 node does
   // not serve JetStream for 10-15 s; a rare window there still yields a violation now and then (the failed
   // attempt's report, violations and the coordinators' log file stay in the output; see the README's

@@ -16,6 +16,8 @@ let nc: NatsConnection;
 const dir = mkdtempSync(join(tmpdir(), "cxlrc-serve-test-"));
 
 beforeAll(async () => {
+  // The agents' state directory (fencing table): a temp one, never the machine's /var/lib/cxlrc-agent.
+  process.env.STATE_DIRECTORY = join(dir, "agent-state");
   nats = await startNats();
   nc = await connectBus({ servers: nats.url, name: "serve-test", log: silentLogger, waitForServer: false });
 });
