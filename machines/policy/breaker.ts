@@ -51,13 +51,16 @@ export function recordOutcome(
     { atMs: nowMs, failed },
   ];
   if (state.status === "open") return { ...state, outcomes };
-  const failures = outcomes.filter((o) => o.failed).length;
-  const ratio = failures / outcomes.length;
-  if (outcomes.length >= policy.breakerMinSamples && ratio >= policy.breakerFailureRatio) {
-    const reason = `${failures} of ${outcomes.length} resets failed in the last ${policy.breakerWindowMs} ms (threshold ${policy.breakerFailureRatio})`;
-    return { ...state, status: "open", outcomes, openedAtMs: nowMs, reason };
-  }
+  const reason = openReason(outcomes.filter((o) => o.failed).length, outcomes.length, policy);
+  if (reason !== null) return { ...state, status: "open", outcomes, openedAtMs: nowMs, reason };
   return { ...state, outcomes };
+}
+
+/** The rule, on counts of the window: why the breaker opens, or null while it stays closed. */
+export function openReason(failures: number, samples: number, policy: BreakerLimits): string | null {
+  if (samples < policy.breakerMinSamples || samples === 0) return null;
+  if (failures / samples < policy.breakerFailureRatio) return null;
+  return `${failures} of ${samples} resets failed in the last ${policy.breakerWindowMs} ms (threshold ${policy.breakerFailureRatio})`;
 }
 
 export function isBreakerOpen(state: BreakerState): boolean {

@@ -687,6 +687,8 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       o.admission.force({
         requestId: request.requestId,
         host: d.host,
+        key: d.key,
+        bdf: d.bdf,
         switchId: ctx?.facts?.bridge?.switchId ?? null,
       });
     }
@@ -870,7 +872,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
             const switchId = contextOf(d)?.facts?.bridge?.switchId ?? null;
             let waited = false;
             await o.admission.admit(
-              { requestId: request.requestId, host: request.host, switchId },
+              { requestId: request.requestId, host: request.host, switchId, key: d.key, bdf: d.bdf },
               {
                 onWait: (position) => {
                   waited = true;
@@ -945,7 +947,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     const key = deviceKey(request.host, request.bdf);
     const d = devices.get(key);
     const facts = await freshFacts(request.host, request.bdf);
-    await o.fleet.refresh().catch(() => undefined);
+    await o.fleet.refresh(key).catch(() => undefined);
     const ctx = d ? contextOf(d) : null;
     const holder = o.leases.get(key) ? null : await o.leases.holder(key).catch(() => null);
     const stored = d?.actor && d.owned ? null : await o.store.loadActor(key).catch(() => null);

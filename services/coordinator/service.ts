@@ -6,15 +6,19 @@ import { ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { bdfFromToken, deviceKey } from "../../shared/bus/subjects.ts";
 import { describeError } from "../../shared/errors.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
-import { createAdmission } from "./admission.ts";
+import { createAdmission, type InFlight } from "./admission.ts";
 import type { StepHook } from "./agent-actors.ts";
 import { createAgentLink } from "./agent-link.ts";
+import { startBreakerFeed } from "./breaker-feed.ts";
+import { createBudgets } from "./budgets.ts";
 import { createBusHealth } from "./bus-health.ts";
 import { CONTROL_LIMITS_DEFAULT, type ControlLimits } from "./config.ts";
 import { createDeviceActors, type DeviceStatus } from "./device-actors.ts";
 import { createEventPublisher } from "./events.ts";
+import { createFencing, type FencingView } from "./fencing.ts";
 import { createFleetStore, type FleetState } from "./fleet-state.ts";
 import { startFleetView } from "./fleet-view.ts";
+import { kvHostSlots } from "./host-slots.ts";
 import { NO_HOST, startIntake } from "./intake.ts";
 import { createInventoryCache } from "./inventory.ts";
 import { createLeaseManager } from "./leases.ts";
@@ -64,8 +68,8 @@ export interface CoordinatorStatus {
   states: Record<string, number>;
   leasesHeld: string[];
   breaker: FleetState["breaker"];
-  /** Requests holding host/switch slots, fleet-wide. */
-  inFlight: FleetState["inflight"];
+  /** Requests holding host/switch slots, as the host keys this coordinator has read say (every owner's). */
+  inFlight: Record<string, InFlight>;
   /** Requests running here, per host, and how many wait for a slot. */
   running: Record<string, string[]>;
   waiting: number;
@@ -106,14 +110,18 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   }
   const metrics = createMetrics();
   const outcomes = createOutcomes();
+  // Late-bound: fencing reads the lease manager, created after the publisher and the link.
+  let fencing: FencingView | null = null;
   const events = createEventPublisher({
     js: store.js,
     coordinator: opts.id,
     log,
     onEvent: (e) => metrics.observe(e),
+    fence: {
+      epoch: (host, bdf) => fencing?.epochOf(host, bdf),
+      confirm: (host, bdf, epoch) => fencing?.confirmEvent(host, bdf, epoch) ?? false,
+    },
   });
-  const fleet = createFleetStore(store, policy);
-  await fleet.refresh();
   // Late-bound: the link asks whether a device is driven here (its lease), the lease manager comes later.
   let drivenHere: (key: string) => boolean = () => false;
   const link = createAgentLink({
@@ -128,10 +136,33 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       }
     },
     onDrop: (reason) => metrics.agentEventsDropped.inc({ reason }),
+    fence: (key) => fencing?.grant(key) ?? null,
+    onStaleEpoch: (key) => fencing?.forfeit(key),
   });
   await link.ready();
   const inventory = createInventoryCache(nc, { timeoutMs: policy.agentCallTimeoutMs, link });
-  const admission = createAdmission(policy);
+  // Admission: host/switch slots (one ledger, one key per host), budgets (one key per device), breaker (fed by
+  // the outcome events; one key for open/closed).
+  const admission = createAdmission(policy, {
+    slots: kvHostSlots(store.admission),
+    owner: opts.id,
+    now,
+    log,
+  });
+  const breaker = await startBreakerFeed({
+    kv: store.admission,
+    nc,
+    replay: { js: store.js, jsm, nc, log },
+    policy,
+    log,
+    now,
+  });
+  const fleet = createFleetStore({
+    admission,
+    budgets: createBudgets(store.admission, policy),
+    breaker,
+    policy,
+  });
   // Late-bound: the lease manager reports losses to the actors, which need the lease manager.
   let onLost: (key: string) => void = () => undefined;
   const busHealth = createBusHealth(nc, log);
@@ -143,10 +174,13 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     now,
     onError: (err) => busHealth.report(err),
     onLost: (key, reason) => {
-      void events.publish({ ...keyParts(key), kind: "lease.lost", data: { reason } });
+      // Fenced: another coordinator drives the device; this one says nothing more about it.
+      if (reason !== "fenced")
+        void events.publish({ ...keyParts(key), kind: "lease.lost", data: { reason } });
       onLost(key);
     },
   });
+  fencing = createFencing(leases, opts.id);
   const actors = createDeviceActors({
     nc,
     link,
@@ -189,7 +223,6 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   const view = await startFleetView(store, log);
 
   const status = async (o: { host?: string } = {}): Promise<CoordinatorStatus> => {
-    await fleet.refresh().catch(() => undefined);
     const mine = actors.local();
     const states: Record<string, number> = {};
     for (const l of mine) states[l.status.state] = (states[l.status.state] ?? 0) + 1;
@@ -227,7 +260,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       states,
       leasesHeld: leases.held(),
       breaker: fleet.current().breaker,
-      inFlight: fleet.current().inflight,
+      inFlight: admission.holders(),
       running: admission.running(),
       waiting: admission.waiting(),
     };
@@ -280,6 +313,8 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       else void intake.stop().catch(() => undefined);
       await actors.stop({ release });
       await leases.stop({ release });
+      admission.stop();
+      breaker.stop();
       if (release) await events.flush();
       await metricsServer?.close();
       outcomes.close(`coordinator ${opts.id} stopped`);

@@ -127,7 +127,11 @@ export interface Stored<T> {
   revision: number;
 }
 
-/** Fleet-wide policy state (breaker, per-device budgets) lives beside the actors under this key. */
+/**
+ * Where older versions kept one fleet-wide policy document beside the actors. Nothing writes it any more
+ * (admission lives in the admission bucket, one small key per host / device); readers of the actors bucket
+ * still skip it, as a store upgraded in place may hold it.
+ */
 export const FLEET_KEY = "fleet/policy";
 
 export interface CoordinatorStore {
@@ -135,6 +139,8 @@ export interface CoordinatorStore {
   readonly images: KV;
   readonly actors: KV;
   readonly leases: KV;
+  /** Host slots, device budgets and the breaker's open/closed state (admission.ts, budgets.ts, breaker-feed.ts). */
+  readonly admission: KV;
   /** The outcome event id of a request: the same on every coordinator, unpredictable to anyone else. */
   readonly outcomeId: OutcomeIds;
   /** Lease time the leases bucket really has (an existing bucket keeps its max age). */
@@ -152,8 +158,6 @@ export interface CoordinatorStore {
   saveActor(key: string, record: ActorRecord, revision: number | null): Promise<number>;
   /** Every stored device key (deleted ones included: loadActor answers null for them). */
   listActorKeys(): Promise<string[]>;
-  loadFleet<T>(): Promise<Stored<T> | null>;
-  saveFleet<T>(value: T, revision: number | null): Promise<number>;
   /** The decision taken for a request outside its device actor, if any. */
   getDecision(requestId: string): Promise<DecisionRecord | null>;
   /** Store a decision unless one exists: resolves with the one that holds (the first writer's). */
@@ -238,6 +242,12 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     replicas,
     description: "cxlrc coordinator-only secrets (outcome event id key)",
   });
+  const admission = await kvm.create(BUCKETS.admission, {
+    ...consistent,
+    history: 1,
+    replicas,
+    description: "cxlrc admission: per-host slot holders, per-device budgets, breaker state",
+  });
   const outcomeId = outcomeIds(await loadOutcomeSecret(meta));
   let jsm: JetStreamManager | null = null;
   const st = await leases.status();
@@ -248,6 +258,7 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     images,
     actors,
     leases,
+    admission,
     outcomeId,
     leaseTtlMs,
     async putImage(record) {
@@ -304,12 +315,6 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
       return Object.keys(info.state.subjects ?? {})
         .map((subject) => subject.slice(prefix.length))
         .filter((k) => k !== FLEET_KEY);
-    },
-    async loadFleet<T>() {
-      return parse<T>(await actors.get(FLEET_KEY));
-    },
-    saveFleet(value, revision) {
-      return casPut(actors, FLEET_KEY, value, revision);
     },
     async getDecision(requestId) {
       const e = await decisions.get(decisionKey(requestId));

@@ -105,6 +105,11 @@ export const BUCKETS = {
   decisions: "cxlrc-decisions",
   /** Coordinator-only secrets (the outcome event id key): readable by no other role. */
   meta: "cxlrc-meta",
+  /**
+   * Admission, one small key each: `host.<host>` (the requests holding that host's slots), `budget.<device key>`
+   * (a device's attempt budget) and `breaker` (open or closed, and who closed it). Nothing here grows with the fleet.
+   */
+  admission: "cxlrc-admission",
 } as const;
 
 /** KV keys cannot hold ':'... use the BDF token. */

@@ -1,0 +1,94 @@
+// Per-device attempt budgets, each under its own small key (admission bucket, `budget.<device key>`), taken
+// under the device's lease (so a compare-and-set rarely loses). machines/policy/budget.ts keeps the rule; this
+// file keeps the state. The last state read or written is cached for the guard snapshot of the next request
+// (a hint: the grant re-reads when its write loses).
+import type { KV } from "@nats-io/kv";
+import { type BudgetState, checkBudget, emptyBudget, recordAttempt } from "../../machines/policy/budget.ts";
+import type { Policy } from "../../machines/policy/defaults.ts";
+import { CxlrcError } from "../../shared/errors.ts";
+
+type BudgetLimits = Pick<Policy, "maxAttemptsPerWindow" | "attemptWindowMs" | "cooldownMs">;
+
+interface StoredBudget extends BudgetState {
+  /** The request whose attempt was counted last (a repeated grant of the same request counts once). */
+  lastRequestId: string | null;
+}
+
+export type BudgetTake = { ok: true } | { ok: false; untilMs: number };
+
+export interface Budgets {
+  /** The device's budget as last seen here (empty when never seen). */
+  cached(key: string): BudgetState;
+  /** Read the device's budget now. */
+  refresh(key: string): Promise<BudgetState>;
+  /** Count one attempt of this request unless the budget is spent. Idempotent per request id. */
+  take(key: string, requestId: string, nowMs: number): Promise<BudgetTake>;
+}
+
+const CAS_ATTEMPTS = 5;
+/** Budgets remembered here (the oldest go first): a hint only, the key holds the truth. */
+const CACHE_MAX_ENTRIES = 10_000;
+
+export function budgetKey(deviceKey: string): string {
+  return `budget.${deviceKey}`;
+}
+
+export function createBudgets(kv: KV | null, policy: BudgetLimits): Budgets {
+  const cache = new Map<string, { value: StoredBudget; revision: number | null }>();
+  const empty = (): StoredBudget => ({ ...emptyBudget(), lastRequestId: null });
+  const remember = (key: string, v: { value: StoredBudget; revision: number | null }) => {
+    cache.delete(key);
+    cache.set(key, v);
+    if (cache.size > CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
+  };
+
+  const read = async (key: string) => {
+    if (!kv) return cache.get(key) ?? { value: empty(), revision: null };
+    const e = await kv.get(budgetKey(key));
+    const got =
+      e?.operation === "PUT"
+        ? { value: { ...empty(), ...e.json<StoredBudget>() }, revision: e.revision }
+        : { value: empty(), revision: e ? e.revision : null };
+    remember(key, got);
+    return got;
+  };
+
+  return {
+    cached: (key) => cache.get(key)?.value ?? emptyBudget(),
+    async refresh(key) {
+      return (await read(key)).value;
+    },
+    async take(key, requestId, nowMs) {
+      let cur = cache.get(key) ?? (await read(key));
+      for (let attempt = 1; ; attempt++) {
+        if (cur.value.lastRequestId === requestId) return { ok: true };
+        const check = checkBudget(cur.value, policy, nowMs);
+        if (!check.allowed) return { ok: false, untilMs: check.untilMs };
+        const next: StoredBudget = { ...recordAttempt(cur.value, policy, nowMs), lastRequestId: requestId };
+        try {
+          let revision: number | null = null;
+          if (kv) {
+            const data = JSON.stringify(next);
+            revision =
+              cur.revision === null
+                ? await kv.create(budgetKey(key), data)
+                : await kv.update(budgetKey(key), data, cur.revision);
+          }
+          remember(key, { value: next, revision });
+          return { ok: true };
+        } catch (err) {
+          // Another coordinator counted an attempt meanwhile (or the cache was stale): read and decide again.
+          if (attempt >= CAS_ATTEMPTS) {
+            throw new CxlrcError(
+              "in-progress",
+              `attempt budget of ${key} not written`,
+              { key, requestId },
+              { cause: err },
+            );
+          }
+          cur = await read(key);
+        }
+      }
+    },
+  };
+}

@@ -1,0 +1,277 @@
+// Admission without a fleet-wide document: the slot ledger (one small key per host, shared by every
+// coordinator), per-device budgets, and the breaker fed by the outcome events. Against a real nats-server.
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Admission, createAdmission } from "../../services/coordinator/admission.ts";
+import { BREAKER_KEY, startBreakerFeed } from "../../services/coordinator/breaker-feed.ts";
+import { budgetKey, createBudgets } from "../../services/coordinator/budgets.ts";
+import { hostSlotKey, kvHostSlots } from "../../services/coordinator/host-slots.ts";
+import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
+import { encodeJson, makeEvent } from "../../shared/bus/codec.ts";
+import { BUCKETS, subjects } from "../../shared/bus/subjects.ts";
+import { silentLogger } from "../../shared/log.ts";
+import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
+import type { HostSpecInput } from "../../shared/sim/index.ts";
+import { publishRequest, readEvents, startWorld, TEST_POLICY, until, type World } from "./helpers.ts";
+
+const LIMITS = { maxConcurrentPerHost: 2, maxConcurrentPerSwitch: 1 };
+
+describe("admission ledger, in process", () => {
+  it("a host never runs more than its limit; waiters get in as slots free, first come first served", async () => {
+    const a = createAdmission(LIMITS);
+    const order: string[] = [];
+    const waits: number[] = [];
+    const claims = ["r1", "r2", "r3", "r4"].map((id) => ({ requestId: id, host: "h", switchId: null }));
+    const admitted = claims.map((c) =>
+      a.admit(c, { onWait: (p) => waits.push(p) }).then(() => order.push(c.requestId)),
+    );
+    await until(async () => order.length === 2);
+    expect(order).toEqual(["r1", "r2"]);
+    expect(a.waiting()).toBe(2);
+    expect(waits).toEqual([1, 2]);
+    expect(Object.keys(a.holders())).toEqual(["r1", "r2"]);
+    await a.free("r1");
+    await until(async () => order.length === 3);
+    expect(order[2]).toBe("r3");
+    a.release("r2");
+    await Promise.all(admitted);
+    expect(order).toEqual(["r1", "r2", "r3", "r4"]);
+    expect(a.running()).toEqual({ h: ["r3", "r4"] });
+  });
+
+  it("one request per switch; an abandoned waiter leaves the queue; reconcile frees what no longer runs", async () => {
+    const a = createAdmission(LIMITS);
+    await a.admit({ requestId: "s1", host: "h", switchId: "sw" });
+    const gaveUp = new AbortController();
+    const blocked = a.admit({ requestId: "s2", host: "h", switchId: "sw" }, { signal: gaveUp.signal });
+    await a.admit({ requestId: "s3", host: "h", switchId: null });
+    expect(a.holds("s2")).toBe(false);
+    gaveUp.abort();
+    await expect(blocked).rejects.toThrow(/admission of s2 abandoned/);
+    expect(a.waiting()).toBe(0);
+    expect(a.reconcile((id) => id === "s3")).toEqual(["s1"]);
+    await until(async () => !("s1" in a.holders()));
+    expect(Object.keys(a.holders())).toEqual(["s3"]);
+  });
+});
+
+describe("admission over NATS (two coordinators, one host key)", () => {
+  let server: NatsServerHandle;
+  let nc: NatsConnection;
+  const ledgers: Admission[] = [];
+  beforeAll(async () => {
+    server = await startNats();
+    nc = await connectBus({ servers: server.url, name: "admission-test", log: silentLogger });
+    await ensureStreams(await getJsm(nc));
+  });
+  afterAll(async () => {
+    for (const l of ledgers) l.stop();
+    await nc?.close();
+    await server?.stop();
+  });
+
+  const bucket = async () => {
+    const kvm = new Kvm(jetstream(nc));
+    return kvm.create(BUCKETS.admission, { history: 1 });
+  };
+
+  it("the host's limit holds across coordinators, every request gets its slot, the key stays small", async () => {
+    const kv = await bucket();
+    const a = createAdmission(LIMITS, { slots: kvHostSlots(kv), owner: "ca" });
+    const b = createAdmission(LIMITS, { slots: kvHostSlots(kv), owner: "cb" });
+    ledgers.push(a, b);
+    // Every value the host key ever held, read from its history as it is written.
+    let peak = 0;
+    let largest = 0;
+    const watch = await kv.watch({ key: hostSlotKey("hx") });
+    const seen = (async () => {
+      for await (const e of watch) {
+        if (e.operation !== "PUT") continue;
+        largest = Math.max(largest, e.value.length);
+        peak = Math.max(peak, Object.keys(e.json<{ holders: object }>().holders).length);
+      }
+    })();
+    const ids = Array.from({ length: 40 }, (_, i) => `x-${i}`);
+    const runs = ids.map(async (id, i) => {
+      const l = i % 2 === 0 ? a : b;
+      await l.admit({ requestId: id, host: "hx", switchId: null, key: `hx.${i}`, bdf: "0000:01:00.0" });
+      await new Promise((r) => setTimeout(r, 5));
+      await l.free(id);
+    });
+    await Promise.all(runs);
+    watch.stop();
+    await seen;
+    expect(peak).toBe(LIMITS.maxConcurrentPerHost);
+    // Two holders' worth, whatever the number of requests that went through.
+    expect(largest).toBeLessThan(600);
+    const final = await kv.get(hostSlotKey("hx"));
+    expect(final?.json<{ holders: object }>().holders).toEqual({});
+  });
+
+  it("slots of a request nobody drives any more are reclaimed; live ones stay", async () => {
+    const kv = await bucket();
+    const dead = createAdmission(LIMITS, { slots: kvHostSlots(kv), owner: "gone" });
+    await dead.admit({ requestId: "d-1", host: "hd", switchId: null, key: "hd.a", bdf: "0000:01:00.0" });
+    await dead.admit({ requestId: "d-2", host: "hd", switchId: null, key: "hd.b", bdf: "0000:02:00.0" });
+    dead.stop(); // its process died: nobody frees them
+    const live = createAdmission(LIMITS, { slots: kvHostSlots(kv), owner: "alive" });
+    ledgers.push(live);
+    let waited = 0;
+    const admitted = live.admit({ requestId: "l-1", host: "hd", switchId: null }, { onWait: () => waited++ });
+    await until(async () => Object.keys(live.holders()).length === 2);
+    expect(live.holds("l-1")).toBe(false);
+    expect(await live.reclaim(async (h) => h.key !== "hd.a")).toEqual(["d-1"]);
+    await admitted;
+    expect(waited).toBe(1); // said once, when the key turned out full of the dead peer's holders
+    expect(Object.keys(live.holders()).sort()).toEqual(["d-2", "l-1"]);
+  });
+
+  it("a device's attempt budget lives under its own key and counts a request once", async () => {
+    const kv = await bucket();
+    const policy = { maxAttemptsPerWindow: 2, attemptWindowMs: 60_000, cooldownMs: 60_000 };
+    const one = createBudgets(kv, policy);
+    const other = createBudgets(kv, policy);
+    const t = Date.now();
+    expect(await one.take("hb.01-00.0", "q-1", t)).toEqual({ ok: true });
+    expect(await one.take("hb.01-00.0", "q-1", t + 1)).toEqual({ ok: true });
+    // Another coordinator (stale cache: none) sees the same budget and spends the last attempt.
+    expect(await other.take("hb.01-00.0", "q-2", t + 2)).toEqual({ ok: true });
+    const refused = await one.take("hb.01-00.0", "q-3", t + 3);
+    expect(refused).toEqual({ ok: false, untilMs: t + 2 + 60_000 });
+    const stored = (await kv.get(budgetKey("hb.01-00.0")))!.json<{ attemptsMs: number[] }>();
+    expect(stored.attemptsMs).toEqual([t, t + 2]);
+  });
+
+  it("the breaker opens from the outcome events on every coordinator alike and closes only by an operator", async () => {
+    const kv = await bucket();
+    const js = jetstream(nc);
+    const jsm = await getJsm(nc);
+    const policy = { breakerWindowMs: 60_000, breakerFailureRatio: 0.5, breakerMinSamples: 4 };
+    const start = () =>
+      startBreakerFeed({
+        kv,
+        nc,
+        replay: { js, jsm, nc, log: silentLogger },
+        policy,
+        log: silentLogger,
+        now: Date.now,
+      });
+    const feeds = [await start(), await start()];
+    const outcome = async (requestId: string, kind: "verified" | "failed" | "quarantined") => {
+      const e = makeEvent({ host: "hk", bdf: "0000:01:00.0", kind, requestId, source: "coordinator" });
+      await js.publish(subjects.event("hk", "0000:01:00.0", kind), encodeJson(e));
+    };
+    await outcome("k-1", "verified");
+    await outcome("k-2", "failed");
+    await outcome("k-3", "verified");
+    await until(async () => feeds.every((f) => f.state().outcomes.length === 3));
+    expect(feeds.map((f) => f.state().status)).toEqual(["closed", "closed"]);
+    // A coordinator started later reads the window's earlier outcomes back from the stream.
+    feeds.push(await start());
+    expect(await until(async () => feeds[2]!.state().outcomes.length === 3)).toBe(true);
+    // The 4th sample: 2 of 4 failed reaches 0.5. One feed also hears it first-hand; it is counted once.
+    await feeds[0]!.record("k-4", true, Date.now());
+    await outcome("k-4", "quarantined");
+    await until(async () => feeds.every((f) => f.state().status === "open"));
+    expect(feeds[0]!.state().reason).toMatch(/2 of 4 resets failed/);
+    expect((await kv.get(BREAKER_KEY))!.json<{ status: string }>().status).toBe("open");
+    // Successes do not close it.
+    await outcome("k-5", "verified");
+    await until(async () => feeds.every((f) => f.state().outcomes.length >= 5));
+    expect(feeds.map((f) => f.state().status)).toEqual(["open", "open", "open"]);
+
+    const closed = await feeds[1]!.close("sre", Date.now());
+    expect(closed.closedBy?.operator).toBe("sre");
+    await until(async () => feeds[0]!.state().status === "closed");
+    expect(feeds[0]!.state().outcomes).toEqual([]);
+    // The stored value is the state alone: no outcomes, no growth with the fleet.
+    expect(Object.keys((await kv.get(BREAKER_KEY))!.json<object>()).sort()).toEqual([
+      "closedBy",
+      "openedAtMs",
+      "reason",
+      "status",
+    ]);
+    for (const f of feeds) f.stop();
+  });
+});
+
+/** One host with n root ports and a Type-2 device below each. */
+function wideHost(name: string, n: number): HostSpecInput {
+  return {
+    name,
+    bridges: Array.from({ length: n }, (_, i) => ({
+      bdf: `0000:00:0${i + 1}.0`,
+      kind: "root-port" as const,
+      secondaryBus: i + 1,
+    })),
+    devices: Array.from({ length: n }, (_, i) => ({
+      bdf: `0000:0${i + 1}:00.0`,
+      parent: `0000:00:0${i + 1}.0`,
+      firmware: { decoders: [{ base: `0x${(i + 1).toString(16)}00000000`, size: "0x10000000" }] },
+    })),
+  };
+}
+
+describe("two coordinators, one host", () => {
+  let w: World;
+  beforeAll(async () => {
+    w = await startWorld([wideHost("hw", 4)] as never);
+  });
+  afterAll(async () => {
+    await w?.close();
+  });
+
+  it("the host's limit holds fleet-wide and no request is refused for admission's own contention", async () => {
+    const policy = { ...TEST_POLICY, maxConcurrentPerHost: 1 };
+    await w.coordinator({ id: "aw", policy });
+    await w.coordinator({ id: "bw", policy });
+    const ids: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      for (let i = 1; i <= 4; i++) {
+        const id = `w-${i}-${round}`;
+        ids.push(id);
+        await publishRequest(w.js, {
+          requestId: id,
+          host: "hw",
+          bdf: `0000:0${i}:00.0`,
+          scope: "io",
+          reason: "x",
+        });
+      }
+    }
+    const OUTCOMES = new Set(["verified", "refused", "failed", "quarantined"]);
+    let events = await readEvents(w.jsm, { source: "coordinator" });
+    const ended = () =>
+      new Set(events.filter((e) => OUTCOMES.has(e.event.kind)).map((e) => e.event.requestId));
+    for (let i = 0; i < 1000 && !ids.every((id) => ended().has(id)); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      events = await readEvents(w.jsm, { source: "coordinator" });
+    }
+    const outs = events.filter((e) => OUTCOMES.has(e.event.kind) && ids.includes(e.event.requestId ?? ""));
+    expect(outs).toHaveLength(ids.length);
+    // Refused only because the device itself was busy with another request, never for slots or the ledger.
+    for (const o of outs.filter((e) => e.event.kind === "refused")) {
+      expect((o.event.data.refusal as { reason: string }).reason).toBe("in-progress");
+    }
+    expect(outs.some((o) => o.event.kind === "verified")).toBe(true);
+    // From reset.started to the outcome, never two resets on the host at once, whichever coordinator ran them.
+    const started = new Map<string, number>();
+    const spans: Array<[number, number, string]> = [];
+    for (const { event } of events) {
+      if (!event.requestId) continue;
+      if (event.kind === "reset.started") started.set(event.requestId, event.data.atMs as number);
+      if (event.kind === "verified" && started.has(event.requestId)) {
+        spans.push([
+          started.get(event.requestId)!,
+          event.data.atMs as number,
+          String(event.data.coordinator),
+        ]);
+      }
+    }
+    spans.sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < spans.length; i++) expect(spans[i]![0]).toBeGreaterThanOrEqual(spans[i - 1]![1]);
+    expect(new Set(spans.map((s) => s[2])).size).toBe(2);
+  });
+});
