@@ -203,6 +203,8 @@ async function prepare(
       // A refusal's decision when there is one; otherwise a key a write would create.
       [BUCKETS.decisions]: decisionKey ?? "0000000000000000000000000000000000000000",
       [BUCKETS.meta]: "outcome-id-secret",
+      // The host's admission ledger (its slots), written by the reset above.
+      [BUCKETS.admission]: "host.sim-a",
     },
     propagationMs,
   };
