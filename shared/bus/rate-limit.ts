@@ -5,8 +5,7 @@
 // Who is the requester? The caller the server authenticated: callers cross an account import (`share: true`),
 // and the server names them in the Nats-Request-Info header (shared/bus/trust.ts callerOf), which a client
 // cannot forge across the import. The reply subject names nobody (a sender chooses it, and across an import the
-// server rewrites it to _R_.…). requesterOf() below, the older reading of the reply inbox, is no longer used by
-// the coordinator.
+// server rewrites it to _R_.…).
 import { CxlrcError } from "../errors.ts";
 
 export interface RateLimitOptions {
@@ -100,13 +99,6 @@ export class RateLimiter {
   stats(): { allowed: number; limited: number; requesters: number } {
     return { ...this.counters, requesters: this.buckets.size };
   }
-}
-
-/** The principal a reply goes to: `_INBOX.<name>.<...>` → name; anything else → "anonymous". */
-export function requesterOf(reply: string | undefined | null): string {
-  if (!reply) return "anonymous";
-  const m = /^_INBOX\.([A-Za-z0-9_-]{1,64})\.[^.]+/.exec(reply);
-  return m ? (m[1] as string) : "anonymous";
 }
 
 /** The error a limited request is answered with (kind "in-progress", details.reason "rate-limited"). */
