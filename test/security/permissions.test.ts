@@ -32,6 +32,16 @@ import { hardwareLikeHost, simHost, TEST_ROSTER } from "./roster.ts";
 const DEV = SIMPLE_DEVICE;
 const DEV_TOKEN = DEV.replace(/[:.]/g, "-");
 
+/** JetStream API calls the coordinator never makes: refused by the server (provoked on purpose below). */
+const COORDINATOR_FORBIDDEN_API = [
+  `$JS.API.STREAM.PURGE.${STREAMS.events.name}`,
+  `$JS.API.STREAM.DELETE.${STREAMS.requests.name}`,
+  `$JS.API.STREAM.MSG.DELETE.KV_${BUCKETS.images}`,
+  `$JS.API.STREAM.SNAPSHOT.${STREAMS.events.name}`,
+  "$JS.API.STREAM.CREATE.SOMETHING_ELSE",
+  `$JS.API.STREAM.LEADER.STEPDOWN.${STREAMS.events.name}`,
+];
+
 let bus: SecureBus;
 let coord: Conn;
 let agentA: Conn;
@@ -593,16 +603,7 @@ describe("denied: every forbidden publish, request and subscription", () => {
   it("the coordinator cannot inject faults, speak as an agent, purge or delete its streams", async () => {
     await denyRequest(coord, subjects.agent("sim-a", "fault"), { opId: "f1", bdf: DEV, action: "list" });
     await denyPublish(coord, subjects.agentEvent("sim-a", DEV, "op.completed"));
-    for (const s of [
-      `$JS.API.STREAM.PURGE.${STREAMS.events.name}`,
-      `$JS.API.STREAM.DELETE.${STREAMS.requests.name}`,
-      `$JS.API.STREAM.MSG.DELETE.KV_${BUCKETS.images}`,
-      `$JS.API.STREAM.SNAPSHOT.${STREAMS.events.name}`,
-      "$JS.API.STREAM.CREATE.SOMETHING_ELSE",
-      `$JS.API.STREAM.LEADER.STEPDOWN.${STREAMS.events.name}`,
-    ]) {
-      await denyPublish(coord, s);
-    }
+    for (const s of COORDINATOR_FORBIDDEN_API) await denyPublish(coord, s);
     const jsm = await jetstream(coord.nc).jetstreamManager(false);
     const before = (await jsm.streams.info(STREAMS.events.name)).state.messages;
     await expect(jsm.streams.purge(STREAMS.events.name)).rejects.toThrow(/Permissions Violation/);
@@ -621,12 +622,7 @@ describe("the coordinator and agents did everything above within their rights", 
     const provoked = new Set([
       subjects.agent("sim-a", "fault"),
       subjects.agentEvent("sim-a", DEV, "op.completed"),
-      `$JS.API.STREAM.PURGE.${STREAMS.events.name}`,
-      `$JS.API.STREAM.DELETE.${STREAMS.requests.name}`,
-      `$JS.API.STREAM.MSG.DELETE.KV_${BUCKETS.images}`,
-      `$JS.API.STREAM.SNAPSHOT.${STREAMS.events.name}`,
-      "$JS.API.STREAM.CREATE.SOMETHING_ELSE",
-      `$JS.API.STREAM.LEADER.STEPDOWN.${STREAMS.events.name}`,
+      ...COORDINATOR_FORBIDDEN_API,
       subjects.agentAll("sim-a"),
       "_INBOX.controller.>",
       ">",
