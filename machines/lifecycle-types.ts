@@ -33,11 +33,12 @@ export interface CommittedDecoder {
   retained: boolean;
 }
 
-/** Every agent-facing actor gets the operation id and the device. */
+/** Every actor gets the operation id, the device and its time budget (ms from when the step starts running). */
 export interface OpInput {
   opId: string;
   host: string;
   bdf: string;
+  timeoutMs: number;
 }
 export interface RequestOpInput extends OpInput {
   requestId: string;
@@ -47,6 +48,8 @@ export type BindInput = OpInput;
 export type ProbeInput = OpInput;
 export interface AcquireInput extends RequestOpInput {
   plan: Plan;
+  /** The device's switch (its slot is taken with the host's), from the facts the plan was made from. */
+  switchId: string | null;
 }
 export type AcquireOutput = { granted: true } | { granted: false; refusal: Refusal };
 export interface SaveInput extends RequestOpInput {
@@ -75,10 +78,14 @@ export interface ResetInput extends RequestOpInput {
   unmaskSbr: boolean;
   /** The reset's own wait budget (plan.deadlines.resetWaitMs). */
   waitMs: number;
+  scope: Scope;
+  /** The persisted image: a step re-run after a takeover reads the device against it first. */
+  image: ImageRef;
 }
 export interface AwaitReadyInput extends RequestOpInput {
   targets: string[];
-  timeoutMs: number;
+  /** How long the device may take to answer config reads again (policy.deviceReadyTimeoutMs). */
+  readyTimeoutMs: number;
 }
 export interface RestoreInput extends RequestOpInput {
   targets: string[];
@@ -108,20 +115,13 @@ export interface VerifyInput extends RequestOpInput {
 export interface ReleaseInput extends RequestOpInput {
   outcome: Outcome;
 }
-export interface DeadlineInput {
-  phase: string;
-  /** Absolute, ms on the machine's clock. */
-  deadlineMs: number;
-}
 
 export type LifecycleEvent =
   | { type: "RESET_REQUESTED"; request: ResetRequest; guards: GuardSnapshot }
   /** Operator: take the device out of quarantine. */
   | { type: "RELEASE"; operator: string; reason: string }
   | { type: "PROBE" }
-  | { type: "FACTS_UPDATED"; facts: DeviceFacts }
-  /** Sent by the deadline timer actor. */
-  | { type: "DEADLINE"; phase: string; deadlineMs: number };
+  | { type: "FACTS_UPDATED"; facts: DeviceFacts };
 
 export interface LifecycleInput {
   host: string;
@@ -174,9 +174,9 @@ export interface LifecycleContext {
   mismatches: VerifyMismatch[];
   outcome: Outcome | null;
   quarantineReason: string | null;
-  /** The phase running (or last run, until a resting state) and its absolute deadline (ms on the machine's clock). */
+  /** The phase running (or last run, until a resting state) and its time budget (ms once its step runs). */
   phase: string | null;
-  deadlineMs: number | null;
+  timeoutMs: number | null;
   timings: PhaseTiming[];
   lastError: LastError | null;
   lastOpId: string | null;

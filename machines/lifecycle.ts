@@ -4,10 +4,12 @@
 //
 // Persistence: the coordinator stores actor.getPersistedSnapshot(); a restored actor re-invokes the actor of
 // the state it was in with the same input, hence the same operation id (the agent answers a repeated id with
-// the first result). Deadlines are absolute times in context, armed by a callback timer actor for
-// max(0, deadline − now): a restored snapshot re-arms them (XState's `after` would be lost, statelyai/xstate#5331).
+// the first result). Time budgets are declared once (phaseBudgetMs) and travel in every actor's input as
+// `timeoutMs`; the effect wrapper enforces them from when the step starts running, and a timeout is an error like
+// any other (kind "timeout"). No timer lives in the machine: XState loses `after` timers on restore
+// (statelyai/xstate#5331), and a re-invoked step simply starts its budget again.
 
-import { and, assertEvent, assign, emit, enqueueActions, fromCallback, fromPromise, setup } from "xstate";
+import { assertEvent, assign, emit, enqueueActions, fromPromise, setup } from "xstate";
 import type { Scope } from "../shared/bus/agent-messages.ts";
 import type { DeviceFacts, ResetRequest } from "./facts.ts";
 import type {
@@ -17,7 +19,6 @@ import type {
   BindInput,
   CommitInput,
   CommitOutput,
-  DeadlineInput,
   ImageRef,
   LastError,
   LifecycleContext,
@@ -121,7 +122,7 @@ function initialContext(input: LifecycleInput): LifecycleContext {
     outcome: null,
     quarantineReason: null,
     phase: null,
-    deadlineMs: null,
+    timeoutMs: null,
     timings: [],
     lastError: null,
     lastOpId: null,
@@ -173,21 +174,16 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
     requestId,
     atMs: clock.now(),
   });
-  // Every actor input starts with these: the operation id set on entering the phase, and the device.
-  const op = (context: LifecycleContext) => ({
+  // Every actor input starts with these: the operation id and time budget set on entering the phase, and the
+  // device. The effect wrapper counts the budget from when the step starts running (startToClose), never
+  // from when the state was entered: a coordinator's own queueing does not fail a device.
+  const device = (context: LifecycleContext) => ({
     opId: context.lastOpId!,
     host: context.host,
     bdf: context.bdf,
-    requestId: context.request!.requestId,
+    timeoutMs: context.timeoutMs!,
   });
-  const deadlineTimer = {
-    id: "deadline",
-    src: "deadlineTimer",
-    input: ({ context }: { context: LifecycleContext }): DeadlineInput => ({
-      phase: context.phase!,
-      deadlineMs: context.deadlineMs!,
-    }),
-  } as const;
+  const op = (context: LifecycleContext) => ({ ...device(context), requestId: context.request!.requestId });
 
   return setup({
     types: {
@@ -210,14 +206,6 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
       commitDecoders: required<CommitOutput, CommitInput>("commitDecoders"),
       verifyDevice: required<VerifyResult, VerifyInput>("verifyDevice"),
       releaseDevice: required<void, ReleaseInput>("releaseDevice"),
-      /** Sends DEADLINE at the absolute deadline; re-armed with what is left when a snapshot is restored. */
-      deadlineTimer: fromCallback<LifecycleEvent, DeadlineInput>(({ input, sendBack }) => {
-        const timer = setTimeout(
-          () => sendBack({ type: "DEADLINE", phase: input.phase, deadlineMs: input.deadlineMs }),
-          Math.max(0, input.deadlineMs - clock.now()),
-        );
-        return () => clearTimeout(timer);
-      }),
     },
     guards: {
       planRefused: ({ context }) => context.refusal !== null,
@@ -225,9 +213,6 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
       leaseHeld: ({ context }) => context.leaseHeld,
       restoringFullScope: ({ context }) => context.restoreScope === "full",
       outcomeIsQuarantine: ({ context }) => context.outcome === "quarantined",
-      /** The deadline of the phase we are in (not a stale timer of an earlier one). */
-      isCurrentDeadline: ({ context, event }) =>
-        event.type === "DEADLINE" && event.phase === context.phase && event.deadlineMs === context.deadlineMs,
       /** reset-rules Failures: retry the restore once from the image (policy.restoreRetries), then quarantine. */
       canRetryRestore: ({ context }) =>
         context.image !== null && context.retries < context.policy.restoreRetries,
@@ -238,7 +223,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         type: "state.entered" as const,
         state: params.state,
       })),
-      /** Start a phase: its operation id, its absolute deadline, its timing record. */
+      /** Start a phase: its operation id, its time budget, its timing record. */
       enterPhase: assign(({ context }, params: { phase: LifecyclePhase }) => {
         const startMs = clock.now();
         const round = ROUND_PHASES.has(params.phase) ? context.round : 0;
@@ -248,7 +233,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
             : context.request!.requestId;
         return {
           phase: params.phase,
-          deadlineMs: startMs + phaseBudgetMs(context, params.phase),
+          timeoutMs: phaseBudgetMs(context, params.phase),
           lastOpId: opIdFor(subject, params.phase, round),
           probeCount: params.phase === "probing" ? context.probeCount + 1 : context.probeCount,
           timings: [...context.timings, { phase: params.phase, round, startMs, endMs: null }],
@@ -261,8 +246,8 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         // phase stays set: the transition's actions (recordError) run after exit and name it.
         return { timings };
       }),
-      /** A resting state: no phase runs, no deadline is armed. */
-      rest: assign({ phase: null, deadlineMs: null }),
+      /** A resting state: no phase runs. */
+      rest: assign({ phase: null, timeoutMs: null }),
       startRequest: assign(({ event }) => {
         assertEvent(event, "RESET_REQUESTED");
         return requestFields(event.request, event.guards);
@@ -318,13 +303,6 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
       ),
       recordError: assign(({ context }, params: { kind: string; message: string }) => ({
         lastError: { phase: context.phase ?? "unknown", ...params } satisfies LastError,
-      })),
-      recordDeadline: assign(({ context }) => ({
-        lastError: {
-          phase: context.phase ?? "unknown",
-          kind: "timeout",
-          message: `${context.phase} passed its deadline (agent silent)`,
-        },
       })),
       /** The one terminal outcome of the request. */
       announceOutcome: enqueueActions(({ context, enqueue }) => {
@@ -385,21 +363,17 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "enterPhase", params: { phase: "binding" } },
         ],
         exit: "leavePhase",
-        invoke: [
-          {
-            id: "bindDevice",
-            src: "bindDevice",
-            input: ({ context }) => ({ opId: context.lastOpId!, host: context.host, bdf: context.bdf }),
-            onDone: "probing",
-            onError: {
-              target: "unavailable",
-              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
-            },
+        invoke: {
+          id: "bindDevice",
+          src: "bindDevice",
+          input: ({ context }) => device(context),
+          onDone: "probing",
+          onError: {
+            target: "unavailable",
+            actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
-          deadlineTimer,
-        ],
+        },
         on: {
-          DEADLINE: { guard: "isCurrentDeadline", target: "unavailable", actions: "recordDeadline" },
           RESET_REQUESTED: { actions: { type: "refuseArrival", params: { reason: "device-unavailable" } } },
         },
       },
@@ -410,21 +384,17 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "enterPhase", params: { phase: "probing" } },
         ],
         exit: "leavePhase",
-        invoke: [
-          {
-            id: "probeDevice",
-            src: "probeDevice",
-            input: ({ context }) => ({ opId: context.lastOpId!, host: context.host, bdf: context.bdf }),
-            onDone: { target: "ready", actions: assign({ facts: ({ event }) => event.output }) },
-            onError: {
-              target: "unavailable",
-              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
-            },
+        invoke: {
+          id: "probeDevice",
+          src: "probeDevice",
+          input: ({ context }) => device(context),
+          onDone: { target: "ready", actions: assign({ facts: ({ event }) => event.output }) },
+          onError: {
+            target: "unavailable",
+            actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
-          deadlineTimer,
-        ],
+        },
         on: {
-          DEADLINE: { guard: "isCurrentDeadline", target: "unavailable", actions: "recordDeadline" },
           RESET_REQUESTED: { actions: { type: "refuseArrival", params: { reason: "device-unavailable" } } },
         },
       },
@@ -474,49 +444,36 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "enterPhase", params: { phase: "gating" } },
         ],
         exit: "leavePhase",
-        invoke: [
-          {
-            id: "acquireDevice",
-            src: "acquireDevice",
-            input: ({ context }) => ({ ...op(context), plan: context.plan! }),
-            onDone: [
-              {
-                guard: ({ event }) => event.output.granted,
-                target: "savingImage",
-                actions: assign({ leaseHeld: true, restoreScope: ({ context }) => context.plan!.scope }),
-              },
-              {
-                target: "refused",
-                actions: assign({
-                  refusal: ({ event }) => (event.output.granted ? null : event.output.refusal),
-                }),
-              },
-            ],
-            onError: {
-              target: "refused",
-              actions: {
-                type: "refuse",
-                params: ({ event }) => ({
-                  reason: "gate-unavailable",
-                  message: `could not acquire the device: ${errorOf(event.error).message}`,
-                  leaseMaybeHeld: true,
-                }),
-              },
+        invoke: {
+          id: "acquireDevice",
+          src: "acquireDevice",
+          input: ({ context }) => ({
+            ...op(context),
+            plan: context.plan!,
+            switchId: context.facts?.bridge?.switchId ?? null,
+          }),
+          onDone: [
+            {
+              guard: ({ event }) => event.output.granted,
+              target: "savingImage",
+              actions: assign({ leaseHeld: true, restoreScope: ({ context }) => context.plan!.scope }),
             },
-          },
-          deadlineTimer,
-        ],
-        on: {
-          DEADLINE: {
-            guard: "isCurrentDeadline",
+            {
+              target: "refused",
+              actions: assign({
+                refusal: ({ event }) => (event.output.granted ? null : event.output.refusal),
+              }),
+            },
+          ],
+          onError: {
             target: "refused",
             actions: {
               type: "refuse",
-              params: {
+              params: ({ event }) => ({
                 reason: "gate-unavailable",
-                message: "acquiring the device passed its deadline",
+                message: `could not acquire the device: ${errorOf(event.error).message}`,
                 leaseMaybeHeld: true,
-              },
+              }),
             },
           },
         },
@@ -530,35 +487,22 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "enterPhase", params: { phase: "savingImage" } },
         ],
         exit: "leavePhase",
-        invoke: [
-          {
-            id: "saveImage",
-            src: "saveImage",
-            input: ({ context }) => ({ ...op(context), targets: context.plan!.targets }),
-            onDone: {
-              target: "persistingImage",
-              actions: assign({ pendingImage: ({ event }) => event.output.image }),
-            },
-            onError: {
-              target: "refused",
-              actions: {
-                type: "refuse",
-                params: ({ event }) => ({
-                  reason: "save-failed",
-                  message: `image not saved: ${errorOf(event.error).message}`,
-                }),
-              },
-            },
+        invoke: {
+          id: "saveImage",
+          src: "saveImage",
+          input: ({ context }) => ({ ...op(context), targets: context.plan!.targets }),
+          onDone: {
+            target: "persistingImage",
+            actions: assign({ pendingImage: ({ event }) => event.output.image }),
           },
-          deadlineTimer,
-        ],
-        on: {
-          DEADLINE: {
-            guard: "isCurrentDeadline",
+          onError: {
             target: "refused",
             actions: {
               type: "refuse",
-              params: { reason: "save-failed", message: "saving the image passed its deadline" },
+              params: ({ event }) => ({
+                reason: "save-failed",
+                message: `image not saved: ${errorOf(event.error).message}`,
+              }),
             },
           },
         },
@@ -570,42 +514,29 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "enterPhase", params: { phase: "persistingImage" } },
         ],
         exit: "leavePhase",
-        invoke: [
-          {
-            id: "persistImage",
-            src: "persistImage",
-            input: ({ context }) => ({ ...op(context), image: context.pendingImage }),
-            onDone: {
-              target: "regating",
-              actions: [
-                assign({ image: ({ event }) => event.output, persisted: true, pendingImage: null }),
-                emit(({ context, event }) => ({
-                  ...base(context),
-                  type: "image.persisted" as const,
-                  image: event.output,
-                })),
-              ],
-            },
-            onError: {
-              target: "refused",
-              actions: {
-                type: "refuse",
-                params: ({ event }) => ({
-                  reason: "persist-failed",
-                  message: `image not persisted: ${errorOf(event.error).message}`,
-                }),
-              },
-            },
+        invoke: {
+          id: "persistImage",
+          src: "persistImage",
+          input: ({ context }) => ({ ...op(context), image: context.pendingImage }),
+          onDone: {
+            target: "regating",
+            actions: [
+              assign({ image: ({ event }) => event.output, persisted: true, pendingImage: null }),
+              emit(({ context, event }) => ({
+                ...base(context),
+                type: "image.persisted" as const,
+                image: event.output,
+              })),
+            ],
           },
-          deadlineTimer,
-        ],
-        on: {
-          DEADLINE: {
-            guard: "isCurrentDeadline",
+          onError: {
             target: "refused",
             actions: {
               type: "refuse",
-              params: { reason: "persist-failed", message: "persisting the image passed its deadline" },
+              params: ({ event }) => ({
+                reason: "persist-failed",
+                message: `image not persisted: ${errorOf(event.error).message}`,
+              }),
             },
           },
         },
@@ -620,48 +551,35 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "enterPhase", params: { phase: "regating" } },
         ],
         exit: "leavePhase",
-        invoke: [
-          {
-            id: "recheckGates",
-            src: "recheckGates",
-            input: ({ context }) => ({ ...op(context), plan: context.plan! }),
-            onDone: [
-              {
-                guard: ({ context, event }) =>
-                  context.persisted && regate(context.plan!, event.output, clock.now()) === null,
-                target: "quiescing",
-                actions: assign({ facts: ({ event }) => event.output }),
-              },
-              {
-                target: "refused",
-                actions: assign({
-                  facts: ({ event }) => event.output,
-                  refusal: ({ context, event }) =>
-                    regate(context.plan!, event.output, clock.now()) ??
-                    refusalOf(context, context.request!, "persist-failed", "the image is not persisted"),
-                }),
-              },
-            ],
-            onError: {
-              target: "refused",
-              actions: {
-                type: "refuse",
-                params: ({ event }) => ({
-                  reason: "regate-failed",
-                  message: `gates could not be re-checked: ${errorOf(event.error).message}`,
-                }),
-              },
+        invoke: {
+          id: "recheckGates",
+          src: "recheckGates",
+          input: ({ context }) => ({ ...op(context), plan: context.plan! }),
+          onDone: [
+            {
+              guard: ({ context, event }) =>
+                context.persisted && regate(context.plan!, event.output, clock.now()) === null,
+              target: "quiescing",
+              actions: assign({ facts: ({ event }) => event.output }),
             },
-          },
-          deadlineTimer,
-        ],
-        on: {
-          DEADLINE: {
-            guard: "isCurrentDeadline",
+            {
+              target: "refused",
+              actions: assign({
+                facts: ({ event }) => event.output,
+                refusal: ({ context, event }) =>
+                  regate(context.plan!, event.output, clock.now()) ??
+                  refusalOf(context, context.request!, "persist-failed", "the image is not persisted"),
+              }),
+            },
+          ],
+          onError: {
             target: "refused",
             actions: {
               type: "refuse",
-              params: { reason: "regate-failed", message: "re-checking the gates passed its deadline" },
+              params: ({ event }) => ({
+                reason: "regate-failed",
+                message: `gates could not be re-checked: ${errorOf(event.error).message}`,
+              }),
             },
           },
         },
@@ -674,26 +592,22 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "enterPhase", params: { phase: "quiescing" } },
         ],
         exit: "leavePhase",
-        invoke: [
-          {
-            id: "quiesceDevice",
-            src: "quiesceDevice",
-            input: ({ context }) => ({
-              ...op(context),
-              targets: context.plan!.targets,
-              scope: context.plan!.scope,
-              cacheFlush: context.plan!.cacheFlush,
-              cacheFlushTimeoutMs: context.plan!.deadlines.cacheFlushMs,
-            }),
-            onDone: "resetting",
-            onError: {
-              target: "failed",
-              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
-            },
+        invoke: {
+          id: "quiesceDevice",
+          src: "quiesceDevice",
+          input: ({ context }) => ({
+            ...op(context),
+            targets: context.plan!.targets,
+            scope: context.plan!.scope,
+            cacheFlush: context.plan!.cacheFlush,
+            cacheFlushTimeoutMs: context.plan!.deadlines.cacheFlushMs,
+          }),
+          onDone: "resetting",
+          onError: {
+            target: "failed",
+            actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
-          deadlineTimer,
-        ],
-        on: { DEADLINE: { guard: "isCurrentDeadline", target: "failed", actions: "recordDeadline" } },
+        },
       },
 
       resetting: {
@@ -711,39 +625,37 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           })),
         ],
         exit: "leavePhase",
-        invoke: [
-          {
-            id: "resetDevice",
-            src: "resetDevice",
-            input: ({ context }) => ({
-              ...op(context),
-              method: context.plan!.method,
-              targets: context.plan!.targets,
-              memClear: context.plan!.memClear,
-              bridge: context.plan!.bridge,
-              unmaskSbr: context.plan!.unmaskSbr,
-              waitMs: context.plan!.deadlines.resetWaitMs,
-            }),
-            onDone: {
-              target: "awaitingReady",
-              actions: [
-                assign({ resetCompleted: true }),
-                emit(({ context }) => ({
-                  ...base(context),
-                  type: "reset.completed" as const,
-                  scope: context.plan!.scope,
-                  method: context.plan!.method,
-                })),
-              ],
-            },
-            onError: {
-              target: "failed",
-              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
-            },
+        invoke: {
+          id: "resetDevice",
+          src: "resetDevice",
+          input: ({ context }) => ({
+            ...op(context),
+            method: context.plan!.method,
+            targets: context.plan!.targets,
+            memClear: context.plan!.memClear,
+            bridge: context.plan!.bridge,
+            unmaskSbr: context.plan!.unmaskSbr,
+            waitMs: context.plan!.deadlines.resetWaitMs,
+            scope: context.plan!.scope,
+            image: context.image!,
+          }),
+          onDone: {
+            target: "awaitingReady",
+            actions: [
+              assign({ resetCompleted: true }),
+              emit(({ context }) => ({
+                ...base(context),
+                type: "reset.completed" as const,
+                scope: context.plan!.scope,
+                method: context.plan!.method,
+              })),
+            ],
           },
-          deadlineTimer,
-        ],
-        on: { DEADLINE: { guard: "isCurrentDeadline", target: "failed", actions: "recordDeadline" } },
+          onError: {
+            target: "failed",
+            actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
+          },
+        },
       },
 
       awaitingReady: {
@@ -752,24 +664,20 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "enterPhase", params: { phase: "awaitingReady" } },
         ],
         exit: "leavePhase",
-        invoke: [
-          {
-            id: "awaitReady",
-            src: "awaitReady",
-            input: ({ context }) => ({
-              ...op(context),
-              targets: context.plan!.targets,
-              timeoutMs: context.policy.deviceReadyTimeoutMs,
-            }),
-            onDone: "restoring",
-            onError: {
-              target: "failed",
-              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
-            },
+        invoke: {
+          id: "awaitReady",
+          src: "awaitReady",
+          input: ({ context }) => ({
+            ...op(context),
+            targets: context.plan!.targets,
+            readyTimeoutMs: context.policy.deviceReadyTimeoutMs,
+          }),
+          onDone: "restoring",
+          onError: {
+            target: "failed",
+            actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
-          deadlineTimer,
-        ],
-        on: { DEADLINE: { guard: "isCurrentDeadline", target: "failed", actions: "recordDeadline" } },
+        },
       },
 
       // io: PCI config state only. full (and every repair): PCI config, DVSEC Control and Range Base, HDM
@@ -780,26 +688,22 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "enterPhase", params: { phase: "restoring" } },
         ],
         exit: "leavePhase",
-        invoke: [
-          {
-            id: "restoreDevice",
-            src: "restoreDevice",
-            input: ({ context }) => ({
-              ...op(context),
-              targets: context.plan!.targets,
-              scope: context.restoreScope,
-              image: context.image!,
-              round: context.round,
-            }),
-            onDone: [{ guard: "restoringFullScope", target: "committingDecoders" }, { target: "verifying" }],
-            onError: {
-              target: "failed",
-              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
-            },
+        invoke: {
+          id: "restoreDevice",
+          src: "restoreDevice",
+          input: ({ context }) => ({
+            ...op(context),
+            targets: context.plan!.targets,
+            scope: context.restoreScope,
+            image: context.image!,
+            round: context.round,
+          }),
+          onDone: [{ guard: "restoringFullScope", target: "committingDecoders" }, { target: "verifying" }],
+          onError: {
+            target: "failed",
+            actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
-          deadlineTimer,
-        ],
-        on: { DEADLINE: { guard: "isCurrentDeadline", target: "failed", actions: "recordDeadline" } },
+        },
       },
 
       // Decoders 0..n-1, each committed and polled before the next; then CONFIG_LOCK if it was set, clear
@@ -810,34 +714,30 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "enterPhase", params: { phase: "committingDecoders" } },
         ],
         exit: "leavePhase",
-        invoke: [
-          {
-            id: "commitDecoders",
-            src: "commitDecoders",
-            input: ({ context }) => ({
-              ...op(context),
-              targets: context.plan!.targets,
-              image: context.image!,
-              commitTimeoutMs: context.plan!.deadlines.commitPerDecoderMs,
-              retainedDecoders: context.plan!.retainedDecoders,
-              round: context.round,
+        invoke: {
+          id: "commitDecoders",
+          src: "commitDecoders",
+          input: ({ context }) => ({
+            ...op(context),
+            targets: context.plan!.targets,
+            image: context.image!,
+            commitTimeoutMs: context.plan!.deadlines.commitPerDecoderMs,
+            retainedDecoders: context.plan!.retainedDecoders,
+            round: context.round,
+          }),
+          onDone: {
+            target: "verifying",
+            actions: enqueueActions(({ context, event, enqueue }) => {
+              for (const decoder of event.output.decoders) {
+                enqueue.emit({ ...base(context), type: "decoder.committed", decoder });
+              }
             }),
-            onDone: {
-              target: "verifying",
-              actions: enqueueActions(({ context, event, enqueue }) => {
-                for (const decoder of event.output.decoders) {
-                  enqueue.emit({ ...base(context), type: "decoder.committed", decoder });
-                }
-              }),
-            },
-            onError: {
-              target: "failed",
-              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
-            },
           },
-          deadlineTimer,
-        ],
-        on: { DEADLINE: { guard: "isCurrentDeadline", target: "failed", actions: "recordDeadline" } },
+          onError: {
+            target: "failed",
+            actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
+          },
+        },
       },
 
       // Read back. Only a pass reported by the agent with no mismatch counts (never success without read-back).
@@ -847,107 +747,103 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "enterPhase", params: { phase: "verifying" } },
         ],
         exit: "leavePhase",
-        invoke: [
-          {
-            id: "verifyDevice",
-            src: "verifyDevice",
-            input: ({ context }) => ({
-              ...op(context),
-              targets: context.plan!.targets,
-              scope: context.restoreScope,
-              image: context.image!,
-              round: context.round,
-            }),
-            onDone: [
-              {
-                // A repaired scope violation that reaches the policy's threshold quarantines the device.
-                guard: ({ context, event }) =>
-                  verifyPassed(event.output) &&
-                  context.repairing &&
-                  context.scopeViolations >= context.policy.scopeViolationQuarantineThreshold,
-                target: "releasing",
-                actions: [
-                  emit(({ context, event }) => ({
-                    ...base(context),
-                    type: "verify.passed" as const,
-                    scope: context.restoreScope,
-                    round: context.round,
-                    result: event.output,
-                  })),
-                  assign({
-                    outcome: "quarantined" as const,
-                    quarantineReason: ({ context }) =>
-                      `${context.scopeViolations} scope violation(s): io-scope resets changed CXL state (threshold ${context.policy.scopeViolationQuarantineThreshold})`,
-                  }),
-                  "announceOutcome",
-                ],
-              },
-              {
-                guard: ({ event }) => verifyPassed(event.output),
-                target: "releasing",
-                actions: [
-                  emit(({ context, event }) => ({
-                    ...base(context),
-                    type: "verify.passed" as const,
-                    scope: context.restoreScope,
-                    round: context.round,
-                    result: event.output,
-                  })),
-                  // A reset that errored but whose device was restored and read back: the request failed, the
-                  // device is back to its image.
-                  assign({
-                    outcome: ({ context }) =>
-                      (context.resetCompleted ? "verified" : "failed") as "verified" | "failed",
-                  }),
-                  "announceOutcome",
-                ],
-              },
-              {
-                guard: ({ context, event }) => isScopeViolation(context, event.output),
-                target: "repairing",
-                actions: [
-                  emit(({ context, event }) => ({
-                    ...base(context),
-                    type: "verify.failed" as const,
-                    scope: context.restoreScope,
-                    round: context.round,
-                    mismatches: event.output.mismatches,
-                  })),
-                  assign({ mismatches: ({ event }) => event.output.mismatches }),
-                ],
-              },
-              {
-                target: "failed",
-                actions: [
-                  emit(({ context, event }) => ({
-                    ...base(context),
-                    type: "verify.failed" as const,
-                    scope: context.restoreScope,
-                    round: context.round,
-                    mismatches: event.output.mismatches,
-                  })),
-                  assign({
-                    mismatches: ({ event }) => event.output.mismatches,
-                    lastError: ({ context, event }) => ({
-                      phase: "verifying",
-                      kind: "verify-mismatch",
-                      message:
-                        event.output.mismatches.length === 0
-                          ? `verify (${context.restoreScope}) did not pass`
-                          : `verify (${context.restoreScope}) mismatches: ${event.output.mismatches.map((m) => m.field).join(", ")}`,
-                    }),
-                  }),
-                ],
-              },
-            ],
-            onError: {
-              target: "failed",
-              actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
+        invoke: {
+          id: "verifyDevice",
+          src: "verifyDevice",
+          input: ({ context }) => ({
+            ...op(context),
+            targets: context.plan!.targets,
+            scope: context.restoreScope,
+            image: context.image!,
+            round: context.round,
+          }),
+          onDone: [
+            {
+              // A repaired scope violation that reaches the policy's threshold quarantines the device.
+              guard: ({ context, event }) =>
+                verifyPassed(event.output) &&
+                context.repairing &&
+                context.scopeViolations >= context.policy.scopeViolationQuarantineThreshold,
+              target: "releasing",
+              actions: [
+                emit(({ context, event }) => ({
+                  ...base(context),
+                  type: "verify.passed" as const,
+                  scope: context.restoreScope,
+                  round: context.round,
+                  result: event.output,
+                })),
+                assign({
+                  outcome: "quarantined" as const,
+                  quarantineReason: ({ context }) =>
+                    `${context.scopeViolations} scope violation(s): io-scope resets changed CXL state (threshold ${context.policy.scopeViolationQuarantineThreshold})`,
+                }),
+                "announceOutcome",
+              ],
             },
+            {
+              guard: ({ event }) => verifyPassed(event.output),
+              target: "releasing",
+              actions: [
+                emit(({ context, event }) => ({
+                  ...base(context),
+                  type: "verify.passed" as const,
+                  scope: context.restoreScope,
+                  round: context.round,
+                  result: event.output,
+                })),
+                // A reset that errored but whose device was restored and read back: the request failed, the
+                // device is back to its image.
+                assign({
+                  outcome: ({ context }) =>
+                    (context.resetCompleted ? "verified" : "failed") as "verified" | "failed",
+                }),
+                "announceOutcome",
+              ],
+            },
+            {
+              guard: ({ context, event }) => isScopeViolation(context, event.output),
+              target: "repairing",
+              actions: [
+                emit(({ context, event }) => ({
+                  ...base(context),
+                  type: "verify.failed" as const,
+                  scope: context.restoreScope,
+                  round: context.round,
+                  mismatches: event.output.mismatches,
+                })),
+                assign({ mismatches: ({ event }) => event.output.mismatches }),
+              ],
+            },
+            {
+              target: "failed",
+              actions: [
+                emit(({ context, event }) => ({
+                  ...base(context),
+                  type: "verify.failed" as const,
+                  scope: context.restoreScope,
+                  round: context.round,
+                  mismatches: event.output.mismatches,
+                })),
+                assign({
+                  mismatches: ({ event }) => event.output.mismatches,
+                  lastError: ({ context, event }) => ({
+                    phase: "verifying",
+                    kind: "verify-mismatch",
+                    message:
+                      event.output.mismatches.length === 0
+                        ? `verify (${context.restoreScope}) did not pass`
+                        : `verify (${context.restoreScope}) mismatches: ${event.output.mismatches.map((m) => m.field).join(", ")}`,
+                  }),
+                }),
+              ],
+            },
+          ],
+          onError: {
+            target: "failed",
+            actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
-          deadlineTimer,
-        ],
-        on: { DEADLINE: { guard: "isCurrentDeadline", target: "failed", actions: "recordDeadline" } },
+        },
       },
 
       // io reset changed CXL state: publish it, count it against the device, and repair by the full-scope
@@ -1042,21 +938,12 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "enterPhase", params: { phase: "releasing" } },
         ],
         exit: ["leavePhase", assign({ leaseHeld: false })],
-        invoke: [
-          {
-            id: "releaseDevice",
-            src: "releaseDevice",
-            input: ({ context }) => ({ ...op(context), outcome: context.outcome! }),
-            onDone: [{ guard: "outcomeIsQuarantine", target: "quarantined" }, { target: "ready" }],
-            onError: [{ guard: "outcomeIsQuarantine", target: "quarantined" }, { target: "ready" }],
-          },
-          deadlineTimer,
-        ],
-        on: {
-          DEADLINE: [
-            { guard: and(["isCurrentDeadline", "outcomeIsQuarantine"]), target: "quarantined" },
-            { guard: "isCurrentDeadline", target: "ready" },
-          ],
+        invoke: {
+          id: "releaseDevice",
+          src: "releaseDevice",
+          input: ({ context }) => ({ ...op(context), outcome: context.outcome! }),
+          onDone: [{ guard: "outcomeIsQuarantine", target: "quarantined" }, { target: "ready" }],
+          onError: [{ guard: "outcomeIsQuarantine", target: "quarantined" }, { target: "ready" }],
         },
       },
 

@@ -1,6 +1,11 @@
 // The lifecycle machine's effects, backed by NATS: each named actor of machines/lifecycle.ts calls the host
-// agent (cxlrc.agent.<host>.<op>, idempotent by opId), the KV store or the fleet guard state. Provided per
-// device with machine.provide({ actors }).
+// agent (cxlrc.agent.<host>.<op>, idempotent by opId), the KV store or the fleet guard state. Built once per
+// coordinator and provided once (machine.provide): an effect learns everything about its step from its input
+// (device, operation id, time budget, plan fields) and finds the device's runtime hooks (write-ahead persist,
+// lease, recovery flag) by the device key; it never reads the machine's context.
+//
+// Time budgets: the machine declares one per phase (input.timeoutMs); the step wrapper counts it from when the
+// step starts running, after its write-ahead barrier, so a coordinator's own queueing never fails a device.
 //
 // Write-ahead: every step first waits until the snapshot naming the step is durably stored, so a coordinator
 // that takes the device over never finds a snapshot older than what was done to the device. A step that runs
@@ -21,7 +26,6 @@ import type {
   CommitOutput,
   CommittedDecoder,
   ImageRef,
-  LifecycleContext,
   PersistInput,
   ProbeInput,
   QuiesceInput,
@@ -52,6 +56,7 @@ import type { AgentLink } from "./agent-link.ts";
 import type { FleetStore } from "./fleet-state.ts";
 import type { Lease } from "./leases.ts";
 import { factsFromProbe } from "./probe-facts.ts";
+import { withBudget } from "./step-budget.ts";
 import type { CoordinatorStore, ImageRecord } from "./store.ts";
 
 /** Test hook: called around every step's effect, so a test can stop a coordinator at an exact point. */
@@ -61,13 +66,8 @@ export type StepHook = (
   info: { host: string; bdf: string; requestId: string | null; opId: string },
 ) => Promise<void> | void;
 
-/** What the actors need to know about the device actor they serve. */
+/** The runtime's hooks for one device's actor (never its context: what a step needs is in its input). */
 export interface DeviceAccess {
-  readonly key: string;
-  readonly host: string;
-  readonly bdf: string;
-  /** The machine's current context (null before the actor exists). */
-  context(): LifecycleContext | null;
   /** Store the latest snapshot and the events emitted so far, and wait for the acknowledgements. */
   persist(): Promise<void>;
   /** True once, for the first step run in `phase` after the actor was restored from a snapshot in it. */
@@ -79,6 +79,9 @@ export interface DeviceAccess {
   /** The request's host/switch slots are back in the fleet state: local admission may let the next one in. */
   released(requestId: string): void;
 }
+
+/** Finds a device's hooks by key (deviceKey(host, bdf)); undefined once the device is not driven here. */
+export type DeviceDirectory = (key: string) => DeviceAccess | undefined;
 
 export interface AgentActorDeps {
   nc: NatsConnection;
@@ -109,6 +112,17 @@ function stale(phase: string): CxlrcError {
   return new CxlrcError("in-progress", `${phase}: this step is no longer current (lease lost or state left)`);
 }
 
+/** Images read back from the store, kept for the restore and verify steps that follow (bounded). */
+const IMAGE_CACHE = 256;
+/** Decoders committed by a full restore, kept for the commit step that reports them (bounded). */
+const COMMITTED_KEPT = 4096;
+
+function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) map.delete(map.keys().next().value as string);
+}
+
 /** Agent verify mismatches (register + field, domain) as the machine's VerifyMismatch. */
 function mismatchesOf(bdf: string, r: AgentVerify): VerifyMismatch[] {
   return r.mismatches.map((m) => ({
@@ -129,13 +143,25 @@ export function resetHappened(scope: Scope, mismatches: VerifyMismatch[]): boole
   );
 }
 
-export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
-  const { store, policy, log } = deps;
+export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirectory) {
+  const { store, policy } = deps;
   const images = new Map<string, ImageRecord>();
-  /** Decoders committed by a full restore, by round: committingDecoders reports them. */
-  const committedByRound = new Map<number, CommittedDecoder[]>();
+  /** Decoders committed by a full restore, by device/request/round: committingDecoders reports them. */
+  const committed = new Map<string, CommittedDecoder[]>();
+  const roundKey = (input: { host: string; bdf: string; requestId: string; round: number }) =>
+    `${deviceKey(input.host, input.bdf)}|${input.requestId}|${input.round}`;
+
+  /** What one running step works with: its device, and the device's hooks. */
+  interface Step {
+    host: string;
+    bdf: string;
+    key: string;
+    dev: DeviceAccess;
+    log: Logger;
+  }
 
   const agent = <Op extends AgentOp>(
+    dev: Step,
     op: Op,
     opId: string,
     params: AgentCallParams<Op>,
@@ -144,39 +170,55 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
   ): Promise<unknown> => {
     if (signal.aborted) return Promise.reject(stale(op));
     // A coordinator stopped (SIGSTOP, long pause) past its lease must not act on the device it lost.
-    return dev.confirmLease().then((ok) => {
+    return dev.dev.confirmLease().then((ok) => {
       if (!ok || signal.aborted) throw stale(op);
       // Under the device's lease: every target function's operation carries that lease's fencing epoch.
       return deps.link.call(dev.host, op, opId, params, { timeoutMs, leaseKey: dev.key });
     });
   };
 
-  /** Every step: write-ahead barrier, hooks, and a check that it is still current before and after. */
-  const step = <I extends { opId: string; requestId?: string }, O>(
+  /**
+   * Every step: write-ahead barrier, hooks, its time budget, and a check that it is still current before and
+   * after. The budget (input.timeoutMs) starts when the step itself starts: after its snapshot is stored.
+   */
+  const step = <
+    I extends { opId: string; host: string; bdf: string; timeoutMs: number; requestId?: string },
+    O,
+  >(
     phase: string,
-    run: (input: I, signal: AbortSignal) => Promise<O>,
+    run: (input: I, signal: AbortSignal, dev: Step) => Promise<O>,
   ) =>
     fromPromise<O, I>(async ({ input, signal }) => {
-      const info = { host: dev.host, bdf: dev.bdf, requestId: input.requestId ?? null, opId: input.opId };
+      const key = deviceKey(input.host, input.bdf);
+      const access = directory(key);
+      if (!access) throw stale(phase);
+      const dev: Step = {
+        host: input.host,
+        bdf: input.bdf,
+        key,
+        dev: access,
+        log: deps.log.child({ host: input.host, bdf: input.bdf }),
+      };
+      const info = { host: input.host, bdf: input.bdf, requestId: input.requestId ?? null, opId: input.opId };
       // The step's operation id is issued to the host from now on: the agent's events for it are believed.
-      const done = deps.link.issue(dev.host, input.opId);
+      const done = deps.link.issue(input.host, input.opId);
       try {
-        await dev.persist();
+        await access.persist();
         if (signal.aborted) throw stale(phase);
         await deps.hook?.(phase, "before", info);
         if (signal.aborted) throw stale(phase);
-        const out = await run(input, signal);
+        const out = await withBudget(phase, input.timeoutMs, signal, (budget) => run(input, budget, dev));
         await deps.hook?.(phase, "after", info);
-        if (signal.aborted || !(await dev.confirmLease())) throw stale(phase);
+        if (signal.aborted || !(await access.confirmLease())) throw stale(phase);
         return out;
       } finally {
         done();
       }
     });
 
-  const probe = async (opId: string, bdf: string, signal: AbortSignal, freshInventory = false) => {
+  const probe = async (dev: Step, opId: string, bdf: string, signal: AbortSignal, freshInventory = false) => {
     const [p, inv] = await Promise.all([
-      agent("probe", opId, { bdf }, policy.agentCallTimeoutMs, signal) as Promise<ProbeResult>,
+      agent(dev, "probe", opId, { bdf }, policy.agentCallTimeoutMs, signal) as Promise<ProbeResult>,
       deps.inventory(dev.host, freshInventory).catch(() => null),
     ]);
     return factsFromProbe(dev.host, p, inv);
@@ -194,7 +236,7 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
         });
       }
       rec = got;
-      images.set(cacheKey, rec);
+      remember(images, cacheKey, rec, IMAGE_CACHE);
     }
     const img = rec.images[bdf];
     if (img === undefined) {
@@ -204,6 +246,7 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
   };
 
   const verifyAll = async (
+    dev: Step,
     opId: string,
     targets: string[],
     scope: Scope,
@@ -214,6 +257,7 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
     let passed = true;
     for (const [i, bdf] of targets.entries()) {
       const r = (await agent(
+        dev,
         "verify",
         targetOpId(opId, i, targets.length),
         { bdf, scope, image: await imageOf(ref, bdf) },
@@ -227,6 +271,7 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
   };
 
   const restoreAll = async (
+    dev: Step,
     opId: string,
     targets: string[],
     scope: Scope,
@@ -236,6 +281,7 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
     const decoders: CommittedDecoder[] = [];
     for (const [i, bdf] of targets.entries()) {
       const r = (await agent(
+        dev,
         "restore",
         targetOpId(opId, i, targets.length),
         { bdf, scope, image: await imageOf(ref, bdf) },
@@ -263,13 +309,13 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
       }
     }),
 
-    probeDevice: step<ProbeInput, DeviceFacts>("probing", (input, signal) =>
-      probe(freshOpId(input.opId, "probe"), input.bdf, signal, true),
+    probeDevice: step<ProbeInput, DeviceFacts>("probing", (input, signal, dev) =>
+      probe(dev, freshOpId(input.opId, "probe"), input.bdf, signal, true),
     ),
 
     /** Slots, budget and breaker in one CAS on the fleet state, under the device lease. */
-    acquireDevice: step<AcquireInput, AcquireOutput>("gating", async (input, signal) => {
-      const lease = dev.lease();
+    acquireDevice: step<AcquireInput, AcquireOutput>("gating", async (input, signal, dev) => {
+      const lease = dev.dev.lease();
       const refusal = (reason: Refusal["reason"], message: string, retryAfterMs?: number): AcquireOutput => ({
         granted: false,
         refusal: {
@@ -285,18 +331,17 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
         },
       });
       if (!lease || lease.lost) return refusal("in-progress", `${input.bdf}: the device lease is not held`);
-      const switchId = dev.context()?.facts?.bridge?.switchId ?? null;
       const claim = {
         requestId: input.requestId,
         host: input.host,
-        switchId,
+        switchId: input.switchId,
         key: dev.key,
         bdf: input.bdf,
         owner: deps.coordinatorId,
       };
       // A host or switch full of another coordinator's resets is waited for (a slot frees within a reset's
-      // time), within most of the gating deadline; the other guards refuse at once.
-      const waitUntil = performance.now() + policy.leaseTimeoutMs * 0.8;
+      // time), within most of the gating budget; the other guards refuse at once.
+      const waitUntil = performance.now() + input.timeoutMs * 0.8;
       for (let delay = 20; ; delay = Math.min(250, delay * 2)) {
         const r = await deps.fleet.grant(claim, deps.now());
         if (r.granted) return { granted: true };
@@ -308,10 +353,11 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
       }
     }),
 
-    saveImage: step<SaveInput, SaveOutput>("savingImage", async (input, signal) => {
+    saveImage: step<SaveInput, SaveOutput>("savingImage", async (input, signal, dev) => {
       const out: Record<string, unknown> = {};
       for (const [i, bdf] of input.targets.entries()) {
         out[bdf] = await agent(
+          dev,
           "save",
           targetOpId(input.opId, i, input.targets.length),
           { bdf },
@@ -347,17 +393,18 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
       const record: ImageRecord = { ...base, bdf: input.bdf, images: bundle.images };
       const revision = await store.putImage(record);
       const key = deviceKey(input.host, input.bdf);
-      images.set(`${key}@${revision}`, record);
+      remember(images, `${key}@${revision}`, record, IMAGE_CACHE);
       return { key, revision };
     }),
 
-    recheckGates: step<RecheckInput, DeviceFacts>("regating", (input, signal) =>
-      probe(freshOpId(input.opId, "regate"), input.bdf, signal, true),
+    recheckGates: step<RecheckInput, DeviceFacts>("regating", (input, signal, dev) =>
+      probe(dev, freshOpId(input.opId, "regate"), input.bdf, signal, true),
     ),
 
-    quiesceDevice: step<QuiesceInput, void>("quiescing", async (input, signal) => {
+    quiesceDevice: step<QuiesceInput, void>("quiescing", async (input, signal, dev) => {
       for (const [i, bdf] of input.targets.entries()) {
         await agent(
+          dev,
           "quiesce",
           targetOpId(input.opId, i, input.targets.length),
           { bdf, scope: input.scope },
@@ -367,20 +414,21 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
       }
     }),
 
-    resetDevice: step<ResetInput, void>("resetting", async (input, signal) => {
-      const ctx = dev.context();
-      if (dev.takeRecovery("resetting") && ctx?.image && ctx.plan) {
+    resetDevice: step<ResetInput, void>("resetting", async (input, signal, dev) => {
+      const log = dev.log;
+      if (dev.dev.takeRecovery("resetting")) {
         // The snapshot says "resetting" but not whether the reset was issued: read the device. Wiped state
         // (or a device still not answering) means it was; intact state means it was not, so issue it now.
         try {
           const check = await verifyAll(
+            dev,
             freshOpId(input.opId, "recheck"),
             [input.bdf],
-            ctx.plan.scope,
-            ctx.image,
+            input.scope,
+            input.image,
             signal,
           );
-          if (resetHappened(ctx.plan.scope, check.mismatches)) {
+          if (resetHappened(input.scope, check.mismatches)) {
             log.info(
               { bdf: input.bdf, requestId: input.requestId },
               "recovery: the reset had happened; not repeating it",
@@ -400,6 +448,7 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
         }
       }
       await agent(
+        dev,
         "reset",
         input.opId,
         { bdf: input.bdf, method: input.method, ...(input.memClear ? { memClear: true } : {}) },
@@ -413,12 +462,13 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
      * vendor id while the function is not ready; a later failure (the component block behind a BAR the reset
      * cleared) means the function answers, which is all this step waits for — restore puts the BARs back.
      */
-    awaitReady: step<AwaitReadyInput, void>("awaitingReady", async (input, signal) => {
-      const until = performance.now() + input.timeoutMs;
+    awaitReady: step<AwaitReadyInput, void>("awaitingReady", async (input, signal, dev) => {
+      const until = performance.now() + input.readyTimeoutMs;
       for (const bdf of input.targets) {
         for (let n = 0; ; n++) {
           try {
             await agent(
+              dev,
               "probe",
               freshOpId(input.opId, `ready${n}`),
               { bdf },
@@ -441,9 +491,9 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
       }
     }),
 
-    restoreDevice: step<RestoreInput, void>("restoring", async (input, signal) => {
-      const decoders = await restoreAll(input.opId, input.targets, input.scope, input.image, signal);
-      if (input.scope === "full") committedByRound.set(input.round, decoders);
+    restoreDevice: step<RestoreInput, void>("restoring", async (input, signal, dev) => {
+      const decoders = await restoreAll(dev, input.opId, input.targets, input.scope, input.image, signal);
+      if (input.scope === "full") remember(committed, roundKey(input), decoders, COMMITTED_KEPT);
     }),
 
     /**
@@ -451,10 +501,14 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
      * After a restore of the actor (nothing in memory), it reads the device: verified → report the image's
      * committed decoders; not → restore again (idempotent: decommit first).
      */
-    commitDecoders: step<CommitInput, CommitOutput>("committingDecoders", async (input, signal) => {
-      const known = committedByRound.get(input.round);
-      if (known) return { decoders: known };
+    commitDecoders: step<CommitInput, CommitOutput>("committingDecoders", async (input, signal, dev) => {
+      const known = committed.get(roundKey(input));
+      if (known) {
+        committed.delete(roundKey(input));
+        return { decoders: known };
+      }
       const check = await verifyAll(
+        dev,
         freshOpId(input.opId, "check"),
         input.targets,
         "full",
@@ -465,7 +519,7 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
         const facts = await Promise.all(
           input.targets.map(async (bdf) => ({
             bdf,
-            f: await probe(freshOpId(input.opId, "read"), bdf, signal),
+            f: await probe(dev, freshOpId(input.opId, "read"), bdf, signal),
           })),
         );
         return {
@@ -476,17 +530,17 @@ export function createAgentActors(deps: AgentActorDeps, dev: DeviceAccess) {
           ),
         };
       }
-      return { decoders: await restoreAll(input.opId, input.targets, "full", input.image, signal) };
+      return { decoders: await restoreAll(dev, input.opId, input.targets, "full", input.image, signal) };
     }),
 
-    verifyDevice: step<VerifyInput, VerifyResult>("verifying", (input, signal) =>
-      verifyAll(input.opId, input.targets, input.scope, input.image, signal),
+    verifyDevice: step<VerifyInput, VerifyResult>("verifying", (input, signal, dev) =>
+      verifyAll(dev, input.opId, input.targets, input.scope, input.image, signal),
     ),
 
     /** Slots back and the outcome counted by the breaker; the device lease goes when the snapshot is stored. */
-    releaseDevice: step<ReleaseInput, void>("releasing", async (input) => {
+    releaseDevice: step<ReleaseInput, void>("releasing", async (input, _signal, dev) => {
       await deps.fleet.finish(input.requestId, input.outcome, deps.now());
-      dev.released(input.requestId);
+      dev.dev.released(input.requestId);
     }),
   };
 }

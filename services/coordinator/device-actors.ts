@@ -27,7 +27,7 @@ import type {
   RestoreResult,
 } from "../agent/ops/index.ts";
 import type { Admission } from "./admission.ts";
-import { createAgentActors, type StepHook, targetOpId } from "./agent-actors.ts";
+import { createAgentActors, type DeviceAccess, type StepHook, targetOpId } from "./agent-actors.ts";
 import type { AgentLink } from "./agent-link.ts";
 import { EVENT, type EventInput, type EventPublisher } from "./events.ts";
 import type { FleetStore } from "./fleet-state.ts";
@@ -215,26 +215,28 @@ function stateOf(value: unknown): string {
 }
 
 /**
- * Re-arm the deadline of a restored snapshot: the time the device spent without an owner does not count
- * against the phase (XState keeps no timers; the machine's timer actor takes its absolute deadline from
- * the invoke input, which the snapshot stores).
+ * A stored snapshot as this version runs it. Snapshots stored before time budgets moved into the effects carry a
+ * `deadlineTimer` child and a `deadlineMs`: dropped (the step re-invoked on restore starts its budget afresh).
  */
-export function rearmDeadline(snapshot: unknown, nowMs: number): unknown {
+export function currentSnapshot(snapshot: unknown): unknown {
   const s = structuredClone(snapshot) as {
-    context?: LifecycleContext;
-    children?: Record<
-      string,
-      { src?: string; snapshot?: { input?: { phase?: string; deadlineMs?: number } } }
-    >;
+    context?: LifecycleContext & { deadlineMs?: unknown };
+    children?: Record<string, { src?: string; snapshot?: { input?: Record<string, unknown> } }>;
   };
-  const ctx = s.context;
-  if (!ctx || ctx.phase === null || ctx.deadlineMs === null) return s;
-  const started = ctx.timings.at(-1)?.startMs ?? nowMs;
-  const budget = Math.max(0, ctx.deadlineMs - started);
-  const deadlineMs = Math.max(ctx.deadlineMs, nowMs + budget);
-  ctx.deadlineMs = deadlineMs;
-  for (const child of Object.values(s.children ?? {})) {
-    if (child.src === "deadlineTimer" && child.snapshot?.input) child.snapshot.input.deadlineMs = deadlineMs;
+  if (s.context && "deadlineMs" in s.context) {
+    const { deadlineMs: _old, ...rest } = s.context;
+    s.context = { ...rest, timeoutMs: rest.timeoutMs ?? null } as LifecycleContext;
+  }
+  for (const [id, child] of Object.entries(s.children ?? {})) {
+    if (child.src === "deadlineTimer") {
+      delete s.children![id];
+      continue;
+    }
+    // A step stored without a budget gets its phase's default (the agent call's own).
+    const input = child.snapshot?.input;
+    if (input && typeof input.opId === "string" && typeof input.timeoutMs !== "number") {
+      input.timeoutMs = (s.context?.timeoutMs as number | null | undefined) ?? 30_000;
+    }
   }
   return s;
 }
@@ -252,7 +254,25 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
   const dispatching = new Set<string>();
   /** Stored records (key@revision) whose announce this process has published again. */
   const announcedStored = new Set<string>();
-  const machine = createLifecycleMachine({ now: o.now });
+  /** The device hooks the effects look up by key (the actors themselves are built once, below). */
+  const access = new Map<string, DeviceAccess>();
+  const machine = createLifecycleMachine({ now: o.now }).provide({
+    actors: createAgentActors(
+      {
+        nc: o.nc,
+        link: o.link,
+        store: o.store,
+        fleet: o.fleet,
+        coordinatorId: o.id,
+        policy: o.policy,
+        log: o.log,
+        now: o.now,
+        inventory: o.inventory,
+        ...(o.hook ? { hook: o.hook } : {}),
+      },
+      (key) => access.get(key),
+    ),
+  }) as LifecycleMachine;
   const settleTimeoutMs = o.settleTimeoutMs ?? 30_000;
   let stopping = false;
 
@@ -584,44 +604,28 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
   // ---------------------------------------------------------------------------------------------------
   // Actors
 
+  /** The hooks an effect of this device's actor uses (write-ahead, lease, recovery flag, slots). */
+  const accessOf = (d: Device): DeviceAccess => ({
+    // Write-ahead: the snapshot naming the step, and every event emitted before it, are stored first.
+    persist: async () => {
+      await persist(d, true);
+      await o.events.flush(d);
+      await d.lastKnownGood;
+    },
+    takeRecovery: (phase) => {
+      if (d.recovery !== phase) return false;
+      d.recovery = null;
+      return true;
+    },
+    lease: () => o.leases.get(d.key) ?? null,
+    confirmLease: () => o.leases.confirm(d.key),
+    released: (requestId) => o.admission.release(requestId),
+  });
+
   const start = (d: Device, snapshot: Snapshot<unknown> | null) => {
-    const actors = createAgentActors(
-      {
-        nc: o.nc,
-        link: o.link,
-        store: o.store,
-        fleet: o.fleet,
-        coordinatorId: o.id,
-        policy: o.policy,
-        log: log(d),
-        now: o.now,
-        inventory: o.inventory,
-        ...(o.hook ? { hook: o.hook } : {}),
-      },
-      {
-        key: d.key,
-        host: d.host,
-        bdf: d.bdf,
-        context: () => contextOf(d),
-        // Write-ahead: the snapshot naming the step, and every event emitted before it, are stored first.
-        persist: async () => {
-          await persist(d, true);
-          await o.events.flush(d);
-          await d.lastKnownGood;
-        },
-        takeRecovery: (phase) => {
-          if (d.recovery !== phase) return false;
-          d.recovery = null;
-          return true;
-        },
-        lease: () => o.leases.get(d.key) ?? null,
-        confirmLease: () => o.leases.confirm(d.key),
-        released: (requestId) => o.admission.release(requestId),
-      },
-    );
-    const provided = machine.provide({ actors });
+    access.set(d.key, accessOf(d));
     const input = { host: d.host, bdf: d.bdf, policy: o.policyOverrides };
-    const actor = snapshot ? createActor(provided, { snapshot, input }) : createActor(provided, { input });
+    const actor = snapshot ? createActor(machine, { snapshot, input }) : createActor(machine, { input });
     const sub = actor.subscribe({
       next: () => {
         void persist(d)
@@ -665,10 +669,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     d.requests = [...(rec.value.requests ?? [])];
     d.lastWritten = JSON.stringify({ snapshot: rec.value.snapshot, requests: d.requests });
     d.recovery = rec.value.active ? rec.value.state : null;
-    const snapshot = withPolicy(
-      rec.value.active ? rearmDeadline(rec.value.snapshot, o.now()) : rec.value.snapshot,
-      o.policy,
-    );
+    const snapshot = withPolicy(currentSnapshot(rec.value.snapshot), o.policy);
     if (rec.value.active) takeOver(d, rec.value);
     start(d, snapshot as Snapshot<unknown>);
     await reannounce(d, rec.value);

@@ -1,11 +1,10 @@
 // Small builders for the machine tests: device facts, requests, guard state, a fake clock with timers, and a
 // harness that runs the lifecycle machine with in-process actors whose answers each test scripts.
-import { type Actor, createActor, fromCallback, fromPromise, type Snapshot } from "xstate";
+import { type Actor, createActor, fromPromise, type Snapshot } from "xstate";
 import type { DeviceFacts, ResetRequest } from "../../machines/facts.ts";
 import { createLifecycleMachine, type LifecycleMachine } from "../../machines/lifecycle.ts";
 import type {
   CommitOutput,
-  DeadlineInput,
   LifecycleEmitted,
   LifecycleEvent,
   LifecycleInput,
@@ -135,8 +134,8 @@ export interface Harness {
   machine: LifecycleMachine;
   calls: Call[];
   events: LifecycleEmitted[];
-  /** Timer armings: the phase, its absolute deadline and the delay actually armed. */
-  armed: Array<DeadlineInput & { delayMs: number }>;
+  /** Budgets armed by hanging steps (as the coordinator's step wrapper does: from the step's start). */
+  armed: Array<{ src: ActorName; timeoutMs: number; atMs: number }>;
   start(input?: Partial<LifecycleInput>, snapshot?: Snapshot<unknown>): Actor<LifecycleMachine>;
   callsTo(src: ActorName): Call[];
   types(): string[];
@@ -168,25 +167,29 @@ export function harness(opts: HarnessOptions = {}): Harness {
   };
 
   const actor = (src: ActorName) =>
-    fromPromise<unknown, Record<string, unknown> & { opId: string }>(({ input }) => {
-      calls.push({ src, input });
-      const queue = script[src];
-      const answer = queue && queue.length > 0 ? queue.shift() : defaults[src](input);
-      if (answer === HANG) return new Promise(() => {});
-      if (answer instanceof Error) return Promise.reject(answer);
-      return Promise.resolve(answer);
-    });
-
-  const timer = fromCallback<LifecycleEvent, DeadlineInput>(({ input, sendBack }) => {
-    armed.push({ ...input, delayMs: Math.max(0, input.deadlineMs - clock.now()) });
-    const id = clock.at(input.deadlineMs, () =>
-      sendBack({ type: "DEADLINE", phase: input.phase, deadlineMs: input.deadlineMs }),
+    fromPromise<unknown, Record<string, unknown> & { opId: string; timeoutMs: number }>(
+      ({ input, signal }) => {
+        calls.push({ src, input });
+        const queue = script[src];
+        const answer = queue && queue.length > 0 ? queue.shift() : defaults[src](input);
+        if (answer === HANG) {
+          // A silent agent: the step's budget runs out (the coordinator's wrapper rejects with kind "timeout").
+          armed.push({ src, timeoutMs: input.timeoutMs, atMs: clock.now() });
+          return new Promise((_, reject) => {
+            const id = clock.at(clock.now() + input.timeoutMs, () =>
+              reject(Object.assign(new Error(`${src} passed its deadline`), { kind: "timeout" })),
+            );
+            signal.addEventListener("abort", () => clock.cancel(id));
+          });
+        }
+        if (answer instanceof Error) return Promise.reject(answer);
+        return Promise.resolve(answer);
+      },
     );
-    return () => clock.cancel(id);
-  });
+
   // Test doubles share one untyped promise shape; the machine checks nothing about them at runtime.
   const implementations = {
-    actors: { ...Object.fromEntries(ACTOR_NAMES.map((n) => [n, actor(n)])), deadlineTimer: timer },
+    actors: Object.fromEntries(ACTOR_NAMES.map((n) => [n, actor(n)])),
   } as unknown as Parameters<LifecycleMachine["provide"]>[0];
   const machine = createLifecycleMachine(clock).provide(implementations) as LifecycleMachine;
 

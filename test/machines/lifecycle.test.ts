@@ -4,6 +4,7 @@ import type { LifecycleEmitted } from "../../machines/lifecycle-types.ts";
 import { DEFAULT_POLICY } from "../../machines/policy/defaults.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import {
+  type ActorName,
   BDF,
   BRIDGE,
   facts,
@@ -382,13 +383,13 @@ describe("failure: retry the restore once, then quarantine", () => {
   });
 });
 
-describe("deadlines (callback timer on an absolute deadline)", () => {
-  it("an agent silent past the reset deadline takes the failure path", async () => {
+describe("time budgets (declared by the machine, counted by the effect from the step's start)", () => {
+  it("an agent silent past the reset budget takes the failure path", async () => {
     const { h, actor } = await readyHarness({ script: { resetDevice: [HANG] } });
     actor.send(reqEvent(request({ scope: "full" })));
     await settle();
     const budget = actor.getSnapshot().context.plan!.deadlines.phasesMs.resetting;
-    expect(h.armed.at(-1)).toMatchObject({ phase: "resetting", delayMs: budget });
+    expect(h.armed.at(-1)).toMatchObject({ src: "resetDevice", timeoutMs: budget });
     h.clock.advance(budget - 1);
     await settle();
     expect(actor.getSnapshot().value).toBe("resetting");
@@ -402,12 +403,33 @@ describe("deadlines (callback timer on an absolute deadline)", () => {
     expect(checkInvariants(h.events, { complete: true })).toEqual([]);
   });
 
-  it("a DEADLINE for another phase (a stale timer) is ignored", async () => {
-    const { actor } = await readyHarness({ script: { resetDevice: [HANG] } });
+  it("every step carries its phase's budget from the plan (binding and probing: the agent call's)", async () => {
+    const h = harness();
+    const actor = h.start();
+    await settle();
+    for (const src of ["bindDevice", "probeDevice"] as const) {
+      expect(h.callsTo(src)[0]?.input.timeoutMs, src).toBe(DEFAULT_POLICY.agentCallTimeoutMs);
+    }
     actor.send(reqEvent(request({ scope: "full" })));
     await settle();
-    actor.send({ type: "DEADLINE", phase: "quiescing", deadlineMs: 0 });
-    expect(actor.getSnapshot().value).toBe("resetting");
+    expect(actor.getSnapshot().value).toBe("ready");
+    const plan = ofType(h.events, "plan")[0]!.plan;
+    const phaseOf: Record<string, keyof typeof plan.deadlines.phasesMs> = {
+      acquireDevice: "gating",
+      saveImage: "savingImage",
+      persistImage: "persistingImage",
+      recheckGates: "regating",
+      quiesceDevice: "quiescing",
+      resetDevice: "resetting",
+      awaitReady: "awaitingReady",
+      restoreDevice: "restoring",
+      commitDecoders: "committingDecoders",
+      verifyDevice: "verifying",
+    };
+    for (const [src, phase] of Object.entries(phaseOf)) {
+      const call = h.callsTo(src as ActorName)[0];
+      expect(call?.input.timeoutMs, src).toBe(plan.deadlines.phasesMs[phase]);
+    }
   });
 });
 
@@ -424,26 +446,28 @@ describe("persisted snapshot restored mid-reset", () => {
     return { h, req, snapshot, budget: actor.getSnapshot().context.plan!.deadlines.phasesMs.resetting };
   }
 
-  it("continues with the same operation id and the deadline re-armed for what is left", async () => {
+  it("continues with the same operation id and the step's whole budget", async () => {
     const { h: before, req, snapshot, budget } = await midReset();
     const after = harness({ clock: before.clock });
     const actor = after.start({}, snapshot);
     await settle();
     expect(after.callsTo("resetDevice")[0]?.input.opId).toBe(`${req.requestId}/resetting/0`);
-    expect(after.armed[0]).toMatchObject({ phase: "resetting", delayMs: budget - 30 });
+    expect(after.callsTo("resetDevice")[0]?.input.timeoutMs).toBe(budget);
     expect(after.types()).toEqual(["reset.completed", "decoder.committed", "verify.passed", "verified"]);
     expect(actor.getSnapshot().value).toBe("ready");
     expect(checkInvariants([...before.events, ...after.events], { complete: true })).toEqual([]);
   });
 
-  it("a deadline that passed while nobody ran fires at once after the restore", async () => {
+  it("time spent with nobody running the device does not count: the re-run step starts its budget again", async () => {
     const { h: before, snapshot, budget } = await midReset();
-    before.clock.advance(budget);
+    before.clock.advance(budget * 3);
     const after = harness({ clock: before.clock, script: { resetDevice: [HANG] } });
     const actor = after.start({}, snapshot);
     await settle();
-    expect(after.armed[0]?.delayMs).toBe(0);
-    after.clock.advance(0);
+    after.clock.advance(budget - 1);
+    await settle();
+    expect(actor.getSnapshot().value).toBe("resetting");
+    after.clock.advance(1);
     await settle();
     expect(ofType(after.events, "step.failed")[0]?.error.kind).toBe("timeout");
     expect(actor.getSnapshot().context.outcome).toBe("failed");

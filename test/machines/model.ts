@@ -1,5 +1,5 @@
 // The lifecycle as a model for @xstate/graph: which events may arrive in each state (the invoked actors'
-// done/error events, timer events, requests, operator actions), and a serializer that keeps only what decides
+// done/error events, a timeout as an error, requests, operator actions), and a serializer that keeps only what decides
 // behaviour (not timings, ids or times), so the state space stays small.
 import type { AnyMachineSnapshot, EventObject } from "xstate";
 import type { DeviceFacts, ResetRequest } from "../../machines/facts.ts";
@@ -29,8 +29,23 @@ const PASSED: VerifyResult = { passed: true, mismatches: [] };
 const CXL_CHANGED: VerifyResult = { passed: false, mismatches: [{ field: "dvsec.control.mem_enable" }] };
 const PCI_CHANGED: VerifyResult = { passed: false, mismatches: [{ field: "command", area: "pci" }] };
 
+/** The step actor each phase runs (its id is its name). */
+const STEP_ACTORS: Record<string, string> = {
+  gating: "acquireDevice",
+  savingImage: "saveImage",
+  persistingImage: "persistImage",
+  regating: "recheckGates",
+  quiescing: "quiesceDevice",
+  resetting: "resetDevice",
+  awaitingReady: "awaitReady",
+  restoring: "restoreDevice",
+  committingDecoders: "commitDecoders",
+  verifying: "verifyDevice",
+  releasing: "releaseDevice",
+};
+
 export interface ModelOptions {
-  /** Offer a DEADLINE in every phase (else only where the agent may hang longest: resetting, awaitingReady). */
+  /** Offer a timeout in every phase (else only where the agent may hang longest: resetting, awaitingReady). */
   deadlinesEverywhere: boolean;
   /** Requests after the first outcome (a second request, quarantine release). */
   moreRequests: boolean;
@@ -47,10 +62,9 @@ export function modelEvents(opts: ModelOptions) {
   return (snapshot: AnyMachineSnapshot): EventObject[] => {
     const ctx = snapshot.context as LifecycleContext;
     const state = String(snapshot.value);
-    const deadline: EventObject[] =
-      ctx.phase !== null && ctx.deadlineMs !== null
-        ? [{ type: "DEADLINE", phase: ctx.phase, deadlineMs: ctx.deadlineMs } as EventObject]
-        : [];
+    // A step past its budget: the effect wrapper rejects it with kind "timeout".
+    const running = STEP_ACTORS[state];
+    const deadline: EventObject[] = running ? [fail(running, "timeout")] : [];
     const timeouts =
       opts.deadlinesEverywhere || state === "resetting" || state === "awaitingReady" ? deadline : [];
     const reset = (variant: string) =>

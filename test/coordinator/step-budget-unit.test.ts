@@ -1,0 +1,51 @@
+// withBudget: the step's budget counted from the start of its work; past it, a timeout naming the phase and
+// the work's signal aborted (so it issues no further agent call).
+import { describe, expect, it } from "vitest";
+import { withBudget } from "../../services/coordinator/step-budget.ts";
+import { isCxlrcError } from "../../shared/errors.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("withBudget", () => {
+  it("passes the work's result through when it ends in time", async () => {
+    const parent = new AbortController();
+    const work = async () => {
+      await sleep(5);
+      return 42;
+    };
+    await expect(withBudget("saving", 200, parent.signal, work)).resolves.toBe(42);
+  });
+
+  it("rejects silent work with kind timeout naming the phase and the budget, and aborts its signal", async () => {
+    const parent = new AbortController();
+    let inner: AbortSignal | null = null;
+    const started = performance.now();
+    const err = await withBudget("resetting", 60, parent.signal, (signal) => {
+      inner = signal;
+      return new Promise(() => undefined);
+    }).catch((e: unknown) => e);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(55);
+    expect(isCxlrcError(err) && err.kind).toBe("timeout");
+    expect((err as Error).message).toMatch(/^resetting passed its deadline \(60 ms from the step's start/);
+    expect(inner!.aborted).toBe(true);
+  });
+
+  it("work that fails on its own keeps its error; the budget's timer does not fire after", async () => {
+    const parent = new AbortController();
+    const boom = new Error("agent said no");
+    await expect(withBudget("verifying", 50, parent.signal, () => Promise.reject(boom))).rejects.toBe(boom);
+    await sleep(80); // an unhandled rejection from a left-over timer would fail the run
+  });
+
+  it("the parent's abort (the state was left) reaches the work", async () => {
+    const parent = new AbortController();
+    let inner: AbortSignal | null = null;
+    const run = withBudget("quiescing", 10_000, parent.signal, (signal) => {
+      inner = signal;
+      return new Promise((_, reject) => signal.addEventListener("abort", () => reject(new Error("stopped"))));
+    });
+    parent.abort();
+    await expect(run).rejects.toThrow("stopped");
+    expect(inner!.aborted).toBe(true);
+  });
+});
