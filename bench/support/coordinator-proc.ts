@@ -125,7 +125,11 @@ async function main(): Promise<void> {
     },
     status: async () => {
       const s = await handle.status();
-      return { states: s.states, leases: s.leasesHeld.length, waiting: s.waiting, devices: s.devices.length };
+      // Every device's state (built here or known from the stored headers), and how many have an actor here.
+      const states: Record<string, number> = {};
+      for (const d of s.devices) states[d.state] = (states[d.state] ?? 0) + 1;
+      const actors = Object.values(s.states).reduce((a, b) => a + b, 0);
+      return { states, actors, leases: s.leasesHeld.length, waiting: s.waiting, devices: s.devices.length };
     },
     held: () => held,
     /** CPU profile of what runs between profStart and profStop (written as a .cpuprofile to `path`). */

@@ -184,8 +184,11 @@ export interface DeviceActors {
     bdf: string,
     opts: { operator: string; reason: string; restore?: boolean },
   ): Promise<ReleaseResult>;
-  /** Create (or load) an actor for every CXL device of the host; returns their BDFs. */
-  discover(host: string): Promise<string[]>;
+  /**
+   * Create (or load) an actor for every CXL device of the host; returns their BDFs. `skip`: devices not to build
+   * now (a start-up passes the ones already stored: their actor is built on their first request).
+   */
+  discover(host: string, opts?: { skip?: (key: string) => boolean }): Promise<string[]>;
   /** Take over a device whose stored actor is mid-operation and whose lease is free. */
   recover(key: string): Promise<boolean>;
   status(): DeviceStatus[];
@@ -1154,11 +1157,12 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     dryRun,
     release,
     releaseDevice,
-    async discover(host) {
+    async discover(host, opts = {}) {
       const inv = await o.inventory(host, true);
       const bdfs = inv.devices.filter((x) => x.cxl).map((x) => x.bdf);
+      const build = bdfs.filter((bdf) => !opts.skip?.(deviceKey(host, bdf)));
       await Promise.all(
-        bdfs.map((bdf) =>
+        build.map((bdf) =>
           ensure(host, bdf).catch((err) =>
             o.log.warn({ host, bdf, err: describeError(err) }, "device not discovered"),
           ),

@@ -1,12 +1,15 @@
 // The fleet as stored: every device whose actor is persisted in the actors bucket, whichever coordinator
-// drives it. A headers-only watch of the bucket keeps the latest revision of every key (cheap: no snapshot
-// crosses the wire until asked); status() reads the records it needs (devices without a current local actor)
-// and caches them by revision, so a status poll reads only what changed since the last one.
-import type { KvWatchEntry } from "@nats-io/kv";
-import type { QueuedIterator } from "@nats-io/transport-node";
+// drives it. One headers-only consumer of the bucket keeps, per key, the latest revision and the summary its
+// writer put in the headers (actor-index.ts: state, mid-operation or not, owner, running request), so no
+// snapshot crosses the wire: recovery finds the devices left mid-operation, and status reports every device,
+// from this alone. Records are read only where the headers do not say enough (an older writer, a quarantine's
+// reason), cached by revision.
+import { type ConsumerMessages, DeliverPolicy } from "@nats-io/jetstream";
 import type { LifecycleContext } from "../../machines/lifecycle-types.ts";
+import { BUCKETS, bdfFromToken } from "../../shared/bus/subjects.ts";
 import { describeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
+import { type ActorSummary, summaryFromHeaders } from "./actor-index.ts";
 import { type ActorRecord, type CoordinatorStore, FLEET_KEY } from "./store.ts";
 
 /** A device as its stored actor describes it. */
@@ -17,6 +20,7 @@ export interface StoredDevice {
   state: string;
   /** Coordinator that stored it last (the one driving it, while it is mid-operation). */
   owner: string;
+  /** When it was stored (ISO; "" when known from the headers only). */
   savedAt: string;
   revision: number;
   active: boolean;
@@ -26,8 +30,12 @@ export interface StoredDevice {
 }
 
 export interface FleetView {
+  /** Resolves once the view holds every key stored when it started (then it follows the writes). */
+  readonly synced: Promise<void>;
   /** Latest stored revision of a device key, as the watch has seen it (undefined: none seen). */
   revision(key: string): number | undefined;
+  /** The summary in the latest revision's headers (null: none, read the record; undefined: key not seen). */
+  summary(key: string): ActorSummary | null | undefined;
   /** Every device key stored, as the watch has seen them. */
   keys(): string[];
   /** The stored devices of these keys (read when the cached record is older than the watched revision). */
@@ -37,7 +45,37 @@ export interface FleetView {
 
 const READ_WIDTH = 32;
 
-export function summarize(key: string, revision: number, rec: ActorRecord): StoredDevice {
+/** A device from the summary in its headers (null when the key does not name one). */
+function fromSummary(
+  key: string,
+  revision: number,
+  host: string,
+  token: string,
+  s: ActorSummary,
+): StoredDevice | null {
+  let bdf: string;
+  try {
+    bdf = bdfFromToken(token);
+  } catch {
+    return null;
+  }
+  if (!host) return null;
+  return {
+    key,
+    host,
+    bdf,
+    state: s.state,
+    owner: s.owner,
+    savedAt: "",
+    revision,
+    active: s.active,
+    requestId: s.requestId,
+    scopeViolations: s.scopeViolations,
+    quarantineReason: null,
+  };
+}
+
+export function summarizeRecord(key: string, revision: number, rec: ActorRecord): StoredDevice {
   const ctx = (rec.snapshot as { context?: Partial<LifecycleContext> } | null)?.context ?? {};
   return {
     key,
@@ -55,48 +93,80 @@ export function summarize(key: string, revision: number, rec: ActorRecord): Stor
 }
 
 export async function startFleetView(store: CoordinatorStore, log: Logger): Promise<FleetView> {
-  const revisions = new Map<string, number>();
+  const latest = new Map<string, { revision: number; summary: ActorSummary | null }>();
   const cache = new Map<string, StoredDevice>();
-  let iter: QueuedIterator<KvWatchEntry> | null = null;
+  const prefix = `$KV.${BUCKETS.actors}.`;
+  let messages: ConsumerMessages | null = null;
   let stopped = false;
+  let lastSeq = 0;
+  let markSynced: () => void = () => undefined;
+  const synced = new Promise<void>((r) => {
+    markSynced = r;
+  });
 
-  const watch = async () => {
+  const follow = async () => {
     while (!stopped) {
       try {
-        iter = await store.actors.watch({ key: ">", headers_only: true });
-        for await (const e of iter) {
-          if (e.key === FLEET_KEY) continue;
-          if (e.operation === "PUT") revisions.set(e.key, e.revision);
-          else {
-            revisions.delete(e.key);
-            cache.delete(e.key);
+        const consumer = await store.js.consumers.get(`KV_${BUCKETS.actors}`, {
+          filter_subjects: `${prefix}>`,
+          headers_only: true,
+          ...(lastSeq > 0
+            ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 }
+            : { deliver_policy: DeliverPolicy.LastPerSubject }),
+        });
+        if ((await consumer.info(true)).num_pending === 0) markSynced();
+        messages = await consumer.consume({ max_messages: 4096 });
+        for await (const m of messages) {
+          lastSeq = m.seq;
+          const key = m.subject.slice(prefix.length);
+          if (key === FLEET_KEY) continue;
+          const op = m.headers?.get("KV-Operation");
+          if (op === "DEL" || op === "PURGE") {
+            latest.delete(key);
+            cache.delete(key);
+          } else {
+            latest.set(key, { revision: m.seq, summary: summaryFromHeaders(m.headers) });
           }
+          if (m.info.pending === 0) markSynced();
         }
       } catch (err) {
-        if (!stopped) log.warn({ err: describeError(err) }, "actors watch ended; starting it again");
+        if (!stopped)
+          log.warn({ err: describeError(err) }, "actors bucket consumer ended; starting it again");
       }
+      messages = null;
       if (!stopped) await new Promise((r) => setTimeout(r, 250));
     }
   };
-  void watch();
+  void follow();
 
   const readOne = async (key: string): Promise<StoredDevice | null> => {
-    const rev = revisions.get(key);
+    const seen = latest.get(key);
     const cached = cache.get(key);
-    if (cached && rev !== undefined && cached.revision >= rev) return cached;
+    if (cached && seen !== undefined && cached.revision >= seen.revision) return cached;
+    // The headers say all status needs (a quarantine's reason excepted).
+    if (seen?.summary && seen.summary.state !== "quarantined") {
+      const [host, ...rest] = key.split(".");
+      const sd = fromSummary(key, seen.revision, host ?? "", rest.join("."), seen.summary);
+      if (sd) return sd;
+    }
     const rec = await store.loadActor(key);
     if (!rec) {
       cache.delete(key);
       return null;
     }
-    const s = summarize(key, rec.revision, rec.value);
+    const s = summarizeRecord(key, rec.revision, rec.value);
     cache.set(key, s);
     return s;
   };
 
   return {
-    revision: (key) => revisions.get(key),
-    keys: () => [...revisions.keys()],
+    synced,
+    revision: (key) => latest.get(key)?.revision,
+    summary: (key) => {
+      const seen = latest.get(key);
+      return seen === undefined ? undefined : seen.summary;
+    },
+    keys: () => [...latest.keys()],
     async read(keys) {
       const out: StoredDevice[] = [];
       for (let i = 0; i < keys.length; i += READ_WIDTH) {
@@ -114,7 +184,7 @@ export async function startFleetView(store: CoordinatorStore, log: Logger): Prom
     },
     stop() {
       stopped = true;
-      iter?.stop();
+      messages?.stop();
     },
   };
 }

@@ -6,11 +6,16 @@
 // agent-actors.ts. A step run again starts its time budget afresh (step-budget.ts): the time the device spent
 // without an owner does not count.
 // The same scan frees host/switch slots held by requests nobody drives any more.
+//
+// The candidates come from the fleet view (one headers-only consumer of the actors bucket): only devices whose
+// stored record says mid-operation, or holds announcements, are read, with bounded parallelism. A device at
+// rest costs nothing.
 import { describeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { Admission } from "./admission.ts";
 import type { DeviceActors } from "./device-actors.ts";
 import type { FleetStore } from "./fleet-state.ts";
+import type { FleetView } from "./fleet-view.ts";
 import type { LeaseManager } from "./leases.ts";
 import type { CoordinatorStore } from "./store.ts";
 
@@ -22,29 +27,64 @@ export interface RecoveryOptions {
   log: Logger;
   /** Local host/switch slots, given back when their request runs here no more. */
   admission?: Admission;
+  /** The stored fleet by headers; without it (or before it has synced) every stored key is read. */
+  view?: FleetView;
+  /** Records (key@revision) at rest already handled by an earlier pass: not read again. */
+  handled?: Set<string>;
+}
+
+/** Stored actors read at once. */
+const RECOVERY_WIDTH = 32;
+
+/** The keys worth reading: mid-operation, holding announcements, or not summarized (an older writer). */
+async function candidates(o: RecoveryOptions): Promise<string[]> {
+  const view = o.view;
+  const synced = view
+    ? await Promise.race([view.synced.then(() => true), new Promise<false>((r) => setTimeout(r, 0, false))])
+    : false;
+  if (!view || !synced) return o.store.listActorKeys();
+  return view.keys().filter((key) => {
+    const s = view.summary(key);
+    if (s === null || s === undefined) return !o.handled?.has(`${key}@${view.revision(key)}`);
+    if (s.active) return true;
+    return s.announce > 0 && !o.handled?.has(`${key}@${view.revision(key)}`);
+  });
+}
+
+/** Run `fn` over `items`, `width` at a time. */
+async function eachBounded<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }
 
 /** One pass: take over every abandoned device; returns the keys taken over. */
 export async function recoverOnce(o: RecoveryOptions): Promise<string[]> {
   const taken: string[] = [];
-  for (const key of await o.store.listActorKeys()) {
-    if (o.leases.get(key)) continue; // ours and running
+  await eachBounded(await candidates(o), RECOVERY_WIDTH, async (key) => {
+    if (o.leases.get(key)) return; // ours and running
     try {
       const rec = await o.store.loadActor(key);
-      if (!rec) continue;
+      if (!rec) return;
       if (!rec.value.active) {
         // At rest, nobody driving it: what its last writer decided may never have reached the stream.
         if (rec.value.announce?.length) await o.actors.announceStored(key, rec);
-        continue;
+        if (o.handled) {
+          if (o.handled.size > 100_000) o.handled.clear();
+          o.handled.add(`${key}@${rec.revision}`);
+        }
+        return;
       }
       const holder = await o.leases.holder(key);
       // Held by a live peer: not ours. Held under our own id by an earlier process: ours to continue.
-      if (holder && (holder.owner !== o.leases.owner || holder.instance === o.leases.instance)) continue;
+      if (holder && (holder.owner !== o.leases.owner || holder.instance === o.leases.instance)) return;
       if (await o.actors.recover(key)) taken.push(key);
     } catch (err) {
       o.log.warn({ key, err: describeError(err) }, "device not recovered (next pass retries)");
     }
-  }
+  });
   const freed = await o.fleet.reclaim(async (f) => {
     if (o.leases.get(f.key)) return true;
     if (await o.leases.holder(f.key)) return true;
@@ -70,9 +110,10 @@ export interface RecoveryLoop {
 export function startRecovery(o: RecoveryOptions & { intervalMs: number }): RecoveryLoop {
   let running: Promise<string[]> | null = null;
   let stopped = false;
+  const handled = new Set<string>();
   const runOnce = () => {
     if (!running) {
-      running = recoverOnce(o).finally(() => {
+      running = recoverOnce({ ...o, handled }).finally(() => {
         running = null;
       });
     }

@@ -57,6 +57,11 @@ export interface CoordinatorOptions {
   control?: Partial<ControlLimits>;
 }
 
+/** Hosts discovered at once at start. */
+const DISCOVER_WIDTH = 8;
+/** How long start waits for the fleet view to hold every stored key before recovering without it. */
+const VIEW_SYNC_WAIT_MS = 10_000;
+
 export interface CoordinatorStatus {
   id: string;
   /**
@@ -202,25 +207,39 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   onLost = (key) => actors.leaseLost(key);
   drivenHere = (key) => leases.get(key) !== undefined;
 
+  // The stored fleet by headers first: recovery reads only what it names mid-operation, and a start-up
+  // discovery builds no actor for a device already stored (built on its first request).
+  const view = await startFleetView(store, log);
+  const viewSynced = await Promise.race([
+    view.synced.then(() => true),
+    new Promise<false>((r) => setTimeout(r, VIEW_SYNC_WAIT_MS, false).unref()),
+  ]);
+  if (!viewSynced)
+    log.warn("actors bucket not read within its wait: recovery reads every stored key this time");
   const recovery = startRecovery({
     store,
     leases,
     actors,
     fleet,
     admission,
+    view,
     log,
     intervalMs: opts.recoveryIntervalMs ?? Math.max(250, Math.floor(store.leaseTtlMs / 2)),
   });
   const recovered = await recovery.runOnce();
   if (recovered.length > 0) log.info({ devices: recovered }, "continuing devices left mid-operation");
 
-  for (const host of opts.hosts ?? []) {
-    await actors
-      .discover(host)
-      .catch((err) => log.warn({ host, err: describeError(err) }, "host not discovered"));
-  }
-
-  const view = await startFleetView(store, log);
+  const hosts = opts.hosts ?? [];
+  let nextHost = 0;
+  const discoverHosts = async () => {
+    while (nextHost < hosts.length) {
+      const host = hosts[nextHost++]!;
+      await actors
+        .discover(host, { skip: (key) => view.revision(key) !== undefined })
+        .catch((err) => log.warn({ host, err: describeError(err) }, "host not discovered"));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(DISCOVER_WIDTH, hosts.length) }, discoverHosts));
 
   const status = async (o: { host?: string } = {}): Promise<CoordinatorStatus> => {
     const mine = actors.local();

@@ -10,6 +10,7 @@ import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { BUCKETS, deviceKey } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
+import { summaryHeaders } from "./actor-index.ts";
 import { loadOutcomeSecret, type OutcomeIds, outcomeIds } from "./outcome-id.ts";
 
 export interface StoreOptions {
@@ -302,8 +303,22 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     async loadActor(key) {
       return parse<ActorRecord>(await actors.get(key));
     },
-    saveActor(key, record, revision) {
-      return casPut(actors, key, record, revision);
+    async saveActor(key, record, revision) {
+      // Published to the bucket's subject directly (what kv.update does) to carry the record's summary in its
+      // headers (actor-index.ts): a headers-only watch then tells every device's state without its snapshot.
+      const h = summaryHeaders(record);
+      h.set("Nats-Expected-Last-Subject-Sequence", String(revision ?? 0));
+      try {
+        const ack = await js.publish(`$KV.${BUCKETS.actors}.${key}`, JSON.stringify(record), { headers: h });
+        return ack.seq;
+      } catch (err) {
+        throw new CxlrcError(
+          "in-progress",
+          `write of ${key} lost a compare-and-set (expected revision ${revision})`,
+          { key, revision },
+          { cause: err },
+        );
+      }
     },
     async listActorKeys() {
       // The stream's subjects, one snapshot answer (paged by the client). kv.keys() is not used: it streams

@@ -1,0 +1,162 @@
+// The actors bucket read by headers: every stored record carries its summary (state, mid-operation or not,
+// owner, running request), the fleet view follows them without reading a snapshot, and a recovery pass reads
+// only the devices left mid-operation (or holding announcements), never one at rest.
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { summaryFromHeaders, summaryHeaders } from "../../services/coordinator/actor-index.ts";
+import type { DeviceActors } from "../../services/coordinator/device-actors.ts";
+import type { FleetStore } from "../../services/coordinator/fleet-state.ts";
+import { startFleetView } from "../../services/coordinator/fleet-view.ts";
+import { createLeaseManager } from "../../services/coordinator/leases.ts";
+import { recoverOnce } from "../../services/coordinator/recovery.ts";
+import { type ActorRecord, type CoordinatorStore, openStore } from "../../services/coordinator/store.ts";
+import { deviceKey } from "../../shared/bus/subjects.ts";
+import { silentLogger } from "../../shared/log.ts";
+import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
+
+const bdfOf = (i: number) =>
+  `0000:${(i >> 8).toString(16).padStart(2, "0")}:${((i >> 3) & 31).toString(16).padStart(2, "0")}.${i & 7}`;
+
+function record(host: string, bdf: string, over: Partial<ActorRecord> = {}, requestId?: string): ActorRecord {
+  return {
+    v: 1,
+    host,
+    bdf,
+    owner: "coord-old",
+    savedAt: new Date().toISOString(),
+    state: "ready",
+    active: false,
+    snapshot: {
+      value: over.state ?? "ready",
+      context: {
+        request: requestId ? { requestId } : null,
+        outcome: null,
+        scopeViolations: 2,
+      },
+    },
+    requests: [],
+    ...over,
+  };
+}
+
+describe("summary headers", () => {
+  it("round-trip a record's state, activity, owner, request and counts", () => {
+    const h = summaryHeaders(
+      record("h", "0000:01:00.0", { state: "resetting", active: true, announce: [] }, "req-7"),
+    );
+    expect(summaryFromHeaders(h)).toEqual({
+      state: "resetting",
+      active: true,
+      owner: "coord-old",
+      requestId: "req-7",
+      announce: 0,
+      scopeViolations: 2,
+    });
+  });
+
+  it("a request id that could not be a header leaves the whole summary out (readers read the record)", () => {
+    const h = summaryHeaders(record("h", "0000:01:00.0", { state: "resetting", active: true }, "bad\r\nid"));
+    expect(summaryFromHeaders(h)).toBeNull();
+    expect(summaryFromHeaders(undefined)).toBeNull();
+  });
+});
+
+describe("fleet view and recovery over the actors bucket", () => {
+  let server: NatsServerHandle;
+  let nc: NatsConnection;
+  let store: CoordinatorStore;
+
+  beforeAll(async () => {
+    server = await startNats();
+    nc = await connect({ servers: server.url });
+    store = await openStore(nc, { leaseTtlMs: 5000 });
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await server?.stop();
+  });
+
+  it("knows every stored device from headers, and recovery reads only the one mid-operation", async () => {
+    const host = "fi";
+    const resting = Array.from({ length: 300 }, (_, i) => bdfOf(i + 8));
+    for (const bdf of resting) await store.saveActor(deviceKey(host, bdf), record(host, bdf), null);
+    const activeKey = deviceKey(host, "0000:00:00.1");
+    await store.saveActor(
+      activeKey,
+      record(host, "0000:00:00.1", { state: "resetting", active: true }, "req-mid"),
+      null,
+    );
+
+    const view = await startFleetView(store, silentLogger);
+    try {
+      await view.synced;
+      expect(view.keys()).toHaveLength(301);
+      expect(view.summary(activeKey)).toMatchObject({
+        state: "resetting",
+        active: true,
+        requestId: "req-mid",
+      });
+      expect(view.summary(deviceKey(host, resting[0]!))).toMatchObject({ state: "ready", active: false });
+
+      // Status from headers alone: no record is read for a device at rest.
+      const loads: string[] = [];
+      const counting: CoordinatorStore = {
+        ...store,
+        loadActor: (key) => {
+          loads.push(key);
+          return store.loadActor(key);
+        },
+      };
+      const countingView = await startFleetView(counting, silentLogger);
+      await countingView.synced;
+      const devices = await countingView.read(countingView.keys());
+      countingView.stop();
+      expect(devices).toHaveLength(301);
+      expect(devices.find((d) => d.key === activeKey)).toMatchObject({
+        state: "resetting",
+        owner: "coord-old",
+      });
+      expect(loads).toEqual([]);
+
+      const recovered: string[] = [];
+      const leases = createLeaseManager({
+        kv: store.leases,
+        owner: "coord-new",
+        ttlMs: 5000,
+        log: silentLogger,
+      });
+      const actors = {
+        recover: async (key: string) => {
+          recovered.push(key);
+          return true;
+        },
+        announceStored: async () => undefined,
+        liveRequests: () => new Set<string>(),
+      } as unknown as DeviceActors;
+      const fleet = { reclaim: async () => [] } as unknown as FleetStore;
+      const taken = await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger });
+      expect(taken).toEqual([activeKey]);
+      expect(recovered).toEqual([activeKey]);
+      expect(loads).toEqual([activeKey]);
+
+      // A write after start is followed: the device at rest goes mid-operation, the next pass picks it up.
+      const key0 = deviceKey(host, resting[0]!);
+      const rev = view.revision(key0)!;
+      await store.saveActor(
+        key0,
+        record(host, resting[0]!, { state: "quiescing", active: true }, "req-2"),
+        rev,
+      );
+      const deadline = Date.now() + 5000;
+      while (view.summary(key0)?.active !== true && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(view.summary(key0)).toMatchObject({ state: "quiescing", requestId: "req-2" });
+      loads.length = 0;
+      await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger });
+      expect(loads.sort()).toEqual([activeKey, key0].sort());
+      await leases.stop();
+    } finally {
+      view.stop();
+    }
+  });
+});
