@@ -120,8 +120,8 @@ export function accountedOperations(
     return v;
   };
   const wrap =
-    <P extends { bdf: string }>(f: (ctx: OpContext, p: P) => unknown) =>
-    async (ctx: OpContext, p: P) => {
+    <P extends { bdf: string }, R>(f: (ctx: OpContext, p: P) => Promise<R>) =>
+    async (ctx: OpContext, p: P): Promise<R> => {
       const t0 = performance.now();
       try {
         return await f({ ...ctx, backend: view(p.bdf) }, p);

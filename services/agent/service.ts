@@ -17,6 +17,7 @@ import { readFileSync } from "node:fs";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import type { Msg, NatsConnection, SubscriptionOptions } from "@nats-io/transport-node";
 import type { z } from "zod";
+import type { AgentResult, FaultResult } from "../../shared/bus/agent-contract.ts";
 import { AGENT_PARAMS, type AgentReply, type Fence, OpId } from "../../shared/bus/agent-messages.ts";
 import {
   decodeJson,
@@ -54,16 +55,21 @@ export const AGENT_VERSION: string = (() => {
 
 type Params<Op extends AgentOp> = Omit<z.output<(typeof AGENT_PARAMS)[Op]>, "opId" | "fence">;
 
-/** The agent's operations (services/agent/ops). Methods, so implementations may narrow parameter types. */
+type Returns<Op extends AgentOp> = Promise<AgentResult<Op>>;
+
+/**
+ * The agent's operations (services/agent/ops), each returning what the contract declares for it
+ * (shared/bus/agent-contract.ts). Methods, so implementations may narrow parameter types.
+ */
 export interface Operations {
-  inventory(ctx: OpContext): unknown;
-  bind(ctx: OpContext, p: Params<"bind">): unknown;
-  probe(ctx: OpContext, p: Params<"probe">): unknown;
-  save(ctx: OpContext, p: Params<"save">): unknown;
-  quiesce(ctx: OpContext, p: Params<"quiesce">): unknown;
-  reset(ctx: OpContext, p: Params<"reset">): unknown;
-  restore(ctx: OpContext, p: Params<"restore">): unknown;
-  verify(ctx: OpContext, p: Params<"verify">): unknown;
+  inventory(ctx: OpContext): Returns<"inventory">;
+  bind(ctx: OpContext, p: Params<"bind">): Returns<"bind">;
+  probe(ctx: OpContext, p: Params<"probe">): Returns<"probe">;
+  save(ctx: OpContext, p: Params<"save">): Returns<"save">;
+  quiesce(ctx: OpContext, p: Params<"quiesce">): Returns<"quiesce">;
+  reset(ctx: OpContext, p: Params<"reset">): Returns<"reset">;
+  restore(ctx: OpContext, p: Params<"restore">): Returns<"restore">;
+  verify(ctx: OpContext, p: Params<"verify">): Returns<"verify">;
 }
 
 export interface StartAgentOptions {
@@ -298,7 +304,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       faults?: {
         set(bdf: string, f: unknown): void;
         clear(bdf: string, name?: string): void;
-        list(bdf: string): unknown[];
+        list(bdf: string): FaultResult["faults"];
       };
     }
   ).faults;
@@ -332,7 +338,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
           const name = f.fault?.name;
           faultApi.clear(f.bdf, typeof name === "string" ? name : undefined);
         }
-        return { bdf: f.bdf, faults: faultApi.list(f.bdf) };
+        return { bdf: f.bdf, faults: faultApi.list(f.bdf) } satisfies FaultResult;
       }
     }
   }

@@ -14,10 +14,11 @@
 // An operation id is "issued" from the moment a step starts (issue()) until it ends, and for the duration of
 // each call.
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { type AgentResult, parseAgentResult } from "../../shared/bus/agent-contract.ts";
 import { AgentReply, ErrorBody, type Fence } from "../../shared/bus/agent-messages.ts";
 import { type AgentCallParams, requestJson } from "../../shared/bus/client.ts";
 import { decodeJson, EventEnvelope, errorFromBody } from "../../shared/bus/codec.ts";
-import { type AgentOp, deviceKey, PREFIX, subjects } from "../../shared/bus/subjects.ts";
+import { AGENT_OPS, type AgentOp, deviceKey, PREFIX, subjects } from "../../shared/bus/subjects.ts";
 import { checkEventSubject } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -43,12 +44,13 @@ export const DROP_REASONS: readonly DropReason[] = [
   "wrong-op",
 ];
 
-type Terminal = { op: string; ok: true; result: unknown } | { op: string; ok: false; error: CxlrcError };
+/** A believed outcome; a result is already checked against the contract for `op` (agent-contract.ts). */
+type Terminal = { op: AgentOp; ok: true; result: unknown } | { op: AgentOp; ok: false; error: CxlrcError };
 
 interface Outstanding {
   refs: number;
   /** The operation a call sends under this id (null while only a step holds it). */
-  op: string | null;
+  op: AgentOp | null;
   /** A believed op.completed (with its result) or op.failed, kept until a call consumes it. */
   terminal: Terminal | null;
   waiters: Set<(t: Terminal) => void>;
@@ -88,6 +90,8 @@ export interface AgentLink {
   /**
    * Run one agent operation: resolves with its result from the reply, or from a believed op.completed event
    * carrying it; rejects with the agent's error (reply or believed op.failed), a timeout, or a refused reply.
+   * Either way the result is checked against the contract: a reply whose result does not match rejects with
+   * "decode" naming the op and the first bad field; such an event is dropped as malformed (the reply decides).
    */
   call<Op extends AgentOp>(
     host: string,
@@ -99,7 +103,7 @@ export interface AgentLink {
       /** The lease the operation runs under (default: the lease of the params' device). */
       leaseKey?: string;
     },
-  ): Promise<unknown>;
+  ): Promise<AgentResult<Op>>;
   /** Hold `opId` as issued to `host` (a step, from its start); the returned function lets it go. */
   issue(host: string, opId: string): () => void;
   /** Is `opId` outstanding to `host`? */
@@ -205,14 +209,24 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
       return;
     }
     const e = entry(env.host, opId)!;
-    const op = typeof env.data.op === "string" ? env.data.op : null;
+    const op = AGENT_OPS.find((x) => x === env.data.op) ?? null;
     if (op === null || (e.op !== null && e.op !== op)) {
-      drop("wrong-op", subject, env, `event for operation ${String(op)}, the call is ${String(e.op)}`);
+      drop(
+        "wrong-op",
+        subject,
+        env,
+        `event for operation ${String(env.data.op)}, the call is ${String(e.op)}`,
+      );
       return;
     }
     let terminal: Terminal | null = null;
     if (env.kind === "op.completed" && "result" in env.data) {
-      terminal = { op, ok: true, result: env.data.result };
+      try {
+        terminal = { op, ok: true, result: parseAgentResult(op, subject, env.data.result) };
+      } catch (err) {
+        drop("malformed", subject, env, describeError(err));
+        return;
+      }
     } else if (env.kind === "op.failed") {
       const body = ErrorBody.safeParse(env.data.error);
       if (!body.success) {
@@ -241,8 +255,9 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
     },
   });
 
-  const unwrap = (t: Terminal): unknown => {
-    if (t.ok) return t.result;
+  /** The outcome of a call of `op`: t.op is op, and t.result was checked for it when it was believed. */
+  const unwrap = <Op extends AgentOp>(t: Terminal, _op: Op): AgentResult<Op> => {
+    if (t.ok) return t.result as AgentResult<Op>;
     throw t.error;
   };
 
@@ -318,7 +333,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
       e.op = op;
       let waiter: ((t: Terminal) => void) | null = null;
       try {
-        if (e.terminal?.op === op) return unwrap(e.terminal);
+        if (e.terminal?.op === op) return unwrap(e.terminal, op);
         const fromEvent = new Promise<Terminal>((resolve) => {
           waiter = resolve;
           e.waiters.add(resolve);
@@ -326,7 +341,10 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
         const fromReply = resend(subject, body, opts.timeoutMs, grant).then((value) => {
           const r = AgentReply.safeParse(value);
           if (!r.success) {
-            throw new CxlrcError("decode", `${subject}: reply is not an agent reply envelope`, { subject });
+            throw new CxlrcError("decode", `${subject}: reply is not an agent reply envelope`, {
+              subject,
+              op,
+            });
           }
           if (r.data.opId !== null && r.data.opId !== opId) {
             o.log.warn(
@@ -340,7 +358,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
             );
           }
           if (!r.data.ok) throw errorFromBody(r.data.error, { subject });
-          return r.data.result;
+          return parseAgentResult(op, subject, r.data.result);
         });
         const first = await Promise.race([
           fromReply.then((v) => ({ reply: v })),
@@ -348,7 +366,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
         ]);
         if ("reply" in first) return first.reply;
         fromReply.catch(() => undefined); // settled by the event; the reply says the same
-        return unwrap(first.event);
+        return unwrap(first.event, op);
       } catch (err) {
         if (leaseKey !== null && isCxlrcError(err) && err.kind === "stale-epoch") {
           o.log.warn(

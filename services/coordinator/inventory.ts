@@ -2,8 +2,8 @@
 // intake resolves device selectors and unknown hosts with it, probes use it for switches and siblings.
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/transport-node";
+import type { InventoryResult } from "../../shared/bus/agent-contract.ts";
 import { callAgent } from "../../shared/bus/client.ts";
-import type { InventoryResult } from "../agent/ops/index.ts";
 import type { AgentLink } from "./agent-link.ts";
 
 export interface InventoryCache {
@@ -21,11 +21,9 @@ export function createInventoryCache(
       const hit = cache.get(host);
       if (hit && !fresh && performance.now() - hit.at < ttlMs) return hit.value;
       const opId = `inventory/${nuid.next()}`;
-      const value = (
-        opts.link
-          ? opts.link.call(host, "inventory", opId, {}, { timeoutMs: opts.timeoutMs })
-          : callAgent(nc, host, "inventory", opId, {}, { timeoutMs: opts.timeoutMs })
-      ) as Promise<InventoryResult>;
+      const value = opts.link
+        ? opts.link.call(host, "inventory", opId, {}, { timeoutMs: opts.timeoutMs })
+        : callAgent(nc, host, "inventory", opId, {}, { timeoutMs: opts.timeoutMs });
       const entry = { at: performance.now(), value };
       cache.set(host, entry);
       value.catch(() => {

@@ -1,7 +1,7 @@
 // The agent's view of a device (probe + inventory) mapped onto what the policy plans from (DeviceFacts).
 // machines/ never sees the wire format; this is the one place that knows both.
 import type { DeviceFacts } from "../../machines/facts.ts";
-import type { InventoryResult, ProbeResult } from "../agent/ops/index.ts";
+import type { InventoryResult, ProbeResult } from "../../shared/bus/agent-contract.ts";
 
 /** "0x1000-0x1fff" (inclusive end, as holders report online memory) → { base, size }. */
 function rangeOf(detail: string): { base: string; size: string } | null {

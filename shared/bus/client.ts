@@ -13,6 +13,7 @@ import {
 } from "@nats-io/transport-node";
 import { CxlrcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { type AgentResult, parseAgentResult } from "./agent-contract.ts";
 import { type AGENT_PARAMS, AgentReply, ErrorBody } from "./agent-messages.ts";
 import { decodeJson, encodeJson, errorFromBody } from "./codec.ts";
 import {
@@ -246,8 +247,10 @@ export type AgentCallParams<Op extends AgentOp> = Omit<
 >;
 
 /**
- * Call one agent operation and return its result. Error replies throw CxlrcError with the agent's kind.
- * The params are sent as given (not validated here, so tests can send bad ones through `requestJson`).
+ * Call one agent operation and return its result, checked against the contract (agent-contract.ts): a
+ * result that does not match is CxlrcError "decode" naming the op and the first bad field. Error replies
+ * throw CxlrcError with the agent's kind. The params are sent as given (not validated here, so tests can
+ * send bad ones through `requestJson`).
  */
 export async function callAgent<Op extends AgentOp>(
   nc: NatsConnection,
@@ -256,14 +259,14 @@ export async function callAgent<Op extends AgentOp>(
   opId: string,
   params: AgentCallParams<Op>,
   opts: { timeoutMs: number },
-): Promise<unknown> {
+): Promise<AgentResult<Op>> {
   const subject = subjects.agent(host, op);
   const reply = AgentReply.safeParse(await requestJson(nc, subject, { opId, ...params }, opts));
   if (!reply.success) {
-    throw new CxlrcError("decode", `${subject}: reply is not an agent reply envelope`, { subject });
+    throw new CxlrcError("decode", `${subject}: reply is not an agent reply envelope`, { subject, op });
   }
   if (!reply.data.ok) throw errorFromBody(reply.data.error, { subject });
-  return reply.data.result;
+  return parseAgentResult(op, subject, reply.data.result);
 }
 
 // ---------------------------------------------------------------------------------------------------

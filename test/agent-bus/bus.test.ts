@@ -7,7 +7,7 @@ import { AGENT_SERVICE_NAME } from "../../services/agent/service.ts";
 import type { AgentReply } from "../../shared/bus/agent-messages.ts";
 import { callAgent, requestJson, waitForConnection } from "../../shared/bus/client.ts";
 import { EventEnvelope } from "../../shared/bus/codec.ts";
-import { STREAMS, subjects } from "../../shared/bus/subjects.ts";
+import { type AgentOp, STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import { realClock } from "../../shared/hw/backend.ts";
 import {
@@ -48,7 +48,7 @@ async function raw(op: string, body: Uint8Array | string): Promise<AgentReply> {
   return m.json<AgentReply>();
 }
 
-const call = (op: Parameters<typeof callAgent>[2], opId: string, params: object) =>
+const call = <Op extends AgentOp>(op: Op, opId: string, params: object) =>
   callAgent(env.nc, HOST, op, opId, params as never, { timeoutMs: 5000 });
 
 describe("discovery, heartbeat, events", () => {
@@ -119,8 +119,8 @@ describe("operation ids", () => {
     expect(b).toEqual(a);
     const again = await call("reset", "dup-2", { bdf: DEV_A, method: "flr" });
     // dup-1 ran once: the next distinct reset is the second on this device.
-    expect((a as { result: { resets: number } }).result.resets + 1).toBe(
-      (again as { resets: number }).resets,
+    expect((a as { result: { details: { resets: number } } }).result.details.resets + 1).toBe(
+      again.details.resets,
     );
     expect(env.agent.stats().deduplicated).toBeGreaterThanOrEqual(1);
   });
@@ -374,7 +374,7 @@ describe("stop", () => {
       const stopped = st.agent.stop();
       await until(() => st.agent.service.isStopped, "service to stop");
       gate.resolve();
-      expect(await running).toEqual({ bdf: DEV_A, method: "flr", resets: 1 });
+      expect(await running).toMatchObject({ bdf: DEV_A, method: "flr", details: { resets: 1 } });
       await stopped;
       const after = await callAgent(
         st.nc,
@@ -442,7 +442,7 @@ describe("NATS restart", () => {
           { timeoutMs: 1000 },
         ).catch(() => undefined);
       }
-      expect(retry).toEqual({ bdf: DEV_A, method: "cxl", resets: 1 });
+      expect(retry).toMatchObject({ bdf: DEV_A, method: "cxl", details: { resets: 1 } });
       if (!(firstResult instanceof Error)) expect(firstResult).toEqual(retry);
       expect(o.runs.get(`reset:${DEV_A}`)).toBe(1);
       await until(() => r.agent.stats().events.pending === 0, "outbox to drain");

@@ -5,15 +5,26 @@ import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
   type AgentHandle,
+  type OpContext,
   type Operations,
   type StartAgentOptions,
   startAgent,
 } from "../../services/agent/service.ts";
+import type {
+  InventoryBridge,
+  InventoryDevice,
+  InventoryResult,
+  ProbeResult,
+  SaveResult,
+} from "../../shared/bus/agent-contract.ts";
 import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { EventEnvelope } from "../../shared/bus/codec.ts";
 import { STREAMS } from "../../shared/bus/subjects.ts";
+import { decodeConfigSpace } from "../../shared/cxl/decode.ts";
 import type { HardwareBackend, PciFunctionInfo } from "../../shared/hw/backend.ts";
 import { realClock } from "../../shared/hw/backend.ts";
+import { sealImage } from "../../shared/image/checksum.ts";
+import { IMAGE_VERSION } from "../../shared/image/schema.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { type NatsServerHandle, type StartNatsOptions, startNats } from "../../shared/natsd/server.ts";
 
@@ -173,9 +184,84 @@ export interface FakeOps extends Operations {
   started: Set<string>;
 }
 
+/** Results of the fake operations: contract-shaped (shared/bus/agent-contract.ts), nothing measured. */
+const fakeResult = {
+  async inventory(ctx: OpContext): Promise<InventoryResult> {
+    const all = await ctx.backend.listFunctions();
+    const device = (f: PciFunctionInfo): InventoryDevice => ({
+      bdf: f.bdf,
+      functions: [f.bdf],
+      vendorId: f.vendorId,
+      deviceId: f.deviceId,
+      classCode: f.classCode,
+      cxl: false,
+      cxlFunctions: [],
+      bridge: f.parent,
+      siblings: [],
+      holders: [],
+      resetMethods: f.resetMethods,
+      driver: f.driver,
+      iommuGroup: f.iommuGroup,
+    });
+    const bridge = (f: PciFunctionInfo): InventoryBridge => ({
+      bdf: f.bdf,
+      parent: f.parent,
+      secondaryBus: null,
+      subordinateBus: null,
+      cxlPort: false,
+      below: all.filter((x) => x.parent === f.bdf).map((x) => x.bdf),
+      driver: f.driver,
+    });
+    return {
+      host: ctx.host,
+      backend: ctx.backend.kind,
+      devices: all.filter((f) => f.headerType === 0).map(device),
+      bridges: all.filter((f) => f.headerType === 1).map(bridge),
+      functions: all,
+    };
+  },
+  probe: (bdf: string): ProbeResult => ({
+    bdf,
+    vendorId: 0x8086,
+    deviceId: 0x0d93,
+    classCode: 0x050210,
+    flrCapable: true,
+    cxl: null,
+    decoders: [],
+    hdmDecoderEnable: null,
+    functions: [bdf],
+    bridge: null,
+    siblings: [],
+    holders: [],
+    memoryRanges: [],
+    resetMethods: ["flr"],
+    driver: null,
+    decoded: { config: decodeConfigSpace(new Uint8Array(64), { bdf }), component: null },
+  }),
+  save: (ctx: OpContext, bdf: string): SaveResult =>
+    sealImage({
+      version: IMAGE_VERSION,
+      identity: {
+        host: ctx.host,
+        bdf,
+        vendorId: 0x8086,
+        deviceId: 0x0d93,
+        classCode: 0x050210,
+        serial: null,
+        functions: [bdf],
+      },
+      pci: { header: Array.from({ length: 16 }, () => "0x0"), pcieCapOffset: null, pcie: {} },
+      cxl: null,
+      takenAt: new Date().toISOString(),
+      durationMs: 0,
+      agentVersion: ctx.agentVersion,
+    }),
+};
+
 /**
  * Operations that only count and trace. A `reset` with kernelMethod "gate:<name>" waits for
  * gates.get(name) before finishing, which lets tests hold an operation in flight deterministically.
+ * A reset's result carries the device's reset count in details.resets.
  */
 export function fakeOps(): FakeOps {
   const runs = new Map<string, number>();
@@ -195,7 +281,7 @@ export function fakeOps(): FakeOps {
     started,
     async inventory(ctx) {
       count("inventory", "-");
-      return { host: ctx.host, functions: (await ctx.backend.listFunctions()).map((f) => f.bdf) };
+      return fakeResult.inventory(ctx);
     },
     async bind(_ctx, p) {
       return { bdf: p.bdf, previous: null, driver: p.driver };
@@ -203,13 +289,20 @@ export function fakeOps(): FakeOps {
     async probe(ctx, p) {
       const n = count("probe", p.bdf);
       ctx.emit(p.bdf, "probe.read", { n });
-      return { bdf: p.bdf, n };
+      return fakeResult.probe(p.bdf);
     },
-    async save(_ctx, p) {
-      return { image: { v: 1, bdf: p.bdf, data: "x".repeat(32) } };
+    async save(ctx, p) {
+      return fakeResult.save(ctx, p.bdf);
     },
     async quiesce(_ctx, p) {
-      return { bdf: p.bdf, scope: p.scope };
+      return {
+        bdf: p.bdf,
+        scope: p.scope,
+        busMasterWas: true,
+        cache: "not-needed",
+        wbInvInitiated: false,
+        durationMs: 0,
+      };
     },
     async reset(ctx, p) {
       const tag = p.kernelMethod ?? "";
@@ -223,13 +316,27 @@ export function fakeOps(): FakeOps {
         throw Object.assign(new Error("boom"), { name: "Boom" });
       }
       trace.push(`end ${p.bdf} ${name}`);
-      return { bdf: p.bdf, method: p.method, resets: n };
+      return {
+        bdf: p.bdf,
+        method: p.method,
+        target: p.bdf,
+        reached: [p.bdf],
+        durationMs: 0,
+        details: { resets: n },
+      };
     },
     async restore(_ctx, p) {
-      return { bdf: p.bdf, scope: p.scope };
+      return { bdf: p.bdf, scope: p.scope, checksum: "", decoders: [], configLock: false, durationMs: 0 };
     },
     async verify(_ctx, p) {
-      return { bdf: p.bdf, ok: true };
+      return {
+        bdf: p.bdf,
+        scope: p.scope,
+        passed: true,
+        mismatches: [],
+        scopeViolation: false,
+        registersChecked: 0,
+      };
     },
   };
 }

@@ -81,9 +81,7 @@ describe("runAgentFromConfig", () => {
         { timeoutMs: 10_000 },
       );
       expect(probe).toMatchObject({ bdf: "0000:01:00.0", driver: "cxl_accel" });
-      const inv = (await callAgent(nc, "alpha", "inventory", "m-2", {}, { timeoutMs: 10_000 })) as {
-        devices: Array<{ bdf: string }>;
-      };
+      const inv = await callAgent(nc, "alpha", "inventory", "m-2", {}, { timeoutMs: 10_000 });
       expect(inv.devices.map((d) => d.bdf)).toContain("0000:02:00.0");
 
       process.emit("SIGTERM", "SIGTERM");

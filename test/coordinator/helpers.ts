@@ -5,11 +5,11 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { jetstream } from "@nats-io/jetstream";
 import { type NatsConnection, nuid } from "@nats-io/transport-node";
 import type { Policy } from "../../machines/policy/defaults.ts";
-import type { ProbeResult } from "../../services/agent/ops/index.ts";
 import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
 import type { StepHook } from "../../services/coordinator/agent-actors.ts";
 import type { ControlLimits } from "../../services/coordinator/config.ts";
 import { type CoordinatorHandle, startCoordinator } from "../../services/coordinator/service.ts";
+import type { ProbeResult } from "../../shared/bus/agent-contract.ts";
 import type { ErrorBody } from "../../shared/bus/agent-messages.ts";
 import { callAgent, connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { EventEnvelope, encodeJson } from "../../shared/bus/codec.ts";
@@ -206,15 +206,8 @@ export async function kindsOf(jsm: JetStreamManager, requestId: string): Promise
 }
 
 /** Read the device back through its agent (the simulated registers as they are now). */
-export async function probe(nc: NatsConnection, host: string, bdf: string): Promise<ProbeResult> {
-  return (await callAgent(
-    nc,
-    host,
-    "probe",
-    `test-probe/${nuid.next()}`,
-    { bdf },
-    { timeoutMs: 5000 },
-  )) as ProbeResult;
+export function probe(nc: NatsConnection, host: string, bdf: string): Promise<ProbeResult> {
+  return callAgent(nc, host, "probe", `test-probe/${nuid.next()}`, { bdf }, { timeoutMs: 5000 });
 }
 
 /** A host with `n` CXL root ports (buses 1..n), one Type-2 device below each, decoders at distinct bases. */

@@ -1,18 +1,14 @@
 // bind: driver_override + drivers_probe through the backend (null = unbind only).
+import type { BindResult } from "../../../shared/bus/agent-contract.ts";
 import { CxlrcError } from "../../../shared/errors.ts";
 import type { OpContext } from "./context.ts";
 import { describeFunction } from "./topology.ts";
 
+export type { BindResult };
+
 export interface BindParams {
   bdf: string;
   driver: string | null;
-}
-
-export interface BindResult {
-  bdf: string;
-  /** Driver bound now, as the backend lists it afterwards (read back, not assumed). */
-  driver: string | null;
-  previous: string | null;
 }
 
 export async function bind(ctx: OpContext, p: BindParams): Promise<BindResult> {

@@ -1,17 +1,10 @@
 // Field-by-field comparison of a saved register against its read-back. Which fields count comes from the
 // table: the configurable ones (RW, RWL, RWO: configMask), minus any the caller excludes (Commit).
+import type { Mismatch } from "../../../shared/bus/agent-contract.ts";
 import type { FieldDef, FieldValue, RegisterDef } from "../../../shared/cxl/regdef.ts";
 import { getField } from "../../../shared/cxl/regdef.ts";
 
-export interface Mismatch {
-  /** "decoder1.control", "dvsec.control", "pci.command"… */
-  register: string;
-  field: string;
-  expected: FieldValue;
-  actual: FieldValue;
-  /** pci: CXL.io state (restored by every scope); cxl: state an io-scope reset must not touch. */
-  domain: "pci" | "cxl";
-}
+export type { Mismatch };
 
 const CONFIG_ACCESS = new Set(["RW", "RWL", "RWO"]);
 

@@ -1,7 +1,11 @@
 // The agent's device operations, written once against HardwareBackend (simulator, sysfs, QEMU). Each takes
-// the OpContext and the params of shared/bus/agent-messages.ts (an opId there is ignored here), returns a
-// JSON-serializable result or throws a CxlrcError naming register and value.
+// the OpContext and the params of shared/bus/agent-messages.ts (an opId there is ignored here), returns the
+// result shared/bus/agent-contract.ts declares for it (checked below, at compile time) or throws a CxlrcError
+// naming register and value. The result types are the contract's, re-exported here under their old names.
+import type { AgentResult } from "../../../shared/bus/agent-contract.ts";
+import type { AgentOp } from "../../../shared/bus/subjects.ts";
 import { bind } from "./bind.ts";
+import type { OpContext } from "./context.ts";
 import { inventory } from "./inventory.ts";
 import { probe } from "./probe.ts";
 import { quiesce } from "./quiesce.ts";
@@ -10,16 +14,33 @@ import { restore } from "./restore.ts";
 import { save } from "./save.ts";
 import { verify } from "./verify.ts";
 
-export type { BindParams, BindResult } from "./bind.ts";
+export type {
+  AgentResult,
+  AgentVerifyResult,
+  BindResult,
+  DecoderOutcome,
+  InventoryBridge,
+  InventoryDevice,
+  InventoryResult,
+  Mismatch,
+  ProbeCxl,
+  ProbeDecoder,
+  ProbeResult,
+  QuiesceResult,
+  ResetResult,
+  RestoreResult,
+  SaveResult,
+  VerifyResult,
+} from "../../../shared/bus/agent-contract.ts";
+export type { BindParams } from "./bind.ts";
 export type { OpContext } from "./context.ts";
-export type { InventoryBridge, InventoryDevice, InventoryResult } from "./inventory.ts";
-export type { ProbeCxl, ProbeDecoder, ProbeParams, ProbeResult } from "./probe.ts";
-export type { QuiesceParams, QuiesceResult } from "./quiesce.ts";
-export type { ResetParams, ResetResult } from "./reset.ts";
-export type { DecoderOutcome, RestoreParams, RestoreResult } from "./restore.ts";
+export type { ProbeParams } from "./probe.ts";
+export type { QuiesceParams } from "./quiesce.ts";
+export type { ResetParams } from "./reset.ts";
+export type { RestoreParams } from "./restore.ts";
 export type { SaveParams } from "./save.ts";
 export { type AgentTimeouts, agentTimeouts, DEFAULT_AGENT_TIMEOUTS } from "./timeouts.ts";
-export type { Mismatch, VerifyParams, VerifyResult } from "./verify.ts";
+export type { VerifyParams } from "./verify.ts";
 
 export const operations = {
   inventory,
@@ -30,7 +51,8 @@ export const operations = {
   reset,
   restore,
   verify,
-} as const;
+} as const satisfies { [Op in OperationName]: (ctx: OpContext, p: never) => Promise<AgentResult<Op>> };
 
 export type Operations = typeof operations;
-export type OperationName = keyof Operations;
+/** Every operation but fault (the service answers that one itself, simulated backends only). */
+export type OperationName = Exclude<AgentOp, "fault">;

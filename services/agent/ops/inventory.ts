@@ -2,50 +2,18 @@
 // number) and bridges, with what a plan needs about each: CXL or not, the bridge above, siblings a bus
 // reset would reach (recursively), holders, kernel reset methods and driver.
 
+import type {
+  InventoryBridge,
+  InventoryDevice,
+  InventoryResult,
+} from "../../../shared/bus/agent-contract.ts";
 import { CXL_DVSEC_ID } from "../../../shared/cxl/registers.ts";
-import type { Holder, PciFunctionInfo } from "../../../shared/hw/backend.ts";
+import type { PciFunctionInfo } from "../../../shared/hw/backend.ts";
 import type { OpContext } from "./context.ts";
 import { findCxlDvsec } from "./locate.ts";
 import { below, deviceKey, siblingsOf } from "./topology.ts";
 
-export interface InventoryDevice {
-  /** Function 0 (or the lowest function present). */
-  bdf: string;
-  functions: string[];
-  vendorId: number;
-  deviceId: number;
-  classCode: number;
-  /** Function 0 (or any function) carries the PCIe DVSEC for CXL Devices. */
-  cxl: boolean;
-  /** Functions with a DVSEC id 0. */
-  cxlFunctions: string[];
-  bridge: string | null;
-  siblings: string[];
-  holders: (Holder & { bdf: string })[];
-  resetMethods: string[];
-  driver: string | null;
-  iommuGroup: number | null;
-}
-
-export interface InventoryBridge {
-  bdf: string;
-  parent: string | null;
-  secondaryBus: number | null;
-  subordinateBus: number | null;
-  /** Carries the CXL Extensions DVSEC for Ports (SBR masked unless Unmask SBR). */
-  cxlPort: boolean;
-  /** Every function below, through switches. */
-  below: string[];
-  driver: string | null;
-}
-
-export interface InventoryResult {
-  host: string;
-  backend: string;
-  devices: InventoryDevice[];
-  bridges: InventoryBridge[];
-  functions: PciFunctionInfo[];
-}
+export type { InventoryBridge, InventoryDevice, InventoryResult };
 
 export async function inventory(ctx: OpContext): Promise<InventoryResult> {
   const b = ctx.backend;

@@ -2,79 +2,22 @@
 // over configReadAll), the component block's CXL.cache/mem array and HDM Decoder capability read through
 // 32-bit MMIO and decoded with decodeComponentBlock, plus topology (functions, bridge, siblings), holders,
 // memory ranges of committed decoders, kernel reset methods and driver.
+import type { ProbeCxl, ProbeDecoder, ProbeResult } from "../../../shared/bus/agent-contract.ts";
 import { type DecodedComponentBlock, decodeComponentBlock } from "../../../shared/cxl/component.ts";
-import { type DecodedConfig, decodeConfigSpace } from "../../../shared/cxl/decode.ts";
+import { decodeConfigSpace } from "../../../shared/cxl/decode.ts";
 import { CACHE_MEM_OFFSET, HDM_DECODER_FIRST, HDM_DECODER_STRIDE } from "../../../shared/cxl/registers.ts";
 import { isCxlrcError } from "../../../shared/errors.ts";
-import type { HardwareBackend, Holder } from "../../../shared/hw/backend.ts";
+import type { HardwareBackend } from "../../../shared/hw/backend.ts";
 import type { OpContext } from "./context.ts";
 import { type HdmLoc, locateCxl } from "./locate.ts";
 import { withMemorySpace } from "./memory-space.ts";
 import { requirePresent } from "./ready.ts";
 import { describeFunction, functionsOf, siblingsOf } from "./topology.ts";
 
+export type { ProbeCxl, ProbeDecoder, ProbeResult };
+
 export interface ProbeParams {
   bdf: string;
-}
-
-export interface ProbeDecoder {
-  index: number;
-  base: string;
-  size: string;
-  committed: boolean;
-  lockOnCommit: boolean;
-  errorNotCommitted: boolean;
-}
-
-export interface ProbeCxl {
-  dvsecOffset: number;
-  cacheCapable: boolean;
-  memCapable: boolean;
-  cxlResetCapable: boolean;
-  /** Declared CXL Reset Timeout; 100 s for the reserved codes 5–7 (then cxlResetTimeoutReserved). */
-  cxlResetTimeoutMs: number;
-  cxlResetTimeoutReserved: boolean;
-  memClrCapable: boolean;
-  wbInvCapable: boolean;
-  cacheEnabled: boolean;
-  memEnabled: boolean;
-  configLock: boolean;
-  /** DVSEC HDM_Count: number of DVSEC ranges (1 or 2). */
-  hdmCount: number;
-  /** Component register block (BAR, offset in the BAR), null without a Register Locator entry. */
-  component: { bar: number; offset: number } | null;
-  /** HDM decoders in the HDM Decoder capability (0 without one). */
-  decoderCount: number;
-}
-
-export interface ProbeResult {
-  bdf: string;
-  vendorId: number;
-  deviceId: number;
-  classCode: number;
-  flrCapable: boolean;
-  cxl: ProbeCxl | null;
-  decoders: ProbeDecoder[];
-  /** HDM Global Control: HDM Decoder Enable; null without an HDM Decoder capability. */
-  hdmDecoderEnable: boolean | null;
-  /** Every function of the device, function 0 first (its DVSEC carries the CXL Reset scope). */
-  functions: string[];
-  bridge: { bdf: string; cxlPort: boolean; unmaskSbr: boolean | null } | null;
-  /** Functions below the same bridge that are not part of this device (a bus reset reaches them). */
-  siblings: string[];
-  /** Holders of every function of the device. */
-  holders: (Holder & { bdf: string })[];
-  /** Host address ranges of committed decoders (inclusive end). */
-  memoryRanges: { decoder: number; start: string; end: string; size: string }[];
-  resetMethods: string[];
-  driver: string | null;
-  /** The decoded config space and component block, as `cxlrc decode --json` shows them. */
-  decoded: { config: DecodedConfig; component: DecodedComponentBlock | null };
-  /**
-   * Why the component registers (HDM decoders) could not be read, when they could not: a bound driver
-   * (cxl_pci) claims the BAR and the kernel refuses to map it. decoders is then empty: unknown, not none.
-   */
-  componentUnreadable?: string;
 }
 
 /** The parts of the component block the decoder needs, read with 32-bit MMIO into an otherwise zero buffer. */

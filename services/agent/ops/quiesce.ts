@@ -3,6 +3,7 @@
 // Caching, then Initiate WB+I (only if WB+I Capable), poll Cache Invalid. A failed flush leaves the device as
 // it was: Disable Caching and Bus Master go back to their old values before the error is thrown.
 
+import type { QuiesceResult } from "../../../shared/bus/agent-contract.ts";
 import type { Scope } from "../../../shared/bus/agent-messages.ts";
 import { readFlag, withField } from "../../../shared/cxl/regdef.ts";
 import { CXL_DEVICE, CXL_DVSEC_ID, PCI } from "../../../shared/cxl/registers.ts";
@@ -13,21 +14,11 @@ import { findCxlDvsec } from "./locate.ts";
 import { requirePresent } from "./ready.ts";
 import { pollUntil } from "./wait.ts";
 
+export type { QuiesceResult };
+
 export interface QuiesceParams {
   bdf: string;
   scope: Scope;
-}
-
-export interface QuiesceResult {
-  bdf: string;
-  scope: Scope;
-  /** Bus Master as it was before (the saved image holds the whole Command register). */
-  busMasterWas: boolean;
-  /** "flushed": Cache Invalid read back set; "not-needed": not cache capable, caching off, or io scope. */
-  cache: "flushed" | "not-needed";
-  /** Whether Initiate WB+I was written (only when WB+I Capable). */
-  wbInvInitiated: boolean;
-  durationMs: number;
 }
 
 export async function quiesce(ctx: OpContext, p: QuiesceParams): Promise<QuiesceResult> {

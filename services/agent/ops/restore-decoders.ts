@@ -8,6 +8,7 @@
 //   with Commit (+ Lock On Commit if saved), polling every commitPollMs up to commitTimeoutMs for Committed
 //   or Error Not Committed before the next decoder. Error Not Committed: Commit cleared, "commit-error".
 
+import type { DecoderAction, DecoderOutcome } from "../../../shared/bus/agent-contract.ts";
 import { configMask, field, fieldMaskInPlace, readFlag, withField } from "../../../shared/cxl/regdef.ts";
 import { HDM_DECODER } from "../../../shared/cxl/registers.ts";
 import { CxlrcError } from "../../../shared/errors.ts";
@@ -23,15 +24,7 @@ const CTL = HDM_DECODER.control;
 const COMMIT = fieldMaskInPlace(field(CTL, "commit"));
 const LOCK = fieldMaskInPlace(field(CTL, "lockOnCommit"));
 
-export type DecoderAction = "committed" | "retained" | "kept" | "programmed";
-
-export interface DecoderOutcome {
-  index: number;
-  /** committed: written and committed now; retained: locked and committed through the reset; kept: committed
-   * (unlocked) with the image's values, left alone; programmed: written, not committed (as in the image). */
-  action: DecoderAction;
-  decommitted: boolean;
-}
+export type { DecoderAction, DecoderOutcome };
 
 type Regs = Record<string, number>;
 

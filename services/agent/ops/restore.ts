@@ -6,6 +6,7 @@
 //   HDM Global Control → decoders 0..n−1 (restore-decoders.ts) → CONFIG_LOCK if it was set → Disable Caching
 //   back → read back and compare every CXL field → only then the saved Command (Bus Master). On any failure
 //   Command = INTx Disable only (the device stays disabled) and the error is thrown for the coordinator.
+import type { DecoderOutcome, RestoreResult } from "../../../shared/bus/agent-contract.ts";
 import type { Scope } from "../../../shared/bus/agent-messages.ts";
 import { PCI } from "../../../shared/cxl/registers.ts";
 import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
@@ -16,26 +17,16 @@ import { hdmAtFromImage } from "./cxl-state.ts";
 import { loadImage, pciStateOf } from "./image-input.ts";
 import { DISABLED_COMMAND, restoreCommand, restorePciState, savedCommand } from "./pci-state.ts";
 import { requirePresent } from "./ready.ts";
-import { type DecoderOutcome, restoreDecoders } from "./restore-decoders.ts";
+import { restoreDecoders } from "./restore-decoders.ts";
 import { finishDvsec, restoreDvsec, restoreHdmGlobal } from "./restore-dvsec.ts";
 import { verifyCxl } from "./verify.ts";
 
-export type { DecoderOutcome } from "./restore-decoders.ts";
+export type { DecoderOutcome, RestoreResult };
 
 export interface RestoreParams {
   bdf: string;
   scope: Scope;
   image: unknown;
-}
-
-export interface RestoreResult {
-  bdf: string;
-  scope: Scope;
-  /** The image's checksum: which image was restored. */
-  checksum: string;
-  decoders: DecoderOutcome[];
-  configLock: boolean;
-  durationMs: number;
 }
 
 export async function restore(ctx: OpContext, p: RestoreParams): Promise<RestoreResult> {

@@ -3,6 +3,7 @@
 // full scope: every saved writable field equals its read-back (Commit, status and RO fields ignored), and
 // every decoder committed in the image reads Committed = 1, Error Not Committed = 0 with the same base and
 // size. The Commit bit itself is never trusted to read back (QEMU clears it once committed).
+import type { VerifyResult } from "../../../shared/bus/agent-contract.ts";
 import type { Scope } from "../../../shared/bus/agent-messages.ts";
 import { type RegisterDef, readFlag } from "../../../shared/cxl/regdef.ts";
 import { HDM, HDM_DECODER, PCI, PCI_BRIDGE, PCIE_SAVED } from "../../../shared/cxl/registers.ts";
@@ -18,22 +19,12 @@ import { decoderAt } from "./locate.ts";
 import { requirePresent } from "./ready.ts";
 
 export type { Mismatch } from "./compare.ts";
+export type { VerifyResult };
 
 export interface VerifyParams {
   bdf: string;
   scope: Scope;
   image: unknown;
-}
-
-export interface VerifyResult {
-  bdf: string;
-  scope: Scope;
-  passed: boolean;
-  mismatches: Mismatch[];
-  /** io scope with a CXL field changed: the reset reached beyond CXL.io. */
-  scopeViolation: boolean;
-  /** Registers read back and compared. */
-  registersChecked: number;
 }
 
 export async function verify(ctx: OpContext, p: VerifyParams): Promise<VerifyResult> {
