@@ -7,11 +7,14 @@
 // Time budgets: the machine declares one per phase (input.timeoutMs); the step wrapper counts it from when the
 // step starts running, after its write-ahead barrier, so a coordinator's own queueing never fails a device.
 //
-// Write-ahead: every step first waits until the snapshot naming the step is durably stored, so a coordinator
-// that takes the device over never finds a snapshot older than what was done to the device. A step that runs
-// again after a restore (XState re-invokes the actor of the restored state) re-reads the device where
-// repeating it blindly would be wrong (the reset itself); the others are idempotent by design (save and
-// verify read, restore decommits first) or by the agent's opId cache.
+// Write-ahead where the device changes (WRITE_AHEAD): such a step first waits until the snapshot naming it is
+// durably stored, so a coordinator that takes the device over never finds a snapshot older than a change made
+// to the device. The image is in that snapshot too (persisted before the first of them). Every other step
+// reads (save, regate, await-ready, verify) or is idempotent per request (gating, persisting the image): its
+// snapshot rides along, and a new owner that resumes from an earlier one simply runs it again. A step that
+// runs again after a restore (XState re-invokes the actor of the restored state) re-reads the device where
+// repeating it blindly would be wrong (the reset itself); the others are idempotent by design (restore
+// decommits first) or by the agent's opId cache.
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/transport-node";
@@ -41,17 +44,17 @@ import type {
 } from "../../machines/lifecycle-types.ts";
 import type { Policy } from "../../machines/policy/defaults.ts";
 import type { Refusal } from "../../machines/policy/types.ts";
+import type {
+  AgentResult,
+  VerifyResult as AgentVerify,
+  InventoryResult,
+  RestoreResult,
+} from "../../shared/bus/agent-contract.ts";
 import type { Scope } from "../../shared/bus/agent-messages.ts";
 import type { AgentCallParams } from "../../shared/bus/client.ts";
 import { type AgentOp, deviceKey } from "../../shared/bus/subjects.ts";
 import { CxlrcError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
-import type {
-  VerifyResult as AgentVerify,
-  InventoryResult,
-  ProbeResult,
-  RestoreResult,
-} from "../agent/ops/index.ts";
 import type { AgentLink } from "./agent-link.ts";
 import type { FleetStore } from "./fleet-state.ts";
 import type { Lease } from "./leases.ts";
@@ -112,6 +115,21 @@ function stale(phase: string): CxlrcError {
   return new CxlrcError("in-progress", `${phase}: this step is no longer current (lease lost or state left)`);
 }
 
+/**
+ * Steps whose snapshot is stored before they start. Gating: a request's first step waits until the request is
+ * stored (the write its dispatch makes anyway), so nothing runs for a request a crash would deliver again.
+ * Quiesce turns Bus Master off, the reset is the decision recorded, restore and commit write registers,
+ * release frees the slots.
+ */
+export const WRITE_AHEAD: ReadonlySet<string> = new Set([
+  "gating",
+  "quiescing",
+  "resetting",
+  "restoring",
+  "committingDecoders",
+  "releasing",
+]);
+
 /** Images read back from the store, kept for the restore and verify steps that follow (bounded). */
 const IMAGE_CACHE = 256;
 /** Decoders committed by a full restore, kept for the commit step that reports them (bounded). */
@@ -167,7 +185,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     params: AgentCallParams<Op>,
     timeoutMs: number,
     signal: AbortSignal,
-  ): Promise<unknown> => {
+  ): Promise<AgentResult<Op>> => {
     if (signal.aborted) return Promise.reject(stale(op));
     // A coordinator stopped (SIGSTOP, long pause) past its lease must not act on the device it lost.
     return dev.dev.confirmLease().then((ok) => {
@@ -178,8 +196,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
   };
 
   /**
-   * Every step: write-ahead barrier, hooks, its time budget, and a check that it is still current before and
-   * after. The budget (input.timeoutMs) starts when the step itself starts: after its snapshot is stored.
+   * Every step: its write-ahead barrier (WRITE_AHEAD), hooks, its time budget, and a check that it is still
+   * current before and after. The budget (input.timeoutMs) starts when the step itself starts: after its snapshot is stored.
    */
   const step = <
     I extends { opId: string; host: string; bdf: string; timeoutMs: number; requestId?: string },
@@ -203,7 +221,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       // The step's operation id is issued to the host from now on: the agent's events for it are believed.
       const done = deps.link.issue(input.host, input.opId);
       try {
-        await access.persist();
+        if (WRITE_AHEAD.has(phase)) await access.persist();
         if (signal.aborted) throw stale(phase);
         await deps.hook?.(phase, "before", info);
         if (signal.aborted) throw stale(phase);
@@ -218,7 +236,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
 
   const probe = async (dev: Step, opId: string, bdf: string, signal: AbortSignal, freshInventory = false) => {
     const [p, inv] = await Promise.all([
-      agent(dev, "probe", opId, { bdf }, policy.agentCallTimeoutMs, signal) as Promise<ProbeResult>,
+      agent(dev, "probe", opId, { bdf }, policy.agentCallTimeoutMs, signal),
       deps.inventory(dev.host, freshInventory).catch(() => null),
     ]);
     return factsFromProbe(dev.host, p, inv);

@@ -16,16 +16,15 @@ import type { LifecycleContext, LifecycleEmitted } from "../../machines/lifecycl
 import type { Policy } from "../../machines/policy/defaults.ts";
 import { planReset } from "../../machines/policy/plan.ts";
 import type { Plan, Refusal } from "../../machines/policy/types.ts";
+import type {
+  VerifyResult as AgentVerify,
+  InventoryResult,
+  RestoreResult,
+} from "../../shared/bus/agent-contract.ts";
 import { errorToBody } from "../../shared/bus/codec.ts";
 import { bdfFromToken, deviceKey } from "../../shared/bus/subjects.ts";
 import { CxlrcError, describeError, type ErrorKind } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
-import type {
-  VerifyResult as AgentVerify,
-  InventoryResult,
-  ProbeResult,
-  RestoreResult,
-} from "../agent/ops/index.ts";
 import type { Admission } from "./admission.ts";
 import { createAgentActors, type DeviceAccess, type StepHook, targetOpId } from "./agent-actors.ts";
 import type { AgentLink } from "./agent-link.ts";
@@ -730,7 +729,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
         {
           timeoutMs: o.policy.agentCallTimeoutMs,
         },
-      ) as Promise<ProbeResult>,
+      ),
       o.inventory(host).catch(() => null),
     ]);
     return factsFromProbe(host, p, inv);
