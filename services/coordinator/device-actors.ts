@@ -226,18 +226,23 @@ export function currentSnapshot(snapshot: unknown): unknown {
     children?: Record<string, { src?: string; snapshot?: { input?: Record<string, unknown> } }>;
   };
   if (s.context && "deadlineMs" in s.context) {
-    const { deadlineMs: _old, ...rest } = s.context;
-    s.context = { ...rest, timeoutMs: rest.timeoutMs ?? null } as LifecycleContext;
+    // The budget the old deadline stood for: from the phase's start to its deadline.
+    const { deadlineMs, ...rest } = s.context;
+    const startMs = rest.timings?.at(-1)?.startMs;
+    const budget =
+      typeof deadlineMs === "number" && typeof startMs === "number" && deadlineMs > startMs
+        ? deadlineMs - startMs
+        : null;
+    s.context = { ...rest, timeoutMs: rest.timeoutMs ?? budget } as LifecycleContext;
   }
   for (const [id, child] of Object.entries(s.children ?? {})) {
     if (child.src === "deadlineTimer") {
       delete s.children![id];
       continue;
     }
-    // A step stored without a budget gets its phase's default (the agent call's own).
     const input = child.snapshot?.input;
     if (input && typeof input.opId === "string" && typeof input.timeoutMs !== "number") {
-      input.timeoutMs = (s.context?.timeoutMs as number | null | undefined) ?? 30_000;
+      input.timeoutMs = s.context?.timeoutMs ?? s.context?.policy?.agentCallTimeoutMs ?? 30_000;
     }
   }
   return s;
