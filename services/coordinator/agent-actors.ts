@@ -59,7 +59,7 @@ import type { AgentLink } from "./agent-link.ts";
 import type { FleetStore } from "./fleet-state.ts";
 import type { Lease } from "./leases.ts";
 import { factsFromProbe } from "./probe-facts.ts";
-import { withBudget } from "./step-budget.ts";
+import { createStepGate, withBudget } from "./step-budget.ts";
 import type { CoordinatorStore, ImageRecord } from "./store.ts";
 
 /** Test hook: called around every step's effect, so a test can stop a coordinator at an exact point. */
@@ -99,6 +99,8 @@ export interface AgentActorDeps {
   /** The host's inventory (cached briefly by the caller). */
   inventory(host: string, fresh?: boolean): Promise<InventoryResult>;
   hook?: StepHook;
+  /** Steps (agent calls, stores) running at once; the rest queue before their budget starts. Default 64. */
+  maxRunningSteps?: number;
 }
 
 const MAX_OP_ID = 128;
@@ -128,6 +130,24 @@ export const WRITE_AHEAD: ReadonlySet<string> = new Set([
   "restoring",
   "committingDecoders",
   "releasing",
+]);
+
+/**
+ * Steps that call the agent: they queue at the step gate (at most maxRunningSteps at once). Gating, persisting
+ * the image and releasing only touch the store, and gating may wait for a host slot that a release frees:
+ * they never queue behind agent work.
+ */
+const GATED: ReadonlySet<string> = new Set([
+  "binding",
+  "probing",
+  "savingImage",
+  "regating",
+  "quiescing",
+  "resetting",
+  "awaitingReady",
+  "restoring",
+  "committingDecoders",
+  "verifying",
 ]);
 
 /** Images read back from the store, kept for the restore and verify steps that follow (bounded). */
@@ -163,6 +183,7 @@ export function resetHappened(scope: Scope, mismatches: VerifyMismatch[]): boole
 
 export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirectory) {
   const { store, policy } = deps;
+  const gate = createStepGate(deps.maxRunningSteps ?? 64);
   const images = new Map<string, ImageRecord>();
   /** Decoders committed by a full restore, by device/request/round: committingDecoders reports them. */
   const committed = new Map<string, CommittedDecoder[]>();
@@ -225,7 +246,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         if (signal.aborted) throw stale(phase);
         await deps.hook?.(phase, "before", info);
         if (signal.aborted) throw stale(phase);
-        const out = await withBudget(phase, input.timeoutMs, signal, (budget) => run(input, budget, dev));
+        const work = () => withBudget(phase, input.timeoutMs, signal, (budget) => run(input, budget, dev));
+        const out = GATED.has(phase) ? await gate.run(signal, work) : await work();
         await deps.hook?.(phase, "after", info);
         if (signal.aborted || !(await access.confirmLease())) throw stale(phase);
         return out;

@@ -31,3 +31,53 @@ export function withBudget<T>(
     parent.removeEventListener("abort", cancel);
   });
 }
+
+/**
+ * At most `limit` steps run at once; the others wait, in arrival order, before their budget starts. An
+ * overloaded coordinator queues here instead of letting every step start and then miss its budget because
+ * the event loop (or the agents) could not serve them all.
+ */
+export interface StepGate {
+  run<T>(signal: AbortSignal, work: () => Promise<T>): Promise<T>;
+  /** Steps running now, and waiting. */
+  load(): { running: number; waiting: number };
+}
+
+export function createStepGate(limit: number): StepGate {
+  let running = 0;
+  const waiting: Array<() => void> = [];
+  const next = () => {
+    while (running < limit && waiting.length > 0) {
+      running++;
+      waiting.shift()!();
+    }
+  };
+  return {
+    async run(signal, work) {
+      if (running >= limit || waiting.length > 0) {
+        await new Promise<void>((resolve, reject) => {
+          const go = () => {
+            signal.removeEventListener("abort", quit);
+            resolve();
+          };
+          const quit = () => {
+            const i = waiting.indexOf(go);
+            if (i >= 0) waiting.splice(i, 1);
+            reject(signal.reason ?? new Error("step left before it started"));
+          };
+          waiting.push(go);
+          signal.addEventListener("abort", quit, { once: true });
+        });
+      } else {
+        running++;
+      }
+      try {
+        return await work();
+      } finally {
+        running--;
+        next();
+      }
+    },
+    load: () => ({ running, waiting: waiting.length }),
+  };
+}

@@ -1,7 +1,7 @@
 // withBudget: the step's budget counted from the start of its work; past it, a timeout naming the phase and
-// the work's signal aborted (so it issues no further agent call).
+// the work's signal aborted (so it issues no further agent call). createStepGate: the queue before it.
 import { describe, expect, it } from "vitest";
-import { withBudget } from "../../services/coordinator/step-budget.ts";
+import { createStepGate, withBudget } from "../../services/coordinator/step-budget.ts";
 import { isCxlrcError } from "../../shared/errors.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -47,5 +47,32 @@ describe("withBudget", () => {
     parent.abort();
     await expect(run).rejects.toThrow("stopped");
     expect(inner!.aborted).toBe(true);
+  });
+});
+
+describe("createStepGate", () => {
+  it("runs at most `limit` steps at once, the rest in arrival order, and a step left while waiting never runs", async () => {
+    const gate = createStepGate(2);
+    const started: number[] = [];
+    const finish: Array<() => void> = [];
+    const step = (i: number, signal = new AbortController().signal) =>
+      gate.run(signal, async () => {
+        started.push(i);
+        await new Promise<void>((r) => finish.push(r));
+        return i;
+      });
+    const left = new AbortController();
+    const runs = [step(1), step(2), step(3, left.signal), step(4)];
+    await sleep(5);
+    expect(started).toEqual([1, 2]);
+    expect(gate.load()).toEqual({ running: 2, waiting: 2 });
+    left.abort();
+    await expect(runs[2]).rejects.toBeDefined();
+    finish.shift()!();
+    await sleep(5);
+    expect(started).toEqual([1, 2, 4]);
+    while (finish.length > 0) finish.shift()!();
+    await expect(Promise.all([runs[0], runs[1], runs[3]])).resolves.toEqual([1, 2, 4]);
+    expect(gate.load()).toEqual({ running: 0, waiting: 0 });
   });
 });
