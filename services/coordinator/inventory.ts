@@ -16,20 +16,49 @@ export function createInventoryCache(
 ): InventoryCache {
   const ttlMs = opts.ttlMs ?? 2000;
   const cache = new Map<string, { at: number; value: Promise<InventoryResult> }>();
+  /** Per host: the fresh call not started yet (callers join it) and the end of the one running. */
+  const fresh = new Map<string, { pending: Promise<InventoryResult> | null; tail: Promise<unknown> }>();
+
+  const call = (host: string): Promise<InventoryResult> => {
+    const opId = `inventory/${nuid.next()}`;
+    const value = opts.link
+      ? opts.link.call(host, "inventory", opId, {}, { timeoutMs: opts.timeoutMs })
+      : callAgent(nc, host, "inventory", opId, {}, { timeoutMs: opts.timeoutMs });
+    const entry = { at: performance.now(), value };
+    cache.set(host, entry);
+    value.catch(() => {
+      if (cache.get(host) === entry) cache.delete(host);
+    });
+    return value;
+  };
+
   return {
-    get(host, fresh = false) {
+    get(host, wantFresh = false) {
       const hit = cache.get(host);
-      if (hit && !fresh && performance.now() - hit.at < ttlMs) return hit.value;
-      const opId = `inventory/${nuid.next()}`;
-      const value = opts.link
-        ? opts.link.call(host, "inventory", opId, {}, { timeoutMs: opts.timeoutMs })
-        : callAgent(nc, host, "inventory", opId, {}, { timeoutMs: opts.timeoutMs });
-      const entry = { at: performance.now(), value };
-      cache.set(host, entry);
-      value.catch(() => {
-        if (cache.get(host) === entry) cache.delete(host);
+      if (hit && !wantFresh && performance.now() - hit.at < ttlMs) return hit.value;
+      if (!wantFresh) return call(host);
+      // Fresh: a call that starts after this one asked. One runs per host at a time; whoever asks meanwhile
+      // joins the next one (it starts when the running one ends), so ten devices re-gating at once cost the
+      // agent one or two inventories, not ten.
+      let f = fresh.get(host);
+      if (!f) {
+        f = { pending: null, tail: Promise.resolve() };
+        fresh.set(host, f);
+      }
+      if (f.pending) return f.pending;
+      const slot = f;
+      const next = slot.tail.then(() => {
+        slot.pending = null;
+        return call(host);
       });
-      return value;
+      const tail = next.catch(() => undefined);
+      slot.pending = next;
+      slot.tail = tail;
+      // Nothing asked since: the host's entry goes.
+      void tail.then(() => {
+        if (slot.tail === tail && fresh.get(host) === slot) fresh.delete(host);
+      });
+      return next;
     },
   };
 }
