@@ -376,7 +376,10 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       // Every held event was emitted by a transition this snapshot already contains.
       const heldNow = d.held.length;
       const snapshot = actor.getPersistedSnapshot();
-      const json = JSON.stringify({ snapshot, requests: d.requests });
+      // Serialized once: the comparison with the last write and the record reuse the same strings.
+      const snapshotJson = JSON.stringify(snapshot);
+      const requestsJson = JSON.stringify(d.requests);
+      const json = `{"snapshot":${snapshotJson},"requests":${requestsJson}}`;
       if (json === d.lastWritten) {
         announce(d, heldNow);
         return;
@@ -384,7 +387,8 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       // Events first: a stored snapshot never runs ahead of the events that led to it (a crash after the
       // write would lose them: the next owner continues from the snapshot and never emits them again).
       await o.events.flush(d);
-      const state = stateOf(actor.getSnapshot().value);
+      // The state of the snapshot being stored (the actor may have moved on while the events flushed).
+      const state = stateOf((snapshot as { value?: unknown }).value);
       const announced = d.held.slice(0, heldNow).map((h) => h.event);
       const record: ActorRecord = {
         v: 1,
@@ -398,9 +402,13 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
         requests: d.requests,
         ...(announced.length > 0 ? { announce: announced } : {}),
       };
+      const { snapshot: _s, requests: _r, announce: _a, ...meta } = record;
+      const recordJson = `${JSON.stringify(meta).slice(0, -1)},"snapshot":${snapshotJson},"requests":${requestsJson}${
+        announced.length > 0 ? `,"announce":${JSON.stringify(announced)}` : ""
+      }}`;
       for (let attempt = 1; ; attempt++) {
         try {
-          d.revision = await o.store.saveActor(d.key, record, d.revision);
+          d.revision = await o.store.saveActor(d.key, record, d.revision, recordJson);
           d.lastWritten = json;
           d.storedOwner = o.id;
           announce(d, heldNow);
@@ -634,7 +642,11 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     const input = { host: d.host, bdf: d.bdf, policy: o.policyOverrides };
     const actor = snapshot ? createActor(machine, { snapshot, input }) : createActor(machine, { input });
     const sub = actor.subscribe({
-      next: () => {
+      // Stored when it must be: at rest (the lease can go), and when events wait for the snapshot that decided
+      // them (an outcome). Every other transition rides along with the next write; the steps that change the
+      // device store theirs before they start (agent-actors.ts WRITE_AHEAD).
+      next: (snap) => {
+        if (!REST_STATES.has(stateOf(snap.value)) && d.held.length === 0) return;
         void persist(d)
           .then(() => maybeRelease(d))
           .catch(() => undefined);

@@ -155,8 +155,11 @@ export interface CoordinatorStore {
   /** One exact revision (what a restore uses: the image persisted for this request, not a later one). */
   getImageRevision(key: string, revision: number): Promise<ImageRecord | null>;
   loadActor(key: string): Promise<Stored<ActorRecord> | null>;
-  /** CAS write: `revision` is the one last read or written (null = must not exist yet). */
-  saveActor(key: string, record: ActorRecord, revision: number | null): Promise<number>;
+  /**
+   * CAS write: `revision` is the one last read or written (null = must not exist yet). `json`: the record
+   * already serialized (JSON.stringify(record)), when the caller has it.
+   */
+  saveActor(key: string, record: ActorRecord, revision: number | null, json?: string): Promise<number>;
   /** Every stored device key (deleted ones included: loadActor answers null for them). */
   listActorKeys(): Promise<string[]>;
   /** The decision taken for a request outside its device actor, if any. */
@@ -303,13 +306,15 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     async loadActor(key) {
       return parse<ActorRecord>(await actors.get(key));
     },
-    async saveActor(key, record, revision) {
+    async saveActor(key, record, revision, json) {
       // Published to the bucket's subject directly (what kv.update does) to carry the record's summary in its
       // headers (actor-index.ts): a headers-only watch then tells every device's state without its snapshot.
       const h = summaryHeaders(record);
       h.set("Nats-Expected-Last-Subject-Sequence", String(revision ?? 0));
       try {
-        const ack = await js.publish(`$KV.${BUCKETS.actors}.${key}`, JSON.stringify(record), { headers: h });
+        const ack = await js.publish(`$KV.${BUCKETS.actors}.${key}`, json ?? JSON.stringify(record), {
+          headers: h,
+        });
         return ack.seq;
       } catch (err) {
         throw new CxlrcError(
