@@ -335,7 +335,8 @@ const MANAGED_FIELDS = [
 
 /**
  * Create CXLRC_EVENTS and CXLRC_REQUESTS, or bring an existing one's limits in line. Idempotent and safe
- * to race (two agents starting together). Retries API timeouts until readyTimeoutMs.
+ * to race (two agents starting together). Retries API timeouts, and placement on a cluster whose nodes have
+ * not all joined yet, until readyTimeoutMs.
  */
 export async function ensureStreams(jsm: JetStreamManager, opts: EnsureStreamsOptions = {}): Promise<void> {
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 15_000);
@@ -348,7 +349,10 @@ export async function ensureStreams(jsm: JetStreamManager, opts: EnsureStreamsOp
         const retriable =
           e instanceof natsErrors.TimeoutError ||
           (e instanceof natsErrors.RequestError && e.isNoResponders()) ||
-          /timeout|no responders|leader/i.test((e as Error)?.message ?? "");
+          // A fresh cluster whose nodes have not all joined JetStream yet cannot place a replicated stream.
+          /timeout|no responders|leader|no suitable peers|insufficient resources/i.test(
+            (e as Error)?.message ?? "",
+          );
         if (!retriable || Date.now() > deadline) {
           throw new CxlrcError(
             "backend",
