@@ -161,6 +161,11 @@ interface Device {
    * after it until that write): never an outcome on the stream that the stored state does not know.
    */
   held: Array<{ event: AnnouncedEvent; sent: (p: Promise<unknown>) => void }>;
+  /**
+   * A device at rest whose actor was let go (its state is stored, its lease given back): what status shows of
+   * it. Its actor is built again from the stored record on its next request.
+   */
+  rest: { state: string; scopeViolations: number; quarantineReason: string | null } | null;
 }
 
 export interface DeviceActors {
@@ -309,6 +314,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
         releaseData: null,
         storedOwner: null,
         held: [],
+        rest: null,
       };
       devices.set(key, d);
     }
@@ -458,7 +464,29 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       d.owned = false;
       await o.leases.release(d.key);
       o.metrics.leasesHeld.set(o.leases.held().length);
+      if (d.pinned === 0 && !stopping && d.held.length === 0 && idle() && !o.leases.get(d.key)) evict(d);
     }).catch(() => undefined);
+  };
+
+  /**
+   * A device at rest, stored, its lease given back: its actor goes from memory (a resting device costs a few
+   * bytes, not an actor). Status keeps showing it; its next request builds the actor from the stored record
+   * (which that request reads anyway, the lease having been free).
+   */
+  const evict = (d: Device) => {
+    const ctx = contextOf(d);
+    if (!d.actor || !ctx) return;
+    d.rest = {
+      state: stateNow(d),
+      scopeViolations: ctx.scopeViolations,
+      quarantineReason: ctx.quarantineReason,
+    };
+    d.unsubscribe?.();
+    d.unsubscribe = null;
+    d.actor.stop();
+    d.actor = null;
+    d.lastWritten = null;
+    access.delete(d.key);
   };
 
   const abandon = (d: Device, why: string) => {
@@ -489,7 +517,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     o.metrics.devices.reset();
     const counts = new Map<string, number>();
     for (const d of devices.values())
-      if (d.actor) counts.set(d.stateName, (counts.get(d.stateName) ?? 0) + 1);
+      if (d.actor || d.rest) counts.set(d.stateName, (counts.get(d.stateName) ?? 0) + 1);
     for (const [state, n] of counts) o.metrics.devices.set({ state }, n);
   };
 
@@ -639,6 +667,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
 
   const start = (d: Device, snapshot: Snapshot<unknown> | null) => {
     access.set(d.key, accessOf(d));
+    d.rest = null;
     const input = { host: d.host, bdf: d.bdf, policy: o.policyOverrides };
     const actor = snapshot ? createActor(machine, { snapshot, input }) : createActor(machine, { input });
     const sub = actor.subscribe({
@@ -679,6 +708,8 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       return null;
     }
     if (d.actor && rec.revision === d.revision) return rec;
+    // Written here last (an actor let go at rest): what it decided was announced right after that write.
+    const ownWrite = rec.revision === d.revision && d.storedOwner === o.id && rec.value.owner === o.id;
     d.unsubscribe?.();
     d.unsubscribe = null;
     d.actor?.stop();
@@ -691,7 +722,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     const snapshot = withPolicy(currentSnapshot(rec.value.snapshot), o.policy);
     if (rec.value.active) takeOver(d, rec.value);
     start(d, snapshot as Snapshot<unknown>);
-    await reannounce(d, rec.value);
+    if (!ownWrite) await reannounce(d, rec.value);
     return rec;
   };
 
@@ -1137,11 +1168,11 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     return {
       host: d.host,
       bdf: d.bdf,
-      state: stateNow(d),
+      state: d.actor ? stateNow(d) : (d.rest?.state ?? "unknown"),
       requestId: ctx?.request && ctx.outcome === null ? ctx.request.requestId : null,
       leaseHeld,
-      scopeViolations: ctx?.scopeViolations ?? 0,
-      quarantineReason: ctx?.quarantineReason ?? null,
+      scopeViolations: ctx?.scopeViolations ?? d.rest?.scopeViolations ?? 0,
+      quarantineReason: ctx ? ctx.quarantineReason : (d.rest?.quarantineReason ?? null),
       owner: leaseHeld ? o.id : (d.storedOwner ?? o.id),
       local: true,
     };
@@ -1208,11 +1239,11 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       });
     },
     status() {
-      return [...devices.values()].filter((d) => d.actor).map(statusOf);
+      return [...devices.values()].filter((d) => d.actor || d.rest).map(statusOf);
     },
     local() {
       return [...devices.values()]
-        .filter((d) => d.actor)
+        .filter((d) => d.actor || d.rest)
         .map((d) => ({
           key: d.key,
           revision: d.revision,
