@@ -193,8 +193,11 @@ export interface DeviceActors {
    * now (a start-up passes the ones already stored: their actor is built on their first request).
    */
   discover(host: string, opts?: { skip?: (key: string) => boolean }): Promise<string[]>;
-  /** Take over a device whose stored actor is mid-operation and whose lease is free. */
-  recover(key: string): Promise<boolean>;
+  /**
+   * Take over a device whose stored actor is mid-operation and whose lease is free. `hint.active`: the caller
+   * knows it is mid-operation (the record's headers), so only the read under the lease is made.
+   */
+  recover(key: string, hint?: { active: boolean }): Promise<boolean>;
   status(): DeviceStatus[];
   /** Local actors with the revision of their stored record last read or written here. */
   local(): Array<{ key: string; revision: number | null; leaseHeld: boolean; status: DeviceStatus }>;
@@ -1217,15 +1220,16 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       );
       return bdfs;
     },
-    async recover(key) {
-      const rec = await o.store.loadActor(key);
-      if (!rec?.value.active) return false;
+    async recover(key, hint) {
+      // Known mid-operation from the stored record's headers: the record is read once, under the lease (sync).
+      const rec = hint?.active ? null : await o.store.loadActor(key);
+      if (!hint?.active && !rec?.value.active) return false;
       const [host, token] = key.split(".");
       if (!host || !token) return false;
       const bdf = bdfFromToken(token);
       const d = device(host, bdf);
       return serialize(d, async () => {
-        if (d.actor && d.revision === rec.revision && o.leases.get(key)) return false; // ours, running
+        if (d.actor && o.leases.get(key) && (rec === null || d.revision === rec.revision)) return false; // ours, running
         const lease = await o.leases.acquire(key);
         if (!lease) return false;
         d.pinned++;

@@ -66,6 +66,13 @@ export async function recoverOnce(o: RecoveryOptions): Promise<string[]> {
   await eachBounded(await candidates(o), RECOVERY_WIDTH, async (key) => {
     if (o.leases.get(key)) return; // ours and running
     try {
+      if (o.view?.summary(key)?.active) {
+        // Mid-operation by its headers: read only under the lease, if it is free.
+        const holder = await o.leases.holder(key);
+        if (holder && (holder.owner !== o.leases.owner || holder.instance === o.leases.instance)) return;
+        if (await o.actors.recover(key, { active: true })) taken.push(key);
+        return;
+      }
       const rec = await o.store.loadActor(key);
       if (!rec) return;
       if (!rec.value.active) {

@@ -118,7 +118,7 @@ describe("fleet view and recovery over the actors bucket", () => {
       });
       expect(loads).toEqual([]);
 
-      const recovered: string[] = [];
+      const recovered: Array<[string, unknown]> = [];
       const leases = createLeaseManager({
         kv: store.leases,
         owner: "coord-new",
@@ -126,8 +126,8 @@ describe("fleet view and recovery over the actors bucket", () => {
         log: silentLogger,
       });
       const actors = {
-        recover: async (key: string) => {
-          recovered.push(key);
+        recover: async (key: string, hint?: unknown) => {
+          recovered.push([key, hint]);
           return true;
         },
         announceStored: async () => undefined,
@@ -135,9 +135,11 @@ describe("fleet view and recovery over the actors bucket", () => {
       } as unknown as DeviceActors;
       const fleet = { reclaim: async () => [] } as unknown as FleetStore;
       const taken = await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger });
+      // The device mid-operation is handed over as such (read once, under its lease, by the actor host);
+      // nothing at rest is read.
       expect(taken).toEqual([activeKey]);
-      expect(recovered).toEqual([activeKey]);
-      expect(loads).toEqual([activeKey]);
+      expect(recovered).toEqual([[activeKey, { active: true }]]);
+      expect(loads).toEqual([]);
 
       // A write after start is followed: the device at rest goes mid-operation, the next pass picks it up.
       const key0 = deviceKey(host, resting[0]!);
@@ -151,9 +153,23 @@ describe("fleet view and recovery over the actors bucket", () => {
       while (view.summary(key0)?.active !== true && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 20));
       expect(view.summary(key0)).toMatchObject({ state: "quiescing", requestId: "req-2" });
-      loads.length = 0;
+      recovered.length = 0;
       await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger });
-      expect(loads.sort()).toEqual([activeKey, key0].sort());
+      expect(recovered.map(([k]) => k).sort()).toEqual([activeKey, key0].sort());
+      expect(loads).toEqual([]);
+
+      // A record written by an older version (no summary headers): read to learn what it is.
+      const oldKey = deviceKey(host, "0000:00:00.2");
+      await store.actors.put(
+        oldKey,
+        JSON.stringify(record(host, "0000:00:00.2", { state: "verifying", active: true }, "req-old")),
+      );
+      while (view.revision(oldKey) === undefined) await new Promise((r) => setTimeout(r, 20));
+      expect(view.summary(oldKey)).toBeNull();
+      recovered.length = 0;
+      await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger });
+      expect(loads).toEqual([oldKey]);
+      expect(recovered).toContainEqual([oldKey, undefined]);
       await leases.stop();
     } finally {
       view.stop();
