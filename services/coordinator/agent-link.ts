@@ -265,16 +265,26 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
    * One request, sent again (same opId: the agent acts once and answers every copy) when a third of the
    * time passes without a reply, or a moment after nobody answered: a message lost with a NATS node that
    * died or froze, or an agent reconnecting, costs a third of the call time instead of the whole phase.
+   * `settled`: the call has its answer (the agent's op.completed or op.failed event came first): nothing more is
+   * sent. A copy sent after that could reach an agent restarted since, which no longer knows the operation id,
+   * and would run the operation a second time (a second reset for one request).
    */
   const resend = async (
     subject: string,
     body: Record<string, unknown>,
     timeoutMs: number,
     grant: FenceGrant | null,
+    settled: AbortSignal,
   ) => {
     let deadline = performance.now() + timeoutMs;
     const slice = Math.max(250, Math.floor(timeoutMs / 3));
+    const notSent = (sends: number) =>
+      new CxlrcError("in-progress", `${subject}: not sent again: the call already has its answer`, {
+        subject,
+        sends,
+      });
     for (let sends = 1; ; sends++) {
+      if (settled.aborted) throw notSent(sends - 1);
       if (grant && !grant.fresh()) {
         // Silent before the lease can expire: a holder whose renewals fail sends nothing more under it until
         // a renewal gets through (the wait is the bus's, not the agent's: it does not count against the
@@ -288,6 +298,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
           );
         }
         deadline += performance.now() - t0;
+        if (settled.aborted) throw notSent(sends - 1);
       }
       const left = Math.round(deadline - performance.now());
       try {
@@ -332,13 +343,14 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
       const e = entry(host, opId)!;
       e.op = op;
       let waiter: ((t: Terminal) => void) | null = null;
+      const settled = new AbortController();
       try {
         if (e.terminal?.op === op) return unwrap(e.terminal, op);
         const fromEvent = new Promise<Terminal>((resolve) => {
           waiter = resolve;
           e.waiters.add(resolve);
         });
-        const fromReply = resend(subject, body, opts.timeoutMs, grant).then((value) => {
+        const fromReply = resend(subject, body, opts.timeoutMs, grant, settled.signal).then((value) => {
           const r = AgentReply.safeParse(value);
           if (!r.success) {
             throw new CxlrcError("decode", `${subject}: reply is not an agent reply envelope`, {
@@ -377,6 +389,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
         }
         throw err;
       } finally {
+        settled.abort();
         if (waiter) e.waiters.delete(waiter);
         release();
       }
