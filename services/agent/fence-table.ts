@@ -69,8 +69,8 @@ function load(path: string): FenceFile {
   return r.data;
 }
 
-/** Write temp + fsync + rename + fsync(dir): a crash leaves the old table or the new one, never half. */
-function writeAtomic(dir: string, path: string, text: string): void {
+/** Write temp + fsync + rename + fsync(dir): a crash leaves the old file or the new one, never half. */
+export function writeAtomic(dir: string, path: string, text: string): void {
   const tmp = `${path}.${process.pid}.tmp`;
   const fd = openSync(tmp, "w", 0o600);
   try {

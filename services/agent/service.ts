@@ -28,7 +28,7 @@ import {
 } from "../../shared/bus/codec.ts";
 import { AGENT_OPS, type AgentOp, checkHost, subjects } from "../../shared/bus/subjects.ts";
 import { isCallerInbox } from "../../shared/bus/trust.ts";
-import { CxlrcError } from "../../shared/errors.ts";
+import { CxlrcError, describeError } from "../../shared/errors.ts";
 import type { HardwareBackend } from "../../shared/hw/backend.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
 import { EventPublisher, type EventPublisherOptions, type EventPublisherStats } from "./events.ts";
@@ -36,6 +36,7 @@ import { openFenceTable } from "./fence-table.ts";
 import type { OpContext } from "./ops/context.ts";
 import { operations as defaultOperations } from "./ops/index.ts";
 import { type AgentTimeouts, agentTimeouts } from "./ops/timeouts.ts";
+import { openResetJournal } from "./reset-journal.ts";
 
 export type { AgentTimeouts, OpContext };
 
@@ -255,6 +256,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
   const lanes = new DeviceLanes(opts.maxQueuePerDevice ?? 16);
   const publisher = new EventPublisher(nc, log, opts.events);
   const fences = openFenceTable(opts.stateDir ?? null);
+  const resets = openResetJournal(opts.stateDir ?? null);
   const started = performance.now();
   const running = new Set<Promise<unknown>>();
   const counters = {
@@ -374,6 +376,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     try {
       // Under the device's lane: no operation of an older owner can slip in between the check and the op.
       if (fence && bdf) await fences.admit(bdf, fence);
+      if (op === "reset" && bdf) await resets.begin(opId, bdf);
       const raw = await dispatch(op, ctx, params);
       // Round-trip through JSON now: a result that cannot be sent fails here, not in respond().
       const json = JSON.stringify(raw ?? null);
@@ -398,6 +401,11 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     } finally {
       inFlight--;
       release?.();
+    }
+    if (op === "reset" && bdf) {
+      await resets
+        .end(opId, reply)
+        .catch((e) => opLog.error({ err: describeError(e) }, "reset journal not written"));
     }
     if (op === "inventory" || op === "bind") void refreshDevices();
     // The reply follows the op's events into the stream, unless the stream is slow (bounded wait).
@@ -498,6 +506,14 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       }
       log.debug({ op, opId }, "repeated opId: answering with the first result");
       void seen.reply.then((r) => respond(msg, r));
+      return;
+    }
+    // A reset this agent issued before it restarted: never issued twice.
+    const journaled = op === "reset" ? resets.repeat(opId) : null;
+    if (journaled) {
+      counters.deduplicated++;
+      log.warn({ op, opId, ok: journaled.ok }, "repeated reset opId from before a restart: not issued again");
+      respond(msg, journaled);
       return;
     }
     if (stopped) {
