@@ -4,6 +4,13 @@
 // The server never tells a holder that its lease expired, so the holder finds out itself: a renewal that fails,
 // an entry that is gone, or an entry naming another owner ends the lease at once (onLost) and the caller stops
 // driving that device.
+//
+// A create is read back before it counts. On a clustered (R3) bucket nats-server checks the expected last
+// subject sequence before proposing the write, not when applying it (nats-io/nats-server#4320, every 2.9
+// release): two coordinators racing for a free lease can both get an acknowledgement, at consecutive
+// revisions (seen in the chaos runs: epochs 329 and 330 on one device). The later write is the entry; so each
+// taker waits a moment (twice its own write's round trip: the rival's proposal was in flight with it) and reads
+// the entry back from the leader; only the one whose revision it holds keeps the lease.
 import type { KV, KvEntry } from "@nats-io/kv";
 import { nuid } from "@nats-io/transport-node";
 import type { Logger } from "../../shared/log.ts";
@@ -105,6 +112,10 @@ export function parseLeaseEntry(e: KvEntry | null): LeaseRecord | null {
   }
 }
 
+/** The wait before a new lease is read back: at least this, twice the create's round trip, at most the max. */
+const CONFIRM_MIN_MS = 2;
+const CONFIRM_MAX_MS = 250;
+
 export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
   const { kv, owner, ttlMs, log } = opts;
   const now = opts.now ?? Date.now;
@@ -160,9 +171,9 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     const t = now();
     const record: LeaseRecord = { owner, instance, acquiredAt: t, renewedAt: t };
     const sentAt = mono();
+    let revision: number;
     try {
-      const revision = await kv.create(key, encode(record));
-      return hold(key, revision, record, sentAt);
+      revision = await kv.create(key, encode(record));
     } catch (err) {
       // Held (or a race on a deleted entry): look at who holds it.
       const e = await kv.get(key);
@@ -183,6 +194,28 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
       if (!cur) log.debug({ lease: key, err: String(err) }, "lease create raced");
       return null;
     }
+    // Read back (see the top of this file): a rival whose create was in flight with ours wrote after it.
+    const roundTrip = mono() - sentAt;
+    await new Promise((r) =>
+      setTimeout(r, Math.min(CONFIRM_MAX_MS, Math.max(CONFIRM_MIN_MS, 2 * roundTrip))),
+    );
+    let back: KvEntry | null;
+    try {
+      back = await kv.get(key);
+    } catch (err) {
+      log.debug({ lease: key, err: String(err) }, "lease not confirmed (read-back failed); not taken");
+      return null;
+    }
+    const cur = parseLeaseEntry(back);
+    if (!back || back.revision !== revision || cur?.instance !== instance) {
+      log.warn(
+        { lease: key, revision, latest: back?.revision ?? null, holder: cur?.owner ?? null },
+        "lease create acknowledged but overwritten by a concurrent taker (nats-server#4320): not taken",
+      );
+      return null;
+    }
+    if (leases.has(key)) return view(leases.get(key)!);
+    return hold(key, revision, record, sentAt);
   };
 
   const renewOne = async (h: Held): Promise<void> => {
