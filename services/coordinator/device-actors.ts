@@ -209,9 +209,10 @@ export interface DeviceActors {
   liveRequests(): Set<string>;
   /**
    * A stored record at rest whose writer may have died between storing it and publishing what it decided
-   * (its `announce`): publish that now, under the same ids. Once per record revision per process.
+   * (its `announce`): publish that now, under the same ids. Once per record revision per process. Resolves
+   * false when it was left for the device's current holder (a later pass must look again), true otherwise.
    */
-  announceStored(key: string, rec: Stored<ActorRecord>): Promise<void>;
+  announceStored(key: string, rec: Stored<ActorRecord>): Promise<boolean>;
 }
 
 /** The request a stored snapshot is running (taken, no outcome yet), if any. */
@@ -1273,15 +1274,16 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     },
     async announceStored(key, rec) {
       const id = `${key}@${rec.revision}`;
-      if (!rec.value.announce?.length || announcedStored.has(id)) return;
+      if (!rec.value.announce?.length || announcedStored.has(id)) return true;
       // Written here, and announced right after the write: nothing is missing.
       const mine = devices.get(key);
-      if (mine && mine.revision === rec.revision && mine.storedOwner === o.id) return;
-      // Someone drives it now: its owner continues (and re-announces when it syncs).
-      if (await o.leases.holder(key).catch(() => null)) return;
+      if (mine && mine.revision === rec.revision && mine.storedOwner === o.id) return true;
+      // Someone holds it now: its owner re-announces when it syncs; if it only passes by, a later pass does.
+      if (await o.leases.holder(key).catch(() => null)) return false;
       if (announcedStored.size > 10_000) announcedStored.clear();
       announcedStored.add(id);
       await reannounce(device(rec.value.host, rec.value.bdf), rec.value);
+      return true;
     },
     liveRequests() {
       const live = new Set(dispatching);

@@ -77,8 +77,8 @@ export async function recoverOnce(o: RecoveryOptions): Promise<string[]> {
       if (!rec) return;
       if (!rec.value.active) {
         // At rest, nobody driving it: what its last writer decided may never have reached the stream.
-        if (rec.value.announce?.length) await o.actors.announceStored(key, rec);
-        if (o.handled) {
+        const done = rec.value.announce?.length ? await o.actors.announceStored(key, rec) : true;
+        if (done && o.handled) {
           if (o.handled.size > 100_000) o.handled.clear();
           o.handled.add(`${key}@${rec.revision}`);
         }

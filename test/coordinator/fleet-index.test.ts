@@ -130,7 +130,7 @@ describe("fleet view and recovery over the actors bucket", () => {
           recovered.push([key, hint]);
           return true;
         },
-        announceStored: async () => undefined,
+        announceStored: async () => true,
         liveRequests: () => new Set<string>(),
       } as unknown as DeviceActors;
       const fleet = { reclaim: async () => [] } as unknown as FleetStore;
