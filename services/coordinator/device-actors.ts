@@ -724,8 +724,14 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     d.lastWritten = JSON.stringify({ snapshot: rec.value.snapshot, requests: d.requests });
     d.recovery = rec.value.active ? rec.value.state : null;
     const snapshot = withPolicy(currentSnapshot(rec.value.snapshot), o.policy);
-    if (rec.value.active) takeOver(d, rec.value);
+    if (rec.value.active) {
+      takeOver(d, rec.value);
+      // Claimed in the store at once: a previous owner that has not noticed it lost the lease (a bus that
+      // dropped lease entries, a frozen process) fails its next write-ahead before it touches the device.
+      d.lastWritten = null;
+    }
     start(d, snapshot as Snapshot<unknown>);
+    if (rec.value.active) await persist(d, true);
     if (!ownWrite) await reannounce(d, rec.value);
     return rec;
   };
