@@ -593,7 +593,10 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       ...(o.leases.fresh(d.key) ? {} : { gate: () => o.leases.confirm(d.key) }),
     };
     let published: Promise<unknown>;
-    if ((OUTCOMES.has(type) && requestId) || d.held.length > 0) {
+    // A rest state is said once it is stored too: a coordinator that lost the device without knowing it yet
+    // (its next write fails against the new owner's claim) never announces the device at rest under it.
+    const restEntered = e.type === "state.entered" && REST_STATES.has(e.state);
+    if ((OUTCOMES.has(type) && requestId) || restEntered || d.held.length > 0) {
       // An outcome (and what follows it) waits for the snapshot that records it (persist, announce).
       // Kept as emitted (when, and by whom), whoever ends up publishing it.
       const event: AnnouncedEvent = {
