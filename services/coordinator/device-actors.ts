@@ -391,15 +391,18 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       const requestsJson = JSON.stringify(d.requests);
       const json = `{"snapshot":${snapshotJson},"requests":${requestsJson}}`;
       if (json === d.lastWritten) {
+        // Nothing new to store: a write-ahead still waits for the events sent since (no record names them).
+        if (strict) await o.events.flush(d);
         announce(d, heldNow);
         return;
       }
-      // Events first: a stored snapshot never runs ahead of the events that led to it (a crash after the
-      // write would lose them: the next owner continues from the snapshot and never emits them again).
-      await o.events.flush(d);
-      // The state of the snapshot being stored (the actor may have moved on while the events flushed).
+      // A stored snapshot never runs ahead of the events that led to it (a crash after the write would lose
+      // them: the next owner continues from the snapshot and never emits them again). Those not acknowledged
+      // yet are stored with it, in order, before the held ones: whoever takes the record over sends them again
+      // (same ids), so nothing waits here for their acknowledgements.
+      const inflight = o.events.unsent(d);
       const state = stateOf((snapshot as { value?: unknown }).value);
-      const announced = d.held.slice(0, heldNow).map((h) => h.event);
+      const announced = [...inflight, ...d.held.slice(0, heldNow).map((h) => h.event)];
       const record: ActorRecord = {
         v: 1,
         host: d.host,
@@ -656,10 +659,10 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
 
   /** The hooks an effect of this device's actor uses (write-ahead, lease, recovery flag, slots). */
   const accessOf = (d: Device): DeviceAccess => ({
-    // Write-ahead: the snapshot naming the step, and every event emitted before it, are stored first.
+    // Write-ahead: the snapshot naming the step is stored first, with every event emitted before it (acknowledged
+    // or, if still in flight, in the record for whoever takes it over).
     persist: async () => {
       await persist(d, true);
-      await o.events.flush(d);
       await d.lastKnownGood;
     },
     takeRecovery: (phase) => {

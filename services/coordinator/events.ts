@@ -7,6 +7,7 @@ import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { type EventEnvelope, encodeJson, makeEvent } from "../../shared/bus/codec.ts";
 import { STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
+import type { AnnouncedEvent } from "./store.ts";
 
 /** Event kinds the coordinator publishes (reset-rules.md names; the machine may add its own). */
 export const EVENT = {
@@ -58,6 +59,12 @@ export interface EventPublisher {
   /** Resolves when everything published so far (of one device, or of all) is acknowledged or given up. */
   flush(device?: { host: string; bdf: string | null }): Promise<void>;
   /**
+   * The device's events published but not yet acknowledged (nor given up), in publishing order, as a stored
+   * record announces them: a write-ahead stores them with its snapshot instead of waiting for their acks, and
+   * whoever takes the record over sends them again (same ids: JetStream drops a copy it already holds).
+   */
+  unsent(device: { host: string; bdf: string | null }): AnnouncedEvent[];
+  /**
    * The stream's last event of this kind for the device, or for the host when bdf is null (null: none): the
    * coordinators' (default), or with source "agent" the host's agent's (cxlrc.agt.<host>.>, where only that
    * agent may publish).
@@ -95,6 +102,8 @@ export function eventSubject(e: Pick<EventEnvelope, "host" | "bdf" | "kind">): s
 
 export function createEventPublisher(opts: EventPublisherOptions): EventPublisher {
   const chains = new Map<string, Promise<unknown>>();
+  /** Per device, the envelopes published and not yet settled (acknowledged, dropped or given up). */
+  const unsettled = new Map<string, Set<EventEnvelope>>();
   const attempts = opts.attempts ?? 5;
   let jsm: JetStreamManager | null = null;
 
@@ -149,6 +158,9 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
         opts.log.error({ err: String(err), kind: env.kind }, "event listener failed");
       }
       const chainKey = `${env.host}/${env.bdf ?? "-"}`;
+      const open = unsettled.get(chainKey) ?? new Set<EventEnvelope>();
+      unsettled.set(chainKey, open);
+      open.add(env);
       const prev = chains.get(chainKey) ?? Promise.resolve();
       const next = prev.then(async () => {
         if (input.gate && !(await input.gate().catch(() => false))) {
@@ -159,6 +171,10 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
           return;
         }
         await send(env);
+      });
+      void next.finally(() => {
+        open.delete(env);
+        if (open.size === 0 && unsettled.get(chainKey) === open) unsettled.delete(chainKey);
       });
       chains.set(chainKey, next);
       void next.finally(() => {
@@ -182,6 +198,17 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
         if (/no message found|not found/i.test(String(err))) return null;
         throw err;
       }
+    },
+    unsent(device) {
+      const open = unsettled.get(`${device.host}/${device.bdf ?? "-"}`);
+      if (!open) return [];
+      return [...open].map((env) => ({
+        id: env.id,
+        kind: env.kind,
+        time: env.time,
+        data: env.data,
+        ...(env.requestId ? { requestId: env.requestId } : {}),
+      }));
     },
     async flush(device) {
       if (device) await chains.get(`${device.host}/${device.bdf ?? "-"}`);
