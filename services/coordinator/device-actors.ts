@@ -257,6 +257,17 @@ export function currentSnapshot(snapshot: unknown): unknown {
   return s;
 }
 
+/**
+ * The snapshot as stored: without the policy, which is the coordinator's configuration, not the device's state
+ * (withPolicy puts the loading coordinator's back; a record stays ~600 bytes smaller on every write).
+ */
+function storedForm(snapshot: unknown): unknown {
+  const s = snapshot as { context?: Partial<LifecycleContext> };
+  if (!s.context || !("policy" in s.context)) return snapshot;
+  const { policy: _p, ...context } = s.context;
+  return { ...s, context };
+}
+
 /** A stored actor runs under this coordinator's policy (a running plan keeps the deadlines it was made with). */
 function withPolicy(snapshot: unknown, policy: Policy): unknown {
   const s = structuredClone(snapshot) as { context?: LifecycleContext };
@@ -385,7 +396,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
       }
       // Every held event was emitted by a transition this snapshot already contains.
       const heldNow = d.held.length;
-      const snapshot = actor.getPersistedSnapshot();
+      const snapshot = storedForm(actor.getPersistedSnapshot());
       // Serialized once: the comparison with the last write and the record reuse the same strings.
       const snapshotJson = JSON.stringify(snapshot);
       const requestsJson = JSON.stringify(d.requests);

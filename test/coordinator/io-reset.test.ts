@@ -1,10 +1,12 @@
 // io scope (FLR) end to end: request through the stream, the device actor plans, saves and persists the
 // image, resets, restores and verifies; CXL state survives and is read back from the simulated device.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openStore } from "../../services/coordinator/store.ts";
 import { deviceKey } from "../../shared/bus/subjects.ts";
 import { simpleHost } from "../../shared/sim/index.ts";
 import {
   kindsOf,
+  LEASE_TTL_MS,
   probe,
   publishRequest,
   type RunningCoordinator,
@@ -54,6 +56,14 @@ describe("io reset", () => {
     // At rest: ready, lease given back.
     expect(await rested(c.handle, "sim0", BDF)).toBe("ready");
     expect((await c.handle.status()).leasesHeld).not.toContain(deviceKey("sim0", BDF));
+
+    // The stored record holds the device's state, not the coordinator's configuration (its policy).
+    const store = await openStore(w.nc, { leaseTtlMs: LEASE_TTL_MS });
+    const rec = await store.loadActor(deviceKey("sim0", BDF));
+    expect(rec?.value.state).toBe("ready");
+    const context = (rec?.value.snapshot as { context?: Record<string, unknown> } | undefined)?.context;
+    expect(context?.bdf).toBe(BDF);
+    expect(context).not.toHaveProperty("policy");
   });
 
   it("refuses io on a device without FLR (flr-unsupported); escalates to full only when allowed", async () => {
