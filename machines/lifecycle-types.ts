@@ -120,6 +120,8 @@ export type LifecycleEvent =
   | { type: "RESET_REQUESTED"; request: ResetRequest; guards: GuardSnapshot }
   /** Operator: take the device out of quarantine. */
   | { type: "RELEASE"; operator: string; reason: string }
+  /** Operator: a release with restore did not verify; the device stays quarantined, for this reason now. */
+  | { type: "RELEASE_FAILED"; reason: string }
   | { type: "PROBE" }
   | { type: "FACTS_UPDATED"; facts: DeviceFacts };
 

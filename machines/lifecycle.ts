@@ -964,6 +964,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
               assign({ scopeViolations: 0, quarantineReason: null }),
             ],
           },
+          RELEASE_FAILED: { actions: assign({ quarantineReason: ({ event }) => event.reason }) },
         },
       },
     },

@@ -1047,20 +1047,6 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
   };
 
   /**
-   * Change a resting actor's context (the machine has no event for it): restart it from its own snapshot with
-   * the patch applied. Only for a device at rest (nothing invoked, nothing lost).
-   */
-  const amendContext = (d: Device, patch: Partial<LifecycleContext>) => {
-    const snap = d.actor!.getPersistedSnapshot() as unknown as { context: LifecycleContext };
-    const next = { ...snap, context: { ...snap.context, ...patch } };
-    d.unsubscribe?.();
-    d.unsubscribe = null;
-    d.actor!.stop();
-    d.actor = null;
-    start(d, next as unknown as Snapshot<unknown>);
-  };
-
-  /**
    * Put a quarantined device back from its last known good image: every function of the device that has one,
    * restore (full scope: PCI config, DVSEC, HDM, decoders committed in order, Command last) then verify. Never
    * throws for a device that does not verify: the report says so. Throws (device untouched) when there is no
@@ -1158,7 +1144,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
               ? `${report.error.kind}: ${report.error.message}`
               : `verify mismatches: ${failed.flatMap((f) => f.mismatches.map((m) => `${f.bdf} ${m.field}`)).join(", ")}`;
             const why = `release with restore by ${opts.operator}: the last known good image (revision ${report.image.revision}) did not verify (${what})`;
-            amendContext(d, { quarantineReason: why });
+            d.actor!.send({ type: "RELEASE_FAILED", reason: why });
             await persist(d);
             await o.events.publish({
               host,

@@ -342,8 +342,14 @@ describe("failure: retry the restore once, then quarantine", () => {
     });
     expect(actor.getSnapshot().value).toBe("quarantined");
 
+    // A release whose restore did not verify: still quarantined, now for that reason (an event, not an edit).
+    actor.send({ type: "RELEASE_FAILED", reason: "the last known good image did not verify" });
+    expect(actor.getSnapshot().value).toBe("quarantined");
+    expect(actor.getSnapshot().context.quarantineReason).toBe("the last known good image did not verify");
+
     actor.send({ type: "RELEASE", operator: "alice", reason: "replaced the card" });
     await settle();
+    expect(actor.getSnapshot().context.quarantineReason).toBeNull();
     expect(ofType(h.events, "released")[0]).toMatchObject({ operator: "alice" });
     expect(actor.getSnapshot().value).toBe("ready");
     expect(checkInvariants(h.events, { complete: true })).toEqual([]);
