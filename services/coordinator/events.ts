@@ -4,6 +4,8 @@
 // retried publish is deduplicated; the events of one device are published one after another, in the order
 // they were emitted, so SRE tools replaying the stream see the device's history as it happened.
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
 import { type EventEnvelope, encodeJson, makeEvent } from "../../shared/bus/codec.ts";
 import { STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -78,6 +80,8 @@ export interface EventPublisher {
 
 export interface EventPublisherOptions {
   js: JetStreamClient;
+  /** The connection events are published on (default: the JetStream client's own). */
+  nc?: NatsConnection;
   /** Coordinator id, in every envelope's data as `coordinator`. */
   coordinator: string;
   log: Logger;
@@ -106,6 +110,9 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
   const unsettled = new Map<string, Set<EventEnvelope>>();
   const attempts = opts.attempts ?? 5;
   let jsm: JetStreamManager | null = null;
+  // nats.js's JetStream client keeps its connection as `nc` (BaseApiClientImpl, public in its typings).
+  const nc = opts.nc ?? (opts.js as unknown as { nc: NatsConnection }).nc;
+  const acks = createAckPublisher(nc, { timeoutMs: 5000 });
 
   /** Still allowed to speak for the device at the event's epoch (always, for an unfenced event). */
   const fenced = async (env: EventEnvelope): Promise<boolean> => {
@@ -125,7 +132,7 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
     for (let i = 1; ; i++) {
       if (!(await fenced(env))) return;
       try {
-        await opts.js.publish(subject, encodeJson(env), { msgID: env.id });
+        await acks.publish(subject, encodeJson(env), { msgID: env.id });
         return;
       } catch (err) {
         if (i >= attempts) {

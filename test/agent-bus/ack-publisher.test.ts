@@ -1,0 +1,77 @@
+// JetStream publishes acknowledged on one reply subscription (shared/bus/ack-publisher.ts), against a real
+// nats-server: stored with their msgID (a copy is a duplicate), the stream's errors and a missing stream named,
+// a publish nobody acknowledges timed out, and replies under the connection's own inbox prefix.
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
+import { isCxlrcError } from "../../shared/errors.ts";
+import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
+
+const enc = new TextEncoder();
+
+describe("ack publisher", () => {
+  let server: NatsServerHandle;
+  let nc: NatsConnection;
+  beforeAll(async () => {
+    server = await startNats();
+    nc = await connect({ servers: server.url, inboxPrefix: "_INBOX.acktest" });
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: "ACKS", subjects: ["acks.>"], duplicate_window: 60_000_000_000 });
+    await jsm.streams.add({ name: "LIMITED", subjects: ["limited.>"], max_msgs: 1, discard: "new" as never });
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await server?.stop();
+  });
+
+  it("stores in order with the msgID; a copy of an id is acknowledged as a duplicate, not stored again", async () => {
+    const pub = createAckPublisher(nc);
+    const acks = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        pub.publish(`acks.${i}`, enc.encode(`m${i}`), { msgID: `id-${i}` }),
+      ),
+    );
+    expect(acks.map((a) => a.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(acks.every((a) => a.stream === "ACKS" && !a.duplicate)).toBe(true);
+    const again = await pub.publish("acks.7", enc.encode("m7"), { msgID: "id-7" });
+    expect(again).toEqual({ stream: "ACKS", seq: 8, duplicate: true });
+    const jsm = await jetstreamManager(nc);
+    expect((await jsm.streams.info("ACKS")).state.messages).toBe(50);
+    expect(pub.pending()).toBe(0);
+    pub.close();
+  });
+
+  it("names the stream's refusal and a subject no stream captures", async () => {
+    const pub = createAckPublisher(nc);
+    await pub.publish("limited.a", enc.encode("1"));
+    const refused = await pub.publish("limited.b", enc.encode("2")).catch((e: unknown) => e);
+    expect(isCxlrcError(refused) && refused.kind).toBe("backend");
+    expect(String((refused as Error).message)).toMatch(/limited\.b: .*maximum messages/i);
+    const nobody = await pub.publish("nostream.x", enc.encode("3")).catch((e: unknown) => e);
+    expect(isCxlrcError(nobody) && nobody.details.reason).toBe("no-responders");
+    pub.close();
+  });
+
+  it("times out a publish nobody acknowledges, and replies come under the connection's inbox prefix", async () => {
+    const replies: string[] = [];
+    const sub = nc.subscribe("silent.>", {
+      callback: (_e, m) => {
+        replies.push(m.reply ?? "");
+      },
+    });
+    await nc.flush();
+    const pub = createAckPublisher(nc, { timeoutMs: 150 });
+    const t0 = performance.now();
+    const err = await pub.publish("silent.x", enc.encode("?")).catch((e: unknown) => e);
+    expect(isCxlrcError(err) && err.kind).toBe("timeout");
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(140);
+    expect(pub.pending()).toBe(0);
+    expect(replies).toHaveLength(1);
+    expect(replies[0]).toMatch(/^_INBOX\.acktest\./);
+    sub.unsubscribe();
+    pub.close();
+    const closed = await pub.publish("acks.z", enc.encode("z")).catch((e: unknown) => e);
+    expect(isCxlrcError(closed) && closed.kind).toBe("backend");
+  });
+});
