@@ -18,12 +18,16 @@ import { type AgentResult, parseAgentResult } from "../../shared/bus/agent-contr
 import { AgentReply, ErrorBody, type Fence } from "../../shared/bus/agent-messages.ts";
 import { type AgentCallParams, requestJson } from "../../shared/bus/client.ts";
 import { decodeJson, EventEnvelope, errorFromBody } from "../../shared/bus/codec.ts";
+import { createReplyMux } from "../../shared/bus/reply-mux.ts";
 import { AGENT_OPS, type AgentOp, deviceKey, PREFIX, subjects } from "../../shared/bus/subjects.ts";
 import { checkEventSubject } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 
 /** Every agent operation event of every host (one subscription), in the agents' own subject space. */
+/** Why a call's `settled` signal fires: it has its answer. */
+const SETTLED = new Error("the call has its answer");
+
 export const AGENT_OP_EVENTS = `${PREFIX}.agt.*.*.op.>`;
 
 /** Why an agent event was not believed. */
@@ -241,6 +245,8 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
     for (const w of e.waiters) w(terminal);
   };
 
+  // Agent calls share one reply subscription (reply-mux.ts): no request object or stack trace per call.
+  const mux = createReplyMux(o.nc);
   const sub: Subscription = o.nc.subscribe(AGENT_OP_EVENTS, {
     callback: (err, m) => {
       if (err) {
@@ -302,7 +308,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
       }
       const left = Math.round(deadline - performance.now());
       try {
-        return await requestJson(o.nc, subject, body, { timeoutMs: Math.max(1, Math.min(left, slice)) });
+        return await requestJson(o.nc, subject, body, { timeoutMs: Math.max(1, Math.min(left, slice)), mux });
       } catch (err) {
         if (!isCxlrcError(err)) throw err;
         const again = err.kind === "timeout" || err.details.reason === "no-responders";
@@ -389,7 +395,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
         }
         throw err;
       } finally {
-        settled.abort();
+        settled.abort(SETTLED); // a reason of ours: abort() alone builds a DOMException per call
         if (waiter) e.waiters.delete(waiter);
         release();
       }
@@ -400,6 +406,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
     ready: () => o.nc.flush(),
     stop() {
       sub.unsubscribe();
+      mux.close();
     },
   };
 }

@@ -22,6 +22,7 @@ import {
   credentialsFromEnv,
   describeCredentials,
 } from "./credentials.ts";
+import type { ReplyMux } from "./reply-mux.ts";
 import { type AgentOp, STREAMS, subjects } from "./subjects.ts";
 
 export interface ConnectBusOptions {
@@ -169,6 +170,8 @@ export async function waitForConnection(nc: NatsConnection, timeoutMs = 10_000):
 export interface RequestJsonOptions {
   timeoutMs: number;
   headers?: MsgHdrs;
+  /** Send through this reply mux (one reply subscription; reply-mux.ts) instead of a request of its own. */
+  mux?: ReplyMux;
 }
 
 /**
@@ -183,13 +186,21 @@ export async function requestJson(
   opts: RequestJsonOptions,
 ): Promise<unknown> {
   let msg: Awaited<ReturnType<NatsConnection["request"]>>;
-  try {
-    msg = await nc.request(subject, encodeJson(body), {
-      timeout: opts.timeoutMs,
+  if (opts.mux) {
+    // The mux's errors are already ours (timeout, no-responders, closed).
+    msg = await opts.mux.request(subject, encodeJson(body), {
+      timeoutMs: opts.timeoutMs,
       ...(opts.headers ? { headers: opts.headers } : {}),
     });
-  } catch (e) {
-    throw requestFailure(e, subject, opts.timeoutMs);
+  } else {
+    try {
+      msg = await nc.request(subject, encodeJson(body), {
+        timeout: opts.timeoutMs,
+        ...(opts.headers ? { headers: opts.headers } : {}),
+      });
+    } catch (e) {
+      throw requestFailure(e, subject, opts.timeoutMs);
+    }
   }
   const svcErr = msg.headers?.get("Nats-Service-Error");
   if (svcErr) {

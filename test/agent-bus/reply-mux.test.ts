@@ -1,10 +1,11 @@
-// JetStream publishes acknowledged on one reply subscription (shared/bus/ack-publisher.ts), against a real
-// nats-server: stored with their msgID (a copy is a duplicate), the stream's errors and a missing stream named,
-// a publish nobody acknowledges timed out, and replies under the connection's own inbox prefix.
+// Requests and JetStream publishes on one reply subscription (shared/bus/reply-mux.ts, ack-publisher.ts), against a
+// real nats-server: stored with their msgID (a copy is a duplicate), the stream's errors and a missing stream named,
+// a publish nobody acknowledges timed out, replies under the connection's inbox prefix, replies matched to requests.
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
+import { createReplyMux } from "../../shared/bus/reply-mux.ts";
 import { isCxlrcError } from "../../shared/errors.ts";
 import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 
@@ -73,5 +74,43 @@ describe("ack publisher", () => {
     pub.close();
     const closed = await pub.publish("acks.z", enc.encode("z")).catch((e: unknown) => e);
     expect(isCxlrcError(closed) && closed.kind).toBe("backend");
+  });
+});
+
+describe("reply mux", () => {
+  let server: NatsServerHandle;
+  let nc: NatsConnection;
+  beforeAll(async () => {
+    server = await startNats({ jetstream: false });
+    nc = await connect({ servers: server.url });
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await server?.stop();
+  });
+
+  it("matches each reply to its request among many in flight, and names nobody listening", async () => {
+    const sub = nc.subscribe("echo.*", {
+      callback: (_e, m) => {
+        // Answer out of order: the later requests first.
+        const delay = 20 - Number(m.subject.split(".")[1]);
+        setTimeout(() => m.respond(m.data), Math.max(0, delay));
+      },
+    });
+    await nc.flush();
+    const mux = createReplyMux(nc);
+    const got = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        mux.request(`echo.${i}`, enc.encode(`q${i}`), { timeoutMs: 2000 }).then((m) => m.string()),
+      ),
+    );
+    expect(got).toEqual(Array.from({ length: 20 }, (_, i) => `q${i}`));
+    const none = await mux
+      .request("nobody.here", enc.encode("?"), { timeoutMs: 2000 })
+      .catch((e: unknown) => e);
+    expect(isCxlrcError(none) && none.details.reason).toBe("no-responders");
+    expect(mux.pending()).toBe(0);
+    sub.unsubscribe();
+    mux.close();
   });
 });
