@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { type JetStreamClient, type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
 import { BUCKETS, deviceKey } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import { summaryHeaders } from "./actor-index.ts";
@@ -206,6 +207,9 @@ async function retryWrite(write: () => Promise<number>, attempts = 12): Promise<
 
 export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise<CoordinatorStore> {
   const js = jetstream(nc, { timeout: opts.timeoutMs ?? 5000 });
+  // Actor records (every write-ahead) are acknowledged on one reply subscription: no request per write.
+  const acks = createAckPublisher(nc, { timeoutMs: opts.timeoutMs ?? 5000 });
+  const enc = new TextEncoder();
   const kvm = new Kvm(js);
   const replicas = opts.replicas ?? 1;
   // Reads go to the stream leader (allow_direct off): nats-server before 2.9.17 (Debian ships 2.9.10) answers
@@ -312,9 +316,13 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
       const h = summaryHeaders(record);
       h.set("Nats-Expected-Last-Subject-Sequence", String(revision ?? 0));
       try {
-        const ack = await js.publish(`$KV.${BUCKETS.actors}.${key}`, json ?? JSON.stringify(record), {
-          headers: h,
-        });
+        const ack = await acks.publish(
+          `$KV.${BUCKETS.actors}.${key}`,
+          enc.encode(json ?? JSON.stringify(record)),
+          {
+            headers: h,
+          },
+        );
         return ack.seq;
       } catch (err) {
         throw new CxlrcError(

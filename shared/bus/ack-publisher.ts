@@ -1,7 +1,7 @@
 // JetStream publishes on a reply mux (reply-mux.ts): the same wire message as js.publish (PUB with the
 // Nats-Msg-Id header and a reply subject of ours), the PubAck or the stream's error read from the reply, but no
 // request object, timer or stack trace per message.
-import { type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
+import { type MsgHdrs, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { CxlrcError } from "../errors.ts";
 import { createReplyMux, type ReplyMux } from "./reply-mux.ts";
 
@@ -17,6 +17,8 @@ export interface AckPublishOptions {
   msgID?: string;
   /** Default: the publisher's. */
   timeoutMs?: number;
+  /** Headers to send (JetStream's expectations, a record's summary); the msgID is added to them. */
+  headers?: MsgHdrs;
 }
 
 export interface AckPublisher {
@@ -46,9 +48,9 @@ export function createAckPublisher(
   const dec = new TextDecoder();
   return {
     async publish(subject, data, o = {}) {
-      let headers: ReturnType<typeof natsHeaders> | undefined;
+      let headers = o.headers;
       if (o.msgID) {
-        headers = natsHeaders();
+        headers ??= natsHeaders();
         headers.set("Nats-Msg-Id", o.msgID);
       }
       const m = await mux.request(subject, data, {
