@@ -24,11 +24,14 @@ import { checkEventSubject } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 
-/** Every agent operation event of every host (one subscription), in the agents' own subject space. */
 /** Why a call's `settled` signal fires: it has its answer. */
 const SETTLED = new Error("the call has its answer");
 
-export const AGENT_OP_EVENTS = `${PREFIX}.agt.*.*.op.>`;
+/**
+ * The agent operation events that can settle a call, of every host, in the agents' own subject space: only
+ * the terminal ones (op.started, and each operation's own events, would cost a message each for nothing).
+ */
+export const AGENT_OP_EVENTS = [`${PREFIX}.agt.*.*.op.completed`, `${PREFIX}.agt.*.*.op.failed`] as const;
 
 /** Why an agent event was not believed. */
 export type DropReason =
@@ -247,19 +250,21 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
 
   // Agent calls share one reply subscription (reply-mux.ts): no request object or stack trace per call.
   const mux = createReplyMux(o.nc);
-  const sub: Subscription = o.nc.subscribe(AGENT_OP_EVENTS, {
-    callback: (err, m) => {
-      if (err) {
-        o.log.error({ err: err.message }, "agent event subscription failed");
-        return;
-      }
-      try {
-        onEvent(m.subject, m.data);
-      } catch (e) {
-        o.log.error({ err: describeError(e), subject: m.subject }, "agent event not handled");
-      }
-    },
-  });
+  const subs: Subscription[] = AGENT_OP_EVENTS.map((subject) =>
+    o.nc.subscribe(subject, {
+      callback: (err, m) => {
+        if (err) {
+          o.log.error({ err: err.message }, "agent event subscription failed");
+          return;
+        }
+        try {
+          onEvent(m.subject, m.data);
+        } catch (e) {
+          o.log.error({ err: describeError(e), subject: m.subject }, "agent event not handled");
+        }
+      },
+    }),
+  );
 
   /** The outcome of a call of `op`: t.op is op, and t.result was checked for it when it was believed. */
   const unwrap = <Op extends AgentOp>(t: Terminal, _op: Op): AgentResult<Op> => {
@@ -405,7 +410,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
     stats: () => ({ believed, dropped: { ...dropped } }),
     ready: () => o.nc.flush(),
     stop() {
-      sub.unsubscribe();
+      for (const sub of subs) sub.unsubscribe();
       mux.close();
     },
   };
