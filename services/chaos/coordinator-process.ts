@@ -5,7 +5,7 @@
 
 import { connectBus } from "../../shared/bus/client.ts";
 import { createLogger } from "../../shared/log.ts";
-import type { StepHook } from "../coordinator/agent-actors.ts";
+import type { StepHook } from "../coordinator/effects/agent-actors.ts";
 import { startCoordinator } from "../coordinator/service.ts";
 
 export interface CoordinatorProcessConfig {

@@ -3,8 +3,8 @@
 // or left by an earlier process of this coordinator) is restored here and continues from its last stored
 // state. A step whose completion was not recorded runs again under the same operation id (the agent answers
 // a repeat with its first result) or, where that is not enough (the reset itself), re-reads the device first:
-// agent-actors.ts. A step run again starts its time budget afresh (step-budget.ts): the time the device spent
-// without an owner does not count.
+// effects/agent-actors.ts. A step run again starts its time budget afresh (effects/step-budget.ts): the time
+// the device spent without an owner does not count.
 // The same scan frees host/switch slots held by requests nobody drives any more.
 //
 // The candidates come from the fleet view (one headers-only consumer of the actors bucket): only devices whose

@@ -5,7 +5,7 @@
 // and no further event. Real nats-server; renewals are made to fail by sealing the leases bucket's stream
 // (every write refused, reads still served, so the holder cannot tell a lost lease from a slow bus).
 import { afterEach, describe, expect, it } from "vitest";
-import type { StepHook } from "../../services/coordinator/agent-actors.ts";
+import type { StepHook } from "../../services/coordinator/effects/agent-actors.ts";
 import { createFencing } from "../../services/coordinator/fencing.ts";
 import { createLeaseManager } from "../../services/coordinator/leases.ts";
 import { openStore } from "../../services/coordinator/store.ts";

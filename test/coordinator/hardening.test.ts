@@ -9,8 +9,8 @@
 import { Writable } from "node:stream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { StepHook } from "../../services/coordinator/agent-actors.ts";
 import { parseCoordinatorConfig } from "../../services/coordinator/config.ts";
+import type { StepHook } from "../../services/coordinator/effects/agent-actors.ts";
 import { connectBus } from "../../shared/bus/client.ts";
 import { encodeJson, makeEvent } from "../../shared/bus/codec.ts";
 import { subjects } from "../../shared/bus/subjects.ts";

@@ -2,7 +2,7 @@
 // over several lease times (renewal works); and under load shared by both, no device is ever reset by two
 // at once and every request ends once.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { StepHook } from "../../services/coordinator/agent-actors.ts";
+import type { StepHook } from "../../services/coordinator/effects/agent-actors.ts";
 import { openStore } from "../../services/coordinator/store.ts";
 import { encodeJson } from "../../shared/bus/codec.ts";
 import { subjects } from "../../shared/bus/subjects.ts";

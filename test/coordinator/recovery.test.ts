@@ -3,7 +3,7 @@
 // crash: the connection dies first, leases are not released, actors are dropped.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RESET_PHASES } from "../../machines/policy/types.ts";
-import type { StepHook } from "../../services/coordinator/agent-actors.ts";
+import type { StepHook } from "../../services/coordinator/effects/agent-actors.ts";
 import { deviceKey, subjects } from "../../shared/bus/subjects.ts";
 import { simpleHost } from "../../shared/sim/index.ts";
 import { control, probe, publishRequest, readEvents, startWorld, until, type World } from "./helpers.ts";

@@ -1,7 +1,7 @@
 // withBudget: the step's budget counted from the start of its work; past it, a timeout naming the phase and
 // the work's signal aborted (so it issues no further agent call). createStepGate: the queue before it.
 import { describe, expect, it } from "vitest";
-import { createStepGate, withBudget } from "../../services/coordinator/step-budget.ts";
+import { createStepGate, withBudget } from "../../services/coordinator/effects/step-budget.ts";
 import { isCxlrcError } from "../../shared/errors.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

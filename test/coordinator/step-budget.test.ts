@@ -2,7 +2,7 @@
 // is slow to get to a step (its own queue: CPU, snapshot writes, a paused process) never fails a healthy device
 // for it (the budget itself: test/coordinator/step-budget-unit.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { StepHook } from "../../services/coordinator/agent-actors.ts";
+import type { StepHook } from "../../services/coordinator/effects/agent-actors.ts";
 import { simpleHost } from "../../shared/sim/index.ts";
 import { publishRequest, startWorld, TEST_POLICY, type World } from "./helpers.ts";
 

@@ -1,7 +1,7 @@
 // A step's time budget (Temporal's startToCloseTimeout): declared once per phase by the lifecycle machine
 // (input.timeoutMs), counted here from the moment the step's own work starts. Past it the step rejects with a
 // CxlrcError of kind "timeout" naming the phase, and the work's signal is aborted so it stops issuing calls.
-import { CxlrcError } from "../../shared/errors.ts";
+import { CxlrcError } from "../../../shared/errors.ts";
 
 export function withBudget<T>(
   phase: string,

@@ -19,7 +19,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/transport-node";
 import { fromPromise } from "xstate";
-import type { DeviceFacts } from "../../machines/facts.ts";
+import type { DeviceFacts } from "../../../machines/facts.ts";
 import type {
   AcquireInput,
   AcquireOutput,
@@ -41,26 +41,26 @@ import type {
   VerifyInput,
   VerifyMismatch,
   VerifyResult,
-} from "../../machines/lifecycle-types.ts";
-import type { Policy } from "../../machines/policy/defaults.ts";
-import type { Refusal } from "../../machines/policy/types.ts";
+} from "../../../machines/lifecycle-types.ts";
+import type { Policy } from "../../../machines/policy/defaults.ts";
+import type { Refusal } from "../../../machines/policy/types.ts";
 import type {
   AgentResult,
   VerifyResult as AgentVerify,
   InventoryResult,
   RestoreResult,
-} from "../../shared/bus/agent-contract.ts";
-import type { Scope } from "../../shared/bus/agent-messages.ts";
-import type { AgentCallParams } from "../../shared/bus/client.ts";
-import { type AgentOp, deviceKey } from "../../shared/bus/subjects.ts";
-import { CxlrcError, isCxlrcError } from "../../shared/errors.ts";
-import type { Logger } from "../../shared/log.ts";
-import type { AgentLink } from "./agent-link.ts";
-import type { FleetStore } from "./fleet-state.ts";
-import type { Lease } from "./leases.ts";
-import { factsFromProbe } from "./probe-facts.ts";
+} from "../../../shared/bus/agent-contract.ts";
+import type { Scope } from "../../../shared/bus/agent-messages.ts";
+import type { AgentCallParams } from "../../../shared/bus/client.ts";
+import { type AgentOp, deviceKey } from "../../../shared/bus/subjects.ts";
+import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
+import type { Logger } from "../../../shared/log.ts";
+import type { AgentLink } from "../agent-link.ts";
+import type { FleetStore } from "../fleet-state.ts";
+import type { Lease } from "../leases.ts";
+import { factsFromProbe } from "../probe-facts.ts";
+import type { CoordinatorStore, ImageRecord } from "../store.ts";
 import { createStepGate, withBudget } from "./step-budget.ts";
-import type { CoordinatorStore, ImageRecord } from "./store.ts";
 
 /** Test hook: called around every step's effect, so a test can stop a coordinator at an exact point. */
 export type StepHook = (

@@ -1,0 +1,145 @@
+// A device's actor: built from the machine (created once) with the device's hooks for its effects, made to
+// match the stored record under a lease just taken (sync), taken over when stored mid-operation, and waited
+// for until it rests or runs a request (settle). Stored when it must be: at rest and when events wait for it.
+import { createActor, type Snapshot, waitFor } from "xstate";
+import type { LifecycleContext, LifecycleEmitted } from "../../../machines/lifecycle-types.ts";
+import { describeError } from "../../../shared/errors.ts";
+import type { DeviceAccess } from "../effects/agent-actors.ts";
+import { EVENT } from "../events.ts";
+import type { ActorRecord, Stored } from "../store.ts";
+import { stateNow } from "./device.ts";
+import { currentSnapshot, REST_STATES, stateOf, withPolicy } from "./snapshot.ts";
+import type { Device, DeviceRuntime } from "./types.ts";
+
+/** The hooks an effect of this device's actor uses (write-ahead, lease, recovery flag, slots). */
+function accessOf(rt: DeviceRuntime, d: Device): DeviceAccess {
+  const { o } = rt;
+  return {
+    // Write-ahead: the snapshot naming the step is stored first, with every event emitted before it (acknowledged
+    // or, if still in flight, in the record for whoever takes it over).
+    persist: async () => {
+      await rt.persist(d, true);
+      await d.lastKnownGood;
+    },
+    takeRecovery: (phase) => {
+      if (d.recovery !== phase) return false;
+      d.recovery = null;
+      return true;
+    },
+    lease: () => o.leases.get(d.key) ?? null,
+    confirmLease: () => o.leases.confirm(d.key),
+    released: (requestId) => o.admission.release(requestId),
+  };
+}
+
+/** Build the device's actor (from a stored snapshot, or new), wire its events and writes, and start it. */
+function start(rt: DeviceRuntime, d: Device, snapshot: Snapshot<unknown> | null): void {
+  const { o } = rt;
+  rt.access.set(d.key, accessOf(rt, d));
+  d.rest = null;
+  const input = { host: d.host, bdf: d.bdf, policy: o.policyOverrides };
+  const actor = snapshot ? createActor(rt.machine, { snapshot, input }) : createActor(rt.machine, { input });
+  const sub = actor.subscribe({
+    // Stored when it must be: at rest (the lease can go), and when events wait for the snapshot that decided
+    // them (an outcome). Every other transition rides along with the next write; the steps that change the
+    // device store theirs before they start (effects/agent-actors.ts WRITE_AHEAD).
+    next: (snap) => {
+      if (!REST_STATES.has(stateOf(snap.value)) && d.held.length === 0) return;
+      void rt
+        .persist(d)
+        .then(() => rt.maybeRelease(d))
+        .catch(() => undefined);
+    },
+    error: (err) => rt.log(d).error({ err: describeError(err) }, "device actor failed"),
+  });
+  const off = actor.on("*", (e) => rt.onEmitted(d, e as LifecycleEmitted));
+  d.unsubscribe = () => {
+    sub.unsubscribe();
+    off.unsubscribe();
+  };
+  d.actor = actor;
+  d.stateSinceMs = o.now();
+  actor.start();
+  d.stateName = stateNow(d);
+  rt.updateGauge();
+}
+
+/**
+ * Make the in-memory actor match the stored one (create it when there is none). Called with the lease
+ * just taken: when the lease was held all along, the actor in memory is the truth and nothing is read.
+ */
+export async function sync(rt: DeviceRuntime, d: Device): Promise<Stored<ActorRecord> | null> {
+  const { o } = rt;
+  if (d.actor && d.owned) return null;
+  await d.writing;
+  const rec = await o.store.loadActor(d.key);
+  d.owned = true;
+  if (!rec) {
+    if (!d.actor) start(rt, d, null);
+    return null;
+  }
+  if (d.actor && rec.revision === d.revision) return rec;
+  // Written here last (an actor let go at rest): what it decided was announced right after that write.
+  const ownWrite = rec.revision === d.revision && d.storedOwner === o.id && rec.value.owner === o.id;
+  d.unsubscribe?.();
+  d.unsubscribe = null;
+  d.actor?.stop();
+  d.actor = null;
+  d.revision = rec.revision;
+  d.storedOwner = rec.value.owner;
+  d.requests = [...(rec.value.requests ?? [])];
+  d.lastWritten = JSON.stringify({ snapshot: rec.value.snapshot, requests: d.requests });
+  d.recovery = rec.value.active ? rec.value.state : null;
+  const snapshot = withPolicy(currentSnapshot(rec.value.snapshot), o.policy);
+  if (rec.value.active) {
+    takeOver(rt, d, rec.value);
+    // Claimed in the store at once: a previous owner that has not noticed it lost the lease (a bus that
+    // dropped lease entries, a frozen process) fails its next write-ahead before it touches the device.
+    d.lastWritten = null;
+  }
+  start(rt, d, snapshot as Snapshot<unknown>);
+  if (rec.value.active) await rt.persist(d, true);
+  if (!ownWrite) await rt.reannounce(d, rec.value);
+  return rec;
+}
+
+/**
+ * A device stored mid-operation is continued here (its owner died, froze or gave it up): said on the stream
+ * before the actor acts (SRE tools and the chaos checks see who drives the device from when), and its
+ * request's host slot taken without waiting (it runs already).
+ */
+function takeOver(rt: DeviceRuntime, d: Device, rec: ActorRecord): void {
+  const { o } = rt;
+  const ctx = (rec.snapshot as { context?: LifecycleContext } | undefined)?.context;
+  const request = ctx?.request ?? null;
+  if (request) {
+    o.admission.force({
+      requestId: request.requestId,
+      host: d.host,
+      key: d.key,
+      bdf: d.bdf,
+      switchId: ctx?.facts?.bridge?.switchId ?? null,
+    });
+  }
+  void o.events.publish({
+    host: d.host,
+    bdf: d.bdf,
+    kind: EVENT.recovered,
+    ...(request ? { requestId: request.requestId } : {}),
+    data: { state: rec.state, previousOwner: rec.owner },
+  });
+  rt.log(d).info({ state: rec.state, previousOwner: rec.owner }, "device taken over");
+}
+
+/** Wait until the actor rests or runs a request (not binding/probing). */
+export async function settle(rt: DeviceRuntime, d: Device): Promise<void> {
+  const actor = d.actor!;
+  await waitFor(
+    actor,
+    (s) => {
+      const st = stateOf(s.value);
+      return REST_STATES.has(st) || (s.context.request !== null && s.context.outcome === null);
+    },
+    { timeout: rt.settleTimeoutMs },
+  );
+}

@@ -1,0 +1,70 @@
+// Letting a device go: its lease given back once it rests with its state stored, its actor evicted from
+// memory after that (status keeps its rest state), or the device abandoned here when its lease or a write was
+// lost (the stored actor, the truth, is continued by whoever takes it next).
+import { contextOf, serialize, stateNow } from "./device.ts";
+import { REST_STATES } from "./snapshot.ts";
+import type { Device, DeviceRuntime } from "./types.ts";
+
+/** Lease back once the device rests and its state is stored (in the device's chain: never mid-dispatch). */
+export function maybeRelease(rt: DeviceRuntime, d: Device): void {
+  const { o } = rt;
+  if (d.releaseQueued || d.pinned > 0 || rt.stopping || !o.leases.get(d.key)) return;
+  // No actor here (a sync that failed: the store did not answer): nothing is driven, the lease goes too,
+  // or it would be renewed for ever and the device would wait for nobody.
+  const idle = () => d.actor === null || REST_STATES.has(stateNow(d));
+  if (!idle()) return;
+  d.releaseQueued = true;
+  void serialize(d, async () => {
+    d.releaseQueued = false;
+    if (d.pinned > 0 || rt.stopping || !o.leases.get(d.key) || !idle()) return;
+    if (d.actor) await rt.persist(d);
+    d.owned = false;
+    await o.leases.release(d.key);
+    o.metrics.leasesHeld.set(o.leases.held().length);
+    if (d.pinned === 0 && !rt.stopping && d.held.length === 0 && idle() && !o.leases.get(d.key)) evict(rt, d);
+  }).catch(() => undefined);
+}
+
+/**
+ * A device at rest, stored, its lease given back: its actor goes from memory (a resting device costs a few
+ * bytes, not an actor). Status keeps showing it; its next request builds the actor from the stored record
+ * (which that request reads anyway, the lease having been free).
+ */
+export function evict(rt: DeviceRuntime, d: Device): void {
+  const ctx = contextOf(d);
+  if (!d.actor || !ctx) return;
+  d.rest = {
+    state: stateNow(d),
+    scopeViolations: ctx.scopeViolations,
+    quarantineReason: ctx.quarantineReason,
+  };
+  d.unsubscribe?.();
+  d.unsubscribe = null;
+  d.actor.stop();
+  d.actor = null;
+  d.lastWritten = null;
+  rt.access.delete(d.key);
+}
+
+/** Stop driving the device here (lease lost, snapshot write refused): its stored actor is the truth. */
+export function abandon(rt: DeviceRuntime, d: Device, why: string): void {
+  const { o } = rt;
+  const ctx = contextOf(d);
+  d.unsubscribe?.();
+  d.unsubscribe = null;
+  d.actor?.stop();
+  d.actor = null;
+  d.revision = null;
+  d.lastWritten = null;
+  d.owned = false;
+  // Never stored, never said: whoever continues the device decides them again. What it took is read from
+  // the store next time (a request taken here but not stored was not taken).
+  d.held = [];
+  d.requests = [];
+  if (ctx?.request) o.admission.release(ctx.request.requestId);
+  // Without releasing, this process would keep renewing a lease for a device nobody drives: the stored
+  // actor (the truth) is continued by the next recovery pass, here or on a peer.
+  if (!rt.stopping) void o.leases.release(d.key).catch(() => undefined);
+  rt.log(d).warn({ why }, "device actor stopped here");
+  rt.updateGauge();
+}

@@ -1,0 +1,81 @@
+// The runtime's outbox: events held until the snapshot that decided them is stored, then published in order
+// (announce), and the events a stored record names published again by whoever takes it over or finds its
+// writer gone (reannounce, announceStored), under the same ids.
+import type { EventInput } from "../events.ts";
+import type { ActorRecord, AnnouncedEvent, Stored } from "../store.ts";
+import type { Device, DeviceRuntime } from "./types.ts";
+
+/** Event kinds that are a request's outcome: one per request on the stream (runtime/emitted.ts eventId). */
+export const OUTCOMES: ReadonlySet<string> = new Set([
+  "refused",
+  "planned",
+  "verified",
+  "failed",
+  "quarantined",
+]);
+/** Within this age of a stored record, the events stream's duplicate window (2 min) drops a repeat. */
+const DEDUP_TRUST_MS = 90_000;
+
+function eventOf(d: Device, a: AnnouncedEvent): EventInput {
+  return {
+    host: d.host,
+    bdf: d.bdf,
+    kind: a.kind,
+    data: a.data,
+    id: a.id,
+    ...(a.time ? { time: a.time } : {}),
+    ...(a.requestId ? { requestId: a.requestId } : {}),
+  };
+}
+
+/** The first `n` held events are in a stored snapshot now: publish them, in order. */
+export function announce(rt: DeviceRuntime, d: Device, n: number): void {
+  const { o } = rt;
+  for (const h of d.held.splice(0, n)) h.sent(o.events.publish(eventOf(d, h.event)));
+}
+
+/**
+ * A stored record taken over: the events its writer held for it may never have been sent (it crashed
+ * between the write and the publish). Sent again under their ids: JetStream drops what was sent within
+ * its duplicate window; past it, an outcome is sent only if the stream's last one of its kind for the
+ * device is not already it.
+ */
+export async function reannounce(rt: DeviceRuntime, d: Device, rec: ActorRecord): Promise<void> {
+  const { o } = rt;
+  const list = rec.announce ?? [];
+  if (list.length === 0) return;
+  const age = o.now() - Date.parse(rec.savedAt);
+  const inWindow = Number.isFinite(age) && age < DEDUP_TRUST_MS;
+  for (const a of list) {
+    if (!inWindow) {
+      if (!OUTCOMES.has(a.kind) || !a.requestId) continue;
+      const last = await o.events.last(d, a.kind).catch(() => undefined);
+      if (last === undefined || last?.requestId === a.requestId) continue;
+    }
+    void o.events.publish(eventOf(d, a));
+  }
+}
+
+/**
+ * A stored record at rest whose writer may have died between storing it and publishing what it decided
+ * (its `announce`): publish that now, under the same ids. Once per record revision per process. Resolves
+ * false when it was left for the device's current holder (a later pass must look again), true otherwise.
+ */
+export async function announceStored(
+  rt: DeviceRuntime,
+  key: string,
+  rec: Stored<ActorRecord>,
+): Promise<boolean> {
+  const { o } = rt;
+  const id = `${key}@${rec.revision}`;
+  if (!rec.value.announce?.length || rt.announcedStored.has(id)) return true;
+  // Written here, and announced right after the write: nothing is missing.
+  const mine = rt.devices.get(key);
+  if (mine && mine.revision === rec.revision && mine.storedOwner === o.id) return true;
+  // Someone holds it now: its owner re-announces when it syncs; if it only passes by, a later pass does.
+  if (await o.leases.holder(key).catch(() => null)) return false;
+  if (rt.announcedStored.size > 10_000) rt.announcedStored.clear();
+  rt.announcedStored.add(id);
+  await reannounce(rt, rt.device(rec.value.host, rec.value.bdf), rec.value);
+  return true;
+}

@@ -1,0 +1,90 @@
+// Storing a device's snapshot: a CAS write of the latest snapshot while the lease is held, read back when the
+// store does not answer, and the events held for it announced once it is stored (runtime/outbox.ts). A write
+// another coordinator's revision refused gives the device up (runtime/let-go.ts abandon).
+import { CxlrcError, describeError } from "../../../shared/errors.ts";
+import type { ActorRecord } from "../store.ts";
+import { REST_STATES, stateOf, storedForm } from "./snapshot.ts";
+import type { Device, DeviceRuntime } from "./types.ts";
+
+/** Store the latest snapshot (CAS). Without the lease nothing is written; `strict` makes that an error. */
+export function persist(rt: DeviceRuntime, d: Device, strict = false): Promise<void> {
+  const { o } = rt;
+  const run = d.writing.then(async () => {
+    const actor = d.actor;
+    if (!actor || rt.stopping || !o.leases.get(d.key)) {
+      if (strict)
+        throw new CxlrcError("in-progress", `${d.bdf}: not stored, the device lease is not held here`);
+      return;
+    }
+    // Every held event was emitted by a transition this snapshot already contains.
+    const heldNow = d.held.length;
+    const snapshot = storedForm(actor.getPersistedSnapshot());
+    // Serialized once: the comparison with the last write and the record reuse the same strings.
+    const snapshotJson = JSON.stringify(snapshot);
+    const requestsJson = JSON.stringify(d.requests);
+    const json = `{"snapshot":${snapshotJson},"requests":${requestsJson}}`;
+    if (json === d.lastWritten) {
+      // Nothing new to store: a write-ahead still waits for the events sent since (no record names them).
+      if (strict) await o.events.flush(d);
+      rt.announce(d, heldNow);
+      return;
+    }
+    // A stored snapshot never runs ahead of the events that led to it (a crash after the write would lose
+    // them: the next owner continues from the snapshot and never emits them again). Those not acknowledged
+    // yet are stored with it, in order, before the held ones: whoever takes the record over sends them again
+    // (same ids), so nothing waits here for their acknowledgements.
+    const inflight = o.events.unsent(d);
+    const state = stateOf((snapshot as { value?: unknown }).value);
+    const announced = [...inflight, ...d.held.slice(0, heldNow).map((h) => h.event)];
+    const record: ActorRecord = {
+      v: 1,
+      host: d.host,
+      bdf: d.bdf,
+      owner: o.id,
+      savedAt: new Date(o.now()).toISOString(),
+      state,
+      active: !REST_STATES.has(state),
+      snapshot,
+      requests: d.requests,
+      ...(announced.length > 0 ? { announce: announced } : {}),
+    };
+    const { snapshot: _s, requests: _r, announce: _a, ...meta } = record;
+    const recordJson = `${JSON.stringify(meta).slice(0, -1)},"snapshot":${snapshotJson},"requests":${requestsJson}${
+      announced.length > 0 ? `,"announce":${JSON.stringify(announced)}` : ""
+    }}`;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        d.revision = await o.store.saveActor(d.key, record, d.revision, recordJson);
+        d.lastWritten = json;
+        d.storedOwner = o.id;
+        rt.announce(d, heldNow);
+        return;
+      } catch (err) {
+        // No answer is not a refusal: the write may have landed (ack lost) or the store is electing a
+        // leader. Read back; only another writer's revision means the device is someone else's now.
+        const cur = await o.store.loadActor(d.key).catch(() => undefined);
+        const landed =
+          cur?.value.owner === o.id &&
+          JSON.stringify({ snapshot: cur.value.snapshot, requests: cur.value.requests }) === json;
+        if (cur && landed) {
+          d.revision = cur.revision;
+          d.lastWritten = json;
+          d.storedOwner = o.id;
+          rt.announce(d, heldNow);
+          return;
+        }
+        const untouched =
+          cur === undefined || (cur === null ? d.revision === null : cur.revision === d.revision);
+        if (untouched && attempt < 60 && !rt.stopping && o.leases.get(d.key)) {
+          await new Promise((r) => setTimeout(r, 250));
+          continue;
+        }
+        rt.log(d).error({ err: describeError(err) }, "actor snapshot not stored: giving the device up");
+        rt.abandon(d, "snapshot write refused");
+        throw err;
+      }
+    }
+  });
+  d.writing = run.catch(() => undefined);
+  return run;
+}

@@ -1,0 +1,69 @@
+// A device's snapshot as stored and as run: what a stored record says (its state, the request it runs), the
+// form it is written in (no policy) and the form this version runs it in (older fields dropped, this
+// coordinator's policy put back).
+import type { LifecycleContext } from "../../../machines/lifecycle-types.ts";
+import type { Policy } from "../../../machines/policy/defaults.ts";
+
+/** States a device rests in: nothing runs, the lease can go. */
+export const REST_STATES: ReadonlySet<string> = new Set(["ready", "quarantined", "unavailable"]);
+
+/** The request a stored snapshot is running (taken, no outcome yet), if any. */
+export function runningRequest(snapshot: unknown): string | null {
+  const ctx = (snapshot as { context?: Partial<LifecycleContext> } | undefined)?.context;
+  return ctx?.request && (ctx.outcome ?? null) === null ? ctx.request.requestId : null;
+}
+
+/** The name of a snapshot's state value (a nested one as JSON). */
+export function stateOf(value: unknown): string {
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+/**
+ * A stored snapshot as this version runs it. Snapshots stored before time budgets moved into the effects carry a
+ * `deadlineTimer` child and a `deadlineMs`: dropped (the step re-invoked on restore starts its budget afresh).
+ */
+export function currentSnapshot(snapshot: unknown): unknown {
+  const s = structuredClone(snapshot) as {
+    context?: LifecycleContext & { deadlineMs?: unknown };
+    children?: Record<string, { src?: string; snapshot?: { input?: Record<string, unknown> } }>;
+  };
+  if (s.context && "deadlineMs" in s.context) {
+    // The budget the old deadline stood for: from the phase's start to its deadline.
+    const { deadlineMs, ...rest } = s.context;
+    const startMs = rest.timings?.at(-1)?.startMs;
+    const budget =
+      typeof deadlineMs === "number" && typeof startMs === "number" && deadlineMs > startMs
+        ? deadlineMs - startMs
+        : null;
+    s.context = { ...rest, timeoutMs: rest.timeoutMs ?? budget } as LifecycleContext;
+  }
+  for (const [id, child] of Object.entries(s.children ?? {})) {
+    if (child.src === "deadlineTimer") {
+      delete s.children![id];
+      continue;
+    }
+    const input = child.snapshot?.input;
+    if (input && typeof input.opId === "string" && typeof input.timeoutMs !== "number") {
+      input.timeoutMs = s.context?.timeoutMs ?? s.context?.policy?.agentCallTimeoutMs ?? 30_000;
+    }
+  }
+  return s;
+}
+
+/**
+ * The snapshot as stored: without the policy, which is the coordinator's configuration, not the device's state
+ * (withPolicy puts the loading coordinator's back; a record stays ~600 bytes smaller on every write).
+ */
+export function storedForm(snapshot: unknown): unknown {
+  const s = snapshot as { context?: Partial<LifecycleContext> };
+  if (!s.context || !("policy" in s.context)) return snapshot;
+  const { policy: _p, ...context } = s.context;
+  return { ...s, context };
+}
+
+/** A stored actor runs under this coordinator's policy (a running plan keeps the deadlines it was made with). */
+export function withPolicy(snapshot: unknown, policy: Policy): unknown {
+  const s = structuredClone(snapshot) as { context?: LifecycleContext };
+  if (s.context) s.context.policy = { ...policy };
+  return s;
+}

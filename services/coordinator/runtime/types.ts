@@ -1,0 +1,146 @@
+// The device runtime's shapes: the options a coordinator builds it with, the record it keeps per device, what
+// status shows of a device, and the runtime itself as the handlers and its own parts see it (runtime/index.ts
+// builds it; each of its files implements a part against this interface).
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Actor } from "xstate";
+import type { LifecycleMachine } from "../../../machines/lifecycle.ts";
+import type { LifecycleEmitted } from "../../../machines/lifecycle-types.ts";
+import type { Policy } from "../../../machines/policy/defaults.ts";
+import type { InventoryResult } from "../../../shared/bus/agent-contract.ts";
+import type { Logger } from "../../../shared/log.ts";
+import type { Admission } from "../admission.ts";
+import type { AgentLink } from "../agent-link.ts";
+import type { DeviceAccess, StepHook } from "../effects/agent-actors.ts";
+import type { EventPublisher } from "../events.ts";
+import type { FleetStore } from "../fleet-state.ts";
+import type { LeaseManager } from "../leases.ts";
+import type { CoordinatorMetrics } from "../metrics.ts";
+import type { Outcomes } from "../outcomes.ts";
+import type { ActorRecord, AnnouncedEvent, CoordinatorStore, Stored } from "../store.ts";
+
+export type DeviceActor = Actor<LifecycleMachine>;
+
+export interface DeviceActorsOptions {
+  nc: NatsConnection;
+  /** Agent calls (and the agent events believed for them). */
+  link: AgentLink;
+  /** Coordinator id. */
+  id: string;
+  store: CoordinatorStore;
+  leases: LeaseManager;
+  fleet: FleetStore;
+  events: EventPublisher;
+  metrics: CoordinatorMetrics;
+  outcomes: Outcomes;
+  admission: Admission;
+  /** The effective policy (defaults + overrides) and the overrides given to every new actor. */
+  policy: Policy;
+  policyOverrides: Partial<Policy>;
+  log: Logger;
+  now: () => number;
+  inventory(host: string, fresh?: boolean): Promise<InventoryResult>;
+  hook?: StepHook;
+  /** How long a request may wait for a device actor to settle (binding, probing). Default 30 s. */
+  settleTimeoutMs?: number;
+}
+
+/** What status shows of one device. */
+export interface DeviceStatus {
+  host: string;
+  bdf: string;
+  state: string;
+  requestId: string | null;
+  /** The device lease is held by this coordinator. */
+  leaseHeld: boolean;
+  scopeViolations: number;
+  quarantineReason: string | null;
+  /** Coordinator driving the device: this one for a local actor, else the one that stored it last. */
+  owner: string | null;
+  /** This coordinator's live actor (true), or the stored snapshot of a device driven elsewhere (false). */
+  local: boolean;
+}
+
+export interface Device {
+  key: string;
+  host: string;
+  bdf: string;
+  actor: DeviceActor | null;
+  unsubscribe: (() => void) | null;
+  /** Revision of the stored actor record as last read or written here (null: none). */
+  revision: number | null;
+  lastWritten: string | null;
+  writing: Promise<void>;
+  /** Phase the actor was restored in (mid-reset), consumed by that phase's first step. */
+  recovery: string | null;
+  requests: string[];
+  /** Dispatches, releases and recoveries of this device run one after the other. */
+  chain: Promise<unknown>;
+  /** >0 while a dispatch needs the lease kept. */
+  pinned: number;
+  /** The lease has been held without a break since the actor was last synced from KV. */
+  owned: boolean;
+  releaseQueued: boolean;
+  stateName: string;
+  stateSinceMs: number;
+  plans: Map<string, { method: string; scope: string; atMs: number }>;
+  /** Writes of the last known good image (after a verify passed): joined by the next step and the outcome. */
+  lastKnownGood: Promise<void>;
+  /** Added to the data of the machine's `released` event (a release with restore reports its verify). */
+  releaseData: Record<string, unknown> | null;
+  /** Coordinator that wrote the stored record last, as read or written here. */
+  storedOwner: string | null;
+  /**
+   * Events held until the snapshot that decided them is stored (an outcome, and everything the machine emits
+   * after it until that write): never an outcome on the stream that the stored state does not know.
+   */
+  held: Array<{ event: AnnouncedEvent; sent: (p: Promise<unknown>) => void }>;
+  /**
+   * A device at rest whose actor was let go (its state is stored, its lease given back): what status shows of
+   * it. Its actor is built again from the stored record on its next request.
+   */
+  rest: { state: string; scopeViolations: number; quarantineReason: string | null } | null;
+}
+
+/**
+ * One coordinator's device runtime: its devices, the lifecycle machine built once with its effects, and the
+ * operations that keep each device's actor durable and single-owner. Passed to every handler.
+ */
+export interface DeviceRuntime {
+  readonly o: DeviceActorsOptions;
+  /** The lifecycle machine with this coordinator's effects, provided once. */
+  readonly machine: LifecycleMachine;
+  /** Every device known here, by key (deviceKey(host, bdf)). */
+  readonly devices: Map<string, Device>;
+  /** Requests between intake and their actor's decision (they may hold an admission slot already). */
+  readonly dispatching: Set<string>;
+  /** Stored records (key@revision) whose announce this process has published again. */
+  readonly announcedStored: Set<string>;
+  /** The device hooks the effects look up by key (the actors themselves are built once, with the machine). */
+  readonly access: Map<string, DeviceAccess>;
+  readonly settleTimeoutMs: number;
+  /** Set by stop: nothing is stored, released or driven from then on. */
+  stopping: boolean;
+
+  /** The device's record, created on first use (device.ts). */
+  device(host: string, bdf: string): Device;
+  /** A logger bound to the device. */
+  log(d: Device): Logger;
+  /** Store the latest snapshot (persist.ts). */
+  persist(d: Device, strict?: boolean): Promise<void>;
+  /** Publish the first `n` held events, now stored (outbox.ts). */
+  announce(d: Device, n: number): void;
+  /** Publish again what a stored record taken over names (outbox.ts). */
+  reannounce(d: Device, rec: ActorRecord): Promise<void>;
+  /** One event the device's actor emitted (emitted.ts). */
+  onEmitted(d: Device, e: LifecycleEmitted): void;
+  /** Give the lease back if the device rests (let-go.ts). */
+  maybeRelease(d: Device): void;
+  /** Stop driving the device here (let-go.ts). */
+  abandon(d: Device, why: string): void;
+  /** Recount the devices gauge (status.ts). */
+  updateGauge(): void;
+  /** Make the in-memory actor match the stored one, under a lease just taken (actor.ts). */
+  sync(d: Device): Promise<Stored<ActorRecord> | null>;
+  /** Wait until the actor rests or runs a request (actor.ts). */
+  settle(d: Device): Promise<void>;
+}
