@@ -83,13 +83,22 @@ function countingClock(base: Clock, account: () => DeviceAccount): Clock {
   };
 }
 
-/** The simulator seen through a per-device clock (everything else is the simulator itself). */
+/**
+ * The simulator seen through a per-device clock (everything else is the simulator itself). Methods are
+ * bound once per view, not on every register access: the view must not cost more than the access it wraps.
+ */
 function deviceView(sim: SimHost, clock: Clock): HardwareBackend {
+  const bound = new Map<PropertyKey, { of: unknown; fn: unknown }>();
   return new Proxy(sim, {
     get(target, prop) {
       if (prop === "clock") return clock;
       const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      if (typeof v !== "function") return v;
+      const b = bound.get(prop);
+      if (b?.of === v) return b.fn;
+      const fn = (v as (...a: unknown[]) => unknown).bind(target);
+      bound.set(prop, { of: v, fn });
+      return fn;
     },
   });
 }

@@ -4,6 +4,9 @@
 // JetStream, or no CXLRC_EVENTS: asked of JetStream, re-checked every streamCheckMs and after a failed
 // publish) the event is sent with a core publish instead and counted as such.
 //
+// Events emitted in one turn of the event loop go out together on the next (setImmediate): one batch, one
+// write to the socket, and an operation's register work is not interleaved with publishing its events.
+//
 // nats.js drops whatever is published while disconnected, so the outbox watches the connection status:
 // it pauses while the connection is down and re-sends the head event as soon as it is back (same msgID,
 // so an attempt that did land before the outage is stored once).
@@ -51,6 +54,8 @@ export class EventPublisher {
   /** Every seq below this is settled (sent or dropped). */
   private settledBelow = 1;
   private pumping = false;
+  /** A pump is due on the next turn of the event loop. */
+  private pumpDue = false;
   /** Events of the outbox head currently being published. */
   private inFlight = 0;
   private readonly maxInFlight: number;
@@ -109,8 +114,18 @@ export class EventPublisher {
         "event outbox full: oldest events dropped",
       );
     }
-    void this.pump();
+    this.schedulePump();
     return seq;
+  }
+
+  /** Pump on the next turn: whatever else is emitted until then joins the same batch. */
+  private schedulePump(): void {
+    if (this.pumping || this.pumpDue) return;
+    this.pumpDue = true;
+    setImmediate(() => {
+      this.pumpDue = false;
+      void this.pump();
+    });
   }
 
   /** Resolves true once every event up to seq is sent, false after maxWaitMs. */

@@ -217,16 +217,22 @@ function once(f: () => void): () => void {
   };
 }
 
-/** Stable JSON (sorted keys) for the opId fingerprint. */
+const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Stable JSON (sorted keys) for the opId fingerprint. Loops, not map/join: it walks whole images. */
 function canonical(v: unknown): string {
   if (v === null || typeof v !== "object") return JSON.stringify(v) ?? "null";
-  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
+  if (Array.isArray(v)) {
+    let s = "";
+    for (let i = 0; i < v.length; i++) s += (i > 0 ? "," : "") + canonical(v[i]);
+    return `[${s}]`;
+  }
   const o = v as Record<string, unknown>;
-  return `{${Object.keys(o)
-    .sort()
-    .filter((k) => o[k] !== undefined)
-    .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
-    .join(",")}}`;
+  let s = "";
+  for (const k of Object.keys(o).sort(byCodeUnit)) {
+    if (o[k] !== undefined) s += `${s.length > 0 ? "," : ""}${JSON.stringify(k)}:${canonical(o[k])}`;
+  }
+  return `{${s}}`;
 }
 
 /** Ops that take the device lane. inventory has no device; fault must reach a device mid-reset (chaos). */
@@ -270,6 +276,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     refusedReplySubjects: 0,
     heartbeats: 0,
   };
+  /** Replies whose JSON text run() already has. */
+  const replyJson = new WeakMap<AgentReply, string>();
   let inFlight = 0;
   let devices = 0;
   let stopped = false;
@@ -391,6 +399,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       );
       opLog.info({ durationMs: Math.round(durationMs * 1000) / 1000 }, "operation completed");
       reply = { ok: true, opId, result };
+      // The same JSON respond() would build, from the text already made: results run to kilobytes.
+      replyJson.set(reply, `{"ok":true,"opId":${JSON.stringify(opId)},"result":${json}}`);
     } catch (e) {
       const durationMs = performance.now() - t0;
       const error = errorToBody(e);
@@ -418,7 +428,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
   function respond(msg: ServiceMsg, reply: AgentReply): void {
     if (!isCallerInbox(msg.reply)) return;
     try {
-      msg.respond(JSON.stringify(reply));
+      msg.respond(replyJson.get(reply) ?? JSON.stringify(reply));
     } catch (e) {
       log.warn({ err: (e as Error).message }, "reply not sent");
     }

@@ -3,19 +3,40 @@
 import { createHash } from "node:crypto";
 import type { Image, ImageBody } from "./schema.ts";
 
+/** Code-unit order, as Array.prototype.sort without a comparator, without converting keys again. */
+const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
 export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== "object") {
-    if (typeof value === "number" && !Number.isFinite(value))
-      throw new TypeError("non-finite number in image");
-    if (typeof value === "bigint") throw new TypeError("bigint in image: store 64-bit values as hex strings");
-    return JSON.stringify(value) ?? "null";
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value);
+    case "boolean":
+      return value ? "true" : "false";
+    case "number":
+      if (!Number.isFinite(value)) throw new TypeError("non-finite number in image");
+      return JSON.stringify(value);
+    case "bigint":
+      throw new TypeError("bigint in image: store 64-bit values as hex strings");
+    case "object": {
+      if (value === null) return "null";
+      // Built with loops: the image is checksummed on every save (this runs once per key and element).
+      if (Array.isArray(value)) {
+        let s = "[";
+        for (let i = 0; i < value.length; i++) s += (i > 0 ? "," : "") + canonicalJson(value[i]);
+        return `${s}]`;
+      }
+      const obj = value as Record<string, unknown>;
+      let s = "";
+      for (const k of Object.keys(obj).sort(byCodeUnit)) {
+        const v = obj[k];
+        if (v !== undefined) s += `${s.length > 0 ? "," : ""}${JSON.stringify(k)}:${canonicalJson(v)}`;
+      }
+      return `{${s}}`;
+    }
+    default:
+      // undefined, functions, symbols: as JSON.stringify in an array.
+      return JSON.stringify(value) ?? "null";
   }
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj)
-    .filter((k) => obj[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(",")}}`;
 }
 
 export function computeImageChecksum(body: ImageBody | Image): string {

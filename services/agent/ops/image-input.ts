@@ -1,11 +1,14 @@
 // An image arriving with a restore or verify: schema, checksum, and that it is this function's image.
+// Schema and checksum are checked once per image content (shared/image/validated.ts): the image save made,
+// coming back for restore and then verify, is recognised value by value instead of validated three times.
 import { CxlrcError } from "../../../shared/errors.ts";
-import { type Image, parseImage } from "../../../shared/image/schema.ts";
+import type { Image } from "../../../shared/image/schema.ts";
+import { validatedImages } from "../../../shared/image/validated.ts";
 import { DECODER_REGISTERS, DVSEC_REGISTERS } from "./cxl-regs.ts";
 import type { PciState } from "./pci-state.ts";
 
 export function loadImage(input: unknown, bdf: string): Image {
-  const image = parseImage(input);
+  const image = validatedImages.parse(input);
   if (image.identity.bdf !== bdf) {
     throw new CxlrcError("bad-input", `the image is of ${image.identity.bdf}, not ${bdf}`, {
       bdf,

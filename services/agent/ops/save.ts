@@ -6,6 +6,7 @@ import { PCI } from "../../../shared/cxl/registers.ts";
 import { CxlrcError } from "../../../shared/errors.ts";
 import { sealImage } from "../../../shared/image/checksum.ts";
 import { IMAGE_VERSION, type Image, ImageSchema } from "../../../shared/image/schema.ts";
+import { validatedImages } from "../../../shared/image/validated.ts";
 import { readConfigReg } from "./config-access.ts";
 import type { OpContext } from "./context.ts";
 import { readCxlState } from "./cxl-state.ts";
@@ -65,6 +66,8 @@ export async function save(ctx: OpContext, p: SaveParams): Promise<Image> {
       },
     );
   }
+  // Checked and sealed here: when it comes back for restore and verify it is known (image-input.ts).
+  validatedImages.remember(image);
   ctx.emit(p.bdf, "image.saved", {
     checksum: image.checksum,
     cxl: cxl !== null,
