@@ -1,6 +1,7 @@
 // A device's actor: built from the machine (created once) with the device's hooks for its effects, made to
 // match the stored record under a lease just taken (sync), taken over when stored mid-operation, and waited
 // for until it rests or runs a request (settle). Stored when it must be: at rest and when events wait for it.
+import { nuid } from "@nats-io/transport-node";
 import { createActor, type Snapshot, waitFor } from "xstate";
 import type { LifecycleContext, LifecycleEmitted } from "../../../machines/lifecycle-types.ts";
 import { describeError } from "../../../shared/errors.ts";
@@ -105,8 +106,9 @@ export async function sync(rt: DeviceRuntime, d: Device): Promise<Stored<ActorRe
 
 /**
  * A device stored mid-operation is continued here (its owner died, froze or gave it up): said on the stream
- * before the actor acts (SRE tools and the chaos checks see who drives the device from when), and its
- * request's host slot taken without waiting (it runs already).
+ * once the claim write lands, before anything the actor does (SRE tools and the chaos checks see who drives
+ * the device from when). Held like an outcome: a coordinator whose claim loses to another's says nothing,
+ * so the stream never shows two drivers. Its request's host slot is taken without waiting (it runs already).
  */
 function takeOver(rt: DeviceRuntime, d: Device, rec: ActorRecord): void {
   const { o } = rt;
@@ -121,12 +123,16 @@ function takeOver(rt: DeviceRuntime, d: Device, rec: ActorRecord): void {
       switchId: ctx?.facts?.bridge?.switchId ?? null,
     });
   }
-  void o.events.publish({
-    host: d.host,
-    bdf: d.bdf,
-    kind: EVENT.recovered,
-    ...(request ? { requestId: request.requestId } : {}),
-    data: { state: rec.state, previousOwner: rec.owner },
+  // Every event the actor emits from here on queues behind this one (emitted.ts: held while any is held).
+  d.held.push({
+    event: {
+      id: nuid.next(),
+      kind: EVENT.recovered,
+      data: { coordinator: o.id, state: rec.state, previousOwner: rec.owner },
+      time: new Date(o.now()).toISOString(),
+      ...(request ? { requestId: request.requestId } : {}),
+    },
+    sent: () => undefined,
   });
   rt.log(d).info({ state: rec.state, previousOwner: rec.owner }, "device taken over");
 }
