@@ -59,7 +59,10 @@ describe("takeover: recovered after the claim", () => {
     expect(recovered, seen.join(" ")).toBeGreaterThan(0);
     expect(seen.indexOf("claim"), seen.join(" ")).toBe(0);
     // Nothing the new owner did was said before it said it took the device over.
-    expect(seen.slice(0, recovered).every((s) => s === "claim"), seen.join(" ")).toBe(true);
+    expect(
+      seen.slice(0, recovered).every((s) => s === "claim"),
+      seen.join(" "),
+    ).toBe(true);
     await b.stop();
   });
 });
