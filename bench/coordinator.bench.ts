@@ -275,9 +275,11 @@ export async function bench(): Promise<BenchRow[]> {
       });
     }
     // Warm-up: JIT, connections, the fleet state, every device's actor at rest.
+    // At least 30 resets each, so that a level-1-only run compares warm code with warm code.
     const warm = Math.min(100, Math.max(...levels));
-    await coordinatorLevel(w, () => coord.cpuMs(), "full", warm, 1, "warm");
-    await baselineLevel(w, "full", "cxl", warm, 1);
+    const warmRounds = Math.ceil(30 / warm);
+    await coordinatorLevel(w, () => coord.cpuMs(), "full", warm, warmRounds, "warm");
+    await baselineLevel(w, "full", "cxl", warm, warmRounds);
     // Largest level last: an overloaded coordinator keeps working after the outcomes are out.
     const plan = scopes.flatMap((scope) =>
       levels.filter((n) => scope === "full" || n <= 100).map((n) => ({ scope, n })),

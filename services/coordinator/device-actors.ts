@@ -54,7 +54,10 @@ export interface DeviceActors {
   status(): DeviceStatus[];
   /** Local actors with the revision of their stored record last read or written here. */
   local(): Array<{ key: string; revision: number | null; leaseHeld: boolean; status: DeviceStatus }>;
-  /** Stop every actor; release leases unless `release: false` (a crash: they expire). */
+  /**
+   * Stop every actor. Unless `release: false` (a crash), the writes under way land first. Leases are not
+   * touched here: the service releases them (or lets them expire) after this.
+   */
   stop(opts?: { release?: boolean }): Promise<void>;
   /** Drop a device after its lease was lost (leases.ts onLost). */
   leaseLost(key: string): void;

@@ -39,12 +39,16 @@ describe("takeover: recovered after the claim", () => {
     // From here on, only the new owner writes the record or speaks for the device.
     const seen: string[] = [];
     const kv = w.nc.subscribe(`$KV.${BUCKETS.actors}.${deviceKey(HOST, BDF)}`, {
-      callback: () => seen.push("claim"),
+      callback: () => {
+        seen.push("claim");
+      },
     });
     const evt = w.nc.subscribe(subjects.eventsOfHost(HOST), {
       callback: (_err, m) => {
         if (m.subject.includes(".agent.")) return;
-        seen.push(m.subject.split(".").at(-1)!);
+        const by = (m.json() as { data?: { coordinator?: string } }).data?.coordinator;
+        // The previous owner's events (sent again by the new one) are marked: they must come first.
+        seen.push(`${by === "claim-A" ? "A:" : ""}${m.subject.split(".").at(-1)!}`);
       },
     });
     await w.nc.flush();
@@ -60,9 +64,13 @@ describe("takeover: recovered after the claim", () => {
     expect(seen.indexOf("claim"), seen.join(" ")).toBe(0);
     // Nothing the new owner did was said before it said it took the device over.
     expect(
-      seen.slice(0, recovered).every((s) => s === "claim"),
+      seen.slice(0, recovered).every((s) => s === "claim" || s.startsWith("A:")),
       seen.join(" "),
     ).toBe(true);
+    expect(
+      seen.slice(recovered).some((s) => s.startsWith("A:")),
+      seen.join(" "),
+    ).toBe(false);
     await b.stop();
   });
 });

@@ -9,6 +9,7 @@ import type { DeviceAccess } from "../effects/agent-actors.ts";
 import { EVENT } from "../events.ts";
 import type { ActorRecord, Stored } from "../store.ts";
 import { stateNow } from "./device.ts";
+import { unannounced } from "./outbox.ts";
 import { currentSnapshot, REST_STATES, stateOf, withPolicy } from "./snapshot.ts";
 import type { Device, DeviceRuntime } from "./types.ts";
 
@@ -93,6 +94,9 @@ export async function sync(rt: DeviceRuntime, d: Device): Promise<Stored<ActorRe
   d.recovery = rec.value.active ? rec.value.state : null;
   const snapshot = withPolicy(currentSnapshot(rec.value.snapshot), o.policy);
   if (rec.value.active) {
+    // What the previous owner stored but may not have said goes first, then the takeover, then what this
+    // actor does: all held for the claim write, so readers of the stream see them in that order.
+    for (const event of await unannounced(rt, d, rec.value)) d.held.push({ event, sent: () => undefined });
     takeOver(rt, d, rec.value);
     // Claimed in the store at once: a previous owner that has not noticed it lost the lease (a bus that
     // dropped lease entries, a frozen process) fails its next write-ahead before it touches the device.
@@ -100,7 +104,7 @@ export async function sync(rt: DeviceRuntime, d: Device): Promise<Stored<ActorRe
   }
   start(rt, d, snapshot as Snapshot<unknown>);
   if (rec.value.active) await rt.persist(d, true);
-  if (!ownWrite) await rt.reannounce(d, rec.value);
+  else if (!ownWrite) await rt.reannounce(d, rec.value);
   return rec;
 }
 

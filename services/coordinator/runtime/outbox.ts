@@ -36,24 +36,29 @@ export function announce(rt: DeviceRuntime, d: Device, n: number): void {
 
 /**
  * A stored record taken over: the events its writer held for it may never have been sent (it crashed
- * between the write and the publish). Sent again under their ids: JetStream drops what was sent within
- * its duplicate window; past it, an outcome is sent only if the stream's last one of its kind for the
+ * between the write and the publish). Those to send again, under their ids: JetStream drops what was sent
+ * within its duplicate window; past it, an outcome is sent only if the stream's last one of its kind for the
  * device is not already it.
  */
-export async function reannounce(rt: DeviceRuntime, d: Device, rec: ActorRecord): Promise<void> {
+export async function unannounced(rt: DeviceRuntime, d: Device, rec: ActorRecord): Promise<AnnouncedEvent[]> {
   const { o } = rt;
   const list = rec.announce ?? [];
-  if (list.length === 0) return;
+  if (list.length === 0) return [];
   const age = o.now() - Date.parse(rec.savedAt);
-  const inWindow = Number.isFinite(age) && age < DEDUP_TRUST_MS;
+  if (Number.isFinite(age) && age < DEDUP_TRUST_MS) return [...list];
+  const out: AnnouncedEvent[] = [];
   for (const a of list) {
-    if (!inWindow) {
-      if (!OUTCOMES.has(a.kind) || !a.requestId) continue;
-      const last = await o.events.last(d, a.kind).catch(() => undefined);
-      if (last === undefined || last?.requestId === a.requestId) continue;
-    }
-    void o.events.publish(eventOf(d, a));
+    if (!OUTCOMES.has(a.kind) || !a.requestId) continue;
+    const last = await o.events.last(d, a.kind).catch(() => undefined);
+    if (last === undefined || last?.requestId === a.requestId) continue;
+    out.push(a);
   }
+  return out;
+}
+
+/** Send a stored record's unannounced events again now (a record at rest: nothing else is said meanwhile). */
+export async function reannounce(rt: DeviceRuntime, d: Device, rec: ActorRecord): Promise<void> {
+  for (const a of await unannounced(rt, d, rec)) void rt.o.events.publish(eventOf(d, a));
 }
 
 /**
