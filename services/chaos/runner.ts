@@ -58,6 +58,9 @@ export interface RunOptions {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const KV_STREAMS = Object.values(BUCKETS).map((b) => `KV_${b}`);
 
+/** How long the live image check keeps asking the store before it says the image could not be read. */
+const IMAGE_READ_BACK_MS = 45_000;
+
 async function retry<T>(fn: () => Promise<T>, untilMs: number, pauseMs = 200): Promise<T> {
   for (;;) {
     try {
@@ -196,7 +199,9 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
           try {
             const entry = await retry(
               async () => (await images()).get(ref.key, { revision: ref.revision }),
-              Date.now() + 15_000,
+              // A restarted nats-server 2.9.10 node may not serve JetStream for 10-15 s, and a stream then
+              // elects a leader: no answer for a while is not an answer (only "not there" is).
+              Date.now() + IMAGE_READ_BACK_MS,
               250,
             );
             const rec = entry?.operation === "PUT" ? entry.json<ImageRecord>() : null;
@@ -215,7 +220,7 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
               host,
               bdf,
               ok: false,
-              message: `image ${ref.key}@${ref.revision} could not be read back for 15 s: ${(err as Error).message}`,
+              message: `image ${ref.key}@${ref.revision} could not be read back for ${IMAGE_READ_BACK_MS / 1000} s: ${(err as Error).message}`,
             });
           }
         })();
@@ -367,7 +372,7 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
 
     // ----------------------------------------------------------------------------------------------
     // Gather: events, images, devices, counters
-    await Promise.race([Promise.allSettled([...liveChecks]), sleep(20_000)]);
+    await Promise.race([Promise.allSettled([...liveChecks]), sleep(IMAGE_READ_BACK_MS + 5000)]);
     const recordComplete = await recorder.catchUp(jsm, 30_000);
     await recorder.stop();
     const events = [...recorder.events];

@@ -54,10 +54,13 @@ export interface EventInput {
 export interface EventPublisher {
   /**
    * Publish (ordered per device: the promise settles after every earlier event of the device). Resolves with
-   * the envelope once JetStream acknowledged it; a publish that keeps failing is logged, not thrown, so a slow
-   * event stream never strands a device half-way.
+   * the envelope once JetStream acknowledged it. An event is never given up while it may still be said: a
+   * publish that keeps failing (an event stream without a leader) is tried again, logged, until it is
+   * acknowledged, its lease is no longer confirmed (fence) or the publisher is closed. Never thrown.
    */
   publish(e: EventInput): Promise<EventEnvelope>;
+  /** Stop trying: events not acknowledged yet are given up (logged). Their stored records name them. */
+  close(): void;
   /** Resolves when everything published so far (of one device, or of all) is acknowledged or given up. */
   flush(device?: { host: string; bdf: string | null }): Promise<void>;
   /**
@@ -87,7 +90,7 @@ export interface EventPublisherOptions {
   log: Logger;
   /** Local listeners (metrics, status, waitForOutcome) see each event as it is published. */
   onEvent?: (e: EventEnvelope) => void;
-  /** Publish attempts before giving up on one event (same msgID each time). Default 5. */
+  /** Failed attempts (same msgID each time) after which a publish is logged as failing. Default 5. */
   attempts?: number;
   /**
    * Fencing: a device event published while this coordinator holds the device's lease carries the lease's
@@ -127,19 +130,30 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
     return ok;
   };
 
+  let closed = false;
+  // An outcome given up would be a request that never ends for whoever follows it (chaos one-outcome, seen
+  // with an events stream electing a leader for 25 s): each event is tried until it lands or may not be said.
   const send = async (env: EventEnvelope): Promise<void> => {
     const subject = eventSubject(env);
     for (let i = 1; ; i++) {
       if (!(await fenced(env))) return;
       try {
         await acks.publish(subject, encodeJson(env), { msgID: env.id });
+        if (i > attempts)
+          opts.log.info({ subject, id: env.id, attempts: i }, "event published after retries");
         return;
       } catch (err) {
-        if (i >= attempts) {
-          opts.log.error({ err: String(err), subject, id: env.id }, "event not published");
+        if (closed) {
+          opts.log.error({ err: String(err), subject, id: env.id }, "event not published: publisher closed");
           return;
         }
-        await new Promise((r) => setTimeout(r, 50 * 2 ** i));
+        if (i === attempts || (i > attempts && i % 10 === 0)) {
+          opts.log.error(
+            { err: String(err), subject, id: env.id, attempts: i },
+            "event not published yet: trying again (the device's later events wait behind it)",
+          );
+        }
+        await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** i)));
       }
     }
   };
@@ -205,6 +219,9 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
         if (/no message found|not found/i.test(String(err))) return null;
         throw err;
       }
+    },
+    close() {
+      closed = true;
     },
     unsent(device) {
       const open = unsettled.get(`${device.host}/${device.bdf ?? "-"}`);

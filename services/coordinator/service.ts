@@ -59,6 +59,8 @@ export interface CoordinatorOptions {
 
 /** Hosts discovered at once at start. */
 const DISCOVER_WIDTH = 8;
+/** How long a clean stop waits for its events to be acknowledged before giving the rest up. */
+const STOP_FLUSH_MS = 10_000;
 /** How long start waits for the fleet view to hold every stored key before recovering without it. */
 const VIEW_SYNC_WAIT_MS = 10_000;
 
@@ -334,7 +336,18 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       await leases.stop({ release });
       admission.stop();
       breaker.stop();
-      if (release) await events.flush();
+      // A clean stop says what it decided, but does not wait forever on an event stream that is down.
+      if (release) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          events.flush(),
+          new Promise((r) => {
+            timer = setTimeout(r, STOP_FLUSH_MS);
+          }),
+        ]);
+        clearTimeout(timer);
+      }
+      events.close();
       await metricsServer?.close();
       outcomes.close(`coordinator ${opts.id} stopped`);
       log.info({ released: release }, "coordinator stopped");

@@ -84,4 +84,57 @@ describe("event publisher: events not yet acknowledged", () => {
     await p;
     expect(events.unsent(dev)).toEqual([]);
   });
+
+  it("an event the stream cannot take is tried until it lands, in order, never given up (unless closed)", async () => {
+    const jsm = await getJsm(nc);
+    const events = createEventPublisher({
+      js: jetstream(nc),
+      coordinator: "c1",
+      log: silentLogger,
+      attempts: 2,
+    });
+    const dev = { host: "h3", bdf: "0000:04:00.0" };
+    // No stream: every attempt fails (no responders), well past the attempts after which it is logged.
+    await jsm.streams.delete(STREAMS.events.name);
+    let settled = false;
+    const outcome = events.publish({
+      ...dev,
+      kind: "verified",
+      requestId: "r-down",
+      data: { outcome: "verified" },
+    });
+    const after = events.publish({ ...dev, kind: "state.entered", data: { state: "ready" } });
+    void outcome.then(() => {
+      settled = true;
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(settled).toBe(false);
+    expect(events.unsent(dev).map((e) => e.kind)).toEqual(["verified", "state.entered"]);
+    await ensureStreams(jsm);
+    const [envO, envA] = await Promise.all([outcome, after]);
+    const got = await jsm.streams.getMessage(STREAMS.events.name, {
+      last_by_subj: subjects.event(dev.host, dev.bdf, "verified"),
+    });
+    expect(got?.json<{ id: string }>().id).toBe(envO.id);
+    const next = await jsm.streams.getMessage(STREAMS.events.name, {
+      last_by_subj: subjects.event(dev.host, dev.bdf, "state.entered"),
+    });
+    expect(next?.json<{ id: string }>().id).toBe(envA.id);
+    expect(next!.seq).toBeGreaterThan(got!.seq);
+    expect(events.unsent(dev)).toEqual([]);
+
+    // Closed: what could not be sent is given up (its stored record still names it), and nothing hangs.
+    await jsm.streams.delete(STREAMS.events.name);
+    const lost = events.publish({ ...dev, kind: "failed", requestId: "r-closed", data: {} });
+    await new Promise((r) => setTimeout(r, 300));
+    events.close();
+    await lost;
+    expect(events.unsent(dev)).toEqual([]);
+    await ensureStreams(jsm);
+    expect(
+      await jsm.streams.getMessage(STREAMS.events.name, {
+        last_by_subj: subjects.event(dev.host, dev.bdf, "failed"),
+      }),
+    ).toBeNull();
+  }, 20_000);
 });
