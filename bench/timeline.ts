@@ -1,5 +1,5 @@
 // One reset on a quiet bus, its events in order with the time since the request: where the wall goes.
-// `npx tsx bench/timeline.ts [hosts] [perHost] [scope]`
+// `npx tsx bench/timeline.ts [hosts] [perHost] [scope] [warm]`
 import { jetstream } from "@nats-io/jetstream";
 import { STREAMS } from "../shared/bus/subjects.ts";
 import { request, startWorld } from "./support/world.ts";
@@ -7,11 +7,13 @@ import { request, startWorld } from "./support/world.ts";
 const hosts = Number(process.argv[2] ?? 10);
 const perHost = Number(process.argv[3] ?? 10);
 const scope = (process.argv[4] ?? "full") as "io" | "full";
+/** `warm`: every round on the first device (its actor built by the first), as the benches measure it. */
+const warm = process.argv[5] === "warm";
 const w = await startWorld({ hosts, perHost });
 try {
   const coord = await w.coordinator();
   for (let round = 0; round < 4; round++) {
-    const d = w.devices[round]!;
+    const d = w.devices[warm ? 0 : round]!;
     const id = `tl-${round}-${Date.now()}`;
     const tw = Date.now();
     const t0 = await w.driver.request(request(id, d, scope));

@@ -120,15 +120,16 @@ function stale(phase: string): CxlrcError {
 /**
  * Steps whose snapshot is stored before they start. Gating: a request's first step waits until the request is
  * stored (the write its dispatch makes anyway), so nothing runs for a request a crash would deliver again.
- * Quiesce turns Bus Master off, the reset is the decision recorded, restore and commit write registers,
- * release frees the slots.
+ * Quiesce turns Bus Master off, the reset is the decision recorded, restore writes registers, release frees
+ * the slots. Committing the decoders reports what the restore committed, or (taken over) reads them back and
+ * restores again where they are not: its snapshot rides along, and a new owner that finds the restoring
+ * one stored runs the restore again (idempotent: decommit, then write and commit in order).
  */
 export const WRITE_AHEAD: ReadonlySet<string> = new Set([
   "gating",
   "quiescing",
   "resetting",
   "restoring",
-  "committingDecoders",
   "releasing",
 ]);
 
