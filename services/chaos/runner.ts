@@ -372,7 +372,15 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
 
     // ----------------------------------------------------------------------------------------------
     // Gather: events, images, devices, counters
-    await Promise.race([Promise.allSettled([...liveChecks]), sleep(IMAGE_READ_BACK_MS + 5000)]);
+    // Bounded, and the bound's timer does not outlive the wait (it would hold the process open).
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...liveChecks]),
+      new Promise<void>((r) => {
+        bound = setTimeout(r, IMAGE_READ_BACK_MS + 5000);
+      }),
+    ]);
+    clearTimeout(bound);
     const recordComplete = await recorder.catchUp(jsm, 30_000);
     await recorder.stop();
     const events = [...recorder.events];

@@ -121,6 +121,14 @@ describe("coordinator fencing", () => {
     await stop.atPoint;
     const key = deviceKey(host, BDF);
     expect((await c.handle.status()).leasesHeld).toContain(key);
+    // Said under its write-ahead, before the newer owner appears: on the stream once that write landed.
+    expect(
+      await until(async () =>
+        (await eventsAfter(w!, host, 0)).coord.some(
+          (e) => e.event.kind === "state.entered" && e.event.data.state === "quiescing",
+        ),
+      ),
+    ).toBe(true);
 
     // A newer owner of the same lease has driven the device meanwhile (its epoch is far ahead).
     const reply = await w.nc.request(

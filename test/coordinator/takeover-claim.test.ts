@@ -3,10 +3,12 @@
 // the stream as a second driver: chaos single-driver). Observed on one subscriber connection, which sees one
 // publisher's messages in the order the server took them.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startAgent } from "../../services/agent/service.ts";
 import type { StepHook } from "../../services/coordinator/effects/agent-actors.ts";
+import { openStore } from "../../services/coordinator/store.ts";
 import { BUCKETS, deviceKey, subjects } from "../../shared/bus/subjects.ts";
-import { simpleHost } from "../../shared/sim/index.ts";
-import { publishRequest, startWorld, until, type World } from "./helpers.ts";
+import { createSimHost, simpleHost, VirtualClock } from "../../shared/sim/index.ts";
+import { publishRequest, readEvents, startWorld, until, type World } from "./helpers.ts";
 
 const BDF = "0000:01:00.0";
 const HOST = "claim";
@@ -72,5 +74,52 @@ describe("takeover: recovered after the claim", () => {
       seen.join(" "),
     ).toBe(false);
     await b.stop();
+  });
+
+  it("a coordinator whose record was claimed meanwhile says nothing more about the device", async () => {
+    const host = "claimed";
+    const sim = createSimHost(simpleHost({ name: host }), { clock: new VirtualClock() });
+    const agent = await startAgent({ nc: w.agentNc, host, backend: sim, heartbeatMs: 60_000 });
+    let reached: () => void = () => undefined;
+    const atPoint = new Promise<void>((r) => {
+      reached = r;
+    });
+    let go: () => void = () => undefined;
+    const held = new Promise<void>((r) => {
+      go = r;
+    });
+    // Regating reads the device and does not write ahead: its events wait for the next write.
+    const hook: StepHook = async (phase, point) => {
+      if (phase === "regating" && point === "before") {
+        reached();
+        await held;
+      }
+    };
+    const a = await w.coordinator({ id: "claimed-A", stepHook: hook });
+    await publishRequest(w.js, { requestId: "rc-claimed", host, bdf: BDF, scope: "full", reason: "t" });
+    await atPoint;
+    // Another coordinator's claim lands on the device's record (what a bus that lost a lease entry allows).
+    const store = await openStore(w.nc, { leaseTtlMs: 2000 });
+    const key = deviceKey(host, BDF);
+    const rec = await store.loadActor(key);
+    expect(rec?.value.owner).toBe("claimed-A");
+    await store.saveActor(key, { ...rec!.value, owner: "intruder" }, rec!.revision);
+    const after = (await readEvents(w.jsm, { host })).at(-1)?.seq ?? 0;
+    go();
+
+    // A's next write fails against the claim: it gives the device up, and nothing it held is said.
+    expect(await until(async () => !(await a.handle.status()).leasesHeld.includes(key))).toBe(true);
+    await new Promise((r) => setTimeout(r, 700));
+    const mine = (await readEvents(w.jsm, { host, source: "coordinator" })).filter(
+      (e) => e.seq > after && e.event.data.coordinator === "claimed-A",
+    );
+    // If anything, a later takeover of the record (a new stint), never the old one going on.
+    expect(mine[0]?.event.kind ?? "recovered", mine.map((e) => e.event.kind).join(" ")).toBe("recovered");
+    const quiesced = (await readEvents(w.jsm, { host, source: "agent" })).filter(
+      (e) => e.seq > after && e.event.kind === "op.started" && e.event.data.op === "quiesce",
+    );
+    expect(quiesced).toEqual([]);
+    await a.stop();
+    await agent.stop();
   });
 });

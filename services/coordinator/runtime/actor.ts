@@ -42,11 +42,12 @@ function start(rt: DeviceRuntime, d: Device, snapshot: Snapshot<unknown> | null)
   const input = { host: d.host, bdf: d.bdf, policy: o.policyOverrides };
   const actor = snapshot ? createActor(rt.machine, { snapshot, input }) : createActor(rt.machine, { input });
   const sub = actor.subscribe({
-    // Stored when it must be: at rest (the lease can go), and when events wait for the snapshot that decided
-    // them (an outcome). Every other transition rides along with the next write; the steps that change the
-    // device store theirs before they start (effects/agent-actors.ts WRITE_AHEAD).
+    // Stored when it must be: at rest (the lease can go), and when an outcome waits for the snapshot that
+    // decided it. Every other transition (and its events) rides along with the next write, or one made for
+    // its events (outbox.ts HOLD_MS); the steps that change the device store theirs before they start
+    // (effects/agent-actors.ts WRITE_AHEAD).
     next: (snap) => {
-      if (!REST_STATES.has(stateOf(snap.value)) && d.held.length === 0) return;
+      if (!REST_STATES.has(stateOf(snap.value)) && !d.held.some((h) => h.urgent)) return;
       void rt
         .persist(d)
         .then(() => rt.maybeRelease(d))

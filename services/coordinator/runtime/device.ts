@@ -33,6 +33,7 @@ export function device(rt: DeviceRuntime, host: string, bdf: string): Device {
       releaseData: null,
       storedOwner: null,
       held: [],
+      holdTimer: null,
       rest: null,
     };
     devices.set(key, d);

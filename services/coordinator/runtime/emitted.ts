@@ -4,7 +4,6 @@
 import { nuid } from "@nats-io/transport-node";
 import type { LifecycleEmitted } from "../../../machines/lifecycle-types.ts";
 import { CxlrcError, describeError } from "../../../shared/errors.ts";
-import type { EventInput } from "../events.ts";
 import type { RequestOutcomeKind } from "../outcomes.ts";
 import type { AnnouncedEvent, VerifiedImageRecord } from "../store.ts";
 import { contextOf } from "./device.ts";
@@ -80,35 +79,23 @@ export function onEmitted(rt: DeviceRuntime, d: Device, e: LifecycleEmitted): vo
   // Published in emission order; an outcome is recorded once its event (and every earlier one) is on the
   // stream, so whoever waits for it can read the whole history back.
   const id = eventId(rt, type, requestId);
-  const input: EventInput = {
-    host: d.host,
-    bdf: d.bdf,
-    kind: type,
-    data,
-    ...(requestId ? { requestId } : {}),
-    ...(id ? { id } : {}),
-    // A coordinator that was stopped (or cut off) past its lease must not speak for the device: its events
-    // wait until the lease is confirmed, and are dropped when it was lost meanwhile.
-    ...(o.leases.fresh(d.key) ? {} : { gate: () => o.leases.confirm(d.key) }),
-  };
-  let published: Promise<unknown>;
-  // A rest state is said once it is stored too: a coordinator that lost the device without knowing it yet
-  // (its next write fails against the new owner's claim) never announces the device at rest under it.
+  // Every event of the actor waits for a stored snapshot that contains it: a CAS write of the device's record,
+  // the one proof of ownership that a bus losing lease entries cannot fake. A coordinator that lost the device
+  // without knowing it yet (its next write fails against the new owner's claim) never says anything more
+  // about it. An outcome or a rest state is stored at once; any other event rides along with the next write
+  // (the write-ahead of a step that changes the device), or is stored for itself after HOLD_MS.
   const restEntered = e.type === "state.entered" && REST_STATES.has(e.state);
-  if ((OUTCOMES.has(type) && requestId) || restEntered || d.held.length > 0) {
-    // An outcome (and what follows it) waits for the snapshot that records it (persist, announce).
-    // Kept as emitted (when, and by whom), whoever ends up publishing it.
-    const event: AnnouncedEvent = {
-      id: input.id ?? nuid.next(),
-      kind: type,
-      data: { coordinator: o.id, ...data },
-      time: new Date().toISOString(),
-      ...(requestId ? { requestId } : {}),
-    };
-    published = new Promise((sent) => d.held.push({ event, sent }));
-  } else {
-    published = o.events.publish(input);
-  }
+  const urgent = (OUTCOMES.has(type) && requestId !== null) || restEntered;
+  // Kept as emitted (when, and by whom), whoever ends up publishing it.
+  const event: AnnouncedEvent = {
+    id: id ?? nuid.next(),
+    kind: type,
+    data: { coordinator: o.id, ...data },
+    time: new Date().toISOString(),
+    ...(requestId ? { requestId } : {}),
+  };
+  const published = new Promise<unknown>((sent) => d.held.push({ event, sent, urgent }));
+  if (!urgent) rt.holdFor(d);
   const nowMs = o.now();
   if (e.type === "state.entered") {
     o.metrics.stateDuration.observe({ state: d.stateName }, Math.max(0, nowMs - d.stateSinceMs) / 1000);

@@ -16,7 +16,7 @@ import { settle, sync } from "./actor.ts";
 import { device } from "./device.ts";
 import { onEmitted } from "./emitted.ts";
 import { abandon, maybeRelease } from "./let-go.ts";
-import { announce, reannounce } from "./outbox.ts";
+import { announce, holdFor, reannounce } from "./outbox.ts";
 import { persist } from "./persist.ts";
 import { updateGauge } from "./status.ts";
 import type { DeviceActorsOptions, DeviceRuntime } from "./types.ts";
@@ -55,6 +55,7 @@ export function createDeviceRuntime(o: DeviceActorsOptions): DeviceRuntime {
     log: (d) => o.log.child({ host: d.host, bdf: d.bdf }),
     persist: (d, strict) => persist(rt, d, strict),
     announce: (d, n) => announce(rt, d, n),
+    holdFor: (d) => holdFor(rt, d),
     reannounce: (d, rec) => reannounce(rt, d, rec),
     onEmitted: (d, e) => onEmitted(rt, d, e),
     maybeRelease: (d) => maybeRelease(rt, d),

@@ -60,6 +60,8 @@ export function abandon(rt: DeviceRuntime, d: Device, why: string): void {
   // Never stored, never said: whoever continues the device decides them again. What it took is read from
   // the store next time (a request taken here but not stored was not taken).
   d.held = [];
+  if (d.holdTimer) clearTimeout(d.holdTimer);
+  d.holdTimer = null;
   d.requests = [];
   if (ctx?.request) o.admission.release(ctx.request.requestId);
   // Without releasing, this process would keep renewing a lease for a device nobody drives: the stored

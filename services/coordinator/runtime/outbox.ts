@@ -28,10 +28,30 @@ function eventOf(d: Device, a: AnnouncedEvent): EventInput {
   };
 }
 
+/**
+ * How long an event that is neither an outcome nor a rest state waits for a write that stores it anyway (the
+ * next step's write-ahead, the outcome's) before one is made for it: a step that runs long is still seen live.
+ */
+export const HOLD_MS = 500;
+
 /** The first `n` held events are in a stored snapshot now: publish them, in order. */
 export function announce(rt: DeviceRuntime, d: Device, n: number): void {
   const { o } = rt;
   for (const h of d.held.splice(0, n)) h.sent(o.events.publish(eventOf(d, h.event)));
+  if (d.held.length === 0 && d.holdTimer) {
+    clearTimeout(d.holdTimer);
+    d.holdTimer = null;
+  }
+}
+
+/** Held events that are not urgent: if no write has stored them within HOLD_MS, one is made for them. */
+export function holdFor(rt: DeviceRuntime, d: Device): void {
+  if (d.holdTimer) return;
+  d.holdTimer = setTimeout(() => {
+    d.holdTimer = null;
+    if (d.held.length > 0 && d.actor) void rt.persist(d).catch(() => undefined);
+  }, HOLD_MS);
+  d.holdTimer.unref?.();
 }
 
 /**

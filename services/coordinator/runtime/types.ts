@@ -90,10 +90,13 @@ export interface Device {
   /** Coordinator that wrote the stored record last, as read or written here. */
   storedOwner: string | null;
   /**
-   * Events held until the snapshot that decided them is stored (an outcome, and everything the machine emits
-   * after it until that write): never an outcome on the stream that the stored state does not know.
+   * Every event the actor emits, held until a stored snapshot contains it (runtime/emitted.ts): never an
+   * outcome on the stream that the stored state does not know, and nothing said by a coordinator whose write
+   * the device's new owner has refused. `urgent`: an outcome or a rest state, stored at once.
    */
-  held: Array<{ event: AnnouncedEvent; sent: (p: Promise<unknown>) => void }>;
+  held: Array<{ event: AnnouncedEvent; sent: (p: Promise<unknown>) => void; urgent?: boolean }>;
+  /** The write that stores held events nobody else stores in time (runtime/outbox.ts holdFor). */
+  holdTimer: NodeJS.Timeout | null;
   /**
    * A device at rest whose actor was let go (its state is stored, its lease given back): what status shows of
    * it. Its actor is built again from the stored record on its next request.
@@ -129,6 +132,8 @@ export interface DeviceRuntime {
   persist(d: Device, strict?: boolean): Promise<void>;
   /** Publish the first `n` held events, now stored (outbox.ts). */
   announce(d: Device, n: number): void;
+  /** Held events not urgent: stored with the next write, or by one of their own after HOLD_MS (outbox.ts). */
+  holdFor(d: Device): void;
   /** Publish again what a stored record taken over names (outbox.ts). */
   reannounce(d: Device, rec: ActorRecord): Promise<void>;
   /** One event the device's actor emitted (emitted.ts). */
