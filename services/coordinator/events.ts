@@ -49,6 +49,12 @@ export interface EventInput {
   time?: string;
   /** Checked in turn, right before sending: false drops the event (its publisher lost the right to say it). */
   gate?: () => Promise<boolean>;
+  /**
+   * The event is in a device record stored under this coordinator's lease (a CAS write proved the right to
+   * say it then): sent even if the lease is lost meanwhile, never dropped by the fence. Whoever takes the
+   * record over sends it again under the same id, so it is said once either way.
+   */
+  stored?: boolean;
 }
 
 export interface EventPublisher {
@@ -133,10 +139,10 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
   let closed = false;
   // An outcome given up would be a request that never ends for whoever follows it (chaos one-outcome, seen
   // with an events stream electing a leader for 25 s): each event is tried until it lands or may not be said.
-  const send = async (env: EventEnvelope): Promise<void> => {
+  const send = async (env: EventEnvelope, stored: boolean): Promise<void> => {
     const subject = eventSubject(env);
     for (let i = 1; ; i++) {
-      if (!(await fenced(env))) return;
+      if (!stored && !(await fenced(env))) return;
       try {
         await acks.publish(subject, encodeJson(env), { msgID: env.id });
         if (i > attempts)
@@ -191,7 +197,7 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
           );
           return;
         }
-        await send(env);
+        await send(env, input.stored === true);
       });
       void next.finally(() => {
         open.delete(env);

@@ -137,4 +137,29 @@ describe("event publisher: events not yet acknowledged", () => {
       }),
     ).toBeNull();
   }, 20_000);
+
+  it("an event of a stored record is said even after the lease was lost; one not stored is dropped", async () => {
+    const jsm = await getJsm(nc);
+    const events = createEventPublisher({
+      js: jetstream(nc),
+      coordinator: "c1",
+      log: silentLogger,
+      // The lease of epoch 7 is no longer confirmed (lost while the events waited).
+      fence: { epoch: () => 7, confirm: () => false },
+    });
+    const dev = { host: "h4", bdf: "0000:05:00.0" };
+    await events.publish({ ...dev, kind: "state.entered", data: { state: "verifying" } });
+    const env = await events.publish({
+      ...dev,
+      kind: "verified",
+      requestId: "r-stored",
+      data: { outcome: "verified" },
+      stored: true,
+    });
+    const last = (kind: string) =>
+      jsm.streams.getMessage(STREAMS.events.name, { last_by_subj: subjects.event(dev.host, dev.bdf, kind) });
+    expect(await last("state.entered")).toBeNull();
+    const got = await last("verified");
+    expect(got?.json<{ id: string; epoch?: number }>()).toMatchObject({ id: env.id, epoch: 7 });
+  });
 });

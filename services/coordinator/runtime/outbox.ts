@@ -23,6 +23,8 @@ function eventOf(d: Device, a: AnnouncedEvent): EventInput {
     kind: a.kind,
     data: a.data,
     id: a.id,
+    // Only events of a stored record come here: said whatever became of the lease since (events.ts stored).
+    stored: true,
     ...(a.time ? { time: a.time } : {}),
     ...(a.requestId ? { requestId: a.requestId } : {}),
   };
