@@ -31,6 +31,7 @@ import { isCallerInbox } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError } from "../../shared/errors.ts";
 import type { HardwareBackend } from "../../shared/hw/backend.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
+import { waitAtMost } from "../../shared/wait.ts";
 import { EventPublisher, type EventPublisherOptions, type EventPublisherStats } from "./events.ts";
 import { openFenceTable } from "./fence-table.ts";
 import type { OpContext } from "./ops/context.ts";
@@ -669,14 +670,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       await service.stop();
       if (running.size > 0) {
         const stopTimeoutMs = opts.stopTimeoutMs ?? 10_000;
-        let t: NodeJS.Timeout | undefined;
-        await Promise.race([
-          Promise.allSettled([...running]),
-          new Promise((r) => {
-            t = setTimeout(r, stopTimeoutMs);
-          }),
-        ]);
-        clearTimeout(t);
+        await waitAtMost(Promise.allSettled([...running]), stopTimeoutMs);
         if (running.size > 0) log.warn({ running: running.size }, "stopping with operations still running");
       }
       if (!nc.isClosed()) {

@@ -13,6 +13,7 @@ import { BUCKETS, deviceKey, STREAMS, subjects } from "../../shared/bus/subjects
 import { silentLogger } from "../../shared/log.ts";
 import { type ClusterHandle, startCluster } from "../../shared/natsd/cluster.ts";
 import { createRng } from "../../shared/rng.ts";
+import { waitAtMost } from "../../shared/wait.ts";
 import { operations } from "../agent/ops/index.ts";
 import { agentTimeouts } from "../agent/ops/timeouts.ts";
 import { CONSUMER_NAME } from "../coordinator/intake.ts";
@@ -372,15 +373,7 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
 
     // ----------------------------------------------------------------------------------------------
     // Gather: events, images, devices, counters
-    // Bounded, and the bound's timer does not outlive the wait (it would hold the process open).
-    let bound: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled([...liveChecks]),
-      new Promise<void>((r) => {
-        bound = setTimeout(r, IMAGE_READ_BACK_MS + 5000);
-      }),
-    ]);
-    clearTimeout(bound);
+    await waitAtMost(Promise.allSettled([...liveChecks]), IMAGE_READ_BACK_MS + 5000);
     const recordComplete = await recorder.catchUp(jsm, 30_000);
     await recorder.stop();
     const events = [...recorder.events];

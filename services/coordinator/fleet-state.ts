@@ -8,6 +8,7 @@ import { breakerSample } from "../../machines/policy/breaker.ts";
 import type { SlotClaim } from "../../machines/policy/concurrency.ts";
 import type { Policy } from "../../machines/policy/defaults.ts";
 import type { GuardSnapshot, Outcome } from "../../machines/policy/types.ts";
+import { waitAtMost } from "../../shared/wait.ts";
 import type { Admission, InFlight } from "./admission.ts";
 import type { BreakerFeed } from "./breaker-feed.ts";
 import type { Budgets } from "./budgets.ts";
@@ -130,14 +131,7 @@ export function createFleetStore(d: FleetDeps): FleetStore {
       granted.delete(requestId);
       const sample = outcome === null ? null : breakerSample(outcome);
       if (sample !== null) await d.breaker.record(requestId, sample === "failure", nowMs);
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        d.admission.free(requestId),
-        new Promise((r) => {
-          timer = setTimeout(r, FLEET_TIMING.freeWaitMs);
-        }),
-      ]);
-      clearTimeout(timer);
+      await waitAtMost(d.admission.free(requestId), FLEET_TIMING.freeWaitMs);
     },
     async closeBreaker(operator, nowMs) {
       await d.breaker.close(operator, nowMs);

@@ -58,6 +58,7 @@ import { bdfToken, HOST_RE, hostOfSubject, STREAMS, subjects } from "../../share
 import { callerOf, checkEventSubject, isCallerInbox, stripControl } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
+import { waitAtMost } from "../../shared/wait.ts";
 import { CONTROL_LIMITS_DEFAULT, type ControlLimits } from "./config.ts";
 import type { DeviceActors } from "./device-actors.ts";
 import { readEventBatch } from "./event-replay.ts";
@@ -670,16 +671,11 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
           outcome: o.outcomes.get(req.requestId) ?? null,
         };
       }
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<"timeout">((r) => {
-        timer = setTimeout(() => r("timeout"), o.submitWaitMs ?? 10_000);
-      });
-      const r = await Promise.race([allDecided, timedOut]);
-      clearTimeout(timer);
+      const allIn = await waitAtMost(allDecided, o.submitWaitMs ?? 10_000);
       return {
         requestId: req.requestId,
         streamSeq: ack.seq,
-        queued: r === "timeout",
+        queued: !allIn,
         decisions: targets.map((t) => {
           const env = decided.get(t.request.requestId);
           return {
@@ -743,13 +739,8 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
       for (const s of subs) s.unsubscribe();
       await messages.close().catch(() => undefined);
       await loop.catch(() => undefined);
-      // Give in-flight requests up to 5 s to settle; clear the timer so a stopped process exits at once.
-      let timer: NodeJS.Timeout | undefined;
-      const grace = new Promise((r) => {
-        timer = setTimeout(r, 5000);
-      });
-      await Promise.race([Promise.all([...inFlight]), grace]);
-      clearTimeout(timer);
+      // Give in-flight requests up to 5 s to settle (the bound's timer does not keep a stopped process up).
+      await waitAtMost(Promise.all([...inFlight]), 5000);
     },
   };
 }

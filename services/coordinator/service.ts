@@ -6,6 +6,7 @@ import { ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { bdfFromToken, deviceKey } from "../../shared/bus/subjects.ts";
 import { describeError } from "../../shared/errors.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
+import { waitAtMost } from "../../shared/wait.ts";
 import { createAdmission, type InFlight } from "./admission.ts";
 import { createAgentLink } from "./agent-link.ts";
 import { startBreakerFeed } from "./breaker-feed.ts";
@@ -337,16 +338,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       admission.stop();
       breaker.stop();
       // A clean stop says what it decided, but does not wait forever on an event stream that is down.
-      if (release) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          events.flush(),
-          new Promise((r) => {
-            timer = setTimeout(r, STOP_FLUSH_MS);
-          }),
-        ]);
-        clearTimeout(timer);
-      }
+      if (release) await waitAtMost(events.flush(), STOP_FLUSH_MS);
       events.close();
       await metricsServer?.close();
       outcomes.close(`coordinator ${opts.id} stopped`);
