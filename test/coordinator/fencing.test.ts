@@ -5,37 +5,25 @@
 // and no further event. Real nats-server; renewals are made to fail by sealing the leases bucket's stream
 // (every write refused, reads still served, so the holder cannot tell a lost lease from a slow bus).
 import { afterEach, describe, expect, it } from "vitest";
-import type { StepHook } from "../../services/coordinator/effects/agent-actors.ts";
 import { createFencing } from "../../services/coordinator/fencing.ts";
 import { createLeaseManager } from "../../services/coordinator/leases.ts";
 import { openStore } from "../../services/coordinator/store.ts";
 import { BUCKETS, deviceKey, subjects } from "../../shared/bus/subjects.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { simpleHost } from "../../shared/sim/index.ts";
-import { publishRequest, readEvents, type StoredEvent, startWorld, until, type World } from "./helpers.ts";
+import {
+  publishRequest,
+  readEvents,
+  type StoredEvent,
+  startWorld,
+  stopAt,
+  until,
+  type World,
+} from "./helpers.ts";
 
 const BDF = "0000:01:00.0";
 const TTL_MS = 2000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A hook that stops the coordinator before one phase and reports when it got there. */
-function stopBefore(phase: string) {
-  let reached: () => void = () => undefined;
-  const atPoint = new Promise<void>((r) => {
-    reached = r;
-  });
-  let release: () => void = () => undefined;
-  const held = new Promise<void>((r) => {
-    release = r;
-  });
-  const hook: StepHook = async (p, pt) => {
-    if (p === phase && pt === "before") {
-      reached();
-      await held;
-    }
-  };
-  return { hook, atPoint, release: () => release() };
-}
 
 const lastSeq = async (w: World) => (await w.jsm.streams.info("CXLRC_EVENTS")).state.last_seq;
 
@@ -62,7 +50,7 @@ describe("coordinator fencing", () => {
   it("events about a driven device carry the lease's epoch; with renewals failing it goes silent before the lease expires", async () => {
     const host = "fence-silent";
     w = await startWorld([simpleHost({ name: host })]);
-    const stop = stopBefore("quiescing");
+    const stop = stopAt("quiescing");
     await w.coordinator({ id: "c-silent", stepHook: stop.hook, leaseTtlMs: TTL_MS });
     await publishRequest(w.js, {
       requestId: "r-silent",
@@ -115,7 +103,7 @@ describe("coordinator fencing", () => {
   it("an agent's stale-epoch refusal drops the device: no outcome and no further event from this coordinator", async () => {
     const host = "fence-stale";
     w = await startWorld([simpleHost({ name: host })]);
-    const stop = stopBefore("quiescing");
+    const stop = stopAt("quiescing");
     const c = await w.coordinator({ id: "c-old", stepHook: stop.hook, leaseTtlMs: TTL_MS });
     await publishRequest(w.js, { requestId: "r-stale", host, bdf: BDF, scope: "io", reason: "fencing test" });
     await stop.atPoint;

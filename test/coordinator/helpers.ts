@@ -252,3 +252,25 @@ export async function rested(c: CoordinatorHandle, host: string, bdf: string): P
   });
   return state;
 }
+
+/**
+ * A step hook that stops the coordinator at one exact point of one phase (`before` its work, by default, or
+ * `after` it), and reports when it got there; `release` lets it go on.
+ */
+export function stopAt(phase: string, point: "before" | "after" = "before") {
+  let reached: () => void = () => undefined;
+  const atPoint = new Promise<void>((r) => {
+    reached = r;
+  });
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  const hook: StepHook = async (p, pt) => {
+    if (p === phase && pt === point) {
+      reached();
+      await held;
+    }
+  };
+  return { hook, atPoint, release: () => release() };
+}

@@ -3,10 +3,18 @@
 // crash: the connection dies first, leases are not released, actors are dropped.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RESET_PHASES } from "../../machines/policy/types.ts";
-import type { StepHook } from "../../services/coordinator/effects/agent-actors.ts";
 import { deviceKey, subjects } from "../../shared/bus/subjects.ts";
 import { simpleHost } from "../../shared/sim/index.ts";
-import { control, probe, publishRequest, readEvents, startWorld, until, type World } from "./helpers.ts";
+import {
+  control,
+  probe,
+  publishRequest,
+  readEvents,
+  startWorld,
+  stopAt,
+  until,
+  type World,
+} from "./helpers.ts";
 
 const BDF = "0000:01:00.0";
 
@@ -31,25 +39,6 @@ const CASES: Case[] = [
   { name: "io-resetting-after", phase: "resetting", point: "after", scope: "io" },
   { name: "full-restoring-ttl", phase: "restoring", point: "before", scope: "full", otherId: true },
 ];
-
-/** A hook that stops the coordinator at one exact point and reports when it got there. */
-function stopAt(phase: string, point: "before" | "after") {
-  let reached: () => void = () => undefined;
-  const atPoint = new Promise<void>((r) => {
-    reached = r;
-  });
-  let release: () => void = () => undefined;
-  const held = new Promise<void>((r) => {
-    release = r;
-  });
-  const hook: StepHook = async (p, pt) => {
-    if (p === phase && pt === point) {
-      reached();
-      await held;
-    }
-  };
-  return { hook, atPoint, release: () => release() };
-}
 
 describe("coordinator killed mid-reset", () => {
   let w: World;

@@ -4,11 +4,10 @@
 // publisher's messages in the order the server took them.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startAgent } from "../../services/agent/service.ts";
-import type { StepHook } from "../../services/coordinator/effects/agent-actors.ts";
 import { openStore } from "../../services/coordinator/store.ts";
 import { BUCKETS, deviceKey, subjects } from "../../shared/bus/subjects.ts";
 import { createSimHost, simpleHost, VirtualClock } from "../../shared/sim/index.ts";
-import { publishRequest, readEvents, startWorld, until, type World } from "./helpers.ts";
+import { publishRequest, readEvents, startWorld, stopAt, until, type World } from "./helpers.ts";
 
 const BDF = "0000:01:00.0";
 const HOST = "claim";
@@ -23,19 +22,11 @@ describe("takeover: recovered after the claim", () => {
   });
 
   it("the new owner's claim write reaches the bus before its recovered event and before anything it does", async () => {
-    let reached: () => void = () => undefined;
-    const atPoint = new Promise<void>((r) => {
-      reached = r;
-    });
-    const hook: StepHook = async (phase, point) => {
-      if (phase === "restoring" && point === "before") {
-        reached();
-        await new Promise(() => undefined);
-      }
-    };
-    const a = await w.coordinator({ id: "claim-A", stepHook: hook });
+    // Stopped before restoring and never let go: A crashes there.
+    const stop = stopAt("restoring");
+    const a = await w.coordinator({ id: "claim-A", stepHook: stop.hook });
     await publishRequest(w.js, { requestId: "rc-claim", host: HOST, bdf: BDF, scope: "full", reason: "t" });
-    await atPoint;
+    await stop.atPoint;
     await a.crash();
 
     // From here on, only the new owner writes the record or speaks for the device.
@@ -80,24 +71,11 @@ describe("takeover: recovered after the claim", () => {
     const host = "claimed";
     const sim = createSimHost(simpleHost({ name: host }), { clock: new VirtualClock() });
     const agent = await startAgent({ nc: w.agentNc, host, backend: sim, heartbeatMs: 60_000 });
-    let reached: () => void = () => undefined;
-    const atPoint = new Promise<void>((r) => {
-      reached = r;
-    });
-    let go: () => void = () => undefined;
-    const held = new Promise<void>((r) => {
-      go = r;
-    });
     // Regating reads the device and does not write ahead: its events wait for the next write.
-    const hook: StepHook = async (phase, point) => {
-      if (phase === "regating" && point === "before") {
-        reached();
-        await held;
-      }
-    };
-    const a = await w.coordinator({ id: "claimed-A", stepHook: hook });
+    const stop = stopAt("regating");
+    const a = await w.coordinator({ id: "claimed-A", stepHook: stop.hook });
     await publishRequest(w.js, { requestId: "rc-claimed", host, bdf: BDF, scope: "full", reason: "t" });
-    await atPoint;
+    await stop.atPoint;
     // Another coordinator's claim lands on the device's record (what a bus that lost a lease entry allows).
     const store = await openStore(w.nc, { leaseTtlMs: 2000 });
     const key = deviceKey(host, BDF);
@@ -105,7 +83,7 @@ describe("takeover: recovered after the claim", () => {
     expect(rec?.value.owner).toBe("claimed-A");
     await store.saveActor(key, { ...rec!.value, owner: "intruder" }, rec!.revision);
     const after = (await readEvents(w.jsm, { host })).at(-1)?.seq ?? 0;
-    go();
+    stop.release();
 
     // A's next write fails against the claim: it gives the device up, and nothing it held is said.
     expect(await until(async () => !(await a.handle.status()).leasesHeld.includes(key))).toBe(true);
