@@ -17,7 +17,7 @@ import { readFileSync } from "node:fs";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import type { Msg, NatsConnection, SubscriptionOptions } from "@nats-io/transport-node";
 import type { z } from "zod";
-import type { AgentResult, FaultResult } from "../../shared/bus/agent-contract.ts";
+import type { AgentResult, FaultResult, RestoreResult } from "../../shared/bus/agent-contract.ts";
 import { AGENT_PARAMS, type AgentReply, type Fence, OpId } from "../../shared/bus/agent-messages.ts";
 import {
   decodeJson,
@@ -334,8 +334,21 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
         return operations.quiesce(ctx, p as Params<"quiesce">);
       case "reset":
         return operations.reset(ctx, p as Params<"reset">);
-      case "restore":
-        return operations.restore(ctx, p as Params<"restore">);
+      case "restore": {
+        const { verify: andVerify, ...rp } = p as Params<"restore">;
+        const restored = await operations.restore(ctx, rp);
+        if (!andVerify) return restored;
+        // A verify that cannot run here is left out: the caller's own verify step runs it and names why.
+        try {
+          return { ...restored, verify: await operations.verify(ctx, rp) } satisfies RestoreResult;
+        } catch (e) {
+          ctx.log.warn(
+            { err: describeError(e) },
+            "verify after the restore not run; left to the verify step",
+          );
+          return restored;
+        }
+      }
       case "verify":
         return operations.verify(ctx, p as Params<"verify">);
       case "fault": {

@@ -47,6 +47,13 @@ export interface LeaseManagerOptions {
   now?: () => number;
   /** Every failed renewal's error (bus-health.ts moves off a node that does not serve JetStream). */
   onError?: (err: unknown) => void;
+  /**
+   * Read a create back before it counts (the top of this file). "auto" (default): while the bucket is
+   * replicated, asked of its stream at start and on every renewal pass; until the first answer, and when
+   * the stream does not answer, creates are read back. A bucket of one replica checks the expected sequence
+   * when it stores the write, so there a create that is acknowledged is the entry.
+   */
+  confirmCreates?: boolean | "auto";
 }
 
 export interface LeaseManager {
@@ -87,6 +94,8 @@ export interface LeaseManager {
    * it took the key again). Waits for a release in flight.
    */
   releasedAt(key: string, epoch: number): Promise<boolean>;
+  /** Resolves once the bucket's replication is known (confirmCreates "auto"; creates are read back until then). */
+  ready(): Promise<void>;
   /** Stop renewing; release every lease unless `release: false` (then they expire after the TTL). */
   stop(opts?: { release?: boolean }): Promise<void>;
 }
@@ -126,6 +135,17 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
   const RELEASED_KEPT = 10_000;
   let stopped = false;
   const mono = () => performance.now();
+  const confirmMode = opts.confirmCreates ?? "auto";
+  let confirmCreates = confirmMode !== false;
+  const learnReplicas = async () => {
+    if (confirmMode !== "auto") return;
+    try {
+      confirmCreates = (await kv.status()).replicas !== 1;
+    } catch {
+      confirmCreates = true;
+    }
+  };
+  const known = learnReplicas();
 
   const view = (h: Held): Lease => ({
     key: h.key,
@@ -193,6 +213,10 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
       }
       if (!cur) log.debug({ lease: key, err: String(err) }, "lease create raced");
       return null;
+    }
+    if (!confirmCreates) {
+      if (leases.has(key)) return view(leases.get(key)!);
+      return hold(key, revision, record, sentAt);
     }
     // Read back (see the top of this file): a rival whose create was in flight with ours wrote after it.
     const roundTrip = mono() - sentAt;
@@ -263,7 +287,7 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     () => {
       if (renewing || stopped) return;
       renewing = true;
-      renewAll()
+      Promise.all([renewAll(), learnReplicas()])
         .catch((err) => log.error({ err }, "lease renewal loop"))
         .finally(() => {
           renewing = false;
@@ -317,6 +341,7 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     held: () => [...leases.keys()],
     release,
     renewAll,
+    ready: () => known,
     fresh(key) {
       const h = leases.get(key);
       return h !== undefined && !h.lost && mono() - h.lastRenewOk < ttlMs / 2;

@@ -213,17 +213,6 @@ export const DecoderOutcome = z.object({
 export type DecoderOutcome = z.infer<typeof DecoderOutcome>;
 export type DecoderAction = DecoderOutcome["action"];
 
-export const RestoreResult = z.object({
-  bdf: Bdf,
-  scope: Scope,
-  /** The image's checksum: which image was restored. */
-  checksum: z.string(),
-  decoders: z.array(DecoderOutcome),
-  configLock: z.boolean(),
-  durationMs: DurationMs,
-});
-export type RestoreResult = z.infer<typeof RestoreResult>;
-
 /** A register field's value: 1-bit fields are booleans (shared/cxl/regdef.ts FieldValue). */
 const FieldValue = z.union([z.boolean(), z.number()]);
 
@@ -251,6 +240,19 @@ export const VerifyResult = z.object({
 export type VerifyResult = z.infer<typeof VerifyResult>;
 /** The name the coordinator gives it, beside its own (machines') VerifyResult. */
 export type AgentVerifyResult = VerifyResult;
+
+export const RestoreResult = z.object({
+  bdf: Bdf,
+  scope: Scope,
+  /** The image's checksum: which image was restored. */
+  checksum: z.string(),
+  decoders: z.array(DecoderOutcome),
+  configLock: z.boolean(),
+  durationMs: DurationMs,
+  /** Asked for with the restore (`verify: true`): the verify run right after it, in the same operation. */
+  verify: VerifyResult.optional(),
+});
+export type RestoreResult = z.infer<typeof RestoreResult>;
 
 /** Simulated backends only: the device's armed faults after the action (shared/sim/faults.ts FaultSpec). */
 export const FaultResult = z.object({

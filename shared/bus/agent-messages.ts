@@ -53,6 +53,8 @@ export const RestoreParams = z.strictObject({
   bdf: Bdf,
   scope: Scope,
   image: z.unknown(),
+  /** Verify right after the restore, in the same operation (the result's `verify`): one round trip less. */
+  verify: z.boolean().optional(),
 });
 export const VerifyParams = z.strictObject({
   opId: OpId,

@@ -153,8 +153,19 @@ describe("callAgent: the real agent's results pass, a fake agent's malformed res
     expect(r.reached).toContain(DEV);
     const restored = await callAgent(env.nc, SIM, "restore", opId(), { bdf: DEV, scope: "full", image }, t);
     expect(restored.checksum).toBe(image.checksum);
+    expect(restored.verify).toBeUndefined();
     const v = await callAgent(env.nc, SIM, "verify", opId(), { bdf: DEV, scope: "full", image }, t);
     expect(v.passed).toBe(true);
+    // Asked for, the verify comes with the restore (one operation), the same as a verify of its own.
+    const both = await callAgent(
+      env.nc,
+      SIM,
+      "restore",
+      opId(),
+      { bdf: DEV, scope: "full", image, verify: true },
+      t,
+    );
+    expect(both.verify).toEqual(v);
     const f = await callAgent(env.nc, SIM, "fault", opId(), { bdf: DEV, action: "list" }, t);
     expect(f).toEqual({ bdf: DEV, faults: [] });
     const b = await callAgent(env.nc, SIM, "bind", opId(), { bdf: DEV, driver: null }, t);

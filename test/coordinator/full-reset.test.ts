@@ -2,7 +2,7 @@
 // the sibling joins the plan; then both are saved, reset once, restored and verified). Every check reads
 // the simulated devices back through their agent.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { subjects } from "../../shared/bus/subjects.ts";
+import { STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import { simpleHost } from "../../shared/sim/index.ts";
 import {
   control,
@@ -10,6 +10,7 @@ import {
   probe,
   publishRequest,
   type RunningCoordinator,
+  readEvents,
   startWorld,
   type World,
 } from "./helpers.ts";
@@ -50,6 +51,7 @@ describe("full reset", () => {
 
   it("CXL Reset: decoders wiped by the reset are re-committed and verified", async () => {
     const before = await probe(w.nc, "cxl0", BDF);
+    const from = (await w.jsm.streams.info(STREAMS.events.name)).state.last_seq;
     await publishRequest(w.js, { requestId: "cxl-1", host: "cxl0", bdf: BDF, scope: "full", reason: "test" });
     const out = await c.handle.waitForOutcome("cxl-1", 20_000);
     expect(out.outcome).toBe("verified");
@@ -65,6 +67,28 @@ describe("full reset", () => {
     expect(kinds).toContain("decoder.committed");
     expect(kinds).toContain("verified");
     expect(kinds).not.toContain("step.failed");
+    expect(kinds.indexOf("verify.passed")).toBeGreaterThan(kinds.indexOf("decoder.committed"));
+    // The agent calls of one function's reset: a read for planning, the save, the regate's read (made while
+    // the image is stored), quiesce, the reset (whose own polling saw the function answer: no await-ready
+    // probe) and the restore (which verifies in the same operation: no separate verify).
+    // (Not counted: this test's own reads, and the probe of a device's first actor, built by this request.)
+    const agentEvents = (await readEvents(w.jsm, { host: "cxl0", source: "agent" })).filter(
+      (e) =>
+        e.seq > from &&
+        e.event.bdf === BDF &&
+        !e.event.opId?.startsWith("test-probe/") &&
+        !e.event.opId?.includes("/probing/"),
+    );
+    const ops = agentEvents
+      .filter((e) => e.event.kind === "op.started")
+      .map((e) => (e.event.data as { op: string }).op);
+    expect(ops).toEqual(["probe", "save", "probe", "quiesce", "reset", "restore"]);
+    const restoreOp = agentEvents.find(
+      (e) => e.event.kind === "op.started" && (e.event.data as { op: string }).op === "restore",
+    )!.event.opId;
+    expect(
+      agentEvents.find((e) => e.event.kind === "verify.completed" && e.event.opId === restoreOp)?.event.data,
+    ).toMatchObject({ passed: true });
   });
 
   it("SBR: refused sibling-busy, then accepted with the sibling in the plan; both restored and verified", async () => {

@@ -8,6 +8,7 @@ import { createLeaseManager } from "../../services/coordinator/leases.ts";
 import { type CoordinatorStore, openStore } from "../../services/coordinator/store.ts";
 import { deviceKey } from "../../shared/bus/subjects.ts";
 import { silentLogger } from "../../shared/log.ts";
+import { startCluster } from "../../shared/natsd/cluster.ts";
 import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 
 const TTL = 5000;
@@ -53,6 +54,8 @@ describe("lease create confirmed by reading it back", () => {
       owner: "coord-a",
       ttlMs: TTL,
       log: silentLogger,
+      // This server is one node: the race needs a replicated bucket, so the read-back is asked for here.
+      confirmCreates: true,
     });
     expect(await loser.acquire(key)).toBeNull();
     expect(loser.get(key)).toBeUndefined();
@@ -67,4 +70,64 @@ describe("lease create confirmed by reading it back", () => {
     expect((await winner.holder(other))?.owner).toBe("coord-b");
     await winner.stop();
   });
+
+  /** The bucket, counting the reads (gets) made through it. */
+  const counting = (kv: KV) => {
+    const n = { gets: 0 };
+    const proxy = new Proxy(kv, {
+      get(target, prop, receiver) {
+        if (prop === "get") {
+          return (key: string) => {
+            n.gets++;
+            return target.get(key);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    return { proxy, n };
+  };
+
+  it("a bucket of one replica stores a create atomically: by default it is not read back", async () => {
+    const { proxy, n } = counting(store.leases);
+    const m = createLeaseManager({ kv: proxy, owner: "coord-c", ttlMs: TTL, log: silentLogger });
+    // Until the bucket's stream has said how many replicas it has, creates are read back.
+    await m.ready();
+    expect(await m.acquire(deviceKey("lc", "0000:03:00.0"))).not.toBeNull();
+    expect(n.gets).toBe(0);
+    await m.stop();
+  });
+});
+
+describe("lease create on a replicated bucket", () => {
+  it("is read back by default (the race of nats-server#4320 is possible there)", async () => {
+    const cluster = await startCluster(3);
+    let cnc: NatsConnection | undefined;
+    try {
+      cnc = await connect({ servers: cluster.urls });
+      const cstore = await openStore(cnc, { leaseTtlMs: TTL, replicas: 3 });
+      let gets = 0;
+      const kv = new Proxy(cstore.leases, {
+        get(target, prop, receiver) {
+          if (prop === "get") {
+            return (key: string) => {
+              gets++;
+              return target.get(key);
+            };
+          }
+          const v = Reflect.get(target, prop, receiver);
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      });
+      const m = createLeaseManager({ kv, owner: "coord-d", ttlMs: TTL, log: silentLogger });
+      await m.ready();
+      expect(await m.acquire(deviceKey("lc", "0000:04:00.0"))).not.toBeNull();
+      expect(gets).toBe(1);
+      await m.stop();
+    } finally {
+      await cnc?.close();
+      await cluster.stop();
+    }
+  }, 60_000);
 });

@@ -188,6 +188,22 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
   const images = new Map<string, ImageRecord>();
   /** Decoders committed by a full restore, by device/request/round: committingDecoders reports them. */
   const committed = new Map<string, CommittedDecoder[]>();
+  /**
+   * Reads of the device started early, taken by the step that needs them (in memory only: a step run after a
+   * takeover finds none and reads the device itself): the regate's probe, started with the image write that
+   * precedes it (by device and request); the functions a reset's own polling saw answer (by device and
+   * request); the verify a single-function restore ran in the same operation (by device, request, round and
+   * image).
+   */
+  const regates = new Map<string, Promise<DeviceFacts>>();
+  const answered = new Map<string, string[]>();
+  const verifiedAtRestore = new Map<string, AgentVerify>();
+  const requestKey = (input: { host: string; bdf: string; requestId: string }) =>
+    `${deviceKey(input.host, input.bdf)}|${input.requestId}`;
+  const imageRoundKey = (
+    input: { host: string; bdf: string; requestId: string; round: number },
+    ref: ImageRef,
+  ) => `${roundKey(input)}|${ref.key}@${ref.revision}`;
   const roundKey = (input: { host: string; bdf: string; requestId: string; round: number }) =>
     `${deviceKey(input.host, input.bdf)}|${input.requestId}|${input.round}`;
 
@@ -318,17 +334,23 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     scope: Scope,
     ref: ImageRef,
     signal: AbortSignal,
+    /** One function: the agent verifies it in the same operation, and the result is kept here under this key. */
+    verifyAs?: string,
   ): Promise<CommittedDecoder[]> => {
     const decoders: CommittedDecoder[] = [];
+    const andVerify = verifyAs !== undefined && targets.length === 1;
     for (const [i, bdf] of targets.entries()) {
       const r = (await agent(
         dev,
         "restore",
         targetOpId(opId, i, targets.length),
-        { bdf, scope, image: await imageOf(ref, bdf) },
-        policy.agentCallTimeoutMs + policy.verifyTimeoutMs,
+        { bdf, scope, image: await imageOf(ref, bdf), ...(andVerify ? { verify: true } : {}) },
+        policy.agentCallTimeoutMs + policy.verifyTimeoutMs * (andVerify ? 2 : 1),
         signal,
       )) as RestoreResult;
+      if (andVerify && r.verify && r.verify.bdf === bdf) {
+        remember(verifiedAtRestore, verifyAs, r.verify, COMMITTED_KEPT);
+      }
       for (const d of r.decoders) {
         if (d.action === "committed" || d.action === "retained" || d.action === "kept") {
           decoders.push({ bdf, index: d.index, retained: d.action === "retained" });
@@ -410,7 +432,17 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     }),
 
     /** The write-ahead itself: the image is in KV, acknowledged, before anything touches the device. */
-    persistImage: step<PersistInput, ImageRef>("persistingImage", async (input, signal) => {
+    persistImage: step<PersistInput, ImageRef>("persistingImage", async (input, signal, dev) => {
+      // The regate that follows reads the device: started now, beside the write (the device was saved).
+      const early = probe(
+        dev,
+        freshOpId(input.opId, "regate"),
+        input.bdf,
+        new AbortController().signal,
+        true,
+      );
+      early.catch(() => undefined);
+      remember(regates, requestKey(input), early, COMMITTED_KEPT);
       const bundle = input.image as { images?: Record<string, unknown> } | null;
       if (!bundle?.images || Object.keys(bundle.images).length === 0) {
         throw new CxlrcError("internal", "no saved image to persist");
@@ -438,9 +470,18 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       return { key, revision };
     }),
 
-    recheckGates: step<RecheckInput, DeviceFacts>("regating", (input, signal, dev) =>
-      probe(dev, freshOpId(input.opId, "regate"), input.bdf, signal, true),
-    ),
+    recheckGates: step<RecheckInput, DeviceFacts>("regating", async (input, signal, dev) => {
+      const early = regates.get(requestKey(input));
+      regates.delete(requestKey(input));
+      if (early) {
+        try {
+          return await early;
+        } catch {
+          // read again below: the error that counts is this step's own
+        }
+      }
+      return probe(dev, freshOpId(input.opId, "regate"), input.bdf, signal, true);
+    }),
 
     quiesceDevice: step<QuiesceInput, void>("quiescing", async (input, signal, dev) => {
       for (const [i, bdf] of input.targets.entries()) {
@@ -488,7 +529,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           throw err;
         }
       }
-      await agent(
+      answered.delete(requestKey(input));
+      const done = await agent(
         dev,
         "reset",
         input.opId,
@@ -496,6 +538,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         policy.agentCallTimeoutMs + input.waitMs + policy.deviceReadyTimeoutMs,
         signal,
       );
+      remember(answered, requestKey(input), done.reached, COMMITTED_KEPT);
     }),
 
     /**
@@ -505,7 +548,11 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
      */
     awaitReady: step<AwaitReadyInput, void>("awaitingReady", async (input, signal, dev) => {
       const until = performance.now() + input.readyTimeoutMs;
+      // The functions the reset's own polling saw answer (its result's `reached`) are not asked again.
+      const reached = new Set(answered.get(requestKey(input)) ?? []);
+      answered.delete(requestKey(input));
       for (const bdf of input.targets) {
+        if (reached.has(bdf)) continue;
         for (let n = 0; ; n++) {
           try {
             await agent(
@@ -533,7 +580,15 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     }),
 
     restoreDevice: step<RestoreInput, void>("restoring", async (input, signal, dev) => {
-      const decoders = await restoreAll(dev, input.opId, input.targets, input.scope, input.image, signal);
+      const decoders = await restoreAll(
+        dev,
+        input.opId,
+        input.targets,
+        input.scope,
+        input.image,
+        signal,
+        imageRoundKey(input, input.image),
+      );
       if (input.scope === "full") remember(committed, roundKey(input), decoders, COMMITTED_KEPT);
     }),
 
@@ -574,9 +629,19 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       return { decoders: await restoreAll(dev, input.opId, input.targets, "full", input.image, signal) };
     }),
 
-    verifyDevice: step<VerifyInput, VerifyResult>("verifying", (input, signal, dev) =>
-      verifyAll(dev, input.opId, input.targets, input.scope, input.image, signal),
-    ),
+    verifyDevice: step<VerifyInput, VerifyResult>("verifying", (input, signal, dev) => {
+      // Verified by the restore of this round in the same operation (one function): that read is this step's.
+      const key = imageRoundKey(input, input.image);
+      const atRestore = verifiedAtRestore.get(key);
+      verifiedAtRestore.delete(key);
+      if (atRestore && input.targets.length === 1 && atRestore.bdf === input.targets[0]) {
+        return Promise.resolve({
+          passed: atRestore.passed,
+          mismatches: mismatchesOf(atRestore.bdf, atRestore),
+        });
+      }
+      return verifyAll(dev, input.opId, input.targets, input.scope, input.image, signal);
+    }),
 
     /** Slots back and the outcome counted by the breaker; the device lease goes when the snapshot is stored. */
     releaseDevice: step<ReleaseInput, void>("releasing", async (input, _signal, dev) => {

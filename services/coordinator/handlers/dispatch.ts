@@ -23,11 +23,12 @@ async function leaseFor(
   d: Device,
   request: ResetRequest,
   signal: AbortSignal | undefined,
-): Promise<{ kind: "held" } | { kind: "decided"; decision: Decision }> {
+  firstTry: Promise<unknown>,
+): Promise<{ kind: "held"; atOnce: boolean } | { kind: "decided"; decision: Decision }> {
   const { o } = rt;
   const waitUntil = performance.now() + Math.min(o.store.leaseTtlMs, 15_000);
-  for (let delay = 50; ; delay = Math.min(500, delay * 2)) {
-    if (await o.leases.acquire(d.key)) return { kind: "held" };
+  for (let delay = 50, n = 0; ; delay = Math.min(500, delay * 2), n++) {
+    if (await (n === 0 ? firstTry : o.leases.acquire(d.key))) return { kind: "held", atOnce: n === 0 };
     const stored = await o.store.loadActor(d.key).catch(() => null);
     if (stored?.value.requests?.includes(request.requestId)) {
       return { kind: "decided", decision: { kind: "duplicate", requestId: request.requestId } };
@@ -80,13 +81,24 @@ export function dispatch(
     if (d.owned && o.leases.get(d.key) && isDuplicate(d, request.requestId)) {
       return { kind: "duplicate", requestId: request.requestId };
     }
+    // Started together, none waiting for another: the lookup of an earlier decision, the device lease, and a
+    // read of the device for planning (a probe is a read: it needs no lease; used only if the lease came at
+    // once, so it is never older than the lease).
+    const early = freshFacts(rt, d.host, d.bdf);
+    early.catch(() => undefined);
+    const firstTry = o.leases.acquire(d.key);
+    firstTry.catch(() => undefined);
     // Decided before without the actor (its acknowledgement lost): the same answer again, not a second one.
-    const prior = await o.store.getDecision(request.requestId);
+    const prior = await o.store.getDecision(request.requestId).catch((err: unknown) => {
+      void firstTry.then(() => rt.maybeRelease(d));
+      throw err;
+    });
     if (prior) {
       void o.events.publish(decisionEvent(prior));
+      void firstTry.then(() => rt.maybeRelease(d));
       return { kind: "duplicate", requestId: request.requestId };
     }
-    const lease = await leaseFor(rt, d, request, opts.signal);
+    const lease = await leaseFor(rt, d, request, opts.signal, firstTry);
     if (lease.kind !== "held") return lease.decision;
     o.metrics.leasesHeld.set(o.leases.held().length);
     d.pinned++;
@@ -101,7 +113,8 @@ export function dispatch(
       const actor = d.actor!;
       if (stateNow(d) === "ready") {
         try {
-          actor.send({ type: "FACTS_UPDATED", facts: await freshFacts(rt, d.host, d.bdf) });
+          const facts = await (lease.atOnce ? early : freshFacts(rt, d.host, d.bdf));
+          actor.send({ type: "FACTS_UPDATED", facts });
         } catch (err) {
           rt.log(d).warn({ err: describeError(err) }, "facts not refreshed; planning from the last probe");
         }
