@@ -21,6 +21,11 @@ export interface CoordinatorMetrics {
   readonly agentEventsDropped: Counter<"reason">;
   /** Control requests answered with a refusal before decoding (rate-limited, too-large), by subject. */
   readonly controlRefused: Counter<"subject" | "reason">;
+  /**
+   * What the devices gauge counts, asked when the metrics are read (a scrape), never per transition: a
+   * coordinator can know 10,000 devices.
+   */
+  countDevicesWith(count: () => Map<string, number>): void;
   /** Feed one published event (refusals, outcomes, violations). */
   observe(e: EventEnvelope): void;
   text(): Promise<string>;
@@ -50,11 +55,17 @@ export function createMetrics(): CoordinatorMetrics {
     buckets: SECONDS,
     registers: [registry],
   });
-  const devices = new Gauge({
+  let countDevices: (() => Map<string, number>) | null = null;
+  const devices: Gauge<"state"> = new Gauge({
     name: "cxlrc_devices",
     help: "Devices known to this coordinator, per lifecycle state",
     labelNames: ["state"] as const,
     registers: [registry],
+    collect: () => {
+      if (!countDevices) return;
+      devices.reset();
+      for (const [state, n] of countDevices()) devices.set({ state }, n);
+    },
   });
   const refusals = new Counter({
     name: "cxlrc_refusals_total",
@@ -106,6 +117,9 @@ export function createMetrics(): CoordinatorMetrics {
     leasesHeld,
     agentEventsDropped,
     controlRefused,
+    countDevicesWith(count) {
+      countDevices = count;
+    },
     observe(e) {
       switch (e.kind) {
         case EVENT.refused:

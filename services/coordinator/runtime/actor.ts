@@ -64,7 +64,6 @@ function start(rt: DeviceRuntime, d: Device, snapshot: Snapshot<unknown> | null)
   d.stateSinceMs = o.now();
   actor.start();
   d.stateName = stateNow(d);
-  rt.updateGauge();
 }
 
 /**

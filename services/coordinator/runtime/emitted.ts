@@ -101,7 +101,6 @@ export function onEmitted(rt: DeviceRuntime, d: Device, e: LifecycleEmitted): vo
     o.metrics.stateDuration.observe({ state: d.stateName }, Math.max(0, nowMs - d.stateSinceMs) / 1000);
     d.stateName = e.state;
     d.stateSinceMs = nowMs;
-    rt.updateGauge();
     return;
   }
   if (e.type === "plan" && requestId) {

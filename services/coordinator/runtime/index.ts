@@ -18,7 +18,7 @@ import { onEmitted } from "./emitted.ts";
 import { abandon, maybeRelease } from "./let-go.ts";
 import { announce, holdFor, reannounce } from "./outbox.ts";
 import { persist } from "./persist.ts";
-import { updateGauge } from "./status.ts";
+import { deviceCounts } from "./status.ts";
 import type { DeviceActorsOptions, DeviceRuntime } from "./types.ts";
 
 /** The runtime of one coordinator: no device yet; each is created on its first use. */
@@ -60,10 +60,10 @@ export function createDeviceRuntime(o: DeviceActorsOptions): DeviceRuntime {
     onEmitted: (d, e) => onEmitted(rt, d, e),
     maybeRelease: (d) => maybeRelease(rt, d),
     abandon: (d, why) => abandon(rt, d, why),
-    updateGauge: () => updateGauge(rt),
     sync: (d) => sync(rt, d),
     settle: (d) => settle(rt, d),
   };
+  o.metrics.countDevicesWith(() => deviceCounts(rt));
   return rt;
 }
 

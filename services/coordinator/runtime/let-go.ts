@@ -68,5 +68,4 @@ export function abandon(rt: DeviceRuntime, d: Device, why: string): void {
   // actor (the truth) is continued by the next recovery pass, here or on a peer.
   if (!rt.stopping) void o.leases.release(d.key).catch(() => undefined);
   rt.log(d).warn({ why }, "device actor stopped here");
-  rt.updateGauge();
 }

@@ -4,14 +4,12 @@ import { contextOf, stateNow } from "./device.ts";
 import { REST_STATES } from "./snapshot.ts";
 import type { Device, DeviceRuntime, DeviceStatus } from "./types.ts";
 
-/** The devices gauge: how many devices known here are in each state. */
-export function updateGauge(rt: DeviceRuntime): void {
-  const { o } = rt;
-  o.metrics.devices.reset();
+/** The devices gauge (read when scraped): how many devices known here are in each state. */
+export function deviceCounts(rt: DeviceRuntime): Map<string, number> {
   const counts = new Map<string, number>();
   for (const d of rt.devices.values())
     if (d.actor || d.rest) counts.set(d.stateName, (counts.get(d.stateName) ?? 0) + 1);
-  for (const [state, n] of counts) o.metrics.devices.set({ state }, n);
+  return counts;
 }
 
 /** A device as status shows it (this coordinator's: a live actor, or the rest state of one let go). */

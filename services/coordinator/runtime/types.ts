@@ -142,8 +142,6 @@ export interface DeviceRuntime {
   maybeRelease(d: Device): void;
   /** Stop driving the device here (let-go.ts). */
   abandon(d: Device, why: string): void;
-  /** Recount the devices gauge (status.ts). */
-  updateGauge(): void;
   /** Make the in-memory actor match the stored one, under a lease just taken (actor.ts). */
   sync(d: Device): Promise<Stored<ActorRecord> | null>;
   /** Wait until the actor rests or runs a request (actor.ts). */
