@@ -32,6 +32,8 @@ export type GrantResult =
 
 export interface FleetStore {
   current(): FleetState;
+  /** The request was granted here and still holds its slots (no copy of the whole ledger). */
+  granted(requestId: string): boolean;
   /** Read a device's budget again (the breaker and the slots follow their keys by themselves). */
   refresh(key?: string): Promise<FleetState>;
   /** Guard snapshot for a device's RESET_REQUESTED (activeRequestId and quarantined are the caller's). */
@@ -67,6 +69,7 @@ export function createFleetStore(d: FleetDeps): FleetStore {
 
   return {
     current,
+    granted: (requestId) => granted.has(requestId),
     async refresh(key) {
       if (key !== undefined) await d.budgets.refresh(key);
       return current();

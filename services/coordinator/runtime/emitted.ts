@@ -110,7 +110,7 @@ export function onEmitted(rt: DeviceRuntime, d: Device, e: LifecycleEmitted): vo
   if (!OUTCOMES.has(e.type) || !requestId) return;
   // Slots granted in the fleet state go back in releaseDevice, which then frees the local admission; a
   // request refused before its grant frees it here.
-  if (!o.fleet.current().inflight[requestId]) o.admission.release(requestId);
+  if (!o.fleet.granted(requestId)) o.admission.release(requestId);
   const plan = d.plans.get(requestId);
   d.plans.delete(requestId);
   if (e.type === "verified" || e.type === "failed" || e.type === "quarantined") {
