@@ -26,6 +26,8 @@ export interface CoordinatorMetrics {
    * coordinator can know 10,000 devices.
    */
   countDevicesWith(count: () => Map<string, number>): void;
+  /** How many leases are held, asked when the metrics are read. */
+  countLeasesWith(count: () => number): void;
   /** Feed one published event (refusals, outcomes, violations). */
   observe(e: EventEnvelope): void;
   text(): Promise<string>;
@@ -84,10 +86,14 @@ export function createMetrics(): CoordinatorMetrics {
     help: "io-scope resets that changed CXL state (detected by verify)",
     registers: [registry],
   });
-  const leasesHeld = new Gauge({
+  let countLeases: (() => number) | null = null;
+  const leasesHeld: Gauge = new Gauge({
     name: "cxlrc_leases_held",
     help: "Device leases this coordinator holds",
     registers: [registry],
+    collect: () => {
+      if (countLeases) leasesHeld.set(countLeases());
+    },
   });
 
   const agentEventsDropped = new Counter({
@@ -119,6 +125,9 @@ export function createMetrics(): CoordinatorMetrics {
     controlRefused,
     countDevicesWith(count) {
       countDevices = count;
+    },
+    countLeasesWith(count) {
+      countLeases = count;
     },
     observe(e) {
       switch (e.kind) {

@@ -189,6 +189,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     },
   });
   fencing = createFencing(leases, opts.id);
+  metrics.countLeasesWith(() => leases.held().length);
   await leases.ready();
   const actors = createDeviceActors({
     nc,

@@ -240,6 +240,8 @@ describe("intake and control", () => {
     expect(text).toMatch(/^cxlrc_reset_duration_seconds_count\{method="flr",outcome="verified"\} 5$/m);
     expect(text).toMatch(/^cxlrc_state_duration_seconds_count\{state="resetting"\} [1-9]/m);
     expect(text).toMatch(/^cxlrc_devices\{state="ready"\} [3-9]/m);
+    // Counted when scraped: every lease went back above.
+    expect(text).toMatch(/^cxlrc_leases_held 0$/m);
     expect(text).toMatch(/^cxlrc_refusals_total\{reason="flr-unsupported"\} 1$/m);
     expect(text).toMatch(/^cxlrc_requests_total\{result="rejected"\} [4-9]/m);
     expect((await fetch(c.handle.metricsUrl!.replace("/metrics", "/other"))).status).toBe(404);

@@ -100,7 +100,6 @@ export function dispatch(
     }
     const lease = await leaseFor(rt, d, request, opts.signal, firstTry);
     if (lease.kind !== "held") return lease.decision;
-    o.metrics.leasesHeld.set(o.leases.held().length);
     d.pinned++;
     try {
       await rt.sync(d);

@@ -20,7 +20,6 @@ export function maybeRelease(rt: DeviceRuntime, d: Device): void {
     if (d.actor) await rt.persist(d);
     d.owned = false;
     await o.leases.release(d.key);
-    o.metrics.leasesHeld.set(o.leases.held().length);
     if (d.pinned === 0 && !rt.stopping && d.held.length === 0 && idle() && !o.leases.get(d.key)) evict(rt, d);
   }).catch(() => undefined);
 }
