@@ -58,7 +58,7 @@ export async function bench(): Promise<BenchRow[]> {
         runs: 1,
         value: Math.round(u.rss / MB),
         unit: "MB",
-        ratio: `heap ${(u.heapUsed / MB).toFixed(1)} MB; +${Math.round((u.rss - idle.rss) / n / 100) / 10} kB RSS, +${Math.round((u.heapUsed - idle.heapUsed) / n / 100) / 10} kB heap per device`,
+        ratio: `heap ${(u.heapUsed / MB).toFixed(1)} of ${(u.heapTotal / MB).toFixed(0)} MB, external ${(u.external / MB).toFixed(1)} MB; +${Math.round((u.rss - idle.rss) / n / 100) / 10} kB RSS, +${Math.round((u.heapUsed - idle.heapUsed) / n / 100) / 10} kB heap per device`,
         ...(n >= 10_000 ? { goal: "≤ 200 MB at 10,000" } : {}),
       });
       rows.push({
@@ -126,7 +126,9 @@ export async function bench(): Promise<BenchRow[]> {
       }
       await c.kill();
       const tRestart = performance.now();
-      const d = await w.coordinator({ id: "scale", policy });
+      // BENCH_PROF=<dir>: a CPU profile of the process that takes the devices over (written when it stops).
+      const prof = process.env.BENCH_PROF;
+      const d = await w.coordinator({ id: "scale", policy, ...(prof ? { child: { cpuProfDir: prof } } : {}) });
       const startMs = d.ready.startMs;
       const heldIds = ids; // every request ends with an outcome: verified after the takeover, or refused earlier
       const outs = await w.driver.outcomes(heldIds, 600_000);
