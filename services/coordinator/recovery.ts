@@ -36,19 +36,27 @@ export interface RecoveryOptions {
 /** Stored actors read at once. */
 const RECOVERY_WIDTH = 32;
 
-/** The keys worth reading: mid-operation, holding announcements, or not summarized (an older writer). */
-async function candidates(o: RecoveryOptions): Promise<string[]> {
+/**
+ * The keys worth reading: mid-operation or not summarized (an older writer) (`active`, taken over first), and
+ * at rest holding announcements (`resting`, read after every takeover of the pass).
+ */
+async function candidates(o: RecoveryOptions): Promise<{ active: string[]; resting: string[] }> {
   const view = o.view;
   const synced = view
     ? await Promise.race([view.synced.then(() => true), new Promise<false>((r) => setTimeout(r, 0, false))])
     : false;
-  if (!view || !synced) return o.store.listActorKeys();
-  return view.keys().filter((key) => {
+  if (!view || !synced) return { active: await o.store.listActorKeys(), resting: [] };
+  const active: string[] = [];
+  const resting: string[] = [];
+  for (const key of view.keys()) {
     const s = view.summary(key);
-    if (s === null || s === undefined) return !o.handled?.has(`${key}@${view.revision(key)}`);
-    if (s.active) return true;
-    return s.announce > 0 && !o.handled?.has(`${key}@${view.revision(key)}`);
-  });
+    if (s?.active) active.push(key);
+    else if (o.handled?.has(`${key}@${view.revision(key)}`)) continue;
+    // Not summarized (an older writer): it may be mid-operation, so it is read with those.
+    else if (s === null || s === undefined) active.push(key);
+    else if (s.announce > 0) resting.push(key);
+  }
+  return { active, resting };
 }
 
 /** Run `fn` over `items`, `width` at a time. */
@@ -60,10 +68,21 @@ async function eachBounded<T>(items: T[], width: number, fn: (item: T) => Promis
   await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }
 
-/** One pass: take over every abandoned device; returns the keys taken over. */
-export async function recoverOnce(o: RecoveryOptions): Promise<string[]> {
+export interface RecoveryPass {
+  /** The keys taken over: resolves once every device left mid-operation was looked at. */
+  taken: Promise<string[]>;
+  /** The whole pass, with the resting records' announcements (which never hold a takeover up). */
+  done: Promise<void>;
+}
+
+/**
+ * One pass: take over every abandoned device first; then publish what resting records' writers may not have
+ * said, and free the slots of requests nobody drives.
+ */
+export function recoverOnce(o: RecoveryOptions): RecoveryPass {
   const taken: string[] = [];
-  await eachBounded(await candidates(o), RECOVERY_WIDTH, async (key) => {
+  const found = candidates(o);
+  const visit = async (key: string) => {
     if (o.leases.get(key)) return; // ours and running
     try {
       if (o.view?.summary(key)?.active) {
@@ -91,7 +110,17 @@ export async function recoverOnce(o: RecoveryOptions): Promise<string[]> {
     } catch (err) {
       o.log.warn({ key, err: describeError(err) }, "device not recovered (next pass retries)");
     }
+  };
+  const takeovers = found.then(({ active }) => eachBounded(active, RECOVERY_WIDTH, visit)).then(() => taken);
+  const done = takeovers.then(async () => {
+    await eachBounded((await found).resting, RECOVERY_WIDTH, visit);
+    await reclaim(o);
   });
+  return { taken: takeovers, done };
+}
+
+/** Slots of requests that nobody drives any more go back (fleet ledger and local admission). */
+async function reclaim(o: RecoveryOptions): Promise<void> {
   const freed = await o.fleet.reclaim(async (f) => {
     if (o.leases.get(f.key)) return true;
     if (await o.leases.holder(f.key)) return true;
@@ -104,27 +133,35 @@ export async function recoverOnce(o: RecoveryOptions): Promise<string[]> {
     if (local.length > 0)
       o.log.warn({ requests: local }, "local slots of requests no longer running here freed");
   }
-  return taken;
 }
 
 export interface RecoveryLoop {
-  /** Run a pass now (also used at start). */
+  /**
+   * Run a pass now (also used at start), or join the one running: resolves with the keys taken over once the
+   * pass's takeovers are done; the rest of the pass goes on (`idle()` waits for it).
+   */
   runOnce(): Promise<string[]>;
+  /** Until no pass is running. */
+  idle(): Promise<void>;
   stop(): Promise<void>;
 }
 
 /** A pass every `intervalMs` (default: half the lease time, so a dead peer's devices move within ~1.5 TTL). */
 export function startRecovery(o: RecoveryOptions & { intervalMs: number }): RecoveryLoop {
-  let running: Promise<string[]> | null = null;
+  let running: RecoveryPass | null = null;
   let stopped = false;
   const handled = new Set<string>();
   const runOnce = () => {
     if (!running) {
-      running = recoverOnce({ ...o, handled }).finally(() => {
-        running = null;
-      });
+      const pass = recoverOnce({ ...o, handled });
+      running = pass;
+      pass.done
+        .catch((err) => o.log.warn({ err: describeError(err) }, "recovery pass failed"))
+        .finally(() => {
+          if (running === pass) running = null;
+        });
     }
-    return running;
+    return running.taken;
   };
   const timer = setInterval(() => {
     if (!stopped) runOnce().catch((err) => o.log.warn({ err: describeError(err) }, "recovery pass failed"));
@@ -132,10 +169,13 @@ export function startRecovery(o: RecoveryOptions & { intervalMs: number }): Reco
   timer.unref();
   return {
     runOnce,
+    idle: async () => {
+      await running?.done.catch(() => undefined);
+    },
     async stop() {
       stopped = true;
       clearInterval(timer);
-      await running?.catch(() => undefined);
+      await running?.done.catch(() => undefined);
     },
   };
 }

@@ -325,7 +325,11 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     status,
     waitForOutcome: (requestId, timeoutMs) => outcomes.wait(requestId, timeoutMs),
     discover: (host) => actors.discover(host),
-    recover: () => recovery.runOnce(),
+    recover: async () => {
+      const taken = await recovery.runOnce();
+      await recovery.idle();
+      return taken;
+    },
     async stop(o = {}) {
       if (stopped) return;
       stopped = true;

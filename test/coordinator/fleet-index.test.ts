@@ -134,7 +134,9 @@ describe("fleet view and recovery over the actors bucket", () => {
         liveRequests: () => new Set<string>(),
       } as unknown as DeviceActors;
       const fleet = { reclaim: async () => [] } as unknown as FleetStore;
-      const taken = await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger });
+      const pass = recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger });
+      await pass.done;
+      const taken = await pass.taken;
       // The device mid-operation is handed over as such (read once, under its lease, by the actor host);
       // nothing at rest is read.
       expect(taken).toEqual([activeKey]);
@@ -154,7 +156,7 @@ describe("fleet view and recovery over the actors bucket", () => {
         await new Promise((r) => setTimeout(r, 20));
       expect(view.summary(key0)).toMatchObject({ state: "quiescing", requestId: "req-2" });
       recovered.length = 0;
-      await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger });
+      await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger }).done;
       expect(recovered.map(([k]) => k).sort()).toEqual([activeKey, key0].sort());
       expect(loads).toEqual([]);
 
@@ -167,11 +169,62 @@ describe("fleet view and recovery over the actors bucket", () => {
       while (view.revision(oldKey) === undefined) await new Promise((r) => setTimeout(r, 20));
       expect(view.summary(oldKey)).toBeNull();
       recovered.length = 0;
-      await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger });
+      await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger }).done;
       expect(loads).toEqual([oldKey]);
       expect(recovered).toContainEqual([oldKey, undefined]);
       await leases.stop();
     } finally {
+      view.stop();
+    }
+  });
+
+  it("a pass takes over the devices left mid-operation before it reads resting records with announcements", async () => {
+    const host = "fo";
+    const announce = [{ id: "e1", kind: "state.entered", data: { state: "ready" } }];
+    const resting = Array.from({ length: 40 }, (_, i) => bdfOf(i + 8));
+    for (const bdf of resting)
+      await store.saveActor(deviceKey(host, bdf), record(host, bdf, { announce } as never), null);
+    const activeKey = deviceKey(host, "0000:00:00.1");
+    await store.saveActor(
+      activeKey,
+      record(host, "0000:00:00.1", { state: "resetting", active: true }, "req-mid"),
+      null,
+    );
+    const view = await startFleetView(store, silentLogger);
+    const leases = createLeaseManager({ kv: store.leases, owner: "coord-o", ttlMs: 5000, log: silentLogger });
+    try {
+      await view.synced;
+      let letAnnounce: () => void = () => undefined;
+      const announcing = new Promise<void>((r) => {
+        letAnnounce = r;
+      });
+      const announced: string[] = [];
+      const actors = {
+        recover: async () => true,
+        announceStored: async (key: string) => {
+          announced.push(key);
+          await announcing;
+          return true;
+        },
+        liveRequests: () => new Set<string>(),
+      } as unknown as DeviceActors;
+      const fleet = { reclaim: async () => [] } as unknown as FleetStore;
+      const pass = recoverOnce({ store, leases, actors, fleet, view, log: silentLogger });
+      // Taken over while every resting record's announcement still waits. (The bucket also holds the
+      // previous test's host "fi".)
+      const mine = (keys: string[]) => keys.filter((k) => k.startsWith(`${host}.`));
+      expect(mine(await pass.taken)).toEqual([activeKey]);
+      let done = false;
+      void pass.done.then(() => {
+        done = true;
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      expect(done).toBe(false);
+      letAnnounce();
+      await pass.done;
+      expect(mine(announced).sort()).toEqual(resting.map((b) => deviceKey(host, b)).sort());
+    } finally {
+      await leases.stop();
       view.stop();
     }
   });
