@@ -60,6 +60,8 @@ export interface SaveOutput {
 }
 export interface PersistInput extends RequestOpInput {
   image: unknown;
+  /** The plan's targets: the regate that follows reads them (its read may start with this step). */
+  targets: string[];
 }
 export interface RecheckInput extends RequestOpInput {
   plan: Plan;

@@ -517,7 +517,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         invoke: {
           id: "persistImage",
           src: "persistImage",
-          input: ({ context }) => ({ ...op(context), image: context.pendingImage }),
+          input: ({ context }) => ({
+            ...op(context),
+            image: context.pendingImage,
+            targets: context.plan?.targets ?? [context.bdf],
+          }),
           onDone: {
             target: "regating",
             actions: [

@@ -173,6 +173,15 @@ function mismatchesOf(bdf: string, r: AgentVerify): VerifyMismatch[] {
   }));
 }
 
+/**
+ * The regate reads the host's inventory afresh only for a plan with other functions than the device: their
+ * holders (drivers, memory) come from it (policy/gates.ts deviceBusyGate); the device's own come from its
+ * probe, and so do the functions below its bridge (siblingGate).
+ */
+export function regateNeedsInventory(bdf: string, targets: readonly string[]): boolean {
+  return targets.some((t) => t !== bdf);
+}
+
 /** Did the reset of this plan already happen? Judged from the device against the persisted image. */
 export function resetHappened(scope: Scope, mismatches: VerifyMismatch[]): boolean {
   // FLR and SBR clear the BARs; CXL Reset and SBR clear the HDM decoders and HDM Global Control. Quiesce
@@ -439,7 +448,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         freshOpId(input.opId, "regate"),
         input.bdf,
         new AbortController().signal,
-        true,
+        regateNeedsInventory(input.bdf, input.targets),
       );
       early.catch(() => undefined);
       remember(regates, requestKey(input), early, COMMITTED_KEPT);
@@ -480,7 +489,13 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           // read again below: the error that counts is this step's own
         }
       }
-      return probe(dev, freshOpId(input.opId, "regate"), input.bdf, signal, true);
+      return probe(
+        dev,
+        freshOpId(input.opId, "regate"),
+        input.bdf,
+        signal,
+        regateNeedsInventory(input.bdf, input.plan.targets),
+      );
     }),
 
     quiesceDevice: step<QuiesceInput, void>("quiescing", async (input, signal, dev) => {
