@@ -128,7 +128,11 @@ export async function bench(): Promise<BenchRow[]> {
       const tRestart = performance.now();
       // BENCH_PROF=<dir>: a CPU profile of the process that takes the devices over (written when it stops).
       const prof = process.env.BENCH_PROF;
-      const d = await w.coordinator({ id: "scale", policy, ...(prof ? { child: { cpuProfDir: prof } } : {}) });
+      const d = await w.coordinator({
+        id: "scale",
+        policy,
+        ...(prof ? { child: { cpuProfDir: prof } } : {}),
+      });
       const startMs = d.ready.startMs;
       const heldIds = ids; // every request ends with an outcome: verified after the takeover, or refused earlier
       const outs = await w.driver.outcomes(heldIds, 600_000);
