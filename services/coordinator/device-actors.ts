@@ -8,7 +8,7 @@ import type { Decision } from "./handlers/decisions.ts";
 import { dispatch } from "./handlers/dispatch.ts";
 import { dryRun } from "./handlers/dry-run.ts";
 import { type ReleaseResult, releaseDevice } from "./handlers/release.ts";
-import { discover, recover } from "./runtime/claim.ts";
+import { discover, holdTakeovers, recover } from "./runtime/claim.ts";
 import { createDeviceRuntime, leaseLost, stop } from "./runtime/index.ts";
 import { announceStored } from "./runtime/outbox.ts";
 import { liveRequests, local, status } from "./runtime/status.ts";
@@ -51,6 +51,11 @@ export interface DeviceActors {
    * knows it is mid-operation (the record's headers), so only the read under the lease is made.
    */
   recover(key: string, hint?: { active: boolean }): Promise<boolean>;
+  /**
+   * Devices taken over from now run no step until the returned function is called: a recovery pass claims
+   * all it takes first.
+   */
+  holdTakeovers(): () => void;
   status(): DeviceStatus[];
   /** Local actors with the revision of their stored record last read or written here. */
   local(): Array<{ key: string; revision: number | null; leaseHeld: boolean; status: DeviceStatus }>;
@@ -81,6 +86,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     releaseDevice: (host, bdf, opts) => releaseDevice(rt, host, bdf, opts),
     discover: (host, opts) => discover(rt, host, opts),
     recover: (key, hint) => recover(rt, key, hint),
+    holdTakeovers: () => holdTakeovers(rt),
     status: () => status(rt),
     local: () => local(rt),
     stop: (opts) => stop(rt, opts),

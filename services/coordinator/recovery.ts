@@ -111,7 +111,17 @@ export function recoverOnce(o: RecoveryOptions): RecoveryPass {
       o.log.warn({ key, err: describeError(err) }, "device not recovered (next pass retries)");
     }
   };
-  const takeovers = found.then(({ active }) => eachBounded(active, RECOVERY_WIDTH, visit)).then(() => taken);
+  const takeovers = found.then(async ({ active }) => {
+    if (active.length === 0) return taken;
+    // Every device of the pass is claimed before any of them runs its next step.
+    const resume = o.actors.holdTakeovers?.() ?? (() => undefined);
+    try {
+      await eachBounded(active, RECOVERY_WIDTH, visit);
+    } finally {
+      resume();
+    }
+    return taken;
+  });
   const done = takeovers.then(async () => {
     await eachBounded((await found).resting, RECOVERY_WIDTH, visit);
     await reclaim(o);

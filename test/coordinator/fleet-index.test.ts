@@ -199,8 +199,16 @@ describe("fleet view and recovery over the actors bucket", () => {
         letAnnounce = r;
       });
       const announced: string[] = [];
+      const order: string[] = [];
       const actors = {
-        recover: async () => true,
+        recover: async (key: string) => {
+          order.push(`claim ${key}`);
+          return true;
+        },
+        holdTakeovers: () => {
+          order.push("hold");
+          return () => order.push("resume");
+        },
         announceStored: async (key: string) => {
           announced.push(key);
           await announcing;
@@ -214,6 +222,10 @@ describe("fleet view and recovery over the actors bucket", () => {
       // previous test's host "fi".)
       const mine = (keys: string[]) => keys.filter((k) => k.startsWith(`${host}.`));
       expect(mine(await pass.taken)).toEqual([activeKey]);
+      // The devices taken run no step before every claim of the pass: held before the first, resumed after all.
+      expect(order[0]).toBe("hold");
+      expect(order.at(-1)).toBe("resume");
+      expect(order.filter((x) => x.startsWith("claim")).length).toBe(order.length - 2);
       let done = false;
       void pass.done.then(() => {
         done = true;

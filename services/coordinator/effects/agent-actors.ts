@@ -73,6 +73,8 @@ export type StepHook = (
 export interface DeviceAccess {
   /** Store the latest snapshot and the events emitted so far, and wait for the acknowledgements. */
   persist(): Promise<void>;
+  /** Resolves when the device may run its step (one taken over waits for its recovery pass's claims). */
+  resumed(): Promise<void>;
   /** True once, for the first step run in `phase` after the actor was restored from a snapshot in it. */
   takeRecovery(phase: string): boolean;
   /** The device lease, while held. */
@@ -268,6 +270,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       // The step's operation id is issued to the host from now on: the agent's events for it are believed.
       const done = deps.link.issue(input.host, input.opId);
       try {
+        await access.resumed();
+        if (signal.aborted) throw stale(phase);
         if (WRITE_AHEAD.has(phase)) await access.persist();
         if (signal.aborted) throw stale(phase);
         await deps.hook?.(phase, "before", info);

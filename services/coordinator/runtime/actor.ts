@@ -23,6 +23,12 @@ function accessOf(rt: DeviceRuntime, d: Device): DeviceAccess {
       await rt.persist(d, true);
       await d.lastKnownGood;
     },
+    resumed: async () => {
+      const after = d.resumeAfter;
+      if (!after) return;
+      await after;
+      if (d.resumeAfter === after) d.resumeAfter = null;
+    },
     takeRecovery: (phase) => {
       if (d.recovery !== phase) return false;
       d.recovery = null;
@@ -97,6 +103,9 @@ export async function sync(rt: DeviceRuntime, d: Device): Promise<Stored<ActorRe
     // What the previous owner stored but may not have said goes first, then the takeover, then what this
     // actor does: all held for the claim write, so readers of the stream see them in that order.
     for (const event of await unannounced(rt, d, rec.value)) d.held.push({ event, sent: () => undefined });
+    // A recovery pass claims every device it takes before any of them runs a step (claims are cheap, steps
+    // are not: a pass of hundreds would otherwise claim its last devices behind the work of its first).
+    d.resumeAfter = rt.takingOver;
     takeOver(rt, d, rec.value);
     // Claimed in the store at once: a previous owner that has not noticed it lost the lease (a bus that
     // dropped lease entries, a frozen process) fails its next write-ahead before it touches the device.

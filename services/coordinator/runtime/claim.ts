@@ -50,6 +50,22 @@ export async function discover(
 }
 
 /**
+ * A recovery pass is about to claim devices: the ones it takes run no step until the returned function is
+ * called (once every claim of the pass is done), so the last claim never waits behind the first devices' work.
+ */
+export function holdTakeovers(rt: DeviceRuntime): () => void {
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  rt.takingOver = held;
+  return () => {
+    if (rt.takingOver === held) rt.takingOver = null;
+    release();
+  };
+}
+
+/**
  * Take over a device whose stored actor is mid-operation and whose lease is free. `hint.active`: the caller
  * knows it is mid-operation (the record's headers), so only the read under the lease is made.
  */

@@ -21,6 +21,7 @@ export function device(rt: DeviceRuntime, host: string, bdf: string): Device {
       lastWritten: null,
       writing: Promise.resolve(),
       recovery: null,
+      resumeAfter: null,
       requests: [],
       chain: Promise.resolve(),
       pinned: 0,

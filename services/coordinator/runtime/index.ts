@@ -51,6 +51,7 @@ export function createDeviceRuntime(o: DeviceActorsOptions): DeviceRuntime {
     access,
     settleTimeoutMs: o.settleTimeoutMs ?? 30_000,
     stopping: false,
+    takingOver: null,
     device: (host, bdf) => device(rt, host, bdf),
     log: (d) => o.log.child({ host: d.host, bdf: d.bdf }),
     persist: (d, strict) => persist(rt, d, strict),

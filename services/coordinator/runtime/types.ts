@@ -72,6 +72,8 @@ export interface Device {
   writing: Promise<void>;
   /** Phase the actor was restored in (mid-reset), consumed by that phase's first step. */
   recovery: string | null;
+  /** Taken over in a recovery pass: its steps wait until the pass has claimed every device it takes. */
+  resumeAfter: Promise<void> | null;
   requests: string[];
   /** Dispatches, releases and recoveries of this device run one after the other. */
   chain: Promise<unknown>;
@@ -123,6 +125,8 @@ export interface DeviceRuntime {
   readonly settleTimeoutMs: number;
   /** Set by stop: nothing is stored, released or driven from then on. */
   stopping: boolean;
+  /** While a recovery pass claims devices: resolves when it has claimed them all (claim.ts holdTakeovers). */
+  takingOver: Promise<void> | null;
 
   /** The device's record, created on first use (device.ts). */
   device(host: string, bdf: string): Device;
