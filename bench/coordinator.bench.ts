@@ -10,6 +10,7 @@
 // The baseline script runs probe, save, quiesce, reset, restore, verify on the same device views.
 //
 // BENCH_LEVELS (default "1,100,1000"), BENCH_SCOPES (default "full,io"; io runs at levels ≤ 100),
+// BENCH_HEAP_PROF=<dir>: a sampling heap profile of the coordinator (what is live when it stops).
 // BENCH_PROF=<dir>: a CPU profile of the coordinator process per level, coordinator-<scope>-<n>.cpuprofile
 // (after discovery and warm-up; summarize with `npx tsx bench/support/profile.ts <dir>`).
 import { mkdirSync } from "node:fs";
@@ -262,7 +263,8 @@ export async function bench(): Promise<BenchRow[]> {
   const w = await startWorld({ hosts: HOSTS, perHost: PER_HOST });
   const out: BenchRow[] = [loadRow("coordinator: start")];
   try {
-    const coord = await w.coordinator();
+    const heapProf = process.env.BENCH_HEAP_PROF;
+    const coord = await w.coordinator(heapProf ? { child: { heapProfDir: heapProf } } : {});
     const hosts = [...new Set(w.devices.map((d) => d.host))];
     const disc = await coord.call<Discovered>("discover", { hosts });
     if (disc.devices !== HOSTS * PER_HOST || disc.failed.length > 0) {
