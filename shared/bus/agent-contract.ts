@@ -155,14 +155,16 @@ export const ProbeResult = z.object({
   /**
    * The decoded config space and component block, as `cxlrc decode --json` shows them: for people, nothing
    * is planned from it (the fields above are). Its shape is shared/cxl's decoder output; only checked to be
-   * an object here, passed through whole.
+   * an object here, passed through whole. Left out of a `brief` probe (four fifths of the result).
    */
-  decoded: z.object({
-    config: z.custom<DecodedConfig>(isRecord, "the decoded config space (an object)"),
-    component: z
-      .custom<DecodedComponentBlock>(isRecord, "the decoded component block (an object)")
-      .nullable(),
-  }),
+  decoded: z
+    .object({
+      config: z.custom<DecodedConfig>(isRecord, "the decoded config space (an object)"),
+      component: z
+        .custom<DecodedComponentBlock>(isRecord, "the decoded component block (an object)")
+        .nullable(),
+    })
+    .optional(),
   /**
    * Why the component registers (HDM decoders) could not be read, when they could not: a bound driver
    * (cxl_pci) claims the BAR and the kernel refuses to map it. decoders is then empty: unknown, not none.

@@ -32,7 +32,13 @@ export const BindParams = z.strictObject({
   bdf: Bdf,
   driver: z.string().min(1).max(64).nullable(),
 });
-export const ProbeParams = z.strictObject({ opId: OpId, fence: Fence.optional(), bdf: Bdf });
+export const ProbeParams = z.strictObject({
+  opId: OpId,
+  fence: Fence.optional(),
+  bdf: Bdf,
+  /** Without `decoded` (what a planner reads is the rest): a result a fifth the size. */
+  brief: z.boolean().optional(),
+});
 export const SaveParams = z.strictObject({ opId: OpId, fence: Fence.optional(), bdf: Bdf });
 /** Bus Master off (both scopes); for full scope also the cache write-back + invalidate of reset-rules step 3. */
 export const QuiesceParams = z.strictObject({ opId: OpId, fence: Fence.optional(), bdf: Bdf, scope: Scope });

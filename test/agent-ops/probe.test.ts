@@ -39,7 +39,18 @@ describe("probe", () => {
     expect(p.functions).toEqual([DEV]);
     expect(p.bridge).toEqual({ bdf: PORT, cxlPort: true, unmaskSbr: false });
     expect(p.siblings).toEqual([]);
-    expect(p.decoded.config.cxlDevice).not.toBeNull();
+    expect(p.decoded).toBeDefined();
+    expect(p.decoded!.config.cxlDevice).not.toBeNull();
     expect(JSON.parse(JSON.stringify(p))).toEqual(p);
+  });
+
+  it("brief: the same facts without the decoded registers", async () => {
+    const { ctx } = rig();
+    const full = await operations.probe(ctx, { bdf: DEV });
+    const brief = await operations.probe(ctx, { bdf: DEV, brief: true });
+    expect(brief).not.toHaveProperty("decoded");
+    const { decoded: _d, ...rest } = full;
+    expect(brief).toEqual(rest);
+    expect(JSON.stringify(brief).length).toBeLessThan(JSON.stringify(full).length / 2);
   });
 });

@@ -18,6 +18,8 @@ export type { ProbeCxl, ProbeDecoder, ProbeResult };
 
 export interface ProbeParams {
   bdf: string;
+  /** Leave `decoded` out. */
+  brief?: boolean;
 }
 
 /** The parts of the component block the decoder needs, read with 32-bit MMIO into an otherwise zero buffer. */
@@ -117,7 +119,7 @@ export async function probe(ctx: OpContext, p: ProbeParams): Promise<ProbeResult
     memoryRanges,
     resetMethods: me.resetMethods,
     driver: me.driver,
-    decoded: { config, component },
+    ...(p.brief ? {} : { decoded: { config, component } }),
     ...(componentUnreadable === undefined ? {} : { componentUnreadable }),
   };
 }

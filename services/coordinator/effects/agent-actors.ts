@@ -288,7 +288,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
 
   const probe = async (dev: Step, opId: string, bdf: string, signal: AbortSignal, freshInventory = false) => {
     const [p, inv] = await Promise.all([
-      agent(dev, "probe", opId, { bdf }, policy.agentCallTimeoutMs, signal),
+      // Brief: planning reads the facts, never the decoded registers (four fifths of a full result).
+      agent(dev, "probe", opId, { bdf, brief: true }, policy.agentCallTimeoutMs, signal),
       deps.inventory(dev.host, freshInventory).catch(() => null),
     ]);
     return factsFromProbe(dev.host, p, inv);
@@ -578,7 +579,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
               dev,
               "probe",
               freshOpId(input.opId, `ready${n}`),
-              { bdf },
+              { bdf, brief: true },
               policy.agentCallTimeoutMs,
               signal,
             );

@@ -14,7 +14,8 @@ export async function freshFacts(rt: DeviceRuntime, host: string, bdf: string): 
       host,
       "probe",
       `${deviceKey(host, bdf)}/facts/${nuid.next()}`,
-      { bdf },
+      // Brief: the plan is made from the facts, not from the decoded registers.
+      { bdf, brief: true },
       {
         timeoutMs: o.policy.agentCallTimeoutMs,
       },
