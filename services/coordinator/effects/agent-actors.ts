@@ -487,7 +487,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     recheckGates: step<RecheckInput, DeviceFacts>("regating", async (input, signal, dev) => {
       const early = regates.get(requestKey(input));
       regates.delete(requestKey(input));
-      if (early) {
+      // Restored into this step (a takeover): whatever this process read before is not this run's read.
+      if (early && !dev.dev.takeRecovery("regating")) {
         try {
           return await early;
         } catch {
@@ -518,6 +519,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
 
     resetDevice: step<ResetInput, void>("resetting", async (input, signal, dev) => {
       const log = dev.log;
+      answered.delete(requestKey(input));
       if (dev.dev.takeRecovery("resetting")) {
         // The snapshot says "resetting" but not whether the reset was issued: read the device. Wiped state
         // (or a device still not answering) means it was; intact state means it was not, so issue it now.
@@ -549,7 +551,6 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           throw err;
         }
       }
-      answered.delete(requestKey(input));
       const done = await agent(
         dev,
         "reset",
@@ -569,7 +570,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     awaitReady: step<AwaitReadyInput, void>("awaitingReady", async (input, signal, dev) => {
       const until = performance.now() + input.readyTimeoutMs;
       // The functions the reset's own polling saw answer (its result's `reached`) are not asked again.
-      const reached = new Set(answered.get(requestKey(input)) ?? []);
+      const restored = dev.dev.takeRecovery("awaitingReady");
+      const reached = new Set(restored ? [] : (answered.get(requestKey(input)) ?? []));
       answered.delete(requestKey(input));
       for (const bdf of input.targets) {
         if (reached.has(bdf)) continue;
@@ -654,7 +656,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       const key = imageRoundKey(input, input.image);
       const atRestore = verifiedAtRestore.get(key);
       verifiedAtRestore.delete(key);
-      if (atRestore && input.targets.length === 1 && atRestore.bdf === input.targets[0]) {
+      const restored = dev.dev.takeRecovery("verifying");
+      if (atRestore && !restored && input.targets.length === 1 && atRestore.bdf === input.targets[0]) {
         return Promise.resolve({
           passed: atRestore.passed,
           mismatches: mismatchesOf(atRestore.bdf, atRestore),
