@@ -5,6 +5,7 @@ import { nuid } from "@nats-io/transport-node";
 import { createActor, type Snapshot, waitFor } from "xstate";
 import type { LifecycleContext, LifecycleEmitted } from "../../../machines/lifecycle-types.ts";
 import { describeError } from "../../../shared/errors.ts";
+import { waitAtMost } from "../../../shared/wait.ts";
 import type { DeviceAccess } from "../effects/agent-actors.ts";
 import { EVENT } from "../events.ts";
 import type { ActorRecord, Stored } from "../store.ts";
@@ -12,6 +13,9 @@ import { stateNow } from "./device.ts";
 import { unannounced } from "./outbox.ts";
 import { currentSnapshot, REST_STATES, stateOf, withPolicy } from "./snapshot.ts";
 import type { Device, DeviceRuntime } from "./types.ts";
+
+/** The longest a device taken over waits for the rest of its recovery pass's claims. */
+const RESUME_WAIT_MS = 5000;
 
 /** The hooks an effect of this device's actor uses (write-ahead, lease, recovery flag, slots). */
 function accessOf(rt: DeviceRuntime, d: Device): DeviceAccess {
@@ -26,7 +30,8 @@ function accessOf(rt: DeviceRuntime, d: Device): DeviceAccess {
     resumed: async () => {
       const after = d.resumeAfter;
       if (!after) return;
-      await after;
+      // Bounded: a pass that cannot finish (a store that does not answer) never holds its devices for good.
+      await waitAtMost(after, RESUME_WAIT_MS);
       if (d.resumeAfter === after) d.resumeAfter = null;
     },
     takeRecovery: (phase) => {
@@ -76,7 +81,11 @@ function start(rt: DeviceRuntime, d: Device, snapshot: Snapshot<unknown> | null)
  * Make the in-memory actor match the stored one (create it when there is none). Called with the lease
  * just taken: when the lease was held all along, the actor in memory is the truth and nothing is read.
  */
-export async function sync(rt: DeviceRuntime, d: Device): Promise<Stored<ActorRecord> | null> {
+export async function sync(
+  rt: DeviceRuntime,
+  d: Device,
+  opts: { resumeAfter?: Promise<void> | null } = {},
+): Promise<Stored<ActorRecord> | null> {
   const { o } = rt;
   if (d.actor && d.owned) return null;
   await d.writing;
@@ -104,8 +113,10 @@ export async function sync(rt: DeviceRuntime, d: Device): Promise<Stored<ActorRe
     // actor does: all held for the claim write, so readers of the stream see them in that order.
     for (const event of await unannounced(rt, d, rec.value)) d.held.push({ event, sent: () => undefined });
     // A recovery pass claims every device it takes before any of them runs a step (claims are cheap, steps
-    // are not: a pass of hundreds would otherwise claim its last devices behind the work of its first).
-    d.resumeAfter = rt.takingOver;
+    // are not: a pass of hundreds would otherwise claim its last devices behind the work of its first). Only
+    // the pass's own claims wait: a dispatch that takes a device over may wait for that device to settle,
+    // and the pass may be queued behind that dispatch in the device's chain.
+    d.resumeAfter = opts.resumeAfter ?? null;
     takeOver(rt, d, rec.value);
     // Claimed in the store at once: a previous owner that has not noticed it lost the lease (a bus that
     // dropped lease entries, a frozen process) fails its next write-ahead before it touches the device.

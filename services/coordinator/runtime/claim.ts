@@ -84,7 +84,8 @@ export async function recover(rt: DeviceRuntime, key: string, hint?: { active: b
     if (!lease) return false;
     d.pinned++;
     try {
-      const cur = await rt.sync(d);
+      // Claimed by a recovery pass: its steps wait until the pass has claimed all it takes.
+      const cur = await rt.sync(d, { resumeAfter: rt.takingOver });
       return cur?.value.active === true;
     } finally {
       d.pinned--;

@@ -61,7 +61,7 @@ export function createDeviceRuntime(o: DeviceActorsOptions): DeviceRuntime {
     onEmitted: (d, e) => onEmitted(rt, d, e),
     maybeRelease: (d) => maybeRelease(rt, d),
     abandon: (d, why) => abandon(rt, d, why),
-    sync: (d) => sync(rt, d),
+    sync: (d, opts) => sync(rt, d, opts),
     settle: (d) => settle(rt, d),
   };
   o.metrics.countDevicesWith(() => deviceCounts(rt));

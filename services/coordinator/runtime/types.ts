@@ -147,7 +147,7 @@ export interface DeviceRuntime {
   /** Stop driving the device here (let-go.ts). */
   abandon(d: Device, why: string): void;
   /** Make the in-memory actor match the stored one, under a lease just taken (actor.ts). */
-  sync(d: Device): Promise<Stored<ActorRecord> | null>;
+  sync(d: Device, opts?: { resumeAfter?: Promise<void> | null }): Promise<Stored<ActorRecord> | null>;
   /** Wait until the actor rests or runs a request (actor.ts). */
   settle(d: Device): Promise<void>;
 }
