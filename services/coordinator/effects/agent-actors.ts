@@ -211,12 +211,12 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
   const verifiedAtRestore = new Map<string, AgentVerify>();
   const requestKey = (input: { host: string; bdf: string; requestId: string }) =>
     `${deviceKey(input.host, input.bdf)}|${input.requestId}`;
+  const roundKey = (input: { host: string; bdf: string; requestId: string; round: number }) =>
+    `${deviceKey(input.host, input.bdf)}|${input.requestId}|${input.round}`;
   const imageRoundKey = (
     input: { host: string; bdf: string; requestId: string; round: number },
     ref: ImageRef,
   ) => `${roundKey(input)}|${ref.key}@${ref.revision}`;
-  const roundKey = (input: { host: string; bdf: string; requestId: string; round: number }) =>
-    `${deviceKey(input.host, input.bdf)}|${input.requestId}|${input.round}`;
 
   /** What one running step works with: its device, and the device's hooks. */
   interface Step {
