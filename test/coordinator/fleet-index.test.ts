@@ -76,16 +76,22 @@ describe("fleet view and recovery over the actors bucket", () => {
     await server?.stop();
   });
 
-  it("knows every stored device from headers, and recovery reads only the one mid-operation", async () => {
-    const host = "fi";
-    const resting = Array.from({ length: 300 }, (_, i) => bdfOf(i + 8));
-    for (const bdf of resting) await store.saveActor(deviceKey(host, bdf), record(host, bdf), null);
+  /** `n` devices of `host` stored at rest (with `over`), and one stored mid-reset. */
+  async function storeFleet(host: string, n: number, over: Partial<ActorRecord> = {}) {
+    const resting = Array.from({ length: n }, (_, i) => bdfOf(i + 8));
+    for (const bdf of resting) await store.saveActor(deviceKey(host, bdf), record(host, bdf, over), null);
     const activeKey = deviceKey(host, "0000:00:00.1");
     await store.saveActor(
       activeKey,
       record(host, "0000:00:00.1", { state: "resetting", active: true }, "req-mid"),
       null,
     );
+    return { resting, activeKey };
+  }
+
+  it("knows every stored device from headers, and recovery reads only the one mid-operation", async () => {
+    const host = "fi";
+    const { resting, activeKey } = await storeFleet(host, 300);
 
     const view = await startFleetView(store, silentLogger);
     try {
@@ -181,15 +187,7 @@ describe("fleet view and recovery over the actors bucket", () => {
   it("a pass takes over the devices left mid-operation before it reads resting records with announcements", async () => {
     const host = "fo";
     const announce = [{ id: "e1", kind: "state.entered", data: { state: "ready" } }];
-    const resting = Array.from({ length: 40 }, (_, i) => bdfOf(i + 8));
-    for (const bdf of resting)
-      await store.saveActor(deviceKey(host, bdf), record(host, bdf, { announce } as never), null);
-    const activeKey = deviceKey(host, "0000:00:00.1");
-    await store.saveActor(
-      activeKey,
-      record(host, "0000:00:00.1", { state: "resetting", active: true }, "req-mid"),
-      null,
-    );
+    const { resting, activeKey } = await storeFleet(host, 40, { announce } as never);
     const view = await startFleetView(store, silentLogger);
     const leases = createLeaseManager({ kv: store.leases, owner: "coord-o", ttlMs: 5000, log: silentLogger });
     try {
