@@ -56,9 +56,10 @@ describe("cxlrc demo", () => {
     expect(by("scope-violation").scopeViolations.length).toBeGreaterThan(0);
     expect(by("commit-error")).toMatchObject({ outcome: "quarantined" });
     expect(s.scenarios.every((x) => x.asExpected)).toBe(true);
-    // A verified reset went through every phase group.
-    for (const g of ["save", "reset", "restore", "verify"])
-      expect(by("full-sbr").phasesMs[g]).toBeGreaterThan(0);
+    // A verified reset went through every phase group. (A one-function restore verifies in the same agent
+    // operation, so the verifying state itself can last under a millisecond: entered, not necessarily long.)
+    for (const g of ["save", "reset", "restore", "verify"]) expect(by("full-sbr").phasesMs[g]).not.toBeNull();
+    for (const g of ["save", "reset", "restore"]) expect(by("full-sbr").phasesMs[g]).toBeGreaterThan(0);
 
     expect(s.nats.pid).toBeGreaterThan(0);
     expect(alive(s.nats.pid)).toBe(false);
