@@ -6,7 +6,7 @@ import type { ResetRequest } from "../../../machines/facts.ts";
 import type { LifecycleEmitted } from "../../../machines/lifecycle-types.ts";
 import { CxlrcError, describeError } from "../../../shared/errors.ts";
 import { contextOf, serialize, stateNow } from "../runtime/device.ts";
-import { runningRequest } from "../runtime/snapshot.ts";
+import { REST_STATES, runningRequest } from "../runtime/snapshot.ts";
 import type { Device, DeviceRuntime } from "../runtime/types.ts";
 import { type Decision, decisionEvent, refusalOf, refuseOutside } from "./decisions.ts";
 import { freshFacts } from "./fresh-facts.ts";
@@ -83,9 +83,11 @@ export function dispatch(
     }
     // Started together, none waiting for another: the lookup of an earlier decision, the device lease, and a
     // read of the device for planning (a probe is a read: it needs no lease; used only if the lease came at
-    // once, so it is never older than the lease).
-    const early = freshFacts(rt, d.host, d.bdf);
-    early.catch(() => undefined);
+    // once, so it is never older than the lease). Not for a device this coordinator is resetting right now:
+    // that request is refused in-progress, and the read would only queue behind the reset at the agent.
+    const busyHere = d.owned && d.actor !== null && !REST_STATES.has(stateNow(d));
+    const early = busyHere ? null : freshFacts(rt, d.host, d.bdf);
+    early?.catch(() => undefined);
     const firstTry = o.leases.acquire(d.key);
     firstTry.catch(() => undefined);
     // Decided before without the actor (its acknowledgement lost): the same answer again, not a second one.
@@ -112,7 +114,7 @@ export function dispatch(
       const actor = d.actor!;
       if (stateNow(d) === "ready") {
         try {
-          const facts = await (lease.atOnce ? early : freshFacts(rt, d.host, d.bdf));
+          const facts = await (lease.atOnce && early ? early : freshFacts(rt, d.host, d.bdf));
           actor.send({ type: "FACTS_UPDATED", facts });
         } catch (err) {
           rt.log(d).warn({ err: describeError(err) }, "facts not refreshed; planning from the last probe");
