@@ -114,7 +114,7 @@ export function recoverOnce(o: RecoveryOptions): RecoveryPass {
   const takeovers = found.then(async ({ active }) => {
     if (active.length === 0) return taken;
     // Every device of the pass is claimed before any of them runs its next step.
-    const resume = o.actors.holdTakeovers?.() ?? (() => undefined);
+    const resume = o.actors.holdTakeovers();
     try {
       await eachBounded(active, RECOVERY_WIDTH, visit);
     } finally {
@@ -174,7 +174,8 @@ export function startRecovery(o: RecoveryOptions & { intervalMs: number }): Reco
     return running.taken;
   };
   const timer = setInterval(() => {
-    if (!stopped) runOnce().catch((err) => o.log.warn({ err: describeError(err) }, "recovery pass failed"));
+    // A failed pass is logged once, by its `done` (runOnce).
+    if (!stopped) runOnce().catch(() => undefined);
   }, o.intervalMs);
   timer.unref();
   return {

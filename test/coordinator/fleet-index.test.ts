@@ -136,6 +136,7 @@ describe("fleet view and recovery over the actors bucket", () => {
           recovered.push([key, hint]);
           return true;
         },
+        holdTakeovers: () => () => undefined,
         announceStored: async () => true,
         liveRequests: () => new Set<string>(),
       } as unknown as DeviceActors;

@@ -157,6 +157,8 @@ const GATED: ReadonlySet<string> = new Set([
 const IMAGE_CACHE = 256;
 /** Decoders committed by a full restore, kept for the commit step that reports them (bounded). */
 const COMMITTED_KEPT = 4096;
+/** Reads made early (regate probe, a reset's answering functions, a restore's verify), kept for their step. */
+const EARLY_KEPT = 4096;
 
 function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
   map.delete(key);
@@ -363,7 +365,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         signal,
       )) as RestoreResult;
       if (andVerify && r.verify && r.verify.bdf === bdf) {
-        remember(verifiedAtRestore, verifyAs, r.verify, COMMITTED_KEPT);
+        remember(verifiedAtRestore, verifyAs, r.verify, EARLY_KEPT);
       }
       for (const d of r.decoders) {
         if (d.action === "committed" || d.action === "retained" || d.action === "kept") {
@@ -456,7 +458,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         regateNeedsInventory(input.bdf, input.targets),
       );
       early.catch(() => undefined);
-      remember(regates, requestKey(input), early, COMMITTED_KEPT);
+      remember(regates, requestKey(input), early, EARLY_KEPT);
       const bundle = input.image as { images?: Record<string, unknown> } | null;
       if (!bundle?.images || Object.keys(bundle.images).length === 0) {
         throw new CxlrcError("internal", "no saved image to persist");
@@ -559,7 +561,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         policy.agentCallTimeoutMs + input.waitMs + policy.deviceReadyTimeoutMs,
         signal,
       );
-      remember(answered, requestKey(input), done.reached, COMMITTED_KEPT);
+      remember(answered, requestKey(input), done.reached, EARLY_KEPT);
     }),
 
     /**
