@@ -5,7 +5,9 @@
 // publish) the event is sent with a core publish instead and counted as such.
 //
 // Events emitted in one turn of the event loop go out together on the next (setImmediate): one batch, one
-// write to the socket, and an operation's register work is not interleaved with publishing its events.
+// write to the socket, and an operation's register work is not interleaved with publishing its events. The
+// outbox is pipelined: a turn's events go out while earlier ones still wait for their PubAcks (up to
+// maxInFlight), so an operation's op.completed never waits for the acknowledgements of its op.started.
 //
 // nats.js drops whatever is published while disconnected, so the outbox watches the connection status:
 // it pauses while the connection is down and re-sends the head event as soon as it is back (same msgID,
@@ -38,6 +40,8 @@ export interface EventPublisherStats {
   retries: number;
   dropped: number;
   pending: number;
+  /** Published and awaiting their PubAck. */
+  inFlight: number;
 }
 
 interface Pending {
@@ -45,6 +49,8 @@ interface Pending {
   subject: string;
   id: string;
   data: Uint8Array;
+  /** Published, its PubAck awaited. */
+  sending: boolean;
 }
 
 export class EventPublisher {
@@ -53,11 +59,13 @@ export class EventPublisher {
   private nextSeq = 1;
   /** Every seq below this is settled (sent or dropped). */
   private settledBelow = 1;
-  private pumping = false;
   /** A pump is due on the next turn of the event loop. */
   private pumpDue = false;
-  /** Events of the outbox head currently being published. */
+  /** Events published and awaiting their PubAck. */
   private inFlight = 0;
+  /** Failed publishes in a row; while a retry waits out its backoff nothing new is sent. */
+  private failures = 0;
+  private backoff: NodeJS.Timeout | null = null;
   private readonly maxInFlight: number;
   private closed = false;
   private stream: { checkedAt: number; present: boolean } | undefined;
@@ -104,11 +112,21 @@ export class EventPublisher {
       this.settle();
       return seq;
     }
-    this.queue.push({ seq, subject, id: event.id, data: encodeJson(event) });
+    this.queue.push({ seq, subject, id: event.id, data: encodeJson(event), sending: false });
     if (this.queue.length > this.maxQueue) {
-      // Never drop what is being sent right now; drop the oldest behind it.
-      const lost = this.queue.splice(Math.max(1, this.inFlight), this.queue.length - this.maxQueue);
+      // Never drop what is being sent right now; drop the oldest of the rest.
+      let excess = this.queue.length - this.maxQueue;
+      const lost: Pending[] = [];
+      for (let i = 0; i < this.queue.length && excess > 0; ) {
+        if (this.queue[i]!.sending) {
+          i++;
+          continue;
+        }
+        lost.push(...this.queue.splice(i, 1));
+        excess--;
+      }
       this.counters.dropped += lost.length;
+      this.settle();
       this.log.warn(
         { dropped: lost.length, maxQueue: this.maxQueue },
         "event outbox full: oldest events dropped",
@@ -120,11 +138,11 @@ export class EventPublisher {
 
   /** Pump on the next turn: whatever else is emitted until then joins the same batch. */
   private schedulePump(): void {
-    if (this.pumping || this.pumpDue) return;
+    if (this.pumpDue || this.backoff) return;
     this.pumpDue = true;
     setImmediate(() => {
       this.pumpDue = false;
-      void this.pump();
+      this.pump();
     });
   }
 
@@ -149,6 +167,8 @@ export class EventPublisher {
   async close(maxWaitMs: number): Promise<void> {
     await this.waitFor(this.nextSeq - 1, maxWaitMs);
     this.closed = true;
+    if (this.backoff) clearTimeout(this.backoff);
+    this.backoff = null;
     const left = this.queue.length;
     if (left > 0) {
       this.counters.dropped += left;
@@ -159,7 +179,7 @@ export class EventPublisher {
   }
 
   stats(): EventPublisherStats {
-    return { ...this.counters, pending: this.queue.length };
+    return { ...this.counters, pending: this.queue.length, inFlight: this.inFlight };
   }
 
   private settle(): void {
@@ -172,57 +192,61 @@ export class EventPublisher {
   }
 
   /**
-   * Sends the head of the outbox in batches of up to maxInFlight publishes, issued in order on one
-   * connection (so the stream stores them in order). Failed ones stay at the head and go again in the next
-   * batch; only then can a retried event land after a later one.
+   * Publishes the outbox in order, up to maxInFlight awaiting their PubAcks at once, without waiting for one
+   * batch to be acknowledged before the next goes out (one connection: the stream stores them in the order
+   * sent). A failed publish stays in its place and goes again after a backoff, before anything newer; only
+   * publishes already in flight when it failed can land ahead of it.
    */
-  private async pump(): Promise<void> {
-    if (this.pumping) return;
-    this.pumping = true;
-    let failures = 0;
-    try {
-      while (this.queue.length > 0 && !this.closed) {
-        const batch = this.queue.slice(0, this.maxInFlight);
-        this.inFlight = batch.length;
-        const results = await Promise.allSettled(batch.map((ev) => this.sendOne(ev)));
-        this.inFlight = 0;
-        const sent = new Set(batch.filter((_, i) => results[i]!.status === "fulfilled"));
-        if (sent.size > 0) {
-          const keep = this.queue.filter((ev) => !sent.has(ev));
-          this.queue.length = 0;
-          this.queue.push(...keep);
-          this.settle();
-        }
-        const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-        if (!failed) {
-          failures = 0;
-          continue;
-        }
-        const e: unknown = failed.reason;
-        if (this.nc.isClosed() || e instanceof natsErrors.ClosedConnectionError) {
-          this.log.error({ pending: this.queue.length }, "NATS connection closed: pending events lost");
-          this.counters.dropped += this.queue.length;
-          this.queue.length = 0;
-          this.settle();
-          break;
-        }
-        failures++;
-        this.counters.retries += batch.length - sent.size;
-        if (failures === 1 || failures % 10 === 0) {
-          this.log.warn(
-            { err: (e as Error)?.message, eventId: this.queue[0]?.id, failures },
-            "event publish failed; retrying",
-          );
-        }
-        if (this.connected) {
-          await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** Math.min(failures, 6))));
-        }
-      }
-    } finally {
-      this.pumping = false;
-      this.inFlight = 0;
+  private pump(): void {
+    if (this.closed || this.backoff) return;
+    for (const ev of this.queue) {
+      if (this.inFlight >= this.maxInFlight) break;
+      if (ev.sending) continue;
+      ev.sending = true;
+      this.inFlight++;
+      this.sendOne(ev).then(
+        () => this.sent(ev),
+        (e: unknown) => this.failed(ev, e),
+      );
     }
-    if (this.queue.length > 0 && !this.closed) void this.pump();
+  }
+
+  private sent(ev: Pending): void {
+    this.inFlight--;
+    this.failures = 0;
+    const i = this.queue.indexOf(ev);
+    if (i >= 0) this.queue.splice(i, 1);
+    this.settle();
+    if (this.queue.length > 0) this.schedulePump();
+  }
+
+  private failed(ev: Pending, e: unknown): void {
+    this.inFlight--;
+    ev.sending = false;
+    if (!this.queue.includes(ev)) return;
+    if (this.nc.isClosed() || e instanceof natsErrors.ClosedConnectionError) {
+      if (this.queue.length > 0) {
+        this.log.error({ pending: this.queue.length }, "NATS connection closed: pending events lost");
+      }
+      this.counters.dropped += this.queue.length;
+      this.queue.length = 0;
+      this.settle();
+      return;
+    }
+    this.failures++;
+    this.counters.retries++;
+    if (this.failures === 1 || this.failures % 10 === 0) {
+      this.log.warn(
+        { err: (e as Error)?.message, eventId: ev.id, failures: this.failures },
+        "event publish failed; retrying",
+      );
+    }
+    if (this.backoff) return;
+    const delay = this.connected ? Math.min(1000, 25 * 2 ** Math.min(this.failures, 6)) : 0;
+    this.backoff = setTimeout(() => {
+      this.backoff = null;
+      this.pump();
+    }, delay);
   }
 
   /**

@@ -51,19 +51,49 @@ it("re-sends an unacknowledged event with the same msgID: one copy in the stream
   await nc.close();
 });
 
+it("sends a later turn's events while earlier ones still wait for their PubAcks", async () => {
+  const nc = await connectBus({ servers: server.url, name: "pipelined", log: silentLogger });
+  const jsm = await getJsm(nc);
+  await ensureStreams(jsm);
+  const pub = new EventPublisher(nc, silentLogger, { publishTimeoutMs: 5000 });
+  const subject = subjects.agentEvent("o3", DEV_A, "test.step");
+  const send = (n: number) =>
+    pub.publish(subject, makeEvent({ host: "o3", bdf: DEV_A, kind: "test.step", data: { n } }));
+  const nextTurn = () => new Promise<void>((r) => setImmediate(r));
+  await server.pause();
+  send(1);
+  await nextTurn();
+  expect(pub.stats().inFlight).toBe(1);
+  // An operation's op.completed does not wait for the acknowledgement of its op.started.
+  const last = send(2);
+  await nextTurn();
+  expect(pub.stats().inFlight).toBe(2);
+  server.resume();
+  expect(await pub.waitFor(last, 5000)).toBe(true);
+  const stored = (await readEvents(jsm)).filter((e) => e.event.host === "o3");
+  expect(stored.map((e) => e.event.data.n)).toEqual([1, 2]);
+  expect(pub.stats()).toMatchObject({ inFlight: 0, pending: 0, retries: 0 });
+  await pub.close(1000);
+  await nc.close();
+});
+
 it("drops events (counted) when the outbox bound is exceeded, keeping the newest", async () => {
   const nc = await connectBus({ servers: server.url, name: "bounded", log: silentLogger });
   const pub = new EventPublisher(nc, silentLogger, { publishTimeoutMs: 100, maxQueue: 3 });
   await server.pause();
   const subject = subjects.agentEvent("o2", DEV_A, "test.step");
-  for (let n = 1; n <= 6; n++)
+  const send = (n: number) =>
     pub.publish(subject, makeEvent({ host: "o2", bdf: DEV_A, kind: "test.step", data: { n } }));
+  send(1);
+  // One turn: event 1 goes out and waits for its PubAck (the server is paused).
+  await new Promise<void>((r) => setImmediate(r));
+  for (let n = 2; n <= 6; n++) send(n);
   expect(pub.stats().dropped).toBe(3);
   server.resume();
   await until(() => pub.stats().pending === 0, "outbox to drain");
   const jsm = await getJsm(nc);
   const stored = (await readEvents(jsm)).filter((e) => e.event.host === "o2");
-  // The head (in flight when the bound hit) and the two newest survive.
+  // The one in flight when the bound hit and the two newest survive.
   expect(stored.map((e) => e.event.data.n)).toEqual([1, 5, 6]);
   await nc.close();
 });
