@@ -67,6 +67,8 @@ export interface EventPublisher {
   publish(e: EventInput): Promise<EventEnvelope>;
   /** Stop trying: events not acknowledged yet are given up (logged). Their stored records name them. */
   close(): void;
+  /** Events sent and awaiting their PubAck. */
+  inFlight(): number;
   /** Resolves when everything published so far (of one device, or of all) is acknowledged or given up. */
   flush(device?: { host: string; bdf: string | null }): Promise<void>;
   /**
@@ -109,12 +111,22 @@ export interface EventPublisherOptions {
   };
 }
 
+/** An event waiting for its device's drain. */
+interface Pending {
+  env: EventEnvelope;
+  stored: boolean;
+  gate?: () => Promise<boolean>;
+  /** Settles the publish() promise: this event and every earlier one of the device are settled. */
+  done: () => void;
+}
+
 export function eventSubject(e: Pick<EventEnvelope, "host" | "bdf" | "kind">): string {
   return e.bdf === null ? subjects.hostEvent(e.host, e.kind) : subjects.event(e.host, e.bdf, e.kind);
 }
 
 export function createEventPublisher(opts: EventPublisherOptions): EventPublisher {
-  const chains = new Map<string, Promise<unknown>>();
+  /** Per device, its events waiting to go out and the drain sending them (one at a time per device). */
+  const queues = new Map<string, { items: Pending[]; drain: Promise<void> }>();
   /** Per device, the envelopes published and not yet settled (acknowledged, dropped or given up). */
   const unsettled = new Map<string, Set<EventEnvelope>>();
   const attempts = opts.attempts ?? 5;
@@ -139,10 +151,11 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
   let closed = false;
   // An outcome given up would be a request that never ends for whoever follows it (chaos one-outcome, seen
   // with an events stream electing a leader for 25 s): each event is tried until it lands or may not be said.
+  // The first attempt is issued at once (no await before it): the events of a group hit the wire in order.
   const send = async (env: EventEnvelope, stored: boolean): Promise<void> => {
     const subject = eventSubject(env);
     for (let i = 1; ; i++) {
-      if (!stored && !(await fenced(env))) return;
+      if (i > 1 && !stored && !(await fenced(env))) return;
       try {
         await acks.publish(subject, encodeJson(env), { msgID: env.id });
         if (i > attempts)
@@ -162,6 +175,39 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
         await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** i)));
       }
     }
+  };
+
+  /**
+   * Send a device's events in groups: everything queued when a group starts goes out together, pipelined on
+   * one connection (the stream stores them in the order sent), and the next group waits until every event of
+   * this one is acknowledged or given up. Order per device is kept; a retried event can land behind later
+   * ones of its own group only (a publish that failed while the next one, microseconds later, landed).
+   */
+  const drain = async (key: string, q: { items: Pending[] }): Promise<void> => {
+    await Promise.resolve();
+    while (q.items.length > 0) {
+      const group = q.items.splice(0);
+      const going: Pending[] = [];
+      for (const p of group) {
+        if (p.gate && !(await p.gate().catch(() => false))) {
+          opts.log.warn(
+            { kind: p.env.kind, host: p.env.host, bdf: p.env.bdf },
+            "event dropped: its device is no longer ours",
+          );
+          continue;
+        }
+        if (!p.stored && !(await fenced(p.env))) continue;
+        going.push(p);
+      }
+      await Promise.all(going.map((p) => send(p.env, p.stored)));
+      const open = unsettled.get(key);
+      for (const p of group) {
+        open?.delete(p.env);
+        p.done();
+      }
+      if (open?.size === 0 && unsettled.get(key) === open) unsettled.delete(key);
+    }
+    if (queues.get(key) === q) queues.delete(key);
   };
 
   return {
@@ -184,30 +230,28 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
       } catch (err) {
         opts.log.error({ err: String(err), kind: env.kind }, "event listener failed");
       }
-      const chainKey = `${env.host}/${env.bdf ?? "-"}`;
-      const open = unsettled.get(chainKey) ?? new Set<EventEnvelope>();
-      unsettled.set(chainKey, open);
+      const key = `${env.host}/${env.bdf ?? "-"}`;
+      const open = unsettled.get(key) ?? new Set<EventEnvelope>();
+      unsettled.set(key, open);
       open.add(env);
-      const prev = chains.get(chainKey) ?? Promise.resolve();
-      const next = prev.then(async () => {
-        if (input.gate && !(await input.gate().catch(() => false))) {
-          opts.log.warn(
-            { kind: env.kind, host: env.host, bdf: env.bdf },
-            "event dropped: its device is no longer ours",
-          );
-          return;
-        }
-        await send(env, input.stored === true);
+      let done!: () => void;
+      const settled = new Promise<void>((r) => {
+        done = r;
       });
-      void next.finally(() => {
-        open.delete(env);
-        if (open.size === 0 && unsettled.get(chainKey) === open) unsettled.delete(chainKey);
-      });
-      chains.set(chainKey, next);
-      void next.finally(() => {
-        if (chains.get(chainKey) === next) chains.delete(chainKey);
-      });
-      return next.then(() => env);
+      const p: Pending = {
+        env,
+        stored: input.stored === true,
+        done,
+        ...(input.gate ? { gate: input.gate } : {}),
+      };
+      const q = queues.get(key);
+      if (q) q.items.push(p);
+      else {
+        const fresh = { items: [p], drain: Promise.resolve() };
+        fresh.drain = drain(key, fresh);
+        queues.set(key, fresh);
+      }
+      return settled.then(() => env);
     },
     async last(device, kind, source = "coordinator") {
       jsm ??= await opts.js.jetstreamManager(false);
@@ -240,9 +284,10 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
         ...(env.requestId ? { requestId: env.requestId } : {}),
       }));
     },
+    inFlight: () => acks.pending(),
     async flush(device) {
-      if (device) await chains.get(`${device.host}/${device.bdf ?? "-"}`);
-      else await Promise.all([...chains.values()]);
+      if (device) await queues.get(`${device.host}/${device.bdf ?? "-"}`)?.drain;
+      else await Promise.all([...queues.values()].map((q) => q.drain));
     },
   };
 }
