@@ -7,14 +7,15 @@
 // Time budgets: the machine declares one per phase (input.timeoutMs); the step wrapper counts it from when the
 // step starts running, after its write-ahead barrier, so a coordinator's own queueing never fails a device.
 //
-// Write-ahead where the device changes (WRITE_AHEAD): such a step first waits until the snapshot naming it is
-// durably stored, so a coordinator that takes the device over never finds a snapshot older than a change made
-// to the device. The image is in that snapshot too (persisted before the first of them). Every other step
-// reads (save, regate, await-ready, verify) or is idempotent per request (gating, persisting the image): its
-// snapshot rides along, and a new owner that resumes from an earlier one simply runs it again. A step that
-// runs again after a restore (XState re-invokes the actor of the restored state) re-reads the device where
-// repeating it blindly would be wrong (the reset itself); the others are idempotent by design (restore
-// decommits first) or by the agent's opId cache.
+// Write-ahead before the device changes (WRITE_AHEAD): quiescing, the first step that changes it, waits until
+// the snapshot naming it is durably stored, with the image already in the store: a coordinator that takes the
+// device over never finds a snapshot from before the decision to reset. The steps that change it further
+// (reset, restore) store their snapshots while they run (WRITE_ALONG), so what they announce goes out live
+// without a write in the chain. Every other step reads (save, regate, await-ready, verify) or is idempotent
+// per request (gating, persisting the image): its snapshot rides along, and a new owner that resumes from an
+// earlier one simply runs it again. A step that runs again after a restore (XState re-invokes the actor of
+// the restored state) re-reads the device where repeating it blindly would be wrong (the reset itself); the
+// others are idempotent by design (restore decommits first) or by the agent's opId cache and reset journal.
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/transport-node";
@@ -122,18 +123,22 @@ function stale(phase: string): CxlrcError {
 /**
  * Steps whose snapshot is stored before they start. Gating: a request's first step waits until the request is
  * stored (the write its dispatch makes anyway), so nothing runs for a request a crash would deliver again.
- * Quiesce turns Bus Master off, the reset is the decision recorded, restore writes registers, release frees
- * the slots. Committing the decoders reports what the restore committed, or (taken over) reads them back and
- * restores again where they are not: its snapshot rides along, and a new owner that finds the restoring
- * one stored runs the restore again (idempotent: decommit, then write and commit in order).
+ * Quiescing is the last step before the device changes: the image is stored by then (persistingImage), and its
+ * snapshot is the decision to reset (an owner that resumes from it quiesces again and resets). Release frees
+ * the slots once the outcome is stored.
  */
-export const WRITE_AHEAD: ReadonlySet<string> = new Set([
-  "gating",
-  "quiescing",
-  "resetting",
-  "restoring",
-  "releasing",
-]);
+export const WRITE_AHEAD: ReadonlySet<string> = new Set(["gating", "quiescing", "releasing"]);
+
+/**
+ * Steps whose snapshot is written while they run (started before the agent call, waited for when the call has
+ * answered): their events go out live, and the chain does not wait a write per step. The reset is already
+ * decided (quiescing's write-ahead), so an owner that resumes from the quiescing snapshot after the reset went
+ * out quiesces again and repeats the reset's operation id, which the agent answers with the first reply (its
+ * reset journal: never a second reset). One that resumes from "resetting" after the restore went out reads
+ * the device first (resetDevice, takeRecovery) and restores again (idempotent: decommit, then write and commit
+ * in order).
+ */
+export const WRITE_ALONG: ReadonlySet<string> = new Set(["resetting", "restoring"]);
 
 /**
  * Steps that call the agent: they queue at the step gate (at most maxRunningSteps at once). Gating, persisting
@@ -247,7 +252,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
   };
 
   /**
-   * Every step: its write-ahead barrier (WRITE_AHEAD), hooks, its time budget, and a check that it is still
+   * Every step: its write-ahead barrier (WRITE_AHEAD) or its write alongside (WRITE_ALONG), hooks, its time budget, and a check that it is still
    * current before and after. The budget (input.timeoutMs) starts when the step itself starts: after its snapshot is stored.
    */
   const step = <
@@ -276,10 +281,19 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         if (signal.aborted) throw stale(phase);
         if (WRITE_AHEAD.has(phase)) await access.persist();
         if (signal.aborted) throw stale(phase);
+        // Caught here and rethrown after the call: a write that fails (lease lost, CAS lost) fails the step.
+        const along = WRITE_ALONG.has(phase)
+          ? access.persist().then(
+              () => null,
+              (err: unknown) => err,
+            )
+          : null;
         await deps.hook?.(phase, "before", info);
         if (signal.aborted) throw stale(phase);
         const work = () => withBudget(phase, input.timeoutMs, signal, (budget) => run(input, budget, dev));
         const out = GATED.has(phase) ? await gate.run(signal, work) : await work();
+        const alongErr = along ? await along : null;
+        if (alongErr) throw alongErr;
         await deps.hook?.(phase, "after", info);
         if (signal.aborted || !(await access.confirmLease())) throw stale(phase);
         return out;
@@ -524,7 +538,9 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       answered.delete(requestKey(input));
       if (dev.dev.takeRecovery("resetting")) {
         // The snapshot says "resetting" but not whether the reset was issued: read the device. Wiped state
-        // (or a device still not answering) means it was; intact state means it was not, so issue it now.
+        // (or a device still not answering) means it was. Intact state means it was not, or that the restore
+        // after it ran too (its snapshot is written alongside): the reset goes out under the same operation
+        // id, which an agent that ran it answers with its first reply, never a second reset.
         try {
           const check = await verifyAll(
             dev,
@@ -543,7 +559,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           }
           log.info(
             { bdf: input.bdf, requestId: input.requestId },
-            "recovery: the reset had not happened; issuing it",
+            "recovery: the device is intact (not reset, or restored since); issuing the reset under its operation id",
           );
         } catch (err) {
           if (isCxlrcError(err) && (err.kind === "not-ready" || err.kind === "device-absent")) {
