@@ -68,8 +68,8 @@ describe("full reset", () => {
     expect(kinds).toContain("verified");
     expect(kinds).not.toContain("step.failed");
     expect(kinds.indexOf("verify.passed")).toBeGreaterThan(kinds.indexOf("decoder.committed"));
-    // The agent calls of one function's reset: a read for planning, the save, the regate's read (made while
-    // the image is stored), quiesce, the reset (whose own polling saw the function answer: no await-ready
+    // The agent calls of one function's reset: a read for planning, the save, the regate's read (sent right
+    // behind the save, answered while the image is stored), quiesce, the reset (whose own polling saw the function answer: no await-ready
     // probe) and the restore (which verifies in the same operation: no separate verify).
     // (Not counted: this test's own reads, and the probe of a device's first actor, built by this request.)
     const agentEvents = (await readEvents(w.jsm, { host: "cxl0", source: "agent" })).filter(

@@ -448,6 +448,17 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
 
     saveImage: step<SaveInput, SaveOutput>("savingImage", async (input, signal, dev) => {
       const out: Record<string, unknown> = {};
+      // The regate's read of a one-function plan goes out right behind the save (the agent runs a device's
+      // operations in arrival order): its answer is in by the time the image is stored. A plan with other
+      // functions reads the host inventory afresh too, beside the image write (persistImage).
+      if (input.targets.length === 1 && input.targets[0] === input.bdf) {
+        const saving = agent(dev, "save", input.opId, { bdf: input.bdf }, policy.agentCallTimeoutMs, signal);
+        const early = probe(dev, freshOpId(input.opId, "regate"), input.bdf, new AbortController().signal);
+        early.catch(() => undefined);
+        remember(regates, requestKey(input), early, EARLY_KEPT);
+        out[input.bdf] = await saving;
+        return { image: { images: out } };
+      }
       for (const [i, bdf] of input.targets.entries()) {
         out[bdf] = await agent(
           dev,
@@ -463,16 +474,19 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
 
     /** The write-ahead itself: the image is in KV, acknowledged, before anything touches the device. */
     persistImage: step<PersistInput, ImageRef>("persistingImage", async (input, signal, dev) => {
-      // The regate that follows reads the device: started now, beside the write (the device was saved).
-      const early = probe(
-        dev,
-        freshOpId(input.opId, "regate"),
-        input.bdf,
-        new AbortController().signal,
-        regateNeedsInventory(input.bdf, input.targets),
-      );
-      early.catch(() => undefined);
-      remember(regates, requestKey(input), early, EARLY_KEPT);
+      // The regate that follows reads the device: started now, beside the write (the device was saved),
+      // unless the save sent it already.
+      if (!regates.has(requestKey(input))) {
+        const early = probe(
+          dev,
+          freshOpId(input.opId, "regate"),
+          input.bdf,
+          new AbortController().signal,
+          regateNeedsInventory(input.bdf, input.targets),
+        );
+        early.catch(() => undefined);
+        remember(regates, requestKey(input), early, EARLY_KEPT);
+      }
       const bundle = input.image as { images?: Record<string, unknown> } | null;
       if (!bundle?.images || Object.keys(bundle.images).length === 0) {
         throw new CxlrcError("internal", "no saved image to persist");
