@@ -55,8 +55,8 @@ function start(rt: DeviceRuntime, d: Device, snapshot: Snapshot<unknown> | null)
   const sub = actor.subscribe({
     // Stored when it must be: at rest (the lease can go), and when an outcome waits for the snapshot that
     // decided it. Every other transition (and its events) rides along with the next write, or one made for
-    // its events (outbox.ts HOLD_MS); the steps that change the device store theirs before they start
-    // (effects/agent-actors.ts WRITE_AHEAD).
+    // its events (outbox.ts HOLD_MS); the first step that changes the device stores its snapshot before it
+    // starts, the later ones while they run (effects/agent-actors.ts WRITE_AHEAD, WRITE_ALONG).
     next: (snap) => {
       if (!REST_STATES.has(stateOf(snap.value)) && !d.held.some((h) => h.urgent)) return;
       void rt
