@@ -47,10 +47,10 @@ export interface RequestOpInput extends OpInput {
 export type BindInput = OpInput;
 export type ProbeInput = OpInput;
 export interface AcquireInput extends RequestOpInput {
-  plan: Plan;
   /** The device's switch (its slot is taken with the host's), from the facts the plan was made from. */
   switchId: string | null;
 }
+/** A refusal's `gates` are the plan's: the machine fills them in (the plan is not in the stored input). */
 export type AcquireOutput = { granted: true } | { granted: false; refusal: Refusal };
 export interface SaveInput extends RequestOpInput {
   targets: string[];

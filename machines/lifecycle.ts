@@ -447,9 +447,9 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         invoke: {
           id: "acquireDevice",
           src: "acquireDevice",
+          // Small: the input is stored with every snapshot of this step (the plan is in the context already).
           input: ({ context }) => ({
             ...op(context),
-            plan: context.plan!,
             switchId: context.facts?.bridge?.switchId ?? null,
           }),
           onDone: [
@@ -461,7 +461,10 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
             {
               target: "refused",
               actions: assign({
-                refusal: ({ event }) => (event.output.granted ? null : event.output.refusal),
+                refusal: ({ context, event }) =>
+                  event.output.granted
+                    ? null
+                    : { ...event.output.refusal, gates: context.plan?.gates ?? event.output.refusal.gates },
               }),
             },
           ],

@@ -191,7 +191,12 @@ describe("refusals touch nothing", () => {
     actor.send(reqEvent(request({ scope: "full" })));
     await settle();
     expect(ofType(h.events, "refused")[0]?.refusal.reason).toBe("cooldown");
+    // The gates the plan passed come with the refusal (the step's input does not carry the plan).
+    const planned = ofType(h.events, "plan")[0]?.plan.gates ?? [];
+    expect(planned.length).toBeGreaterThan(0);
+    expect(ofType(h.events, "refused")[0]?.refusal.gates).toEqual(planned);
     expect(h.calls.map((c) => c.src)).toEqual(["acquireDevice"]);
+    expect(h.calls[0]?.input).not.toHaveProperty("plan");
     expect(actor.getSnapshot().value).toBe("ready");
   });
 

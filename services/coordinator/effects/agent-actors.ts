@@ -420,7 +420,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           message,
           details: {},
           ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-          gates: input.plan.gates,
+          gates: [],
         },
       });
       if (!lease || lease.lost) return refusal("in-progress", `${input.bdf}: the device lease is not held`);
