@@ -362,6 +362,9 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
           e.waiters.add(resolve);
         });
         const fromReply = resend(subject, body, opts.timeoutMs, grant, settled.signal).then((value) => {
+          // Settled by the agent's event already (it comes first: the agent replies once its events are
+          // stored): the reply says the same, and nobody reads it, so it is not checked again.
+          if (settled.signal.aborted) throw SETTLED;
           const r = AgentReply.safeParse(value);
           if (!r.success) {
             throw new CxlrcError("decode", `${subject}: reply is not an agent reply envelope`, {
