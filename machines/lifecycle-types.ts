@@ -71,6 +71,8 @@ export interface QuiesceInput extends RequestOpInput {
   scope: Scope;
   cacheFlush: boolean;
   cacheFlushTimeoutMs: number;
+  /** The reset's own operation quiesces (a plan of the device alone): this step only stores its snapshot. */
+  withReset: boolean;
 }
 export interface ResetInput extends RequestOpInput {
   method: ResetMethod;
@@ -83,6 +85,8 @@ export interface ResetInput extends RequestOpInput {
   scope: Scope;
   /** The persisted image: a step re-run after a takeover reads the device against it first. */
   image: ImageRef;
+  /** Quiesce first, in the reset's operation (a plan of the device alone); its cache flush budget. */
+  quiesce: { cacheFlushTimeoutMs: number } | null;
 }
 export interface AwaitReadyInput extends RequestOpInput {
   targets: string[];

@@ -40,7 +40,7 @@ import type {
 import { opIdFor } from "./op-id.ts";
 import { DEFAULT_POLICY } from "./policy/defaults.ts";
 import { regate } from "./policy/gates.ts";
-import { planReset } from "./policy/plan.ts";
+import { planReset, quiescesWithReset } from "./policy/plan.ts";
 import type { Refusal, RefusalReason, ResetPhase } from "./policy/types.ts";
 
 /** The machine's clock (ms). Injected so tests and model checks control time; the coordinator passes Date.now. */
@@ -608,6 +608,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
             scope: context.plan!.scope,
             cacheFlush: context.plan!.cacheFlush,
             cacheFlushTimeoutMs: context.plan!.deadlines.cacheFlushMs,
+            withReset: quiescesWithReset(context.plan!, context.bdf),
           }),
           onDone: "resetting",
           onError: {
@@ -645,6 +646,9 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
             waitMs: context.plan!.deadlines.resetWaitMs,
             scope: context.plan!.scope,
             image: context.image!,
+            quiesce: quiescesWithReset(context.plan!, context.bdf)
+              ? { cacheFlushTimeoutMs: context.plan!.deadlines.cacheFlushMs }
+              : null,
           }),
           onDone: {
             target: "awaitingReady",

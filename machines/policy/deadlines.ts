@@ -25,7 +25,14 @@ function resetWaitMs(method: ResetMethod, facts: DeviceFacts, policy: Policy): n
 }
 
 export function planDeadlines(
-  plan: { method: ResetMethod; targets: string[]; cacheFlush: boolean; committedDecoders: number[] },
+  plan: {
+    method: ResetMethod;
+    targets: string[];
+    cacheFlush: boolean;
+    committedDecoders: number[];
+    /** The reset's operation quiesces first (policy/plan.ts quiescesWithReset): its budget holds the flush. */
+    quiesceWithReset?: boolean;
+  },
   facts: DeviceFacts,
   policy: Policy,
 ): PlanDeadlines {
@@ -46,7 +53,7 @@ export function planDeadlines(
       persistingImage: policy.imagePersistTimeoutMs,
       regating: agentCallMs,
       quiescing: perTarget + cacheFlushMs,
-      resetting: agentCallMs + wait,
+      resetting: agentCallMs + wait + (plan.quiesceWithReset ? cacheFlushMs : 0),
       awaitingReady: agentCallMs + policy.deviceReadyTimeoutMs,
       restoring: perTarget,
       committingDecoders: agentCallMs + commits * policy.commitTimeoutMs,

@@ -107,7 +107,17 @@ export function planReset(request: ResetRequest, facts: DeviceFacts, ctx: Policy
     committedDecoders,
     retainedDecoders:
       method === "cxl" ? facts.decoders.filter((d) => d.committed && d.lockOnCommit).map((d) => d.index) : [],
-    deadlines: planDeadlines({ method, targets, cacheFlush, committedDecoders }, facts, ctx.policy),
+    deadlines: planDeadlines(
+      {
+        method,
+        targets,
+        cacheFlush,
+        committedDecoders,
+        quiesceWithReset: quiescesWithReset({ targets }, request.bdf),
+      },
+      facts,
+      ctx.policy,
+    ),
     gates,
     steps,
     notes,
@@ -116,4 +126,12 @@ export function planReset(request: ResetRequest, facts: DeviceFacts, ctx: Policy
 
 export function isRefusal(x: Plan | Refusal): x is Refusal {
   return x.kind === "refusal";
+}
+
+/**
+ * A plan of the device alone: its reset operation quiesces it first (one agent call, after quiescing's
+ * write-ahead, the decision to reset). A plan with other functions quiesces each of them in the quiescing step.
+ */
+export function quiescesWithReset(plan: Pick<Plan, "targets">, bdf: string): boolean {
+  return plan.targets.length === 1 && plan.targets[0] === bdf;
 }

@@ -200,6 +200,8 @@ export const ResetResult = z.object({
   durationMs: DurationMs,
   /** Method-specific facts (declared timeout, Mem Clr, Unmask SBR…). */
   details: z.record(z.string(), z.unknown()),
+  /** The quiesce done first when asked (`quiesce` in the params). */
+  quiesce: QuiesceResult.optional(),
 });
 export type ResetResult = z.infer<typeof ResetResult>;
 

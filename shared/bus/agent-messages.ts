@@ -51,6 +51,11 @@ export const ResetParams = z.strictObject({
   memClear: z.boolean().optional(),
   /** method "kernel": which reset_method to use (flr, bus, cxl_bus...). */
   kernelMethod: z.string().min(1).max(32).optional(),
+  /**
+   * Quiesce the function first, in the same operation (what `quiesce` does, for this scope): one round trip
+   * less. A quiesce that fails leaves the device as it was and fails the operation before any reset.
+   */
+  quiesce: z.strictObject({ scope: Scope }).optional(),
 });
 /** The image travels as JSON; its own schema lives in shared/image. */
 export const RestoreParams = z.strictObject({

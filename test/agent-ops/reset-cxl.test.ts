@@ -209,3 +209,30 @@ describe("quiesce full: cache write-back", () => {
     expect((await sim.configRead(DEV, 4, 2)) & 0x4).toBe(0);
   });
 });
+
+describe("reset with quiesce (one operation)", () => {
+  it("quiesces first (Bus Master off, cache written back), then resets; the result carries the quiesce", async () => {
+    const { ctx, sim, events } = rig({ device: cachingDevice });
+    await operations.save(ctx, { bdf: DEV });
+    const r = await operations.reset(ctx, { bdf: DEV, method: "cxl", quiesce: { scope: "full" } });
+    expect(r.quiesce).toMatchObject({ cache: "flushed", wbInvInitiated: true, busMasterWas: true });
+    expect(sim.counters(DEV).cacheFlushes).toBe(1);
+    expect(sim.counters(DEV).cxlReset).toBe(1);
+    const kinds = events.map((e) => e.kind);
+    expect(kinds.indexOf("quiesce.bus-master-off")).toBeGreaterThan(-1);
+    expect(kinds.indexOf("quiesce.completed")).toBeLessThan(kinds.indexOf("reset.started"));
+    expect((await readDecoder(sim, 0)).committed).toBe(false);
+  });
+
+  it("a quiesce that fails issues no reset and leaves the device as it was", async () => {
+    const { ctx, sim, events } = rig({ device: cachingDevice });
+    sim.faults.set(DEV, { name: "cache-invalid-stuck" });
+    const err = await rejection(operations.reset(ctx, { bdf: DEV, method: "cxl", quiesce: { scope: "full" } }));
+    expect(err.kind).toBe("cache-flush-timeout");
+    expect(sim.counters(DEV).cxlReset).toBe(0);
+    expect(events.map((e) => e.kind)).not.toContain("reset.started");
+    expect((await sim.configRead(DEV, CONTROL2, 2)) & DISABLE_CACHING).toBe(0);
+    expect((await sim.configRead(DEV, 4, 2)) & 0x4).toBe(0x4);
+    expect((await readDecoder(sim, 0)).committed).toBe(true);
+  });
+});

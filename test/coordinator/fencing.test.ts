@@ -103,18 +103,18 @@ describe("coordinator fencing", () => {
   it("an agent's stale-epoch refusal drops the device: no outcome and no further event from this coordinator", async () => {
     const host = "fence-stale";
     w = await startWorld([simpleHost({ name: host })]);
-    const stop = stopAt("quiescing");
+    // Held right before the first operation that changes the device: the reset, which quiesces first in the
+    // same operation (a plan of the device alone).
+    const stop = stopAt("resetting");
     const c = await w.coordinator({ id: "c-old", stepHook: stop.hook, leaseTtlMs: TTL_MS });
     await publishRequest(w.js, { requestId: "r-stale", host, bdf: BDF, scope: "io", reason: "fencing test" });
     await stop.atPoint;
     const key = deviceKey(host, BDF);
     expect((await c.handle.status()).leasesHeld).toContain(key);
-    // Said under its write-ahead, before the newer owner appears: on the stream once that write landed.
+    // Said under the step's own write, before the newer owner appears: on the stream once that write landed.
     expect(
       await until(async () =>
-        (await eventsAfter(w!, host, 0)).coord.some(
-          (e) => e.event.kind === "state.entered" && e.event.data.state === "quiescing",
-        ),
+        (await eventsAfter(w!, host, 0)).coord.some((e) => e.event.kind === "reset.started"),
       ),
     ).toBe(true);
 
@@ -137,7 +137,8 @@ describe("coordinator fencing", () => {
     await sleep(500);
     const { coord, agentOps } = await eventsAfter(w, host, seq);
     expect(coord.map((e) => `${e.event.kind} ${e.event.data.coordinator}`)).toEqual([]);
-    // The old owner's quiesce was refused before it ran: nothing ran on the device after the newer owner.
+    // The old owner's reset (and its quiesce) was refused before it ran: nothing ran on the device after the
+    // newer owner.
     expect(agentOps.map((e) => e.event.data.op)).toEqual([]);
     expect(w.sims.get(host)!.counters(BDF).flr).toBe(0);
   });

@@ -69,8 +69,9 @@ describe("full reset", () => {
     expect(kinds).not.toContain("step.failed");
     expect(kinds.indexOf("verify.passed")).toBeGreaterThan(kinds.indexOf("decoder.committed"));
     // The agent calls of one function's reset: a read for planning, the save, the regate's read (sent right
-    // behind the save, answered while the image is stored), quiesce, the reset (whose own polling saw the function answer: no await-ready
-    // probe) and the restore (which verifies in the same operation: no separate verify).
+    // behind the save, answered while the image is stored), the reset (which quiesces first in the same
+    // operation, and whose own polling saw the function answer: no await-ready probe) and the restore (which
+    // verifies in the same operation: no separate verify).
     // (Not counted: this test's own reads, and the probe of a device's first actor, built by this request.)
     const agentEvents = (await readEvents(w.jsm, { host: "cxl0", source: "agent" })).filter(
       (e) =>
@@ -82,7 +83,14 @@ describe("full reset", () => {
     const ops = agentEvents
       .filter((e) => e.event.kind === "op.started")
       .map((e) => (e.event.data as { op: string }).op);
-    expect(ops).toEqual(["probe", "save", "probe", "quiesce", "reset", "restore"]);
+    expect(ops).toEqual(["probe", "save", "probe", "reset", "restore"]);
+    // The quiesce ran inside the reset's operation, before the reset: Bus Master off, the cache written back.
+    const resetOp = agentEvents.find(
+      (e) => e.event.kind === "op.started" && (e.event.data as { op: string }).op === "reset",
+    )!.event.opId;
+    const inReset = agentEvents.filter((e) => e.event.opId === resetOp).map((e) => e.event.kind);
+    expect(inReset.indexOf("quiesce.bus-master-off")).toBeGreaterThan(-1);
+    expect(inReset.indexOf("quiesce.completed")).toBeLessThan(inReset.indexOf("reset.initiated"));
     const restoreOp = agentEvents.find(
       (e) => e.event.kind === "op.started" && (e.event.data as { op: string }).op === "restore",
     )!.event.opId;

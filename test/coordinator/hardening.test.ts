@@ -285,13 +285,15 @@ describe("agent events: believed only from the host's subject, for operations is
   it("the same event on the right host's subject, for the operation in flight, is believed", async () => {
     const sim = w.sims.get("forge")!;
     const flrBefore = sim.counters(BDF).flr;
-    const { atPoint, release } = pauseAt("quiescing");
+    // The first operation that changes the device: the reset (quiescing first, in the same operation).
+    const { atPoint, release } = pauseAt("resetting");
     await publishRequest(w.js, { requestId: "fg-2", host: "forge", bdf: BDF, scope: "io", reason: "x" });
     await atPoint;
-    const quiesceOp = stepOps.get("quiescing")!;
+    const resetOp = stepOps.get("resetting")!;
     const before = await dropped();
-    // Believed: it fails the quiesce step, so the reset is never issued; the device is restored and verified.
-    forge("forge", { host: "forge", opId: quiesceOp, op: "quiesce" });
+    // Believed: it fails the reset step before the operation is sent, so the reset is never issued; the
+    // device is restored and verified.
+    forge("forge", { host: "forge", opId: resetOp, op: "reset" });
     await w.nc.flush();
     release();
     pause = null;

@@ -1,9 +1,10 @@
-// reset: one entry point for every method. flr (io scope), cxl / sbr (full scope) are register sequences
+// reset: one entry point for every method, optionally quiescing the function first (`quiesce`). flr (io scope), cxl / sbr (full scope) are register sequences
 // written here; vfio and kernel ask the backend (VFIO_DEVICE_RESET, sysfs reset_method + reset). Each step
 // is an event: reset.started, reset.initiated, reset.completed (or reset.failed) with the duration.
-import type { ResetMethod } from "../../../shared/bus/agent-messages.ts";
+import type { ResetMethod, Scope } from "../../../shared/bus/agent-messages.ts";
 import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
 import type { OpContext } from "./context.ts";
+import { quiesce } from "./quiesce.ts";
 import { notReady, requirePresent, waitAnswers } from "./ready.ts";
 import { resetCxl } from "./reset-cxl.ts";
 import { resetFlr } from "./reset-flr.ts";
@@ -18,9 +19,13 @@ export interface ResetParams {
   method: ResetMethod;
   memClear?: boolean;
   kernelMethod?: string;
+  /** Quiesce first (Bus Master off; full scope: cache write-back), in this operation. */
+  quiesce?: { scope: Scope };
 }
 
 export async function reset(ctx: OpContext, p: ResetParams): Promise<ResetResult> {
+  // A quiesce that fails leaves the device as it was and throws here: no reset is issued.
+  const quiesced = p.quiesce ? await quiesce(ctx, { bdf: p.bdf, scope: p.quiesce.scope }) : undefined;
   const start = ctx.backend.clock.now();
   ctx.emit(p.bdf, "reset.started", { method: p.method, ...(p.memClear ? { memClear: true } : {}) });
   try {
@@ -32,7 +37,7 @@ export async function reset(ctx: OpContext, p: ResetParams): Promise<ResetResult
       target: r.target,
       reached: r.reached,
     });
-    return { ...r, method: p.method, durationMs };
+    return { ...r, method: p.method, durationMs, ...(quiesced ? { quiesce: quiesced } : {}) };
   } catch (e) {
     const durationMs = ctx.backend.clock.now() - start;
     const err = isCxlrcError(e)

@@ -133,8 +133,9 @@ export const WRITE_AHEAD: ReadonlySet<string> = new Set(["gating", "quiescing", 
  * Steps whose snapshot is written while they run (started before the agent call, waited for when the call has
  * answered): their events go out live, and the chain does not wait a write per step. The reset is already
  * decided (quiescing's write-ahead), so an owner that resumes from the quiescing snapshot after the reset went
- * out quiesces again and repeats the reset's operation id, which the agent answers with the first reply (its
- * reset journal: never a second reset). One that resumes from "resetting" after the restore went out reads
+ * out repeats the reset's operation id (quiescing again first where the plan has other functions), which the
+ * agent answers with the first reply (its reset journal: never a second reset). A plan of the device alone
+ * quiesces in the reset's own operation (quiescesWithReset): one agent call less. One that resumes from "resetting" after the restore went out reads
  * the device first (resetDevice, takeRecovery) and restores again (idempotent: decommit, then write and commit
  * in order).
  */
@@ -535,6 +536,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     }),
 
     quiesceDevice: step<QuiesceInput, void>("quiescing", async (input, signal, dev) => {
+      // The device alone: its reset operation quiesces it (after this step's write-ahead, the decision).
+      if (input.withReset) return;
       for (const [i, bdf] of input.targets.entries()) {
         await agent(
           dev,
@@ -587,8 +590,16 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         dev,
         "reset",
         input.opId,
-        { bdf: input.bdf, method: input.method, ...(input.memClear ? { memClear: true } : {}) },
-        policy.agentCallTimeoutMs + input.waitMs + policy.deviceReadyTimeoutMs,
+        {
+          bdf: input.bdf,
+          method: input.method,
+          ...(input.memClear ? { memClear: true } : {}),
+          ...(input.quiesce ? { quiesce: { scope: input.scope } } : {}),
+        },
+        policy.agentCallTimeoutMs +
+          input.waitMs +
+          policy.deviceReadyTimeoutMs +
+          (input.quiesce?.cacheFlushTimeoutMs ?? 0),
         signal,
       );
       remember(answered, requestKey(input), done.reached, EARLY_KEPT);
