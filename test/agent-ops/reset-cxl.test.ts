@@ -227,7 +227,9 @@ describe("reset with quiesce (one operation)", () => {
   it("a quiesce that fails issues no reset and leaves the device as it was", async () => {
     const { ctx, sim, events } = rig({ device: cachingDevice });
     sim.faults.set(DEV, { name: "cache-invalid-stuck" });
-    const err = await rejection(operations.reset(ctx, { bdf: DEV, method: "cxl", quiesce: { scope: "full" } }));
+    const err = await rejection(
+      operations.reset(ctx, { bdf: DEV, method: "cxl", quiesce: { scope: "full" } }),
+    );
     expect(err.kind).toBe("cache-flush-timeout");
     expect(sim.counters(DEV).cxlReset).toBe(0);
     expect(events.map((e) => e.kind)).not.toContain("reset.started");
