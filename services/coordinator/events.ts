@@ -111,6 +111,29 @@ export interface EventPublisherOptions {
   };
 }
 
+/** States whose state.entered may go out with its neighbours: neither a rest state nor one that changes the device. */
+const PIPELINED_STATES: ReadonlySet<string> = new Set([
+  "binding",
+  "probing",
+  "planning",
+  "gating",
+  "savingImage",
+  "persistingImage",
+  "regating",
+  "verifying",
+  "releasing",
+]);
+
+/**
+ * Progress events whose order among themselves nothing relies on (a stream reader, the lifecycle invariants):
+ * they may be sent together. The others (requests taken, plans, the image stored, the reset started, verify
+ * results, outcomes, rest states, states that change the device, takeovers) each keep their exact place.
+ */
+export function pipelines(env: Pick<EventEnvelope, "kind" | "data">): boolean {
+  if (env.kind === "decoder.committed" || env.kind === "reset.completed") return true;
+  return env.kind === "state.entered" && PIPELINED_STATES.has(String(env.data.state));
+}
+
 /** An event waiting for its device's drain. */
 interface Pending {
   env: EventEnvelope;
@@ -178,15 +201,18 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
   };
 
   /**
-   * Send a device's events in groups: everything queued when a group starts goes out together, pipelined on
-   * one connection (the stream stores them in the order sent), and the next group waits until every event of
-   * this one is acknowledged or given up. Order per device is kept; a retried event can land behind later
-   * ones of its own group only (a publish that failed while the next one, microseconds later, landed).
+   * Send a device's events in order: a run of progress events queued together goes out at once, pipelined on
+   * one connection, and anything after the run waits until each of them is acknowledged or given up; every
+   * other event goes alone (pipelines()). A publish that fails while later ones are in flight (a connection
+   * lost with the node it was on: those after it go out on the new one) is retried behind them, so only
+   * progress events of one run can land out of order, never across an event whose place matters.
    */
   const drain = async (key: string, q: { items: Pending[] }): Promise<void> => {
     await Promise.resolve();
     while (q.items.length > 0) {
-      const group = q.items.splice(0);
+      let n = 1;
+      if (pipelines(q.items[0]!.env)) while (n < q.items.length && pipelines(q.items[n]!.env)) n++;
+      const group = q.items.splice(0, n);
       const going: Pending[] = [];
       for (const p of group) {
         if (p.gate && !(await p.gate().catch(() => false))) {

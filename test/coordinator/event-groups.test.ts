@@ -1,9 +1,9 @@
-// The coordinator's events go out in groups per device: whatever a device has queued when a group starts is
-// sent at once, pipelined on the connection, and the next group waits for the acknowledgements of this one.
-// The stream keeps them in the order published.
+// The coordinator's events go out in order per device: a run of queued progress events is sent at once,
+// pipelined on the connection, and what follows waits for their acknowledgements; every other event (one whose
+// place matters to readers and to the lifecycle invariants) goes alone. The stream keeps them in order.
 import { jetstream } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createEventPublisher } from "../../services/coordinator/events.ts";
+import { createEventPublisher, pipelines } from "../../services/coordinator/events.ts";
 import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { STREAMS } from "../../shared/bus/subjects.ts";
 import { silentLogger } from "../../shared/log.ts";
@@ -19,23 +19,37 @@ describe("event publisher: groups per device", () => {
     await server?.stop();
   });
 
-  it("sends a device's queued events together, the next group after their acks, in order", async () => {
+  it("sends a run of queued progress events together, every other event alone, all in order", async () => {
     const nc = await connectBus({ servers: server.url, name: "groups", log: silentLogger });
     await ensureStreams(await getJsm(nc));
     const events = createEventPublisher({ js: jetstream(nc), coordinator: "c1", log: silentLogger });
     const dev = { host: "g1", bdf: "0000:01:00.0" };
+    const send = (n: number, kind: string, data: Record<string, unknown> = {}) =>
+      events.publish({ ...dev, kind, data: { n, ...data } });
     await server.pause();
-    const sent = ["state.entered", "decoder.committed", "verified"].map((kind, n) =>
-      events.publish({ ...dev, kind, data: { n } }),
-    );
+    const sent = [
+      send(0, "decoder.committed"),
+      send(1, "decoder.committed"),
+      send(2, "state.entered", { state: "verifying" }),
+      // Its place matters: sent once the three before it are acknowledged, and before the one after it.
+      send(3, "verify.passed"),
+      send(4, "state.entered", { state: "releasing" }),
+    ];
     await until(() => events.inFlight() === 3);
-    // Published while the first group waits for its acknowledgements: it waits too.
-    const later = events.publish({ ...dev, kind: "state.entered", data: { n: 3 } });
     await new Promise((r) => setTimeout(r, 50));
     expect(events.inFlight()).toBe(3);
     server.resume();
-    const envs = await Promise.all([...sent, later]);
+    const envs = await Promise.all(sent);
     expect(events.inFlight()).toBe(0);
+
+    await server.pause();
+    const outcome = send(5, "verified");
+    const after = send(6, "state.entered", { state: "ready" });
+    await until(() => events.inFlight() === 1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(events.inFlight()).toBe(1);
+    server.resume();
+    envs.push(await outcome, await after);
 
     const jsm = await getJsm(nc);
     const stored: Array<{ id: string; n: number }> = [];
@@ -45,8 +59,26 @@ describe("event publisher: groups per device", () => {
       const env = m!.json<{ id: string; host: string; data: { n: number } }>();
       if (env.host === dev.host) stored.push({ id: env.id, n: env.data.n });
     }
-    expect(stored.map((s) => s.n)).toEqual([0, 1, 2, 3]);
+    expect(stored.map((s) => s.n)).toEqual([0, 1, 2, 3, 4, 5, 6]);
     expect(stored.map((s) => s.id)).toEqual(envs.map((e) => e.id));
     await nc.close();
+  });
+
+  it("lets only progress events go out together", () => {
+    expect(pipelines({ kind: "decoder.committed", data: {} })).toBe(true);
+    expect(pipelines({ kind: "state.entered", data: { state: "savingImage" } })).toBe(true);
+    for (const state of [
+      "quiescing",
+      "resetting",
+      "restoring",
+      "committingDecoders",
+      "ready",
+      "quarantined",
+    ]) {
+      expect(pipelines({ kind: "state.entered", data: { state } }), state).toBe(false);
+    }
+    for (const kind of ["image.persisted", "reset.started", "verify.passed", "verified", "failed", "plan"]) {
+      expect(pipelines({ kind, data: {} }), kind).toBe(false);
+    }
   });
 });
