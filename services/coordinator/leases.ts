@@ -11,6 +11,14 @@
 // revisions (seen in the chaos runs: epochs 329 and 330 on one device). The later write is the entry; so each
 // taker waits a moment (twice its own write's round trip: the rival's proposal was in flight with it) and reads
 // the entry back from the leader; only the one whose revision it holds keeps the lease.
+//
+// An entry the server never expires is taken over. On a replicated bucket nats-server 2.9 can keep an entry
+// past the bucket's max age on the node that leads it after a fail-over (nats-io/nats-server#3653, #4754; seen
+// in the chaos runs: a device left mid-operation for good, every recovery pass finding its dead holder's
+// entry). A holder renews every ttl/4, so a taker that sees the same revision of an entry for STALE_FACTOR
+// lease times by its own monotonic clock (no clocks compared) knows nobody renews it: it replaces the entry
+// with a compare-and-set on that revision (read back like a create), and the new revision is the new epoch.
+// A holder cut off from the bus gave the lease up a whole lease time before that (renew-failed / expired).
 import type { KV, KvEntry } from "@nats-io/kv";
 import { nuid } from "@nats-io/transport-node";
 import type { Logger } from "../../shared/log.ts";
@@ -124,6 +132,10 @@ export function parseLeaseEntry(e: KvEntry | null): LeaseRecord | null {
 /** The wait before a new lease is read back: at least this, twice the create's round trip, at most the max. */
 const CONFIRM_MIN_MS = 2;
 const CONFIRM_MAX_MS = 250;
+/** Lease times an entry must sit at one revision, as a taker sees it, before it counts as abandoned. */
+export const STALE_FACTOR = 1.5;
+/** Other holders' entries remembered for that (bounded). */
+const SEEN_KEPT = 100_000;
 
 export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
   const { kv, owner, ttlMs, log } = opts;
@@ -169,6 +181,44 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
 
   const encode = (r: LeaseRecord) => JSON.stringify(r);
 
+  /** Per key, the revision of another holder's entry last seen and since when (monotonic ms). */
+  const seen = new Map<string, { revision: number; since: number }>();
+  /** The entry has sat at one revision for STALE_FACTOR lease times, as seen here: nobody renews it. */
+  const stale = (key: string, e: KvEntry): boolean => {
+    const s = seen.get(key);
+    if (!s || s.revision !== e.revision) {
+      if (seen.size >= SEEN_KEPT) seen.delete(seen.keys().next().value as string);
+      seen.set(key, { revision: e.revision, since: mono() });
+      return false;
+    }
+    return mono() - s.since >= ttlMs * STALE_FACTOR;
+  };
+
+  /** A write that took the lease (a create, or a takeover's update) counts once read back (see the top). */
+  const confirmed = async (key: string, revision: number, sentAt: number): Promise<boolean> => {
+    if (!confirmCreates) return true;
+    const roundTrip = mono() - sentAt;
+    await new Promise((r) =>
+      setTimeout(r, Math.min(CONFIRM_MAX_MS, Math.max(CONFIRM_MIN_MS, 2 * roundTrip))),
+    );
+    let back: KvEntry | null;
+    try {
+      back = await kv.get(key);
+    } catch (err) {
+      log.debug({ lease: key, err: String(err) }, "lease not confirmed (read-back failed); not taken");
+      return false;
+    }
+    const cur = parseLeaseEntry(back);
+    if (!back || back.revision !== revision || cur?.instance !== instance) {
+      log.warn(
+        { lease: key, revision, latest: back?.revision ?? null, holder: cur?.owner ?? null },
+        "lease write acknowledged but overwritten by a concurrent taker (nats-server#4320): not taken",
+      );
+      return false;
+    }
+    return true;
+  };
+
   /** `sentAt`: when the write that took it was sent (the server's clock for it started no earlier). */
   const hold = (key: string, revision: number, record: LeaseRecord, sentAt: number): Lease => {
     const h: Held = {
@@ -211,33 +261,28 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
           return null;
         }
       }
+      if (e && cur && stale(key, e)) {
+        const again = mono();
+        let revision: number;
+        try {
+          revision = await kv.update(key, encode(record), e.revision);
+        } catch {
+          return null; // renewed or taken meanwhile
+        }
+        if (!(await confirmed(key, revision, again))) return null;
+        seen.delete(key);
+        log.warn(
+          { lease: key, holder: cur.owner, revision: e.revision, idleMs: Math.round(ttlMs * STALE_FACTOR) },
+          "lease entry not renewed for longer than the lease time and not expired by the server: taken over",
+        );
+        if (leases.has(key)) return view(leases.get(key)!);
+        return hold(key, revision, record, again);
+      }
       if (!cur) log.debug({ lease: key, err: String(err) }, "lease create raced");
       return null;
     }
-    if (!confirmCreates) {
-      if (leases.has(key)) return view(leases.get(key)!);
-      return hold(key, revision, record, sentAt);
-    }
     // Read back (see the top of this file): a rival whose create was in flight with ours wrote after it.
-    const roundTrip = mono() - sentAt;
-    await new Promise((r) =>
-      setTimeout(r, Math.min(CONFIRM_MAX_MS, Math.max(CONFIRM_MIN_MS, 2 * roundTrip))),
-    );
-    let back: KvEntry | null;
-    try {
-      back = await kv.get(key);
-    } catch (err) {
-      log.debug({ lease: key, err: String(err) }, "lease not confirmed (read-back failed); not taken");
-      return null;
-    }
-    const cur = parseLeaseEntry(back);
-    if (!back || back.revision !== revision || cur?.instance !== instance) {
-      log.warn(
-        { lease: key, revision, latest: back?.revision ?? null, holder: cur?.owner ?? null },
-        "lease create acknowledged but overwritten by a concurrent taker (nats-server#4320): not taken",
-      );
-      return null;
-    }
+    if (!(await confirmed(key, revision, sentAt))) return null;
     if (leases.has(key)) return view(leases.get(key)!);
     return hold(key, revision, record, sentAt);
   };
@@ -332,7 +377,11 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     ttlMs,
     acquire,
     async holder(key) {
-      return parseLeaseEntry(await kv.get(key));
+      const e = await kv.get(key);
+      const cur = parseLeaseEntry(e);
+      // An entry nobody renews (the server failed to expire it) holds nothing: acquire takes it over.
+      if (e && cur && !leases.has(key) && cur.instance !== instance && stale(key, e)) return null;
+      return cur;
     },
     get(key) {
       const h = leases.get(key);
