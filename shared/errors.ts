@@ -21,6 +21,7 @@ export type ErrorKind =
   | "timeout"
   | "rate-limited" // too many requests from one requester (or all together): retry after details.retryAfterMs
   | "stale-epoch" // a fenced agent operation from an owner older than the one the agent last served
+  | "driver-rebind" // the driver a reset took from the device could not be bound again
   | "internal";
 
 export interface CxlrcErrorDetails {

@@ -94,6 +94,10 @@ export const BindResult = z.object({
   /** Driver bound now, as the backend lists it afterwards (read back, not assumed). */
   driver: Driver,
   previous: Driver,
+  /** Asked for with the bind (`verify`): the device read back against its image once the driver is back. */
+  get verify() {
+    return VerifyResult.optional();
+  },
 });
 export type BindResult = z.infer<typeof BindResult>;
 

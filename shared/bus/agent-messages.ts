@@ -26,11 +26,23 @@ export const Scope = z.enum(["io", "full"]);
 export type Scope = z.infer<typeof Scope>;
 
 export const InventoryParams = z.strictObject({ opId: OpId });
+const DriverName = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_.-]+$/, "a driver name (letters, digits, _ . -)");
 export const BindParams = z.strictObject({
   opId: OpId,
   fence: Fence.optional(),
   bdf: Bdf,
-  driver: z.string().min(1).max(64).nullable(),
+  driver: DriverName.nullable(),
+  /** The driver_override to leave behind (null clears it); absent: the driver bound, none when unbinding. */
+  override: DriverName.nullable().optional(),
+  /**
+   * The hand-back of a reset (issue #17): after the driver is bound again, verify the device against the
+   * image it was saved to (the result's `verify`), in the same operation.
+   */
+  verify: z.strictObject({ scope: z.enum(["io", "full"]), image: z.unknown() }).optional(),
 });
 export const ProbeParams = z.strictObject({
   opId: OpId,
@@ -39,7 +51,13 @@ export const ProbeParams = z.strictObject({
   /** Without `decoded` (what a planner reads is the rest): a result a fifth the size. */
   brief: z.boolean().optional(),
 });
-export const SaveParams = z.strictObject({ opId: OpId, fence: Fence.optional(), bdf: Bdf });
+export const SaveParams = z.strictObject({
+  opId: OpId,
+  fence: Fence.optional(),
+  bdf: Bdf,
+  /** Full reset of a device with a driver bound: save under it, then take it (the driver the plan names). */
+  handover: z.strictObject({ driver: DriverName }).optional(),
+});
 /** Bus Master off (both scopes); for full scope also the cache write-back + invalidate of reset-rules step 3. */
 export const QuiesceParams = z.strictObject({ opId: OpId, fence: Fence.optional(), bdf: Bdf, scope: Scope });
 export const ResetParams = z.strictObject({

@@ -78,8 +78,17 @@ export interface HardwareBackend {
   kernelReset?(bdf: string, method: string): Promise<void>;
   /** VFIO_DEVICE_RESET (only when capabilities.vfioReset); the device must be bound to a vfio driver. */
   vfioReset?(bdf: string): Promise<void>;
-  /** Bind to a driver (null = unbind only) via driver_override + drivers_probe; returns the previous driver. */
-  bindDriver?(bdf: string, driver: string | null): Promise<string | null>;
+  /**
+   * Bind to a driver (null = unbind only) via driver_override + drivers_probe; returns the previous driver.
+   * `override`: the driver_override to leave behind (default: the driver bound; none when unbinding).
+   */
+  bindDriver?(
+    bdf: string,
+    driver: string | null,
+    opts?: { override?: string | null },
+  ): Promise<string | null>;
+  /** The function's driver_override (null when none is set). */
+  driverOverride?(bdf: string): Promise<string | null>;
 
   /** Release everything (file descriptors, mappings, child processes). Idempotent. */
   close(): Promise<void>;

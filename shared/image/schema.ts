@@ -79,12 +79,29 @@ export const ImageCxl = z.strictObject({
   configLock: z.boolean(),
 });
 
+/**
+ * The driver the kernel had bound when the image was taken, handed over for the reset (issue #17): the
+ * config space and DVSEC were read under it (as the driver had the device: Mem_Enable included), the HDM
+ * decoders from the BAR once the driver let go of it (`hdmSource`). Absent when no driver was bound.
+ */
+export const ImageDriver = z.strictObject({
+  name: z.string().min(1).max(64),
+  /** driver_override as found (null: none), put back with the driver. */
+  override: z.string().min(1).max(64).nullable(),
+  /** Where the HDM decoder registers were read: the BAR under the driver, or after the unbind. */
+  hdmSource: z.enum(["bar-under-driver", "bar-after-unbind"]),
+  /** Config-space registers that read differently after the unbind than under the driver (e.g. Mem_Enable). */
+  changedByUnbind: z.array(z.string()),
+});
+export type ImageDriver = z.infer<typeof ImageDriver>;
+
 export const ImageSchema = z.strictObject({
   version: z.literal(IMAGE_VERSION),
   identity: ImageIdentity,
   pci: ImagePci,
   /** null for a function without DVSEC id 0. */
   cxl: ImageCxl.nullable(),
+  driver: ImageDriver.optional(),
   /** Wall-clock time the save finished, ISO 8601. */
   takenAt: z.iso.datetime(),
   /** How long the save took on the backend's clock. */

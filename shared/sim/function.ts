@@ -61,6 +61,10 @@ export class SimFunction implements WriteHooks {
   inReset = false;
   notReadyUntil = 0;
   driver: string | null;
+  /** sysfs driver_override: the only driver the kernel would bind (null: none set). */
+  driverOverride: string | null = null;
+  /** Mem_Enable was set by the bound driver's probe (its unbind clears it again): see drivers.ts. */
+  memEnableByDriver = false;
   /** Host address the kernel assigned to BAR0 at boot, low/high dword (MMIO hits only when BAR0/1 hold it). */
   resourceLow = 0;
   resourceHigh = 0;

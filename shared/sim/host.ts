@@ -7,6 +7,7 @@ import type { Holder, PciFunctionInfo, Width } from "../hw/backend.ts";
 import { BIT } from "./bits.ts";
 import { bootFunction, MMIO_WINDOW_BASE } from "./boot.ts";
 import { VirtualClock } from "./clock.ts";
+import { behaviourOf, checkBarFree, switchDriver } from "./drivers.ts";
 import { type FaultApi, type FaultName, FaultSpec, faultKey } from "./faults.ts";
 import { formatIssues, type HostSpec, type HostSpecInput } from "./fleet-schema.ts";
 import { SimFunction } from "./function.ts";
@@ -178,6 +179,7 @@ class SimHostImpl implements SimHost, KernelHost {
         bar,
       });
     checkAccess(bdf, offset, 4, f.model.barSize, "MMIO");
+    checkBarFree(f, bar);
     if (!this.live(bdf) || !this.decodes(f)) return undefined;
     return { f, block: offset - f.model.device.componentOffset };
   }
@@ -196,6 +198,8 @@ class SimHostImpl implements SimHost, KernelHost {
   async holders(bdf: string): Promise<Holder[]> {
     const f = this.fn(bdf);
     const out: Holder[] = f.model.kind === "endpoint" ? f.model.holders.map((h) => ({ ...h })) : [];
+    // As the sysfs backend reports it: a bound driver that claims the device's BAR holds it.
+    if (behaviourOf(f.driver).claimsBar) out.push({ kind: "driver", detail: f.driver! });
     for (const x of f.faults) {
       if (x.name === "holder") out.push({ kind: x.kind, detail: x.detail });
       if (x.name === "memory-online") {
@@ -225,11 +229,21 @@ class SimHostImpl implements SimHost, KernelHost {
     await vfioReset(this, this.fn(bdf));
   }
 
-  async bindDriver(bdf: string, driver: string | null): Promise<string | null> {
+  async bindDriver(
+    bdf: string,
+    driver: string | null,
+    opts: { override?: string | null } = {},
+  ): Promise<string | null> {
     const f = this.fn(bdf);
-    const prev = f.driver;
-    f.driver = driver;
+    const prev = switchDriver(f, driver);
+    // As sysfs: binding leaves driver_override naming the driver, unbinding clears it; the caller may name
+    // the override to leave behind (the one it found).
+    f.driverOverride = opts.override !== undefined ? opts.override : driver;
     return prev;
+  }
+
+  async driverOverride(bdf: string): Promise<string | null> {
+    return this.fn(bdf).driverOverride;
   }
 
   async close(): Promise<void> {}
@@ -241,6 +255,12 @@ class SimHostImpl implements SimHost, KernelHost {
     let mmio = MMIO_WINDOW_BASE;
     for (const f of this.fns.values()) f.powerOn();
     for (const f of this.fns.values()) mmio = bootFunction(f, mmio);
+    // Then the kernel probes the drivers bound at boot (cxl_pci sets Mem_Enable if firmware did not).
+    for (const f of this.fns.values()) {
+      const driver = f.driver;
+      f.driver = null;
+      switchDriver(f, driver);
+    }
   }
 
   snapshot(bdf: string): SimSnapshot {

@@ -43,5 +43,6 @@ export interface SimHost extends HardwareBackend {
   registerNames(bdf: string): string[];
   kernelReset(bdf: string, method: string): Promise<void>;
   vfioReset(bdf: string): Promise<void>;
-  bindDriver(bdf: string, driver: string | null): Promise<string | null>;
+  bindDriver(bdf: string, driver: string | null, opts?: { override?: string | null }): Promise<string | null>;
+  driverOverride(bdf: string): Promise<string | null>;
 }

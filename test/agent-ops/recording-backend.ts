@@ -34,7 +34,12 @@ export class RecordingBackend implements HardwareBackend {
   readonly capabilities: BackendCapabilities;
   kernelReset?: (bdf: string, method: string) => Promise<void>;
   vfioReset?: (bdf: string) => Promise<void>;
-  bindDriver?: (bdf: string, driver: string | null) => Promise<string | null>;
+  bindDriver?: (
+    bdf: string,
+    driver: string | null,
+    opts?: { override?: string | null },
+  ) => Promise<string | null>;
+  driverOverride?: (bdf: string) => Promise<string | null>;
 
   constructor(private readonly inner: HardwareBackend) {
     this.kind = inner.kind;
@@ -52,7 +57,8 @@ export class RecordingBackend implements HardwareBackend {
         await inner.vfioReset!(bdf);
       };
     }
-    if (inner.bindDriver) this.bindDriver = (bdf, driver) => inner.bindDriver!(bdf, driver);
+    if (inner.bindDriver) this.bindDriver = (bdf, driver, opts) => inner.bindDriver!(bdf, driver, opts);
+    if (inner.driverOverride) this.driverOverride = (bdf) => inner.driverOverride!(bdf);
   }
 
   private record(op: AccessOp, bdf: string, offset: number, width: Width, value: number, bar?: number): void {

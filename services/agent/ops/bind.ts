@@ -1,14 +1,22 @@
-// bind: driver_override + drivers_probe through the backend (null = unbind only).
+// bind: driver_override + drivers_probe through the backend (null = unbind only). With `verify` it is the
+// hand-back of a reset (issue #17): the driver the save took is bound again, its driver_override put back,
+// and the device read back against its image with the driver in place.
 import type { BindResult } from "../../../shared/bus/agent-contract.ts";
+import type { Scope } from "../../../shared/bus/agent-messages.ts";
 import { CxlrcError } from "../../../shared/errors.ts";
 import type { OpContext } from "./context.ts";
+import { giveDriverBack } from "./handover.ts";
 import { describeFunction } from "./topology.ts";
+import { verify } from "./verify.ts";
 
 export type { BindResult };
 
 export interface BindParams {
   bdf: string;
   driver: string | null;
+  /** driver_override to leave behind (null clears it); absent: the driver bound, none when unbinding. */
+  override?: string | null;
+  verify?: { scope: Scope; image: unknown };
 }
 
 export async function bind(ctx: OpContext, p: BindParams): Promise<BindResult> {
@@ -19,8 +27,22 @@ export async function bind(ctx: OpContext, p: BindParams): Promise<BindResult> {
       reason: "bind-unsupported",
     });
   }
-  await describeFunction(b, p.bdf);
-  const previous = await b.bindDriver(p.bdf, p.driver);
+  const { me: before } = await describeFunction(b, p.bdf);
+  if (p.verify && p.driver !== null) {
+    await giveDriverBack(ctx, p.bdf, { name: p.driver, override: p.override ?? null });
+    const verified = await verify(ctx, {
+      bdf: p.bdf,
+      scope: p.verify.scope,
+      image: p.verify.image,
+      driverMayClaimBar: true,
+    });
+    return { bdf: p.bdf, driver: p.driver, previous: before.driver, verify: verified };
+  }
+  const previous = await b.bindDriver(
+    p.bdf,
+    p.driver,
+    p.override === undefined ? {} : { override: p.override },
+  );
   const { me } = await describeFunction(b, p.bdf);
   if (me.driver !== p.driver) {
     throw new CxlrcError(

@@ -2,15 +2,22 @@
 // per function; the coordinator plans which functions (all of a multi-function device, SBR siblings).
 
 import { hex } from "../../../shared/cxl/regdef.ts";
-import { PCI } from "../../../shared/cxl/registers.ts";
-import { CxlrcError } from "../../../shared/errors.ts";
+import { CXL_DVSEC_ID, PCI } from "../../../shared/cxl/registers.ts";
+import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
 import { sealImage } from "../../../shared/image/checksum.ts";
-import { IMAGE_VERSION, type Image, ImageSchema } from "../../../shared/image/schema.ts";
+import {
+  IMAGE_VERSION,
+  type Image,
+  type ImageCxl,
+  type ImageDriver,
+  ImageSchema,
+} from "../../../shared/image/schema.ts";
 import { validatedImages } from "../../../shared/image/validated.ts";
 import { readConfigReg } from "./config-access.ts";
 import type { OpContext } from "./context.ts";
-import { readCxlState } from "./cxl-state.ts";
-import { listExtCapabilities, locateCxl, readSerial } from "./locate.ts";
+import { readCxlState, readDvsecRegisters } from "./cxl-state.ts";
+import { takeDriver } from "./handover.ts";
+import { findCxlDvsec, listExtCapabilities, locateCxl, readSerial } from "./locate.ts";
 import { withMemorySpace } from "./memory-space.ts";
 import { readPciState, snapshotPcie } from "./pci-state.ts";
 import { requirePresent } from "./ready.ts";
@@ -18,6 +25,54 @@ import { describeFunction, functionsOf } from "./topology.ts";
 
 export interface SaveParams {
   bdf: string;
+  /** Full reset of a device a driver is bound to: the driver the plan takes from it after the save. */
+  handover?: { driver: string };
+}
+
+/** Under the driver where the BAR allows it, else after the hand-over (config space and DVSEC under it). */
+async function readCxlUnderDriver(
+  ctx: OpContext,
+  bdf: string,
+  caps: Awaited<ReturnType<typeof listExtCapabilities>>,
+  driver: string,
+): Promise<{ cxl: ImageCxl | null; driver: ImageDriver | null }> {
+  const b = ctx.backend;
+  const read = () =>
+    withMemorySpace(b, bdf, async () => {
+      const layout = await locateCxl(b, bdf, caps);
+      return layout ? await readCxlState(b, bdf, layout) : null;
+    });
+  let under: ImageCxl | null = null;
+  let dvsecUnder: ImageCxl["dvsec"]["registers"] | null = null;
+  try {
+    under = await read();
+  } catch (e) {
+    if (!isCxlrcError(e) || e.kind !== "device-busy") throw e;
+    // The driver claims the BAR: the DVSEC (config space) is read now, the decoders once it let go.
+    const dvsec = await findCxlDvsec(b, bdf, CXL_DVSEC_ID.device, caps);
+    dvsecUnder = dvsec ? await readDvsecRegisters(b, bdf, dvsec.offset) : null;
+  }
+  const taken = await takeDriver(ctx, bdf, driver);
+  if (taken === null) {
+    // Unbound already: an earlier run of this operation took it (its reply was lost). Not a driver's image.
+    return { cxl: under ?? (await read()), driver: null };
+  }
+  const after = await read();
+  if (!after) return { cxl: under, driver: null };
+  const registers = under?.dvsec.registers ?? dvsecUnder ?? after.dvsec.registers;
+  const changedByUnbind = Object.keys(registers).filter(
+    (name) => after.dvsec.registers[name]?.raw !== registers[name]?.raw,
+  );
+  return {
+    // The device as the driver had it: DVSEC read under the driver, decoders wherever they could be read.
+    cxl: { ...(under ?? after), dvsec: { ...after.dvsec, registers } },
+    driver: {
+      name: taken.name,
+      override: taken.override,
+      hdmSource: under ? "bar-under-driver" : "bar-after-unbind",
+      changedByUnbind: changedByUnbind.map((n) => `dvsec.${n}`),
+    },
+  };
 }
 
 export async function save(ctx: OpContext, p: SaveParams): Promise<Image> {
@@ -31,10 +86,15 @@ export async function save(ctx: OpContext, p: SaveParams): Promise<Image> {
   const caps = await listExtCapabilities(b, p.bdf);
   const serial = await readSerial(b, p.bdf, caps);
   // Command was saved above as it is; the component registers are read with Memory Space on regardless.
-  const cxl = await withMemorySpace(b, p.bdf, async () => {
-    const layout = await locateCxl(b, p.bdf, caps);
-    return layout ? await readCxlState(b, p.bdf, layout) : null;
-  });
+  const { cxl, driver } = p.handover
+    ? await readCxlUnderDriver(ctx, p.bdf, caps, p.handover.driver)
+    : {
+        cxl: await withMemorySpace(b, p.bdf, async () => {
+          const layout = await locateCxl(b, p.bdf, caps);
+          return layout ? await readCxlState(b, p.bdf, layout) : null;
+        }),
+        driver: null,
+      };
   const image = sealImage({
     version: IMAGE_VERSION,
     identity: {
@@ -52,6 +112,7 @@ export async function save(ctx: OpContext, p: SaveParams): Promise<Image> {
       pcie: snapshotPcie(pci),
     },
     cxl,
+    ...(driver ? { driver } : {}),
     takenAt: new Date().toISOString(),
     durationMs: b.clock.now() - start,
     agentVersion: ctx.agentVersion,

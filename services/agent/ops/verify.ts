@@ -7,6 +7,7 @@ import type { VerifyResult } from "../../../shared/bus/agent-contract.ts";
 import type { Scope } from "../../../shared/bus/agent-messages.ts";
 import { type RegisterDef, readFlag } from "../../../shared/cxl/regdef.ts";
 import { HDM, HDM_DECODER, PCI, PCI_BRIDGE, PCIE_SAVED } from "../../../shared/cxl/registers.ts";
+import { isCxlrcError } from "../../../shared/errors.ts";
 import type { HardwareBackend } from "../../../shared/hw/backend.ts";
 import type { Image, ImageCxl } from "../../../shared/image/schema.ts";
 import { compareRegister, configFields, expectField, type Mismatch } from "./compare.ts";
@@ -25,13 +26,20 @@ export interface VerifyParams {
   bdf: string;
   scope: Scope;
   image: unknown;
+  /**
+   * The hand-back's read (bind with verify): the driver just bound may claim the BAR. Then the decoders are
+   * not read here (the restore's verify read them before the driver came back); config space and DVSEC are.
+   */
+  driverMayClaimBar?: boolean;
 }
 
 export async function verify(ctx: OpContext, p: VerifyParams): Promise<VerifyResult> {
   const image = loadImage(p.image, p.bdf);
   await requirePresent(ctx, p.bdf);
   const pci = await verifyPci(ctx.backend, p.bdf, image);
-  const cxl = image.cxl ? await verifyCxl(ctx.backend, p.bdf, image.cxl) : { mismatches: [], checked: 0 };
+  const cxl = image.cxl
+    ? await verifyCxl(ctx.backend, p.bdf, image.cxl, p.driverMayClaimBar === true)
+    : { mismatches: [], checked: 0 };
   const mismatches = [...pci.mismatches, ...cxl.mismatches];
   const scopeViolation = p.scope === "io" && cxl.mismatches.length > 0;
   const result: VerifyResult = {
@@ -117,7 +125,12 @@ export async function verifyPci(b: HardwareBackend, bdf: string, image: Image): 
 }
 
 /** DVSEC writable fields, range bases, HDM Global Control and every decoder. */
-export async function verifyCxl(b: HardwareBackend, bdf: string, cxl: ImageCxl): Promise<Checked> {
+export async function verifyCxl(
+  b: HardwareBackend,
+  bdf: string,
+  cxl: ImageCxl,
+  driverMayClaimBar = false,
+): Promise<Checked> {
   const out: Mismatch[] = [];
   let checked = 0;
   const dvsec = cxl.dvsec;
@@ -131,7 +144,13 @@ export async function verifyCxl(b: HardwareBackend, bdf: string, cxl: ImageCxl):
   const hdm = hdmAtFromImage(cxl);
   if (!hdm || !cxl.hdm) return { mismatches: out, checked };
   checked++;
-  const gc = await readMmioReg(b, bdf, hdm.at, HDM.globalControl);
+  let gc: number;
+  try {
+    gc = await readMmioReg(b, bdf, hdm.at, HDM.globalControl);
+  } catch (e) {
+    if (driverMayClaimBar && isCxlrcError(e) && e.kind === "device-busy") return { mismatches: out, checked };
+    throw e;
+  }
   out.push(
     ...compareRegister(
       regName.hdm(HDM.globalControl),

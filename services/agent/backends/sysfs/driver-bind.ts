@@ -4,7 +4,7 @@
 import { join } from "node:path";
 import { CxlrcError } from "../../../../shared/errors.ts";
 import type { Logger } from "../../../../shared/log.ts";
-import { type AttrIo, readLinkName } from "./sysfs-attr.ts";
+import { type AttrIo, readAttr, readLinkName } from "./sysfs-attr.ts";
 import { deviceDir, driversProbePath, type SysfsRoots } from "./sysfs-paths.ts";
 
 export interface BindDeps {
@@ -13,21 +13,45 @@ export interface BindDeps {
   log: Logger;
 }
 
-/** Returns the driver bound before (null when none). */
-export async function bindDriver(deps: BindDeps, bdf: string, driver: string | null): Promise<string | null> {
+const DRIVER_RE = /^[A-Za-z0-9_.-]+$/;
+
+/** driver_override as the kernel shows it ("(null)" when none is set). */
+export async function readDriverOverride(roots: SysfsRoots, bdf: string): Promise<string | null> {
+  const v = (await readAttr(join(deviceDir(roots, bdf), "driver_override")))?.trim() ?? "";
+  return v === "" || v === "(null)" ? null : v;
+}
+
+/**
+ * Returns the driver bound before (null when none). `override`, when given, is the driver_override left
+ * behind (null clears it): a hand-back puts back the one found before the hand-over.
+ */
+export async function bindDriver(
+  deps: BindDeps,
+  bdf: string,
+  driver: string | null,
+  opts: { override?: string | null } = {},
+): Promise<string | null> {
   const { roots, io, log } = deps;
   const dir = deviceDir(roots, bdf);
-  if (driver !== null && !/^[A-Za-z0-9_.-]+$/.test(driver)) {
-    throw new CxlrcError("bad-input", `not a driver name: ${JSON.stringify(driver)}`, { bdf });
+  for (const name of [driver, opts.override ?? null]) {
+    if (name !== null && !DRIVER_RE.test(name)) {
+      throw new CxlrcError("bad-input", `not a driver name: ${JSON.stringify(name)}`, { bdf });
+    }
   }
+  const leave = async (): Promise<void> => {
+    if (opts.override === undefined) return;
+    if (opts.override === (await readDriverOverride(roots, bdf))) return;
+    await io.writeAttr(join(dir, "driver_override"), opts.override ?? "\n", log);
+  };
   const previous = await readLinkName(join(dir, "driver"));
   if (previous === driver) {
     log.debug({ bdf, driver }, "already bound as requested");
+    await leave();
     return previous;
   }
   if (previous !== null) await io.writeAttr(join(dir, "driver/unbind"), bdf, log);
   if (driver === null) {
-    await io.writeAttr(join(dir, "driver_override"), "\n", log);
+    await io.writeAttr(join(dir, "driver_override"), opts.override ?? "\n", log);
     return previous;
   }
   await io.writeAttr(join(dir, "driver_override"), driver, log);
@@ -40,5 +64,6 @@ export async function bindDriver(deps: BindDeps, bdf: string, driver: string | n
       { bdf, driver, bound: now, previous },
     );
   }
+  await leave();
   return previous;
 }

@@ -5,7 +5,7 @@ import { CxlrcError } from "../../../../shared/errors.ts";
 import { type Clock, type HardwareBackend, realClock } from "../../../../shared/hw/backend.ts";
 import { type Logger, silentLogger } from "../../../../shared/log.ts";
 import { createConfigSpace } from "./config-space.ts";
-import { bindDriver } from "./driver-bind.ts";
+import { bindDriver, readDriverOverride } from "./driver-bind.ts";
 import { listFunctions } from "./enumerate.ts";
 import { findHolders } from "./holders.ts";
 import { kernelReset } from "./kernel-reset.ts";
@@ -92,14 +92,18 @@ export function createSysfsBackend(opts: SysfsBackendOptions = {}): HardwareBack
       live();
       await vfioReset({ roots, log }, checkBdf(bdf));
     },
-    async bindDriver(bdf, driver) {
+    async bindDriver(bdf, driver, opts) {
       live();
       // A driver that binds claims the BARs and the kernel revokes our mappings: drop them first.
       mmio.forget(checkBdf(bdf));
-      const previous = await bindDriver({ roots, io, log }, bdf, driver);
+      const previous = await bindDriver({ roots, io, log }, bdf, driver, opts);
       if (isVfioDriver(driver)) ownDrivers.set(bdf, driver!);
       else ownDrivers.delete(bdf);
       return previous;
+    },
+    async driverOverride(bdf) {
+      live();
+      return await readDriverOverride(roots, checkBdf(bdf));
     },
     async close() {
       if (closed) return;

@@ -1,0 +1,90 @@
+// The driver hand-over of a full reset (issue #17): the device is saved under the driver the kernel bound,
+// then taken from it, and given back once the reset is over. What is never done: unbind a driver under a
+// user. Memory of the device that is online (or a CXL region of it in use) refuses the hand-over with the
+// range or region named; the kernel itself would let the unbind pull the memory from under its users.
+import { CxlrcError } from "../../../shared/errors.ts";
+import type { OpContext } from "./context.ts";
+import { describeFunction } from "./topology.ts";
+
+/** The driver found bound and its driver_override, as the image records them. */
+export interface DriverRecord {
+  name: string;
+  override: string | null;
+}
+
+/** Refuse ("device-busy") when memory of the device is in use: the driver stays bound. */
+export async function refuseIfMemoryInUse(ctx: OpContext, bdf: string, driver: string): Promise<void> {
+  const inUse = (await ctx.backend.holders(bdf)).filter((h) => h.kind === "memory-online");
+  if (inUse.length === 0) return;
+  const what = inUse.map((h) => h.detail).join("; ");
+  throw new CxlrcError(
+    "device-busy",
+    `${bdf}: memory of the device is in use (${what}); driver ${driver} stays bound: take the memory offline (or the region down) first`,
+    { bdf, driver, inUse: inUse.map((h) => h.detail) },
+  );
+}
+
+/** Unbind `expected` (the plan's driver): the device must be bound to it, or already to none (a repeat). */
+export async function takeDriver(
+  ctx: OpContext,
+  bdf: string,
+  expected: string,
+): Promise<DriverRecord | null> {
+  const b = ctx.backend;
+  if (!b.capabilities.bind || !b.bindDriver) {
+    throw new CxlrcError("unsupported", `the ${b.kind} backend cannot unbind drivers`, {
+      bdf,
+      reason: "bind-unsupported",
+    });
+  }
+  const { me } = await describeFunction(b, bdf);
+  if (me.driver === null) return null; // handed over already (the operation repeated after a crash)
+  if (me.driver !== expected) {
+    throw new CxlrcError(
+      "device-busy",
+      `${bdf} is bound to ${me.driver}, not ${expected} as planned: not taken from a driver the plan did not name`,
+      { bdf, expected, actual: me.driver },
+    );
+  }
+  await refuseIfMemoryInUse(ctx, bdf, me.driver);
+  const override = b.driverOverride ? await b.driverOverride(bdf) : null;
+  // The override is cleared while the device is ours, so that no probe binds a driver mid-reset.
+  await b.bindDriver(bdf, null, { override: null });
+  const after = await describeFunction(b, bdf);
+  if (after.me.driver !== null) {
+    throw new CxlrcError("backend", `${bdf}: still bound to ${after.me.driver} after unbind`, {
+      bdf,
+      driver: after.me.driver,
+    });
+  }
+  ctx.emit(bdf, "driver.unbound", { driver: me.driver, override });
+  return { name: me.driver, override };
+}
+
+/** Bind `driver` again and put its driver_override back; the driver bound afterwards is read back. */
+export async function giveDriverBack(ctx: OpContext, bdf: string, rec: DriverRecord): Promise<string | null> {
+  const b = ctx.backend;
+  if (!b.bindDriver) {
+    throw new CxlrcError("unsupported", `the ${b.kind} backend cannot bind drivers`, { bdf });
+  }
+  try {
+    await b.bindDriver(bdf, rec.name, { override: rec.override });
+  } catch (cause) {
+    throw new CxlrcError(
+      "driver-rebind",
+      `${bdf}: driver ${rec.name} could not be bound again: ${(cause as Error).message}`,
+      { bdf, driver: rec.name },
+      { cause },
+    );
+  }
+  const { me } = await describeFunction(b, bdf);
+  if (me.driver !== rec.name) {
+    throw new CxlrcError(
+      "driver-rebind",
+      `${bdf}: driver ${rec.name} did not bind again (bound: ${me.driver ?? "none"})`,
+      { bdf, driver: rec.name, bound: me.driver },
+    );
+  }
+  ctx.emit(bdf, "driver.rebound", { driver: me.driver, override: rec.override });
+  return me.driver;
+}
