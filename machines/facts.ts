@@ -64,6 +64,8 @@ export interface DeviceFacts {
   kernelResetMethods: string[];
   /** Bound to vfio-pci: VFIO_DEVICE_RESET is available. */
   vfioBound: boolean;
+  /** The driver bound to the device's function (null: none; absent: not known). */
+  driver?: string | null;
 }
 
 /** The explicit full-scope methods a caller may name. */

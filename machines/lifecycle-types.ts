@@ -54,6 +54,19 @@ export interface AcquireInput extends RequestOpInput {
 export type AcquireOutput = { granted: true } | { granted: false; refusal: Refusal };
 export interface SaveInput extends RequestOpInput {
   targets: string[];
+  /** The driver the save takes from the device (plan.handover), or null. */
+  handover: string | null;
+}
+/** Give the driver back (bind it, put its driver_override back) and read the device against its image. */
+export interface HandBackInput extends RequestOpInput {
+  driver: string;
+  image: ImageRef | null;
+  scope: Scope;
+}
+export interface HandBackOutput {
+  driver: string;
+  /** The read-back with the driver in place; null when there was no image to read against. */
+  verify: VerifyResult | null;
 }
 export interface SaveOutput {
   image: unknown;
@@ -169,6 +182,8 @@ export interface LifecycleContext {
   persisted: boolean;
   /** The device's lease (and slots) may be held for this request: release before going back to ready. */
   leaseHeld: boolean;
+  /** The plan's driver may have been taken (gating was entered with a hand-over): every exit gives it back. */
+  handoverArmed?: boolean;
   restoreScope: Scope;
   /** Restore round: 0, then +1 per repair or retry (part of the operation ids). */
   round: number;
@@ -212,6 +227,8 @@ export type LifecycleEmitted = EmittedBase &
     | { type: "scope.violation"; fields: VerifyMismatch[]; count: number }
     | { type: "step.failed"; phase: string; error: { kind: string; message: string }; willRetry: boolean }
     | { type: "released"; operator: string; reason: string }
+    | { type: "driver.rebound"; driver: string; verify: VerifyResult | null }
+    | { type: "driver.rebind-failed"; driver: string; error: { kind: string; message: string } }
     // Terminal outcomes: exactly one per request id.
     | { type: "refused"; outcome: "refused"; refusal: Refusal }
     | { type: "planned"; outcome: "planned"; plan: Plan }

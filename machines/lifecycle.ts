@@ -19,6 +19,8 @@ import type {
   BindInput,
   CommitInput,
   CommitOutput,
+  HandBackInput,
+  HandBackOutput,
   ImageRef,
   LastError,
   LifecycleContext,
@@ -49,7 +51,7 @@ export interface LifecycleClock {
 }
 
 /** Phases that call an actor and carry a deadline. */
-export type LifecyclePhase = "binding" | "probing" | ResetPhase;
+export type LifecyclePhase = "binding" | "probing" | "handingBack" | ResetPhase;
 
 /** Placeholder for an actor the coordinator must provide. */
 function required<TOutput, TInput>(name: string) {
@@ -156,6 +158,7 @@ function requestFields(request: ResetRequest, guards: LifecycleContext["guards"]
 
 function phaseBudgetMs(context: LifecycleContext, phase: LifecyclePhase): number {
   if (phase === "binding" || phase === "probing") return context.policy.agentCallTimeoutMs;
+  if (phase === "handingBack") return 2 * context.policy.agentCallTimeoutMs;
   return context.plan?.deadlines.phasesMs[phase] ?? context.policy.leaseTimeoutMs;
 }
 
@@ -206,6 +209,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
       commitDecoders: required<CommitOutput, CommitInput>("commitDecoders"),
       verifyDevice: required<VerifyResult, VerifyInput>("verifyDevice"),
       releaseDevice: required<void, ReleaseInput>("releaseDevice"),
+      handBackDriver: required<HandBackOutput, HandBackInput>("handBackDriver"),
     },
     guards: {
       planRefused: ({ context }) => context.refusal !== null,
@@ -213,6 +217,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
       leaseHeld: ({ context }) => context.leaseHeld,
       restoringFullScope: ({ context }) => context.restoreScope === "full",
       outcomeIsQuarantine: ({ context }) => context.outcome === "quarantined",
+      /** The driver was (or may have been) taken and goes back now: not when policy keeps a quarantined device unbound. */
+      handsBack: ({ context }) =>
+        context.handoverArmed === true &&
+        !!context.plan?.handover &&
+        !(context.outcome === "quarantined" && context.policy.quarantineUnbound),
       /** reset-rules Failures: retry the restore once from the image (policy.restoreRetries), then quarantine. */
       canRetryRestore: ({ context }) =>
         context.image !== null && context.retries < context.policy.restoreRetries,
@@ -442,6 +451,8 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         entry: [
           { type: "announce", params: { state: "gating" } },
           { type: "enterPhase", params: { phase: "gating" } },
+          // Stored with gating's write-ahead, before the save can take the driver: every exit gives it back.
+          assign({ handoverArmed: ({ context }) => !!context.plan?.handover }),
         ],
         exit: "leavePhase",
         invoke: {
@@ -493,7 +504,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         invoke: {
           id: "saveImage",
           src: "saveImage",
-          input: ({ context }) => ({ ...op(context), targets: context.plan!.targets }),
+          input: ({ context }) => ({
+            ...op(context),
+            targets: context.plan!.targets,
+            handover: context.plan!.handover ?? null,
+          }),
           onDone: {
             target: "persistingImage",
             actions: assign({ pendingImage: ({ event }) => event.output.image }),
@@ -775,7 +790,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
                 verifyPassed(event.output) &&
                 context.repairing &&
                 context.scopeViolations >= context.policy.scopeViolationQuarantineThreshold,
-              target: "releasing",
+              target: "returning",
               actions: [
                 emit(({ context, event }) => ({
                   ...base(context),
@@ -789,12 +804,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
                   quarantineReason: ({ context }) =>
                     `${context.scopeViolations} scope violation(s): io-scope resets changed CXL state (threshold ${context.policy.scopeViolationQuarantineThreshold})`,
                 }),
-                "announceOutcome",
               ],
             },
             {
               guard: ({ event }) => verifyPassed(event.output),
-              target: "releasing",
+              target: "returning",
               actions: [
                 emit(({ context, event }) => ({
                   ...base(context),
@@ -809,7 +823,6 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
                   outcome: ({ context }) =>
                     (context.resetCompleted ? "verified" : "failed") as "verified" | "failed",
                 }),
-                "announceOutcome",
               ],
             },
             {
@@ -909,7 +922,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
             ],
           },
           {
-            target: "releasing",
+            target: "returning",
             actions: [
               emit(({ context }) => ({
                 ...base(context),
@@ -926,7 +939,6 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
                 quarantineReason: ({ context }) =>
                   `restore from the image failed ${context.retries + 1} time(s): ${context.lastError?.message ?? "unknown error"}`,
               }),
-              "announceOutcome",
             ],
           },
         ],
@@ -938,6 +950,82 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           assign({ outcome: "refused" as const }),
           "announceOutcome",
         ],
+        always: "returning",
+      },
+
+      // On the way out of a request: the driver taken for the reset goes back first (issue #17).
+      returning: {
+        always: [{ guard: "handsBack", target: "handingBack" }, { target: "concluding" }],
+      },
+
+      // The driver bound again, its driver_override put back, and the device read against its image with the
+      // driver in place (verify twice). A driver that does not come back fails the request, with an event an
+      // SRE can alert on; nothing else on the host is touched.
+      handingBack: {
+        entry: [
+          { type: "announce", params: { state: "handingBack" } },
+          { type: "enterPhase", params: { phase: "handingBack" } },
+        ],
+        exit: "leavePhase",
+        invoke: {
+          id: "handBackDriver",
+          src: "handBackDriver",
+          input: ({ context }) => ({
+            ...op(context),
+            driver: context.plan!.handover!,
+            image: context.image,
+            scope: context.restoreScope,
+          }),
+          onDone: {
+            target: "concluding",
+            actions: [
+              emit(({ context, event }) => ({
+                ...base(context),
+                type: "driver.rebound" as const,
+                driver: event.output.driver,
+                verify: event.output.verify,
+              })),
+              assign(({ context, event }): Partial<LifecycleContext> => {
+                const v = event.output.verify;
+                if (!v || v.passed || context.outcome !== "verified") return {};
+                return {
+                  outcome: "failed" as const,
+                  lastError: {
+                    phase: "handingBack",
+                    kind: "verify-mismatch",
+                    message: `with driver ${event.output.driver} bound again the device differs from its image: ${v.mismatches.map((m: { field: string }) => m.field).join(", ")}`,
+                  },
+                };
+              }),
+            ],
+          },
+          onError: {
+            target: "concluding",
+            actions: [
+              emit(({ context, event }) => ({
+                ...base(context),
+                type: "driver.rebind-failed" as const,
+                driver: context.plan!.handover!,
+                error: { kind: errorOf(event.error).kind, message: errorOf(event.error).message },
+              })),
+              assign(({ context, event }) => ({
+                outcome: context.outcome === "verified" ? ("failed" as const) : context.outcome,
+                lastError: {
+                  phase: "handingBack",
+                  kind: errorOf(event.error).kind,
+                  message: `driver ${context.plan!.handover!} not bound again: ${errorOf(event.error).message}`,
+                },
+              })),
+            ],
+          },
+        },
+      },
+
+      /** The outcome (a refusal said it already), then the lease and slots go back. */
+      concluding: {
+        entry: enqueueActions(({ context, enqueue }) => {
+          if (context.outcome !== "refused") enqueue({ type: "announceOutcome" });
+        }),
         always: [{ guard: "leaseHeld", target: "releasing" }, { target: "ready" }],
       },
 

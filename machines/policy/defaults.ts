@@ -51,6 +51,8 @@ export interface Policy {
   restoreRetries: number;
   /** Scope violations (io reset changed CXL state) counted against a device before it is quarantined. */
   scopeViolationQuarantineThreshold: number;
+  /** A device quarantined after a driver hand-over stays without its driver, for the operator (issue #17). */
+  quarantineUnbound: boolean;
 }
 
 export const DEFAULT_POLICY: Readonly<Policy> = Object.freeze({
@@ -83,4 +85,5 @@ export const DEFAULT_POLICY: Readonly<Policy> = Object.freeze({
 
   restoreRetries: 1,
   scopeViolationQuarantineThreshold: 2,
+  quarantineUnbound: false,
 });

@@ -205,15 +205,43 @@ function rangesInUse(facts: DeviceFacts): string[] {
   return busy;
 }
 
-/** Full scope: the host range of every committed decoder must be free and nothing may hold a target. */
-export function deviceBusyGate(scope: Scope, facts: DeviceFacts, targets: string[]): GateResult {
+/**
+ * The driver a full reset takes from the device for its length and gives back after (issue #17): the one the
+ * backend reports holding it (a driver that claims the device: on a real host every driver but the vfio-pci
+ * cxlrc bound itself). Not vfio-pci when the reset goes through VFIO: that one stays and resets the device.
+ */
+export function handoverOf(scope: Scope, method: ResetMethod, facts: DeviceFacts): string | null {
+  if (scope !== "full" || !facts.driver) return null;
+  if (method === "vfio" && /^vfio[-_]pci$/.test(facts.driver)) return null;
+  const holds = facts.holders.some((h) => h.kind === "driver" && h.detail === facts.driver);
+  return holds ? facts.driver : null;
+}
+
+/**
+ * Full scope: the host range of every committed decoder must be free and nothing may hold a target. The
+ * driver the plan hands over is no holder (it is unbound for the reset); memory of the device in use is, so
+ * that a driver is never taken from under a user.
+ */
+export function deviceBusyGate(
+  scope: Scope,
+  facts: DeviceFacts,
+  targets: string[],
+  handover: string | null = null,
+): GateResult {
   if (scope === "io") return pass("device-busy", "io scope keeps CXL.mem: memory and holders may stay");
   const busy = [
     ...rangesInUse(facts),
-    ...facts.holders.map(holderName),
+    ...facts.holders.filter((h) => !(h.kind === "driver" && h.detail === handover)).map(holderName),
     ...targets.flatMap((t) => (facts.siblingHolders?.[t] ?? []).map((h) => `${t}: ${holderName(h)}`)),
   ];
-  if (busy.length === 0) return pass("device-busy", "no online memory and no holder");
+  if (busy.length === 0) {
+    return pass(
+      "device-busy",
+      handover
+        ? `no online memory and no holder but driver ${handover}, handed over for the reset and bound again after`
+        : "no online memory and no holder",
+    );
+  }
   return {
     gate: "device-busy",
     passed: false,
@@ -309,7 +337,7 @@ export function refusalFrom(
 export function regate(plan: Plan, facts: DeviceFacts, nowMs: number): Refusal | null {
   const gates = [
     deadlineGate({ deadline: plan.startBy ?? undefined }, nowMs),
-    deviceBusyGate(plan.scope, facts, plan.targets),
+    deviceBusyGate(plan.scope, facts, plan.targets, plan.handover ?? null),
     siblingGate(plan.method, facts, plan.targets),
   ];
   const failed = firstRefusal(gates);

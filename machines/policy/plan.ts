@@ -11,6 +11,7 @@ import {
   deadlineGate,
   deviceBusyGate,
   firstRefusal,
+  handoverOf,
   leaseGate,
   memClearGate,
   quarantineGate,
@@ -61,7 +62,7 @@ export function planReset(request: ResetRequest, facts: DeviceFacts, ctx: Policy
     memClearGate(request, facts, method),
     breakerGate(ctx),
     budgetGate(ctx, request.bdf),
-    deviceBusyGate(scope, facts, targets),
+    deviceBusyGate(scope, facts, targets, handoverOf(scope, method, facts)),
     siblingGate(method, facts, targets),
     ...concurrencyGates(request, facts, ctx),
     configLockGate(facts, method),
@@ -83,6 +84,12 @@ export function planReset(request: ResetRequest, facts: DeviceFacts, ctx: Policy
     notes.push("cache is enabled but not Writeback-and-Invalidate capable: Disable Caching only, no WB+I");
   }
   if (includeSiblings && siblings.length > 0) notes.push(`siblings join the plan: ${siblings.join(", ")}`);
+  const handover = handoverOf(scope, method, facts);
+  if (handover) {
+    notes.push(
+      `driver ${handover} is taken from ${request.bdf} for the reset and bound again after, on every exit`,
+    );
+  }
 
   return {
     kind: "plan",
@@ -105,6 +112,7 @@ export function planReset(request: ResetRequest, facts: DeviceFacts, ctx: Policy
     cacheFlush,
     configLock: configLockHandling(facts, method),
     committedDecoders,
+    handover,
     retainedDecoders:
       method === "cxl" ? facts.decoders.filter((d) => d.committed && d.lockOnCommit).map((d) => d.index) : [],
     deadlines: planDeadlines(

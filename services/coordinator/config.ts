@@ -6,14 +6,23 @@ import { DEFAULT_POLICY, type Policy } from "../../machines/policy/defaults.ts";
 import { formatZodIssues } from "../../shared/bus/codec.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 
-/** Overrides of DEFAULT_POLICY: every key the policy has, a number each; anything else is refused by name. */
+/** The policy's yes/no settings; every other key is a number. */
+const POLICY_FLAGS = new Set<string>(["quarantineUnbound"]);
+
+/** Overrides of DEFAULT_POLICY: every key the policy has, of its type; anything else is refused by name. */
 export const PolicyOverrides = z.strictObject(
   Object.fromEntries(
     Object.keys(DEFAULT_POLICY).map((k) => [
       k,
-      k === "breakerFailureRatio" ? z.number().min(0).max(1).optional() : z.number().nonnegative().optional(),
+      POLICY_FLAGS.has(k)
+        ? z.boolean().optional()
+        : k === "breakerFailureRatio"
+          ? z.number().min(0).max(1).optional()
+          : z.number().nonnegative().optional(),
     ]),
-  ) as { [K in keyof Policy]: z.ZodOptional<z.ZodNumber> },
+  ) as {
+    [K in keyof Policy]: Policy[K] extends boolean ? z.ZodOptional<z.ZodBoolean> : z.ZodOptional<z.ZodNumber>;
+  },
 );
 
 /** Defaults of the control endpoints' limits: far above what an operator, the CLI or a fleet controller sends. */

@@ -68,5 +68,6 @@ export function factsFromProbe(host: string, probe: ProbeResult, inv: InventoryR
     ...(Object.keys(siblingHolders).length > 0 ? { siblingHolders } : {}),
     kernelResetMethods: [...probe.resetMethods],
     vfioBound: probe.driver === "vfio-pci",
+    driver: probe.driver,
   };
 }

@@ -29,6 +29,8 @@ import type {
   CommitInput,
   CommitOutput,
   CommittedDecoder,
+  HandBackInput,
+  HandBackOutput,
   ImageRef,
   PersistInput,
   ProbeInput,
@@ -62,6 +64,9 @@ import type { Lease } from "../leases.ts";
 import { factsFromProbe } from "../probe-facts.ts";
 import type { CoordinatorStore, ImageRecord } from "../store.ts";
 import { createStepGate, withBudget } from "./step-budget.ts";
+
+/** What the hand-back reads of a stored image: the driver_override it found. */
+type ImageLike = { driver?: { override?: string | null } };
 
 /** Test hook: called around every step's effect, so a test can stop a coordinator at an exact point. */
 export type StepHook = (
@@ -452,8 +457,11 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       // The regate's read of a one-function plan goes out right behind the save (the agent runs a device's
       // operations in arrival order): its answer is in by the time the image is stored. A plan with other
       // functions reads the host inventory afresh too, beside the image write (persistImage).
+      // The plan's driver is taken by the save of the device's own function (saved under it, then unbound).
+      const params = (bdf: string) =>
+        input.handover && bdf === input.bdf ? { bdf, handover: { driver: input.handover } } : { bdf };
       if (input.targets.length === 1 && input.targets[0] === input.bdf) {
-        const saving = agent(dev, "save", input.opId, { bdf: input.bdf }, policy.agentCallTimeoutMs, signal);
+        const saving = agent(dev, "save", input.opId, params(input.bdf), policy.agentCallTimeoutMs, signal);
         const early = probe(dev, freshOpId(input.opId, "regate"), input.bdf, new AbortController().signal);
         early.catch(() => undefined);
         remember(regates, requestKey(input), early, EARLY_KEPT);
@@ -465,7 +473,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           dev,
           "save",
           targetOpId(input.opId, i, input.targets.length),
-          { bdf },
+          params(bdf),
           policy.agentCallTimeoutMs,
           signal,
         );
@@ -707,6 +715,31 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         });
       }
       return verifyAll(dev, input.opId, input.targets, input.scope, input.image, signal);
+    }),
+
+    /**
+     * The driver back (bound, its driver_override as the image found it) and the device read against its
+     * image with the driver in place. Without a stored image (the save never finished) only the bind.
+     */
+    handBackDriver: step<HandBackInput, HandBackOutput>("handingBack", async (input, signal, dev) => {
+      const image = input.image ? ((await imageOf(input.image, input.bdf)) as ImageLike) : null;
+      const r = await agent(
+        dev,
+        "bind",
+        input.opId,
+        {
+          bdf: input.bdf,
+          driver: input.driver,
+          override: image?.driver?.override ?? null,
+          ...(image ? { verify: { scope: input.scope, image } } : {}),
+        },
+        2 * policy.agentCallTimeoutMs,
+        signal,
+      );
+      return {
+        driver: r.driver ?? input.driver,
+        verify: r.verify ? { passed: r.verify.passed, mismatches: mismatchesOf(input.bdf, r.verify) } : null,
+      };
     }),
 
     /** Slots back and the outcome counted by the breaker; the device lease goes when the snapshot is stored. */
