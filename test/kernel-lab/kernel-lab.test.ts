@@ -3,6 +3,7 @@
 // "single" scenario (one Type-3 device below a root port) and the "switch" scenario (a CXL switch with a
 // device on each of two downstream ports). Each runs all its checks in one guest run; every test asserts on
 // what one check read back from the device inside the guest.
+import { decoderRebindTests } from "./decoder-rebind.checks.ts";
 import { useLabRuns } from "./lab-run.ts";
 import { singleDeviceTests } from "./single.checks.ts";
 import { switchTests } from "./switch.checks.ts";
@@ -10,4 +11,5 @@ import { switchTests } from "./switch.checks.ts";
 const runs = useLabRuns(["single", "switch"]);
 
 singleDeviceTests(runs.single);
+decoderRebindTests(runs.single);
 switchTests(runs.switch);

@@ -14,6 +14,7 @@ import {
 } from "../protocol.ts";
 import { type Check, errorJson, type Rec } from "./check.ts";
 import { busReset } from "./checks/bus.ts";
+import { decoderRebind } from "./checks/decoder-rebind.ts";
 import { demo } from "./checks/demo.ts";
 import { flrRefused, holders, memEnable } from "./checks/gates.ts";
 import { barAfterRebind, inventoryOnly, inventoryProbe } from "./checks/inventory.ts";
@@ -29,6 +30,7 @@ const SCENARIOS: Record<LabScenario, Check[]> = {
     barAfterRebind,
     flrRefused,
     kernelReset,
+    decoderRebind,
     busReset,
     vfioSuccess,
     vfioVerifyFailure,
