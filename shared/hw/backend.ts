@@ -4,6 +4,8 @@
 // Addresses are PCI BDFs in the kernel's sysfs form "DDDD:BB:DD.F" (lowercase hex).
 // All register access is async: the sim answers at once, sysfs through koffi, QEMU over a socket.
 
+import type { KernelCxlView } from "./kernel-cxl.ts";
+
 export type Width = 1 | 2 | 4;
 
 /** Time source. The simulator's virtual clock advances on sleep() without waiting; the others use real time. */
@@ -89,6 +91,8 @@ export interface HardwareBackend {
   ): Promise<string | null>;
   /** The function's driver_override (null when none is set). */
   driverOverride?(bdf: string): Promise<string | null>;
+  /** The kernel's own view of the device's HDM decoders and regions (/sys/bus/cxl); null when it has none. */
+  cxlView?(bdf: string): Promise<KernelCxlView | null>;
 
   /** Release everything (file descriptors, mappings, child processes). Idempotent. */
   close(): Promise<void>;

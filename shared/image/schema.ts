@@ -92,6 +92,16 @@ export const ImageDriver = z.strictObject({
   hdmSource: z.enum(["bar-under-driver", "bar-after-unbind"]),
   /** Config-space registers that read differently after the unbind than under the driver (e.g. Mem_Enable). */
   changedByUnbind: z.array(z.string()),
+  /**
+   * The kernel's view of the endpoint decoders under the driver (/sys/bus/cxl), one line each, and where it
+   * disagreed with the BAR's registers read after the unbind. Absent when the backend has no such view.
+   */
+  kernelView: z
+    .strictObject({
+      decoders: z.array(z.string()),
+      differences: z.array(z.string()),
+    })
+    .optional(),
 });
 export type ImageDriver = z.infer<typeof ImageDriver>;
 

@@ -119,3 +119,48 @@ describe("driver hand-over (full scope)", () => {
     expect((await sim.listFunctions()).find((f) => f.bdf === DEV)?.driver).toBeNull();
   });
 });
+
+describe("the kernel's view beside the BAR (a backend with /sys/bus/cxl)", () => {
+  const view = (size: bigint) => ({
+    bdf: DEV,
+    memdev: "mem0",
+    endpoint: "endpoint2",
+    decoders: [0, 1].map((index) => ({
+      name: `decoder2.${index}`,
+      level: "endpoint" as const,
+      port: "endpoint2",
+      index,
+      start: index === 0 ? 0x1_0000_0000n : 0x1_1000_0000n,
+      size: index === 0 ? size : 0x2000_0000n,
+      interleaveWays: 1,
+      interleaveGranularity: 256,
+      targetList: [],
+      region: null,
+      locked: false,
+      committed: true,
+    })),
+    regions: [],
+  });
+
+  it("probe under cxl_pci takes the decoders from the kernel's view", async () => {
+    const { ctx, rec } = rig({ device: underCxlPci });
+    rec.cxlView = async () => view(0x1000_0000n);
+    const p = await operations.probe(ctx, { bdf: DEV, brief: true });
+    expect(p.componentUnreadable).toBeDefined();
+    expect(p.decoders.map((d) => [d.index, d.base, d.size, d.committed])).toEqual([
+      [0, "0x100000000", "0x10000000", true],
+      [1, "0x110000000", "0x20000000", true],
+    ]);
+  });
+
+  it("the save records the kernel's decoders and where they disagree with the BAR", async () => {
+    const { ctx, rec, events } = rig({ device: underCxlPci });
+    rec.cxlView = async () => view(0x800_0000n);
+    const image = await operations.save(ctx, { bdf: DEV, handover: { driver: "cxl_pci" } });
+    expect(image.driver?.kernelView?.decoders).toHaveLength(2);
+    expect(image.driver?.kernelView?.differences).toEqual([
+      "decoder 0 size: kernel 0x8000000, BAR 0x10000000",
+    ]);
+    expect(events.some((e) => e.kind === "kernel-view.differs")).toBe(true);
+  });
+});

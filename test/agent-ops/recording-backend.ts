@@ -1,5 +1,6 @@
 // A HardwareBackend wrapper for tests: logs every register access with the clock time, and can rewrite what
 // a read returns (to model a device that reads a stale command bit back, for example).
+
 import type {
   BackendCapabilities,
   Clock,
@@ -8,6 +9,7 @@ import type {
   PciFunctionInfo,
   Width,
 } from "../../shared/hw/backend.ts";
+import type { KernelCxlView } from "../../shared/hw/kernel-cxl.ts";
 
 export type AccessOp = "configRead" | "configWrite" | "mmioRead" | "mmioWrite" | "kernelReset" | "vfioReset";
 
@@ -40,6 +42,8 @@ export class RecordingBackend implements HardwareBackend {
     opts?: { override?: string | null },
   ) => Promise<string | null>;
   driverOverride?: (bdf: string) => Promise<string | null>;
+  /** Tests give the simulator a kernel view (/sys/bus/cxl) here. */
+  cxlView?: (bdf: string) => Promise<KernelCxlView | null>;
 
   constructor(private readonly inner: HardwareBackend) {
     this.kind = inner.kind;

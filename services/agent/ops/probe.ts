@@ -8,6 +8,7 @@ import { decodeConfigSpace } from "../../../shared/cxl/decode.ts";
 import { CACHE_MEM_OFFSET, HDM_DECODER_FIRST, HDM_DECODER_STRIDE } from "../../../shared/cxl/registers.ts";
 import { isCxlrcError } from "../../../shared/errors.ts";
 import type { HardwareBackend } from "../../../shared/hw/backend.ts";
+import { endpointDecoderFacts } from "../../../shared/hw/kernel-cxl.ts";
 import type { OpContext } from "./context.ts";
 import { type HdmLoc, locateCxl } from "./locate.ts";
 import { withMemorySpace } from "./memory-space.ts";
@@ -92,6 +93,20 @@ export async function probe(ctx: OpContext, p: ProbeParams): Promise<ProbeResult
     lockOnCommit: d.control.lockOnCommit,
     errorNotCommitted: d.control.errorNotCommitted,
   }));
+  // Under a driver that claims the BAR: the decoders as the kernel sees them (issue #17), for the gates.
+  if (componentUnreadable !== undefined && b.cxlView) {
+    const view = await b.cxlView(p.bdf).catch(() => null);
+    for (const d of view ? endpointDecoderFacts(view) : []) {
+      decoders.push({
+        index: d.index,
+        base: d.base,
+        size: d.size,
+        committed: d.committed,
+        lockOnCommit: d.lockOnCommit === true,
+        errorNotCommitted: false,
+      });
+    }
+  }
   const memoryRanges = decoders
     .filter((d) => d.committed && BigInt(d.size) > 0n)
     .map((d) => ({

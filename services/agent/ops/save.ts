@@ -4,6 +4,7 @@
 import { hex } from "../../../shared/cxl/regdef.ts";
 import { CXL_DVSEC_ID, PCI } from "../../../shared/cxl/registers.ts";
 import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
+import { type BarDecoder, crossCheck, describeKernelDecoders } from "../../../shared/hw/kernel-cxl.ts";
 import { sealImage } from "../../../shared/image/checksum.ts";
 import {
   IMAGE_VERSION,
@@ -52,6 +53,7 @@ async function readCxlUnderDriver(
     const dvsec = await findCxlDvsec(b, bdf, CXL_DVSEC_ID.device, caps);
     dvsecUnder = dvsec ? await readDvsecRegisters(b, bdf, dvsec.offset) : null;
   }
+  const view = b.cxlView ? await b.cxlView(bdf).catch(() => null) : null;
   const taken = await takeDriver(ctx, bdf, driver);
   if (taken === null) {
     // Unbound already: an earlier run of this operation took it (its reply was lost). Not a driver's image.
@@ -63,16 +65,42 @@ async function readCxlUnderDriver(
   const changedByUnbind = Object.keys(registers).filter(
     (name) => after.dvsec.registers[name]?.raw !== registers[name]?.raw,
   );
+  const cxl = { ...(under ?? after), dvsec: { ...after.dvsec, registers } };
+  const kernelView = view
+    ? {
+        decoders: describeKernelDecoders(view),
+        differences: crossCheck(view, barDecoders(cxl)).map(
+          (d) => `decoder ${d.decoder} ${d.field}: kernel ${d.kernel}, BAR ${d.bar}`,
+        ),
+      }
+    : undefined;
+  if (kernelView && kernelView.differences.length > 0) {
+    ctx.emit(bdf, "kernel-view.differs", { differences: kernelView.differences });
+  }
   return {
     // The device as the driver had it: DVSEC read under the driver, decoders wherever they could be read.
-    cxl: { ...(under ?? after), dvsec: { ...after.dvsec, registers } },
+    cxl,
     driver: {
       name: taken.name,
       override: taken.override,
       hdmSource: under ? "bar-under-driver" : "bar-after-unbind",
       changedByUnbind: changedByUnbind.map((n) => `dvsec.${n}`),
+      ...(kernelView ? { kernelView } : {}),
     },
   };
+}
+
+/** The HDM decoders of an image as the kernel view's cross-check takes them. */
+function barDecoders(cxl: ImageCxl): BarDecoder[] {
+  return (cxl.hdm?.decoders ?? []).map((d) => {
+    const r = (name: string) => BigInt(d.registers[name]?.raw ?? "0x0");
+    return {
+      index: d.index,
+      base: (r("baseHigh") << 32n) | r("baseLow"),
+      size: (r("sizeHigh") << 32n) | r("sizeLow"),
+      committed: d.registers.control?.committed === true,
+    };
+  });
 }
 
 export async function save(ctx: OpContext, p: SaveParams): Promise<Image> {

@@ -3,8 +3,10 @@
 // Roots are overridable so the tests run it against a fake tree in a temp dir.
 import { CxlrcError } from "../../../../shared/errors.ts";
 import { type Clock, type HardwareBackend, realClock } from "../../../../shared/hw/backend.ts";
+import { regionsInUse } from "../../../../shared/hw/kernel-cxl.ts";
 import { type Logger, silentLogger } from "../../../../shared/log.ts";
 import { createConfigSpace } from "./config-space.ts";
+import { readCxlView } from "./cxl-view.ts";
 import { bindDriver, readDriverOverride } from "./driver-bind.ts";
 import { listFunctions } from "./enumerate.ts";
 import { findHolders } from "./holders.ts";
@@ -76,13 +78,29 @@ export function createSysfsBackend(opts: SysfsBackendOptions = {}): HardwareBack
     },
     async holders(bdf) {
       live();
-      return findHolders({
+      const found = await findHolders({
         roots,
         bdf: checkBdf(bdf),
         ownDriver: ownDrivers.get(bdf) ?? null,
         selfPid: process.pid,
         log,
       });
+      // A CXL region of the device the kernel holds committed is memory in use (issue #17): never unbind the
+      // driver under it. A view that cannot be read is in use too (fail safe), with the reason.
+      try {
+        const view = await readCxlView(roots, bdf);
+        for (const why of view ? regionsInUse(view) : []) found.push({ kind: "memory-online", detail: why });
+      } catch (e) {
+        found.push({
+          kind: "memory-online",
+          detail: `the kernel's CXL view of ${bdf} could not be read (${(e as Error).message}): cannot tell whether a region is in use`,
+        });
+      }
+      return found;
+    },
+    async cxlView(bdf) {
+      live();
+      return await readCxlView(roots, checkBdf(bdf));
     },
     async kernelReset(bdf, method) {
       live();
