@@ -116,6 +116,8 @@ const DRIVING_KINDS: ReadonlySet<string> = new Set([
   "verify.failed",
   "scope.violation",
   "step.failed",
+  "driver.rebound",
+  "driver.rebind-failed",
   "verified",
   "failed",
   "quarantined",
