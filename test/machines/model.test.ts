@@ -119,7 +119,7 @@ describe("model-based: invariants on every generated path", () => {
         deadlinesEverywhere: true,
         moreRequests: true,
         requestVariants: ["io", "ioEscalate", "full", "dryRun"],
-        factsVariants: ["capable", "bridgeOnly"],
+        factsVariants: ["capable", "bridgeOnly", "driverBound"],
       }),
     );
     const { failures, visited, transitions, ms } = check(paths);
@@ -129,8 +129,14 @@ describe("model-based: invariants on every generated path", () => {
     expect(paths.length).toBeGreaterThan(200);
     expect(paths.length).toBeLessThan(2000);
     expect(failures).toEqual([]);
-    // Every state of the chart is reached by some path.
-    expect([...visited].sort()).toEqual(Object.keys(model.root.states).sort());
+    // Every state of the chart is reached by some path (the routing states on the way out of a request,
+    // which announce nothing, are passed whenever a request ends).
+    const routing = new Set(["returning", "concluding"]);
+    expect([...visited].sort()).toEqual(
+      Object.keys(model.root.states)
+        .filter((s) => !routing.has(s))
+        .sort(),
+    );
   });
 
   it("every simple path of one request (each failure point, retries, repairs)", () => {
@@ -140,7 +146,7 @@ describe("model-based: invariants on every generated path", () => {
         deadlinesEverywhere: false,
         moreRequests: false,
         requestVariants: ["io", "ioEscalate", "full", "dryRun"],
-        factsVariants: ["capable", "bridgeOnly"],
+        factsVariants: ["capable", "bridgeOnly", "driverBound"],
       }),
     );
     const { failures, transitions, ms } = check(paths);

@@ -11,6 +11,8 @@ export const FACTS_VARIANTS: Record<string, DeviceFacts> = {
   capable: facts(),
   /** No FLR, no CXL Reset: io is refused or escalated, full goes through the bridge (SBR). */
   bridgeOnly: facts({ flrCapable: false, cxlResetCapable: false }),
+  /** cxl_pci holds the device: a full reset takes it and gives it back (handingBack). */
+  driverBound: facts({ driver: "cxl_pci", holders: [{ kind: "driver", detail: "cxl_pci" }] }),
 };
 
 const REQUESTS: Record<string, Omit<ResetRequest, "requestId">> = {
@@ -42,6 +44,7 @@ const STEP_ACTORS: Record<string, string> = {
   committingDecoders: "commitDecoders",
   verifying: "verifyDevice",
   releasing: "releaseDevice",
+  handingBack: "handBackDriver",
 };
 
 export interface ModelOptions {
@@ -145,6 +148,13 @@ export function modelEvents(opts: ModelOptions) {
         ];
       case "releasing":
         return [done("releaseDevice"), fail("releaseDevice"), ...timeouts];
+      case "handingBack":
+        return [
+          done("handBackDriver", { driver: "cxl_pci", verify: PASSED }),
+          done("handBackDriver", { driver: "cxl_pci", verify: CXL_CHANGED }),
+          fail("handBackDriver", "driver-rebind"),
+          ...timeouts,
+        ];
       case "quarantined":
         return opts.moreRequests
           ? [reset("io"), { type: "RELEASE", operator: "op", reason: "model" } as EventObject]
@@ -160,9 +170,10 @@ export function serializeModelState(snapshot: AnyMachineSnapshot): string {
   const c = snapshot.context as LifecycleContext;
   return JSON.stringify([
     snapshot.value,
-    c.facts ? [c.facts.flrCapable, c.facts.cxlResetCapable] : null,
+    c.facts ? [c.facts.flrCapable, c.facts.cxlResetCapable, c.facts.driver ?? null] : null,
     c.request ? [c.request.scope, c.request.allowEscalation ?? false, c.request.dryRun ?? false] : null,
-    c.plan ? [c.plan.scope, c.plan.method] : null,
+    c.plan ? [c.plan.scope, c.plan.method, c.plan.handover ?? null] : null,
+    c.handoverArmed ?? false,
     c.refusal?.reason ?? null,
     c.persisted,
     c.leaseHeld,
