@@ -67,7 +67,17 @@ export function singleDeviceTests(run: () => LabRun): void {
         holders: [{ kind: "driver", detail: "cxl_pci" }],
         bridge: { cxlPort: true, unmaskSbr: false },
         cxl: { memCapable: true, cacheCapable: false, cxlResetCapable: false, memEnabled: true, hdmCount: 1 },
-        decoders: [],
+        // The BAR is refused: the decoders come from the kernel's own view (/sys/bus/cxl: decoder2.0 idle).
+        decoders: [
+          {
+            index: 0,
+            base: "0x0",
+            size: "0x0",
+            committed: false,
+            lockOnCommit: false,
+            errorNotCommitted: false,
+          },
+        ],
       });
       expect(p.probe.componentUnreadable).toMatch(/claimed by driver cxl_pci/);
       // Unbound, the component block maps: the one HDM decoder, not committed.
