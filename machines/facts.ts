@@ -66,6 +66,8 @@ export interface DeviceFacts {
   vfioBound: boolean;
   /** The driver bound to the device's function (null: none; absent: not known). */
   driver?: string | null;
+  /** The driver that holds each function of the device (the backend reports it as a holder), by BDF. */
+  functionDrivers?: Record<string, string>;
 }
 
 /** The explicit full-scope methods a caller may name. */

@@ -54,17 +54,19 @@ export interface AcquireInput extends RequestOpInput {
 export type AcquireOutput = { granted: true } | { granted: false; refusal: Refusal };
 export interface SaveInput extends RequestOpInput {
   targets: string[];
-  /** The driver the save takes from the device (plan.handover), or null. */
-  handover: string | null;
+  /** The driver the save takes from each function (plan.handover), or null. */
+  handover: Record<string, string> | null;
 }
 /** Give the driver back (bind it, put its driver_override back) and read the device against its image. */
 export interface HandBackInput extends RequestOpInput {
-  driver: string;
+  /** The driver of each function to bind again (plan.handover). */
+  drivers: Record<string, string>;
   image: ImageRef | null;
   scope: Scope;
 }
 export interface HandBackOutput {
-  driver: string;
+  /** Bound again, by function. */
+  drivers: Record<string, string>;
   /** The read-back with the driver in place; null when there was no image to read against. */
   verify: VerifyResult | null;
 }
@@ -227,8 +229,12 @@ export type LifecycleEmitted = EmittedBase &
     | { type: "scope.violation"; fields: VerifyMismatch[]; count: number }
     | { type: "step.failed"; phase: string; error: { kind: string; message: string }; willRetry: boolean }
     | { type: "released"; operator: string; reason: string }
-    | { type: "driver.rebound"; driver: string; verify: VerifyResult | null }
-    | { type: "driver.rebind-failed"; driver: string; error: { kind: string; message: string } }
+    | { type: "driver.rebound"; drivers: Record<string, string>; verify: VerifyResult | null }
+    | {
+        type: "driver.rebind-failed";
+        drivers: Record<string, string>;
+        error: { kind: string; message: string };
+      }
     // Terminal outcomes: exactly one per request id.
     | { type: "refused"; outcome: "refused"; refusal: Refusal }
     | { type: "planned"; outcome: "planned"; plan: Plan }

@@ -41,7 +41,7 @@ import type {
 } from "./lifecycle-types.ts";
 import { opIdFor } from "./op-id.ts";
 import { DEFAULT_POLICY } from "./policy/defaults.ts";
-import { regate } from "./policy/gates.ts";
+import { handoverText, regate } from "./policy/gates.ts";
 import { planReset, quiescesWithReset } from "./policy/plan.ts";
 import type { Refusal, RefusalReason, ResetPhase } from "./policy/types.ts";
 
@@ -220,7 +220,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
       /** The driver was (or may have been) taken and goes back now: not when policy keeps a quarantined device unbound. */
       handsBack: ({ context }) =>
         context.handoverArmed === true &&
-        !!context.plan?.handover &&
+        Object.keys(context.plan?.handover ?? {}).length > 0 &&
         !(context.outcome === "quarantined" && context.policy.quarantineUnbound),
       /** reset-rules Failures: retry the restore once from the image (policy.restoreRetries), then quarantine. */
       canRetryRestore: ({ context }) =>
@@ -452,7 +452,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "announce", params: { state: "gating" } },
           { type: "enterPhase", params: { phase: "gating" } },
           // Stored with gating's write-ahead, before the save can take the driver: every exit gives it back.
-          assign({ handoverArmed: ({ context }) => !!context.plan?.handover }),
+          assign({ handoverArmed: ({ context }) => Object.keys(context.plan?.handover ?? {}).length > 0 }),
         ],
         exit: "leavePhase",
         invoke: {
@@ -972,7 +972,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           src: "handBackDriver",
           input: ({ context }) => ({
             ...op(context),
-            driver: context.plan!.handover!,
+            drivers: context.plan!.handover!,
             image: context.image,
             scope: context.restoreScope,
           }),
@@ -982,7 +982,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
               emit(({ context, event }) => ({
                 ...base(context),
                 type: "driver.rebound" as const,
-                driver: event.output.driver,
+                drivers: event.output.drivers,
                 verify: event.output.verify,
               })),
               assign(({ context, event }): Partial<LifecycleContext> => {
@@ -993,7 +993,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
                   lastError: {
                     phase: "handingBack",
                     kind: "verify-mismatch",
-                    message: `with driver ${event.output.driver} bound again the device differs from its image: ${v.mismatches.map((m: { field: string }) => m.field).join(", ")}`,
+                    message: `with driver ${handoverText(event.output.drivers)} bound again the device differs from its image: ${v.mismatches.map((m: { field: string }) => m.field).join(", ")}`,
                   },
                 };
               }),
@@ -1005,7 +1005,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
               emit(({ context, event }) => ({
                 ...base(context),
                 type: "driver.rebind-failed" as const,
-                driver: context.plan!.handover!,
+                drivers: context.plan!.handover!,
                 error: { kind: errorOf(event.error).kind, message: errorOf(event.error).message },
               })),
               assign(({ context, event }) => ({
@@ -1013,7 +1013,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
                 lastError: {
                   phase: "handingBack",
                   kind: errorOf(event.error).kind,
-                  message: `driver ${context.plan!.handover!} not bound again: ${errorOf(event.error).message}`,
+                  message: `driver ${handoverText(context.plan!.handover!)} not bound again: ${errorOf(event.error).message}`,
                 },
               })),
             ],

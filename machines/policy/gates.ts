@@ -210,11 +210,39 @@ function rangesInUse(facts: DeviceFacts): string[] {
  * backend reports holding it (a driver that claims the device: on a real host every driver but the vfio-pci
  * cxlrc bound itself). Not vfio-pci when the reset goes through VFIO: that one stays and resets the device.
  */
-export function handoverOf(scope: Scope, method: ResetMethod, facts: DeviceFacts): string | null {
-  if (scope !== "full" || !facts.driver) return null;
-  if (method === "vfio" && /^vfio[-_]pci$/.test(facts.driver)) return null;
-  const holds = facts.holders.some((h) => h.kind === "driver" && h.detail === facts.driver);
-  return holds ? facts.driver : null;
+export function handoverOf(
+  scope: Scope,
+  method: ResetMethod,
+  facts: DeviceFacts,
+  targets: readonly string[],
+): Record<string, string> | null {
+  if (scope !== "full") return null;
+  const held: Record<string, string> = { ...(facts.functionDrivers ?? {}) };
+  // Facts without the per-function map (older probes): the device's own driver, when it holds the device.
+  if (
+    !facts.functionDrivers &&
+    facts.driver &&
+    facts.holders.some((h) => h.kind === "driver" && h.detail === facts.driver)
+  ) {
+    held[facts.bdf] = facts.driver;
+  }
+  for (const [t, hs] of Object.entries(facts.siblingHolders ?? {})) {
+    const d = hs.find((h) => h.kind === "driver");
+    if (d && !(t in held)) held[t] = d.detail;
+  }
+  const out: Record<string, string> = {};
+  for (const t of targets) {
+    const driver = held[t];
+    if (!driver || (method === "vfio" && /^vfio[-_]pci$/.test(driver))) continue;
+    out[t] = driver;
+  }
+  return Object.keys(out).length > 0 ? out : null;
+}
+
+/** "cxl_pci" for the device alone, "0000:01:00.0 cxl_pci, 0000:01:00.1 cxl_accel" for several functions. */
+export function handoverText(handover: Record<string, string>): string {
+  const e = Object.entries(handover);
+  return e.length === 1 ? e[0]![1] : e.map(([bdf, d]) => `${bdf} ${d}`).join(", ");
 }
 
 /**
@@ -226,19 +254,25 @@ export function deviceBusyGate(
   scope: Scope,
   facts: DeviceFacts,
   targets: string[],
-  handover: string | null = null,
+  handover: Record<string, string> | null = null,
 ): GateResult {
   if (scope === "io") return pass("device-busy", "io scope keeps CXL.mem: memory and holders may stay");
   const busy = [
     ...rangesInUse(facts),
-    ...facts.holders.filter((h) => !(h.kind === "driver" && h.detail === handover)).map(holderName),
-    ...targets.flatMap((t) => (facts.siblingHolders?.[t] ?? []).map((h) => `${t}: ${holderName(h)}`)),
+    ...facts.holders
+      .filter((h) => !(h.kind === "driver" && Object.values(handover ?? {}).includes(h.detail)))
+      .map(holderName),
+    ...targets.flatMap((t) =>
+      (facts.siblingHolders?.[t] ?? [])
+        .filter((h) => !(h.kind === "driver" && handover?.[t] === h.detail))
+        .map((h) => `${t}: ${holderName(h)}`),
+    ),
   ];
   if (busy.length === 0) {
     return pass(
       "device-busy",
       handover
-        ? `no online memory and no holder but driver ${handover}, handed over for the reset and bound again after`
+        ? `no online memory and no holder but driver ${handoverText(handover)}, handed over for the reset and bound again after`
         : "no online memory and no holder",
     );
   }

@@ -12,6 +12,7 @@ import {
   deviceBusyGate,
   firstRefusal,
   handoverOf,
+  handoverText,
   leaseGate,
   memClearGate,
   quarantineGate,
@@ -62,7 +63,7 @@ export function planReset(request: ResetRequest, facts: DeviceFacts, ctx: Policy
     memClearGate(request, facts, method),
     breakerGate(ctx),
     budgetGate(ctx, request.bdf),
-    deviceBusyGate(scope, facts, targets, handoverOf(scope, method, facts)),
+    deviceBusyGate(scope, facts, targets, handoverOf(scope, method, facts, targets)),
     siblingGate(method, facts, targets),
     ...concurrencyGates(request, facts, ctx),
     configLockGate(facts, method),
@@ -84,10 +85,10 @@ export function planReset(request: ResetRequest, facts: DeviceFacts, ctx: Policy
     notes.push("cache is enabled but not Writeback-and-Invalidate capable: Disable Caching only, no WB+I");
   }
   if (includeSiblings && siblings.length > 0) notes.push(`siblings join the plan: ${siblings.join(", ")}`);
-  const handover = handoverOf(scope, method, facts);
+  const handover = handoverOf(scope, method, facts, targets);
   if (handover) {
     notes.push(
-      `driver ${handover} is taken from ${request.bdf} for the reset and bound again after, on every exit`,
+      `driver ${handoverText(handover)} is taken for the reset and bound again after, on every exit`,
     );
   }
 

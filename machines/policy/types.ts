@@ -129,7 +129,7 @@ export interface Plan {
    * The driver taken from the device for the reset (saved under it, unbound, bound again and verified after,
    * on every exit): null when none is bound or it stays (vfio-pci for a VFIO reset). Absent in older plans.
    */
-  handover?: string | null;
+  handover?: Record<string, string> | null;
   /** Lock On Commit + Committed decoders a CXL Reset is expected to retain: restore leaves them, verify checks. */
   retainedDecoders: number[];
   deadlines: PlanDeadlines;

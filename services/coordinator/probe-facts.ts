@@ -69,5 +69,8 @@ export function factsFromProbe(host: string, probe: ProbeResult, inv: InventoryR
     kernelResetMethods: [...probe.resetMethods],
     vfioBound: probe.driver === "vfio-pci",
     driver: probe.driver,
+    functionDrivers: Object.fromEntries(
+      probe.holders.filter((h) => h.kind === "driver").map((h) => [h.bdf, h.detail] as const),
+    ),
   };
 }

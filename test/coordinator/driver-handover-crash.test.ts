@@ -68,7 +68,13 @@ describe("coordinator killed with the driver taken", () => {
     const sim = w.sims.get("hc-refused")!;
     const stop = stopAt("savingImage", "after");
     const a = await w.coordinator({ id: "A-refused", stepHook: stop.hook });
-    await publishRequest(w.js, { requestId: "hc-r", host: "hc-refused", bdf: BDF, scope: "full", reason: "t" });
+    await publishRequest(w.js, {
+      requestId: "hc-r",
+      host: "hc-refused",
+      bdf: BDF,
+      scope: "full",
+      reason: "t",
+    });
     await stop.atPoint;
     await a.crash();
     stop.release();

@@ -20,6 +20,16 @@ describe("driver hand-over through the coordinator", () => {
       simpleHost({ name: "kern0", device }),
       simpleHost({ name: "kern1", device }),
       simpleHost({ name: "kern2", device }),
+      simpleHost({
+        name: "kern3",
+        device: {
+          ...device,
+          functions: [
+            { fn: 1, driver: "cxl_pci" },
+            { fn: 2, cxl: false, driver: null },
+          ],
+        },
+      }),
     ]);
   });
   afterAll(async () => {
@@ -47,11 +57,13 @@ describe("driver hand-over through the coordinator", () => {
     expect(at("agent:driver.rebound")).toBeGreaterThan(at("agent:restore.completed"));
     expect(at("coordinator:driver.rebound")).toBeGreaterThan(at("coordinator:verify.passed"));
     expect(at("coordinator:driver.rebound")).toBeLessThan(at("coordinator:verified"));
-    const plan = events.find((e) => e.event.kind === "plan")?.event.data as { plan: { handover: string } };
-    expect(plan.plan.handover).toBe("cxl_pci");
+    const plan = events.find((e) => e.event.kind === "plan")?.event.data as {
+      plan: { handover: Record<string, string> };
+    };
+    expect(plan.plan.handover).toEqual({ [BDF]: "cxl_pci" });
     const rebound = events.find((e) => e.event.source === "coordinator" && e.event.kind === "driver.rebound");
     expect(rebound?.event.data).toMatchObject({
-      driver: "cxl_pci",
+      drivers: { [BDF]: "cxl_pci" },
       verify: { passed: true, mismatches: [] },
     });
     await c.stop();
@@ -85,16 +97,43 @@ describe("driver hand-over through the coordinator", () => {
     expect(out.outcome).toBe("failed");
     const events = await readEvents(w.jsm, { requestId: "ho-3", source: "coordinator" });
     const failed = events.find((e) => e.event.kind === "driver.rebind-failed")?.event.data as {
-      driver: string;
+      drivers: Record<string, string>;
       error: { kind: string; message: string };
     };
-    expect(failed.driver).toBe("cxl_pci");
+    expect(failed.drivers).toEqual({ [BDF]: "cxl_pci" });
     expect(failed.error.kind).toBe("driver-rebind");
     expect(failed.error.message).toMatch(/probe of cxl_pci failed/);
     expect(await driverOf("kern2")).toBeNull();
     // The reset itself went through: the device was restored and verified before the hand-back.
     expect(events.map((e) => e.event.kind)).toContain("verify.passed");
     sim.bindDriver = bind;
+    await c.stop();
+  });
+
+  it("a CXL Reset of a multi-function device takes every function's driver and gives each back", async () => {
+    const sim = w.sims.get("kern3")!;
+    const F1 = "0000:01:00.1";
+    const c = await w.coordinator();
+    await publishRequest(w.js, { requestId: "ho-4", host: "kern3", bdf: BDF, scope: "full", reason: "t" });
+    const out = await c.handle.waitForOutcome("ho-4", 20_000);
+    expect(out.outcome).toBe("verified");
+    const fns = await sim.listFunctions();
+    expect(fns.filter((f) => f.bdf.startsWith("0000:01:00.")).map((f) => [f.bdf, f.driver])).toEqual([
+      [BDF, "cxl_pci"],
+      [F1, "cxl_pci"],
+      ["0000:01:00.2", null],
+    ]);
+    const events = await readEvents(w.jsm, { requestId: "ho-4", source: "coordinator" });
+    const plan = events.find((e) => e.event.kind === "plan")?.event.data as {
+      plan: { handover: Record<string, string>; targets: string[] };
+    };
+    expect(plan.plan.targets).toEqual([BDF, F1, "0000:01:00.2"]);
+    expect(plan.plan.handover).toEqual({ [BDF]: "cxl_pci", [F1]: "cxl_pci" });
+    const rebound = events.find((e) => e.event.kind === "driver.rebound")?.event.data;
+    expect(rebound).toMatchObject({
+      drivers: { [BDF]: "cxl_pci", [F1]: "cxl_pci" },
+      verify: { passed: true },
+    });
     await c.stop();
   });
 });

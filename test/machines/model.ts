@@ -12,7 +12,11 @@ export const FACTS_VARIANTS: Record<string, DeviceFacts> = {
   /** No FLR, no CXL Reset: io is refused or escalated, full goes through the bridge (SBR). */
   bridgeOnly: facts({ flrCapable: false, cxlResetCapable: false }),
   /** cxl_pci holds the device: a full reset takes it and gives it back (handingBack). */
-  driverBound: facts({ driver: "cxl_pci", holders: [{ kind: "driver", detail: "cxl_pci" }] }),
+  driverBound: facts({
+    driver: "cxl_pci",
+    functionDrivers: { [BDF]: "cxl_pci" },
+    holders: [{ kind: "driver", detail: "cxl_pci" }],
+  }),
 };
 
 const REQUESTS: Record<string, Omit<ResetRequest, "requestId">> = {
@@ -150,8 +154,8 @@ export function modelEvents(opts: ModelOptions) {
         return [done("releaseDevice"), fail("releaseDevice"), ...timeouts];
       case "handingBack":
         return [
-          done("handBackDriver", { driver: "cxl_pci", verify: PASSED }),
-          done("handBackDriver", { driver: "cxl_pci", verify: CXL_CHANGED }),
+          done("handBackDriver", { drivers: { [BDF]: "cxl_pci" }, verify: PASSED }),
+          done("handBackDriver", { drivers: { [BDF]: "cxl_pci" }, verify: CXL_CHANGED }),
           fail("handBackDriver", "driver-rebind"),
           ...timeouts,
         ];
@@ -172,7 +176,7 @@ export function serializeModelState(snapshot: AnyMachineSnapshot): string {
     snapshot.value,
     c.facts ? [c.facts.flrCapable, c.facts.cxlResetCapable, c.facts.driver ?? null] : null,
     c.request ? [c.request.scope, c.request.allowEscalation ?? false, c.request.dryRun ?? false] : null,
-    c.plan ? [c.plan.scope, c.plan.method, c.plan.handover ?? null] : null,
+    c.plan ? [c.plan.scope, c.plan.method, Object.keys(c.plan.handover ?? {}).length] : null,
     c.handoverArmed ?? false,
     c.refusal?.reason ?? null,
     c.persisted,

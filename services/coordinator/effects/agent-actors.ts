@@ -458,8 +458,10 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       // operations in arrival order): its answer is in by the time the image is stored. A plan with other
       // functions reads the host inventory afresh too, beside the image write (persistImage).
       // The plan's driver is taken by the save of the device's own function (saved under it, then unbound).
-      const params = (bdf: string) =>
-        input.handover && bdf === input.bdf ? { bdf, handover: { driver: input.handover } } : { bdf };
+      const params = (bdf: string) => {
+        const driver = input.handover?.[bdf];
+        return driver ? { bdf, handover: { driver } } : { bdf };
+      };
       if (input.targets.length === 1 && input.targets[0] === input.bdf) {
         const saving = agent(dev, "save", input.opId, params(input.bdf), policy.agentCallTimeoutMs, signal);
         const early = probe(dev, freshOpId(input.opId, "regate"), input.bdf, new AbortController().signal);
@@ -722,24 +724,41 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
      * image with the driver in place. Without a stored image (the save never finished) only the bind.
      */
     handBackDriver: step<HandBackInput, HandBackOutput>("handingBack", async (input, signal, dev) => {
-      const image = input.image ? ((await imageOf(input.image, input.bdf)) as ImageLike) : null;
-      const r = await agent(
-        dev,
-        "bind",
-        input.opId,
-        {
-          bdf: input.bdf,
-          driver: input.driver,
-          override: image?.driver?.override ?? null,
-          ...(image ? { verify: { scope: input.scope, image } } : {}),
-        },
-        2 * policy.agentCallTimeoutMs,
-        signal,
-      );
-      return {
-        driver: r.driver ?? input.driver,
-        verify: r.verify ? { passed: r.verify.passed, mismatches: mismatchesOf(input.bdf, r.verify) } : null,
-      };
+      const entries = Object.entries(input.drivers);
+      const drivers: Record<string, string> = {};
+      let verify = null as HandBackOutput["verify"];
+      // Every function's driver goes back even if one fails: the first failure is thrown after the rest.
+      let failure: unknown = null;
+      for (const [i, [bdf, driver]] of entries.entries()) {
+        try {
+          const image = input.image ? ((await imageOf(input.image, bdf)) as ImageLike) : null;
+          const r = await agent(
+            dev,
+            "bind",
+            targetOpId(input.opId, i, entries.length),
+            {
+              bdf,
+              driver,
+              override: image?.driver?.override ?? null,
+              ...(image ? { verify: { scope: input.scope, image } } : {}),
+            },
+            2 * policy.agentCallTimeoutMs,
+            signal,
+          );
+          drivers[bdf] = r.driver ?? driver;
+          if (r.verify) {
+            const mismatches = mismatchesOf(bdf, r.verify);
+            verify = {
+              passed: (verify?.passed ?? true) && r.verify.passed,
+              mismatches: [...(verify?.mismatches ?? []), ...mismatches],
+            };
+          }
+        } catch (e) {
+          failure ??= e;
+        }
+      }
+      if (failure !== null) throw failure;
+      return { drivers, verify };
     }),
 
     /** Slots back and the outcome counted by the breaker; the device lease goes when the snapshot is stored. */
