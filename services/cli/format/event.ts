@@ -114,6 +114,21 @@ export function summarize(e: EventEnvelope): string {
     }
     case "reset.completed":
       return `method ${s(d.method ?? "?")}${typeof d.durationMs === "number" ? ` in ${formatMs(d.durationMs)}` : ""}`;
+    case "driver.rebound":
+    case "driver.rebind-failed": {
+      const drivers = Object.entries(obj(d.drivers)).map(([bdf, name]) =>
+        bdf === e.bdf ? s(name) : `${s(name)} on ${bdf}`,
+      );
+      if (e.kind === "driver.rebind-failed") {
+        return `${drivers.join(", ")} not bound again: ${s(obj(d.error).message ?? "")}`;
+      }
+      const v = obj(d.verify);
+      const check =
+        v.passed === true ? ", verified with it" : v.passed === false ? ", differs from its image" : "";
+      return `${drivers.join(", ")} bound again${check}`;
+    }
+    case "driver.unbound":
+      return `${s(d.driver ?? "?")} taken for the reset${d.override ? ` (driver_override ${s(d.override)})` : ""}`;
     case "heartbeat":
       return pairs(d, ["version", "host"]);
     default:
