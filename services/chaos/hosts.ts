@@ -81,7 +81,11 @@ export function lifeBackend(
     holders: wrap((bdf: string) => sim.holders(bdf)),
     kernelReset: wrap((bdf: string, method: string) => sim.kernelReset(bdf, method)),
     vfioReset: wrap((bdf: string) => sim.vfioReset(bdf)),
-    bindDriver: wrap((bdf: string, driver: string | null) => sim.bindDriver(bdf, driver)),
+    bindDriver: wrap((bdf: string, driver: string | null, opts?: { override?: string | null }) =>
+      sim.bindDriver(bdf, driver, opts),
+    ),
+    driverOverride: wrap((bdf: string) => sim.driverOverride(bdf)),
+    cxlView: wrap((bdf: string) => sim.cxlView(bdf)),
     close: async () => undefined,
   };
 }

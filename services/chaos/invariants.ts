@@ -29,6 +29,8 @@ export type ChaosInvariant =
   | "one-reset-per-request"
   | "single-driver"
   | "one-outcome"
+  /** Every device ends with the driver it started with (the hand-over gives it back on every exit). */
+  | "driver-back"
   | `lifecycle:${string}`;
 
 export interface Violation {

@@ -141,6 +141,12 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
     // Hosts, coordinators
     await Promise.all([...hosts.values()].map((h) => h.start()));
     const baseline = new Map<string, { flr: number; cxlReset: number; conventionalReset: number }>();
+    const driversAtStart = new Map<string, string | null>();
+    for (const h of hosts.values()) {
+      for (const f of await h.sim.listFunctions()) {
+        if (f.headerType === 0) driversAtStart.set(deviceKey(h.name, f.bdf), f.driver);
+      }
+    }
     for (const d of devices) {
       const k = hosts.get(d.host)!.sim.counters(d.bdf);
       baseline.set(deviceKey(d.host, d.bdf), {
@@ -473,6 +479,31 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
     });
     summary.checks++;
     summary.byInvariant["event-record"] = { checks: 1, violations: recordComplete ? 0 : 1 };
+    // The driver a reset took is back (issue #17), unless policy keeps a quarantined device unbound.
+    const keepUnbound = s.coordinators.policy.quarantineUnbound === true;
+    let driverChecks = 0;
+    let driverViolations = 0;
+    for (const h of hosts.values()) {
+      for (const f of await h.sim.listFunctions()) {
+        const key = deviceKey(h.name, f.bdf);
+        if (!driversAtStart.has(key)) continue;
+        driverChecks++;
+        const was = driversAtStart.get(key) ?? null;
+        if (f.driver === was) continue;
+        const device = devices.find((d) => d.host === h.name && f.bdf.startsWith(d.bdf.slice(0, -1)));
+        const last = device ? lastOutcomeOf(events, device.host, device.bdf) : null;
+        if (keepUnbound && last === "quarantined" && f.driver === null) continue;
+        driverViolations++;
+        summary.violations.push({
+          invariant: "driver-back",
+          host: h.name,
+          bdf: f.bdf,
+          message: `${h.name} ${f.bdf} started bound to ${was ?? "no driver"} and ended bound to ${f.driver ?? "no driver"}`,
+        });
+      }
+    }
+    summary.checks += driverChecks;
+    summary.byInvariant["driver-back"] = { checks: driverChecks, violations: driverViolations };
     if (!recordComplete) {
       summary.violations.push({
         invariant: "one-outcome",
@@ -612,4 +643,13 @@ export async function runScenarioTimed(loaded: LoadedScenario, opts: RunOptions 
   const r = await runScenario(loaded, opts);
   r.timings.totalMs = Math.round(performance.now() - t);
   return r;
+}
+
+/** The last outcome the device's events announce (its rest decides whether its driver may stay off). */
+function lastOutcomeOf(events: readonly RecordedEvent[], host: string, bdf: string): string | null {
+  let last: string | null = null;
+  for (const { event } of events) {
+    if (event.host === host && event.bdf === bdf && isTerminal(event)) last = event.kind;
+  }
+  return last;
 }

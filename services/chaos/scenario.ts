@@ -247,6 +247,11 @@ const GenerateFleet = z.strictObject({
   noFlrEvery: z.number().int().min(0).default(5),
   /** Every nth device has two committed decoders. 0 = never. */
   twoDecodersEvery: z.number().int().min(0).default(3),
+  /**
+   * The driver the kernel bound to every device at boot (e.g. "cxl_pci": it holds the device and claims its
+   * BAR, so a full reset hands it over and back). null: none.
+   */
+  driver: z.string().min(1).max(64).nullable().default(null),
 });
 export type GenerateFleet = z.output<typeof GenerateFleet>;
 
@@ -387,6 +392,7 @@ export function generateFleet(g: GenerateFleet): Fleet {
         flr: !(g.noFlrEvery > 0 && d % g.noFlrEvery === g.noFlrEvery - 1),
         ...(two ? { ranges: [{ size: 0x2000_0000 }] } : {}),
         firmware: { decoders },
+        driver: g.driver,
       });
     }
     hosts.push({ name: `${g.prefix}${h + 1}`, bridges, devices });

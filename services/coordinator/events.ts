@@ -25,6 +25,8 @@ export const EVENT = {
   verifyPassed: "verify.passed",
   verifyFailed: "verify.failed",
   scopeViolation: "scope.violation",
+  driverRebound: "driver.rebound",
+  driverRebindFailed: "driver.rebind-failed",
   quarantined: "quarantined",
   released: "released",
   /** A release with restore whose verify did not pass: the device stays quarantined (data: the report). */

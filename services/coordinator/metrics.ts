@@ -16,6 +16,7 @@ export interface CoordinatorMetrics {
   readonly refusals: Counter<"reason">;
   readonly requests: Counter<"result">;
   readonly scopeViolations: Counter;
+  readonly driverHandBacks: Counter<"result" | "driver">;
   readonly leasesHeld: Gauge;
   /** Agent events not believed (other host's subject, operation not issued here...), by reason. */
   readonly agentEventsDropped: Counter<"reason">;
@@ -86,6 +87,12 @@ export function createMetrics(): CoordinatorMetrics {
     help: "io-scope resets that changed CXL state (detected by verify)",
     registers: [registry],
   });
+  const driverHandBacks = new Counter({
+    name: "cxlrc_driver_handbacks_total",
+    help: "Drivers given back to a device after a full reset, by result (rebound, failed: alert on failed) and driver",
+    labelNames: ["result", "driver"] as const,
+    registers: [registry],
+  });
   let countLeases: (() => number) | null = null;
   const leasesHeld: Gauge = new Gauge({
     name: "cxlrc_leases_held",
@@ -120,6 +127,7 @@ export function createMetrics(): CoordinatorMetrics {
     refusals,
     requests,
     scopeViolations,
+    driverHandBacks,
     leasesHeld,
     agentEventsDropped,
     controlRefused,
@@ -152,6 +160,14 @@ export function createMetrics(): CoordinatorMetrics {
         case EVENT.scopeViolation:
           scopeViolations.inc();
           break;
+        case EVENT.driverRebound:
+        case EVENT.driverRebindFailed: {
+          const result = e.kind === EVENT.driverRebound ? "rebound" : "failed";
+          for (const d of Object.values((e.data.drivers ?? {}) as Record<string, unknown>)) {
+            driverHandBacks.inc({ result, driver: str(d, "unknown") });
+          }
+          break;
+        }
         default:
           break;
       }

@@ -4,6 +4,7 @@
 import { COMPONENT_BLOCK_SIZE, PCI_CFG_SPACE_EXP_SIZE } from "../cxl/registers.ts";
 import { CxlrcError } from "../errors.ts";
 import type { Holder, PciFunctionInfo, Width } from "../hw/backend.ts";
+import type { KernelCxlView, KernelDecoder } from "../hw/kernel-cxl.ts";
 import { BIT } from "./bits.ts";
 import { bootFunction, MMIO_WINDOW_BASE } from "./boot.ts";
 import { VirtualClock } from "./clock.ts";
@@ -244,6 +245,38 @@ class SimHostImpl implements SimHost, KernelHost {
 
   async driverOverride(bdf: string): Promise<string | null> {
     return this.fn(bdf).driverOverride;
+  }
+
+  /**
+   * The kernel's view of the endpoint decoders while its CXL stack holds the function (cxl_pci bound), as
+   * /sys/bus/cxl shows them. Unlike the real kernel's (read once at enumeration, stale after a reset behind
+   * its back), the simulator's is read live: it stands for the truth a checker needs under the driver.
+   */
+  async cxlView(bdf: string): Promise<KernelCxlView | null> {
+    const f = this.fn(bdf);
+    if (f.model.kind !== "endpoint" || !f.model.cxl || !behaviourOf(f.driver).claimsBar) return null;
+    this.settle(f);
+    const endpoint = `endpoint${f.model.bdf.replace(/[^0-9a-f]/g, "").slice(-4)}`;
+    const decoders: KernelDecoder[] = [];
+    for (let n = 0; n < f.decoderCount(); n++) {
+      const d = f.decoder(n);
+      const committed = isCommitted(d);
+      decoders.push({
+        name: `decoder${endpoint.slice(8)}.${n}`,
+        level: "endpoint",
+        port: endpoint,
+        index: n,
+        start: committed ? d.base : 0n,
+        size: committed ? d.size : 0n,
+        interleaveWays: 1,
+        interleaveGranularity: 256,
+        targetList: [],
+        region: null,
+        locked: committed && (d.control & BIT.lockOnCommit) !== 0,
+        committed,
+      });
+    }
+    return { bdf, memdev: `mem${endpoint.slice(8)}`, endpoint, decoders, regions: [] };
   }
 
   async close(): Promise<void> {}

@@ -1,5 +1,7 @@
 // The simulator's public contract: a HardwareBackend with fault injection, boot and snapshots.
+
 import type { Clock, HardwareBackend } from "../hw/backend.ts";
+import type { KernelCxlView } from "../hw/kernel-cxl.ts";
 import type { FaultApi } from "./faults.ts";
 import type { SimTimings } from "./fleet-schema.ts";
 
@@ -45,4 +47,5 @@ export interface SimHost extends HardwareBackend {
   vfioReset(bdf: string): Promise<void>;
   bindDriver(bdf: string, driver: string | null, opts?: { override?: string | null }): Promise<string | null>;
   driverOverride(bdf: string): Promise<string | null>;
+  cxlView(bdf: string): Promise<KernelCxlView | null>;
 }

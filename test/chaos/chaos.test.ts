@@ -165,6 +165,16 @@ describe.sequential("chaos on a 3-node NATS cluster", () => {
     expect(r.violations).toEqual([]);
   }, 120_000);
 
+  // Issue #17: every device bound to cxl_pci, as a real host boots; coordinators and agents killed mid
+  // hand-over. Every device ends bound to cxl_pci again (driver-back), and the usual invariants hold.
+  it("a fleet on cxl_pci under random faults: every driver taken for a reset comes back", async () => {
+    const r = await run(loadScenario(scenarioFile("driver-handover")));
+    expect(r.requests.complete).toBe(true);
+    expect(r.requests.outcomes.verified ?? 0).toBeGreaterThan(0);
+    expect(r.invariants.byInvariant["driver-back"]).toEqual({ checks: 20, violations: 0 });
+    expect(r.violations).toEqual([]);
+  }, 200_000);
+
   // No retry: these runs kill and restart NATS nodes at random (a restarted nats-server 2.9.10 node does not
   // serve JetStream for 10-15 s), and every invariant must hold through that. On failure the report,
   // violations and the coordinators' log file stay in the output.

@@ -90,6 +90,7 @@ describe("scenario files", () => {
       prefix: "node",
       noFlrEvery: 5,
       twoDecodersEvery: 3,
+      driver: null,
     });
     expect(fleet.hosts.map((h) => h.name)).toEqual(["node1", "node2", "node3", "node4", "node5"]);
     expect(fleet.hosts.every((h) => h.devices.length === 10)).toBe(true);

@@ -91,7 +91,7 @@ describe("driver hand-over through the coordinator", () => {
       if (driver === "cxl_pci") throw new Error("probe of cxl_pci failed (-6)");
       return bind(bdf, driver, opts);
     };
-    const c = await w.coordinator();
+    const c = await w.coordinator({ metricsPort: 0 });
     await publishRequest(w.js, { requestId: "ho-3", host: "kern2", bdf: BDF, scope: "full", reason: "t" });
     const out = await c.handle.waitForOutcome("ho-3", 20_000);
     expect(out.outcome).toBe("failed");
@@ -106,6 +106,9 @@ describe("driver hand-over through the coordinator", () => {
     expect(await driverOf("kern2")).toBeNull();
     // The reset itself went through: the device was restored and verified before the hand-back.
     expect(events.map((e) => e.event.kind)).toContain("verify.passed");
+    // What an SRE alerts on.
+    const text = await (await fetch(c.handle.metricsUrl!)).text();
+    expect(text).toMatch(/^cxlrc_driver_handbacks_total\{result="failed",driver="cxl_pci"\} 1$/m);
     sim.bindDriver = bind;
     await c.stop();
   });
