@@ -1,0 +1,427 @@
+// cxlrc's client: what a fleet controller, an SRE tool or the CLI calls instead of speaking the bus protocol
+// itself. One object over one NATS connection: submit or plan a reset (the coordinator's decision), reset
+// (decision, progress events, outcome), watch events, read status and images, release a quarantined device.
+// Every request is checked against the same schema the coordinator uses before anything is sent; every failure
+// is a ClientError with a kind. Only the coordinator's subject space is believed about a request's progress.
+import type { NatsConnection } from "@nats-io/transport-node";
+import { nuid } from "@nats-io/transport-node";
+import {
+  type EventFeed,
+  type EventStart,
+  eventFilter,
+  nextEventSeq,
+  openEvents,
+} from "../services/cli/events.ts";
+import { fromCoordinator } from "../services/cli/feed-event.ts";
+import { applyEvent, groupTimes, newTracked, type PhaseGroup } from "../services/cli/track.ts";
+import { connectBus, requestJson } from "../shared/bus/client.ts";
+import type { EventEnvelope } from "../shared/bus/codec.ts";
+import {
+  ImageRequest,
+  ReleaseRequest,
+  type ReleaseRequestInput,
+  type ResetRequestInput,
+  ResetRequestMessage,
+} from "../shared/bus/requests.ts";
+import { subjects } from "../shared/bus/subjects.ts";
+import { silentLogger } from "../shared/log.ts";
+import { type Decision, decisionsOf } from "./decisions.ts";
+import { ClientError, clientError } from "./errors.ts";
+
+export type { Decision } from "./decisions.ts";
+
+/** A reset request as a caller writes it: `requestId` is made up when absent (and returned). */
+export type ResetInput = Omit<ResetRequestInput, "requestId" | "dryRun"> & { requestId?: string };
+
+export interface ClientOptions {
+  /** NATS server(s). Default $CXLRC_NATS_URL, else nats://127.0.0.1:4222. */
+  servers?: string | string[];
+  /** Connection name the server shows. Default "cxlrc client". */
+  name?: string;
+  /** Credentials as the services take them; default the CXLRC_NATS_* environment (TLS, nkey, creds, user). */
+  user?: string;
+  pass?: string;
+  token?: string;
+  credsFile?: string;
+  /** A control request's answer time. Default 10 s. */
+  timeoutMs?: number;
+  /** Who asks, kept in the audit trail of every request (default "client:<name>"). */
+  requester?: string;
+}
+
+/** One event as the client hands it out: what the subject vouches for, and the envelope. */
+export interface ClientEvent {
+  /** coordinator: the coordinator's subject space; agent: a host agent's (never believed about outcomes). */
+  source: "coordinator" | "agent";
+  kind: string;
+  host: string;
+  bdf: string | null;
+  requestId: string | null;
+  time: string;
+  data: Record<string, unknown>;
+  /** The subject it came on, and the envelope as published. */
+  subject: string;
+  envelope: EventEnvelope;
+}
+
+export type OutcomeKind = "verified" | "failed" | "quarantined" | "refused" | "planned" | "rejected";
+
+export interface Outcome {
+  kind: OutcomeKind;
+  requestId: string;
+  host: string;
+  bdf: string;
+  /** The refusal reason, the failure or quarantine message. */
+  reason: string | null;
+  /** The outcome event itself (absent when the decision was the outcome, or a duplicate's stored one). */
+  event: ClientEvent | null;
+  /** Milliseconds spent per phase group (gate, save, reset, restore, verify), as seen by this client. */
+  phases: Record<PhaseGroup, number | null>;
+}
+
+export interface ResetHandle {
+  readonly requestId: string;
+  /** What the coordinator decided when the request came in. */
+  readonly decision: Decision;
+  /** The request's progress events from the coordinator, as they come; ends after the outcome event. */
+  readonly events: AsyncIterable<ClientEvent>;
+  /**
+   * How it ended. Rejects with ClientError "aborted" when the caller's signal fires: that only stops the
+   * waiting, the reset itself goes on (a coordinator does not abort a reset it started).
+   */
+  readonly outcome: Promise<Outcome>;
+}
+
+export interface WatchOptions {
+  host?: string;
+  /** The device (function 0). */
+  bdf?: string;
+  /** Replay from this time or stream sequence first; default: live only. */
+  since?: Date | number;
+  /** Only these kinds. */
+  kinds?: readonly string[];
+  signal?: AbortSignal;
+}
+
+export interface CxlrcClient {
+  readonly nc: NatsConnection;
+  /** Hand a reset request to the coordinator: its decision (plan, refusal…); nothing beyond intake happened yet. */
+  submit(request: ResetInput): Promise<Decision>;
+  /** Dry run: the plan the coordinator would make, or its refusal. Touches nothing. */
+  plan(request: ResetInput): Promise<Decision>;
+  /**
+   * Submit and follow. Idempotent by requestId: called again with the id of a request already submitted (the
+   * caller crashed), it re-attaches to that request instead of resetting twice.
+   */
+  reset(request: ResetInput, opts?: { signal?: AbortSignal }): Promise<ResetHandle>;
+  /** Events, live or replayed; stop by breaking out of the loop or with the signal. */
+  watch(opts?: WatchOptions): AsyncIterable<ClientEvent>;
+  /** The fleet as the coordinator sees it (devices, their state, breaker, leases). */
+  status(opts?: { host?: string }): Promise<Record<string, unknown>>;
+  /** The images of a function: the last saved one, or with verified the last known good one (null if none). */
+  image(host: string, bdf: string, opts?: { verified?: boolean }): Promise<Record<string, unknown> | null>;
+  /** Take a device out of quarantine (operators), optionally restoring its last known good image first. */
+  release(request: ReleaseRequestInput): Promise<Record<string, unknown>>;
+  /** Close the connection (only one the client opened itself). */
+  close(): Promise<void>;
+}
+
+const DEFAULT_SERVER = "nats://127.0.0.1:4222";
+
+/** Connect to the bus and return a client that owns the connection. */
+export async function connect(opts: ClientOptions = {}): Promise<CxlrcClient> {
+  const servers = opts.servers ?? (process.env.CXLRC_NATS_URL || DEFAULT_SERVER);
+  let nc: NatsConnection;
+  try {
+    nc = await connectBus({
+      servers,
+      name: opts.name ?? "cxlrc client",
+      log: silentLogger,
+      waitForServer: false,
+      timeoutMs: 5000,
+      ...(opts.user !== undefined ? { user: opts.user, pass: opts.pass ?? "" } : {}),
+      ...(opts.token !== undefined ? { token: opts.token } : {}),
+      ...(opts.credsFile !== undefined ? { credsFile: opts.credsFile } : {}),
+    });
+  } catch (e) {
+    const why = (e as Error)?.message ?? String(e);
+    throw new ClientError(
+      "unreachable",
+      `cannot reach the NATS server at ${String(servers)}: ${why}`,
+      {},
+      { cause: e },
+    );
+  }
+  return clientOn(nc, { ...opts, ownsConnection: true });
+}
+
+type Json = Record<string, unknown>;
+const obj = (v: unknown): Json => (v && typeof v === "object" && !Array.isArray(v) ? (v as Json) : {});
+
+/** A client over a connection the caller owns (close() leaves it open unless ownsConnection). */
+export function clientOn(
+  nc: NatsConnection,
+  opts: ClientOptions & { ownsConnection?: boolean } = {},
+): CxlrcClient {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const requester = opts.requester ?? `client:${opts.name ?? "cxlrc"}`.slice(0, 128);
+
+  const ask = async (subject: string, body: unknown): Promise<unknown> => {
+    let reply: unknown;
+    try {
+      reply = await requestJson(nc, subject, body, { timeoutMs });
+    } catch (e) {
+      throw clientError(e, subject);
+    }
+    const r = obj(reply);
+    return r.ok === true && "result" in r ? r.result : reply;
+  };
+
+  /** The request as the coordinator will read it, checked here: a bad field is named before anything is sent. */
+  const checked = (request: ResetInput, dryRun: boolean) => {
+    const body = {
+      requester,
+      ...request,
+      requestId: request.requestId ?? `client-${nuid.next()}`,
+      dryRun,
+    };
+    const r = ResetRequestMessage.safeParse(body);
+    if (!r.success) {
+      const issue = r.error.issues[0]!;
+      const field = issue.path.map(String).join(".") || "request";
+      throw new ClientError("bad-request", `bad reset request: ${field}: ${issue.message}`, { field });
+    }
+    return r.data;
+  };
+
+  const decide = (reply: unknown, requestId: string, bdf: string): Decision => {
+    const [d] = decisionsOf(reply, { requestId, bdf });
+    if (!d)
+      throw new ClientError("remote", "the coordinator's reply holds no decision", { remoteKind: "decode" });
+    return d;
+  };
+
+  const toEvent = (e: {
+    subject: string;
+    origin: { source: string };
+    event: EventEnvelope;
+  }): ClientEvent => ({
+    source: e.origin.source === "coordinator" ? "coordinator" : "agent",
+    kind: e.event.kind,
+    host: e.event.host,
+    bdf: e.event.bdf ?? null,
+    requestId: e.event.requestId ?? null,
+    time: e.event.time,
+    data: e.event.data,
+    subject: e.subject,
+    envelope: e.event,
+  });
+
+  const open = async (filter: { host?: string; bdf?: string }, start: EventStart): Promise<EventFeed> => {
+    try {
+      return await openEvents(nc, eventFilter(filter.host, filter.bdf), start);
+    } catch (e) {
+      throw clientError(e, subjects.events);
+    }
+  };
+
+  return {
+    nc,
+
+    async submit(request) {
+      const r = checked(request, false);
+      return decide(await ask(subjects.submit(r.host), r), r.requestId, r.bdf ?? "");
+    },
+
+    async plan(request) {
+      const r = checked(request, true);
+      return decide(await ask(subjects.plan(r.host), r), r.requestId, r.bdf ?? "");
+    },
+
+    async reset(request, o = {}) {
+      const r = checked(request, false);
+      if (r.bdf === undefined) {
+        throw new ClientError(
+          "bad-request",
+          "reset() follows one device: name its bdf (a selector is for submit())",
+          {
+            field: "bdf",
+          },
+        );
+      }
+      const bdf = r.bdf;
+      // Where the stream stands before asking: no event of this request can fall before the feed.
+      let seq: number;
+      try {
+        seq = await nextEventSeq(nc);
+      } catch (e) {
+        throw clientError(e, subjects.events);
+      }
+      const feed = await open({ host: r.host, bdf }, { from: "seq", seq });
+      let decision: Decision;
+      let reply: unknown;
+      try {
+        reply = await ask(subjects.submit(r.host), r);
+        decision = decide(reply, r.requestId, bdf);
+      } catch (e) {
+        feed.stop();
+        throw e;
+      }
+      const tracked = newTracked(r.requestId, r.host, bdf);
+      const channel = new EventChannel<ClientEvent>();
+      const ended = (kind: OutcomeKind, reason: string | null, event: ClientEvent | null): Outcome => ({
+        kind,
+        requestId: r.requestId,
+        host: r.host,
+        bdf,
+        reason,
+        event,
+        phases: groupTimes(tracked),
+      });
+      const outcome = (async (): Promise<Outcome> => {
+        if (decision.kind === "refused")
+          return ended("refused", `${decision.refusal.reason}: ${decision.refusal.message}`, null);
+        if (decision.kind === "rejected") return ended("rejected", decision.message, null);
+        const stored = obj(obj(reply).outcome);
+        if (decision.kind === "duplicate" && typeof stored.outcome === "string") {
+          // Submitted before and already ended: its stored outcome, no second reset.
+          return ended(
+            stored.outcome as OutcomeKind,
+            typeof stored.reason === "string" ? stored.reason : null,
+            null,
+          );
+        }
+        const onAbort = () => feed.stop();
+        o.signal?.addEventListener("abort", onAbort, { once: true });
+        try {
+          for await (const item of feed) {
+            if (item.event.requestId !== r.requestId || !fromCoordinator(item)) continue;
+            applyEvent(tracked, item);
+            const ev = toEvent(item);
+            channel.push(ev);
+            if (tracked.outcome !== null) return ended(tracked.outcome as OutcomeKind, tracked.reason, ev);
+          }
+          if (o.signal?.aborted) {
+            throw new ClientError("aborted", `stopped waiting for ${r.requestId} (the reset goes on)`);
+          }
+          throw new ClientError("unreachable", `the event feed ended before ${r.requestId} had an outcome`);
+        } finally {
+          o.signal?.removeEventListener("abort", onAbort);
+        }
+      })().finally(() => {
+        feed.stop();
+        channel.close();
+      });
+      outcome.catch(() => undefined);
+      return { requestId: r.requestId, decision, events: channel, outcome };
+    },
+
+    watch(w = {}) {
+      const start: EventStart =
+        w.since === undefined
+          ? { from: "new" }
+          : typeof w.since === "number"
+            ? { from: "seq", seq: w.since }
+            : { from: "time", time: w.since };
+      const kinds = w.kinds ? new Set(w.kinds) : null;
+      const filter = { ...(w.host ? { host: w.host } : {}), ...(w.bdf ? { bdf: w.bdf } : {}) };
+      return {
+        async *[Symbol.asyncIterator]() {
+          const feed = await open(filter, start);
+          const onAbort = () => feed.stop();
+          w.signal?.addEventListener("abort", onAbort, { once: true });
+          try {
+            for await (const item of feed) {
+              if (kinds && !kinds.has(item.event.kind)) continue;
+              yield toEvent(item);
+            }
+          } finally {
+            w.signal?.removeEventListener("abort", onAbort);
+            feed.stop();
+          }
+        },
+      };
+    },
+
+    async status(s = {}) {
+      return obj(await ask(subjects.status, s.host ? { host: s.host } : {}));
+    },
+
+    async image(host, bdf, i = {}) {
+      const body = ImageRequest.safeParse({ host, bdf });
+      if (!body.success) {
+        const field = body.error.issues[0]?.path.map(String).join(".") || "request";
+        throw new ClientError(
+          "bad-request",
+          `bad image request: ${field}: ${body.error.issues[0]?.message}`,
+          { field },
+        );
+      }
+      let reply: unknown;
+      try {
+        reply = await ask(subjects.image, body.data);
+      } catch (e) {
+        // A function never saved: no image, not an error.
+        if (e instanceof ClientError && e.kind === "bad-request" && /no image stored/.test(e.message))
+          return null;
+        throw e;
+      }
+      if (reply === null || reply === undefined) return null;
+      if (!i.verified) return obj(reply);
+      const good = obj(reply).lastKnownGood;
+      return good && typeof good === "object" ? (good as Json) : null;
+    },
+
+    async release(request) {
+      const body = ReleaseRequest.safeParse(request);
+      if (!body.success) {
+        const field = body.error.issues[0]?.path.map(String).join(".") || "request";
+        throw new ClientError(
+          "bad-request",
+          `bad release request: ${field}: ${body.error.issues[0]?.message}`,
+          { field },
+        );
+      }
+      return obj(await ask(subjects.release, body.data));
+    },
+
+    async close() {
+      if (opts.ownsConnection) await nc.close().catch(() => undefined);
+    },
+  };
+}
+
+/** An async iterable fed by push(): what reset() hands out as `events` (one reader). */
+class EventChannel<T> implements AsyncIterable<T> {
+  private readonly items: T[] = [];
+  private waiting: ((r: IteratorResult<T>) => void) | null = null;
+  private closed = false;
+  push(item: T): void {
+    if (this.closed) return;
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = null;
+      w({ value: item, done: false });
+    } else this.items.push(item);
+  }
+  close(): void {
+    this.closed = true;
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = null;
+      w({ value: undefined, done: true });
+    }
+  }
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return {
+      next: () => {
+        const item = this.items.shift();
+        if (item !== undefined) return Promise.resolve({ value: item, done: false });
+        if (this.closed) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => {
+          this.waiting = resolve;
+        });
+      },
+    };
+  }
+}
