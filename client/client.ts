@@ -27,6 +27,7 @@ import { subjects } from "../shared/bus/subjects.ts";
 import { silentLogger } from "../shared/log.ts";
 import { type Decision, decisionsOf } from "./decisions.ts";
 import { ClientError, clientError } from "./errors.ts";
+import { requestFollower } from "./follow.ts";
 
 export type { Decision } from "./decisions.ts";
 
@@ -71,8 +72,10 @@ export interface Outcome {
   requestId: string;
   host: string;
   bdf: string;
-  /** The refusal reason, the failure or quarantine message. */
+  /** A code: the refusal reason (device-busy, cooldown…), the failure's error kind, "quarantined", "bad-request". */
   reason: string | null;
+  /** The sentence that goes with it (refusal message, error message, quarantine reason). */
+  message: string | null;
   /** The outcome event itself (absent when the decision was the outcome, or a duplicate's stored one). */
   event: ClientEvent | null;
   /** Milliseconds spent per phase group (gate, save, reset, restore, verify), as seen by this client. */
@@ -164,6 +167,7 @@ export function clientOn(
   opts: ClientOptions & { ownsConnection?: boolean } = {},
 ): CxlrcClient {
   const timeoutMs = opts.timeoutMs ?? 10_000;
+  const follower = requestFollower(nc);
   const requester = opts.requester ?? `client:${opts.name ?? "cxlrc"}`.slice(0, 128);
 
   const ask = async (subject: string, body: unknown): Promise<unknown> => {
@@ -244,73 +248,70 @@ export function clientOn(
         throw new ClientError(
           "bad-request",
           "reset() follows one device: name its bdf (a selector is for submit())",
-          {
-            field: "bdf",
-          },
+          { field: "bdf" },
         );
       }
       const bdf = r.bdf;
-      // Where the stream stands before asking: no event of this request can fall before the feed.
-      let seq: number;
-      try {
-        seq = await nextEventSeq(nc);
-      } catch (e) {
-        throw clientError(e, subjects.events);
-      }
-      const feed = await open({ host: r.host, bdf }, { from: "seq", seq });
+      const tracked = newTracked(r.requestId, r.host, bdf);
+      const channel = new EventChannel<ClientEvent>();
+      let settle: (o: Outcome | ClientError) => void = () => undefined;
+      const settled = new Promise<Outcome | ClientError>((resolve) => {
+        settle = resolve;
+      });
+      const ended = (
+        kind: OutcomeKind,
+        why: { reason: string | null; message: string | null },
+        event: ClientEvent | null,
+      ): Outcome => ({
+        kind,
+        requestId: r.requestId,
+        host: r.host,
+        bdf,
+        ...why,
+        event,
+        phases: groupTimes(tracked),
+      });
+      // Subscribed (shared per host) before the request goes out: none of its events can be missed.
+      const unfollow = await follower.follow(r.host, r.requestId, (item) => {
+        if (tracked.outcome !== null) return;
+        applyEvent(tracked, item);
+        const ev = toEvent(item);
+        channel.push(ev);
+        if (tracked.outcome !== null)
+          settle(ended(tracked.outcome as OutcomeKind, whyOf(ev.kind, ev.data), ev));
+      });
       let decision: Decision;
       let reply: unknown;
       try {
         reply = await ask(subjects.submit(r.host), r);
         decision = decide(reply, r.requestId, bdf);
       } catch (e) {
-        feed.stop();
+        unfollow();
         throw e;
       }
-      const tracked = newTracked(r.requestId, r.host, bdf);
-      const channel = new EventChannel<ClientEvent>();
-      const ended = (kind: OutcomeKind, reason: string | null, event: ClientEvent | null): Outcome => ({
-        kind,
-        requestId: r.requestId,
-        host: r.host,
-        bdf,
-        reason,
-        event,
-        phases: groupTimes(tracked),
-      });
-      const outcome = (async (): Promise<Outcome> => {
-        if (decision.kind === "refused")
-          return ended("refused", `${decision.refusal.reason}: ${decision.refusal.message}`, null);
-        if (decision.kind === "rejected") return ended("rejected", decision.message, null);
+      if (decision.kind === "refused") {
+        settle(
+          ended("refused", { reason: decision.refusal.reason, message: decision.refusal.message }, null),
+        );
+      } else if (decision.kind === "rejected") {
+        settle(ended("rejected", { reason: "bad-request", message: decision.message }, null));
+      } else if (decision.kind === "duplicate") {
         const stored = obj(obj(reply).outcome);
-        if (decision.kind === "duplicate" && typeof stored.outcome === "string") {
+        if (typeof stored.outcome === "string") {
           // Submitted before and already ended: its stored outcome, no second reset.
-          return ended(
-            stored.outcome as OutcomeKind,
-            typeof stored.reason === "string" ? stored.reason : null,
-            null,
-          );
+          settle(ended(stored.outcome as OutcomeKind, whyOf(stored.outcome, stored), null));
         }
-        const onAbort = () => feed.stop();
-        o.signal?.addEventListener("abort", onAbort, { once: true });
-        try {
-          for await (const item of feed) {
-            if (item.event.requestId !== r.requestId || !fromCoordinator(item)) continue;
-            applyEvent(tracked, item);
-            const ev = toEvent(item);
-            channel.push(ev);
-            if (tracked.outcome !== null) return ended(tracked.outcome as OutcomeKind, tracked.reason, ev);
-          }
-          if (o.signal?.aborted) {
-            throw new ClientError("aborted", `stopped waiting for ${r.requestId} (the reset goes on)`);
-          }
-          throw new ClientError("unreachable", `the event feed ended before ${r.requestId} had an outcome`);
-        } finally {
-          o.signal?.removeEventListener("abort", onAbort);
-        }
-      })().finally(() => {
-        feed.stop();
+      }
+      const onAbort = () =>
+        settle(new ClientError("aborted", `stopped waiting for ${r.requestId} (the reset goes on)`));
+      if (o.signal?.aborted) onAbort();
+      o.signal?.addEventListener("abort", onAbort, { once: true });
+      const outcome = settled.then((x) => {
+        o.signal?.removeEventListener("abort", onAbort);
+        unfollow();
         channel.close();
+        if (x instanceof ClientError) throw x;
+        return x;
       });
       outcome.catch(() => undefined);
       return { requestId: r.requestId, decision, events: channel, outcome };
@@ -386,9 +387,31 @@ export function clientOn(
     },
 
     async close() {
+      follower.close();
       if (opts.ownsConnection) await nc.close().catch(() => undefined);
     },
   };
+}
+
+const str = (v: unknown): string | null => (typeof v === "string" && v.length > 0 ? v : null);
+
+/** The reason code and sentence of an outcome, from its event's data (or a stored outcome). */
+function whyOf(kind: string, data: Json): { reason: string | null; message: string | null } {
+  const refusal = obj(data.refusal);
+  const error = obj(data.error);
+  switch (kind) {
+    case "refused":
+      return {
+        reason: str(refusal.reason) ?? str(data.reason),
+        message: str(refusal.message) ?? str(data.message),
+      };
+    case "failed":
+      return { reason: str(error.kind), message: str(error.message) };
+    case "quarantined":
+      return { reason: "quarantined", message: str(data.reason) ?? str(error.message) };
+    default:
+      return { reason: null, message: null };
+  }
 }
 
 /** An async iterable fed by push(): what reset() hands out as `events` (one reader). */

@@ -7,6 +7,6 @@ const reset = await client.reset({ host, bdf, scope: "full", reason: "GPU hang" 
 console.log(`${reset.requestId}: ${reset.decision.kind}`);
 for await (const e of reset.events) if (e.kind === "state.entered") console.log(`  ${e.data.state}`);
 const outcome = await reset.outcome;
-console.log(`${outcome.kind}${outcome.reason ? `: ${outcome.reason}` : ""}`);
+console.log(`${outcome.kind}${outcome.message ? `: ${outcome.message}` : ""}`);
 await client.close();
 process.exitCode = outcome.kind === "verified" ? 0 : 1;

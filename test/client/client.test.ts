@@ -59,7 +59,8 @@ describe("cxlrc client", () => {
       expect(h.decision.kind).toBe("refused");
       const out = await h.outcome;
       expect(out.kind).toBe("refused");
-      expect(out.reason).toMatch(/^device-busy: /);
+      expect(out.reason).toBe("device-busy");
+      expect(out.message).toMatch(/0x100000000-0x10fffffff/);
     } finally {
       sim.faults.clear(BDF, "memory-online");
     }
