@@ -5,23 +5,18 @@
 // is a ClientError with a kind. Only the coordinator's subject space is believed about a request's progress.
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/transport-node";
-import {
-  type EventFeed,
-  type EventStart,
-  eventFilter,
-  nextEventSeq,
-  openEvents,
-} from "../services/cli/events.ts";
-import { fromCoordinator } from "../services/cli/feed-event.ts";
-import { applyEvent, groupTimes, newTracked, type PhaseGroup } from "../services/cli/track.ts";
+import { type EventFeed, type EventStart, eventFilter, openEvents } from "../services/cli/events.ts";
+import { applyEvent, groupTimes, newTracked, OUTCOME_KINDS, type PhaseGroup } from "../services/cli/track.ts";
 import { connectBus, requestJson } from "../shared/bus/client.ts";
 import type { EventEnvelope } from "../shared/bus/codec.ts";
 import {
+  EventsReply,
   ImageRequest,
   ReleaseRequest,
   type ReleaseRequestInput,
   type ResetRequestInput,
   ResetRequestMessage,
+  type StoredEvent,
 } from "../shared/bus/requests.ts";
 import { subjects } from "../shared/bus/subjects.ts";
 import { silentLogger } from "../shared/log.ts";
@@ -205,6 +200,23 @@ export function clientOn(
     return d;
   };
 
+  /** The outcome event of a request among the device's stored events (the coordinator's replay endpoint). */
+  const pastOutcome = async (host: string, bdf: string, requestId: string) => {
+    for (let startSeq = 1, pages = 0; pages < 1000; pages++) {
+      const reply = EventsReply.safeParse(
+        await ask(subjects.events, { host, bdf, source: "coordinator", kinds: [...OUTCOME_KINDS], startSeq }),
+      );
+      if (!reply.success) return null;
+      const hit = reply.data.events.find((e) => e.event.requestId === requestId);
+      if (hit) return { kind: hit.event.kind, data: hit.event.data, stored: hit };
+      if (reply.data.nextSeq > reply.data.lastSeq || reply.data.events.length === 0) return null;
+      startSeq = reply.data.nextSeq;
+    }
+    return null;
+  };
+  const toEventStored = (p: { stored: StoredEvent }): ClientEvent =>
+    toEvent({ subject: p.stored.subject, origin: { source: "coordinator" }, event: p.stored.event });
+
   const toEvent = (e: {
     subject: string;
     origin: { source: string };
@@ -300,6 +312,17 @@ export function clientOn(
         if (typeof stored.outcome === "string") {
           // Submitted before and already ended: its stored outcome, no second reset.
           settle(ended(stored.outcome as OutcomeKind, whyOf(stored.outcome, stored), null));
+        } else {
+          // Still running, or ended where this coordinator did not see it (another one, before a restart): the
+          // device's stored outcome events say which; the live subscription covers what comes from now on.
+          void pastOutcome(r.host, bdf, r.requestId)
+            .then((past) => {
+              if (past && tracked.outcome === null) {
+                tracked.outcome = past.kind;
+                settle(ended(past.kind as OutcomeKind, whyOf(past.kind, past.data), toEventStored(past)));
+              }
+            })
+            .catch(() => undefined);
         }
       }
       const onAbort = () =>
@@ -406,9 +429,9 @@ function whyOf(kind: string, data: Json): { reason: string | null; message: stri
         message: str(refusal.message) ?? str(data.message),
       };
     case "failed":
-      return { reason: str(error.kind), message: str(error.message) };
+      return { reason: str(error.kind), message: str(error.message) ?? str(data.message) };
     case "quarantined":
-      return { reason: "quarantined", message: str(data.reason) ?? str(error.message) };
+      return { reason: "quarantined", message: str(data.reason) ?? str(error.message) ?? str(data.message) };
     default:
       return { reason: null, message: null };
   }
