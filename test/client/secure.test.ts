@@ -1,0 +1,67 @@
+// The client on the deployed security model (accounts, TLS identities, per-role permissions): a fleet
+// controller resets and follows a device of its hosts; a role without the right gets "permission-denied" naming
+// the subject the server refused, and nothing is reset.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ClientError, clientOn } from "../../client/index.ts";
+import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
+import { type CoordinatorHandle, startCoordinator } from "../../services/coordinator/service.ts";
+import { SIMPLE_DEVICE } from "../../shared/sim/index.ts";
+import { type Conn, type SecureBus, startSecureBus } from "../security/env.ts";
+import { simHost, TEST_ROSTER } from "../security/roster.ts";
+
+const BDF = SIMPLE_DEVICE;
+
+describe("client on the secure bus", () => {
+  let bus: SecureBus;
+  let coord: Conn;
+  let coordinator: CoordinatorHandle;
+  let agent: AgentHandle;
+  const sim = simHost("sim-a");
+  beforeAll(async () => {
+    bus = await startSecureBus(TEST_ROSTER);
+    coord = await bus.connectAs("coord-1");
+    coordinator = await startCoordinator({
+      nc: coord.nc,
+      id: "coord-1",
+      metricsPort: null,
+      leaseTtlMs: 5000,
+    });
+    const agentConn = await bus.connectAs("agent-sim-a");
+    agent = await startAgent({ nc: agentConn.nc, host: "sim-a", backend: sim, heartbeatMs: 60_000 });
+  }, 60_000);
+  afterAll(async () => {
+    await agent?.stop().catch(() => undefined);
+    await coordinator?.stop().catch(() => undefined);
+    await bus?.stop();
+  });
+
+  it("a controller resets a device of its hosts and follows it to verified", async () => {
+    const client = clientOn((await bus.connectAs("controller")).nc);
+    const h = await client.reset({ host: "sim-a", bdf: BDF, scope: "io", reason: "secure client" });
+    const kinds: string[] = [];
+    for await (const e of h.events) kinds.push(e.kind);
+    expect((await h.outcome).kind).toBe("verified");
+    expect(kinds).toContain("reset.started");
+    expect(sim.counters(BDF).flr).toBe(1);
+  });
+
+  it("an SRE may watch but not reset: permission-denied names the subject", async () => {
+    const client = clientOn((await bus.connectAs("sre")).nc);
+    const err = await client
+      .submit({ host: "sim-a", bdf: BDF, scope: "io", reason: "not mine to ask" })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ClientError);
+    expect(err).toMatchObject({ kind: "permission-denied", subject: "cxlrc.ctl.submit.sim-a" });
+    expect(sim.counters(BDF).flr).toBe(1);
+  });
+
+  it("a controller scoped to other hosts is denied this one", async () => {
+    const client = clientOn((await bus.connectAs("controller-hw")).nc);
+    const err = await client
+      .reset({ host: "sim-a", bdf: BDF, scope: "io", reason: "not my host" })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: "permission-denied" });
+    expect((err as ClientError).subject).toMatch(/^cxlrc\.(ctl\.submit|evt)\.sim-a/);
+    expect(sim.counters(BDF).flr).toBe(1);
+  });
+});
