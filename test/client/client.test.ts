@@ -125,14 +125,26 @@ describe("cxlrc client", () => {
 
   it("re-attaches to a request that ended under another coordinator: its stored outcome, no second reset", async () => {
     const sim = w.sims.get("cl4")!;
-    const h1 = await client.reset({ requestId: "elsewhere-1", host: "cl4", bdf: BDF, scope: "io", reason: "t" });
+    const h1 = await client.reset({
+      requestId: "elsewhere-1",
+      host: "cl4",
+      bdf: BDF,
+      scope: "io",
+      reason: "t",
+    });
     expect((await h1.outcome).kind).toBe("verified");
     const flr = sim.counters(BDF).flr;
     // A coordinator with a fresh memory answers the second call: only the stream knows how it ended.
     await c.stop();
     c = await w.coordinator({ id: "fresh" });
     const again = await connect({ servers: w.server.url, name: "caller-3" });
-    const h2 = await again.reset({ requestId: "elsewhere-1", host: "cl4", bdf: BDF, scope: "io", reason: "t" });
+    const h2 = await again.reset({
+      requestId: "elsewhere-1",
+      host: "cl4",
+      bdf: BDF,
+      scope: "io",
+      reason: "t",
+    });
     expect(h2.decision.kind).toBe("duplicate");
     const out = await h2.outcome;
     expect(out).toMatchObject({ kind: "verified", requestId: "elsewhere-1" });
