@@ -1,10 +1,11 @@
 // `cxlrc demo --backend kernel`: cxlrc's real hardware path without CXL hardware. Debian's kernel boots under
-// QEMU (TCG) with CXL devices and an emulated IOMMU (the kernel lab, services/lab); inside the guest, the
-// kernel's own reset shows the seed's bug (HDM decoders wiped), then nats-server, the agent on the sysfs
-// backend and the coordinator run the demo's requests. The guest streams what happens as JSON lines on its
-// second serial port; this side renders them live (the same board and event lines as the other demos) and
-// ends with the same summary table, plus the kernel and the topology. QEMU never outlives the demo: killed
-// on Ctrl-C, on errors, on exit (vm.ts).
+// QEMU (TCG) with CXL devices and an emulated IOMMU (the kernel lab, services/lab), every device on the driver
+// the kernel chose; inside the guest nats-server, the agent on the sysfs backend and the coordinator run the
+// demo's requests, with what an operator and a VM do to the devices in between (a pmem region created and
+// taken down, a device handed to vfio-pci), and the kernel's own reset shows the seed's bug (HDM decoders
+// wiped). The guest streams what happens as JSON lines on its second serial port; this side renders them
+// live (the same board and event lines as the other demos) and ends with the same summary table, plus the
+// kernel and the topology. QEMU never outlives the demo: killed on Ctrl-C, on errors, on exit (vm.ts).
 import { existsSync } from "node:fs";
 import { EventEnvelope } from "../../shared/bus/codec.ts";
 import { describeError } from "../../shared/errors.ts";
@@ -15,6 +16,7 @@ import type { Colours } from "../cli/format/colour.ts";
 import { formatMs } from "../cli/format/duration.ts";
 import { eventLine } from "../cli/format/event.ts";
 import { applyEvent, newTracked, type TrackedRequest } from "../cli/track.ts";
+import type { DeviceState } from "../lab/guest/device-state.ts";
 import { LabSetupError } from "../lab/host.ts";
 import type { LabRun, LabStage } from "../lab/lab.ts";
 import type { LabDemoLine, LabLine, LabScenario } from "../lab/protocol.ts";
@@ -74,7 +76,7 @@ function seedBugResult(line: Extract<LabDemoLine, { kind: "seed-bug" }>): Scenar
   const after = dec(line.after);
   if (!before?.committed) {
     t.outcome = "failed";
-    t.reason = "firmware could not commit decoder 0 before the reset";
+    t.reason = "decoder 0 was not committed before the reset";
   } else if (!after) {
     t.outcome = "failed";
     t.reason = "decoder 0 unreadable after the reset";
@@ -92,11 +94,30 @@ function seedBugResult(line: Extract<LabDemoLine, { kind: "seed-bug" }>): Scenar
 function seedBugText(line: Extract<LabDemoLine, { kind: "seed-bug" }>, c: Colours): string {
   const wiped = seedBugResult(line).tracked.outcome === "decoders-wiped";
   return [
-    `${c.bold("the seed's bug")} on ${line.scenario.bdf}: decoder 0 ${decoderText(line.before)}; ` +
+    `${c.bold("the seed's bug")} on ${line.scenario.bdf} (${line.before.driver ?? "no driver"}): decoder 0 ${decoderText(line.before)}; ` +
       `echo 1 > reset (method ${line.resetMethod}, ${formatMs(line.endMs - line.startMs)})`,
     `  PCI Command ${line.before.command} → ${line.after.command} (the kernel restores the PCI state); ` +
       `decoder 0 ${decoderText(line.after)}: ${wiped ? c.red("HDM decoders wiped") : "kept"}`,
   ].join("\n");
+}
+
+/** A bus scenario's end in words: outcome (a refusal with its sentence), the driver, decoder 0, the kernel. */
+function resultText(r: ScenarioResult, after: DeviceState, message: string | undefined, c: Colours): string {
+  const outcome = `${r.tracked.outcome ?? "no outcome"}${r.tracked.outcome === "refused" ? ` ${r.tracked.reason ?? ""}` : ""}`;
+  const lines = [
+    `  ${r.scenario.title}: ${outcome}${message ? `: ${message}` : ""}`,
+    `    ${after.bdf} on ${after.driver ?? "no driver"} (driver_override ${after.driverOverride ?? "?"}); decoder 0 ${decoderText(after)}`,
+  ];
+  // What the kernel said about the device's CXL port while the driver came back (a probe that failed).
+  for (const m of after.kernel?.messages ?? [])
+    lines.push(`    ${c.yellow(`kernel: ${m.replace(/^\[[^\]]*\]\s*/, "")}`)}`);
+  const k = after.kernel;
+  if (after.driver === "cxl_pci" && k && k.memdev && !k.endpoint) {
+    lines.push(
+      `    ${c.yellow(`cxl_pci is bound, but the kernel has no CXL endpoint port of ${k.memdev} (its probe failed)`)}`,
+    );
+  }
+  return lines.join("\n");
 }
 
 function stageText(s: LabStage, topology: KernelTopology, c: Colours): string {
@@ -189,10 +210,9 @@ export async function runKernelDemo(opts: KernelDemoOptions): Promise<number> {
         // The guest followed the request to its end (the coordinator's reply included): its account wins.
         Object.assign(r.tracked, l.tracked);
         r.readback = { after: l.readback };
+        if (l.message !== undefined) r.message = l.message;
         if (board.live) board.draw();
-        say(
-          `  ${r.scenario.title}: ${r.tracked.outcome ?? "no outcome"}; decoder 0 ${decoderText(l.readback)}`,
-        );
+        say(resultText(r, l.readback, l.message, c));
         return;
       }
     }

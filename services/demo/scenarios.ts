@@ -127,41 +127,91 @@ export function qemuScenarios(host: string, devices: string[]): Scenario[] {
 }
 
 /**
- * The kernel demo (a real Linux kernel under QEMU, services/lab): first the kernel's own reset through sysfs,
- * which restores the PCI state and leaves the HDM decoders wiped (read back); then cxlrc over the bus inside
- * the guest: a full reset by SBR per device (save, reset, restore, verify; decoders read back Committed),
- * and an io reset, which the model cannot do (no FLR) and the gates refuse before anything is touched.
+ * What the kernel demo does to a device before a scenario's request, inside the guest, as the people and
+ * programs of a real host would: an operator creates a CXL region or takes it down (the kernel's sysfs region
+ * interface, as Debian's `cxl` tool writes it), an operator hands a device to vfio-pci for a VM
+ * (driver_override + drivers_probe), and the VM's kernel programs HDM decoder 0 of its assigned device
+ * through the BAR vfio-pci leaves to its user.
  */
-export function kernelScenarios(host: string, devices: string[]): Scenario[] {
-  const [first] = devices;
+export type KernelSetup = "create-region" | "take-region-down" | "bind-vfio" | "vm-programs-decoder";
+
+export interface KernelScenario extends Scenario {
+  /** Done in the guest, in this order, right before the request. */
+  setup: KernelSetup[];
+}
+
+/**
+ * The kernel demo (a real Linux kernel under QEMU, services/lab), from the state a host boots into: every
+ * device on the driver the kernel chose (cxl_pci). Through the bus inside the guest: a full reset of the device
+ * as it booted, cxl_pci handed over for the reset and bound again after (verified with it back); the same once
+ * the operator created a pmem region, refused with the region named; and once the region is taken down, where
+ * QEMU 7.2's stale Committed bit makes Linux 6.1 refuse the endpoint after the hand-back (failed, said why).
+ * Then a device on vfio-pci (the
+ * second one when there are two): the kernel's own reset (`echo 1 > reset`, no cxlrc) wipes the HDM decoder
+ * its VM programmed; cxlrc resets it through VFIO and the decoder reads back Committed, vfio-pci still bound.
+ * Last, an io reset, which the model cannot do (no FLR): refused before anything is touched.
+ */
+export function kernelScenarios(host: string, devices: string[]): KernelScenario[] {
+  const [first, second] = devices;
   if (!first) return [];
-  const many = devices.length > 1;
+  const vfio = second ?? first;
   return [
+    {
+      id: "driver-handover",
+      title: "full reset, cxl_pci handed over and back",
+      host,
+      bdf: first,
+      request: { scope: "full" },
+      setup: [],
+      expect: { outcome: "verified" },
+    },
+    {
+      id: "region-busy",
+      title: "full reset, pmem region in use",
+      host,
+      bdf: first,
+      request: { scope: "full" },
+      setup: ["create-region"],
+      expect: { outcome: "refused", reason: "device-busy" },
+    },
+    {
+      // QEMU 7.2 keeps Committed on the decoder the kernel decommitted (size 0); restored as it was, Linux 6.1's
+      // cxl_port rejects it when cxl_pci is back, so the endpoint (and the Mem_Enable it sets) does not come
+      // back: the read-back with the driver in place says so, and the request fails rather than lie.
+      id: "region-down",
+      title: "full reset after the region is taken down (QEMU 7.2 keeps a decommitted decoder Committed)",
+      host,
+      bdf: first,
+      request: { scope: "full" },
+      setup: ["take-region-down"],
+      expect: { outcome: "failed" },
+    },
     {
       id: "kernel-reset-wipes-decoders",
       title: "kernel's reset alone (echo 1 > reset)",
       host,
-      bdf: first,
+      bdf: vfio,
       request: { scope: "full" },
       via: "sysfs",
+      setup: ["bind-vfio", "vm-programs-decoder"],
       expect: { outcome: "decoders-wiped" },
     },
-    ...devices.map(
-      (bdf, i): Scenario => ({
-        id: many ? `full-sbr-${i + 1}` : "full-sbr",
-        title: many ? `cxlrc full reset by SBR, device ${i + 1}` : "cxlrc full reset by SBR",
-        host,
-        bdf,
-        request: { scope: "full", method: "sbr" },
-        expect: { outcome: "verified" },
-      }),
-    ),
+    {
+      id: "vfio",
+      title: "full reset through VFIO",
+      host,
+      bdf: vfio,
+      request: { scope: "full", method: "vfio" },
+      setup: ["vm-programs-decoder"],
+      expect: { outcome: "verified" },
+    },
     {
       id: "io-no-flr",
-      title: "cxlrc io reset, model has no FLR",
+      title: "io reset, model has no FLR",
       host,
       bdf: first,
       request: { scope: "io" },
+      setup: [],
       expect: { outcome: "refused", reason: "flr-unsupported" },
     },
   ];

@@ -12,6 +12,8 @@ export interface ScenarioResult {
   tracked: TrackedRequest;
   /** The device as read back (the kernel demo): before the reset when known, and after the request ended. */
   readback?: { before?: DeviceState; after: DeviceState };
+  /** A refusal's sentence (what is in the way), as the coordinator answered it. */
+  message?: string;
 }
 
 /** Did the request end the way the scenario says it must? */
@@ -48,6 +50,7 @@ export function summaryJson(results: ScenarioResult[], extra: Record<string, unk
       expected: r.scenario.expect,
       outcome: r.tracked.outcome,
       reason: r.tracked.reason,
+      ...(r.message !== undefined ? { message: r.message } : {}),
       repaired: r.tracked.repaired,
       scopeViolations: r.tracked.violations,
       scope: r.tracked.scope,
@@ -60,15 +63,27 @@ export function summaryJson(results: ScenarioResult[], extra: Record<string, unk
   };
 }
 
-/** Decoder 0 as read back, in a few words: "Committed 0x290000000 256 MiB", "not committed, size 0". */
+/**
+ * Decoder 0 as read back, in a few words: "Committed 0x290000000 256 MiB", "not committed, size 0". Under a
+ * driver that claims the BAR, the kernel's view of it: "cxl_pci holds the BAR; kernel: decoder2.0 idle".
+ */
 export function decoderText(s: DeviceState | undefined): string {
   if (!s) return "-";
-  if (!Array.isArray(s.decoders)) return "unreadable";
+  if (!Array.isArray(s.decoders)) {
+    const holder = s.driver ? `${s.driver} holds the BAR` : "unreadable";
+    const k = s.kernel;
+    if (!k) return holder;
+    if (!k.endpoint) return `${holder}; kernel: no endpoint port`;
+    const d = k.decoders[0];
+    if (!d) return `${holder}; kernel: ${k.endpoint} has no decoder`;
+    const size = d.size ? BigInt(d.size) : 0n;
+    return `${holder}; kernel: ${d.name} ${size > 0n ? `${d.start} ${Number(size >> 20n)} MiB` : "idle"}`;
+  }
   const d = s.decoders[0];
   if (!d) return "no decoder";
   const mib = Number(BigInt(d.size) >> 20n);
   const size = mib === 0 ? "0" : `${mib} MiB`;
-  return d.committed ? `Committed ${d.base} ${size}` : `not committed, size ${size}`;
+  return d.committed ? `Committed ${d.base} ${mib === 0 ? "size 0" : size}` : `not committed, size ${size}`;
 }
 
 /** The outcome's colour; the kernel's wiped decoders are the bug the demo shows. */

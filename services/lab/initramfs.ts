@@ -30,8 +30,19 @@ const FORMAT = "cxlrc-kernel-lab-initramfs-5";
 /** Archives of other inputs are removed once untouched this long. */
 const STALE_ARCHIVE_MS = 60 * 60_000;
 
-/** Modules the lab loads; dependencies come from modules.dep. cxl_pmem is left out: it needs libnvdimm. */
-export const LAB_MODULES = ["cxl_acpi", "cxl_pci", "cxl_mem", "vfio_iommu_type1", "vfio_pci"] as const;
+/**
+ * Modules the lab loads; dependencies (libnvdimm, nd_btt) come from modules.dep. cxl_pmem and nd_pmem: a pmem
+ * region an operator creates gets its nd region (libnvdimm), as on a host with Debian's ndctl.
+ */
+export const LAB_MODULES = [
+  "cxl_acpi",
+  "cxl_pci",
+  "cxl_mem",
+  "cxl_pmem",
+  "nd_pmem",
+  "vfio_iommu_type1",
+  "vfio_pci",
+] as const;
 
 /** Where the app sits in the guest, and the runner it starts. */
 export const GUEST_APP_DIR = "/app";

@@ -10,7 +10,7 @@ export const LAB_SCENARIOS = {
   single: "single",
   /** A CXL switch with a Type-3 device on each of two downstream ports: the agent's SBR. */
   switch: "switch",
-  /** `cxlrc demo --backend kernel` on the single-device topology: the seed's bug, then cxlrc over the bus. */
+  /** `cxlrc demo --backend kernel` on the single-device topology: from the drivers the kernel chose, over the bus. */
   demo: "demo",
   /** The same demo on the switch topology (a device on each of two downstream ports). */
   "demo-switch": "demo-switch",
@@ -48,9 +48,10 @@ export type LabLine =
 
 /**
  * What the kernel demo's guest check (guest/checks/demo.ts) streams while it runs, for the host to render
- * live: steps in words, the seed's bug as read back, each scenario as it starts, every event of the guest's
- * bus that belongs to a scenario (the subject it came on and its EventEnvelope, as published), and each
- * scenario's result (the request followed through its events in the guest, and the device read back after).
+ * live: steps in words (what the operator and a VM do to the devices), the seed's bug as read back, each
+ * scenario as it starts, every event of the guest's bus that belongs to a scenario (the subject it came on
+ * and its EventEnvelope, as published), and each scenario's result (the request followed through its events
+ * in the guest, and the device and the kernel's view of it read back after).
  */
 export type LabDemoLine =
   | { t: "demo"; kind: "step"; text: string }
@@ -68,7 +69,16 @@ export type LabDemoLine =
     }
   | { t: "demo"; kind: "scenario"; scenario: Scenario; requestId: string }
   | { t: "demo"; kind: "event"; subject: string; event: unknown }
-  | { t: "demo"; kind: "result"; id: string; tracked: TrackedRequest; readback: DeviceState };
+  | {
+      t: "demo";
+      kind: "result";
+      id: string;
+      tracked: TrackedRequest;
+      /** The device read back when the request ended, with the kernel's CXL objects of it. */
+      readback: DeviceState;
+      /** A refusal's sentence (what is in the way, the region named), or an error's. */
+      message?: string;
+    };
 
 export type LabCheckLine = Extract<LabLine, { t: "check" }>;
 

@@ -93,6 +93,13 @@ export const ImageDriver = z.strictObject({
   /** Config-space registers that read differently after the unbind than under the driver (e.g. Mem_Enable). */
   changedByUnbind: z.array(z.string()),
   /**
+   * Their values after the unbind ("dvsec.control", "pci.command" → raw): the device as the driver left it.
+   * The restore puts these back, not the driver's (cxl_pci refuses HDM operation when it finds Mem_Enable set
+   * at probe: it takes it for firmware's); the driver sets its own again when it is bound, and the hand-back
+   * verifies the image with the driver in place.
+   */
+  unbound: z.record(z.string(), Hex).optional(),
+  /**
    * The kernel's view of the endpoint decoders under the driver (/sys/bus/cxl), one line each, and where it
    * disagreed with the BAR's registers read after the unbind. Absent when the backend has no such view.
    */

@@ -40,6 +40,7 @@ describe("driver hand-over (full scope)", () => {
       override: null,
       hdmSource: "bar-after-unbind",
       changedByUnbind: ["dvsec.control"],
+      unbound: { "dvsec.control": "0x0002" },
     });
     // DVSEC as the driver had it (Mem_Enable on), decoders read once the BAR was free.
     expect(image.cxl?.dvsec.registers.control?.memEnable).toBe(true);
@@ -60,6 +61,9 @@ describe("driver hand-over (full scope)", () => {
     await operations.reset(ctx, { bdf: DEV, method: "cxl", quiesce: { scope: "full" } });
     expect((await readDecoder(sim, 0)).committed).toBe(false);
     await operations.restore(ctx, { bdf: DEV, scope: "full", image });
+    // Restored as the driver's unbind left it: Mem_Enable is the driver's to set (cxl_pci refuses HDM operation
+    // when it finds it set at probe), and the verify with the driver away expects exactly that.
+    expect(await memEnable(sim)).toBe(false);
     expect((await operations.verify(ctx, { bdf: DEV, scope: "full", image })).passed).toBe(true);
     const d1 = await readDecoder(sim, 1);
     expect([d1.committed, d1.base, d1.size]).toEqual([true, 0x1_1000_0000n, 0x2000_0000n]);
@@ -78,6 +82,9 @@ describe("driver hand-over (full scope)", () => {
     expect(await memEnable(sim)).toBe(true);
     // The driver holds the BAR again: the decoders are out of reach, as on the real kernel.
     expect((await rejection(readDecoder(sim, 1))).kind).toBe("device-busy");
+    // It set Mem_Enable itself again, as at boot: its next unbind clears it (it is the driver's own).
+    await sim.bindDriver(DEV, null);
+    expect(await memEnable(sim)).toBe(false);
   });
 
   it("never unbinds under a user: online memory refuses with the range named, the driver stays", async () => {

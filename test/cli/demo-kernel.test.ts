@@ -1,7 +1,9 @@
 // `cxlrc demo --backend kernel` end to end, as a child process: Debian's kernel under QEMU with a CXL
-// Type-3 device; in the guest the kernel's own reset wipes the HDM decoders (the seed's bug, read back), then
-// cxlrc resets the device over the bus inside the guest and the decoders read back Committed. QEMU is gone
-// afterwards (by pid), also after Ctrl-C; a host that cannot have the kernel package gets one line, exit 3.
+// Type-3 device on the driver the kernel chose (cxl_pci); over the bus inside the guest, a full reset is
+// refused while a pmem region of the device is committed and runs, cxl_pci handed over and back, once the
+// region is down; on vfio-pci, the kernel's own reset wipes the HDM decoder (the seed's bug, read back) and
+// cxlrc's reset through VFIO brings it back Committed. QEMU is gone afterwards (by pid), also after Ctrl-C; a
+// host that cannot have the kernel package gets one line, exit 3.
 import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,6 +39,7 @@ interface KernelDemoSummary {
     scope: string | null;
     method: string | null;
     asExpected: boolean;
+    message?: string;
     phasesMs: Record<string, number | null>;
     readback?: { before?: DeviceState; after: DeviceState };
   }>;
@@ -54,7 +57,7 @@ afterAll(() => {
 
 describe("cxlrc demo --backend kernel", () => {
   it(
-    "--json: the kernel's reset wipes the decoders; cxlrc's reset over the bus ends verified, Committed read back; QEMU gone",
+    "--json: from the drivers the kernel chose: cxl_pci handed over and back, region refusal, the QEMU 7.2 quirk said, the kernel's reset wipes, VFIO reset verified; QEMU gone",
     async () => {
       const r = await runCli(["demo", "--backend", "kernel", "--json", "--no-install"], {
         killAfterMs: DEMO_TIMEOUT_MS,
@@ -65,32 +68,68 @@ describe("cxlrc demo --backend kernel", () => {
       expect(s.kernel.package).toMatch(/^linux-image-/);
       expect(s.kernel.guestRelease).toBe(s.kernel.release);
       expect(s.scenarios.map((x) => [x.id, x.outcome])).toEqual([
+        ["driver-handover", "verified"],
+        ["region-busy", "refused"],
+        ["region-down", "failed"],
         ["kernel-reset-wipes-decoders", "decoders-wiped"],
-        ["full-sbr", "verified"],
+        ["vfio", "verified"],
         ["io-no-flr", "refused"],
       ]);
       const by = (id: string) => s.scenarios.find((x) => x.id === id)!;
+      for (const x of s.scenarios) expect(x.asExpected, x.id).toBe(true);
 
-      // The seed's bug: committed by firmware, `echo 1 > reset` (method bus), PCI state back, decoders wiped.
+      // A pmem region committed on the device cxl_pci holds: refused before anything is saved, region named.
+      const busy = by("region-busy");
+      expect(busy).toMatchObject({ reason: "device-busy", phasesMs: { save: null, reset: null } });
+      expect(busy.message).toMatch(
+        /is in use: .*region region0 \(pmem, 0x[0-9a-f]+-0x[0-9a-f]+, through decoder\d+\.0\) is committed/,
+      );
+      expect(busy.readback?.after).toMatchObject({ driver: "cxl_pci", driverOverride: "(null)" });
+      expect(busy.readback?.after.kernel?.regions).toEqual([
+        { name: "region0", commit: "1", size: "0x20000000" },
+      ]);
+
+      // As the kernel booted it: every phase ran, cxl_pci bound again, driver_override as it was (none), and the
+      // kernel's endpoint port back.
+      const handover = by("driver-handover");
+      expect(handover).toMatchObject({ scope: "full", method: "sbr" });
+      for (const g of ["gate", "save", "reset", "restore", "verify"])
+        expect(handover.phasesMs[g], g).toBeGreaterThan(0);
+      expect(handover.readback?.after).toMatchObject({ driver: "cxl_pci", driverOverride: "(null)" });
+      expect(handover.readback?.after.kernel?.endpoint).not.toBeNull();
+
+      // The region taken down: handed over and back, but QEMU 7.2 kept the decommitted decoder Committed (size
+      // 0) and Linux 6.1 refuses the endpoint: the read-back with cxl_pci back differs, and the request fails.
+      const down = by("region-down");
+      expect(down.readback?.after).toMatchObject({ driver: "cxl_pci", driverOverride: "(null)" });
+      expect(down.readback?.after.kernel?.regions).toEqual([]);
+      expect(down.readback?.after.kernel?.endpoint).toBeNull();
+      expect(down.readback?.after.kernel?.messages.join("\n")).toMatch(/Committed with zero size/);
+      expect(down.message ?? down.reason).toMatch(/bound again the device differs from its image/);
+
+      // The seed's bug on the device the operator gave to vfio-pci, decoder 0 programmed by its VM:
+      // `echo 1 > reset` (method bus) restores the PCI state and wipes the decoder.
       const bug = by("kernel-reset-wipes-decoders");
-      expect(bug).toMatchObject({ method: "kernel:bus", asExpected: true });
+      expect(bug).toMatchObject({ method: "kernel:bus" });
+      expect(bug.readback?.before).toMatchObject({ driver: "vfio-pci", driverOverride: "vfio-pci" });
       const committed = decoder0(bug.readback?.before);
-      expect(committed).toMatchObject({ committed: true, errorNotCommitted: false });
+      expect(committed).toMatchObject({ committed: true, errorNotCommitted: false, size: "0x10000000" });
       expect(decoder0(bug.readback?.after)).toMatchObject({ committed: false, size: "0x0", base: "0x0" });
       expect(bug.readback?.after.command).toBe(bug.readback?.before?.command);
 
-      // cxlrc through the bus in the guest: every phase ran, the decoder reads back Committed, same range.
-      const fixed = by("full-sbr");
-      expect(fixed).toMatchObject({ scope: "full", method: "sbr", asExpected: true });
+      // cxlrc through VFIO, over the bus: every phase ran, still on vfio-pci, decoder 0 Committed again.
+      const vfio = by("vfio");
+      expect(vfio).toMatchObject({ scope: "full", method: "vfio" });
       for (const g of ["gate", "save", "reset", "restore", "verify"])
-        expect(fixed.phasesMs[g], g).toBeGreaterThan(0);
-      expect(decoder0(fixed.readback?.after)).toMatchObject({
+        expect(vfio.phasesMs[g], g).toBeGreaterThan(0);
+      expect(vfio.readback?.after).toMatchObject({ driver: "vfio-pci", driverOverride: "vfio-pci" });
+      expect(decoder0(vfio.readback?.after)).toMatchObject({
         committed: true,
         errorNotCommitted: false,
         base: committed?.base,
         size: committed?.size,
       });
-      expect(by("io-no-flr")).toMatchObject({ reason: "flr-unsupported", asExpected: true });
+      expect(by("io-no-flr")).toMatchObject({ reason: "flr-unsupported" });
 
       expect(s.processes.qemu).toBeGreaterThan(0);
       expect(alive(s.processes.qemu!)).toBe(false);

@@ -10,12 +10,8 @@
 // still shows the rejection). Not cxlrc's doing: the registers after restore equal firmware's bit for bit.
 import { describe, expect, it } from "vitest";
 import type { RestoreResult, VerifyResult } from "../../services/agent/ops/index.ts";
-import type {
-  HdmRegisters,
-  KernelView,
-  RebindRec,
-  WideRead,
-} from "../../services/lab/guest/checks/decoder-rebind.ts";
+import type { HdmRegisters, RebindRec, WideRead } from "../../services/lab/guest/checks/decoder-rebind.ts";
+import type { KernelView } from "../../services/lab/guest/sysfs-view.ts";
 import type { LabRun } from "../../services/lab/lab.ts";
 import { checkData } from "./lab-run.ts";
 import type { DecoderReadback, DeviceState, Range } from "./records.ts";

@@ -116,10 +116,19 @@ describe("holders on the fake tree", () => {
     ]);
   });
 
-  it("a vfio driver cxlrc bound itself is not a holder; one bound by someone else is", async () => {
+  it("a vfio driver is not a holder, whoever bound it: the process with its group open is", async () => {
+    // An operator's vfio-pci (a VM to come) leaves the device to whoever opens the group (issue #17).
     fake.addDevice({ bdf: "0000:00:03.0", driver: "vfio-pci", iommuGroup: 3 });
-    expect(await hw.holders("0000:00:03.0")).toEqual([{ kind: "driver", detail: "vfio-pci" }]);
-    await hw.bindDriver!("0000:00:03.0", "vfio-pci"); // already bound: no writes, but now ours
     expect(await hw.holders("0000:00:03.0")).toEqual([]);
+    fake.addProcess({ pid: 4343, comm: "qemu-system-x86", fds: [join(fake.devRoot, "vfio/3")] });
+    expect(await hw.holders("0000:00:03.0")).toEqual([
+      {
+        kind: "vfio-group",
+        detail: `${join(fake.devRoot, "vfio/3")} open by pid 4343 (qemu-system-x86)`,
+        pid: 4343,
+      },
+    ]);
+    await hw.bindDriver!("0000:00:03.0", "vfio-pci"); // already bound: no writes
+    expect(await hw.holders("0000:00:03.0")).toHaveLength(1);
   });
 });

@@ -11,6 +11,7 @@ import type { Scope } from "../../../shared/bus/agent-messages.ts";
 import { PCI } from "../../../shared/cxl/registers.ts";
 import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
 import type { Image } from "../../../shared/image/schema.ts";
+import { withoutDriver } from "../../../shared/image/without-driver.ts";
 import { readConfigReg, writeConfigReg } from "./config-access.ts";
 import type { OpContext } from "./context.ts";
 import { hdmAtFromImage } from "./cxl-state.ts";
@@ -36,7 +37,8 @@ export async function restore(ctx: OpContext, p: RestoreParams): Promise<Restore
   await requirePresent(ctx, p.bdf);
   await checkIdentity(ctx, p.bdf, image);
   ctx.emit(p.bdf, "restore.started", { scope: p.scope, checksum: image.checksum });
-  const pci = pciStateOf(image);
+  // Restored as the driver left it (when the image was saved under one): the driver sets its own bits again.
+  const pci = pciStateOf(withoutDriver(image));
   if (p.scope === "io") {
     await restorePciState(b, p.bdf, pci, savedCommand(pci));
     return done(ctx, p, image, [], start);
@@ -44,7 +46,7 @@ export async function restore(ctx: OpContext, p: RestoreParams): Promise<Restore
   try {
     await restorePciState(b, p.bdf, pci, restoreCommand(savedCommand(pci)));
     let decoders: DecoderOutcome[] = [];
-    const cxl = image.cxl;
+    const cxl = withoutDriver(image).cxl;
     if (cxl) {
       await restoreDvsec(ctx, p.bdf, cxl);
       const hdm = hdmAtFromImage(cxl);

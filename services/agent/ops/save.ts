@@ -54,6 +54,7 @@ async function readCxlUnderDriver(
     dvsecUnder = dvsec ? await readDvsecRegisters(b, bdf, dvsec.offset) : null;
   }
   const view = b.cxlView ? await b.cxlView(bdf).catch(() => null) : null;
+  const commandUnder = await readConfigReg(b, bdf, 0, PCI.command);
   const taken = await takeDriver(ctx, bdf, driver);
   if (taken === null) {
     // Unbound already: an earlier run of this operation took it (its reply was lost). Not a driver's image.
@@ -65,6 +66,10 @@ async function readCxlUnderDriver(
   const changedByUnbind = Object.keys(registers).filter(
     (name) => after.dvsec.registers[name]?.raw !== registers[name]?.raw,
   );
+  const unbound: Record<string, string> = {};
+  for (const name of changedByUnbind) unbound[`dvsec.${name}`] = after.dvsec.registers[name]!.raw;
+  const commandAfter = await readConfigReg(b, bdf, 0, PCI.command);
+  if (commandAfter !== commandUnder) unbound["pci.command"] = hex(commandAfter, 4);
   const cxl = { ...(under ?? after), dvsec: { ...after.dvsec, registers } };
   const kernelView = view
     ? {
@@ -84,7 +89,8 @@ async function readCxlUnderDriver(
       name: taken.name,
       override: taken.override,
       hdmSource: under ? "bar-under-driver" : "bar-after-unbind",
-      changedByUnbind: changedByUnbind.map((n) => `dvsec.${n}`),
+      changedByUnbind: Object.keys(unbound),
+      unbound,
       ...(kernelView ? { kernelView } : {}),
     },
   };

@@ -10,6 +10,7 @@ import { HDM, HDM_DECODER, PCI, PCI_BRIDGE, PCIE_SAVED } from "../../../shared/c
 import { isCxlrcError } from "../../../shared/errors.ts";
 import type { HardwareBackend } from "../../../shared/hw/backend.ts";
 import type { Image, ImageCxl } from "../../../shared/image/schema.ts";
+import { withoutDriver } from "../../../shared/image/without-driver.ts";
 import { compareRegister, configFields, expectField, type Mismatch } from "./compare.ts";
 import { readConfigReg, readMmioReg } from "./config-access.ts";
 import type { OpContext } from "./context.ts";
@@ -34,7 +35,9 @@ export interface VerifyParams {
 }
 
 export async function verify(ctx: OpContext, p: VerifyParams): Promise<VerifyResult> {
-  const image = loadImage(p.image, p.bdf);
+  const saved = loadImage(p.image, p.bdf);
+  // With the driver away (the reset's verify) the device is expected as the driver's unbind left it.
+  const image = p.driverMayClaimBar ? saved : withoutDriver(saved);
   await requirePresent(ctx, p.bdf);
   const pci = await verifyPci(ctx.backend, p.bdf, image);
   const cxl = image.cxl

@@ -5,18 +5,23 @@ import { CXL_DVSEC_ID, PCI } from "../../../shared/cxl/registers.ts";
 import { operations } from "../../agent/ops/index.ts";
 import { findCxlDvsec } from "../../agent/ops/locate.ts";
 import { errorJson } from "./check.ts";
+import type { KernelSummary } from "./cxl-region.ts";
 import { type DecoderReadback, dvsecControl, findHdm, readDecoders } from "./firmware.ts";
 import type { LabContext } from "./lab-context.ts";
-import { configRead, driverOf, pciDir, resetMethodsOf, writeAttr } from "./sysfs-view.ts";
+import { attrText, configRead, driverOf, pciDir, resetMethodsOf, writeAttr } from "./sysfs-view.ts";
 
 export interface DeviceState {
   bdf: string;
   driver: string | null;
+  /** driver_override as `cat` shows it ("(null)": none). */
+  driverOverride: string | null;
   command: string;
   bar0: string;
   dvsecControl: { raw: string; memEnable: boolean } | null;
   /** Decoders read through a fresh backend, or why they could not be read (a driver holds the BAR). */
   decoders: DecoderReadback[] | { unreadable: string };
+  /** The kernel's CXL objects of the device (the kernel demo's read-backs). */
+  kernel?: KernelSummary;
 }
 
 const hex = (v: number) => `0x${v.toString(16)}`;
@@ -39,6 +44,7 @@ export async function deviceState(lab: LabContext, bdf: string): Promise<DeviceS
     return {
       bdf,
       driver: driverOf(bdf),
+      driverOverride: attrText(`${pciDir(bdf)}/driver_override`),
       command: hex(configRead(bdf, PCI.command.offset, 2)),
       bar0: hex(configRead(bdf, 0x10, 4)),
       dvsecControl: control,

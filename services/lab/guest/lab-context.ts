@@ -24,6 +24,8 @@ export interface LabContext {
   takeEvents(): LabEvent[];
   /** Writes a line to the host now, while the check runs (the kernel demo's live progress). */
   report(line: LabLine): void;
+  /** Runs fn when the scenario is over, before the backend closes (latest registered first). */
+  atClose(fn: () => Promise<unknown>): void;
   close(): Promise<void>;
 }
 
@@ -41,6 +43,7 @@ export const LAB_TIMEOUTS = agentTimeouts({
 export function createLabContext(report: (line: LabLine) => void = () => {}): LabContext {
   const backend = createSysfsBackend();
   let events: LabEvent[] = [];
+  const closers: (() => Promise<unknown>)[] = [];
   const ctx: OpContext = {
     backend,
     host: "kernel-lab",
@@ -68,7 +71,11 @@ export function createLabContext(report: (line: LabLine) => void = () => {}): La
       return out;
     },
     report,
+    atClose(fn) {
+      closers.push(fn);
+    },
     async close() {
+      for (const fn of closers.reverse()) await fn().catch(() => undefined);
       await backend.close();
     },
   };

@@ -16,6 +16,7 @@ import { type Check, errorJson, type Rec } from "./check.ts";
 import { busReset } from "./checks/bus.ts";
 import { decoderRebind } from "./checks/decoder-rebind.ts";
 import { demo } from "./checks/demo.ts";
+import { DRIVER_HANDOVER_CHECKS } from "./checks/driver-handover.ts";
 import { flrRefused, holders, memEnable } from "./checks/gates.ts";
 import { barAfterRebind, inventoryOnly, inventoryProbe } from "./checks/inventory.ts";
 import { kernelReset } from "./checks/kernel-reset.ts";
@@ -26,6 +27,8 @@ import { createLabContext } from "./lab-context.ts";
 /** Checks per scenario, in the order they run (each starts from a state it sets up itself). */
 const SCENARIOS: Record<LabScenario, Check[]> = {
   single: [
+    // First: the device as the kernel bound it at boot, before any other check touched it.
+    ...DRIVER_HANDOVER_CHECKS,
     inventoryProbe,
     barAfterRebind,
     flrRefused,

@@ -1,7 +1,7 @@
 // The guest's own look at the kernel's files, with plain fs calls and nothing of the backend under test:
 // what a check compares the backend's answers with, and the setup steps a person would do with echo.
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { BDF_RE } from "../../../shared/hw/backend.ts";
 
@@ -24,6 +24,9 @@ function text(path: string): string | null {
 }
 
 export const driverOf = (bdf: string) => link(`${pciDir(bdf)}/driver`);
+
+/** A sysfs attribute as `cat` shows it (trimmed), or null when it cannot be read. */
+export const attrText = text;
 
 export function iommuGroupOf(bdf: string): number | null {
   const g = link(`${pciDir(bdf)}/iommu_group`);
@@ -93,4 +96,65 @@ export function kernelLogSince(mark: number): { lines: string[]; mark: number } 
   } catch {
     return { lines: [], mark };
   }
+}
+
+/** What a decoder shows in /sys/bus/cxl/devices/decoderN.M (those it has: root decoders lack the dpa_*). */
+const DECODER_ATTRS = [
+  "start",
+  "size",
+  "locked",
+  "target_type",
+  "interleave_ways",
+  "interleave_granularity",
+  "mode",
+  "dpa_resource",
+  "dpa_size",
+  "region",
+] as const;
+
+/** What a region shows in /sys/bus/cxl/devices/regionN. */
+const REGION_ATTRS = [
+  "commit",
+  "resource",
+  "size",
+  "uuid",
+  "interleave_ways",
+  "interleave_granularity",
+  "target0",
+] as const;
+
+export interface KernelView {
+  devices: string[];
+  /** Port/endpoint name → the cxl driver bound to it (null: none, e.g. its probe failed). */
+  portDrivers: Record<string, string | null>;
+  decoders: Record<string, Record<string, string | null>>;
+  /** The endpoint decoders (decoderN.M with N an endpoint's id). */
+  endpointDecoders: string[];
+  /** regionN → its attributes, and the driver bound to it (cxl_region when enabled). */
+  regions: Record<string, Record<string, string | null>>;
+}
+
+function attrsOf(dir: string, names: readonly string[]): Record<string, string | null> {
+  const attrs: Record<string, string | null> = {};
+  for (const a of names) if (existsSync(`${dir}/${a}`)) attrs[a] = text(`${dir}/${a}`);
+  return attrs;
+}
+
+/** The kernel's CXL objects as `ls` and `cat` under /sys/bus/cxl/devices show them. */
+export function kernelView(): KernelView {
+  const devices = cxlBusDevices();
+  const portDrivers: KernelView["portDrivers"] = {};
+  const decoders: KernelView["decoders"] = {};
+  const regions: KernelView["regions"] = {};
+  for (const d of devices) {
+    const dir = `/sys/bus/cxl/devices/${d}`;
+    if (/^(port|endpoint)\d+$/.test(d)) portDrivers[d] = link(`${dir}/driver`);
+    if (/^decoder\d+\.\d+$/.test(d)) decoders[d] = attrsOf(dir, DECODER_ATTRS);
+    if (/^region\d+$/.test(d)) regions[d] = { ...attrsOf(dir, REGION_ATTRS), driver: link(`${dir}/driver`) };
+  }
+  const endpointIds = devices.flatMap((d) => /^endpoint(\d+)$/.exec(d)?.[1] ?? []);
+  const endpointDecoders = Object.keys(decoders).filter((d) =>
+    endpointIds.includes(/^decoder(\d+)\./.exec(d)![1]!),
+  );
+  return { devices, portDrivers, decoders, endpointDecoders, regions };
 }

@@ -85,7 +85,11 @@ export async function findHolders(scan: HolderScan): Promise<Holder[]> {
   const { roots, bdf, log } = scan;
   const holders: Holder[] = [];
   const driver = await readLinkName(join(deviceDir(roots, bdf), "driver"));
-  if (driver !== null && driver !== scan.ownDriver) holders.push({ kind: "driver", detail: driver });
+  // A vfio driver holds nothing by itself, whoever bound it (an operator, for a VM to come): the process that
+  // opens the device's VFIO group does, and is reported below as vfio-group (issue #17).
+  if (driver !== null && driver !== scan.ownDriver && !driver.includes("vfio")) {
+    holders.push({ kind: "driver", detail: driver });
+  }
 
   const matcher = await matcherFor(roots, bdf);
   const pids = (await listDir(roots.procRoot))

@@ -5,7 +5,10 @@ import { operations } from "../../../agent/ops/index.ts";
 import type { LabContext } from "../lab-context.ts";
 import { cxlRootWindow } from "../sysfs-view.ts";
 
-/** Decoders firmware commits: 256 MiB each, side by side from the start of the CXL window. */
+/**
+ * Decoders the lab commits (as firmware would, or a VM's kernel on its assigned device): 256 MiB each, side
+ * by side from the start of the CXL window.
+ */
 export const DECODER_SIZE = 0x1000_0000n;
 
 export function decoderRange(slot: number): { base: bigint; size: bigint } {

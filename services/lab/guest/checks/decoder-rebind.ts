@@ -6,8 +6,7 @@
 // it on x86-64, a single readq), then binds cxl_pci and records the kernel's messages about cxl/hdm/decoders
 // and its view under /sys/bus/cxl/devices. Ends with cxl_pci bound.
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, readlinkSync } from "node:fs";
-import { basename } from "node:path";
+import { readFileSync } from "node:fs";
 import { HDM, HDM_DECODER } from "../../../../shared/cxl/registers.ts";
 import type { HardwareBackend } from "../../../../shared/hw/backend.ts";
 import { operations } from "../../../agent/ops/index.ts";
@@ -16,7 +15,7 @@ import { type Check, errorJson } from "../check.ts";
 import { deviceState, startClean } from "../device-state.ts";
 import { commitDecoder, findHdm, type HdmSite } from "../firmware.ts";
 import type { LabContext } from "../lab-context.ts";
-import { cxlBusDevices, driverOf, kernelLogSince, pciDir } from "../sysfs-view.ts";
+import { driverOf, type KernelView, kernelLogSince, kernelView, pciDir } from "../sysfs-view.ts";
 import { decoderRange, imageSummary, onlyCxlDevice } from "./common.ts";
 
 const hex8 = (v: number) => `0x${(v >>> 0).toString(16).padStart(8, "0")}`;
@@ -37,7 +36,7 @@ export interface HdmRegisters {
 }
 
 /** Every decoder's registers and the global control, 32-bit reads through a fresh backend. */
-async function hdmRegisters(lab: LabContext, bdf: string): Promise<HdmRegisters> {
+export async function hdmRegisters(lab: LabContext, bdf: string): Promise<HdmRegisters> {
   return lab.readBack(async (b: HardwareBackend) => {
     const site = await findHdm(b, bdf);
     const r = (at: { bar: number; base: number }, offset: number) =>
@@ -101,61 +100,6 @@ function wideSizeRead(bdf: string, site: HdmSite): WideRead {
     out.error = errorJson(e).message;
   }
   return out;
-}
-
-const text = (path: string): string | null => {
-  try {
-    return readFileSync(path, "utf8").trim();
-  } catch {
-    return null;
-  }
-};
-
-const DECODER_ATTRS = [
-  "start",
-  "size",
-  "locked",
-  "target_type",
-  "interleave_ways",
-  "interleave_granularity",
-  "mode",
-  "dpa_resource",
-  "dpa_size",
-] as const;
-
-export interface KernelView {
-  devices: string[];
-  /** Port/endpoint name → the cxl driver bound to it (null: none, e.g. its probe failed). */
-  portDrivers: Record<string, string | null>;
-  decoders: Record<string, Record<string, string | null>>;
-  /** The endpoint decoders (decoderN.M with N an endpoint's id). */
-  endpointDecoders: string[];
-}
-
-function kernelView(): KernelView {
-  const devices = cxlBusDevices();
-  const portDrivers: KernelView["portDrivers"] = {};
-  const decoders: KernelView["decoders"] = {};
-  for (const d of devices) {
-    const dir = `/sys/bus/cxl/devices/${d}`;
-    if (/^(port|endpoint)\d+$/.test(d)) {
-      let driver: string | null = null;
-      try {
-        driver = basename(readlinkSync(`${dir}/driver`));
-      } catch {}
-      portDrivers[d] = driver;
-    }
-    if (/^decoder\d+\.\d+$/.test(d)) {
-      const attrs: Record<string, string | null> = {};
-      for (const a of DECODER_ATTRS) if (existsSync(`${dir}/${a}`)) attrs[a] = text(`${dir}/${a}`);
-      decoders[d] = attrs;
-    }
-  }
-  const endpointIds = devices.flatMap((d) => /^endpoint(\d+)$/.exec(d)?.[1] ?? []);
-  const endpointDecoders = Object.keys(decoders).filter((d) =>
-    endpointIds.includes(/^decoder(\d+)\./.exec(d)![1]!),
-  );
-  return { devices, portDrivers, decoders, endpointDecoders };
 }
 
 const CXL_LINE = /cxl|hdm|decoder/i;

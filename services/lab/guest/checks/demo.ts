@@ -1,46 +1,86 @@
 // `cxlrc demo --backend kernel`, the guest side: the demo's scenarios (services/demo/scenarios.ts,
-// kernelScenarios) on a real kernel, reported to the host line by line as they happen (lab.report), for the
-// host to render live and sum up (services/demo/kernel.ts).
-// 1. The seed's bug: firmware commits decoder 0 (cxl_pci unbound: the BAR must be mappable), then the
-//    kernel's own reset, `echo 1 > reset` (method bus): the kernel restores the PCI state, the HDM decoders
-//    read back wiped.
-// 2. cxlrc over the bus, as in production: nats-server, the agent service on the sysfs backend and the
-//    coordinator in the guest; firmware commits the decoders again; each bus scenario is submitted like the
-//    demo submits it (cxlrc.ctl.submit), followed through the event stream (every event is passed on as it
-//    arrives), and the device is read back when it ended.
-import type { NatsConnection } from "@nats-io/transport-node";
-import { connectBus, ensureStreams, getJsm } from "../../../../shared/bus/client.ts";
-import { subjects } from "../../../../shared/bus/subjects.ts";
-import { describeError } from "../../../../shared/errors.ts";
-import { silentLogger } from "../../../../shared/log.ts";
-import { operations } from "../../../agent/ops/index.ts";
-import { startAgent } from "../../../agent/service.ts";
-import { control } from "../../../cli/bus.ts";
-import { type EventFeed, eventFilter, nextEventSeq, openEvents } from "../../../cli/events.ts";
-import { decisionsOf } from "../../../cli/format/plan.ts";
-import { applyEvent, newTracked, type TrackedRequest } from "../../../cli/track.ts";
-import { startCoordinator } from "../../../coordinator/service.ts";
-import { kernelScenarios, type Scenario } from "../../../demo/scenarios.ts";
+// kernelScenarios) on a real kernel, from the state a host boots into (every device on the driver the kernel
+// chose), reported to the host line by line as they happen (lab.report), for the host to render live and sum
+// up (services/demo/kernel.ts). nats-server, the agent on the sysfs backend and the coordinator run in the
+// guest (guest-bus.ts); each bus scenario is submitted as the demo submits it (cxlrc.ctl.submit), followed
+// through the event stream (every event is passed on as it arrives), and the device and the kernel's view
+// of it are read back when it ended. Before a scenario, what the operator or a VM does to the device
+// (KernelSetup) is done here, with plain sysfs writes and register accesses, and said in a step line.
+import type { KernelScenario, KernelSetup } from "../../../demo/scenarios.ts";
+import { kernelScenarios } from "../../../demo/scenarios.ts";
 import type { Check, Rec } from "../check.ts";
+import { createPmemRegion, kernelSummary, regionNames, settleCxl, takeRegionDown } from "../cxl-region.ts";
 import { deviceState } from "../device-state.ts";
 import { commitDecoder, findHdm } from "../firmware.ts";
-import { LAB_TIMEOUTS, type LabContext } from "../lab-context.ts";
-import { pciDir, resetMethodsOf, writeAttr } from "../sysfs-view.ts";
-import { HOST, LAB_POLICY, NATS_URL, startNats, stop } from "./bus.ts";
+import { guestBus, HOST, NATS_URL } from "../guest-bus.ts";
+import type { LabContext } from "../lab-context.ts";
+import { attrText, driverOf, kernelLogSince, pciDir, resetMethodsOf, writeAttr } from "../sysfs-view.ts";
 import { cxlDevices, decoderRange } from "./common.ts";
 
-/** One scenario's outcome must come within this (TCG: a full reset takes a few seconds). */
-const SCENARIO_TIMEOUT_MS = 90_000;
+type Say = (text: string) => void;
 
-/** Firmware's part at boot: every device unbound from cxl_pci, decoder 0 committed, side by side. */
-async function firmwareCommits(lab: LabContext, devices: string[]): Promise<void> {
-  for (const [i, bdf] of devices.entries()) {
-    await operations.bind(lab.ctx, { bdf, driver: null });
-    await commitDecoder(lab.backend, await findHdm(lab.backend, bdf), 0, decoderRange(i));
+/** The kernel's CXL objects of a device in a few words: "mem0, endpoint2 (decoder2.0 idle)". */
+function kernelWords(bdf: string): string {
+  const k = kernelSummary(bdf);
+  if (!k.memdev) return "no CXL memdev";
+  if (!k.endpoint) return `${k.memdev}, no endpoint port`;
+  const decoders = k.decoders.map((d) =>
+    d.size && BigInt(d.size) > 0n
+      ? `${d.name} ${d.start}+${d.size}${d.region ? ` in ${d.region}` : ""}`
+      : `${d.name} idle`,
+  );
+  return `${k.memdev}, ${k.endpoint} (${decoders.join(", ")})`;
+}
+
+/** The operator's and the VM's part before a scenario. */
+async function setUp(lab: LabContext, s: KernelScenario, step: KernelSetup, say: Say, devices: string[]) {
+  const { bdf } = s;
+  switch (step) {
+    case "create-region": {
+      const r = createPmemRegion(bdf);
+      say(
+        `operator: pmem region ${r.name} created on ${bdf} (${r.endpointDecoder}, ${r.size} bytes, committed and enabled): ${kernelWords(bdf)}`,
+      );
+      return;
+    }
+    case "take-region-down": {
+      const k = kernelSummary(bdf);
+      for (const r of k.regions) {
+        const target = k.decoders.find((d) => d.region === r.name)?.name ?? k.decoders[0]?.name;
+        if (!target) continue;
+        takeRegionDown(r.name, target);
+        say(
+          `operator: region ${r.name} taken down (disabled, decommitted, DPA freed, deleted): ${kernelWords(bdf)}`,
+        );
+      }
+      return;
+    }
+    case "bind-vfio": {
+      const was = driverOf(bdf);
+      writeAttr(`${pciDir(bdf)}/driver_override`, "vfio-pci");
+      if (was !== null) writeAttr(`${pciDir(bdf)}/driver/unbind`, bdf);
+      writeAttr("/sys/bus/pci/drivers_probe", bdf);
+      say(
+        `operator: ${bdf} handed to vfio-pci for a VM (driver_override vfio-pci, drivers_probe): was ${was ?? "unbound"}, now ${driverOf(bdf) ?? "unbound"}`,
+      );
+      return;
+    }
+    case "vm-programs-decoder": {
+      const d = await commitDecoder(
+        lab.backend,
+        await findHdm(lab.backend, bdf),
+        0,
+        decoderRange(devices.indexOf(bdf)),
+      );
+      say(
+        `the VM's kernel programs HDM decoder 0 of its device through the BAR vfio-pci leaves to it: ${d.committed ? "Committed" : "not committed"} ${d.base} size ${d.size}`,
+      );
+      return;
+    }
   }
 }
 
-async function seedBug(lab: LabContext, s: Scenario, rec: Rec): Promise<void> {
+async function seedBug(lab: LabContext, s: KernelScenario, rec: Rec): Promise<void> {
   const { bdf } = s;
   const resetMethod = resetMethodsOf(bdf)[0];
   if (resetMethod === undefined) throw new Error(`${bdf}: the kernel offers no reset method`);
@@ -50,66 +90,34 @@ async function seedBug(lab: LabContext, s: Scenario, rec: Rec): Promise<void> {
   const endMs = Date.now();
   const after = await deviceState(lab, bdf);
   rec.seedBug = { bdf, resetMethod, before, after };
+  lab.report({ t: "demo", kind: "seed-bug", scenario: s, resetMethod, startMs, endMs, before, after });
+}
+
+/** Submits one scenario through the lab's bus, follows it to its outcome and reads the device back. */
+async function busScenario(lab: LabContext, s: KernelScenario, n: number) {
+  const bus = await guestBus(lab);
+  const requestId = `kernel-demo-${n}-${s.id}`;
+  lab.report({ t: "demo", kind: "scenario", scenario: s, requestId });
+  const mark = kernelLogSince(0).mark;
+  const run = await bus.submit(
+    requestId,
+    { bdf: s.bdf, reason: `cxlrc demo --backend kernel: ${s.title}`, ...s.request },
+    (e) => lab.report({ t: "demo", kind: "event", subject: e.subject, event: e.event }),
+  );
+  // A driver handed back probes again: give the kernel's CXL port its moment before reading its view.
+  if (driverOf(s.bdf) === "cxl_pci") await settleCxl(s.bdf, mark);
+  const readback = { ...(await deviceState(lab, s.bdf)), kernel: kernelSummary(s.bdf, mark) };
+  const d = run.decision;
+  const message = d?.kind === "refused" ? d.refusal.message : d?.kind === "rejected" ? d.message : undefined;
   lab.report({
     t: "demo",
-    kind: "seed-bug",
-    scenario: s,
-    resetMethod,
-    startMs,
-    endMs,
-    before,
-    after,
+    kind: "result",
+    id: s.id,
+    tracked: run.tracked,
+    readback,
+    ...(message !== undefined ? { message } : {}),
   });
-}
-
-interface Bus {
-  nc: NatsConnection;
-  feed: EventFeed;
-  pump: Promise<void>;
-  /** Requests followed, by id; the waiter of each wakes when its outcome event arrives. */
-  tracked: Map<string, TrackedRequest>;
-  waiters: Map<string, () => void>;
-}
-
-/** Submits one scenario, follows it to its outcome and reads the device back. */
-async function busScenario(lab: LabContext, bus: Bus, s: Scenario, n: number): Promise<TrackedRequest> {
-  const t = newTracked(`kernel-demo-${n}-${s.id}`, s.host, s.bdf);
-  t.scope = s.request.scope;
-  t.method = s.request.method ?? null;
-  t.phase = "submitted";
-  t.startMs = Date.now();
-  bus.tracked.set(t.requestId, t);
-  lab.report({ t: "demo", kind: "scenario", scenario: s, requestId: t.requestId });
-  const done = new Promise<void>((resolve) => bus.waiters.set(t.requestId, resolve));
-  try {
-    const reply = await control(bus.nc, subjects.submit(s.host), {
-      requestId: t.requestId,
-      host: s.host,
-      bdf: s.bdf,
-      reason: `cxlrc demo --backend kernel: ${s.title}`,
-      requester: "cxlrc-demo",
-      ...s.request,
-    });
-    const [decision] = decisionsOf(reply, { requestId: t.requestId, bdf: s.bdf });
-    if (decision?.kind === "refused" || decision?.kind === "rejected") {
-      // The refusal is the answer (its event may follow).
-      t.outcome = decision.kind;
-      t.reason = decision.kind === "refused" ? decision.refusal.reason : decision.message;
-      t.endMs = Date.now();
-    } else {
-      const timer = setTimeout(() => bus.waiters.get(t.requestId)?.(), SCENARIO_TIMEOUT_MS);
-      await done;
-      clearTimeout(timer);
-      if (t.outcome === null) t.reason = `no outcome within ${SCENARIO_TIMEOUT_MS / 1000} s`;
-    }
-  } catch (e) {
-    t.outcome = "failed";
-    t.reason = describeError(e);
-    t.endMs = Date.now();
-  }
-  const readback = await deviceState(lab, s.bdf);
-  lab.report({ t: "demo", kind: "result", id: s.id, tracked: t, readback });
-  return t;
+  return run.tracked;
 }
 
 export const demo: Check = {
@@ -119,70 +127,30 @@ export const demo: Check = {
     if (devices.length === 0) throw new Error("no CXL device in the guest");
     rec.devices = devices;
     const scenarios = kernelScenarios(HOST, devices);
-    const say = (text: string) => lab.report({ t: "demo", kind: "step", text });
+    const say: Say = (text) => lab.report({ t: "demo", kind: "step", text });
 
-    say(
-      `firmware's part: cxl_pci unbound, HDM decoder 0 committed on ${devices.join(", ")} (256 MiB in the CXL window)`,
-    );
-    await firmwareCommits(lab, devices);
-    for (const s of scenarios.filter((x) => x.via === "sysfs")) await seedBug(lab, s, rec);
-
-    say("nats-server, the agent (sysfs backend) and the coordinator start inside the guest");
-    await firmwareCommits(lab, devices);
-    const nats = startNats();
-    const conns: NatsConnection[] = [];
-    const stops: (() => Promise<unknown>)[] = [];
-    let feed: EventFeed | undefined;
-    try {
-      const connect = async (name: string) => {
-        const nc = await connectBus({ servers: NATS_URL, name, log: silentLogger, reconnectWaitMs: 100 });
-        conns.push(nc);
-        return nc;
-      };
-      const nc = await connect("cxlrc demo");
-      await ensureStreams(await getJsm(nc));
-      const agent = await startAgent({
-        nc: await connect("agent"),
-        host: HOST,
-        backend: lab.backend,
-        timeouts: LAB_TIMEOUTS,
-        heartbeatMs: 60_000,
-      });
-      stops.push(() => agent.stop());
-      const coordinator = await startCoordinator({
-        nc: await connect("coordinator"),
-        id: "kernel-demo",
-        policy: LAB_POLICY,
-        hosts: [HOST],
-      });
-      stops.push(() => coordinator.stop());
-
-      // One feed for every scenario, opened before the first request so that no event is missed.
-      feed = await openEvents(nc, eventFilter(), { from: "seq", seq: await nextEventSeq(nc) });
-      const bus: Bus = { nc, feed, pump: Promise.resolve(), tracked: new Map(), waiters: new Map() };
-      bus.pump = (async () => {
-        for await (const e of bus.feed) {
-          const t = e.event.requestId ? bus.tracked.get(e.event.requestId) : undefined;
-          if (!t) continue;
-          lab.report({ t: "demo", kind: "event", subject: e.subject, event: e.event });
-          if (applyEvent(t, e) && t.outcome !== null) bus.waiters.get(t.requestId)?.();
-        }
-      })();
-      say(`bus up at ${NATS_URL} (in the guest): ${scenarios.length - 1} request(s) follow`);
-      const results: TrackedRequest[] = [];
-      for (const [i, s] of scenarios.entries()) {
-        if (s.via === "sysfs") continue;
-        results.push(await busScenario(lab, bus, s, i));
-      }
-      rec.results = results.map((t) => ({ requestId: t.requestId, outcome: t.outcome, reason: t.reason }));
-      feed.stop();
-      await bus.pump.catch(() => undefined);
-    } finally {
-      feed?.stop();
-      for (const s of stops.reverse()) await s().catch(() => undefined);
-      for (const c of conns) await c.close().catch(() => undefined);
-      await stop(nats);
-      lab.takeEvents();
+    for (const bdf of devices) {
+      say(
+        `as the kernel left it at boot: ${bdf} on ${driverOf(bdf) ?? "no driver"} (driver_override ${attrText(`${pciDir(bdf)}/driver_override`)}); CXL: ${kernelWords(bdf)}`,
+      );
     }
+    say("nats-server, the agent (sysfs backend) and the coordinator start inside the guest");
+    await guestBus(lab);
+    say(
+      `bus up at ${NATS_URL} (in the guest): ${scenarios.filter((s) => s.via !== "sysfs").length} request(s) follow`,
+    );
+    const results: Rec[] = [];
+    for (const [i, s] of scenarios.entries()) {
+      for (const step of s.setup) await setUp(lab, s, step, say, devices);
+      if (s.via === "sysfs") {
+        await seedBug(lab, s, rec);
+        continue;
+      }
+      const t = await busScenario(lab, s, i);
+      results.push({ requestId: t.requestId, outcome: t.outcome, reason: t.reason });
+    }
+    rec.results = results;
+    rec.regionsLeft = regionNames();
+    lab.takeEvents();
   },
 };

@@ -41,7 +41,7 @@ export const flrRefused: Check = {
 };
 
 /** A process that opens the files and prints "ready", then sleeps until killed. */
-function holdOpen(paths: string[]): Promise<ChildProcess> {
+export function holdOpen(paths: string[]): Promise<ChildProcess> {
   const redirections = paths.map((p, i) => `${i + 3}<${p}`).join(" ");
   const child = spawn("/bin/sh", ["-c", `exec ${redirections}; echo ready; exec sleep 600`], {
     stdio: ["ignore", "pipe", "inherit"],
