@@ -4,7 +4,7 @@
 // consumer, every envelope schema-checked). Envelopes of ≈ 600 B, like the coordinator's state events.
 import { jetstream } from "@nats-io/jetstream";
 import { EventPublisher } from "../services/agent/events.ts";
-import { eventFilter, openEvents } from "../services/cli/events.ts";
+import { eventFilter, openEvents } from "../client/feed.ts";
 import { createEventPublisher } from "../services/coordinator/events.ts";
 import { connectBus, ensureStreams, getJsm } from "../shared/bus/client.ts";
 import { makeEvent } from "../shared/bus/codec.ts";

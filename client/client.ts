@@ -5,8 +5,6 @@
 // is a ClientError with a kind. Only the coordinator's subject space is believed about a request's progress.
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/transport-node";
-import { type EventFeed, type EventStart, eventFilter, openEvents } from "../services/cli/events.ts";
-import { applyEvent, groupTimes, newTracked, OUTCOME_KINDS, type PhaseGroup } from "../services/cli/track.ts";
 import { connectBus, requestJson } from "../shared/bus/client.ts";
 import type { EventEnvelope } from "../shared/bus/codec.ts";
 import {
@@ -22,7 +20,9 @@ import { subjects } from "../shared/bus/subjects.ts";
 import { silentLogger } from "../shared/log.ts";
 import { type Decision, decisionsOf } from "./decisions.ts";
 import { ClientError, clientError } from "./errors.ts";
+import { type EventFeed, type EventStart, eventFilter, openEvents } from "./feed.ts";
 import { requestFollower } from "./follow.ts";
+import { applyEvent, groupTimes, newTracked, OUTCOME_KINDS, type PhaseGroup } from "./track.ts";
 
 export type { Decision } from "./decisions.ts";
 
@@ -79,6 +79,9 @@ export interface Outcome {
 
 export interface ResetHandle {
   readonly requestId: string;
+  readonly host: string;
+  /** The device (function 0). */
+  readonly bdf: string;
   /** What the coordinator decided when the request came in. */
   readonly decision: Decision;
   /** The request's progress events from the coordinator, as they come; ends after the outcome event. */
@@ -285,7 +288,8 @@ export function clientOn(
       });
       // Subscribed (shared per host) before the request goes out: none of its events can be missed.
       const unfollow = await follower.follow(r.host, r.requestId, (item) => {
-        if (tracked.outcome !== null) return;
+        // Only this device's events (the envelope agrees with its subject: checked by the follower).
+        if (tracked.outcome !== null || item.event.bdf !== bdf) return;
         applyEvent(tracked, item);
         const ev = toEvent(item);
         channel.push(ev);
@@ -337,7 +341,7 @@ export function clientOn(
         return x;
       });
       outcome.catch(() => undefined);
-      return { requestId: r.requestId, decision, events: channel, outcome };
+      return { requestId: r.requestId, host: r.host, bdf, decision, events: channel, outcome };
     },
 
     watch(w = {}) {

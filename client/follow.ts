@@ -3,10 +3,10 @@
 // no event of it can pass unseen and no replay is needed. Each event is handed to the request it names; an
 // event whose envelope disagrees with its subject is dropped (only what the server vouches for counts).
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { type FeedEvent, feedEvent, fromCoordinator } from "../services/cli/feed-event.ts";
 import { envelopeOf } from "../shared/bus/codec.ts";
 import { checkHost, PREFIX } from "../shared/bus/subjects.ts";
 import { clientError } from "./errors.ts";
+import { type FeedEvent, feedEvent, fromCoordinator } from "./feed-event.ts";
 
 type Handler = (e: FeedEvent) => void;
 

@@ -1,10 +1,18 @@
 // The CLI's side of the bus: which server (--server, $CXLRC_NATS_URL, default), a connection that fails fast
 // with one line naming the URL (exit 3), and control requests to the coordinator.
 import type { NatsConnection } from "@nats-io/transport-node";
+import { ClientError, type ClientErrorKind } from "../../client/errors.ts";
 import { connectBus, requestJson } from "../../shared/bus/client.ts";
 import { describeError, isCxlrcError } from "../../shared/errors.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { EXIT, UsageError } from "./exit.ts";
+
+/** Client failures that mean the bus or the coordinator is out of reach for this principal: exit 3. */
+const UNAVAILABLE_KINDS: ReadonlySet<ClientErrorKind> = new Set([
+  "unreachable",
+  "timeout",
+  "permission-denied",
+]);
 
 export const DEFAULT_SERVER = "nats://127.0.0.1:4222";
 
@@ -53,10 +61,11 @@ export async function withBus(
     nc = await connectCli(url, `cxlrc ${command}`);
     return await fn(nc);
   } catch (e) {
-    if (e instanceof Unavailable) {
+    if (e instanceof Unavailable || (e instanceof ClientError && UNAVAILABLE_KINDS.has(e.kind))) {
       process.stderr.write(`cxlrc ${command}: ${e.message}\n`);
       return EXIT.unavailable;
     }
+    if (e instanceof ClientError && e.kind === "bad-request") throw new UsageError(e.message);
     throw e;
   } finally {
     await nc?.close().catch(() => undefined);

@@ -3,7 +3,7 @@
 import { type Colours, outcomeColour } from "../cli/format/colour.ts";
 import { formatMs } from "../cli/format/duration.ts";
 import { table } from "../cli/format/table.ts";
-import { groupTimes, PHASE_GROUPS, type TrackedRequest, totalMs } from "../cli/track.ts";
+import { groupTimes, PHASE_GROUPS, type TrackedRequest, totalMs } from "../../client/track.ts";
 import type { DeviceState } from "../lab/guest/device-state.ts";
 import { type Expectation, expectationText, type Scenario } from "./scenarios.ts";
 

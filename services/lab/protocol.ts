@@ -1,6 +1,6 @@
 // What the guest runner tells the host: one JSON object per line on the guest's second serial port.
 // Shared by both sides so that a field name exists once.
-import type { TrackedRequest } from "../cli/track.ts";
+import type { TrackedRequest } from "../../client/track.ts";
 import type { Scenario } from "../demo/scenarios.ts";
 import type { DeviceState } from "./guest/device-state.ts";
 

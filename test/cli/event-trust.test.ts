@@ -2,10 +2,10 @@
 // coordinator's subjects of the request's host, with an envelope that agrees with its subject; what `watch`
 // prints comes from the subject and is stripped of control characters.
 import { describe, expect, it } from "vitest";
-import { type FeedEvent, feedEvent, fromCoordinator } from "../../services/cli/feed-event.ts";
+import { type FeedEvent, feedEvent, fromCoordinator } from "../../client/feed-event.ts";
 import { colours } from "../../services/cli/format/colour.ts";
 import { eventJson, eventLine } from "../../services/cli/format/event.ts";
-import { applyEvent, newTracked } from "../../services/cli/track.ts";
+import { applyEvent, newTracked } from "../../client/track.ts";
 import { type EventEnvelope, makeEvent } from "../../shared/bus/codec.ts";
 
 const HOST = "bravo";

@@ -1,7 +1,8 @@
 // `cxlrc devices [--host H] [--json]`: every device the coordinator knows, one line each.
-import { subjects } from "../../../shared/bus/subjects.ts";
+
+import { clientOn } from "../../../client/index.ts";
 import { BUS_OPTIONS, checkHostArg, parseFlags, takePositionals } from "../args.ts";
-import { control, resolveServer, withBus } from "../bus.ts";
+import { resolveServer, withBus } from "../bus.ts";
 import { EXIT } from "../exit.ts";
 import { coloursFor } from "../format/colour.ts";
 import { devicesOf, formatDevices } from "../format/status.ts";
@@ -29,7 +30,7 @@ export async function run(argv: string[]): Promise<number> {
   takePositionals("devices", positionals, []);
   const host = values.host !== undefined ? checkHostArg(values.host) : undefined;
   return withBus("devices", resolveServer(values.server), async (nc) => {
-    const reply = await control(nc, subjects.status, host ? { host } : {});
+    const reply = await clientOn(nc, { name: "cxlrc devices" }).status(host ? { host } : {});
     const devices = devicesOf(reply).filter((d) => host === undefined || d.host === host);
     if (values.json) process.stdout.write(`${JSON.stringify(devices, null, 2)}\n`);
     else process.stdout.write(`${formatDevices(devices, coloursFor(process.stdout))}\n`);

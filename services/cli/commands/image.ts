@@ -1,10 +1,11 @@
 // `cxlrc image show HOST BDF [--verified] [--json]`: the last saved image of a function, or its last known
 // good image (the last one a reset verified on the device), decoded; a line says which one it is.
-import { subjects } from "../../../shared/bus/subjects.ts";
+
+import { clientOn } from "../../../client/index.ts";
 import { CxlrcError } from "../../../shared/errors.ts";
 import { ImageSchema } from "../../../shared/image/schema.ts";
 import { BUS_OPTIONS, checkBdfArg, checkHostArg, parseFlags, takePositionals } from "../args.ts";
-import { control, resolveServer, withBus } from "../bus.ts";
+import { resolveServer, withBus } from "../bus.ts";
 import { EXIT, UsageError } from "../exit.ts";
 import { coloursFor } from "../format/colour.ts";
 import { formatImage } from "../format/image.ts";
@@ -75,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
   const host = checkHostArg(h!);
   const bdf = checkBdfArg(b!);
   return withBus("image", resolveServer(values.server), async (nc) => {
-    const reply = await control(nc, subjects.image, { host, bdf });
+    const reply = await clientOn(nc, { name: "cxlrc image" }).image(host, bdf);
     if (reply === null || reply === undefined) {
       throw new CxlrcError(
         "device-absent",

@@ -1,10 +1,10 @@
 // `cxlrc plan HOST BDF --scope io|full [...]`: the dry run. The coordinator computes scope, method,
 // functions, siblings, gates and deadlines and touches nothing.
-import { subjects } from "../../../shared/bus/subjects.ts";
-import { control, resolveServer, withBus } from "../bus.ts";
+import { clientOn } from "../../../client/index.ts";
+import { resolveServer, withBus } from "../bus.ts";
 import { EXIT } from "../exit.ts";
 import { coloursFor } from "../format/colour.ts";
-import { decisionsOf, formatDecision, formatGates } from "../format/plan.ts";
+import { formatDecision, formatGates } from "../format/plan.ts";
 import { parseRequestArgs, REQUEST_USAGE } from "../request.ts";
 
 export const usage = `Usage: cxlrc plan HOST BDF --scope io|full [options]
@@ -23,16 +23,14 @@ export async function run(argv: string[]): Promise<number> {
   const server = resolveServer(values.server as string | undefined);
   const c = coloursFor(process.stdout);
   return withBus("plan", server, async (nc) => {
-    const reply = await control(nc, subjects.plan(request.host), { ...request, dryRun: true });
-    const decisions = decisionsOf(reply, { requestId: request.requestId, bdf: request.bdf! });
-    if (values.json === true) process.stdout.write(`${JSON.stringify(reply, null, 2)}\n`);
+    const { requester, dryRun: _d, ...input } = request;
+    const d = await clientOn(nc, { name: "cxlrc plan", ...(requester ? { requester } : {}) }).plan(input);
+    if (values.json === true) process.stdout.write(`${JSON.stringify(d, null, 2)}\n`);
     else {
-      for (const d of decisions) {
-        process.stdout.write(`${formatDecision(d, c)}\n`);
-        const gates = d.kind === "plan" ? d.plan.gates : d.kind === "refused" ? [] : null;
-        if (gates && gates.length > 0) process.stdout.write(`${formatGates(gates, c)}\n`);
-      }
+      process.stdout.write(`${formatDecision(d, c)}\n`);
+      const gates = d.kind === "plan" ? d.plan.gates : null;
+      if (gates && gates.length > 0) process.stdout.write(`${formatGates(gates, c)}\n`);
     }
-    return decisions.length > 0 && decisions.every((d) => d.kind === "plan") ? EXIT.ok : EXIT.failure;
+    return d.kind === "plan" ? EXIT.ok : EXIT.failure;
   });
 }

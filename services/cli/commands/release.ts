@@ -1,9 +1,9 @@
 // `cxlrc release HOST BDF [--reason TEXT] [--restore]`: an operator takes a device out of quarantine,
 // optionally restoring it from its last known good image first.
 import { hostname, userInfo } from "node:os";
-import { subjects } from "../../../shared/bus/subjects.ts";
+import { clientOn } from "../../../client/index.ts";
 import { BUS_OPTIONS, checkBdfArg, checkHostArg, parseFlags, takePositionals } from "../args.ts";
-import { control, resolveServer, withBus } from "../bus.ts";
+import { resolveServer, withBus } from "../bus.ts";
 import { EXIT } from "../exit.ts";
 
 export const usage = `Usage: cxlrc release HOST BDF [--reason TEXT] [--operator NAME] [--restore] [--json]
@@ -74,7 +74,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(values.restore ? { restore: true } : {}),
   };
   return withBus("release", resolveServer(values.server), async (nc) => {
-    const reply = await control(nc, subjects.release, body);
+    const reply = await clientOn(nc, { name: "cxlrc release" }).release(body);
     if (values.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
     else {
       const r = obj(reply);

@@ -1,19 +1,26 @@
 // `cxlrc reset HOST BDF --scope io|full [...] [--wait]`: ask the coordinator for a reset, print its plan or
 // refusal, and with --wait follow the device to its outcome.
-import type { NatsConnection } from "@nats-io/transport-node";
-import { subjects } from "../../../shared/bus/subjects.ts";
+
+import { feedEvent } from "../../../client/feed-event.ts";
+import { ClientError, clientOn, type Outcome, type ResetHandle } from "../../../client/index.ts";
+import {
+  applyEvent,
+  groupTimes,
+  newTracked,
+  outcomeOk,
+  PHASE_GROUPS,
+  type TrackedRequest,
+  totalMs,
+} from "../../../client/track.ts";
 import { parseDuration } from "../args.ts";
-import { control, resolveServer, withBus } from "../bus.ts";
-import { eventFilter, nextEventSeq, openEvents } from "../events.ts";
+import { resolveServer, withBus } from "../bus.ts";
 import { EXIT } from "../exit.ts";
-import { followRequests } from "../follow.ts";
 import { LiveBoard } from "../format/board.ts";
 import { type Colours, coloursFor } from "../format/colour.ts";
 import { formatMs } from "../format/duration.ts";
 import { eventJson, eventLine } from "../format/event.ts";
-import { decisionsOf, formatDecision } from "../format/plan.ts";
+import { formatDecision } from "../format/plan.ts";
 import { parseRequestArgs, REQUEST_USAGE } from "../request.ts";
-import { groupTimes, newTracked, outcomeOk, PHASE_GROUPS, type TrackedRequest, totalMs } from "../track.ts";
 
 export const usage = `Usage: cxlrc reset HOST BDF --scope io|full [options]
 
@@ -46,79 +53,80 @@ export async function run(argv: string[]): Promise<number> {
   const c = coloursFor(process.stdout);
 
   return withBus("reset", server, async (nc) => {
-    // Remember where the event stream stands before asking, so no event of this request is missed.
-    const startSeq = wait ? await nextEventSeq(nc) : 0;
-    const reply = await control(nc, subjects.submit(request.host), request);
-    const [decision] = decisionsOf(reply, { requestId: request.requestId, bdf: request.bdf! });
-    if (json) process.stdout.write(`${JSON.stringify(reply)}\n`);
-    else if (decision) process.stdout.write(`${formatDecision(decision, c)}\n`);
-    if (!decision) {
-      process.stderr.write("cxlrc reset: the coordinator's reply holds no decision\n");
-      return EXIT.failure;
+    const client = clientOn(nc, {
+      name: "cxlrc reset",
+      ...(request.requester ? { requester: request.requester } : {}),
+    });
+    const { requester: _r, dryRun: _d, ...input } = request;
+    if (!wait) {
+      const decision = await client.submit(input);
+      if (json) process.stdout.write(`${JSON.stringify(decision)}\n`);
+      else process.stdout.write(`${formatDecision(decision, c)}\n`);
+      return decision.kind === "refused" ? EXIT.failure : decision.kind === "rejected" ? EXIT.usage : EXIT.ok;
     }
-    if (decision.kind === "refused") return EXIT.failure;
-    if (decision.kind === "rejected") return EXIT.usage;
-    if (decision.kind === "duplicate") {
-      const ended = outcomeOf(reply);
-      if (ended !== null) return outcomeOk(ended) ? EXIT.ok : EXIT.failure;
+    const abort = new AbortController();
+    const onSigint = () => abort.abort();
+    process.once("SIGINT", onSigint);
+    const timer = setTimeout(() => abort.abort(), timeoutMs);
+    try {
+      const h = await client.reset(input, { signal: abort.signal });
+      if (json) process.stdout.write(`${JSON.stringify(h.decision)}\n`);
+      else process.stdout.write(`${formatDecision(h.decision, c)}\n`);
+      if (h.decision.kind === "rejected") return EXIT.usage;
+      return await follow(h, json, c, abort.signal, timeoutMs);
+    } finally {
+      clearTimeout(timer);
+      process.removeListener("SIGINT", onSigint);
     }
-    if (!wait) return EXIT.ok;
-    const t = newTracked(decision.requestId, request.host, request.bdf!);
-    if (decision.kind === "plan") {
-      t.scope = decision.plan.scope;
-      t.method = decision.plan.method;
-    }
-    return follow(nc, t, startSeq, timeoutMs, json, c);
   });
 }
 
-/** The outcome a duplicate's reply reports, when the first request already ended. */
-function outcomeOf(reply: unknown): string | null {
-  const o = (reply as { outcome?: { outcome?: unknown } } | null)?.outcome?.outcome;
-  return typeof o === "string" ? o : null;
-}
-
+/** Show the request's events as they come (a live line on a terminal), then its outcome (the client's). */
 async function follow(
-  nc: NatsConnection,
-  t: TrackedRequest,
-  startSeq: number,
-  timeoutMs: number,
+  h: ResetHandle,
   json: boolean,
   c: Colours,
+  signal: AbortSignal,
+  timeoutMs: number,
 ): Promise<number> {
-  const feed = await openEvents(nc, eventFilter(t.host), { from: "seq", seq: startSeq });
+  const t = newTracked(h.requestId, h.host, h.bdf);
+  if (h.decision.kind === "plan") {
+    t.scope = h.decision.plan.scope;
+    t.method = h.decision.plan.method;
+  }
   const board = new LiveBoard(process.stdout, c, !json && process.stdout.isTTY === true);
   board.add({ tracked: t });
-  const abort = new AbortController();
-  const onSigint = () => abort.abort();
-  process.once("SIGINT", onSigint);
-  let ended: Awaited<ReturnType<typeof followRequests>>;
   try {
-    ended = await followRequests(feed, [t], {
-      timeoutMs,
-      signal: abort.signal,
-      onEvent: (e) => {
-        if (json) process.stdout.write(`${eventJson(e)}\n`);
-        else if (board.live) board.draw();
-        else process.stdout.write(`${eventLine(e, c)}\n`);
-      },
-    });
+    for await (const ev of h.events) {
+      const e = feedEvent(ev.subject, ev.envelope);
+      if (!e) continue;
+      applyEvent(t, e);
+      if (json) process.stdout.write(`${eventJson(e)}\n`);
+      else if (board.live) board.draw();
+      else process.stdout.write(`${eventLine(e, c)}\n`);
+    }
   } finally {
-    process.removeListener("SIGINT", onSigint);
     board.stop();
   }
-  if (ended !== "done") {
-    const why = ended === "timeout" ? `still running after ${formatMs(timeoutMs)}` : "interrupted";
+  let outcome: Outcome;
+  try {
+    outcome = await h.outcome;
+  } catch (e) {
+    if (!(e instanceof ClientError) || e.kind !== "aborted") throw e;
+    const why =
+      signal.aborted && t.outcome === null
+        ? `still running after ${formatMs(timeoutMs)} or interrupted`
+        : "interrupted";
     process.stderr.write(
-      `cxlrc reset: ${why}; the reset goes on: cxlrc watch --host ${t.host} --device ${t.bdf} --since 1h\n`,
+      `cxlrc reset: ${why}; the reset goes on: cxlrc watch --host ${h.host} --device ${h.bdf} --since 1h\n`,
     );
     return EXIT.failure;
   }
-  if (json) {
-    process.stdout.write(`${JSON.stringify(resultObject(t))}\n`);
-  } else {
-    process.stdout.write(`${resultLine(t, c)}\n`);
-  }
+  // The client decided how it ended; the board's record agrees on what it saw.
+  t.outcome = outcome.kind;
+  t.reason ??= outcome.message ?? outcome.reason;
+  if (json) process.stdout.write(`${JSON.stringify(resultObject(t))}\n`);
+  else process.stdout.write(`${resultLine(t, c)}\n`);
   return outcomeOk(t.outcome) ? EXIT.ok : EXIT.failure;
 }
 

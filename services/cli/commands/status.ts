@@ -1,7 +1,8 @@
 // `cxlrc status [--host H] [--json]`: the fleet as the coordinator sees it.
-import { subjects } from "../../../shared/bus/subjects.ts";
+
+import { clientOn } from "../../../client/index.ts";
 import { BUS_OPTIONS, checkHostArg, parseFlags, takePositionals } from "../args.ts";
-import { control, resolveServer, withBus } from "../bus.ts";
+import { resolveServer, withBus } from "../bus.ts";
 import { EXIT } from "../exit.ts";
 import { coloursFor } from "../format/colour.ts";
 import { formatStatus } from "../format/status.ts";
@@ -29,7 +30,7 @@ export async function run(argv: string[]): Promise<number> {
   takePositionals("status", positionals, []);
   const host = values.host !== undefined ? checkHostArg(values.host) : undefined;
   return withBus("status", resolveServer(values.server), async (nc) => {
-    const reply = await control(nc, subjects.status, host ? { host } : {});
+    const reply = await clientOn(nc, { name: "cxlrc status" }).status(host ? { host } : {});
     if (values.json) process.stdout.write(`${JSON.stringify(reply, null, 2)}\n`);
     else process.stdout.write(`${formatStatus(reply, coloursFor(process.stdout), host)}\n`);
     return EXIT.ok;

@@ -1,7 +1,8 @@
 // `cxlrc watch [--host H] [--device BDF] [--since 1h|ISO] [--json]`: the live event stream, one line per event.
+
+import { type EventStart, eventFilter, openEvents } from "../../../client/feed.ts";
 import { BUS_OPTIONS, checkBdfArg, checkHostArg, parseFlags, parseSince, takePositionals } from "../args.ts";
 import { resolveServer, withBus } from "../bus.ts";
-import { type EventStart, eventFilter, openEvents } from "../events.ts";
 import { EXIT } from "../exit.ts";
 import { coloursFor } from "../format/colour.ts";
 import { eventJson, eventLine } from "../format/event.ts";

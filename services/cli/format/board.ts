@@ -1,6 +1,6 @@
 // Live progress of one or more reset requests. On a terminal: one line per device, redrawn in place
 // (phase, elapsed) a few times a second. Elsewhere: nothing is redrawn; the caller prints event lines.
-import { type TrackedRequest, totalMs } from "../track.ts";
+import { type TrackedRequest, totalMs } from "../../../client/track.ts";
 import { type Colours, outcomeColour } from "./colour.ts";
 import { formatMs } from "./duration.ts";
 

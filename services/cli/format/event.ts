@@ -2,10 +2,11 @@
 // Host, device, kind and publisher come from the subject the event came on (what the bus vouches for), never
 // from the envelope's claims; an envelope that disagrees with its subject is flagged. Everything printed from
 // the event passes through stripControl first: a publisher cannot drive the reader's terminal.
+
+import type { FeedEvent } from "../../../client/feed-event.ts";
 import type { EventEnvelope } from "../../../shared/bus/codec.ts";
 import { bdfFromToken } from "../../../shared/bus/subjects.ts";
 import { stripControl } from "../../../shared/bus/trust.ts";
-import type { FeedEvent } from "../feed-event.ts";
 import { type Colours, outcomeColour } from "./colour.ts";
 import { clockTime, formatMs } from "./duration.ts";
 

@@ -13,9 +13,9 @@ import { describeError } from "../../../shared/errors.ts";
 import { silentLogger } from "../../../shared/log.ts";
 import { startAgent } from "../../agent/service.ts";
 import { control } from "../../cli/bus.ts";
-import { type EventFeed, eventFilter, type FeedEvent, nextEventSeq, openEvents } from "../../cli/events.ts";
+import { type EventFeed, eventFilter, type FeedEvent, nextEventSeq, openEvents } from "../../../client/feed.ts";
 import { type Decision, decisionsOf } from "../../cli/format/plan.ts";
-import { applyEvent, newTracked, type TrackedRequest } from "../../cli/track.ts";
+import { applyEvent, newTracked, type TrackedRequest } from "../../../client/track.ts";
 import { type CoordinatorHandle, startCoordinator } from "../../coordinator/service.ts";
 import { LAB_TIMEOUTS, type LabContext } from "./lab-context.ts";
 

@@ -1,8 +1,8 @@
 // One event as a reader gets it: the subject it came on (what the bus vouches for: only a coordinator may
 // publish under cxlrc.evt.>, only agent H under cxlrc.agt.H.>), where that subject says it came from, and
 // the envelope (what the publisher claims). Outcomes are believed from the subject, never from the claim.
-import type { EventEnvelope } from "../../shared/bus/codec.ts";
-import { checkEventSubject, type EventOrigin, eventOrigin } from "../../shared/bus/trust.ts";
+import type { EventEnvelope } from "../shared/bus/codec.ts";
+import { checkEventSubject, type EventOrigin, eventOrigin } from "../shared/bus/trust.ts";
 
 export interface FeedEvent {
   /** The subject the event came on. */

@@ -3,8 +3,8 @@
 // Only the coordinator says how a request is doing: an event counts when it came on the coordinator's subject
 // space, of the request's host, and its envelope agrees with that subject (fromCoordinator). Anything an agent
 // publishes, whatever its envelope claims (kind "verified", source "coordinator"), changes nothing here.
-import type { EventEnvelope } from "../../shared/bus/codec.ts";
-import { stripControl } from "../../shared/bus/trust.ts";
+import type { EventEnvelope } from "../shared/bus/codec.ts";
+import { stripControl } from "../shared/bus/trust.ts";
 import { type FeedEvent, fromCoordinator } from "./feed-event.ts";
 
 /** Terminal outcome kinds: exactly one per request id (machines/lifecycle-types.ts OUTCOME_EVENTS). */

@@ -1,6 +1,6 @@
 // Follow reset requests on the event stream until each has its outcome (or the wait is given up). What counts
 // is decided by applyEvent (track.ts): the coordinator's events only.
-import type { EventFeed, FeedEvent } from "./events.ts";
+import type { EventFeed, FeedEvent } from "./feed.ts";
 import { applyEvent, type TrackedRequest } from "./track.ts";
 
 export interface FollowOptions {

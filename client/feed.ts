@@ -9,12 +9,12 @@
 // what an event may be believed to say follows from that subject, not from the envelope.
 import { DeliverPolicy, jetstream, type OrderedConsumerOptions } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { getJsm, requestJson } from "../../shared/bus/client.ts";
-import { envelopeOf } from "../../shared/bus/codec.ts";
-import { EventsReply, type EventsRequestInput } from "../../shared/bus/requests.ts";
-import { bdfToken, checkHost, PREFIX, STREAMS, subjects } from "../../shared/bus/subjects.ts";
-import { CxlrcError, isCxlrcError } from "../../shared/errors.ts";
-import { Unavailable } from "./bus.ts";
+import { getJsm, requestJson } from "../shared/bus/client.ts";
+import { envelopeOf } from "../shared/bus/codec.ts";
+import { EventsReply, type EventsRequestInput } from "../shared/bus/requests.ts";
+import { bdfToken, checkHost, PREFIX, STREAMS, subjects } from "../shared/bus/subjects.ts";
+import { CxlrcError, isCxlrcError } from "../shared/errors.ts";
+import { ClientError, clientError } from "./errors.ts";
 import { type FeedEvent, feedEvent } from "./feed-event.ts";
 
 export type { FeedEvent } from "./feed-event.ts";
@@ -61,7 +61,8 @@ async function askEvents(nc: NatsConnection, body: EventsRequestInput): Promise<
   } catch (e) {
     if (isCxlrcError(e) && e.details.reason === "no-responders") return null;
     if (isCxlrcError(e) && e.kind === "timeout" && e.details.remote !== true) {
-      throw new Unavailable(
+      throw new ClientError(
+        "unreachable",
         `the coordinator did not answer on ${subjects.events} within ${EVENTS_TIMEOUT_MS} ms`,
       );
     }
@@ -98,10 +99,18 @@ export async function openEvents(
   const live = new Channel<FeedEvent>();
   let skipped = 0;
   // A subscription the server refuses (a principal without read rights) ends the feed with that reason.
-  let refused: Unavailable | null = null;
+  let refused: ClientError | null = null;
   const onMessage = (err: Error | null, m: { subject: string; data: Uint8Array }) => {
     if (err) {
-      refused ??= new Unavailable(`cannot read live events: ${err.message}`);
+      refused ??= clientError(err);
+      if (refused.kind === "unreachable") {
+        refused = new ClientError(
+          "unreachable",
+          `cannot read live events: ${err.message}`,
+          {},
+          { cause: err },
+        );
+      }
       live.close();
       return;
     }
@@ -154,7 +163,8 @@ export async function openEvents(
         from = batch.nextSeq;
         const next = await askEvents(nc, { ...filter, startSeq: from });
         if (stopped) return;
-        if (next === null) throw new Unavailable(`the coordinator stopped answering on ${subjects.events}`);
+        if (next === null)
+          throw new ClientError("unreachable", `the coordinator stopped answering on ${subjects.events}`);
         batch = next;
       }
     }
@@ -196,15 +206,17 @@ function streamMissing(e: unknown): boolean {
   return /stream not found/i.test((e as Error)?.message ?? "");
 }
 
-/** The stream's absence or a server without JetStream as Unavailable (exit 3); anything else unchanged. */
+/** The stream's absence or a server without JetStream as ClientError "unreachable" (the CLI: exit 3); anything else unchanged. */
 function unavailableOr(e: unknown): unknown {
   if (streamMissing(e)) {
-    return new Unavailable(
+    return new ClientError(
+      "unreachable",
       `no event stream ${STREAMS.events.name} on this server (start \`cxlrc serve coordinator\` or an agent first)`,
     );
   }
   if (/jetstream is not enabled|JetStream not enabled|no responders/i.test((e as Error)?.message ?? "")) {
-    return new Unavailable(
+    return new ClientError(
+      "unreachable",
       "the NATS server has no JetStream (start nats-server with -js, as `cxlrc demo` does)",
     );
   }
