@@ -8,6 +8,12 @@ import { nuid } from "@nats-io/transport-node";
 import { connectBus, requestJson } from "../shared/bus/client.ts";
 import type { EventEnvelope } from "../shared/bus/codec.ts";
 import {
+  type AgentEvent,
+  agentEventOf,
+  type CoordinatorEvent,
+  coordinatorEventOf,
+} from "../shared/bus/event-data.ts";
+import {
   EventsReply,
   ImageRequest,
   ReleaseRequest,
@@ -58,6 +64,11 @@ export interface ClientEvent {
   /** The subject it came on, and the envelope as published. */
   subject: string;
   envelope: EventEnvelope;
+  /**
+   * The event with its data typed by the bus contract (shared/bus/event-data.ts, docs/asyncapi.yaml): switch on
+   * `typed.kind`. null for a kind this version does not know, or data that does not match its schema.
+   */
+  typed: CoordinatorEvent | AgentEvent | null;
 }
 
 export type OutcomeKind = "verified" | "failed" | "quarantined" | "refused" | "planned" | "rejected";
@@ -225,6 +236,7 @@ export function clientOn(
     origin: { source: string };
     event: EventEnvelope;
   }): ClientEvent => ({
+    typed: typedOf(e.origin.source === "coordinator", e.event),
     source: e.origin.source === "coordinator" ? "coordinator" : "agent",
     kind: e.event.kind,
     host: e.event.host,
@@ -418,6 +430,15 @@ export function clientOn(
       if (opts.ownsConnection) await nc.close().catch(() => undefined);
     },
   };
+}
+
+/** The envelope typed by the contract, or null (unknown kind, or data that does not match). */
+function typedOf(coordinator: boolean, env: EventEnvelope): CoordinatorEvent | AgentEvent | null {
+  try {
+    return coordinator ? coordinatorEventOf(env) : agentEventOf(env);
+  } catch {
+    return null;
+  }
 }
 
 const str = (v: unknown): string | null => (typeof v === "string" && v.length > 0 ? v : null);

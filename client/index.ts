@@ -1,5 +1,7 @@
 // cxlrc/client: the package's public client API (see client/client.ts). Import it as
 //   import { connect } from "cxlrc/client";
+
+export type { AgentEvent, CoordinatorEvent, OutcomeEvent } from "../shared/bus/event-data.ts";
 export {
   type ClientEvent,
   type ClientOptions,

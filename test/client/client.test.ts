@@ -45,6 +45,12 @@ describe("cxlrc client", () => {
     expect(out.event?.kind).toBe("verified");
     expect(out.phases.reset).toBeGreaterThan(0);
     expect(seen.every((e) => e.source === "coordinator" && e.requestId === h.requestId)).toBe(true);
+    // Typed by the bus contract: the plan's method, each state entered, the outcome's scope.
+    const plan = seen.find((e) => e.typed?.kind === "plan")?.typed;
+    expect(plan?.kind === "plan" && plan.data.plan.method).toBe("cxl");
+    expect(seen.filter((e) => e.typed?.kind === "state.entered").length).toBeGreaterThan(5);
+    const last = seen.at(-1)?.typed;
+    expect(last?.kind === "verified" && last.data.scope).toBe("full");
     const kinds = seen.map((e) => e.kind);
     expect(kinds.indexOf("reset.started")).toBeLessThan(kinds.indexOf("verify.passed"));
     expect(kinds.at(-1)).toBe("verified");
