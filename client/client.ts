@@ -4,7 +4,7 @@
 // Every request is checked against the same schema the coordinator uses before anything is sent; every failure
 // is a ClientError with a kind. Only the coordinator's subject space is believed about a request's progress.
 import type { NatsConnection } from "@nats-io/transport-node";
-import { nuid } from "@nats-io/transport-node";
+import { errors as natsErrors, nuid } from "@nats-io/transport-node";
 import { connectBus, requestJson } from "../shared/bus/client.ts";
 import type { EventEnvelope } from "../shared/bus/codec.ts";
 import {
@@ -157,6 +157,14 @@ export async function connect(opts: ClientOptions = {}): Promise<CxlrcClient> {
     });
   } catch (e) {
     const why = (e as Error)?.message ?? String(e);
+    if (e instanceof natsErrors.AuthorizationError || /authorization violation/i.test(why)) {
+      throw new ClientError(
+        "permission-denied",
+        `the NATS server at ${String(servers)} refused the credentials: ${why}`,
+        {},
+        { cause: e },
+      );
+    }
     throw new ClientError(
       "unreachable",
       `cannot reach the NATS server at ${String(servers)}: ${why}`,
