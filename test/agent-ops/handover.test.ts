@@ -171,3 +171,55 @@ describe("the kernel's view beside the BAR (a backend with /sys/bus/cxl)", () =>
     expect(events.some((e) => e.kind === "kernel-view.differs")).toBe(true);
   });
 });
+
+describe("verify twice: the kernel's view with the driver back", () => {
+  const full = async (over: (sim: import("../../shared/sim/index.ts").SimHost) => void = () => undefined) => {
+    const r = rig({ device: underCxlPci });
+    r.rec.cxlView = (bdf) => r.sim.cxlView(bdf); // the kernel's view, as the sysfs backend reads it
+    const image = await operations.save(r.ctx, { bdf: DEV, handover: { driver: "cxl_pci" } });
+    await operations.reset(r.ctx, { bdf: DEV, method: "cxl", quiesce: { scope: "full" } });
+    await operations.restore(r.ctx, { bdf: DEV, scope: "full", image });
+    over(r.sim);
+    const back = await operations.bind(r.ctx, {
+      bdf: DEV,
+      driver: "cxl_pci",
+      override: null,
+      verify: { scope: "full", image },
+    });
+    return { ...r, image, back };
+  };
+
+  it("the endpoint back with the image's decoders: passed", async () => {
+    const { image, back } = await full();
+    expect(image.driver?.kernelView?.decoders).toHaveLength(2);
+    expect(back.verify).toMatchObject({ passed: true, mismatches: [] });
+  });
+
+  it("no endpoint after the rebind (its probe failed): not passed, said as the kernel's endpoint missing", async () => {
+    const r = rig({ device: underCxlPci });
+    let rebound = false;
+    r.rec.cxlView = async (bdf) =>
+      rebound ? { ...(await r.sim.cxlView(bdf))!, endpoint: null, decoders: [] } : r.sim.cxlView(bdf);
+    const image = await operations.save(r.ctx, { bdf: DEV, handover: { driver: "cxl_pci" } });
+    await operations.reset(r.ctx, { bdf: DEV, method: "cxl", quiesce: { scope: "full" } });
+    await operations.restore(r.ctx, { bdf: DEV, scope: "full", image });
+    rebound = true;
+    const t0 = r.clock.now();
+    const back = await operations.bind(r.ctx, {
+      bdf: DEV,
+      driver: "cxl_pci",
+      override: null,
+      verify: { scope: "full", image },
+    });
+    expect(back.verify?.passed).toBe(false);
+    expect(back.verify?.mismatches).toContainEqual({
+      register: "kernel.endpoint",
+      field: "present",
+      expected: true,
+      actual: false,
+      domain: "cxl",
+    });
+    // It waited for the kernel's probe before saying so.
+    expect(r.clock.now() - t0).toBeGreaterThanOrEqual(3000);
+  });
+});

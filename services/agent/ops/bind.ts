@@ -5,7 +5,8 @@ import type { BindResult } from "../../../shared/bus/agent-contract.ts";
 import type { Scope } from "../../../shared/bus/agent-messages.ts";
 import { CxlrcError } from "../../../shared/errors.ts";
 import type { OpContext } from "./context.ts";
-import { giveDriverBack } from "./handover.ts";
+import { giveDriverBack, kernelViewMismatches } from "./handover.ts";
+import { loadImage } from "./image-input.ts";
 import { describeFunction } from "./topology.ts";
 import { verify } from "./verify.ts";
 
@@ -36,7 +37,16 @@ export async function bind(ctx: OpContext, p: BindParams): Promise<BindResult> {
       image: p.verify.image,
       driverMayClaimBar: true,
     });
-    return { bdf: p.bdf, driver: p.driver, previous: before.driver, verify: verified };
+    // And the kernel's view: its endpoint back, with the image's decoders.
+    const kernel = await kernelViewMismatches(ctx, p.bdf, loadImage(p.verify.image, p.bdf));
+    if (kernel.length > 0) ctx.emit(p.bdf, "kernel-view.differs", { mismatches: kernel });
+    const all = [...verified.mismatches, ...kernel];
+    return {
+      bdf: p.bdf,
+      driver: p.driver,
+      previous: before.driver,
+      verify: { ...verified, mismatches: all, passed: all.length === 0 },
+    };
   }
   const previous = await b.bindDriver(
     p.bdf,

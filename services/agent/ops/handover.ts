@@ -2,9 +2,15 @@
 // then taken from it, and given back once the reset is over. What is never done: unbind a driver under a
 // user. Memory of the device that is online (or a CXL region of it in use) refuses the hand-over with the
 // range or region named; the kernel itself would let the unbind pull the memory from under its users.
+import type { Mismatch } from "../../../shared/bus/agent-contract.ts";
 import { CxlrcError } from "../../../shared/errors.ts";
+import { type BarDecoder, crossCheck } from "../../../shared/hw/kernel-cxl.ts";
+import type { Image, ImageCxl } from "../../../shared/image/schema.ts";
 import type { OpContext } from "./context.ts";
 import { describeFunction } from "./topology.ts";
+
+/** How long the kernel gets to probe the device's CXL endpoint again after the driver is bound (async probe). */
+export const KERNEL_SETTLE_MS = 3000;
 
 /** The driver found bound and its driver_override, as the image records them. */
 export interface DriverRecord {
@@ -87,4 +93,46 @@ export async function giveDriverBack(ctx: OpContext, bdf: string, rec: DriverRec
   }
   ctx.emit(bdf, "driver.rebound", { driver: me.driver, override: rec.override });
   return me.driver;
+}
+
+/** The HDM decoders of an image as the kernel view's cross-check takes them. */
+export function barDecoders(cxl: ImageCxl): BarDecoder[] {
+  return (cxl.hdm?.decoders ?? []).map((d) => {
+    const r = (name: string) => BigInt(d.registers[name]?.raw ?? "0x0");
+    return {
+      index: d.index,
+      base: (r("baseHigh") << 32n) | r("baseLow"),
+      size: (r("sizeHigh") << 32n) | r("sizeLow"),
+      committed: d.registers.control?.committed === true,
+    };
+  });
+}
+
+const asValue = (field: string, v: string): boolean | number =>
+  field === "present" ? v !== "absent" : field === "committed" ? v === "committed" : Number(BigInt(v));
+
+/**
+ * The second half of "verify twice" (issue #17): with the driver back, the kernel's own view of the device
+ * (/sys/bus/cxl) must show its endpoint again with the decoders of the image. Only where the kernel had a view
+ * when the image was taken (image.driver.kernelView). Waits up to KERNEL_SETTLE_MS for the endpoint's probe.
+ */
+export async function kernelViewMismatches(ctx: OpContext, bdf: string, image: Image): Promise<Mismatch[]> {
+  const b = ctx.backend;
+  if (!b.cxlView || !image.driver?.kernelView || !image.cxl?.hdm) return [];
+  const deadline = b.clock.now() + KERNEL_SETTLE_MS;
+  let view = await b.cxlView(bdf).catch(() => null);
+  while (!view?.endpoint && b.clock.now() < deadline) {
+    await b.clock.sleep(100);
+    view = await b.cxlView(bdf).catch(() => null);
+  }
+  if (!view?.endpoint) {
+    return [{ register: "kernel.endpoint", field: "present", expected: true, actual: false, domain: "cxl" }];
+  }
+  return crossCheck(view, barDecoders(image.cxl)).map((d) => ({
+    register: `kernel.decoder${d.decoder}`,
+    field: d.field,
+    expected: asValue(d.field, d.bar),
+    actual: asValue(d.field, d.kernel),
+    domain: "cxl" as const,
+  }));
 }

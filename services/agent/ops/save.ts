@@ -4,7 +4,7 @@
 import { hex } from "../../../shared/cxl/regdef.ts";
 import { CXL_DVSEC_ID, PCI } from "../../../shared/cxl/registers.ts";
 import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
-import { type BarDecoder, crossCheck, describeKernelDecoders } from "../../../shared/hw/kernel-cxl.ts";
+import { crossCheck, describeKernelDecoders } from "../../../shared/hw/kernel-cxl.ts";
 import { sealImage } from "../../../shared/image/checksum.ts";
 import {
   IMAGE_VERSION,
@@ -17,7 +17,7 @@ import { validatedImages } from "../../../shared/image/validated.ts";
 import { readConfigReg } from "./config-access.ts";
 import type { OpContext } from "./context.ts";
 import { readCxlState, readDvsecRegisters } from "./cxl-state.ts";
-import { takeDriver } from "./handover.ts";
+import { barDecoders, takeDriver } from "./handover.ts";
 import { findCxlDvsec, listExtCapabilities, locateCxl, readSerial } from "./locate.ts";
 import { withMemorySpace } from "./memory-space.ts";
 import { readPciState, snapshotPcie } from "./pci-state.ts";
@@ -94,19 +94,6 @@ async function readCxlUnderDriver(
       ...(kernelView ? { kernelView } : {}),
     },
   };
-}
-
-/** The HDM decoders of an image as the kernel view's cross-check takes them. */
-function barDecoders(cxl: ImageCxl): BarDecoder[] {
-  return (cxl.hdm?.decoders ?? []).map((d) => {
-    const r = (name: string) => BigInt(d.registers[name]?.raw ?? "0x0");
-    return {
-      index: d.index,
-      base: (r("baseHigh") << 32n) | r("baseLow"),
-      size: (r("sizeHigh") << 32n) | r("sizeLow"),
-      committed: d.registers.control?.committed === true,
-    };
-  });
 }
 
 export async function save(ctx: OpContext, p: SaveParams): Promise<Image> {
