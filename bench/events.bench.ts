@@ -3,8 +3,8 @@
 // by the agent's outbox (64 awaiting their ack), and events/s consumed by what `cxlrc watch` uses (an ordered
 // consumer, every envelope schema-checked). Envelopes of ≈ 600 B, like the coordinator's state events.
 import { jetstream } from "@nats-io/jetstream";
-import { EventPublisher } from "../services/agent/events.ts";
 import { eventFilter, openEvents } from "../client/feed.ts";
+import { EventPublisher } from "../services/agent/events.ts";
 import { createEventPublisher } from "../services/coordinator/events.ts";
 import { connectBus, ensureStreams, getJsm } from "../shared/bus/client.ts";
 import { makeEvent } from "../shared/bus/codec.ts";

@@ -7,15 +7,15 @@
 // live (the same board and event lines as the other demos) and ends with the same summary table, plus the
 // kernel and the topology. QEMU never outlives the demo: killed on Ctrl-C, on errors, on exit (vm.ts).
 import { existsSync } from "node:fs";
+import { feedEvent } from "../../client/feed-event.ts";
+import { applyEvent, newTracked, type TrackedRequest } from "../../client/track.ts";
 import { EventEnvelope } from "../../shared/bus/codec.ts";
 import { describeError } from "../../shared/errors.ts";
 import { EXIT } from "../cli/exit.ts";
-import { feedEvent } from "../../client/feed-event.ts";
 import { type BoardRow, LiveBoard } from "../cli/format/board.ts";
 import type { Colours } from "../cli/format/colour.ts";
 import { formatMs } from "../cli/format/duration.ts";
 import { eventLine } from "../cli/format/event.ts";
-import { applyEvent, newTracked, type TrackedRequest } from "../../client/track.ts";
 import type { DeviceState } from "../lab/guest/device-state.ts";
 import { LabSetupError } from "../lab/host.ts";
 import type { LabRun, LabStage } from "../lab/lab.ts";

@@ -3,12 +3,13 @@
 // (FLR, CXL Reset, SBR, a busy sibling, a scope violation repaired, a commit failure quarantined), with live
 // progress and a summary. Everything it starts is stopped on the way out, also on Ctrl-C.
 import type { NatsConnection } from "@nats-io/transport-node";
+import { type EventFeed, eventFilter, type FeedEvent, nextEventSeq, openEvents } from "../../client/feed.ts";
+import { applyEvent, newTracked } from "../../client/track.ts";
 import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { subjects } from "../../shared/bus/subjects.ts";
 import { describeError } from "../../shared/errors.ts";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import { control } from "../cli/bus.ts";
-import { type EventFeed, eventFilter, type FeedEvent, nextEventSeq, openEvents } from "../../client/feed.ts";
 import { EXIT } from "../cli/exit.ts";
 import { LiveBoard } from "../cli/format/board.ts";
 import type { Colours } from "../cli/format/colour.ts";
@@ -16,7 +17,6 @@ import { formatMs } from "../cli/format/duration.ts";
 import { eventLine } from "../cli/format/event.ts";
 import { decisionsOf, formatDecision } from "../cli/format/plan.ts";
 import { newRequestId } from "../cli/request.ts";
-import { applyEvent, newTracked } from "../../client/track.ts";
 import { type DemoCoordinator, startDemoCoordinator } from "./coordinator.ts";
 import { type DemoBackend, type DemoHost, startDemoWorld, stopDemoHosts } from "./fleet.ts";
 import { type EmbeddedNats, ensureNatsServer, NatsServerMissing, startEmbeddedNats } from "./nats-server.ts";

@@ -1,9 +1,10 @@
 // The demo's last word: what each scenario did (scope, method, outcome, time per phase), whether that is what
 // it should have done, and where to look next.
+
+import { groupTimes, PHASE_GROUPS, type TrackedRequest, totalMs } from "../../client/track.ts";
 import { type Colours, outcomeColour } from "../cli/format/colour.ts";
 import { formatMs } from "../cli/format/duration.ts";
 import { table } from "../cli/format/table.ts";
-import { groupTimes, PHASE_GROUPS, type TrackedRequest, totalMs } from "../../client/track.ts";
 import type { DeviceState } from "../lab/guest/device-state.ts";
 import { type Expectation, expectationText, type Scenario } from "./scenarios.ts";
 

@@ -3,9 +3,9 @@
 // prints comes from the subject and is stripped of control characters.
 import { describe, expect, it } from "vitest";
 import { type FeedEvent, feedEvent, fromCoordinator } from "../../client/feed-event.ts";
+import { applyEvent, newTracked } from "../../client/track.ts";
 import { colours } from "../../services/cli/format/colour.ts";
 import { eventJson, eventLine } from "../../services/cli/format/event.ts";
-import { applyEvent, newTracked } from "../../client/track.ts";
 import { type EventEnvelope, makeEvent } from "../../shared/bus/codec.ts";
 
 const HOST = "bravo";

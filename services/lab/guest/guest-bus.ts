@@ -6,6 +6,14 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import {
+  type EventFeed,
+  eventFilter,
+  type FeedEvent,
+  nextEventSeq,
+  openEvents,
+} from "../../../client/feed.ts";
+import { applyEvent, newTracked, type TrackedRequest } from "../../../client/track.ts";
 import { connectBus, ensureStreams, getJsm } from "../../../shared/bus/client.ts";
 import type { ResetRequestInput } from "../../../shared/bus/requests.ts";
 import { subjects } from "../../../shared/bus/subjects.ts";
@@ -13,9 +21,7 @@ import { describeError } from "../../../shared/errors.ts";
 import { silentLogger } from "../../../shared/log.ts";
 import { startAgent } from "../../agent/service.ts";
 import { control } from "../../cli/bus.ts";
-import { type EventFeed, eventFilter, type FeedEvent, nextEventSeq, openEvents } from "../../../client/feed.ts";
 import { type Decision, decisionsOf } from "../../cli/format/plan.ts";
-import { applyEvent, newTracked, type TrackedRequest } from "../../../client/track.ts";
 import { type CoordinatorHandle, startCoordinator } from "../../coordinator/service.ts";
 import { LAB_TIMEOUTS, type LabContext } from "./lab-context.ts";
 
