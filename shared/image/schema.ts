@@ -105,6 +105,8 @@ export const ImageDriver = z.strictObject({
    */
   kernelView: z
     .strictObject({
+      /** The kernel's endpoint port of the device then (null: it had none, e.g. its probe had failed). */
+      endpoint: z.string().min(1).max(64).nullable().optional(),
       decoders: z.array(z.string()),
       differences: z.array(z.string()),
     })

@@ -113,12 +113,15 @@ const asValue = (field: string, v: string): boolean | number =>
 
 /**
  * The second half of "verify twice" (issue #17): with the driver back, the kernel's own view of the device
- * (/sys/bus/cxl) must show its endpoint again with the decoders of the image. Only where the kernel had a view
- * when the image was taken (image.driver.kernelView). Waits up to KERNEL_SETTLE_MS for the endpoint's probe.
+ * (/sys/bus/cxl) must show its endpoint again with the decoders of the image. Only where the kernel had the
+ * endpoint when the image was taken (image.driver.kernelView.endpoint). Waits up to KERNEL_SETTLE_MS for its
+ * probe.
  */
 export async function kernelViewMismatches(ctx: OpContext, bdf: string, image: Image): Promise<Mismatch[]> {
   const b = ctx.backend;
-  if (!b.cxlView || !image.driver?.kernelView || !image.cxl?.hdm) return [];
+  // Compared only where the kernel had the device's endpoint when the image was taken: no endpoint then
+  // (its probe had failed), none expected now.
+  if (!b.cxlView || !image.driver?.kernelView?.endpoint || !image.cxl?.hdm) return [];
   const deadline = b.clock.now() + KERNEL_SETTLE_MS;
   let view = await b.cxlView(bdf).catch(() => null);
   while (!view?.endpoint && b.clock.now() < deadline) {

@@ -73,6 +73,7 @@ async function readCxlUnderDriver(
   const cxl = { ...(under ?? after), dvsec: { ...after.dvsec, registers } };
   const kernelView = view
     ? {
+        endpoint: view.endpoint,
         decoders: describeKernelDecoders(view),
         differences: crossCheck(view, barDecoders(cxl)).map(
           (d) => `decoder ${d.decoder} ${d.field}: kernel ${d.kernel}, BAR ${d.bar}`,
