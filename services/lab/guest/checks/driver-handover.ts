@@ -21,7 +21,7 @@ import type { Image } from "../../../../shared/image/schema.ts";
 import { operations } from "../../../agent/ops/index.ts";
 import { findCxlDvsec } from "../../../agent/ops/locate.ts";
 import { control } from "../../../cli/bus.ts";
-import { type Check, errorJson } from "../check.ts";
+import { type Check, errorJson, type Rec } from "../check.ts";
 import { createPmemRegion, cxlObjectsOf, regionNames, settleCxl, takeRegionDown } from "../cxl-region.ts";
 import { commitDecoder, dvsecControl, findHdm } from "../firmware.ts";
 import { type BusRun, guestBus, HOST, stop } from "../guest-bus.ts";
@@ -171,25 +171,33 @@ export const freshHandover: Check = {
   async run(lab, rec) {
     const bdf = await onlyCxlDevice(lab);
     rec.bdf = bdf;
-    rec.before = { ...(await driverState(lab, bdf)), kernel: kernelView() };
-    rec.holders = await lab.backend.holders(bdf);
-    const bus = await guestBus(lab);
-    const mark = kernelLogSince(0).mark;
-    rec.run = runRec(
-      await bus.submit("kernel-lab-fresh-handover", {
-        bdf,
-        scope: "full",
-        reason: "kernel lab: full reset of a device as the kernel booted it",
-      }),
-    );
-    await settleCxl(bdf, mark);
-    rec.after = { ...(await driverState(lab, bdf)), kernel: kernelView() };
-    rec.dmesg = kernelLogSince(mark).lines.filter((l) => /cxl|hdm|decoder/i.test(l));
-    const image = await storedImage(lab, bdf);
-    rec.image = image ? { driver: image.driver ?? null, registers: imageRegisters(image) } : null;
+    await fullResetThroughBus(lab, rec, bdf, "kernel-lab-fresh-handover", "a device as the kernel booted it");
     lab.takeEvents();
   },
 };
+
+/**
+ * A full reset of `bdf` through the guest's bus, recorded: driver, override, DVSEC and the kernel's view before
+ * and after, the holders, the run (decision, events, outcome), the kernel's messages and the stored image.
+ */
+async function fullResetThroughBus(
+  lab: LabContext,
+  rec: Rec,
+  bdf: string,
+  id: string,
+  what: string,
+): Promise<void> {
+  rec.before = { ...(await driverState(lab, bdf)), kernel: kernelView() };
+  rec.holders = await lab.backend.holders(bdf);
+  const bus = await guestBus(lab);
+  const mark = kernelLogSince(0).mark;
+  rec.run = runRec(await bus.submit(id, { bdf, scope: "full", reason: `kernel lab: full reset of ${what}` }));
+  await settleCxl(bdf, mark);
+  rec.after = { ...(await driverState(lab, bdf)), kernel: kernelView() };
+  rec.dmesg = kernelLogSince(mark).lines.filter((l) => /cxl|hdm|decoder/i.test(l));
+  const image = await storedImage(lab, bdf);
+  rec.image = image ? { driver: image.driver ?? null, registers: imageRegisters(image) } : null;
+}
 
 export const regionBusy: Check = {
   name: "region-busy",
@@ -229,22 +237,7 @@ export const regionDownReset: Check = {
     const region = regionOf(bdf);
     if (!region) throw new Error(`${bdf}: no region of the device to take down (region-busy made none?)`);
     rec.takeDown = { ...region, steps: takeRegionDown(region.region, region.endpointDecoder) };
-    rec.before = { ...(await driverState(lab, bdf)), kernel: kernelView() };
-    rec.holders = await lab.backend.holders(bdf);
-    const bus = await guestBus(lab);
-    const mark = kernelLogSince(0).mark;
-    rec.run = runRec(
-      await bus.submit("kernel-lab-handover", {
-        bdf,
-        scope: "full",
-        reason: "kernel lab: full reset, the operator took the region down",
-      }),
-    );
-    await settleCxl(bdf, mark);
-    rec.after = { ...(await driverState(lab, bdf)), kernel: kernelView() };
-    rec.dmesg = kernelLogSince(mark).lines.filter((l) => /cxl|hdm|decoder/i.test(l));
-    const image = await storedImage(lab, bdf);
-    rec.image = image ? { driver: image.driver ?? null, registers: imageRegisters(image) } : null;
+    await fullResetThroughBus(lab, rec, bdf, "kernel-lab-handover", "a device whose region was taken down");
     rec.registersAfter = await registersUnbound(lab, bdf);
     rec.end = { ...(await driverState(lab, bdf)), kernel: kernelView() };
     // The next checks start from the kernel's choice with its endpoint probed.
