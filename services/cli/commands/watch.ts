@@ -1,6 +1,7 @@
 // `cxlrc watch [--host H] [--device BDF] [--since 1h|ISO] [--json]`: the live event stream, one line per event.
 
-import { type EventStart, eventFilter, openEvents } from "../../../client/feed.ts";
+import { feedEvent } from "../../../client/feed-event.ts";
+import { clientOn } from "../../../client/index.ts";
 import { BUS_OPTIONS, checkBdfArg, checkHostArg, parseFlags, parseSince, takePositionals } from "../args.ts";
 import { resolveServer, withBus } from "../bus.ts";
 import { EXIT } from "../exit.ts";
@@ -40,14 +41,13 @@ export async function run(argv: string[]): Promise<number> {
   takePositionals("watch", positionals, []);
   const host = values.host !== undefined ? checkHostArg(values.host) : undefined;
   const device = values.device !== undefined ? checkBdfArg(values.device) : undefined;
-  const start: EventStart =
-    values.since !== undefined ? { from: "time", time: parseSince(values.since) } : { from: "new" };
+  const since = values.since !== undefined ? parseSince(values.since) : undefined;
   const c = coloursFor(process.stdout);
   const json = values.json === true;
 
   return withBus("watch", resolveServer(values.server), async (nc) => {
-    const feed = await openEvents(nc, eventFilter(host, device), start);
-    const stop = () => feed.stop();
+    const stopping = new AbortController();
+    const stop = () => stopping.abort();
     // A closed pipe (`cxlrc watch | head`) ends the watch quietly.
     process.stdout.on("error", stop);
     process.once("SIGINT", stop);
@@ -55,7 +55,15 @@ export async function run(argv: string[]): Promise<number> {
     // The connection closing (server gone for good) also ends the feed.
     void nc.closed().then(stop);
     try {
-      for await (const e of feed) {
+      const events = clientOn(nc, { name: "cxlrc watch" }).watch({
+        ...(host !== undefined ? { host } : {}),
+        ...(device !== undefined ? { bdf: device } : {}),
+        ...(since !== undefined ? { since } : {}),
+        signal: stopping.signal,
+      });
+      for await (const ev of events) {
+        const e = feedEvent(ev.subject, ev.envelope);
+        if (!e) continue;
         if (!values.heartbeats && e.origin.kind === "heartbeat" && e.origin.device === "agent") continue;
         process.stdout.write(json ? `${eventJson(e)}\n` : `${eventLine(e, c)}\n`);
       }
