@@ -26,4 +26,17 @@ describe("component registers behind a disabled Memory Space", () => {
     expect(d0?.control?.committed).toBe(true);
     expect(await sim.configRead(DEV, PCI.command.offset, 2)).toBe(INTX_ONLY);
   });
+
+  it("verify reads them too: a device saved and restored with Memory Space off verifies, Command left as is", async () => {
+    const { ctx, sim } = rig();
+    await sim.configWrite(DEV, PCI.command.offset, 2, INTX_ONLY);
+    const image = await operations.save(ctx, { bdf: DEV });
+    await operations.reset(ctx, { bdf: DEV, method: "cxl" });
+    await operations.restore(ctx, { bdf: DEV, scope: "full", image });
+    expect(await sim.configRead(DEV, PCI.command.offset, 2)).toBe(INTX_ONLY);
+    const v = await operations.verify(ctx, { bdf: DEV, scope: "full", image });
+    expect(v.mismatches).toEqual([]);
+    expect(v.passed).toBe(true);
+    expect(await sim.configRead(DEV, PCI.command.offset, 2)).toBe(INTX_ONLY);
+  });
 });

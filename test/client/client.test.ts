@@ -197,6 +197,45 @@ describe("cxlrc client", () => {
     expect(await client.image("cl2", BDF, { verified: true })).toBeNull();
   });
 
+  it("release: a quarantined device back to service (operators)", async () => {
+    const sim = w.sims.get("cl2")!;
+    sim.faults.set(BDF, { name: "commit-error", decoder: 0 });
+    try {
+      const h = await client.reset({ host: "cl2", bdf: BDF, scope: "full", reason: "client test" });
+      expect((await h.outcome).kind).toBe("quarantined");
+    } finally {
+      sim.faults.clear(BDF, "commit-error");
+    }
+    const refused = await client.reset({ host: "cl2", bdf: BDF, scope: "full", reason: "client test" });
+    expect((await refused.outcome).reason).toBe("quarantined");
+    const r = await client.release({ host: "cl2", bdf: BDF, operator: "ops", reason: "fixed" });
+    expect(r).toMatchObject({ host: "cl2", bdf: BDF });
+    const again = await client.reset({ host: "cl2", bdf: BDF, scope: "full", reason: "client test" });
+    const o = await again.outcome;
+    expect(o.kind).toBe("verified");
+    const bad = await client
+      .release({ host: "cl2", bdf: BDF, operator: "", reason: "x" })
+      .catch((e: unknown) => e);
+    expect(bad).toMatchObject({ kind: "bad-request", field: "operator" });
+  });
+
+  it("timeout: a control endpoint that does not answer in time", async () => {
+    // A responder that takes the request and never answers (a coordinator stuck in a long pause).
+    const sub = w.nc.subscribe("cxlrc.ctl.status", {
+      queue: "cxlrc-coordinators",
+      callback: () => undefined,
+    });
+    await c.crash();
+    try {
+      const slow = clientOn(w.nc, { timeoutMs: 300 });
+      const err = await slow.status().catch((e: unknown) => e);
+      expect(err).toMatchObject({ kind: "timeout", subject: "cxlrc.ctl.status" });
+    } finally {
+      sub.unsubscribe();
+      c = await w.coordinator();
+    }
+  });
+
   it("typed errors: no server, no coordinator", async () => {
     const none = await connect({ servers: "nats://127.0.0.1:1" }).catch((e: unknown) => e);
     expect(none).toMatchObject({ kind: "unreachable" });

@@ -18,6 +18,7 @@ import { DECODER_WRITE_ORDER, DVSEC_REGISTERS, rawOf, regName } from "./cxl-regs
 import { hdmAtFromImage } from "./cxl-state.ts";
 import { loadImage, pciStateOf } from "./image-input.ts";
 import { decoderAt } from "./locate.ts";
+import { withMemorySpace } from "./memory-space.ts";
 import { requirePresent } from "./ready.ts";
 
 export type { Mismatch } from "./compare.ts";
@@ -41,7 +42,11 @@ export async function verify(ctx: OpContext, p: VerifyParams): Promise<VerifyRes
   await requirePresent(ctx, p.bdf);
   const pci = await verifyPci(ctx.backend, p.bdf, image);
   const cxl = image.cxl
-    ? await verifyCxl(ctx.backend, p.bdf, image.cxl, p.driverMayClaimBar === true)
+    ? // The component registers sit behind the memory BAR: read them with Memory Space on whatever Command
+      // the image put back (a device released from quarantine was saved with it off), Command kept as it is.
+      await withMemorySpace(ctx.backend, p.bdf, () =>
+        verifyCxl(ctx.backend, p.bdf, image.cxl!, p.driverMayClaimBar === true),
+      )
     : { mismatches: [], checked: 0 };
   const mismatches = [...pci.mismatches, ...cxl.mismatches];
   const scopeViolation = p.scope === "io" && cxl.mismatches.length > 0;
