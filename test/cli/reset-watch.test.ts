@@ -357,9 +357,11 @@ describe("what the CLI believes", () => {
   it("reset --wait is not ended by forged 'verified' events from an agent's subject or another device's", async () => {
     const DEV = "0000:04:00.0";
     const requestId = "forged-verified-1";
-    // A reset that ends quarantined (decoder 0 never commits), held while saving the image until the forged
-    // events are stored: they come before the real outcome in the stream, whatever the timing.
-    sims.get("bravo")!.faults.set(DEV, { name: "commit-error", decoder: 0 });
+    // A reset that ends failed (the device reports a CXL Reset error; restored from the image, read back: the
+    // request failed, the device is as it was), held while saving the image until the forged events are
+    // stored: they come before the real outcome in the stream, whatever the timing. (Not a commit error: the
+    // device was released from an earlier quarantine with its decoders uncommitted, so none is committed here.)
+    sims.get("bravo")!.faults.set(DEV, { name: "cxl-reset-error" });
     const hold = holdBravo();
     try {
       const cli = startCli([
@@ -411,22 +413,23 @@ describe("what the CLI believes", () => {
       }
       hold.release();
       const r = await cli.done;
-      expect(r.stdout).toMatch(/^quarantined bravo 0000:04:00\.0 full\/cxl/m);
+      expect(r.stdout).toMatch(/^failed bravo 0000:04:00\.0 full\/cxl/m);
       expect(r.stdout).not.toMatch(/^verified /m);
       expect(r.code).toBe(1);
       // The forged events were stored before the real outcome: the CLI had them in front of it.
       const stored = await storedEvents();
-      const outcome = stored.find((e) => e.event.requestId === requestId && e.event.kind === "quarantined");
-      expect(outcome?.subject).toBe("cxlrc.evt.bravo.0000-04-00-0.quarantined");
+      const outcome = stored.find((e) => e.event.requestId === requestId && e.event.kind === "failed");
+      expect(outcome?.subject).toBe("cxlrc.evt.bravo.0000-04-00-0.failed");
       const before = stored.filter((e) => forgedIds.has(e.event.id) && e.seq < outcome!.seq);
       expect(before).toHaveLength(forged.length);
     } finally {
       hold.release();
       sims.get("bravo")!.faults.clear(DEV);
     }
-    // The device is quarantined for real: take it out again for the tests that follow.
-    const rel = await runCli(["release", "bravo", DEV, "--reason", "forgery test", "--server", nats.url]);
-    expect(rel.code, rel.stderr).toBe(0);
+    // Failed, not quarantined: the device was put back to its image and takes requests again.
+    const s = await runCli(["status", "--json", "--server", nats.url]);
+    const status = JSON.parse(s.stdout) as { devices: Array<{ host: string; bdf: string; state: string }> };
+    expect(status.devices.find((d) => d.host === "bravo" && d.bdf === DEV)?.state).toBe("ready");
   });
 
   it("watch shows the subject's host and device, flags a disagreeing envelope and strips terminal escapes", async () => {
