@@ -5,6 +5,7 @@
 // is a ClientError with a kind. Only the coordinator's subject space is believed about a request's progress.
 import type { NatsConnection } from "@nats-io/transport-node";
 import { errors as natsErrors, nuid } from "@nats-io/transport-node";
+import type { z } from "zod";
 import { connectBus, requestJson } from "../shared/bus/client.ts";
 import type { EventEnvelope } from "../shared/bus/codec.ts";
 import {
@@ -206,13 +207,7 @@ export function clientOn(
       requestId: request.requestId ?? `client-${nuid.next()}`,
       dryRun,
     };
-    const r = ResetRequestMessage.safeParse(body);
-    if (!r.success) {
-      const issue = r.error.issues[0]!;
-      const field = issue.path.map(String).join(".") || "request";
-      throw new ClientError("bad-request", `bad reset request: ${field}: ${issue.message}`, { field });
-    }
-    return r.data;
+    return parsedOr(ResetRequestMessage, body, "reset");
   };
 
   const decide = (reply: unknown, requestId: string, bdf: string): Decision => {
@@ -396,18 +391,10 @@ export function clientOn(
     },
 
     async image(host, bdf, i = {}) {
-      const body = ImageRequest.safeParse({ host, bdf });
-      if (!body.success) {
-        const field = body.error.issues[0]?.path.map(String).join(".") || "request";
-        throw new ClientError(
-          "bad-request",
-          `bad image request: ${field}: ${body.error.issues[0]?.message}`,
-          { field },
-        );
-      }
+      const body = parsedOr(ImageRequest, { host, bdf }, "image");
       let reply: unknown;
       try {
-        reply = await ask(subjects.image, body.data);
+        reply = await ask(subjects.image, body);
       } catch (e) {
         // A function never saved: no image, not an error.
         if (e instanceof ClientError && e.kind === "bad-request" && /no image stored/.test(e.message))
@@ -421,16 +408,7 @@ export function clientOn(
     },
 
     async release(request) {
-      const body = ReleaseRequest.safeParse(request);
-      if (!body.success) {
-        const field = body.error.issues[0]?.path.map(String).join(".") || "request";
-        throw new ClientError(
-          "bad-request",
-          `bad release request: ${field}: ${body.error.issues[0]?.message}`,
-          { field },
-        );
-      }
-      return obj(await ask(subjects.release, body.data));
+      return obj(await ask(subjects.release, parsedOr(ReleaseRequest, request, "release")));
     },
 
     async close() {
@@ -438,6 +416,15 @@ export function clientOn(
       if (opts.ownsConnection) await nc.close().catch(() => undefined);
     },
   };
+}
+
+/** `body` as `schema` reads it; else "bad-request" naming the first bad field (nothing is sent). */
+function parsedOr<S extends z.ZodType>(schema: S, body: unknown, what: string): z.output<S> {
+  const r = schema.safeParse(body);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const field = issue?.path.map(String).join(".") || "request";
+  throw new ClientError("bad-request", `bad ${what} request: ${field}: ${issue?.message}`, { field });
 }
 
 /** The envelope typed by the contract, or null (unknown kind, or data that does not match). */

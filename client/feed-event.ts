@@ -1,7 +1,7 @@
 // One event as a reader gets it: the subject it came on (what the bus vouches for: only a coordinator may
 // publish under cxlrc.evt.>, only agent H under cxlrc.agt.H.>), where that subject says it came from, and
 // the envelope (what the publisher claims). Outcomes are believed from the subject, never from the claim.
-import type { EventEnvelope } from "../shared/bus/codec.ts";
+import { type EventEnvelope, envelopeOf } from "../shared/bus/codec.ts";
 import { checkEventSubject, type EventOrigin, eventOrigin } from "../shared/bus/trust.ts";
 
 export interface FeedEvent {
@@ -13,6 +13,12 @@ export interface FeedEvent {
   event: EventEnvelope;
   /** Why the envelope disagrees with its subject (host, device, kind or source), or null when it agrees. */
   mismatch: string | null;
+}
+
+/** The feed item for a raw message on `subject`; null when it is no event envelope on an event subject. */
+export function feedEventOf(subject: string, data: Uint8Array): FeedEvent | null {
+  const env = envelopeOf(data);
+  return env ? feedEvent(subject, env) : null;
 }
 
 /** The feed item for an envelope received on `subject`; null when the subject is no event subject at all. */

@@ -10,12 +10,11 @@
 import { DeliverPolicy, jetstream, type OrderedConsumerOptions } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { getJsm, requestJson } from "../shared/bus/client.ts";
-import { envelopeOf } from "../shared/bus/codec.ts";
 import { EventsReply, type EventsRequestInput } from "../shared/bus/requests.ts";
 import { bdfToken, checkHost, PREFIX, STREAMS, subjects } from "../shared/bus/subjects.ts";
 import { CxlrcError, isCxlrcError } from "../shared/errors.ts";
 import { ClientError, clientError } from "./errors.ts";
-import { type FeedEvent, feedEvent } from "./feed-event.ts";
+import { type FeedEvent, feedEvent, feedEventOf } from "./feed-event.ts";
 
 export type { FeedEvent } from "./feed-event.ts";
 
@@ -114,7 +113,7 @@ export async function openEvents(
       live.close();
       return;
     }
-    const item = toFeedEvent(m.subject, m.data);
+    const item = feedEventOf(m.subject, m.data);
     if (item) live.push(item);
     else skipped++;
   };
@@ -194,11 +193,6 @@ function startOf(start: EventStart): Pick<EventsRequestInput, "startSeq" | "sinc
   return {};
 }
 
-function toFeedEvent(subject: string, data: Uint8Array): FeedEvent | null {
-  const env = envelopeOf(data);
-  return env ? feedEvent(subject, env) : null;
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Development bus: the stream itself.
 
@@ -261,7 +255,7 @@ async function openStreamEvents(
     },
     async *[Symbol.asyncIterator]() {
       for await (const m of messages) {
-        const item = toFeedEvent(m.subject, m.data);
+        const item = feedEventOf(m.subject, m.data);
         if (!item) {
           skipped++;
           continue;

@@ -3,10 +3,9 @@
 // no event of it can pass unseen and no replay is needed. Each event is handed to the request it names; an
 // event whose envelope disagrees with its subject is dropped (only what the server vouches for counts).
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { envelopeOf } from "../shared/bus/codec.ts";
-import { checkHost, PREFIX } from "../shared/bus/subjects.ts";
+import { subjects } from "../shared/bus/subjects.ts";
 import { clientError } from "./errors.ts";
-import { type FeedEvent, feedEvent, fromCoordinator } from "./feed-event.ts";
+import { type FeedEvent, feedEventOf, fromCoordinator } from "./feed-event.ts";
 
 type Handler = (e: FeedEvent) => void;
 
@@ -17,7 +16,7 @@ export interface RequestFollower {
 }
 
 export function requestFollower(nc: NatsConnection): RequestFollower {
-  const hosts = new Map<string, { sub: Subscription; ready: Promise<void>; users: number }>();
+  const hosts = new Map<string, { sub: Subscription; ready: Promise<void> }>();
   const handlers = new Map<string, Handler>();
   let failure: unknown = null;
 
@@ -26,24 +25,22 @@ export function requestFollower(nc: NatsConnection): RequestFollower {
       failure = err;
       return;
     }
-    const env = envelopeOf(m.data);
-    const item = env ? feedEvent(m.subject, env) : null;
+    const item = feedEventOf(m.subject, m.data);
     if (!item || !fromCoordinator(item) || !item.event.requestId) return;
     handlers.get(item.event.requestId)?.(item);
   };
 
   return {
     async follow(host, requestId, handler) {
-      checkHost(host);
+      const subject = subjects.eventsOfHost(host);
       let h = hosts.get(host);
       if (!h) {
-        const subject = `${PREFIX}.evt.${host}.>`;
         const sub = nc.subscribe(subject, { callback: onMessage });
         // Flushed: the server has the subscription before the request goes out.
         const ready = nc.flush().then(() => {
           if (failure) throw failure;
         });
-        h = { sub, ready, users: 0 };
+        h = { sub, ready };
         hosts.set(host, h);
         ready.catch(() => {
           hosts.delete(host);
@@ -53,15 +50,13 @@ export function requestFollower(nc: NatsConnection): RequestFollower {
       try {
         await h.ready;
       } catch (e) {
-        throw clientError(e, `${PREFIX}.evt.${host}.>`);
+        throw clientError(e, subject);
       }
-      if (failure) throw clientError(failure, `${PREFIX}.evt.${host}.>`);
-      h.users++;
+      if (failure) throw clientError(failure, subject);
       handlers.set(requestId, handler);
-      const entry = h;
+      // The host's subscription stays for the client's later calls (close() ends it).
       return () => {
         if (handlers.get(requestId) === handler) handlers.delete(requestId);
-        entry.users--;
       };
     },
     close() {

@@ -4,11 +4,12 @@
 // space, of the request's host, and its envelope agrees with that subject (fromCoordinator). Anything an agent
 // publishes, whatever its envelope claims (kind "verified", source "coordinator"), changes nothing here.
 import type { EventEnvelope } from "../shared/bus/codec.ts";
+import { OUTCOME_KINDS as CONTRACT_OUTCOME_KINDS } from "../shared/bus/event-data.ts";
 import { stripControl } from "../shared/bus/trust.ts";
 import { type FeedEvent, fromCoordinator } from "./feed-event.ts";
 
-/** Terminal outcome kinds: exactly one per request id (machines/lifecycle-types.ts OUTCOME_EVENTS). */
-export const OUTCOME_KINDS = new Set(["verified", "refused", "planned", "failed", "quarantined"]);
+/** Terminal outcome kinds: exactly one per request id (the bus contract's list, shared/bus/event-data.ts). */
+export const OUTCOME_KINDS: ReadonlySet<string> = new Set(CONTRACT_OUTCOME_KINDS);
 /** The coordinator turns a malformed request down before any device state exists. */
 export const REJECT_KINDS = new Set(["request.rejected"]);
 

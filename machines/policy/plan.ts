@@ -51,6 +51,8 @@ export function planReset(request: ResetRequest, facts: DeviceFacts, ctx: Policy
   // FLR resets the one function; CXL Reset every function of the device; SBR everything below the bridge.
   const deviceTargets = method === "flr" ? [request.bdf] : [...facts.functions];
   const targets = [...deviceTargets, ...siblings.filter((s) => !deviceTargets.includes(s))];
+  // The drivers the reset takes (and gives back): no holders for the device-busy gate, a note in the plan.
+  const handover = handoverOf(scope, method, facts, targets);
 
   const gates: GateResult[] = [
     ...first,
@@ -63,7 +65,7 @@ export function planReset(request: ResetRequest, facts: DeviceFacts, ctx: Policy
     memClearGate(request, facts, method),
     breakerGate(ctx),
     budgetGate(ctx, request.bdf),
-    deviceBusyGate(scope, facts, targets, handoverOf(scope, method, facts, targets)),
+    deviceBusyGate(scope, facts, targets, handover),
     siblingGate(method, facts, targets),
     ...concurrencyGates(request, facts, ctx),
     configLockGate(facts, method),
@@ -85,7 +87,6 @@ export function planReset(request: ResetRequest, facts: DeviceFacts, ctx: Policy
     notes.push("cache is enabled but not Writeback-and-Invalidate capable: Disable Caching only, no WB+I");
   }
   if (includeSiblings && siblings.length > 0) notes.push(`siblings join the plan: ${siblings.join(", ")}`);
-  const handover = handoverOf(scope, method, facts, targets);
   if (handover) {
     notes.push(
       `driver ${handoverText(handover)} is taken for the reset and bound again after, on every exit`,

@@ -2,9 +2,8 @@
 // registers the driver's unbind changed and their values after it (image.driver.unbound). While the driver is
 // away (the restore, the restore's verify) the device must look as the unbind left it, so that the driver finds
 // it as a driver expects at probe and sets its own bits again; with the driver back, the image as saved holds.
+import { hex } from "../cxl/regdef.ts";
 import type { Image, RegisterSnapshot } from "./schema.ts";
-
-const hex = (v: number, digits: number) => `0x${(v >>> 0).toString(16).padStart(digits, "0")}`;
 
 /** The image with the unbind's values in place of the driver's (the same image when it records none). */
 export function withoutDriver(image: Image): Image {

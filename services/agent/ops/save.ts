@@ -30,19 +30,25 @@ export interface SaveParams {
   handover?: { driver: string };
 }
 
+type ExtCaps = Awaited<ReturnType<typeof listExtCapabilities>>;
+
+/** The CXL state as it reads now; the component registers with Memory Space on, Command left as it was. */
+function readCxl(b: OpContext["backend"], bdf: string, caps: ExtCaps): Promise<ImageCxl | null> {
+  return withMemorySpace(b, bdf, async () => {
+    const layout = await locateCxl(b, bdf, caps);
+    return layout ? await readCxlState(b, bdf, layout) : null;
+  });
+}
+
 /** Under the driver where the BAR allows it, else after the hand-over (config space and DVSEC under it). */
 async function readCxlUnderDriver(
   ctx: OpContext,
   bdf: string,
-  caps: Awaited<ReturnType<typeof listExtCapabilities>>,
+  caps: ExtCaps,
   driver: string,
 ): Promise<{ cxl: ImageCxl | null; driver: ImageDriver | null }> {
   const b = ctx.backend;
-  const read = () =>
-    withMemorySpace(b, bdf, async () => {
-      const layout = await locateCxl(b, bdf, caps);
-      return layout ? await readCxlState(b, bdf, layout) : null;
-    });
+  const read = () => readCxl(b, bdf, caps);
   let under: ImageCxl | null = null;
   let dvsecUnder: ImageCxl["dvsec"]["registers"] | null = null;
   try {
@@ -110,13 +116,7 @@ export async function save(ctx: OpContext, p: SaveParams): Promise<Image> {
   // Command was saved above as it is; the component registers are read with Memory Space on regardless.
   const { cxl, driver } = p.handover
     ? await readCxlUnderDriver(ctx, p.bdf, caps, p.handover.driver)
-    : {
-        cxl: await withMemorySpace(b, p.bdf, async () => {
-          const layout = await locateCxl(b, p.bdf, caps);
-          return layout ? await readCxlState(b, p.bdf, layout) : null;
-        }),
-        driver: null,
-      };
+    : { cxl: await readCxl(b, p.bdf, caps), driver: null };
   const image = sealImage({
     version: IMAGE_VERSION,
     identity: {

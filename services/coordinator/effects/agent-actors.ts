@@ -457,7 +457,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       // The regate's read of a one-function plan goes out right behind the save (the agent runs a device's
       // operations in arrival order): its answer is in by the time the image is stored. A plan with other
       // functions reads the host inventory afresh too, beside the image write (persistImage).
-      // The plan's driver is taken by the save of the device's own function (saved under it, then unbound).
+      // Each function's driver in the plan is taken by that function's save (saved under it, then unbound).
       const params = (bdf: string) => {
         const driver = input.handover?.[bdf];
         return driver ? { bdf, handover: { driver } } : { bdf };
