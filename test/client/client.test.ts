@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClientError, type ClientEvent, type CxlrcClient, clientOn, connect } from "../../client/index.ts";
 import { simpleHost } from "../../shared/sim/index.ts";
-import { type RunningCoordinator, startWorld, stopAt, type World } from "../coordinator/helpers.ts";
+import { noResponders, type RunningCoordinator, startWorld, stopAt, type World } from "../coordinator/helpers.ts";
 
 const BDF = "0000:01:00.0";
 
@@ -240,6 +240,7 @@ describe("cxlrc client", () => {
     const none = await connect({ servers: "nats://127.0.0.1:1" }).catch((e: unknown) => e);
     expect(none).toMatchObject({ kind: "unreachable" });
     await c.crash();
+    expect(await noResponders(w.nc, "cxlrc.ctl.submit.cl1")).toBe(true);
     const err = await client
       .submit({ host: "cl1", bdf: BDF, scope: "io", reason: "t" })
       .catch((e: unknown) => e);

@@ -3,7 +3,7 @@
 // read the event stream back.
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { jetstream } from "@nats-io/jetstream";
-import { type NatsConnection, nuid } from "@nats-io/transport-node";
+import { errors as natsErrors, type NatsConnection, nuid } from "@nats-io/transport-node";
 import type { Policy } from "../../machines/policy/defaults.ts";
 import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
 import type { ControlLimits } from "../../services/coordinator/config.ts";
@@ -236,6 +236,21 @@ export async function until(cond: () => Promise<boolean> | boolean): Promise<boo
     await sleep(20);
   }
   return false;
+}
+
+/**
+ * The server drops a closed connection's subscriptions when it reads the socket's end, on its own time: a
+ * request sent right after a crash can still be routed to the dead coordinator (and time out). Resolves once
+ * `subject` has no responder left; false after ~10 s.
+ */
+export function noResponders(nc: NatsConnection, subject: string): Promise<boolean> {
+  return until(() =>
+    nc.request(subject, new Uint8Array(0), { timeout: 200 }).then(
+      () => false,
+      (e: unknown) =>
+        (e instanceof natsErrors.RequestError && e.isNoResponders()) || e instanceof natsErrors.NoRespondersError,
+    ),
+  );
 }
 
 /**
