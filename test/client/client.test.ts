@@ -3,7 +3,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClientError, type ClientEvent, type CxlrcClient, clientOn, connect } from "../../client/index.ts";
 import { simpleHost } from "../../shared/sim/index.ts";
-import { noResponders, type RunningCoordinator, startWorld, stopAt, type World } from "../coordinator/helpers.ts";
+import {
+  noResponders,
+  type RunningCoordinator,
+  startWorld,
+  stopAt,
+  type World,
+} from "../coordinator/helpers.ts";
 
 const BDF = "0000:01:00.0";
 

@@ -3,7 +3,7 @@
 // read the event stream back.
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { jetstream } from "@nats-io/jetstream";
-import { errors as natsErrors, type NatsConnection, nuid } from "@nats-io/transport-node";
+import { type NatsConnection, errors as natsErrors, nuid } from "@nats-io/transport-node";
 import type { Policy } from "../../machines/policy/defaults.ts";
 import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
 import type { ControlLimits } from "../../services/coordinator/config.ts";
@@ -248,7 +248,8 @@ export function noResponders(nc: NatsConnection, subject: string): Promise<boole
     nc.request(subject, new Uint8Array(0), { timeout: 200 }).then(
       () => false,
       (e: unknown) =>
-        (e instanceof natsErrors.RequestError && e.isNoResponders()) || e instanceof natsErrors.NoRespondersError,
+        (e instanceof natsErrors.RequestError && e.isNoResponders()) ||
+        e instanceof natsErrors.NoRespondersError,
     ),
   );
 }
