@@ -1,4 +1,4 @@
-// The client as a user of the package gets it: built (npm run build), imported as "cxlrc/client" by plain
+// The client as a user of the package gets it: built (npm run build; the suite's global setup), imported as "cxlrc/client" by plain
 // Node without tsx, its types resolved by TypeScript, and the README's example (examples/reset-device.mjs,
 // quoted in the README word for word) run against a real bus.
 import { execFile } from "node:child_process";
@@ -28,11 +28,6 @@ describe("cxlrc/client as a package", () => {
   let w: World;
   let c: RunningCoordinator;
   beforeAll(async () => {
-    await run(process.execPath, [
-      join(REPO, "node_modules/typescript/bin/tsc"),
-      "-p",
-      join(REPO, "tsconfig.build.json"),
-    ]);
     dir = mkdtempSync(join(tmpdir(), "cxlrc-client-user-"));
     mkdirSync(join(dir, "node_modules"));
     symlinkSync(REPO, join(dir, "node_modules/cxlrc"));
