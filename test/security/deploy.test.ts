@@ -9,6 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { generate, loadRoster } from "../../deploy/nats/gen-users.ts";
 import { parseAgentConfig } from "../../services/agent/main.ts";
 import { parseCoordinatorConfig } from "../../services/coordinator/config.ts";
@@ -17,7 +18,6 @@ import { certDn, inboxPrefix, type Principal, TEST_CERT_DN } from "../../shared/
 import { natsServerBinary } from "../../shared/natsd/server.ts";
 import { defaultFleet } from "../../shared/sim/index.ts";
 import { DEPLOY, makeTestCa, REPO, rebaseConfig } from "./env.ts";
-import { parseYaml, parseYamlDocuments } from "./yaml-lite.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "cxlrc-deploy-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -375,7 +375,7 @@ describe("compose.yaml", () => {
         .map((p) => p.host)
         .sort(),
     );
-    expect(read("compose/Dockerfile")).not.toMatch(/COPY (\.|deploy)\b/);
+    expect(read("Dockerfile")).not.toMatch(/COPY (\.|deploy)\b/);
   });
 });
 
@@ -383,7 +383,13 @@ describe("compose.yaml", () => {
 // Kubernetes
 
 function k8sDocs(file: string): Obj[] {
-  return parseYamlDocuments(read(`k8s/${file}`)).map(obj);
+  return parseAllDocuments(read(`k8s/${file}`))
+    .map((d) => {
+      if (d.errors.length > 0) throw d.errors[0];
+      return d.toJS() as unknown;
+    })
+    .filter((d) => d !== null)
+    .map(obj);
 }
 function daemonSetContainer(): Obj {
   const ds = k8sDocs("agent.yaml").find((d) => d.kind === "DaemonSet") as Obj;
@@ -395,7 +401,14 @@ describe("Kubernetes manifests", () => {
 
   it("coordinator Deployment: non-root, no capabilities, read-only root, its principal's inbox, valid config", () => {
     const docs = k8sDocs("coordinator.yaml");
-    expect(docs.map((d) => d.kind)).toEqual(["Namespace", "ServiceAccount", "ConfigMap", "Deployment"]);
+    expect(docs.map((d) => d.kind)).toEqual([
+      "Namespace",
+      "ServiceAccount",
+      "ConfigMap",
+      "Deployment",
+      "Service",
+      "ServiceMonitor",
+    ]);
     const dep = docs[3] as Obj;
     expect(obj(dep.spec).replicas).toBe(2);
     const pod = obj(obj(obj(dep.spec).template).spec);
@@ -433,7 +446,7 @@ describe("Kubernetes manifests", () => {
 
   it("agent DaemonSet: the host paths it needs, hostPID for the holder scan, no privileged mode", () => {
     const docs = k8sDocs("agent.yaml");
-    expect(docs.map((d) => d.kind)).toEqual(["ServiceAccount", "DaemonSet"]);
+    expect(docs.map((d) => d.kind)).toEqual(["ServiceAccount", "DaemonSet", "Service", "ServiceMonitor"]);
     const pod = obj(obj(obj((docs[1] as Obj).spec).template).spec);
     expect(pod.hostPID).toBe(true);
     const hostPaths = arr(pod.volumes).map((v) => String(obj(obj(v).hostPath).path));
@@ -447,7 +460,7 @@ describe("Kubernetes manifests", () => {
     const mounts = arr(c.volumeMounts).map(obj);
     expect(mounts.find((m) => m.mountPath === "/etc/cxlrc")?.readOnly).toBe(true);
     const env = arr(c.env).map(obj);
-    expect(env.map((e) => e.name)).toEqual(["CXLRC_NATS_CREDENTIALS_FILE"]);
+    expect(env.map((e) => e.name)).toEqual(["CXLRC_NATS_CREDENTIALS_FILE", "CXLRC_HEALTH_URL"]);
     expect(CREDENTIAL_VARS).toContain("CXLRC_NATS_CREDENTIALS_FILE");
     // The example roster's agents are real hardware: no fault injection on them; its controller names its hosts.
     expect(roster.principals.filter((p) => p.role === "agent").every((p) => p.backend === "sysfs")).toBe(
