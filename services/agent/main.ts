@@ -8,11 +8,14 @@ import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { formatZodIssues } from "../../shared/bus/codec.ts";
 import { HOST_RE } from "../../shared/bus/subjects.ts";
 import { CxlrcError, describeError } from "../../shared/errors.ts";
+import { type MetricsServer, serveMetrics } from "../../shared/http/metrics-server.ts";
+import { createReadinessGate } from "../../shared/http/readiness.ts";
 import { type HardwareBackend, realClock } from "../../shared/hw/backend.ts";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import { createSimHost, defaultFleet, loadFleet, VirtualClock } from "../../shared/sim/index.ts";
 import { createSysfsBackend } from "./backends/sysfs/sysfs-backend.ts";
 import { defaultStateDir } from "./fence-table.ts";
+import { createAgentMetrics } from "./metrics.ts";
 import { DEFAULT_AGENT_TIMEOUTS } from "./ops/timeouts.ts";
 import { type AgentHandle, startAgent } from "./service.ts";
 
@@ -21,6 +24,9 @@ const TimeoutsSchema = z.strictObject(
     Object.keys(DEFAULT_AGENT_TIMEOUTS).map((k) => [k, z.number().nonnegative().optional()]),
   ) as Record<keyof typeof DEFAULT_AGENT_TIMEOUTS, z.ZodOptional<z.ZodNumber>>,
 );
+
+/** The endpoint `cxlrc serve agent` opens when its config has no metrics section (the coordinator's is 9464). */
+export const AGENT_METRICS_DEFAULT = { port: 9465, host: "127.0.0.1" } as const;
 
 export const AgentConfig = z
   .strictObject({
@@ -59,6 +65,16 @@ export const AgentConfig = z
     /** Create / update CXLRC_EVENTS and CXLRC_REQUESTS at start. */
     ensureStreams: z.boolean().default(true),
     streamReplicas: z.number().int().min(1).max(5).default(1),
+    /**
+     * Prometheus and health endpoint (/metrics, /healthz, /readyz): port (0 = any free port), null = off.
+     * Absent: off here; `cxlrc serve agent` fills in AGENT_METRICS_DEFAULT.
+     */
+    metrics: z
+      .strictObject({
+        port: z.number().int().min(0).max(65535).nullable().default(AGENT_METRICS_DEFAULT.port),
+        host: z.string().min(1).default(AGENT_METRICS_DEFAULT.host),
+      })
+      .optional(),
   })
   .superRefine((c, ctx) => {
     if (c.backend !== "sim") {
@@ -116,6 +132,8 @@ export interface RunningAgent {
   agent: AgentHandle;
   nc: NatsConnection;
   backend: HardwareBackend;
+  /** http://host:port/metrics (with /healthz and /readyz beside it), or null without an endpoint. */
+  metricsUrl: string | null;
   /** Stop the agent, drain the connection, close the backend. Idempotent. */
   stop(): Promise<void>;
   /** Resolves once stopped (by stop() or a signal). */
@@ -135,6 +153,29 @@ export async function runAgentFromConfig(input: unknown, opts: RunAgentOptions =
   const config = parseAgentConfig(input);
   const log = opts.log ?? createLogger("cxlrc-agent", { level: config.logLevel });
   const backend = opts.backend ?? backendFromConfig(config, log);
+  // The endpoint first: /healthz answers and /readyz says "starting" while the bus is still being reached.
+  const readiness = createReadinessGate();
+  const port = config.metrics?.port ?? null;
+  const metrics = port !== null ? createAgentMetrics() : null;
+  let endpoint: MetricsServer | null = null;
+  if (metrics && port !== null) {
+    const host = config.metrics?.host ?? AGENT_METRICS_DEFAULT.host;
+    try {
+      endpoint = await serveMetrics({ registry: metrics.registry, port, host, readiness: readiness.check });
+    } catch (e) {
+      await backend.close();
+      throw new CxlrcError(
+        "backend",
+        `cannot serve metrics on ${host}:${port}: ${describeError(e)}`,
+        {},
+        { cause: e },
+      );
+    }
+  }
+  const closeEndpoint = async () => {
+    readiness.close();
+    await endpoint?.close();
+  };
   let nc: NatsConnection;
   try {
     nc = await connectBus({
@@ -145,8 +186,10 @@ export async function runAgentFromConfig(input: unknown, opts: RunAgentOptions =
     });
   } catch (e) {
     await backend.close();
+    await closeEndpoint();
     throw new CxlrcError("backend", `cannot connect to NATS at ${String(config.servers)}`, {}, { cause: e });
   }
+  readiness.follow(nc);
   if (config.ensureStreams) {
     try {
       await ensureStreams(await getJsm(nc), { replicas: config.streamReplicas });
@@ -168,12 +211,15 @@ export async function runAgentFromConfig(input: unknown, opts: RunAgentOptions =
       ...(config.dedupCapacity !== undefined ? { dedupCapacity: config.dedupCapacity } : {}),
       ...(config.maxPayloadBytes !== undefined ? { maxPayloadBytes: config.maxPayloadBytes } : {}),
       ...(config.maxQueuePerDevice !== undefined ? { maxQueuePerDevice: config.maxQueuePerDevice } : {}),
+      ...(metrics ? { metrics } : {}),
     });
   } catch (e) {
     await nc.close();
     await backend.close();
+    await closeEndpoint();
     throw e;
   }
+  readiness.enter("serving");
 
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => {
@@ -188,11 +234,13 @@ export async function runAgentFromConfig(input: unknown, opts: RunAgentOptions =
     stopping ??= (async () => {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
+      readiness.enter("stopping");
       try {
         await agent.stop();
       } finally {
         await nc.drain().catch(() => undefined);
         await backend.close().catch(() => undefined);
+        await closeEndpoint();
         resolveDone();
       }
     })();
@@ -202,5 +250,5 @@ export async function runAgentFromConfig(input: unknown, opts: RunAgentOptions =
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
   }
-  return { config, agent, nc, backend, stop, done };
+  return { config, agent, nc, backend, metricsUrl: endpoint?.url ?? null, stop, done };
 }

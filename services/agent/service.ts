@@ -13,7 +13,6 @@
 // a log line and a count (refusedReplySubjects), and nothing runs. The guard sits on the connection the
 // micro-service subscribes through, so the discovery endpoints ($SRV PING/INFO/STATS) are covered too.
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import type { Msg, NatsConnection, SubscriptionOptions } from "@nats-io/transport-node";
 import type { z } from "zod";
@@ -31,9 +30,11 @@ import { isCallerInbox } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError } from "../../shared/errors.ts";
 import type { HardwareBackend } from "../../shared/hw/backend.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
+import { packageVersion } from "../../shared/version.ts";
 import { waitAtMost } from "../../shared/wait.ts";
 import { EventPublisher, type EventPublisherOptions, type EventPublisherStats } from "./events.ts";
 import { openFenceTable } from "./fence-table.ts";
+import type { AgentMetrics, OpResult } from "./metrics.ts";
 import type { OpContext } from "./ops/context.ts";
 import { operations as defaultOperations } from "./ops/index.ts";
 import { type AgentTimeouts, agentTimeouts } from "./ops/timeouts.ts";
@@ -44,16 +45,7 @@ export type { AgentTimeouts, OpContext };
 export const AGENT_SERVICE_NAME = "cxlrc-agent";
 
 /** The package version (also the micro-service version: must be semver). */
-export const AGENT_VERSION: string = (() => {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
-      version?: string;
-    };
-    return pkg.version ?? "0.0.0";
-  } catch {
-    return "0.0.0";
-  }
-})();
+export const AGENT_VERSION: string = packageVersion();
 
 type Params<Op extends AgentOp> = Omit<z.output<(typeof AGENT_PARAMS)[Op]>, "opId" | "fence">;
 
@@ -103,6 +95,8 @@ export interface StartAgentOptions {
    * agent); `cxlrc serve agent` always sets it (config `stateDir`).
    */
   stateDir?: string;
+  /** Where operations, heartbeats and lost events are counted (services/agent/metrics.ts). Default: nowhere. */
+  metrics?: AgentMetrics;
 }
 
 export interface AgentStats {
@@ -262,6 +256,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
   const cache = new OpCache(opts.dedupCapacity ?? 10_000);
   const lanes = new DeviceLanes(opts.maxQueuePerDevice ?? 16);
   const publisher = new EventPublisher(nc, log, opts.events);
+  const metrics = opts.metrics ?? null;
+  metrics?.countOutboxDropsWith(() => publisher.stats().dropped);
   const fences = openFenceTable(opts.stateDir ?? null);
   const resets = openResetJournal(opts.stateDir ?? null);
   const started = performance.now();
@@ -296,6 +292,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       subject = subjects.agentEvent(host, bdf, kind);
     } catch (e) {
       log.error({ err: (e as Error).message, kind, bdf }, "event not publishable");
+      metrics?.eventsDropped("unpublishable");
       return 0;
     }
     return publisher.publish(subject, env);
@@ -405,6 +402,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       const result: unknown = JSON.parse(json);
       const durationMs = performance.now() - t0;
       counters.completed++;
+      metrics?.operation(op, backend.kind, "ok", durationMs / 1000);
       lastSeq = emitEvent(
         bdf,
         "op.completed",
@@ -419,6 +417,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       const durationMs = performance.now() - t0;
       const error = errorToBody(e);
       counters.failed++;
+      // errorToBody gives an ErrorKind: a closed set, fit for a label.
+      metrics?.operation(op, backend.kind, error.kind as OpResult, durationMs / 1000);
       lastSeq = emitEvent(bdf, "op.failed", { op, durationMs, error }, opId);
       opLog.warn({ kind: error.kind, err: error.message, durationMs }, "operation failed");
       reply = { ok: false, opId, error };
@@ -649,7 +649,9 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     try {
       // Core publish: a heartbeat is worth nothing late, so no acks and no retries (the stream still keeps it).
       nc.publish(subjects.agentEvent(host, null, "heartbeat"), JSON.stringify(env));
+      metrics?.heartbeat(Date.now());
     } catch (e) {
+      metrics?.eventsDropped("heartbeat");
       log.warn({ err: (e as Error).message }, "heartbeat not sent");
     }
     if (counters.heartbeats % 12 === 0) void refreshDevices();

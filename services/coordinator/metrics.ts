@@ -1,10 +1,9 @@
 // Prometheus metrics of the coordinator: its own prom-client Registry (never the global one, so several
-// coordinators in one test process do not collide), fed from the events it publishes, served as text on
-// GET /metrics by node:http.
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+// coordinators in one test process do not collide), fed from the events it publishes, served on GET /metrics
+// with the health probes by shared/http/metrics-server.ts.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { EventEnvelope } from "../../shared/bus/codec.ts";
+import { registerStandardMetrics } from "../../shared/http/standard-metrics.ts";
 import { EVENT } from "./events.ts";
 
 export interface CoordinatorMetrics {
@@ -38,6 +37,7 @@ const SECONDS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
 export function createMetrics(): CoordinatorMetrics {
   const registry = new Registry();
+  registerStandardMetrics(registry, "coordinator");
   const resets = new Counter({
     name: "cxlrc_resets_total",
     help: "Resets finished, by method, scope and outcome (verified, failed, quarantined)",
@@ -173,50 +173,5 @@ export function createMetrics(): CoordinatorMetrics {
       }
     },
     text: () => registry.metrics(),
-  };
-}
-
-export interface MetricsServer {
-  readonly port: number;
-  readonly url: string;
-  close(): Promise<void>;
-}
-
-/** GET /metrics on 127.0.0.1:port by default (port 0 = a free one); anything else 404. */
-export async function serveMetrics(
-  metrics: CoordinatorMetrics,
-  port: number,
-  host = "127.0.0.1",
-): Promise<MetricsServer> {
-  const server: Server = createServer((req, res) => {
-    if (req.method === "GET" && req.url?.split("?")[0] === "/metrics") {
-      metrics
-        .text()
-        .then((body) => {
-          res.writeHead(200, { "content-type": metrics.registry.contentType });
-          res.end(body);
-        })
-        .catch((err: unknown) => {
-          res.writeHead(500, { "content-type": "text/plain" });
-          res.end(String(err));
-        });
-      return;
-    }
-    res.writeHead(404, { "content-type": "text/plain" });
-    res.end("not found: GET /metrics\n");
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
-  });
-  const actual = (server.address() as AddressInfo).port;
-  return {
-    port: actual,
-    url: `http://${host}:${actual}/metrics`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
   };
 }

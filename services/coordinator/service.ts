@@ -5,6 +5,8 @@ import { DEFAULT_POLICY, type Policy } from "../../machines/policy/defaults.ts";
 import { ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { bdfFromToken, deviceKey } from "../../shared/bus/subjects.ts";
 import { describeError } from "../../shared/errors.ts";
+import { type MetricsServer, serveMetrics } from "../../shared/http/metrics-server.ts";
+import { createReadinessGate, type ReadinessGate } from "../../shared/http/readiness.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
 import { waitAtMost } from "../../shared/wait.ts";
 import { createAdmission, type InFlight } from "./admission.ts";
@@ -23,7 +25,7 @@ import { kvHostSlots } from "./host-slots.ts";
 import { NO_HOST, startIntake } from "./intake.ts";
 import { createInventoryCache } from "./inventory.ts";
 import { createLeaseManager } from "./leases.ts";
-import { createMetrics, type MetricsServer, serveMetrics } from "./metrics.ts";
+import { type CoordinatorMetrics, createMetrics } from "./metrics.ts";
 import { createOutcomes, type RequestOutcome } from "./outcomes.ts";
 import { startRecovery } from "./recovery.ts";
 import { openStore } from "./store.ts";
@@ -35,7 +37,7 @@ export interface CoordinatorOptions {
   policy?: Partial<Policy>;
   /** Device lease time (the leases bucket's max age). Default 15 s. */
   leaseTtlMs?: number;
-  /** Prometheus endpoint port (0 = a free one); null or undefined = no endpoint. */
+  /** Prometheus and health endpoint port (/metrics, /healthz, /readyz; 0 = a free one); null or undefined = none. */
   metricsPort?: number | null;
   metricsHost?: string;
   log?: Logger;
@@ -103,6 +105,35 @@ export interface CoordinatorHandle {
 }
 
 export async function startCoordinator(opts: CoordinatorOptions): Promise<CoordinatorHandle> {
+  // The endpoint comes first: /healthz answers and /readyz says "starting" during a long start (view sync,
+  // discovery), and a port already taken fails the start before anything is touched.
+  const metrics = createMetrics();
+  const readiness = createReadinessGate();
+  readiness.follow(opts.nc);
+  let metricsServer: MetricsServer | null = null;
+  try {
+    if (opts.metricsPort !== undefined && opts.metricsPort !== null) {
+      metricsServer = await serveMetrics({
+        registry: metrics.registry,
+        port: opts.metricsPort,
+        host: opts.metricsHost,
+        readiness: readiness.check,
+      });
+    }
+    return await startServing(opts, metrics, readiness, metricsServer);
+  } catch (e) {
+    readiness.close();
+    await metricsServer?.close();
+    throw e;
+  }
+}
+
+async function startServing(
+  opts: CoordinatorOptions,
+  metrics: CoordinatorMetrics,
+  readiness: ReadinessGate,
+  metricsServer: MetricsServer | null,
+): Promise<CoordinatorHandle> {
   const log = (opts.log ?? silentLogger).child({ coordinator: opts.id });
   const now = opts.now ?? Date.now;
   const policyOverrides = { ...opts.policy };
@@ -116,7 +147,6 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   if (store.leaseTtlMs !== leaseTtlMs) {
     log.warn({ asked: leaseTtlMs, bucket: store.leaseTtlMs }, "the leases bucket keeps its own lease time");
   }
-  const metrics = createMetrics();
   const outcomes = createOutcomes();
   // Late-bound: fencing reads the lease manager, created after the publisher and the link.
   let fencing: FencingView | null = null;
@@ -311,11 +341,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
   // The server must have registered the control subscriptions before we say we are serving: a status
   // request right after start would otherwise meet "no responders".
   await nc.flush();
-
-  let metricsServer: MetricsServer | null = null;
-  if (opts.metricsPort !== undefined && opts.metricsPort !== null) {
-    metricsServer = await serveMetrics(metrics, opts.metricsPort, opts.metricsHost);
-  }
+  readiness.enter("serving");
   log.info({ leaseTtlMs: store.leaseTtlMs, metrics: metricsServer?.url ?? null }, "coordinator started");
 
   let stopped = false;
@@ -333,6 +359,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
     async stop(o = {}) {
       if (stopped) return;
       stopped = true;
+      readiness.enter("stopping");
       const release = o.release !== false;
       await recovery.stop();
       view.stop();
@@ -347,6 +374,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
       if (release) await waitAtMost(events.flush(), STOP_FLUSH_MS);
       events.close();
       await metricsServer?.close();
+      readiness.close();
       outcomes.close(`coordinator ${opts.id} stopped`);
       log.info({ released: release }, "coordinator stopped");
     },
