@@ -16,6 +16,7 @@ import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManage
 import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
 import { type EventEnvelope, encodeJson } from "../../shared/bus/codec.ts";
 import type { Logger } from "../../shared/log.ts";
+import { backoffDelay } from "../../shared/retry.ts";
 
 export interface EventPublisherOptions {
   /** PubAck timeout per attempt. Default 2000 ms. */
@@ -242,7 +243,7 @@ export class EventPublisher {
       );
     }
     if (this.backoff) return;
-    const delay = this.connected ? Math.min(1000, 25 * 2 ** Math.min(this.failures, 6)) : 0;
+    const delay = this.connected ? backoffDelay(this.failures, { baseMs: 25, maxMs: 1000 }) : 0;
     this.backoff = setTimeout(() => {
       this.backoff = null;
       this.pump();

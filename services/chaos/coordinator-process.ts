@@ -5,6 +5,7 @@
 
 import { connectBus } from "../../shared/bus/client.ts";
 import { createLogger } from "../../shared/log.ts";
+import { retry } from "../../shared/retry.ts";
 import type { StepHook } from "../coordinator/effects/agent-actors.ts";
 import { startCoordinator } from "../coordinator/service.ts";
 
@@ -82,11 +83,9 @@ async function main(): Promise<void> {
   });
   // A fresh cluster (or one electing a stream leader after a kill) can time out JetStream API calls while
   // the streams and buckets are created: try again for a while, as a supervisor restarting it would.
-  const until = Date.now() + 45_000;
-  let coordinator: Awaited<ReturnType<typeof startCoordinator>>;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      coordinator = await startCoordinator({
+  const coordinator = await retry(
+    () =>
+      startCoordinator({
         nc,
         id: cfg.id,
         leaseTtlMs: cfg.leaseTtlMs,
@@ -96,17 +95,20 @@ async function main(): Promise<void> {
         policy: cfg.policy,
         log,
         stepHook,
-      });
-      break;
-    } catch (e) {
-      if (Date.now() > until) throw e;
-      log.warn({ attempt, err: (e as Error).message }, "coordinator start failed; trying again");
-      process.stderr.write(
-        `coordinator ${cfg.id}: start attempt ${attempt} failed: ${(e as Error).message}\n`,
-      );
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
+      }),
+    {
+      deadlineMs: 45_000,
+      baseMs: 250,
+      maxMs: 1000,
+      jitter: "equal",
+      onRetry: (e, attempt) => {
+        log.warn({ attempt, err: (e as Error).message }, "coordinator start failed; trying again");
+        process.stderr.write(
+          `coordinator ${cfg.id}: start attempt ${attempt} failed: ${(e as Error).message}\n`,
+        );
+      },
+    },
+  );
   stopping = async () => {
     await coordinator.stop();
     await nc.close();

@@ -4,7 +4,8 @@
 // exact lifecycle step (and a killed child never hears back). Every child dies with this process.
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { killOnExit } from "../../shared/proc/exit-cleanup.ts";
+import { killOnExit } from "../../shared/children.ts";
+import { runningSources, siblingModule } from "../../shared/module-file.ts";
 import type { ChildMessage, CoordinatorProcessConfig, ParentMessage } from "./coordinator-process.ts";
 
 export type CoordinatorState = "starting" | "up" | "paused" | "killed" | "stopped";
@@ -43,7 +44,7 @@ export interface CoordinatorsOptions extends Omit<CoordinatorProcessConfig, "id"
   startTimeoutMs?: number;
 }
 
-const ENTRY = fileURLToPath(new URL("./coordinator-process.ts", import.meta.url));
+const ENTRY = siblingModule("./coordinator-process", import.meta.url);
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 export function createCoordinators(o: CoordinatorsOptions): ChaosCoordinator[] {
@@ -93,7 +94,7 @@ export function createCoordinators(o: CoordinatorsOptions): ChaosCoordinator[] {
         state = "starting";
         const c = fork(ENTRY, [], {
           cwd: ROOT,
-          execArgv: ["--import", "tsx"],
+          execArgv: runningSources(import.meta.url) ? ["--import", "tsx"] : [],
           env: { ...process.env, CXLRC_CHAOS_COORDINATOR: JSON.stringify(cfg) },
           stdio: ["ignore", "ignore", "pipe", "ipc"],
           serialization: "json",

@@ -10,8 +10,10 @@ import type { Policy } from "../../machines/policy/defaults.ts";
 import { ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { encodeJson } from "../../shared/bus/codec.ts";
 import { BUCKETS, deviceKey, STREAMS, subjects } from "../../shared/bus/subjects.ts";
+import { exitOnSignals } from "../../shared/children.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { type ClusterHandle, startCluster } from "../../shared/natsd/cluster.ts";
+import { retry } from "../../shared/retry.ts";
 import { createRng } from "../../shared/rng.ts";
 import { waitAtMost } from "../../shared/wait.ts";
 import { operations } from "../agent/ops/index.ts";
@@ -62,22 +64,21 @@ const KV_STREAMS = Object.values(BUCKETS).map((b) => `KV_${b}`);
 /** How long the live image check keeps asking the store before it says the image could not be read. */
 const IMAGE_READ_BACK_MS = 45_000;
 
-async function retry<T>(fn: () => Promise<T>, untilMs: number, pauseMs = 200): Promise<T> {
-  for (;;) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (Date.now() + pauseMs > untilMs) throw e;
-      await sleep(pauseMs);
-    }
-  }
+/** fn until it succeeds or the clock passes untilMs (Date.now()): pauses from pauseMs up to 4× that, jittered. */
+function retryUntil<T>(fn: () => Promise<T>, untilMs: number, pauseMs = 200): Promise<T> {
+  return retry(fn, {
+    deadlineMs: Math.max(0, untilMs - Date.now()),
+    baseMs: pauseMs,
+    maxMs: 4 * pauseMs,
+    jitter: "equal",
+  });
 }
 
 /** Delete cxlrc's streams and buckets (a reused cluster starts each scenario empty). */
 async function wipe(nc: NatsConnection): Promise<void> {
   const jsm = await getJsm(nc, 3000);
   for (const name of [STREAMS.events.name, STREAMS.requests.name, ...KV_STREAMS]) {
-    await retry(async () => {
+    await retryUntil(async () => {
       try {
         await jsm.streams.delete(name);
       } catch (e) {
@@ -204,7 +205,7 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
             return;
           }
           try {
-            const entry = await retry(
+            const entry = await retryUntil(
               async () => (await images()).get(ref.key, { revision: ref.revision }),
               // A restarted nats-server 2.9.10 node may not serve JetStream for 10-15 s, and a stream then
               // elects a leader: no answer for a while is not an answer (only "not there" is).
@@ -265,7 +266,7 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
         ...(q.method ? { method: q.method } : {}),
       };
       try {
-        await retry(
+        await retryUntil(
           () => js.publish(subjects.request(q.host), encodeJson(body), { msgID: q.requestId }),
           runDeadline,
           250,
@@ -411,7 +412,9 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
         for (const bdf of fns) {
           const key = deviceKey(h.name, bdf);
           // Unreadable (the store did not answer) stays unset: the checks say so instead of "lost".
-          const entry = await retry(async () => (await images()).get(key), kvUntil).catch(() => undefined);
+          const entry = await retryUntil(async () => (await images()).get(key), kvUntil).catch(
+            () => undefined,
+          );
           if (entry !== undefined)
             imagesByKey.set(key, entry?.operation === "PUT" ? entry.json<ImageRecord>() : null);
           // The device as it is now (a not-ready window after a late reset is waited out).
@@ -422,31 +425,32 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
             readable: false,
             decoders: [],
           };
-          for (let i = 0; i < 20; i++) {
-            try {
-              const p = await operations.probe(ctxFor(h.name), { bdf });
-              reading = {
-                ...reading,
-                readable: true,
-                decoders: p.decoders.map((x) => ({
-                  index: x.index,
-                  committed: x.committed,
-                  base: BigInt(x.base),
-                  size: BigInt(x.size),
-                })),
-              };
-              break;
-            } catch (e) {
-              reading.error = (e as Error).message;
-              await sleep(100);
-            }
+          try {
+            const p = await retry(() => operations.probe(ctxFor(h.name), { bdf }), {
+              attempts: 20,
+              baseMs: 100,
+              maxMs: 200,
+              jitter: "equal",
+            });
+            reading = {
+              ...reading,
+              readable: true,
+              decoders: p.decoders.map((x) => ({
+                index: x.index,
+                committed: x.committed,
+                base: BigInt(x.base),
+                size: BigInt(x.size),
+              })),
+            };
+          } catch (e) {
+            reading.error = (e as Error).message;
           }
           readings.push(reading);
         }
       }
     }
     for (const ref of persisted.values()) {
-      const entry = await retry(
+      const entry = await retryUntil(
         async () => (await images()).get(ref.key, { revision: ref.revision }),
         kvUntil,
       ).catch(() => null);
@@ -640,9 +644,17 @@ function requestList(
 /** Run and time the whole thing (totalMs includes stopping everything). */
 export async function runScenarioTimed(loaded: LoadedScenario, opts: RunOptions = {}): Promise<ChaosReport> {
   const t = performance.now();
-  const r = await runScenario(loaded, opts);
-  r.timings.totalMs = Math.round(performance.now() - t);
-  return r;
+  // A run owns the nats-servers and coordinators it spawns: in a process that left SIGINT/SIGTERM/SIGHUP at
+  // their default (`cxlrc chaos`), which would die without an 'exit' and orphan them, a signal stops them
+  // and exits (shared/children.ts). A host program with signal handlers of its own keeps them.
+  const releaseSignals = exitOnSignals({ onlyIfUnclaimed: true });
+  try {
+    const r = await runScenario(loaded, opts);
+    r.timings.totalMs = Math.round(performance.now() - t);
+    return r;
+  } finally {
+    releaseSignals();
+  }
 }
 
 /** The last outcome the device's events announce (its rest decides whether its driver may stay off). */

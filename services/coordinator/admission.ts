@@ -7,6 +7,7 @@
 import type { Policy } from "../../machines/policy/defaults.ts";
 import { describeError } from "../../shared/errors.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
+import { backoffDelay } from "../../shared/retry.ts";
 import { type HostSlotStore, memoryHostSlots, type SlotHolder } from "./host-slots.ts";
 
 export const ADMISSION_TIMING = {
@@ -219,7 +220,10 @@ export function createAdmission(limits: Limits, opts: AdmissionOptions = {}): Ad
         if (failures > 1) {
           log.warn({ host: h.host, err: describeError(err) }, "host slots not written yet; retrying");
           await sleep(
-            Math.min(ADMISSION_TIMING.retryMaxMs, ADMISSION_TIMING.retryBaseMs * 2 ** (failures - 2)),
+            backoffDelay(failures - 2, {
+              baseMs: ADMISSION_TIMING.retryBaseMs,
+              maxMs: ADMISSION_TIMING.retryMaxMs,
+            }),
           );
         }
       }

@@ -23,6 +23,7 @@ import { AGENT_OPS, type AgentOp, deviceKey, PREFIX, subjects } from "../../shar
 import { checkEventSubject } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
+import { backoffDelay } from "../../shared/retry.ts";
 
 /** Why a call's `settled` signal fires: it has its answer. */
 const SETTLED = new Error("the call has its answer");
@@ -329,7 +330,12 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
           }
           throw err;
         }
-        if (err.kind !== "timeout") await new Promise((r) => setTimeout(r, Math.min(100, leftNow / 2)));
+        if (err.kind !== "timeout") {
+          // No responders (the agent restarting): again soon, growing to 50-100 ms, jittered so that the calls
+          // waiting for one agent do not all resend at once.
+          const pause = backoffDelay(sends - 1, { baseMs: 25, maxMs: 100, jitter: "equal" });
+          await new Promise((r) => setTimeout(r, Math.min(pause, leftNow / 2)));
+        }
       }
     }
   };

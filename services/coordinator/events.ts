@@ -9,6 +9,7 @@ import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
 import { type EventEnvelope, encodeJson, makeEvent } from "../../shared/bus/codec.ts";
 import { STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
+import { sleepBackoff } from "../../shared/retry.ts";
 import type { AnnouncedEvent } from "./store.ts";
 
 /** Event kinds the coordinator publishes (reset-rules.md names; the machine may add its own). */
@@ -197,7 +198,7 @@ export function createEventPublisher(opts: EventPublisherOptions): EventPublishe
             "event not published yet: trying again (the device's later events wait behind it)",
           );
         }
-        await new Promise((r) => setTimeout(r, Math.min(1000, 50 * 2 ** i)));
+        await sleepBackoff(i - 1, { baseMs: 100, maxMs: 1000 });
       }
     }
   };

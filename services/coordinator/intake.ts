@@ -58,6 +58,7 @@ import { bdfToken, HOST_RE, hostOfSubject, STREAMS, subjects } from "../../share
 import { callerOf, checkEventSubject, isCallerInbox, stripControl } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
+import { backoffDelay } from "../../shared/retry.ts";
 import { waitAtMost } from "../../shared/wait.ts";
 import { CONTROL_LIMITS_DEFAULT, type ControlLimits } from "./config.ts";
 import type { DeviceActors } from "./device-actors.ts";
@@ -242,8 +243,12 @@ function salvage(raw: unknown): { requestId: string | null; host: string } {
 export async function startIntake(o: IntakeOptions): Promise<Intake> {
   const ackWaitMs = o.ackWaitMs ?? 30_000;
   const maxDeliver = o.maxDeliver ?? 20;
-  /** Tried again after a growing pause: a bus fail-over (4-6 s, longer for a restarted node) is waited out. */
-  const retryDelay = (m: JsMsg) => Math.min(5000, 500 * m.info.deliveryCount);
+  /**
+   * Tried again after a growing pause: a bus fail-over (4-6 s, longer for a restarted node) is waited out.
+   * Equal jitter: never under half the schedule, so the deliveries (maxDeliver) outlast a fail-over.
+   */
+  const retryDelay = (m: JsMsg) =>
+    Math.round(backoffDelay(m.info.deliveryCount - 1, { baseMs: 500, maxMs: 5000, jitter: "equal" }));
   const config = {
     durable_name: CONSUMER_NAME,
     ack_policy: AckPolicy.Explicit,

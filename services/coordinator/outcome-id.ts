@@ -9,6 +9,7 @@ import { createHmac, randomBytes } from "node:crypto";
 import type { KV } from "@nats-io/kv";
 import { BUCKETS } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
+import { retry } from "../../shared/retry.ts";
 
 export const OUTCOME_SECRET_KEY = "outcome-id-secret";
 /** 256-bit key, hex. */
@@ -31,36 +32,40 @@ export function outcomeIds(secret: string): OutcomeIds {
  * would give a coordinator that took a device over ids different from its peers'.
  */
 export async function loadOutcomeSecret(kv: KV, attempts = 10): Promise<string> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const cur = await kv.get(OUTCOME_SECRET_KEY);
-      if (cur?.operation === "PUT") {
-        const v = cur.string();
-        if (!SECRET_RE.test(v)) {
-          throw new CxlrcError(
-            "internal",
-            `KV ${BUCKETS.meta}/${OUTCOME_SECRET_KEY} holds no outcome id secret (64 hex digits); remove it to have one created`,
-            { key: OUTCOME_SECRET_KEY },
-          );
-        }
-        return v;
+  const readOrCreate = async (): Promise<string> => {
+    const cur = await kv.get(OUTCOME_SECRET_KEY);
+    if (cur?.operation === "PUT") {
+      const v = cur.string();
+      if (!SECRET_RE.test(v)) {
+        throw new CxlrcError(
+          "internal",
+          `KV ${BUCKETS.meta}/${OUTCOME_SECRET_KEY} holds no outcome id secret (64 hex digits); remove it to have one created`,
+          { key: OUTCOME_SECRET_KEY },
+        );
       }
-      const fresh = randomBytes(32).toString("hex");
-      await kv.create(OUTCOME_SECRET_KEY, fresh);
-      return fresh;
-    } catch (err) {
-      // Lost the creation race (read it next time round), or the bucket is electing a leader.
-      if (err instanceof CxlrcError || attempt >= attempts) {
-        throw err instanceof CxlrcError
-          ? err
-          : new CxlrcError(
-              "backend",
-              `outcome id secret not read or created in KV after ${attempts} attempts`,
-              { key: OUTCOME_SECRET_KEY },
-              { cause: err },
-            );
-      }
-      await new Promise((r) => setTimeout(r, Math.min(1000, 100 * attempt)));
+      return v;
     }
+    const fresh = randomBytes(32).toString("hex");
+    await kv.create(OUTCOME_SECRET_KEY, fresh);
+    return fresh;
+  };
+  try {
+    // Lost the creation race (read it next time round), or the bucket is electing a leader: again. Equal
+    // jitter keeps the ~5 s the plain 100 ms·n schedule gave an election.
+    return await retry(readOrCreate, {
+      attempts,
+      baseMs: 100,
+      maxMs: 1000,
+      jitter: "equal",
+      retryIf: (err) => !(err instanceof CxlrcError),
+    });
+  } catch (err) {
+    if (err instanceof CxlrcError) throw err;
+    throw new CxlrcError(
+      "backend",
+      `outcome id secret not read or created in KV after ${attempts} attempts`,
+      { key: OUTCOME_SECRET_KEY },
+      { cause: err },
+    );
   }
 }

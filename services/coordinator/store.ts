@@ -11,6 +11,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
 import { BUCKETS, deviceKey } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
+import { retry, sleepBackoff } from "../../shared/retry.ts";
 import { summaryHeaders } from "./actor-index.ts";
 import { loadOutcomeSecret, type OutcomeIds, outcomeIds } from "./outcome-id.ts";
 
@@ -194,15 +195,9 @@ async function casPut(kv: KV, key: string, value: unknown, revision: number | nu
  * Read-then-CAS writes of the image keys, tried again when they lose (a concurrent writer) or get no answer
  * (the bucket electing a leader: 4-6 s on nats-server 2.9). The caller's step deadline bounds the whole.
  */
-async function retryWrite(write: () => Promise<number>, attempts = 12): Promise<number> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await write();
-    } catch (err) {
-      if (attempt >= attempts) throw err;
-      await new Promise((r) => setTimeout(r, Math.min(1000, 100 * attempt)));
-    }
-  }
+function retryWrite(write: () => Promise<number>, attempts = 12): Promise<number> {
+  // Equal jitter: about the 6.5 s of waiting the plain 100 ms·n schedule gave an election.
+  return retry(write, { attempts, baseMs: 100, maxMs: 1000, jitter: "equal" });
 }
 
 export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise<CoordinatorStore> {
@@ -367,7 +362,7 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
               { cause: err },
             );
           }
-          await new Promise((r) => setTimeout(r, 200 * attempt));
+          await sleepBackoff(attempt - 1, { baseMs: 200, maxMs: 1000, jitter: "equal" });
         }
       }
     },

@@ -10,6 +10,7 @@ import { existsSync } from "node:fs";
 import { feedEvent } from "../../client/feed-event.ts";
 import { applyEvent, newTracked, type TrackedRequest } from "../../client/track.ts";
 import { EventEnvelope } from "../../shared/bus/codec.ts";
+import { exitOnSignals } from "../../shared/children.ts";
 import { describeError } from "../../shared/errors.ts";
 import { EXIT } from "../cli/exit.ts";
 import { type BoardRow, LiveBoard } from "../cli/format/board.ts";
@@ -237,6 +238,8 @@ export async function runKernelDemo(opts: KernelDemoOptions): Promise<number> {
   };
   const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   for (const s of signals) process.on(s, onSignal);
+  // Should the stop hang, or a second signal come: everything started is stopped and the process exits.
+  exitOnSignals({ patienceMs: 5000 });
   let run: LabRun;
   try {
     run = await handle.done;

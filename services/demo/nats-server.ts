@@ -5,7 +5,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { killOnExit, removeOnExit } from "../../shared/proc/exit-cleanup.ts";
+import { dieWithParent, killOnExit, removeOnExit } from "../../shared/children.ts";
 
 export interface EmbeddedNats {
   /** nats://127.0.0.1:<port> */
@@ -125,7 +125,7 @@ export async function startEmbeddedNats(opts: StartOptions): Promise<EmbeddedNat
     "-n",
     opts.serverName ?? "cxlrc-demo",
   ];
-  const child = spawn(opts.bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(...dieWithParent(opts.bin, args), { stdio: ["ignore", "pipe", "pipe"] });
   const forgetChild = killOnExit(child);
   const exited = new Promise<void>((resolve) => {
     child.once("exit", () => resolve());

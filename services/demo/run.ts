@@ -7,6 +7,7 @@ import { type EventFeed, eventFilter, type FeedEvent, nextEventSeq, openEvents }
 import { applyEvent, newTracked } from "../../client/track.ts";
 import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { subjects } from "../../shared/bus/subjects.ts";
+import { exitOnSignals } from "../../shared/children.ts";
 import { describeError } from "../../shared/errors.ts";
 import { createLogger, type Logger } from "../../shared/log.ts";
 import { control } from "../cli/bus.ts";
@@ -41,6 +42,9 @@ export interface DemoOptions {
   /** Redraw progress in place (a terminal). */
   live: boolean;
 }
+
+/** How long the demo's own stop may take after a signal before everything it started is killed. */
+const STOP_PATIENCE_MS = 10_000;
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -81,6 +85,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   const abort = new AbortController();
   const onSignal = () => abort.abort();
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, onSignal);
+  // The stop below is the way out on a signal; should it hang, or a second signal come, the children are
+  // stopped and the process exits anyway (shared/children.ts). Stays installed until the process ends.
+  exitOnSignals({ patienceMs: STOP_PATIENCE_MS });
 
   try {
     let bin: string;

@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { killOnExit } from "../../shared/children.ts";
 
 /** Cache root: CXLRC_LAB_CACHE, else $XDG_CACHE_HOME/cxlrc/kernel-lab, else ~/.cache/cxlrc/kernel-lab. */
 export function labCacheDir(): string {
@@ -31,7 +32,7 @@ export function run(
   opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    execFile(
+    const child = execFile(
       file,
       [...args],
       {
@@ -52,6 +53,8 @@ export function run(
         } else resolve({ stdout, stderr });
       },
     );
+    // A download or build under way dies with the lab (shared/children.ts).
+    killOnExit(child);
   });
 }
 

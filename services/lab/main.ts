@@ -3,6 +3,7 @@
 // phases and each check's outcome, optionally the console as it goes and every check's JSON to a file.
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { exitOnSignals } from "../../shared/children.ts";
 import { describeRun, startLabScenario } from "./lab.ts";
 import { LAB_SCENARIOS, type LabScenario } from "./protocol.ts";
 
@@ -21,7 +22,10 @@ const handle = startLabScenario(scenario as LabScenario, {
   append,
   ...(values.console ? { onConsole: (l: string) => console.log(`[console] ${l}`) } : {}),
 });
-process.on("SIGINT", () => handle.kill());
+// A signal kills the VM, and the run is reported as far as it got; should that hang, or a second signal come,
+// everything the lab started is stopped and the process exits (shared/children.ts).
+for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, () => handle.kill());
+exitOnSignals({ patienceMs: 5000 });
 const run = await handle.done;
 console.log(describeRun(run));
 for (const c of run.checks.values()) {

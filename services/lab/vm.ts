@@ -4,7 +4,7 @@
 // wants them live, as they arrive: the file QEMU writes is followed while it runs). The VM never outlives
 // its owner: SIGKILL on the deadline, on kill(), on this process's exit, and from the kernel (setpriv
 // --pdeathsig KILL) if this process dies without running its exit hooks.
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import {
   closeSync,
   existsSync,
@@ -19,6 +19,7 @@ import {
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { StringDecoder } from "node:string_decoder";
+import { dieWithParent, killOnExit, removeOnExit } from "../../shared/children.ts";
 import { buildTopology, type TopologyName } from "../agent/backends/qemu/topology.ts";
 import { LabSetupError } from "./host.ts";
 
@@ -55,22 +56,6 @@ export interface BootResult {
   /** QEMU start to exit, host clock. */
   wallMs: number;
   args: string[];
-}
-
-/** Running VMs and their temp dirs (initrd, backing files, results), killed and removed on exit. */
-const live = new Map<ChildProcess, string>();
-let exitHook = false;
-function guardExit(): void {
-  if (exitHook) return;
-  exitHook = true;
-  process.on("exit", () => {
-    for (const [c, dir] of live) {
-      try {
-        c.kill("SIGKILL");
-      } catch {}
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
 }
 
 /** The QEMU command line of a lab boot (backing files are created in dir). */
@@ -135,9 +120,10 @@ export function requireExecutable(name: string, pkg: string): string {
 }
 
 export function bootVm(opts: BootOptions): RunningVm {
-  guardExit();
   requireExecutable(QEMU_BINARY, "qemu-system-x86");
   const dir = mkdtempSync(join(tmpdir(), "cxlrc-lab-vm-"));
+  // The VM and its temp dir (initrd, backing files, results) go with this process, however it ends.
+  const forgetDir = removeOnExit(dir);
   const initrd = join(dir, "initrd.cpio.gz");
   writeFileSync(initrd, Buffer.concat(opts.initrds.map((p) => readFileSync(p))));
   const { args, backingFiles } = labQemuArgs(opts, dir, initrd);
@@ -146,13 +132,10 @@ export function bootVm(opts: BootOptions): RunningVm {
     writeFileSync(f.path, "");
     truncateSync(f.path, f.sizeBytes);
   }
-  const useSetpriv = process.platform === "linux" && existsSync("/usr/bin/setpriv");
-  const [file, argv] = useSetpriv
-    ? ["/usr/bin/setpriv", ["--pdeathsig", "KILL", "--", QEMU_BINARY, ...args]]
-    : [QEMU_BINARY, args];
+  const [file, argv] = dieWithParent(QEMU_BINARY, args);
   const start = performance.now();
   const child = spawn(file, argv as string[], { stdio: ["ignore", "pipe", "pipe"] });
-  live.set(child, dir);
+  const forgetChild = killOnExit(child);
   let consoleText = "";
   let partial = "";
   const keep = (s: string) => {
@@ -183,8 +166,9 @@ export function bootVm(opts: BootOptions): RunningVm {
     child.on("error", (e) => {
       clearTimeout(timer);
       follow?.stop();
-      live.delete(child);
+      forgetChild();
       rmSync(dir, { recursive: true, force: true });
+      forgetDir();
       const missing = (e as NodeJS.ErrnoException).code === "ENOENT";
       reject(
         missing
@@ -197,10 +181,10 @@ export function bootVm(opts: BootOptions): RunningVm {
     child.on("exit", (code, signal) => {
       clearTimeout(timer);
       follow?.stop(); // reads what is left first: every line is seen before done resolves
-      live.delete(child);
       const resultsPath = join(dir, "results.txt");
       const raw = existsSync(resultsPath) ? readFileSync(resultsPath, "utf8") : "";
       rmSync(dir, { recursive: true, force: true });
+      forgetDir();
       if (stderr.trim() !== "") keep(`\n[qemu stderr] ${stderr.trim()}\n`);
       resolve({
         exitCode: code,

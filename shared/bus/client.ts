@@ -13,6 +13,7 @@ import {
 } from "@nats-io/transport-node";
 import { CxlrcError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { retry } from "../retry.ts";
 import { type AgentResult, parseAgentResult } from "./agent-contract.ts";
 import { type AGENT_PARAMS, AgentReply, ErrorBody } from "./agent-messages.ts";
 import { decodeJson, encodeJson, errorFromBody } from "./codec.ts";
@@ -350,30 +351,29 @@ const MANAGED_FIELDS = [
  * not all joined yet, until readyTimeoutMs.
  */
 export async function ensureStreams(jsm: JetStreamManager, opts: EnsureStreamsOptions = {}): Promise<void> {
-  const deadline = Date.now() + (opts.readyTimeoutMs ?? 15_000);
+  const deadline = performance.now() + (opts.readyTimeoutMs ?? 15_000);
+  const retriable = (e: unknown) =>
+    e instanceof natsErrors.TimeoutError ||
+    (e instanceof natsErrors.RequestError && e.isNoResponders()) ||
+    // A fresh cluster whose nodes have not all joined JetStream yet cannot place a replicated stream.
+    /timeout|no responders|leader|no suitable peers|insufficient resources/i.test(
+      (e as Error)?.message ?? "",
+    );
   for (const cfg of streamConfigs(opts)) {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await ensureOne(jsm, cfg);
-        break;
-      } catch (e) {
-        const retriable =
-          e instanceof natsErrors.TimeoutError ||
-          (e instanceof natsErrors.RequestError && e.isNoResponders()) ||
-          // A fresh cluster whose nodes have not all joined JetStream yet cannot place a replicated stream.
-          /timeout|no responders|leader|no suitable peers|insufficient resources/i.test(
-            (e as Error)?.message ?? "",
-          );
-        if (!retriable || Date.now() > deadline) {
-          throw new CxlrcError(
-            "backend",
-            `cannot create JetStream stream ${cfg.name}: ${(e as Error)?.message ?? String(e)}`,
-            { stream: cfg.name },
-            { cause: e },
-          );
-        }
-        await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)));
-      }
+    try {
+      await retry(() => ensureOne(jsm, cfg), {
+        deadlineMs: Math.max(0, deadline - performance.now()),
+        baseMs: 100,
+        maxMs: 1000,
+        retryIf: retriable,
+      });
+    } catch (e) {
+      throw new CxlrcError(
+        "backend",
+        `cannot create JetStream stream ${cfg.name}: ${(e as Error)?.message ?? String(e)}`,
+        { stream: cfg.name },
+        { cause: e },
+      );
     }
   }
 }

@@ -13,8 +13,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { removeOnExit } from "../proc/exit-cleanup.ts";
-import { findFreePort, spawnServer } from "./server.ts";
+import { removeOnExit } from "../children.ts";
+import { retry } from "../retry.ts";
+import { AddressInUse, findFreePort, PORT_REUSE_BACKOFF, spawnServer } from "./server.ts";
 
 export interface StartClusterOptions {
   /** Cluster name. Default "cxlrc-test". */
@@ -154,9 +155,10 @@ export async function startCluster(n = 3, opts: StartClusterOptions = {}): Promi
 
   const nodes: NodeState[] = [];
   const spawnNode = async (s: NodeState) => {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        s.spawned = await spawnServer({
+    // A restarted node's old listener can linger a moment after exit.
+    s.spawned = await retry(
+      () =>
+        spawnServer({
           port: s.port,
           args: ["-c", s.configPath],
           readyTimeoutMs: readyTimeoutMs,
@@ -164,18 +166,10 @@ export async function startCluster(n = 3, opts: StartClusterOptions = {}): Promi
             s.log += t;
             if (s.log.length > 65_536) s.log = s.log.slice(-65_536);
           },
-        });
-        s.paused = false;
-        return;
-      } catch (e) {
-        // A restarted node's old listener can linger a moment after exit.
-        if (/already in use/i.test((e as Error).message) && attempt < 30) {
-          await sleep(100);
-          continue;
-        }
-        throw e;
-      }
-    }
+        }),
+      { attempts: 31, ...PORT_REUSE_BACKOFF, retryIf: (e) => e instanceof AddressInUse },
+    );
+    s.paused = false;
   };
 
   const start = async () => {

@@ -1,6 +1,6 @@
 // Spawns a real nats-server for tests, benchmarks and `cxlrc chaos`: free loopback port, JetStream in a
 // temp store dir, readiness by reading the server's INFO greeting, and stop/restart/kill/pause/resume.
-// Every spawned server is SIGKILLed when the test process exits.
+// Every spawned server is SIGKILLed when the test process exits (shared/children.ts), also when it is killed.
 //
 // Built around one `spawnServer(spec)` so a later `startCluster(n)` only has to compute n specs (ports,
 // cluster block in `config`) and call it n times.
@@ -17,7 +17,8 @@ import {
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { killOnExit, removeOnExit } from "../proc/exit-cleanup.ts";
+import { dieWithParent, killOnExit, removeOnExit } from "../children.ts";
+import { retry } from "../retry.ts";
 
 export interface StartNatsOptions {
   /** Enable JetStream (-js). Default true. */
@@ -181,12 +182,15 @@ interface Spawned {
   exited: Promise<number | string | null>;
 }
 
-class AddressInUse extends Error {}
+export class AddressInUse extends Error {}
+
+/** Between tries of a port whose old listener lingers after its process exited (about 100 ms a try). */
+export const PORT_REUSE_BACKOFF = { baseMs: 50, maxMs: 200, jitter: "equal" } as const;
 
 /** Spawn one nats-server and wait until it greets on its client port. */
 export async function spawnServer(spec: ServerSpec): Promise<Spawned> {
   const bin = natsServerBinary();
-  const child = spawn(bin, spec.args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(...dieWithParent(bin, spec.args), { stdio: ["ignore", "pipe", "pipe"] });
   const forget = killOnExit(child);
   let out = "";
   const onData = (b: Buffer) => {
@@ -324,18 +328,11 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
       await terminate(ropts?.graceful ?? true);
       if (ropts?.whileDown) await ropts.whileDown();
       // The old listener can linger for a moment after exit; retry the same port briefly.
-      for (let attempt = 0; ; attempt++) {
-        try {
-          current = await spawnServer({ port, args: argsFor(port), readyTimeoutMs, onLog });
-          return;
-        } catch (e) {
-          if (e instanceof AddressInUse && attempt < 20) {
-            await sleep(100);
-            continue;
-          }
-          throw e;
-        }
-      }
+      current = await retry(() => spawnServer({ port, args: argsFor(port), readyTimeoutMs, onLog }), {
+        attempts: 21,
+        ...PORT_REUSE_BACKOFF,
+        retryIf: (e) => e instanceof AddressInUse,
+      });
     },
     async kill() {
       await terminate(false);

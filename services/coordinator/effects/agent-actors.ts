@@ -58,6 +58,7 @@ import type { AgentCallParams } from "../../../shared/bus/client.ts";
 import { type AgentOp, deviceKey } from "../../../shared/bus/subjects.ts";
 import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
 import type { Logger } from "../../../shared/log.ts";
+import { backoffDelay } from "../../../shared/retry.ts";
 import type { AgentLink } from "../agent-link.ts";
 import type { FleetStore } from "../fleet-state.ts";
 import type { Lease } from "../leases.ts";
@@ -441,10 +442,11 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       // A host or switch full of another coordinator's resets is waited for (a slot frees within a reset's
       // time), within most of the gating budget; the other guards refuse at once.
       const waitUntil = performance.now() + input.timeoutMs * 0.8;
-      for (let delay = 20; ; delay = Math.min(250, delay * 2)) {
+      for (let n = 0; ; n++) {
         const r = await deps.fleet.grant(claim, deps.now());
         if (r.granted) return { granted: true };
         const busy = r.reason === "host-busy" || r.reason === "switch-busy";
+        const delay = backoffDelay(n, { baseMs: 20, maxMs: 250 });
         if (!busy || performance.now() + delay >= waitUntil || signal.aborted) {
           return refusal(r.reason, r.message, r.retryAfterMs);
         }

@@ -5,6 +5,7 @@
 import type { ResetRequest } from "../../../machines/facts.ts";
 import type { LifecycleEmitted } from "../../../machines/lifecycle-types.ts";
 import { CxlrcError, describeError } from "../../../shared/errors.ts";
+import { backoffDelay } from "../../../shared/retry.ts";
 import { contextOf, serialize, stateNow } from "../runtime/device.ts";
 import { REST_STATES, runningRequest } from "../runtime/snapshot.ts";
 import type { Device, DeviceRuntime } from "../runtime/types.ts";
@@ -27,7 +28,7 @@ async function leaseFor(
 ): Promise<{ kind: "held"; atOnce: boolean } | { kind: "decided"; decision: Decision }> {
   const { o } = rt;
   const waitUntil = performance.now() + Math.min(o.store.leaseTtlMs, 15_000);
-  for (let delay = 50, n = 0; ; delay = Math.min(500, delay * 2), n++) {
+  for (let n = 0; ; n++) {
     if (await (n === 0 ? firstTry : o.leases.acquire(d.key))) return { kind: "held", atOnce: n === 0 };
     const stored = await o.store.loadActor(d.key).catch(() => null);
     if (stored?.value.requests?.includes(request.requestId)) {
@@ -50,6 +51,8 @@ async function leaseFor(
         ),
       };
     }
+    // Jittered: coordinators that found the lease taken together do not all ask again together.
+    const delay = backoffDelay(n, { baseMs: 50, maxMs: 500 });
     if (performance.now() + delay >= waitUntil || signal?.aborted || rt.stopping) {
       // Not a refusal: the request is tried again (redelivered) once the lease is free.
       throw new CxlrcError(

@@ -2,6 +2,7 @@
 // store does not answer, and the events held for it announced once it is stored (runtime/outbox.ts). A write
 // another coordinator's revision refused gives the device up (runtime/let-go.ts abandon).
 import { CxlrcError, describeError } from "../../../shared/errors.ts";
+import { sleepBackoff } from "../../../shared/retry.ts";
 import type { ActorRecord } from "../store.ts";
 import { REST_STATES, stateOf, storedForm } from "./snapshot.ts";
 import type { Device, DeviceRuntime } from "./types.ts";
@@ -76,7 +77,8 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false): Promise<v
         const untouched =
           cur === undefined || (cur === null ? d.revision === null : cur.revision === d.revision);
         if (untouched && attempt < 60 && !rt.stopping && o.leases.get(d.key)) {
-          await new Promise((r) => setTimeout(r, 250));
+          // Full jitter under 500 ms: about the 250 ms a round the 60 attempts were sized for.
+          await sleepBackoff(attempt - 1, { baseMs: 50, maxMs: 500 });
           continue;
         }
         rt.log(d).error({ err: describeError(err) }, "actor snapshot not stored: giving the device up");

@@ -8,9 +8,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { killOnExit, removeOnExit } from "../../../../shared/children.ts";
 import { CxlrcError } from "../../../../shared/errors.ts";
 import { type Logger, silentLogger } from "../../../../shared/log.ts";
-import { killOnExit, removeOnExit } from "../../../../shared/proc/exit-cleanup.ts";
 
 export const DEFAULT_QEMU_BINARY = "qemu-system-x86_64";
 /** QEMU 7.2 connects within ~20 ms; this bounds a start that hangs (bad args exit at once instead). */
