@@ -8,6 +8,7 @@ import { errors as natsErrors, nuid } from "@nats-io/transport-node";
 import type { z } from "zod";
 import { connectBus, requestJson } from "../shared/bus/client.ts";
 import type { EventEnvelope } from "../shared/bus/codec.ts";
+import { BreakerResult } from "../shared/bus/control-replies.ts";
 import {
   type AgentEvent,
   agentEventOf,
@@ -15,6 +16,7 @@ import {
   coordinatorEventOf,
 } from "../shared/bus/event-data.ts";
 import {
+  BreakerResetRequest,
   EventsReply,
   ImageRequest,
   ReleaseRequest,
@@ -71,6 +73,11 @@ export interface ClientEvent {
    */
   typed: CoordinatorEvent | AgentEvent | null;
 }
+
+/** Closing the fleet circuit breaker: who closes it and why (kept in the `breaker.closed` event). */
+export type BreakerCloseInput = z.input<typeof BreakerResetRequest>;
+/** The breaker as the coordinator left it once closed (status, who closed it and when). */
+export type BreakerCloseResult = BreakerResult;
 
 export type OutcomeKind = "verified" | "failed" | "quarantined" | "refused" | "planned" | "rejected";
 
@@ -135,6 +142,11 @@ export interface CxlrcClient {
   image(host: string, bdf: string, opts?: { verified?: boolean }): Promise<Record<string, unknown> | null>;
   /** Take a device out of quarantine (operators), optionally restoring its last known good image first. */
   release(request: ReleaseRequestInput): Promise<Record<string, unknown>>;
+  /**
+   * Close the fleet circuit breaker (operators): new resets are accepted again. Closing a closed breaker is
+   * not an error; the reply says who closed it last.
+   */
+  breakerClose(request: BreakerCloseInput): Promise<BreakerCloseResult>;
   /** Close the connection (only one the client opened itself). */
   close(): Promise<void>;
 }
@@ -409,6 +421,22 @@ export function clientOn(
 
     async release(request) {
       return obj(await ask(subjects.release, parsedOr(ReleaseRequest, request, "release")));
+    },
+
+    async breakerClose(request) {
+      const reply = await ask(subjects.breaker, parsedOr(BreakerResetRequest, request, "breaker"));
+      const r = BreakerResult.safeParse(reply);
+      if (!r.success) {
+        throw new ClientError(
+          "remote",
+          `the coordinator's reply on ${subjects.breaker} is not a breaker state`,
+          {
+            subject: subjects.breaker,
+            remoteKind: "decode",
+          },
+        );
+      }
+      return r.data;
     },
 
     async close() {

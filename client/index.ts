@@ -3,6 +3,8 @@
 
 export type { AgentEvent, CoordinatorEvent, OutcomeEvent } from "../shared/bus/event-data.ts";
 export {
+  type BreakerCloseInput,
+  type BreakerCloseResult,
   type ClientEvent,
   type ClientOptions,
   type CxlrcClient,

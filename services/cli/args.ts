@@ -5,22 +5,44 @@ import { HOST_RE } from "../../shared/bus/subjects.ts";
 import { parseBdf } from "../../shared/hw/backend.ts";
 import { UsageError } from "./exit.ts";
 
-type Options = NonNullable<ParseArgsConfig["options"]>;
+export type Options = NonNullable<ParseArgsConfig["options"]>;
 
-/** Options every command that talks to the bus accepts. */
+/** Options every command that talks to the bus accepts (bus.ts resolves them; help.ts describes them). */
 export const BUS_OPTIONS = {
   server: { type: "string" },
+  creds: { type: "string" },
+  context: { type: "string" },
 } as const satisfies Options;
 
-/** parseArgs, strict, with positionals; a bad flag becomes a UsageError naming it and pointing at --help. */
+/**
+ * parseArgs, strict, with positionals. Its complaints are re-worded, one way for every command:
+ * `unknown option --jsn (see cxlrc decode --help)`, `option --server needs a value`, `option --json takes no value`.
+ */
 export function parseFlags<const O extends Options>(command: string, argv: string[], options: O) {
   try {
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {
-    // parseArgs messages end with advice about "--" that does not apply here; keep the first sentence.
-    const msg = (e as Error).message.split(". ")[0]!.replace(/\.$/, "");
-    throw new UsageError(`${msg} (see cxlrc ${command} --help)`);
+    throw flagError(command, e);
   }
+}
+
+/** A parseArgs error as a UsageError in the CLI's words (never Node's own sentence). */
+export function flagError(command: string, e: unknown): UsageError {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const msg = (e as Error)?.message ?? "";
+  const name = /'(-{1,2}[^' <]+)/.exec(msg)?.[1] ?? "";
+  const help = command ? `cxlrc ${command} --help` : "cxlrc --help";
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return new UsageError(`unknown option ${name} (see ${help})`);
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    if (/does not take an argument/.test(msg)) return new UsageError(`option ${name} takes no value`);
+    if (/ambiguous/.test(msg)) {
+      return new UsageError(
+        `option ${name} needs a value (one starting with '-' is given as ${name}=-VALUE)`,
+      );
+    }
+    return new UsageError(`option ${name} needs a value (see ${help})`);
+  }
+  return new UsageError(`bad arguments (see ${help})`);
 }
 
 /** Exactly these positionals, by name, in order (extra or missing ones are named). */
@@ -65,26 +87,91 @@ export function checkScopeArg(scope: string | undefined): ScopeArg {
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** A duration flag ("90s", "10m", "1h", "2d") in milliseconds, or null when it is not one. */
+/** A duration ("500ms", "90s", "10m", "1.5h", "2d") in milliseconds, or null when it is not one. */
 export function durationOf(text: string): number | null {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text);
+  const m = /^(\d+(?:\.\d+)?)\s?(ms|s|m|h|d)$/.exec(text.trim());
   return m ? Number(m[1]) * UNIT_MS[m[2]!]! : null;
 }
 
+const DURATION_HINT = "a duration like 500ms, 90s, 10m, 1h or 2d";
+
+/** Every duration flag: a number with its unit (ms, s, m, h, d). */
 export function parseDuration(flag: string, text: string, allowZero = false): number {
   const ms = durationOf(text);
   if (ms === null || ms < 0 || (ms === 0 && !allowZero))
-    throw new UsageError(`bad ${flag} ${JSON.stringify(text)}: a duration like 500ms, 90s, 10m or 1h`);
+    throw new UsageError(`bad ${flag} ${JSON.stringify(text)}: ${DURATION_HINT}`);
   return ms;
+}
+
+/**
+ * A flag whose name carries its unit (--lease-ttl-ms, --heartbeat-ms): a bare whole number in that unit, or a
+ * duration with its own unit like every other duration flag.
+ */
+export function parseMsFlag(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (/^\d+$/.test(text)) return Number(text);
+  const ms = durationOf(text);
+  if (ms === null || !Number.isInteger(ms))
+    throw new UsageError(`bad ${flag} ${JSON.stringify(text)}: milliseconds, or ${DURATION_HINT}`);
+  return ms;
+}
+
+/** An ISO 8601 time, or null. */
+function isoTime(text: string): Date | null {
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text)) return null;
+  const t = Date.parse(text);
+  return Number.isNaN(t) ? null : new Date(t);
 }
 
 /** --since: a duration back from now ("90s", "30m", "1h", "2d") or an ISO 8601 time. */
 export function parseSince(since: string, now = Date.now()): Date {
   const ms = durationOf(since);
   if (ms !== null) return new Date(now - ms);
-  if (/^\d{4}-\d{2}-\d{2}/.test(since)) {
-    const t = Date.parse(since);
-    if (!Number.isNaN(t)) return new Date(t);
+  const t = isoTime(since);
+  if (t) return t;
+  throw new UsageError(
+    `bad --since ${JSON.stringify(since)}: ${DURATION_HINT} back from now, or an ISO time`,
+  );
+}
+
+/** --deadline: a duration from now ("10m", "1h") or an ISO 8601 time; the ISO time it means. */
+export function parseDeadline(text: string, now = Date.now()): string {
+  const ms = durationOf(text);
+  if (ms !== null && ms > 0) return new Date(now + ms).toISOString();
+  const t = isoTime(text);
+  if (t) return t.toISOString();
+  throw new UsageError(`bad --deadline ${JSON.stringify(text)}: ${DURATION_HINT} from now, or an ISO time`);
+}
+
+/**
+ * The sub-target of a command (`serve coordinator`, `breaker close`): its first positional wherever it stands
+ * among the flags, checked against `targets`; the other arguments are returned for the target's own parse.
+ */
+export function takeTarget(
+  command: string,
+  argv: string[],
+  targets: readonly string[],
+  options: Options,
+  what = "action",
+): { target: string; rest: string[] } {
+  let index = -1;
+  try {
+    const { tokens } = parseArgs({
+      args: argv,
+      options,
+      strict: false,
+      allowPositionals: true,
+      tokens: true,
+    });
+    index = tokens.find((t) => t.kind === "positional")?.index ?? -1;
+  } catch {
+    index = argv.findIndex((a) => !a.startsWith("-"));
   }
-  throw new UsageError(`bad --since ${JSON.stringify(since)}: a duration (30s, 30m, 1h, 2d) or an ISO time`);
+  const target = index >= 0 ? argv[index]! : undefined;
+  const list =
+    targets.length > 1 ? `${targets.slice(0, -1).join(", ")} or ${targets.at(-1)}` : targets.join("");
+  if (target === undefined)
+    throw new UsageError(`missing the ${what}: ${list} (see cxlrc ${command} --help)`);
+  if (!targets.includes(target)) throw new UsageError(`unknown ${what} ${JSON.stringify(target)}: ${list}`);
+  return { target, rest: [...argv.slice(0, index), ...argv.slice(index + 1)] };
 }

@@ -5,27 +5,15 @@ import { nuid } from "@nats-io/transport-node";
 import { formatZodIssues } from "../../shared/bus/codec.ts";
 import { type ResetRequestInput, ResetRequestMessage } from "../../shared/bus/requests.ts";
 import {
-  BUS_OPTIONS,
   checkBdfArg,
   checkHostArg,
   checkScopeArg,
+  type Options,
+  parseDeadline,
   parseFlags,
   takePositionals,
 } from "./args.ts";
 import { UsageError } from "./exit.ts";
-
-export const REQUEST_OPTIONS = {
-  ...BUS_OPTIONS,
-  scope: { type: "string" },
-  "allow-escalation": { type: "boolean" },
-  "mem-clear": { type: "boolean" },
-  method: { type: "string" },
-  sibling: { type: "string", multiple: true },
-  reason: { type: "string" },
-  "request-id": { type: "string" },
-  deadline: { type: "string" },
-  json: { type: "boolean" },
-} as const;
 
 export const REQUEST_USAGE = `  --scope io|full       io: FLR only, CXL.cache/CXL.mem state must survive; full: CXL Reset, SBR or
                         VFIO reset, the CXL state is rebuilt from the saved image (required)
@@ -36,9 +24,8 @@ export const REQUEST_USAGE = `  --scope io|full       io: FLR only, CXL.cache/CX
                         repeat for several
   --reason TEXT         why (kept in every event of the request; default names the user and host)
   --request-id ID       idempotency key (default: a new one); re-sending an id does not reset twice
-  --deadline ISO        do not start after this time
-  --json                machine-readable output (one JSON object per line)
-  --server URL          NATS server (default $CXLRC_NATS_URL or nats://127.0.0.1:4222)`;
+  --deadline WHEN       do not start after this time: a duration from now (10m, 1h) or an ISO time
+  --json                machine-readable output (one JSON object per line)`;
 
 export function defaultReason(): string {
   let user = "unknown";
@@ -64,12 +51,9 @@ export function newRequestId(prefix = "cli"): string {
   return `${prefix}-${nuid.next()}`;
 }
 
-export function parseRequestArgs(
-  command: string,
-  argv: string[],
-  extra: Record<string, { type: "string" | "boolean" }>,
-) {
-  const { values, positionals } = parseFlags(command, argv, { ...REQUEST_OPTIONS, ...extra });
+/** The flags and HOST BDF of `reset` / `plan` (their options: command-table.ts), checked into a request. */
+export function parseRequestArgs(command: string, argv: string[], options: Options) {
+  const { values, positionals } = parseFlags(command, argv, options);
   const [hostArg, bdfArg] = takePositionals(command, positionals, ["HOST", "BDF"]);
   const host = checkHostArg(hostArg!);
   const bdf = checkBdfArg(bdfArg!);
@@ -91,7 +75,7 @@ export function parseRequestArgs(
     requester: requester(),
     ...(method ? { method: method as "cxl" | "sbr" | "vfio" } : {}),
     ...(siblings.length > 0 ? { siblings } : {}),
-    ...(values.deadline !== undefined ? { deadline: values.deadline as string } : {}),
+    ...(values.deadline !== undefined ? { deadline: parseDeadline(values.deadline as string) } : {}),
   };
   const checked = ResetRequestMessage.safeParse(input);
   if (!checked.success) throw new UsageError(`bad request: ${formatZodIssues(checked.error)}`);

@@ -2,6 +2,7 @@
 // module, bundled on the host with the esbuild that tsx ships. Under TCG, tsx transpiling each file inside
 // the guest costs ~20 s of every boot; the bundle is the same code and starts in about two.
 // koffi stays external (its native binary is loaded from node_modules beside the bundle).
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -42,6 +43,11 @@ async function loadEsbuild(projectDir: string): Promise<EsbuildApi> {
 
 /** The bundled runner as text. */
 export async function bundleGuestRunner(projectDir: string, entry: string): Promise<string> {
+  if (!existsSync(join(projectDir, entry))) {
+    throw new LabSetupError(
+      `the kernel lab builds its guest from the sources (${entry}), which the installed package does not hold: run it from a cxlrc checkout`,
+    );
+  }
   const esbuild = await loadEsbuild(projectDir);
   const result = await esbuild.build({
     absWorkingDir: projectDir,

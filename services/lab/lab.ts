@@ -1,7 +1,9 @@
 // The kernel lab, host side, in one call: Debian's current kernel (cached), the initramfs (cached), one boot
 // of a topology running one scenario of guest checks, and what came back: the checks' JSON, the console,
 // the kernel version and the time each phase took.
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { findPackageJson } from "../../shared/version.ts";
 import type { TopologyName } from "../agent/backends/qemu/topology.ts";
 import { labCacheDir } from "./host.ts";
 import { ensureInitramfs } from "./initramfs.ts";
@@ -15,8 +17,15 @@ import {
 } from "./protocol.ts";
 import { type BootResult, bootVm, type RunningVm } from "./vm.ts";
 
-/** The project root (services/lab/ is two levels down). */
-export const PROJECT_DIR = fileURLToPath(new URL("../../", import.meta.url));
+/**
+ * The project root: the directory of cxlrc's package.json, found by walking up (services/lab/ in the sources,
+ * dist/services/lab/ compiled). The lab bundles the guest runner from the TypeScript sources there, so it needs
+ * a checkout; the published package has none (bundleGuestRunner says so).
+ */
+export const PROJECT_DIR = dirname(
+  findPackageJson(dirname(fileURLToPath(import.meta.url)))?.path ??
+    fileURLToPath(new URL("../../", import.meta.url)),
+);
 
 /** Each scenario runs on one topology. */
 export const SCENARIO_TOPOLOGY: Record<LabScenario, TopologyName> = {

@@ -1,5 +1,7 @@
 // Runs the real `cxlrc` binary (bin/cxlrc.js through tsx) as a child process and collects its output.
 import { type ChildProcess, spawn } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -19,10 +21,18 @@ export interface CliOptions {
   input?: string;
 }
 
-/** The environment a CLI child gets: no colours, no inherited bus address unless given. */
+/** Bus settings a CLI child never inherits from the machine running the tests (only when a test gives them). */
+const BUS_ENV = ["CXLRC_NATS_URL", "NATS_URL", "NATS_CREDS", "NATS_CONTEXT"];
+
+/**
+ * The environment a CLI child gets: no colours, no inherited bus address or NATS context unless given (the
+ * NATS CLI's config dir is one that does not exist, unless XDG_CONFIG_HOME is given).
+ */
 export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", ...extra };
-  if (!("CXLRC_NATS_URL" in extra)) delete env.CXLRC_NATS_URL;
+  for (const v of BUS_ENV) if (!(v in extra)) delete env[v];
+  if (!("XDG_CONFIG_HOME" in extra))
+    env.XDG_CONFIG_HOME = join(tmpdir(), `cxlrc-test-no-config-${process.pid}`);
   delete env.FORCE_COLOR;
   return env;
 }

@@ -2,7 +2,9 @@
 // was lost. Starts its own NATS cluster (nats-server on loopback), simulated hosts with their agents and the
 // coordinators as processes; kills, pauses and breaks them as the scenario says; prints the report.
 import { parseFlags, takePositionals } from "../args.ts";
+import { COMMANDS } from "../command-table.ts";
 import { EXIT, UsageError } from "../exit.ts";
+import { checkWritable, readJsonFile } from "../files.ts";
 
 export const usage = `Usage: cxlrc chaos SCENARIO.json [--json] [--seed N] [--events FILE] [--requests] [--quiet]
 
@@ -51,13 +53,7 @@ Exit codes: 0 no violation, 1 a violation (or the run did not finish), 2 bad sce
 3 nats-server missing or the cluster could not start.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags("chaos", argv, {
-    json: { type: "boolean" },
-    seed: { type: "string" },
-    events: { type: "string" },
-    requests: { type: "boolean" },
-    quiet: { type: "boolean" },
-  });
+  const { values, positionals } = parseFlags("chaos", argv, COMMANDS.chaos.options);
   const [file] = takePositionals("chaos", positionals, ["SCENARIO.json"]);
   let seed: number | undefined;
   if (values.seed !== undefined) {
@@ -65,8 +61,10 @@ export async function run(argv: string[]): Promise<number> {
     if (!Number.isInteger(seed))
       throw new UsageError(`bad --seed ${JSON.stringify(values.seed)}: an integer`);
   }
-  const { loadScenario } = await import("../../chaos/scenario.ts");
-  const loaded = loadScenario(file!);
+  const raw = readJsonFile(file!);
+  if (values.events !== undefined) checkWritable(values.events);
+  const { parseScenario } = await import("../../chaos/scenario.ts");
+  const loaded = parseScenario(raw);
   if (seed !== undefined) loaded.scenario.seed = seed;
 
   const { runScenarioTimed } = await import("../../chaos/runner.ts");

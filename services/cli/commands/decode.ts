@@ -1,13 +1,14 @@
 // `cxlrc decode FILE [--json] [--component FILE2] [--all | --device BDF]`: decode a config space dump
 // (binary or lspci -x/-xxx/-xxxx hex) and optionally a component register block. Read-only, offline.
-import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { type DecodedComponentBlock, decodeComponentBlock } from "../../../shared/cxl/component.ts";
 import { type DecodedConfig, decodeConfigSpace } from "../../../shared/cxl/decode.ts";
 import { type DumpDevice, parseDump } from "../../../shared/cxl/dump.ts";
 import { formatHuman } from "../../../shared/cxl/format.ts";
 import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
+import { parseFlags } from "../args.ts";
+import { COMMANDS } from "../command-table.ts";
 import { EXIT, UsageError } from "../exit.ts";
+import { readFileBytes } from "../files.ts";
 
 export const usage = `Usage: cxlrc decode FILE [--json] [--component FILE2] [--all | --device BDF]
 
@@ -30,25 +31,10 @@ Exit codes: 0 decoded, 2 bad input (missing or unreadable file, garbage, short d
 that cannot be decoded).`;
 
 async function readInput(file: string): Promise<Uint8Array> {
-  try {
-    if (file === "-") {
-      const chunks: Buffer[] = [];
-      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-      return new Uint8Array(Buffer.concat(chunks));
-    }
-    return new Uint8Array(await readFile(file));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === "ENOENT"
-        ? "no such file"
-        : code === "EACCES"
-          ? "permission denied"
-          : code === "EISDIR"
-            ? "is a directory"
-            : (e as Error).message;
-    throw new CxlrcError("bad-input", `${file}: ${why}`);
-  }
+  if (file !== "-") return readFileBytes(file);
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return new Uint8Array(Buffer.concat(chunks));
 }
 
 /** Re-word a decoder error as bad input about the named file (exit 2, one line). */
@@ -88,13 +74,7 @@ function pick(devices: DumpDevice[], file: string, all: boolean, bdf: string | u
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseFlags("decode", argv, COMMANDS.decode.options);
   if (positionals.length !== 1) {
     throw new UsageError(
       positionals.length === 0 ? "missing FILE (see cxlrc decode --help)" : "expected one FILE",
@@ -126,18 +106,4 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(decoded.map((d, i) => formatHuman(d, i === 0 ? component : null)).join("\n"));
   }
   return EXIT.ok;
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      json: { type: "boolean" },
-      component: { type: "string" },
-      all: { type: "boolean" },
-      device: { type: "string" },
-    },
-  });
 }

@@ -2,7 +2,10 @@
 // resets with live progress, prints a summary and stops everything it started. `--backend kernel` runs it on
 // a real Linux kernel under QEMU instead (services/demo/kernel.ts).
 import { existsSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+import { siblingModule } from "../../../shared/module-file.ts";
 import { parseDuration, parseFlags, takePositionals } from "../args.ts";
+import { COMMANDS } from "../command-table.ts";
 import { EXIT, UsageError } from "../exit.ts";
 import { coloursFor } from "../format/colour.ts";
 
@@ -51,10 +54,10 @@ host tool the lab needs cannot be had; the line names it).`;
 
 /** The QEMU backend (services/agent/backends/qemu, createQemuBackend) is part of this build. */
 async function qemuBackendAvailable(): Promise<boolean> {
-  const file = new URL("../../agent/backends/qemu/qemu-backend.ts", import.meta.url);
+  const file = siblingModule("../../agent/backends/qemu/qemu-backend", import.meta.url);
   if (!existsSync(file)) return false;
   try {
-    const mod = (await import(file.href)) as { createQemuBackend?: unknown };
+    const mod = (await import(pathToFileURL(file).href)) as { createQemuBackend?: unknown };
     return typeof mod.createQemuBackend === "function";
   } catch {
     return false;
@@ -62,15 +65,7 @@ async function qemuBackendAvailable(): Promise<boolean> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags("demo", argv, {
-    json: { type: "boolean" },
-    "keep-running": { type: "boolean" },
-    backend: { type: "string" },
-    pace: { type: "string" },
-    "no-install": { type: "boolean" },
-    "log-level": { type: "string" },
-    topology: { type: "string" },
-  });
+  const { values, positionals } = parseFlags("demo", argv, COMMANDS.demo.options);
   takePositionals("demo", positionals, []);
   const backend = values.backend ?? "sim";
   if (backend === "kernel") return runKernel(values);

@@ -1,11 +1,13 @@
 // `cxlrc devices [--host H] [--json]`: every device the coordinator knows, one line each.
 
 import { clientOn } from "../../../client/index.ts";
-import { BUS_OPTIONS, checkHostArg, parseFlags, takePositionals } from "../args.ts";
-import { resolveServer, withBus } from "../bus.ts";
+import { checkHostArg, parseFlags, takePositionals } from "../args.ts";
+import { busTarget, withBus } from "../bus.ts";
+import { COMMANDS } from "../command-table.ts";
 import { EXIT } from "../exit.ts";
 import { coloursFor } from "../format/colour.ts";
 import { devicesOf, formatDevices } from "../format/status.ts";
+import { BUS_USAGE } from "../help.ts";
 
 export const usage = `Usage: cxlrc devices [--host HOST] [--json]
 
@@ -16,20 +18,17 @@ violations were counted against it, and why it is quarantined.
 Options:
   --host HOST    only this host
   --json         the device list as JSON
-  --server URL   NATS server (default $CXLRC_NATS_URL or nats://127.0.0.1:4222)
   -h, --help     this text
+
+${BUS_USAGE}
 
 Exit codes: 0 shown, 2 bad input, 3 bus or coordinator unavailable.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags("devices", argv, {
-    ...BUS_OPTIONS,
-    host: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const { values, positionals } = parseFlags("devices", argv, COMMANDS.devices.options);
   takePositionals("devices", positionals, []);
   const host = values.host !== undefined ? checkHostArg(values.host) : undefined;
-  return withBus("devices", resolveServer(values.server), async (nc) => {
+  return withBus("devices", busTarget(values), async (nc) => {
     const reply = await clientOn(nc, { name: "cxlrc devices" }).status(host ? { host } : {});
     const devices = devicesOf(reply).filter((d) => host === undefined || d.host === host);
     if (values.json) process.stdout.write(`${JSON.stringify(devices, null, 2)}\n`);

@@ -4,11 +4,13 @@
 import { clientOn } from "../../../client/index.ts";
 import { CxlrcError } from "../../../shared/errors.ts";
 import { ImageSchema } from "../../../shared/image/schema.ts";
-import { BUS_OPTIONS, checkBdfArg, checkHostArg, parseFlags, takePositionals } from "../args.ts";
-import { resolveServer, withBus } from "../bus.ts";
-import { EXIT, UsageError } from "../exit.ts";
+import { checkBdfArg, checkHostArg, parseFlags, takePositionals, takeTarget } from "../args.ts";
+import { busTarget, withBus } from "../bus.ts";
+import { COMMANDS } from "../command-table.ts";
+import { EXIT } from "../exit.ts";
 import { coloursFor } from "../format/colour.ts";
 import { formatImage } from "../format/image.ts";
+import { BUS_USAGE } from "../help.ts";
 
 export const usage = `Usage: cxlrc image show HOST BDF [--verified] [--json]
 
@@ -22,8 +24,9 @@ decoder, CONFIG_LOCK, when and how fast it was taken, and its checksum.
 Options:
   --verified     the last known good (verified) image instead of the last saved one
   --json         the coordinator's reply as JSON (both images)
-  --server URL   NATS server (default $CXLRC_NATS_URL or nats://127.0.0.1:4222)
   -h, --help     this text
+
+${BUS_USAGE}
 
 Exit codes: 0 shown, 2 bad input (also: no image stored for that function), 3 bus or coordinator
 unavailable.`;
@@ -59,23 +62,13 @@ function whichLine(r: Json, good: Json | null, showVerified: boolean): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const [action, ...rest] = argv;
-  if (action !== "show") {
-    throw new UsageError(
-      action === undefined
-        ? "missing the action: show (see cxlrc image --help)"
-        : `unknown action ${JSON.stringify(action)}: show`,
-    );
-  }
-  const { values, positionals } = parseFlags("image", rest, {
-    ...BUS_OPTIONS,
-    verified: { type: "boolean" },
-    json: { type: "boolean" },
-  });
+  const spec = COMMANDS.image;
+  const { rest } = takeTarget("image", argv, Object.keys(spec.targets), spec.options);
+  const { values, positionals } = parseFlags("image", rest, spec.options);
   const [h, b] = takePositionals("image", positionals, ["HOST", "BDF"]);
   const host = checkHostArg(h!);
   const bdf = checkBdfArg(b!);
-  return withBus("image", resolveServer(values.server), async (nc) => {
+  return withBus("image", busTarget(values), async (nc) => {
     const reply = await clientOn(nc, { name: "cxlrc image" }).image(host, bdf);
     if (reply === null || reply === undefined) {
       throw new CxlrcError(

@@ -1,10 +1,12 @@
 // `cxlrc plan HOST BDF --scope io|full [...]`: the dry run. The coordinator computes scope, method,
 // functions, siblings, gates and deadlines and touches nothing.
 import { clientOn } from "../../../client/index.ts";
-import { resolveServer, withBus } from "../bus.ts";
+import { type BusFlags, busTarget, withBus } from "../bus.ts";
+import { COMMANDS } from "../command-table.ts";
 import { EXIT } from "../exit.ts";
 import { coloursFor } from "../format/colour.ts";
 import { formatDecision, formatGates } from "../format/plan.ts";
+import { BUS_USAGE } from "../help.ts";
 import { parseRequestArgs, REQUEST_USAGE } from "../request.ts";
 
 export const usage = `Usage: cxlrc plan HOST BDF --scope io|full [options]
@@ -16,11 +18,13 @@ Options:
 ${REQUEST_USAGE}
   -h, --help            this text
 
+${BUS_USAGE}
+
 Exit codes: 0 the reset would run, 1 it would be refused, 2 bad input, 3 bus or coordinator unavailable.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, request } = parseRequestArgs("plan", argv, {});
-  const server = resolveServer(values.server as string | undefined);
+  const { values, request } = parseRequestArgs("plan", argv, COMMANDS.plan.options);
+  const server = busTarget(values as BusFlags);
   const c = coloursFor(process.stdout);
   return withBus("plan", server, async (nc) => {
     const { requester, dryRun: _d, ...input } = request;

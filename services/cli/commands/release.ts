@@ -2,9 +2,11 @@
 // optionally restoring it from its last known good image first.
 import { hostname, userInfo } from "node:os";
 import { clientOn } from "../../../client/index.ts";
-import { BUS_OPTIONS, checkBdfArg, checkHostArg, parseFlags, takePositionals } from "../args.ts";
-import { resolveServer, withBus } from "../bus.ts";
+import { checkBdfArg, checkHostArg, parseFlags, takePositionals } from "../args.ts";
+import { busTarget, withBus } from "../bus.ts";
+import { COMMANDS } from "../command-table.ts";
 import { EXIT } from "../exit.ts";
+import { BUS_USAGE } from "../help.ts";
 
 export const usage = `Usage: cxlrc release HOST BDF [--reason TEXT] [--operator NAME] [--restore] [--json]
 
@@ -20,8 +22,9 @@ Options:
   --reason TEXT     why (kept in the released event; default "released by operator")
   --operator NAME   who (default: user@host)
   --json            the coordinator's reply as JSON
-  --server URL      NATS server (default $CXLRC_NATS_URL or nats://127.0.0.1:4222)
   -h, --help        this text
+
+${BUS_USAGE}
 
 Exit codes: 0 released, 1 the restore did not verify (still quarantined), 2 bad input (also: the device is
 not quarantined, or --restore without a verified image), 3 bus or coordinator unavailable.`;
@@ -56,13 +59,7 @@ function operatorName(): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags("release", argv, {
-    ...BUS_OPTIONS,
-    reason: { type: "string" },
-    operator: { type: "string" },
-    restore: { type: "boolean" },
-    json: { type: "boolean" },
-  });
+  const { values, positionals } = parseFlags("release", argv, COMMANDS.release.options);
   const [h, b] = takePositionals("release", positionals, ["HOST", "BDF"]);
   const host = checkHostArg(h!);
   const bdf = checkBdfArg(b!);
@@ -73,7 +70,7 @@ export async function run(argv: string[]): Promise<number> {
     reason: values.reason ?? "released by operator",
     ...(values.restore ? { restore: true } : {}),
   };
-  return withBus("release", resolveServer(values.server), async (nc) => {
+  return withBus("release", busTarget(values), async (nc) => {
     const reply = await clientOn(nc, { name: "cxlrc release" }).release(body);
     if (values.json) process.stdout.write(`${JSON.stringify(reply)}\n`);
     else {

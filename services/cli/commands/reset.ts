@@ -3,23 +3,18 @@
 
 import { feedEvent } from "../../../client/feed-event.ts";
 import { ClientError, clientOn, type Outcome, type ResetHandle } from "../../../client/index.ts";
-import {
-  applyEvent,
-  groupTimes,
-  newTracked,
-  outcomeOk,
-  PHASE_GROUPS,
-  type TrackedRequest,
-  totalMs,
-} from "../../../client/track.ts";
+import { applyEvent, newTracked, outcomeOk } from "../../../client/track.ts";
 import { parseDuration } from "../args.ts";
-import { resolveServer, withBus } from "../bus.ts";
+import { type BusFlags, busTarget, withBus } from "../bus.ts";
+import { COMMANDS } from "../command-table.ts";
 import { EXIT } from "../exit.ts";
 import { LiveBoard } from "../format/board.ts";
 import { type Colours, coloursFor } from "../format/colour.ts";
 import { formatMs } from "../format/duration.ts";
 import { eventJson, eventLine } from "../format/event.ts";
 import { formatDecision } from "../format/plan.ts";
+import { resultLine, resultObject } from "../format/result.ts";
+import { BUS_USAGE } from "../help.ts";
 import { parseRequestArgs, REQUEST_USAGE } from "../request.ts";
 
 export const usage = `Usage: cxlrc reset HOST BDF --scope io|full [options]
@@ -37,15 +32,14 @@ ${REQUEST_USAGE}
   --timeout DURATION    with --wait: stop waiting after this long (default 10m; the reset goes on)
   -h, --help            this text
 
+${BUS_USAGE}
+
 Exit codes: 0 planned (without --wait) or verified, 1 refused, failed or quarantined (or --timeout passed),
 2 bad input, 3 bus or coordinator unavailable.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, request } = parseRequestArgs("reset", argv, {
-    wait: { type: "boolean" },
-    timeout: { type: "string" },
-  });
-  const server = resolveServer(values.server as string | undefined);
+  const { values, request } = parseRequestArgs("reset", argv, COMMANDS.reset.options);
+  const server = busTarget(values as BusFlags);
   const json = values.json === true;
   const wait = values.wait === true;
   const timeoutMs =
@@ -128,35 +122,4 @@ async function follow(
   if (json) process.stdout.write(`${JSON.stringify(resultObject(t))}\n`);
   else process.stdout.write(`${resultLine(t, c)}\n`);
   return outcomeOk(t.outcome) ? EXIT.ok : EXIT.failure;
-}
-
-export function resultObject(t: TrackedRequest) {
-  return {
-    requestId: t.requestId,
-    host: t.host,
-    bdf: t.bdf,
-    scope: t.scope,
-    method: t.method,
-    outcome: t.outcome,
-    reason: t.reason,
-    repaired: t.repaired,
-    scopeViolations: t.violations,
-    totalMs: totalMs(t),
-    phasesMs: groupTimes(t),
-  };
-}
-
-function resultLine(t: TrackedRequest, c: Colours): string {
-  const times = groupTimes(t);
-  const phases = PHASE_GROUPS.filter((g) => times[g] !== null)
-    .map((g) => `${g} ${formatMs(times[g]!)}`)
-    .join(", ");
-  const outcome = t.outcome === "verified" ? c.green("verified") : c.red(t.outcome ?? "?");
-  const extra = [
-    t.repaired ? `repaired a scope violation (${t.violations.join(", ")})` : null,
-    t.outcome !== "verified" && t.reason ? t.reason : null,
-  ].filter((x) => x !== null);
-  return `${outcome} ${t.host} ${t.bdf} ${t.scope ?? "?"}/${t.method ?? "?"} in ${formatMs(totalMs(t) ?? 0)}${
-    extra.length ? `: ${extra.join("; ")}` : ""
-  }${phases ? ` (${phases})` : ""}`;
 }

@@ -2,10 +2,11 @@
 // from a JSON file, then CXLRC_* environment variables, then flags (each layer overrides the one before),
 // and is validated by the service's own zod schema: a bad or unknown key is named, exit 2, before anything
 // connects. SIGINT/SIGTERM stop the service cleanly (exit 0).
-import { readFileSync } from "node:fs";
 import { CxlrcError, describeError } from "../../../shared/errors.ts";
-import { parseFlags, takePositionals } from "../args.ts";
+import { parseFlags, parseMsFlag, takePositionals, takeTarget } from "../args.ts";
+import { COMMANDS, optionsOf } from "../command-table.ts";
 import { EXIT, UsageError } from "../exit.ts";
+import { checkReadable, readJsonFile } from "../files.ts";
 
 export const usage = `Usage: cxlrc serve coordinator [--config FILE] [options]
        cxlrc serve agent [--config FILE] [options]
@@ -18,14 +19,15 @@ flags. The file is checked against the service's schema: an unknown or bad key i
 
 Common options:
   --config FILE          JSON config file
-  --server URL           NATS server(s), comma-separated        env CXLRC_NATS_URL
+  --server URL           NATS server(s), comma-separated        env CXLRC_NATS_URL, then NATS_URL
+  --creds FILE           NATS .creds file (else the CXLRC_NATS_* credentials: see cxlrc --help)
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent  env CXLRC_LOG_LEVEL
   -h, --help             this text
 
 coordinator:
   --id ID                coordinator id (unique per process)     env CXLRC_COORDINATOR_ID
   --metrics-port N       Prometheus port (0 any, "off" none)      env CXLRC_METRICS_PORT
-  --lease-ttl-ms N       device lease time
+  --lease-ttl-ms N       device lease time (ms, or a duration: 15s)
   --host NAME            discover this host's devices at start (repeat)
 
 agent:
@@ -34,7 +36,8 @@ agent:
   --fleet FILE           sim: fleet file (default: the bundled demo fleet)  env CXLRC_FLEET_FILE
   --sim-host NAME        sim: which host of the fleet (default: --host)
   --sysfs-root DIR       sysfs: where sysfs is mounted (default /sys)
-  --heartbeat-ms N       heartbeat interval
+  --heartbeat-ms N       heartbeat interval (ms, or a duration: 5s)
+  --metrics-port N       /metrics, /healthz, /readyz port (default 9465, "off" none)  env CXLRC_METRICS_PORT
 
 Exit codes: 0 stopped by a signal, 1 the service failed, 2 bad flags or config, 3 bus unavailable.`;
 
@@ -42,23 +45,9 @@ type Json = Record<string, unknown>;
 
 /** The JSON object in FILE; a missing, unreadable or non-JSON file is bad input naming the file. */
 export function readConfigFile(path: string): Json {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (e as Error).message;
-    throw new CxlrcError("bad-input", `config ${path}: ${why}`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new CxlrcError("bad-input", `config ${path}: not valid JSON: ${(e as Error).message}`);
-  }
+  const raw = readJsonFile(path);
   if (!raw || typeof raw !== "object" || Array.isArray(raw)) {
-    throw new CxlrcError("bad-input", `config ${path}: expected a JSON object`);
+    throw new CxlrcError("bad-input", `${path}: expected a JSON object`, { path });
   }
   return raw as Json;
 }
@@ -67,6 +56,12 @@ function int(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v)) throw new UsageError(`bad ${flag} ${JSON.stringify(v)}: expected a whole number`);
   return Number(v);
+}
+
+/** --creds: the file must be readable now, not at the first connect. */
+function credsFlag(path: string | undefined): string | undefined {
+  if (path !== undefined) checkReadable(path);
+  return path;
 }
 
 function servers(v: string | undefined): string | string[] | undefined {
@@ -83,31 +78,23 @@ function put(obj: Json, key: string, value: unknown): void {
   if (value !== undefined) obj[key] = value;
 }
 
-const COMMON = {
-  config: { type: "string" },
-  server: { type: "string" },
-  "log-level": { type: "string" },
-} as const;
-
 export async function run(argv: string[]): Promise<number> {
-  const [role, ...rest] = argv;
-  if (role === "coordinator") return serveCoordinator(rest);
-  if (role === "agent") return serveAgent(rest);
-  throw new UsageError(
-    role === undefined
-      ? "missing the service: coordinator or agent (see cxlrc serve --help)"
-      : `unknown service ${JSON.stringify(role)}: coordinator or agent`,
+  const spec = COMMANDS.serve;
+  const { target, rest } = takeTarget(
+    "serve",
+    argv,
+    Object.keys(spec.targets),
+    optionsOf(spec, "coordinator"),
+    "service",
   );
+  return target === "coordinator" ? serveCoordinator(rest) : serveAgent(rest);
 }
 
 /** The coordinator's config object from file, env and flags (not yet validated). */
 export function coordinatorConfigInput(argv: string[], env: NodeJS.ProcessEnv = process.env): Json {
   const { values, positionals } = parseFlags("serve", argv, {
-    ...COMMON,
-    id: { type: "string" },
-    "metrics-port": { type: "string" },
-    "lease-ttl-ms": { type: "string" },
-    host: { type: "string", multiple: true },
+    ...COMMANDS.serve.options,
+    ...COMMANDS.serve.targets.coordinator,
   });
   takePositionals("serve", positionals, []);
   const cfg: Json = values.config !== undefined ? readConfigFile(values.config) : {};
@@ -116,8 +103,13 @@ export function coordinatorConfigInput(argv: string[], env: NodeJS.ProcessEnv = 
   put(
     nats,
     "servers",
-    servers(values.server) ?? servers(env.CXLRC_NATS_URL) ?? nats.servers ?? "nats://127.0.0.1:4222",
+    servers(values.server) ??
+      servers(env.CXLRC_NATS_URL) ??
+      nats.servers ??
+      servers(env.NATS_URL) ??
+      "nats://127.0.0.1:4222",
   );
+  put(nats, "credsFile", credsFlag(values.creds));
   if (cfg.nats === undefined || (typeof cfg.nats === "object" && !Array.isArray(cfg.nats))) cfg.nats = nats;
   put(cfg, "id", values.id ?? env.CXLRC_COORDINATOR_ID ?? cfg.id ?? `coordinator-${process.pid}`);
   put(cfg, "logLevel", values["log-level"] ?? env.CXLRC_LOG_LEVEL);
@@ -126,7 +118,7 @@ export function coordinatorConfigInput(argv: string[], env: NodeJS.ProcessEnv = 
     const base = cfg.metrics && typeof cfg.metrics === "object" ? (cfg.metrics as Json) : {};
     cfg.metrics = { ...base, port: metrics === "off" ? null : int("--metrics-port", metrics) };
   }
-  put(cfg, "leaseTtlMs", int("--lease-ttl-ms", values["lease-ttl-ms"]));
+  put(cfg, "leaseTtlMs", parseMsFlag("--lease-ttl-ms", values["lease-ttl-ms"]));
   put(cfg, "hosts", values.host);
   return cfg;
 }
@@ -134,24 +126,33 @@ export function coordinatorConfigInput(argv: string[], env: NodeJS.ProcessEnv = 
 /** The agent's config object from file, env and flags (not yet validated). */
 export function agentConfigInput(argv: string[], env: NodeJS.ProcessEnv = process.env): Json {
   const { values, positionals } = parseFlags("serve", argv, {
-    ...COMMON,
-    host: { type: "string" },
-    backend: { type: "string" },
-    fleet: { type: "string" },
-    "sim-host": { type: "string" },
-    "sysfs-root": { type: "string" },
-    "heartbeat-ms": { type: "string" },
+    ...COMMANDS.serve.options,
+    ...COMMANDS.serve.targets.agent,
   });
   takePositionals("serve", positionals, []);
   const cfg: Json = values.config !== undefined ? readConfigFile(values.config) : {};
-  put(cfg, "servers", servers(values.server) ?? servers(env.CXLRC_NATS_URL));
+  put(
+    cfg,
+    "servers",
+    servers(values.server) ?? servers(env.CXLRC_NATS_URL) ?? cfg.servers ?? servers(env.NATS_URL),
+  );
+  put(cfg, "credsFile", credsFlag(values.creds));
   put(cfg, "host", values.host ?? env.CXLRC_HOST);
   put(cfg, "backend", values.backend ?? env.CXLRC_BACKEND);
   put(cfg, "fleetFile", values.fleet ?? env.CXLRC_FLEET_FILE);
   put(cfg, "simHost", values["sim-host"]);
   put(cfg, "sysfsRoot", values["sysfs-root"]);
-  put(cfg, "heartbeatMs", int("--heartbeat-ms", values["heartbeat-ms"]));
+  put(cfg, "heartbeatMs", parseMsFlag("--heartbeat-ms", values["heartbeat-ms"]));
   put(cfg, "logLevel", values["log-level"] ?? env.CXLRC_LOG_LEVEL);
+  // A served agent has its endpoint on by default (the schema's defaults: 127.0.0.1:9465); embedded ones not.
+  cfg.metrics ??= {};
+  const metrics = values["metrics-port"] ?? env.CXLRC_METRICS_PORT;
+  if (metrics !== undefined && cfg.metrics && typeof cfg.metrics === "object") {
+    cfg.metrics = {
+      ...(cfg.metrics as Json),
+      port: metrics === "off" ? null : int("--metrics-port", metrics),
+    };
+  }
   return cfg;
 }
 

@@ -1,11 +1,13 @@
 // `cxlrc status [--host H] [--json]`: the fleet as the coordinator sees it.
 
 import { clientOn } from "../../../client/index.ts";
-import { BUS_OPTIONS, checkHostArg, parseFlags, takePositionals } from "../args.ts";
-import { resolveServer, withBus } from "../bus.ts";
+import { checkHostArg, parseFlags, takePositionals } from "../args.ts";
+import { busTarget, withBus } from "../bus.ts";
+import { COMMANDS } from "../command-table.ts";
 import { EXIT } from "../exit.ts";
 import { coloursFor } from "../format/colour.ts";
 import { formatStatus } from "../format/status.ts";
+import { BUS_USAGE } from "../help.ts";
 
 export const usage = `Usage: cxlrc status [--host HOST] [--json]
 
@@ -16,20 +18,17 @@ breaker (closed, or open since when and why: it closes only by operator action).
 Options:
   --host HOST    only this host
   --json         the coordinator's status reply as JSON
-  --server URL   NATS server (default $CXLRC_NATS_URL or nats://127.0.0.1:4222)
   -h, --help     this text
+
+${BUS_USAGE}
 
 Exit codes: 0 shown, 2 bad input, 3 bus or coordinator unavailable.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags("status", argv, {
-    ...BUS_OPTIONS,
-    host: { type: "string" },
-    json: { type: "boolean" },
-  });
+  const { values, positionals } = parseFlags("status", argv, COMMANDS.status.options);
   takePositionals("status", positionals, []);
   const host = values.host !== undefined ? checkHostArg(values.host) : undefined;
-  return withBus("status", resolveServer(values.server), async (nc) => {
+  return withBus("status", busTarget(values), async (nc) => {
     const reply = await clientOn(nc, { name: "cxlrc status" }).status(host ? { host } : {});
     if (values.json) process.stdout.write(`${JSON.stringify(reply, null, 2)}\n`);
     else process.stdout.write(`${formatStatus(reply, coloursFor(process.stdout), host)}\n`);
