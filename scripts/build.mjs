@@ -4,7 +4,16 @@
 // chaos scenarios). Plain JavaScript so that it runs where tsx is not installed (the container's build stage).
 // `--if-stale`: only when a source is newer than the last build (the test suite's global setup).
 import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -41,11 +50,14 @@ function stale() {
  */
 export function build({ ifStale = false, lenient = false } = {}) {
   if (ifStale && !stale()) return false;
-  rmSync(DIST, { recursive: true, force: true });
+  // Built beside dist/ and swapped in at the end: a CLI that runs meanwhile (another test run) keeps a whole
+  // dist/ to run, and a failed build leaves the last good one.
+  const out = `${DIST}.${process.pid}`;
+  rmSync(out, { recursive: true, force: true });
   const tsc = join(ROOT, "node_modules/typescript/bin/tsc");
   for (const project of ["tsconfig.build.json", "tsconfig.types.json"]) {
     try {
-      execFileSync(process.execPath, [tsc, "-p", project], {
+      execFileSync(process.execPath, [tsc, "-p", project, "--outDir", out], {
         cwd: ROOT,
         stdio: lenient ? "pipe" : "inherit",
       });
@@ -57,17 +69,22 @@ export function build({ ifStale = false, lenient = false } = {}) {
         );
         continue;
       }
+      rmSync(out, { recursive: true, force: true });
       throw new Error(`tsc -p ${project} failed${lenient ? `: ${e.stdout}` : " (its errors are above)"}`, {
         cause: e,
       });
     }
   }
   for (const dir of ASSETS) {
-    const to = join(DIST, dir);
+    const to = join(out, dir);
     mkdirSync(dirname(to), { recursive: true });
     cpSync(join(ROOT, dir), to, { recursive: true, filter: (src) => !src.endsWith(".ts") });
   }
-  writeFileSync(STAMP, `${new Date().toISOString()}\n`);
+  writeFileSync(join(out, ".built"), `${new Date().toISOString()}\n`);
+  const old = `${DIST}.old.${process.pid}`;
+  if (existsSync(DIST)) renameSync(DIST, old);
+  renameSync(out, DIST);
+  rmSync(old, { recursive: true, force: true });
   return true;
 }
 
