@@ -21,7 +21,7 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DIST = join(ROOT, "dist");
 const STAMP = join(DIST, ".built");
 const SOURCES = ["client", "machines", "services", "shared"];
-const ASSETS = ["shared/sim/fleets", "services/chaos/scenarios"];
+const ASSETS = ["shared/sim/fleets", "services/chaos/scenarios", "services/ui/assets"];
 const INPUTS = [
   "package.json",
   "tsconfig.json",

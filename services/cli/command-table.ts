@@ -115,7 +115,7 @@ export const COMMANDS = {
     load: () => import("./commands/watch.ts"),
   },
   serve: {
-    summary: "run the coordinator or an agent (config file, CXLRC_* env, flags)",
+    summary: "run the coordinator, an agent or the fleet page (config file, CXLRC_* env, flags)",
     options: SERVE_OPTIONS,
     targets: {
       coordinator: {
@@ -132,6 +132,9 @@ export const COMMANDS = {
         "sysfs-root": { type: "string" },
         "heartbeat-ms": { type: "string" },
         "metrics-port": { type: "string" },
+      },
+      ui: {
+        listen: { type: "string" },
       },
     },
     load: () => import("./commands/serve.ts"),

@@ -18,6 +18,8 @@ import { formatMs } from "../cli/format/duration.ts";
 import { eventLine } from "../cli/format/event.ts";
 import { decisionsOf, formatDecision } from "../cli/format/plan.ts";
 import { newRequestId } from "../cli/request.ts";
+import { DEFAULT_UI_HOST } from "../ui/config.ts";
+import { startUi, type UiHandle } from "../ui/server.ts";
 import { type DemoCoordinator, startDemoCoordinator } from "./coordinator.ts";
 import { type DemoBackend, type DemoHost, startDemoWorld, stopDemoHosts } from "./fleet.ts";
 import { type EmbeddedNats, ensureNatsServer, NatsServerMissing, startEmbeddedNats } from "./nats-server.ts";
@@ -65,10 +67,12 @@ interface Running {
   coordinator?: DemoCoordinator;
   hosts: DemoHost[];
   feed?: EventFeed;
+  ui?: UiHandle;
 }
 
 async function shutdown(r: Running): Promise<void> {
   r.feed?.stop();
+  await r.ui?.close().catch(() => undefined);
   await stopDemoHosts(r.hosts);
   await r.coordinator?.stop().catch(() => undefined);
   await r.nc?.close().catch(() => undefined);
@@ -109,12 +113,15 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     running.hosts = world.hosts;
     running.coordinator = await startDemoCoordinator({ url, log, hosts: running.hosts.map((h) => h.name) });
     if (abort.signal.aborted) return interrupted(opts);
+    // --keep-running: the fleet page too, from the start, so that it shows the demo's resets live.
+    if (opts.keepRunning) running.ui = await startDemoUi(running.nc, url, log);
 
     const devices = running.hosts.map((h) => `${h.name}`).join(", ");
     say(
       `${c.bold("cxlrc demo")}: nats-server at ${url} (pid ${running.nats.pid}), a coordinator, agents for ${devices}`,
     );
     say(c.dim(world.description));
+    if (running.ui) say(`the fleet page: ${c.bold(running.ui.url)}`);
     say("");
 
     const results = await runScenarios(running, world.scenarios, opts, abort.signal);
@@ -158,7 +165,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     }
 
     if (opts.keepRunning) {
-      const where = `the bus stays up at ${url}: try \`cxlrc watch --server ${url} --since 1h\` in another terminal; Ctrl-C stops everything`;
+      const page = running.ui ? `; the fleet page is at ${running.ui.url}` : "";
+      const where = `the bus stays up at ${url}: try \`cxlrc watch --server ${url} --since 1h\` in another terminal${page}; Ctrl-C stops everything`;
       opts.err.write(`${where}\n`);
       await new Promise<void>((resolve) =>
         abort.signal.addEventListener("abort", () => resolve(), { once: true }),
@@ -169,6 +177,16 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   } finally {
     for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.removeListener(s, onSignal);
     await shutdown(running);
+  }
+}
+
+/** The fleet page on its usual port (127.0.0.1:9480), or on any free one when that is taken. */
+async function startDemoUi(nc: NatsConnection, url: string, log: Logger): Promise<UiHandle> {
+  try {
+    return await startUi({ nc, servers: url, log });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EADDRINUSE") throw e;
+    return await startUi({ nc, servers: url, log, listen: { host: DEFAULT_UI_HOST, port: 0 } });
   }
 }
 

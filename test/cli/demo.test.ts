@@ -91,6 +91,17 @@ describe("cxlrc demo", () => {
     expect(out).toContain(`cxlrc watch --server ${url} --since 1h`);
     expect(out).toContain("README.md");
 
+    // The fleet page, started with the demo: the grid holds the quarantined device.
+    const page = /the fleet page is at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(err)?.[1];
+    expect(page).toBeDefined();
+    expect(out).toContain(`the fleet page: ${page}`);
+    const fleet = (await (await fetch(new URL("api/fleet", page))).json()) as {
+      devices: Array<{ host: string; bdf: string; label: string; why: string }>;
+    };
+    const cell = fleet.devices.find((d) => d.host === "bravo" && d.bdf === "0000:04:00.0");
+    expect(cell?.label).toBe("bravo 0000:04:00.0: quarantined");
+    expect(cell?.why).toMatch(/decoder 0 reports Error Not Committed/);
+
     const status = await runCli(["status", "--json", "--server", url]);
     expect(status.code).toBe(0);
     const devices = (
@@ -104,6 +115,12 @@ describe("cxlrc demo", () => {
     expect(alive(pid)).toBe(false);
     const after = await runCli(["status", "--server", url]);
     expect(after.code).toBe(3);
+    expect(
+      await fetch(page!).then(
+        () => "answered",
+        () => "gone",
+      ),
+    ).toBe("gone");
   });
 
   it("--backend qemu: QEMU's CXL model, io refused for lack of FLR, SBR verified; QEMU and nats-server gone", async () => {

@@ -1,4 +1,4 @@
-// Runs the real `cxlrc` binary (bin/cxlrc.js through tsx) as a child process and collects its output.
+// Runs the real `cxlrc` binary (bin/cxlrc.js: the compiled dist/, built by the global setup) as a child process and collects its output.
 import { type ChildProcess, spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

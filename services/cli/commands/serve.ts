@@ -10,6 +10,7 @@ import { checkReadable, readJsonFile } from "../files.ts";
 
 export const usage = `Usage: cxlrc serve coordinator [--config FILE] [options]
        cxlrc serve agent [--config FILE] [options]
+       cxlrc serve ui [--config FILE] [--listen HOST:PORT] [options]
 
 Run the coordinator (one or more per fleet: reset lifecycles, leases, policy, events) or the agent (one per
 host: register access through sysfs/VFIO, or the simulator) in the foreground, logging JSON to stdout.
@@ -39,9 +40,15 @@ agent:
   --heartbeat-ms N       heartbeat interval (ms, or a duration: 5s)
   --metrics-port N       /metrics, /healthz, /readyz port (default 9465, "off" none)  env CXLRC_METRICS_PORT
 
+ui (the live fleet page, for SREs: connect it with the SRE principal's credentials; the browser never
+sees them):
+  --listen HOST:PORT     where the page listens (default 127.0.0.1:9480)  env CXLRC_UI_LISTEN
+
 Exit codes: 0 stopped by a signal, 1 the service failed, 2 bad flags or config, 3 bus unavailable.`;
 
 type Json = Record<string, unknown>;
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** The JSON object in FILE; a missing, unreadable or non-JSON file is bad input naming the file. */
 export function readConfigFile(path: string): Json {
@@ -87,7 +94,62 @@ export async function run(argv: string[]): Promise<number> {
     optionsOf(spec, "coordinator"),
     "service",
   );
+  if (target === "ui") return serveUi(rest);
   return target === "coordinator" ? serveCoordinator(rest) : serveAgent(rest);
+}
+
+/** The fleet page's config object from file, env and flags (not yet validated). */
+export function uiConfigInput(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  parseListen: (text: string) => { host: string; port: number },
+): Json {
+  const { values, positionals } = parseFlags("serve", argv, {
+    ...COMMANDS.serve.options,
+    ...COMMANDS.serve.targets.ui,
+  });
+  takePositionals("serve", positionals, []);
+  const cfg: Json = values.config !== undefined ? readConfigFile(values.config) : {};
+  put(
+    cfg,
+    "servers",
+    servers(values.server) ?? servers(env.CXLRC_NATS_URL) ?? cfg.servers ?? servers(env.NATS_URL),
+  );
+  put(cfg, "credsFile", credsFlag(values.creds));
+  const listen = values.listen ?? env.CXLRC_UI_LISTEN;
+  if (listen !== undefined) cfg.listen = parseListen(listen);
+  return cfg;
+}
+
+async function serveUi(argv: string[]): Promise<number> {
+  const { parseListen, parseUiConfig, startUi } = await import("../../ui/server.ts");
+  const { createLogger } = await import("../../../shared/log.ts");
+  const { values } = parseFlags("serve", argv, { ...COMMANDS.serve.options, ...COMMANDS.serve.targets.ui });
+  const config = parseUiConfig(uiConfigInput(argv, process.env, parseListen));
+  const level = values["log-level"] ?? process.env.CXLRC_LOG_LEVEL ?? "info";
+  if (!LOG_LEVELS.includes(level)) {
+    throw new UsageError(`bad --log-level ${JSON.stringify(level)}: one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const log = createLogger("cxlrc-ui", { level });
+  let ui: Awaited<ReturnType<typeof startUi>>;
+  try {
+    ui = await startUi({ ...config, log });
+  } catch (e) {
+    return startFailure("ui", e);
+  }
+  log.info({ url: ui.url }, "fleet page serving");
+  process.stderr.write(`cxlrc serve ui: the fleet page is at ${ui.url}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      resolve();
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
+  await ui.close();
+  return EXIT.ok;
 }
 
 /** The coordinator's config object from file, env and flags (not yet validated). */
