@@ -71,6 +71,8 @@ export interface AgentLinkOptions {
   drivenHere?: (host: string, bdf: string | null) => boolean;
   /** Every dropped event, by reason (metrics). */
   onDrop?: (reason: DropReason) => void;
+  /** An event came on `host`'s own subject and agrees with it: that host's agent is alive (metrics). */
+  onHeard?: (host: string) => void;
   /** Finished operation ids remembered to tell "stale" from "unknown". Default 4096. */
   recentCapacity?: number;
   /**
@@ -208,6 +210,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
       drop("subject-mismatch", subject, env, mismatch);
       return;
     }
+    o.onHeard?.(env.host);
     if (entry(env.host, opId) === undefined) {
       let reason: DropReason;
       if ((outstanding.get(opId)?.size ?? 0) > 0) reason = "other-host";

@@ -17,6 +17,10 @@ export interface CoordinatorMetrics {
   readonly scopeViolations: Counter;
   readonly driverHandBacks: Counter<"result" | "driver">;
   readonly leasesHeld: Gauge;
+  /** 1 while the fleet circuit breaker is open, 0 while closed (read from the breaker at each scrape). */
+  readonly breakerOpen: Gauge;
+  /** When this coordinator last heard from the agent of each host (Unix time), by host. */
+  readonly agentLastSeen: Gauge<"host">;
   /** Agent events not believed (other host's subject, operation not issued here...), by reason. */
   readonly agentEventsDropped: Counter<"reason">;
   /** Control requests answered with a refusal before decoding (rate-limited, too-large), by subject. */
@@ -28,6 +32,10 @@ export interface CoordinatorMetrics {
   countDevicesWith(count: () => Map<string, number>): void;
   /** How many leases are held, asked when the metrics are read. */
   countLeasesWith(count: () => number): void;
+  /** Is the breaker open, asked when the metrics are read (its state follows a KV key every coordinator watches). */
+  breakerOpenWith(open: () => boolean): void;
+  /** The agent of `host` was heard from (a heartbeat, or an operation event believed from its own subject). */
+  agentSeen(host: string, nowMs: number): void;
   /** Feed one published event (refusals, outcomes, violations). */
   observe(e: EventEnvelope): void;
   text(): Promise<string>;
@@ -35,9 +43,25 @@ export interface CoordinatorMetrics {
 
 const SECONDS = [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
-export function createMetrics(): CoordinatorMetrics {
+export interface MetricsOptions {
+  /** The coordinator's id (its lease owner name): cxlrc_coordinator_info{coordinator} 1. */
+  coordinator?: string;
+}
+
+export function createMetrics(mo: MetricsOptions = {}): CoordinatorMetrics {
   const registry = new Registry();
   registerStandardMetrics(registry, "coordinator");
+  // The id once, in an info metric joined on the scrape's job/instance (`* on (job, instance) group_left
+  // (coordinator) cxlrc_coordinator_info`), rather than a label on every series: the series keep their names and
+  // labels, and Prometheus's own instance/pod labels already tell coordinators apart.
+  if (mo.coordinator !== undefined) {
+    new Gauge({
+      name: "cxlrc_coordinator_info",
+      help: "Always 1: the id of the coordinator serving these metrics (the owner name its leases carry)",
+      labelNames: ["coordinator"] as const,
+      registers: [registry],
+    }).set({ coordinator: mo.coordinator }, 1);
+  }
   const resets = new Counter({
     name: "cxlrc_resets_total",
     help: "Resets finished, by method, scope and outcome (verified, failed, quarantined)",
@@ -102,6 +126,23 @@ export function createMetrics(): CoordinatorMetrics {
       if (countLeases) leasesHeld.set(countLeases());
     },
   });
+  let breakerIsOpen: (() => boolean) | null = null;
+  const breakerOpen: Gauge = new Gauge({
+    name: "cxlrc_breaker_open",
+    help: "1 while the fleet circuit breaker is open (resets refused until an operator closes it), 0 while closed",
+    registers: [registry],
+    collect: () => {
+      if (breakerIsOpen) breakerOpen.set(breakerIsOpen() ? 1 : 0);
+    },
+  });
+  // One series per host heard from: the fleet's host count, which is bounded and acceptable. A host gone from
+  // the fleet keeps its series (and its heartbeat alert) until the coordinator restarts.
+  const agentLastSeen = new Gauge({
+    name: "cxlrc_agent_last_seen_timestamp_seconds",
+    help: "When this coordinator last heard from the agent of each host (heartbeat or operation event; Unix time)",
+    labelNames: ["host"] as const,
+    registers: [registry],
+  });
 
   const agentEventsDropped = new Counter({
     name: "cxlrc_agent_events_dropped_total",
@@ -129,6 +170,8 @@ export function createMetrics(): CoordinatorMetrics {
     scopeViolations,
     driverHandBacks,
     leasesHeld,
+    breakerOpen,
+    agentLastSeen,
     agentEventsDropped,
     controlRefused,
     countDevicesWith(count) {
@@ -136,6 +179,12 @@ export function createMetrics(): CoordinatorMetrics {
     },
     countLeasesWith(count) {
       countLeases = count;
+    },
+    breakerOpenWith(open) {
+      breakerIsOpen = open;
+    },
+    agentSeen(host, nowMs) {
+      agentLastSeen.set({ host }, nowMs / 1000);
     },
     observe(e) {
       switch (e.kind) {

@@ -11,6 +11,7 @@ import { type Logger, silentLogger } from "../../shared/log.ts";
 import { waitAtMost } from "../../shared/wait.ts";
 import { createAdmission, type InFlight } from "./admission.ts";
 import { createAgentLink } from "./agent-link.ts";
+import { startAgentPresence } from "./agent-presence.ts";
 import { startBreakerFeed } from "./breaker-feed.ts";
 import { createBudgets } from "./budgets.ts";
 import { createBusHealth } from "./bus-health.ts";
@@ -107,7 +108,7 @@ export interface CoordinatorHandle {
 export async function startCoordinator(opts: CoordinatorOptions): Promise<CoordinatorHandle> {
   // The endpoint comes first: /healthz answers and /readyz says "starting" during a long start (view sync,
   // discovery), and a port already taken fails the start before anything is touched.
-  const metrics = createMetrics();
+  const metrics = createMetrics({ coordinator: opts.id });
   const readiness = createReadinessGate();
   readiness.follow(opts.nc);
   let metricsServer: MetricsServer | null = null;
@@ -174,9 +175,11 @@ async function startServing(
       }
     },
     onDrop: (reason) => metrics.agentEventsDropped.inc({ reason }),
+    onHeard: (host) => metrics.agentSeen(host, now()),
     fence: (key) => fencing?.grant(key) ?? null,
     onStaleEpoch: (key) => fencing?.forfeit(key),
   });
+  const presence = startAgentPresence({ nc, log, now, onSeen: (host, at) => metrics.agentSeen(host, at) });
   await link.ready();
   const inventory = createInventoryCache(nc, { timeoutMs: policy.agentCallTimeoutMs, link });
   // Admission: host/switch slots (one ledger, one key per host), budgets (one key per device), breaker (fed by
@@ -201,6 +204,7 @@ async function startServing(
     breaker,
     policy,
   });
+  metrics.breakerOpenWith(() => breaker.state().status === "open");
   // Late-bound: the lease manager reports losses to the actors, which need the lease manager.
   let onLost: (key: string) => void = () => undefined;
   const busHealth = createBusHealth(nc, log);
@@ -364,6 +368,7 @@ async function startServing(
       await recovery.stop();
       view.stop();
       link.stop();
+      presence.stop();
       if (release) await intake.stop();
       else void intake.stop().catch(() => undefined);
       await actors.stop({ release });
