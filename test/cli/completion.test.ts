@@ -72,7 +72,7 @@ describe("completion in bash", () => {
         .split("\n")
         .filter(Boolean);
     expect(complete("cxlrc", "--server", "nats://x:4222", "br")).toEqual(["breaker"]);
-    expect(complete("cxlrc", "serve", "--config", "f.json", "")).toEqual(["coordinator", "agent"]);
+    expect(complete("cxlrc", "serve", "--config", "f.json", "")).toEqual(["coordinator", "agent", "ui"]);
     expect(complete("cxlrc", "serve", "agent", "--heart")).toEqual(["--heartbeat-ms"]);
     expect(complete("cxlrc", "breaker", "close", "--op")).toEqual(["--operator"]);
     expect(complete("cxlrc", "reset", "alpha", "--scope", "")).toEqual(["io", "full"]);

@@ -6,19 +6,16 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RunningAgent, runAgentFromConfig } from "../../services/agent/main.ts";
-import { silentLogger } from "../../shared/log.ts";
-import { createSimHost, VirtualClock } from "../../shared/sim/index.ts";
+import type { RunningAgent } from "../../services/agent/main.ts";
 import {
   publishRequest,
   type RunningCoordinator,
   readEvents,
-  rootPortHost,
   startWorld,
   until,
   type World,
 } from "../coordinator/helpers.ts";
-import { get, labelSets, promtoolCheck, rootPackageVersion, sample } from "./support.ts";
+import { get, labelSets, promtoolCheck, rootPackageVersion, sample, startServedAgent } from "./support.ts";
 
 const HOST = "mx";
 const BDF = "0000:01:00.0";
@@ -33,23 +30,7 @@ let agentBase: string;
 beforeAll(async () => {
   // No agents of the world's own: this host's agent is the one `serve agent` would run, with its endpoint.
   w = await startWorld([]);
-  agent = await runAgentFromConfig(
-    {
-      host: HOST,
-      servers: w.server.url,
-      backend: "sim",
-      heartbeatMs: 100,
-      stateDir: join(dir, "agent-state"),
-      ensureStreams: false,
-      metrics: { port: 0 },
-      logLevel: "silent",
-    },
-    {
-      backend: createSimHost(rootPortHost(HOST, 1), { clock: new VirtualClock() }),
-      handleSignals: false,
-      log: silentLogger,
-    },
-  );
+  agent = await startServedAgent(w, HOST, dir);
   c = await w.coordinator({ metricsPort: 0, hosts: [HOST] });
   coordinatorBase = c.handle.metricsUrl!.replace(/\/metrics$/, "");
   agentBase = agent.metricsUrl!.replace(/\/metrics$/, "");

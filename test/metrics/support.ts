@@ -1,7 +1,12 @@
 // Helpers of the metrics tests: promtool's verdict on a scrape, samples read out of Prometheus text, and
-// the version the package.json at the root of this checkout says.
+// the version the package.json at the root of this checkout says, the agent `serve agent` would run.
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type RunningAgent, runAgentFromConfig } from "../../services/agent/main.ts";
+import { silentLogger } from "../../shared/log.ts";
+import { createSimHost, VirtualClock } from "../../shared/sim/index.ts";
+import { rootPortHost, type World } from "../coordinator/helpers.ts";
 
 /** `promtool check metrics` on stdin: its exit status and everything it printed (lint problems). */
 export function promtoolCheck(text: string): { status: number | null; output: string; error?: string } {
@@ -55,4 +60,28 @@ export async function get(
 ): Promise<{ status: number; body: string }> {
   const res = await fetch(`${baseUrl}${path}`, { method });
   return { status: res.status, body: await res.text() };
+}
+
+/**
+ * The agent `cxlrc serve agent` would run for `host` (simulated, one root port, its /metrics endpoint on a free
+ * port, a 100 ms heartbeat) on the world's bus; its state under `dir`.
+ */
+export function startServedAgent(w: World, host: string, dir: string): Promise<RunningAgent> {
+  return runAgentFromConfig(
+    {
+      host,
+      servers: w.server.url,
+      backend: "sim",
+      heartbeatMs: 100,
+      stateDir: join(dir, "agent-state"),
+      ensureStreams: false,
+      metrics: { port: 0 },
+      logLevel: "silent",
+    },
+    {
+      backend: createSimHost(rootPortHost(host, 1), { clock: new VirtualClock() }),
+      handleSignals: false,
+      log: silentLogger,
+    },
+  );
 }

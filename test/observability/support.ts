@@ -6,10 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
-import { runAgentFromConfig } from "../../services/agent/main.ts";
-import { silentLogger } from "../../shared/log.ts";
-import { createSimHost, VirtualClock } from "../../shared/sim/index.ts";
-import { rootPortHost, startWorld } from "../coordinator/helpers.ts";
+import type { runAgentFromConfig } from "../../services/agent/main.ts";
+import { startWorld } from "../coordinator/helpers.ts";
+import { startServedAgent } from "../metrics/support.ts";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -105,23 +104,7 @@ export async function liveMetricFamilies(): Promise<{
   const w = await startWorld([]);
   let agent: Awaited<ReturnType<typeof runAgentFromConfig>> | undefined;
   try {
-    agent = await runAgentFromConfig(
-      {
-        host,
-        servers: w.server.url,
-        backend: "sim",
-        heartbeatMs: 100,
-        stateDir: join(dir, "agent-state"),
-        ensureStreams: false,
-        metrics: { port: 0 },
-        logLevel: "silent",
-      },
-      {
-        backend: createSimHost(rootPortHost(host, 1), { clock: new VirtualClock() }),
-        handleSignals: false,
-        log: silentLogger,
-      },
-    );
+    agent = await startServedAgent(w, host, dir);
     const c = await w.coordinator({ id: "obs-live-c1", metricsPort: 0, hosts: [host] });
     const scrape = async (url: string | null) => {
       if (url === null) throw new Error("no metrics endpoint");

@@ -98,6 +98,24 @@ export async function run(argv: string[]): Promise<number> {
   return target === "coordinator" ? serveCoordinator(rest) : serveAgent(rest);
 }
 
+/**
+ * The config object of a service that names its bus at the top level (the agent, the fleet page): the file of
+ * --config, then `servers` and `credsFile` from flags and env.
+ */
+function flatConfig(
+  values: { config?: string; server?: string; creds?: string },
+  env: NodeJS.ProcessEnv,
+): Json {
+  const cfg: Json = values.config !== undefined ? readConfigFile(values.config) : {};
+  put(
+    cfg,
+    "servers",
+    servers(values.server) ?? servers(env.CXLRC_NATS_URL) ?? cfg.servers ?? servers(env.NATS_URL),
+  );
+  put(cfg, "credsFile", credsFlag(values.creds));
+  return cfg;
+}
+
 /** The fleet page's config object from file, env and flags (not yet validated). */
 export function uiConfigInput(
   argv: string[],
@@ -109,13 +127,7 @@ export function uiConfigInput(
     ...COMMANDS.serve.targets.ui,
   });
   takePositionals("serve", positionals, []);
-  const cfg: Json = values.config !== undefined ? readConfigFile(values.config) : {};
-  put(
-    cfg,
-    "servers",
-    servers(values.server) ?? servers(env.CXLRC_NATS_URL) ?? cfg.servers ?? servers(env.NATS_URL),
-  );
-  put(cfg, "credsFile", credsFlag(values.creds));
+  const cfg = flatConfig(values, env);
   const listen = values.listen ?? env.CXLRC_UI_LISTEN;
   if (listen !== undefined) cfg.listen = parseListen(listen);
   return cfg;
@@ -192,13 +204,7 @@ export function agentConfigInput(argv: string[], env: NodeJS.ProcessEnv = proces
     ...COMMANDS.serve.targets.agent,
   });
   takePositionals("serve", positionals, []);
-  const cfg: Json = values.config !== undefined ? readConfigFile(values.config) : {};
-  put(
-    cfg,
-    "servers",
-    servers(values.server) ?? servers(env.CXLRC_NATS_URL) ?? cfg.servers ?? servers(env.NATS_URL),
-  );
-  put(cfg, "credsFile", credsFlag(values.creds));
+  const cfg = flatConfig(values, env);
   put(cfg, "host", values.host ?? env.CXLRC_HOST);
   put(cfg, "backend", values.backend ?? env.CXLRC_BACKEND);
   put(cfg, "fleetFile", values.fleet ?? env.CXLRC_FLEET_FILE);
