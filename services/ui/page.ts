@@ -82,7 +82,9 @@ export function countersHtml(c: Counters): string {
   const b = c.breaker;
   return (
     `<div class="counter-block"><h3>Resets per outcome</h3>${outcomeChart(c)}` +
-    `<table id="outcomes"><caption>since ${esc(c.since)}</caption><tbody>${outcomes}</tbody></table></div>` +
+    // The chart's numbers as a table for screen readers (the chart shows them already).
+    `<p class="since">since ${esc(c.since)}</p>` +
+    `<table id="outcomes" class="sr-only"><caption>resets per outcome</caption><tbody>${outcomes}</tbody></table></div>` +
     `<div class="counter-block"><h3>MTTR per method</h3><table id="mttr"><thead><tr><th scope="col">method</th>` +
     `<th scope="col">mean</th><th scope="col">resets</th></tr></thead><tbody>${mttr}</tbody></table></div>` +
     `<div class="counter-block"><h3>Breaker</h3><p id="breaker" class="breaker ${esc(b.status)}">` +
