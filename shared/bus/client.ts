@@ -219,16 +219,15 @@ export async function requestJson(
   return value;
 }
 
+/** The server said nobody subscribes to a request's subject (nats.js reports it in two shapes). */
+export function isNoResponders(e: unknown): boolean {
+  return (
+    (e instanceof natsErrors.RequestError && e.isNoResponders()) || e instanceof natsErrors.NoRespondersError
+  );
+}
+
 function requestFailure(e: unknown, subject: string, timeoutMs: number): CxlrcError {
-  if (e instanceof natsErrors.RequestError && e.isNoResponders()) {
-    return new CxlrcError(
-      "backend",
-      `nobody answers on ${subject}`,
-      { subject, reason: "no-responders" },
-      { cause: e },
-    );
-  }
-  if (e instanceof natsErrors.NoRespondersError) {
+  if (isNoResponders(e)) {
     return new CxlrcError(
       "backend",
       `nobody answers on ${subject}`,
@@ -354,7 +353,7 @@ export async function ensureStreams(jsm: JetStreamManager, opts: EnsureStreamsOp
   const deadline = performance.now() + (opts.readyTimeoutMs ?? 15_000);
   const retriable = (e: unknown) =>
     e instanceof natsErrors.TimeoutError ||
-    (e instanceof natsErrors.RequestError && e.isNoResponders()) ||
+    isNoResponders(e) ||
     // A fresh cluster whose nodes have not all joined JetStream yet cannot place a replicated stream.
     /timeout|no responders|leader|no suitable peers|insufficient resources/i.test(
       (e as Error)?.message ?? "",

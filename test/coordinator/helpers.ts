@@ -3,7 +3,7 @@
 // read the event stream back.
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { jetstream } from "@nats-io/jetstream";
-import { type NatsConnection, errors as natsErrors, nuid } from "@nats-io/transport-node";
+import { type NatsConnection, nuid } from "@nats-io/transport-node";
 import type { Policy } from "../../machines/policy/defaults.ts";
 import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
 import type { ControlLimits } from "../../services/coordinator/config.ts";
@@ -11,7 +11,7 @@ import type { StepHook } from "../../services/coordinator/effects/agent-actors.t
 import { type CoordinatorHandle, startCoordinator } from "../../services/coordinator/service.ts";
 import type { ProbeResult } from "../../shared/bus/agent-contract.ts";
 import type { ErrorBody } from "../../shared/bus/agent-messages.ts";
-import { callAgent, connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
+import { callAgent, connectBus, ensureStreams, getJsm, isNoResponders } from "../../shared/bus/client.ts";
 import { EventEnvelope, encodeJson } from "../../shared/bus/codec.ts";
 import type { ResetRequestInput } from "../../shared/bus/requests.ts";
 import { deviceKey, STREAMS, subjects } from "../../shared/bus/subjects.ts";
@@ -245,12 +245,7 @@ export async function until(cond: () => Promise<boolean> | boolean): Promise<boo
  */
 export function noResponders(nc: NatsConnection, subject: string): Promise<boolean> {
   return until(() =>
-    nc.request(subject, new Uint8Array(0), { timeout: 200 }).then(
-      () => false,
-      (e: unknown) =>
-        (e instanceof natsErrors.RequestError && e.isNoResponders()) ||
-        e instanceof natsErrors.NoRespondersError,
-    ),
+    nc.request(subject, new Uint8Array(0), { timeout: 200 }).then(() => false, isNoResponders),
   );
 }
 
