@@ -3,6 +3,10 @@ import { type Logger, pino } from "pino";
 
 export type { Logger };
 
+/** pino's levels, most severe first, and "silent": what every --log-level, logLevel and CXLRC_LOG_LEVEL takes. */
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 /**
  * Keys that may carry a secret anywhere in the first three levels of a log object (a config, connection
  * options): their values are replaced by "[redacted]" (shared/bus/credentials.ts keeps secrets out of log

@@ -11,7 +11,7 @@ import { CxlrcError, describeError } from "../../shared/errors.ts";
 import { type MetricsServer, serveMetrics } from "../../shared/http/metrics-server.ts";
 import { createReadinessGate } from "../../shared/http/readiness.ts";
 import { type HardwareBackend, realClock } from "../../shared/hw/backend.ts";
-import { createLogger, type Logger } from "../../shared/log.ts";
+import { createLogger, LOG_LEVELS, type Logger } from "../../shared/log.ts";
 import { createSimHost, defaultFleet, loadFleet, VirtualClock } from "../../shared/sim/index.ts";
 import { createSysfsBackend } from "./backends/sysfs/sysfs-backend.ts";
 import { defaultStateDir } from "./fence-table.ts";
@@ -51,7 +51,7 @@ export const AgentConfig = z
      * $STATE_DIRECTORY, else /var/lib/cxlrc-agent.
      */
     stateDir: z.string().min(1).optional(),
-    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    logLevel: z.enum(LOG_LEVELS).default("info"),
     dedupCapacity: z.number().int().min(1).max(1_000_000).optional(),
     maxPayloadBytes: z
       .number()

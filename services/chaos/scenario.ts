@@ -10,6 +10,7 @@ import { Bdf } from "../../shared/bus/agent-messages.ts";
 import { HostName, RequestId } from "../../shared/bus/requests.ts";
 import { AGENT_OPS } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
+import { LOG_LEVELS } from "../../shared/log.ts";
 import { FaultSpec } from "../../shared/sim/faults.ts";
 import {
   type Fleet,
@@ -294,7 +295,7 @@ export const ScenarioSchema = z
         ackWaitMs: z.number().int().min(1000).max(600_000).default(5000),
         /** Policy overrides (machines/policy/defaults.ts keys). */
         policy: z.record(z.string(), z.unknown()).default({}),
-        logLevel: z.enum(["silent", "fatal", "error", "warn", "info", "debug", "trace"]).default("silent"),
+        logLevel: z.enum(LOG_LEVELS).default("silent"),
       })
       .default({
         count: 2,

@@ -3,6 +3,7 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { HOST_RE } from "../../shared/bus/subjects.ts";
 import { parseBdf } from "../../shared/hw/backend.ts";
+import { LOG_LEVELS, type LogLevel } from "../../shared/log.ts";
 import { UsageError } from "./exit.ts";
 
 export type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -174,4 +175,11 @@ export function takeTarget(
     throw new UsageError(`missing the ${what}: ${list} (see cxlrc ${command} --help)`);
   if (!targets.includes(target)) throw new UsageError(`unknown ${what} ${JSON.stringify(target)}: ${list}`);
   return { target, rest: [...argv.slice(0, index), ...argv.slice(index + 1)] };
+}
+
+/** --log-level (or CXLRC_LOG_LEVEL where a command reads it): one of pino's levels or "silent". */
+export function checkLogLevel(level: string): LogLevel {
+  if (!(LOG_LEVELS as readonly string[]).includes(level))
+    throw new UsageError(`bad --log-level ${JSON.stringify(level)}: one of ${LOG_LEVELS.join(", ")}`);
+  return level as LogLevel;
 }

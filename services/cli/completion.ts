@@ -2,6 +2,7 @@
 // Shell completion scripts for bash, zsh and fish, generated from the command table (command-table.ts) and the
 // global flags (globals.ts): commands, each command's flags (per sub-target where they differ), sub-targets, and
 // the values of a few flags (files, --scope, --method).
+import { LOG_LEVELS } from "../../shared/log.ts";
 import type { Options } from "./args.ts";
 import { COMMANDS, type CommandSpec } from "./command-table.ts";
 import { GLOBAL_OPTIONS } from "./globals.ts";
@@ -17,7 +18,7 @@ const FILE_ARGS = ["decode", "chaos"];
 const VALUE_LISTS: Record<string, readonly string[]> = {
   scope: ["io", "full"],
   method: ["cxl", "sbr", "vfio"],
-  "log-level": ["fatal", "error", "warn", "info", "debug", "trace", "silent"],
+  "log-level": LOG_LEVELS,
   topology: ["single", "switch"],
 };
 

@@ -5,6 +5,7 @@ import { z } from "zod";
 import { DEFAULT_POLICY, type Policy } from "../../machines/policy/defaults.ts";
 import { formatZodIssues } from "../../shared/bus/codec.ts";
 import { CxlrcError } from "../../shared/errors.ts";
+import { LOG_LEVELS } from "../../shared/log.ts";
 
 /** The policy's yes/no settings; every other key is a number. */
 const POLICY_FLAGS = new Set<string>(["quarantineUnbound"]);
@@ -85,7 +86,7 @@ export const CoordinatorConfig = z.strictObject({
   control: ControlLimits.default({ ...CONTROL_LIMITS_DEFAULT }),
   /** Overrides of machines/policy DEFAULT_POLICY (limits, timeouts: names carry their unit). */
   policy: PolicyOverrides.default({}),
-  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  logLevel: z.enum(LOG_LEVELS).default("info"),
 });
 export type CoordinatorConfig = z.output<typeof CoordinatorConfig>;
 export type CoordinatorConfigInput = z.input<typeof CoordinatorConfig>;

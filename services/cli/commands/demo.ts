@@ -4,7 +4,7 @@
 import { existsSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { siblingModule } from "../../../shared/module-file.ts";
-import { parseDuration, parseFlags, takePositionals } from "../args.ts";
+import { checkLogLevel, parseDuration, parseFlags, takePositionals } from "../args.ts";
 import { COMMANDS } from "../command-table.ts";
 import { EXIT, UsageError } from "../exit.ts";
 import { coloursFor } from "../format/colour.ts";
@@ -78,10 +78,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (backend !== "sim" && backend !== "qemu")
     throw new UsageError(`bad --backend ${JSON.stringify(backend)}: sim, qemu or kernel`);
-  const levels = ["silent", "fatal", "error", "warn", "info", "debug", "trace"];
-  const logLevel = values["log-level"] ?? "silent";
-  if (!levels.includes(logLevel))
-    throw new UsageError(`bad --log-level ${JSON.stringify(logLevel)}: ${levels.join(", ")}`);
+  const logLevel = checkLogLevel(values["log-level"] ?? "silent");
   const live = process.stdout.isTTY === true;
   const paceMs = values.pace !== undefined ? parseDuration("--pace", values.pace, true) : live ? 2000 : 200;
 

@@ -3,7 +3,8 @@
 // and is validated by the service's own zod schema: a bad or unknown key is named, exit 2, before anything
 // connects. SIGINT/SIGTERM stop the service cleanly (exit 0).
 import { CxlrcError, describeError } from "../../../shared/errors.ts";
-import { parseFlags, parseMsFlag, takePositionals, takeTarget } from "../args.ts";
+import { createLogger } from "../../../shared/log.ts";
+import { checkLogLevel, parseFlags, parseMsFlag, takePositionals, takeTarget } from "../args.ts";
 import { COMMANDS, optionsOf } from "../command-table.ts";
 import { EXIT, UsageError } from "../exit.ts";
 import { checkReadable, readJsonFile } from "../files.ts";
@@ -47,8 +48,6 @@ sees them):
 Exit codes: 0 stopped by a signal, 1 the service failed, 2 bad flags or config, 3 bus unavailable.`;
 
 type Json = Record<string, unknown>;
-
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** The JSON object in FILE; a missing, unreadable or non-JSON file is bad input naming the file. */
 export function readConfigFile(path: string): Json {
@@ -116,32 +115,18 @@ function flatConfig(
   return cfg;
 }
 
-/** The fleet page's config object from file, env and flags (not yet validated). */
-export function uiConfigInput(
-  argv: string[],
-  env: NodeJS.ProcessEnv = process.env,
-  parseListen: (text: string) => { host: string; port: number },
-): Json {
+async function serveUi(argv: string[]): Promise<number> {
+  const { parseListen, parseUiConfig, startUi } = await import("../../ui/server.ts");
   const { values, positionals } = parseFlags("serve", argv, {
     ...COMMANDS.serve.options,
     ...COMMANDS.serve.targets.ui,
   });
   takePositionals("serve", positionals, []);
-  const cfg = flatConfig(values, env);
-  const listen = values.listen ?? env.CXLRC_UI_LISTEN;
-  if (listen !== undefined) cfg.listen = parseListen(listen);
-  return cfg;
-}
-
-async function serveUi(argv: string[]): Promise<number> {
-  const { parseListen, parseUiConfig, startUi } = await import("../../ui/server.ts");
-  const { createLogger } = await import("../../../shared/log.ts");
-  const { values } = parseFlags("serve", argv, { ...COMMANDS.serve.options, ...COMMANDS.serve.targets.ui });
-  const config = parseUiConfig(uiConfigInput(argv, process.env, parseListen));
-  const level = values["log-level"] ?? process.env.CXLRC_LOG_LEVEL ?? "info";
-  if (!LOG_LEVELS.includes(level)) {
-    throw new UsageError(`bad --log-level ${JSON.stringify(level)}: one of ${LOG_LEVELS.join(", ")}`);
-  }
+  const input = flatConfig(values, process.env);
+  const listen = values.listen ?? process.env.CXLRC_UI_LISTEN;
+  if (listen !== undefined) input.listen = parseListen(listen);
+  const config = parseUiConfig(input);
+  const level = checkLogLevel(values["log-level"] ?? process.env.CXLRC_LOG_LEVEL ?? "info");
   const log = createLogger("cxlrc-ui", { level });
   let ui: Awaited<ReturnType<typeof startUi>>;
   try {
@@ -149,7 +134,6 @@ async function serveUi(argv: string[]): Promise<number> {
   } catch (e) {
     return startFailure("ui", e);
   }
-  log.info({ url: ui.url }, "fleet page serving");
   process.stderr.write(`cxlrc serve ui: the fleet page is at ${ui.url}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => {
