@@ -102,6 +102,11 @@ export interface ResetInput extends RequestOpInput {
   image: ImageRef;
   /** Quiesce first, in the reset's operation (a plan of the device alone); its cache flush budget. */
   quiesce: { cacheFlushTimeoutMs: number } | null;
+  /**
+   * Restore from the image (and verify) in the reset's operation too (a plan of the device alone): the
+   * restoring, committing and verifying steps of this round then report what it did instead of asking again.
+   */
+  restore: { scope: Scope; round: number } | null;
 }
 export interface AwaitReadyInput extends RequestOpInput {
   targets: string[];

@@ -42,7 +42,7 @@ import type {
 import { opIdFor } from "./op-id.ts";
 import { DEFAULT_POLICY } from "./policy/defaults.ts";
 import { handoverText, regate } from "./policy/gates.ts";
-import { planReset, quiescesWithReset } from "./policy/plan.ts";
+import { planReset, resetsAlone } from "./policy/plan.ts";
 import type { Refusal, RefusalReason, ResetPhase } from "./policy/types.ts";
 
 /** The machine's clock (ms). Injected so tests and model checks control time; the coordinator passes Date.now. */
@@ -623,7 +623,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
             scope: context.plan!.scope,
             cacheFlush: context.plan!.cacheFlush,
             cacheFlushTimeoutMs: context.plan!.deadlines.cacheFlushMs,
-            withReset: quiescesWithReset(context.plan!, context.bdf),
+            withReset: resetsAlone(context.plan!, context.bdf),
           }),
           onDone: "resetting",
           onError: {
@@ -661,8 +661,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
             waitMs: context.plan!.deadlines.resetWaitMs,
             scope: context.plan!.scope,
             image: context.image!,
-            quiesce: quiescesWithReset(context.plan!, context.bdf)
+            quiesce: resetsAlone(context.plan!, context.bdf)
               ? { cacheFlushTimeoutMs: context.plan!.deadlines.cacheFlushMs }
+              : null,
+            restore: resetsAlone(context.plan!, context.bdf)
+              ? { scope: context.restoreScope, round: context.round }
               : null,
           }),
           onDone: {

@@ -30,8 +30,11 @@ export function planDeadlines(
     targets: string[];
     cacheFlush: boolean;
     committedDecoders: number[];
-    /** The reset's operation quiesces first (policy/plan.ts quiescesWithReset): its budget holds the flush. */
-    quiesceWithReset?: boolean;
+    /**
+     * The reset's operation quiesces first and restores after (policy/plan.ts resetsAlone): its budget holds
+     * the flush, the restore with its commits and the verify.
+     */
+    resetAlone?: boolean;
   },
   facts: DeviceFacts,
   policy: Policy,
@@ -42,6 +45,9 @@ export function planDeadlines(
   const wait = resetWaitMs(plan.method, facts, policy);
   // Decoders are committed one after the other; siblings may bring their own, so bound by target count.
   const commits = Math.max(1, plan.committedDecoders.length) * Math.max(1, plan.targets.length);
+  const restoringMs = perTarget;
+  const committingMs = agentCallMs + commits * policy.commitTimeoutMs;
+  const alone = plan.resetAlone === true;
   return {
     agentCallMs,
     cacheFlushMs,
@@ -53,10 +59,11 @@ export function planDeadlines(
       persistingImage: policy.imagePersistTimeoutMs,
       regating: agentCallMs,
       quiescing: perTarget + cacheFlushMs,
-      resetting: agentCallMs + wait + (plan.quiesceWithReset ? cacheFlushMs : 0),
+      resetting:
+        agentCallMs + wait + (alone ? cacheFlushMs + restoringMs + committingMs + policy.verifyTimeoutMs : 0),
       awaitingReady: agentCallMs + policy.deviceReadyTimeoutMs,
-      restoring: perTarget,
-      committingDecoders: agentCallMs + commits * policy.commitTimeoutMs,
+      restoring: restoringMs,
+      committingDecoders: committingMs,
       verifying: policy.verifyTimeoutMs,
       releasing: policy.leaseTimeoutMs,
     },

@@ -123,7 +123,7 @@ export function planReset(request: ResetRequest, facts: DeviceFacts, ctx: Policy
         targets,
         cacheFlush,
         committedDecoders,
-        quiesceWithReset: quiescesWithReset({ targets }, request.bdf),
+        resetAlone: resetsAlone({ targets }, request.bdf),
       },
       facts,
       ctx.policy,
@@ -139,9 +139,10 @@ export function isRefusal(x: Plan | Refusal): x is Refusal {
 }
 
 /**
- * A plan of the device alone: its reset operation quiesces it first (one agent call, after quiescing's
- * write-ahead, the decision to reset). A plan with other functions quiesces each of them in the quiescing step.
+ * A plan of the device alone: its reset operation quiesces it first (after quiescing's write-ahead, the
+ * decision to reset) and restores it from the image after (with the verify): one agent call for what would be
+ * three. A plan with other functions quiesces and restores each of them in their own steps.
  */
-export function quiescesWithReset(plan: Pick<Plan, "targets">, bdf: string): boolean {
+export function resetsAlone(plan: Pick<Plan, "targets">, bdf: string): boolean {
   return plan.targets.length === 1 && plan.targets[0] === bdf;
 }

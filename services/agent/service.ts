@@ -16,7 +16,12 @@ import { createHash } from "node:crypto";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import type { Msg, NatsConnection, SubscriptionOptions } from "@nats-io/transport-node";
 import type { z } from "zod";
-import type { AgentResult, FaultResult, RestoreResult } from "../../shared/bus/agent-contract.ts";
+import type {
+  AgentResult,
+  FaultResult,
+  ResetResult,
+  RestoreResult,
+} from "../../shared/bus/agent-contract.ts";
 import { AGENT_PARAMS, type AgentReply, type Fence, OpId } from "../../shared/bus/agent-messages.ts";
 import {
   decodeJson,
@@ -317,6 +322,23 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     }
   ).faults;
 
+  /** A restore, and the verify right after it when asked (a verify that cannot run is left out, logged). */
+  async function restoreThenVerify(
+    ctx: OpContext,
+    rp: Omit<Params<"restore">, "verify">,
+    andVerify: boolean,
+  ): Promise<RestoreResult> {
+    const restored = await operations.restore(ctx, rp);
+    if (!andVerify) return restored;
+    // A verify that cannot run here is left out: the caller's own verify step runs it and names why.
+    try {
+      return { ...restored, verify: await operations.verify(ctx, rp) };
+    } catch (e) {
+      ctx.log.warn({ err: describeError(e) }, "verify after the restore not run; left to the verify step");
+      return restored;
+    }
+  }
+
   async function dispatch(op: AgentOp, ctx: OpContext, p: Record<string, unknown>): Promise<unknown> {
     switch (op) {
       case "inventory":
@@ -329,22 +351,24 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
         return operations.save(ctx, p as Params<"save">);
       case "quiesce":
         return operations.quiesce(ctx, p as Params<"quiesce">);
-      case "reset":
-        return operations.reset(ctx, p as Params<"reset">);
+      case "reset": {
+        const { restore, ...rp } = p as Params<"reset">;
+        const reset = await operations.reset(ctx, rp);
+        // Restored in the same operation only once the reset's own polling saw the function answer; a restore
+        // that fails is said in the result (the reset happened: failing the operation would hide that).
+        if (!restore || !reset.reached.includes(rp.bdf)) return reset;
+        const { verify, ...how } = restore;
+        try {
+          const restored = await restoreThenVerify(ctx, { bdf: rp.bdf, ...how }, verify === true);
+          return { ...reset, restore: { ok: true, result: restored } } satisfies ResetResult;
+        } catch (e) {
+          ctx.log.warn({ err: describeError(e) }, "restore after the reset failed");
+          return { ...reset, restore: { ok: false, error: errorToBody(e) } } satisfies ResetResult;
+        }
+      }
       case "restore": {
         const { verify: andVerify, ...rp } = p as Params<"restore">;
-        const restored = await operations.restore(ctx, rp);
-        if (!andVerify) return restored;
-        // A verify that cannot run here is left out: the caller's own verify step runs it and names why.
-        try {
-          return { ...restored, verify: await operations.verify(ctx, rp) } satisfies RestoreResult;
-        } catch (e) {
-          ctx.log.warn(
-            { err: describeError(e) },
-            "verify after the restore not run; left to the verify step",
-          );
-          return restored;
-        }
+        return restoreThenVerify(ctx, rp, andVerify === true);
       }
       case "verify":
         return operations.verify(ctx, p as Params<"verify">);
@@ -388,7 +412,12 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
         lastSeq = emitEvent(b, kind, data ?? {}, opId) || lastSeq;
       },
     };
+    // Images stay out of the event (kilobytes, and the image is stored already): the rest says what was asked.
     const { image: _image, ...summary } = params;
+    if (summary.restore && typeof summary.restore === "object") {
+      const { image: _restoreImage, ...restore } = summary.restore as Record<string, unknown>;
+      summary.restore = restore;
+    }
     lastSeq = emitEvent(bdf, "op.started", { op, params: summary }, opId);
     opLog.debug("operation started");
     let reply: AgentReply;

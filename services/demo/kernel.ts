@@ -309,8 +309,8 @@ function kernelNextSteps(c: Colours, shown: KernelTopology): string {
   const other: KernelTopology = shown === "single" ? "switch" : "single";
   const tips: Array<[string, string]> = [
     [
-      "node --import tsx services/lab/main.ts single --console",
-      "every kernel lab check (sysfs, VFIO, gates), with the guest's console",
+      "npm run lab -- single --console",
+      "every kernel lab check (sysfs, VFIO, gates), with the guest's console (in a checkout)",
     ],
     ["npx vitest run test/kernel-lab", "the same checks, asserted"],
     [`cxlrc demo --backend kernel --topology ${other}`, TOPOLOGY_TEXT[other]],

@@ -1,4 +1,4 @@
-// `node --import tsx services/lab/main.ts SCENARIO [--json FILE] [--console] [KERNEL-ARGS...]`: one kernel lab
+// `npm run lab -- SCENARIO [--json FILE] [--console] [KERNEL-ARGS...]`: one kernel lab
 // boot from the command line (what the tests run), for a person investigating the real kernel: prints the
 // phases and each check's outcome, optionally the console as it goes and every check's JSON to a file.
 import { writeFileSync } from "node:fs";
@@ -7,15 +7,32 @@ import { exitOnSignals } from "../../shared/children.ts";
 import { describeRun, startLabScenario } from "./lab.ts";
 import { LAB_SCENARIOS, type LabScenario } from "./protocol.ts";
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: { json: { type: "string" }, console: { type: "boolean" } },
-});
+const USAGE = `usage: npm run lab -- ${Object.keys(LAB_SCENARIOS).join("|")} [--json FILE] [--console] [KERNEL-ARGS...]`;
+let parsed: ReturnType<typeof parseLabArgs>;
+function parseLabArgs() {
+  return parseArgs({
+    allowPositionals: true,
+    options: {
+      json: { type: "string" },
+      console: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+}
+try {
+  parsed = parseLabArgs();
+} catch (e) {
+  console.error(`lab: ${(e as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+const { values, positionals } = parsed;
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const [scenario, ...append] = positionals;
 if (!scenario || !(scenario in LAB_SCENARIOS)) {
-  console.error(
-    `usage: main.ts ${Object.keys(LAB_SCENARIOS).join("|")} [--json FILE] [--console] [KERNEL-ARGS...]`,
-  );
+  console.error(`lab: ${scenario ? `no scenario "${scenario}"` : "which scenario?"}\n${USAGE}`);
   process.exit(2);
 }
 const handle = startLabScenario(scenario as LabScenario, {

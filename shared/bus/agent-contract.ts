@@ -11,7 +11,7 @@ import type { DecodedComponentBlock } from "../cxl/component.ts";
 import type { DecodedConfig } from "../cxl/decode.ts";
 import { CxlrcError } from "../errors.ts";
 import { Hex, ImageSchema } from "../image/schema.ts";
-import { Bdf, ResetMethod, Scope } from "./agent-messages.ts";
+import { Bdf, ErrorBody, ResetMethod, Scope } from "./agent-messages.ts";
 import { formatZodIssues } from "./codec.ts";
 import type { AgentOp } from "./subjects.ts";
 
@@ -194,21 +194,6 @@ export const QuiesceResult = z.object({
 });
 export type QuiesceResult = z.infer<typeof QuiesceResult>;
 
-export const ResetResult = z.object({
-  bdf: Bdf,
-  method: ResetMethod,
-  /** The function or bridge the reset was performed on (function 0 for CXL Reset, the bridge for SBR). */
-  target: Bdf,
-  /** Functions polled after the reset that answered. */
-  reached: z.array(Bdf),
-  durationMs: DurationMs,
-  /** Method-specific facts (declared timeout, Mem Clr, Unmask SBR…). */
-  details: z.record(z.string(), z.unknown()),
-  /** The quiesce done first when asked (`quiesce` in the params). */
-  quiesce: QuiesceResult.optional(),
-});
-export type ResetResult = z.infer<typeof ResetResult>;
-
 export const DecoderOutcome = z.object({
   index: Count,
   /**
@@ -261,6 +246,32 @@ export const RestoreResult = z.object({
   verify: VerifyResult.optional(),
 });
 export type RestoreResult = z.infer<typeof RestoreResult>;
+
+export const ResetResult = z.object({
+  bdf: Bdf,
+  method: ResetMethod,
+  /** The function or bridge the reset was performed on (function 0 for CXL Reset, the bridge for SBR). */
+  target: Bdf,
+  /** Functions polled after the reset that answered. */
+  reached: z.array(Bdf),
+  durationMs: DurationMs,
+  /** Method-specific facts (declared timeout, Mem Clr, Unmask SBR…). */
+  details: z.record(z.string(), z.unknown()),
+  /** The quiesce done first when asked (`quiesce` in the params). */
+  quiesce: QuiesceResult.optional(),
+  /**
+   * The restore done right after the reset when asked (`restore` in the params): its result, or the error that
+   * stopped it (the reset itself happened). Absent when it was not asked for, or the function never answered
+   * the reset's polling (the caller waits for it and restores on its own).
+   */
+  restore: z
+    .discriminatedUnion("ok", [
+      z.object({ ok: z.literal(true), result: RestoreResult }),
+      z.object({ ok: z.literal(false), error: ErrorBody }),
+    ])
+    .optional(),
+});
+export type ResetResult = z.infer<typeof ResetResult>;
 
 /** Simulated backends only: the device's armed faults after the action (shared/sim/faults.ts FaultSpec). */
 export const FaultResult = z.object({

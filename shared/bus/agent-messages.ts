@@ -74,6 +74,12 @@ export const ResetParams = z.strictObject({
    * less. A quiesce that fails leaves the device as it was and fails the operation before any reset.
    */
   quiesce: z.strictObject({ scope: Scope }).optional(),
+  /**
+   * Restore the function from this image right after the reset, in the same operation, once the reset's own
+   * polling saw it answer (what `restore` does, with `verify` as there): one round trip less. A restore that
+   * fails does not fail the operation (the reset happened): the result's `restore` carries its error.
+   */
+  restore: z.strictObject({ scope: Scope, image: z.unknown(), verify: z.boolean().optional() }).optional(),
 });
 /** The image travels as JSON; its own schema lives in shared/image. */
 export const RestoreParams = z.strictObject({

@@ -866,13 +866,24 @@ export const EXAMPLES: Record<string, MessageExample[]> = {
     ),
   ],
   ResetParams: [
-    one("cxl-reset", "CXL Reset, quiescing first in the same operation.", {
+    one(
+      "cxl-reset",
+      "CXL Reset of a device alone: quiesced first, restored and verified after, one operation.",
+      {
+        opId: RESET_OP,
+        fence: FENCE,
+        bdf: BDF,
+        method: "cxl",
+        memClear: false,
+        quiesce: { scope: "full" },
+        restore: { scope: "full", image: IMAGE, verify: true },
+      },
+    ),
+    one("sbr", "A secondary bus reset of one function among several (each restored in its own operation).", {
       opId: RESET_OP,
       fence: FENCE,
       bdf: BDF,
-      method: "cxl",
-      memClear: false,
-      quiesce: { scope: "full" },
+      method: "sbr",
     }),
   ],
   ResetReply: [
@@ -900,6 +911,54 @@ export const EXAMPLES: Record<string, MessageExample[]> = {
           cache: "not-needed",
           wbInvInitiated: false,
           durationMs: 0,
+        },
+        restore: {
+          ok: true,
+          result: {
+            bdf: BDF,
+            scope: "full",
+            checksum: IMAGE.checksum,
+            decoders: [
+              { index: 0, action: "committed", decommitted: false },
+              { index: 1, action: "programmed", decommitted: false },
+            ],
+            configLock: false,
+            durationMs: 1,
+            verify: {
+              bdf: BDF,
+              scope: "full",
+              passed: true,
+              mismatches: [],
+              scopeViolation: false,
+              registersChecked: 41,
+            },
+          },
+        },
+      }),
+    ),
+    one(
+      "restore-failed",
+      "Reset, but the restore after it stopped at a decoder: the operation still succeeds (the reset happened).",
+      agentOk(RESET_OP, {
+        bdf: BDF,
+        target: BDF,
+        reached: [BDF],
+        details: {
+          memClear: false,
+          declaredTimeoutMs: 100,
+          timeoutReserved: false,
+          deadlineMs: 100,
+          waitedMs: 100,
+        },
+        method: "cxl",
+        durationMs: 101,
+        restore: {
+          ok: false,
+          error: {
+            kind: "commit-error",
+            message: COMMIT_ERROR,
+            details: { bdf: BDF, decoder: 0, register: "decoder0.control", value: "0x00000a00", waitedMs: 1 },
+          },
         },
       }),
     ),

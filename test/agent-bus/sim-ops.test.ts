@@ -98,6 +98,81 @@ describe("save / reset / restore / verify over the bus", () => {
   });
 });
 
+describe("a reset that restores in the same operation", () => {
+  type Reset = {
+    reached: string[];
+    restore?:
+      | { ok: true; result: { verify?: { passed: boolean }; decoders: { action: string }[] } }
+      | {
+          ok: false;
+          error: { kind: string; message: string };
+        };
+  };
+
+  it("quiesces, resets once, restores and verifies: the device is back as saved, one reply says it all", async () => {
+    await clearFaults();
+    const image = await call("save", { bdf: DEV });
+    const before = sim.counters(DEV).cxlReset;
+    const opId = "merged-1";
+    const r = await call<Reset>(
+      "reset",
+      {
+        bdf: DEV,
+        method: "cxl",
+        quiesce: { scope: "full" },
+        restore: { scope: "full", image, verify: true },
+      },
+      opId,
+    );
+    expect(sim.counters(DEV).cxlReset).toBe(before + 1);
+    expect(r.reached).toContain(DEV);
+    expect(r.restore).toMatchObject({ ok: true, result: { verify: { passed: true } } });
+    // The device really is as saved: an independent read agrees.
+    expect(await call("verify", { bdf: DEV, scope: "full", image })).toMatchObject({
+      passed: true,
+      mismatches: [],
+    });
+    const kinds = (await readEvents(env.jsm)).filter((e) => e.event.opId === opId).map((e) => e.event.kind);
+    expect(kinds.indexOf("reset.completed")).toBeLessThan(kinds.indexOf("restore.started"));
+    expect(kinds.indexOf("restore.completed")).toBeLessThan(kinds.indexOf("verify.completed"));
+    expect(kinds.at(-1)).toBe("op.completed");
+  });
+
+  it("a restore that fails after the reset: the operation succeeds (the reset happened) and names the error", async () => {
+    await clearFaults();
+    const image = await call("save", { bdf: DEV });
+    await call("fault", { bdf: DEV, action: "set", fault: { name: "commit-error", decoder: 0 } });
+    const before = sim.counters(DEV).cxlReset;
+    const opId = "merged-fail";
+    const r = await call<Reset>(
+      "reset",
+      { bdf: DEV, method: "cxl", restore: { scope: "full", image, verify: true } },
+      opId,
+    );
+    expect(sim.counters(DEV).cxlReset).toBe(before + 1);
+    expect(r.restore).toMatchObject({ ok: false, error: { kind: "commit-error" } });
+    // Asked again (a coordinator that took the device over): the first reply, never a second reset.
+    const again = await call<Reset>(
+      "reset",
+      { bdf: DEV, method: "cxl", restore: { scope: "full", image, verify: true } },
+      opId,
+    );
+    expect(again).toEqual(r);
+    expect(sim.counters(DEV).cxlReset).toBe(before + 1);
+  });
+
+  it("a bad restore image is a bad-input of the restore, not of the reset", async () => {
+    await clearFaults();
+    const r = await call<Reset>("reset", {
+      bdf: DEV,
+      method: "flr",
+      restore: { scope: "io", image: { checksum: "nope" } },
+    });
+    expect(r.reached).toContain(DEV);
+    expect(r.restore).toMatchObject({ ok: false, error: { kind: "bad-input" } });
+  });
+});
+
 describe("faults injected over the bus", () => {
   it("cxl-reset-error: the reset fails with kind reset-error", async () => {
     await clearFaults();

@@ -56,10 +56,11 @@ describe("cxlrc demo", () => {
     expect(by("scope-violation").scopeViolations.length).toBeGreaterThan(0);
     expect(by("commit-error")).toMatchObject({ outcome: "quarantined" });
     expect(s.scenarios.every((x) => x.asExpected)).toBe(true);
-    // A verified reset went through every phase group. (A one-function restore verifies in the same agent
-    // operation, so the verifying state itself can last under a millisecond: entered, not necessarily long.)
+    // A verified reset went through every phase group. (A device reset alone is restored and verified in the
+    // reset's own agent operation, so its restoring and verifying states can last under a millisecond: entered,
+    // not necessarily long; their time is in the reset's.)
     for (const g of ["save", "reset", "restore", "verify"]) expect(by("full-sbr").phasesMs[g]).not.toBeNull();
-    for (const g of ["save", "reset", "restore"]) expect(by("full-sbr").phasesMs[g]).toBeGreaterThan(0);
+    for (const g of ["save", "reset"]) expect(by("full-sbr").phasesMs[g]).toBeGreaterThan(0);
 
     expect(s.nats.pid).toBeGreaterThan(0);
     expect(alive(s.nats.pid)).toBe(false);

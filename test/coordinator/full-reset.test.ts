@@ -69,9 +69,9 @@ describe("full reset", () => {
     expect(kinds).not.toContain("step.failed");
     expect(kinds.indexOf("verify.passed")).toBeGreaterThan(kinds.indexOf("decoder.committed"));
     // The agent calls of one function's reset: a read for planning, the save, the regate's read (sent right
-    // behind the save, answered while the image is stored), the reset (which quiesces first in the same
-    // operation, and whose own polling saw the function answer: no await-ready probe) and the restore (which
-    // verifies in the same operation: no separate verify).
+    // behind the save, answered while the image is stored) and the reset, which quiesces first, waits for the
+    // function to answer (its own polling: no await-ready probe), then restores from the image and verifies,
+    // all in the same operation: no separate restore or verify.
     // (Not counted: this test's own reads, and the probe of a device's first actor, built by this request.)
     const agentEvents = (await readEvents(w.jsm, { host: "cxl0", source: "agent" })).filter(
       (e) =>
@@ -83,19 +83,24 @@ describe("full reset", () => {
     const ops = agentEvents
       .filter((e) => e.event.kind === "op.started")
       .map((e) => (e.event.data as { op: string }).op);
-    expect(ops).toEqual(["probe", "save", "probe", "reset", "restore"]);
-    // The quiesce ran inside the reset's operation, before the reset: Bus Master off, the cache written back.
+    expect(ops).toEqual(["probe", "save", "probe", "reset"]);
     const resetOp = agentEvents.find(
       (e) => e.event.kind === "op.started" && (e.event.data as { op: string }).op === "reset",
-    )!.event.opId;
-    const inReset = agentEvents.filter((e) => e.event.opId === resetOp).map((e) => e.event.kind);
+    )!.event;
+    // What was asked, without the image (the op.started event leaves it out).
+    expect(resetOp.data).toMatchObject({ params: { restore: { scope: "full", verify: true } } });
+    expect(JSON.stringify(resetOp.data)).not.toContain("checksum");
+    const inReset = agentEvents.filter((e) => e.event.opId === resetOp.opId).map((e) => e.event.kind);
+    // Quiesce before the reset (Bus Master off, the cache written back); the restore after it, its decoders
+    // committed, then the read-back, then the operation's end.
     expect(inReset.indexOf("quiesce.bus-master-off")).toBeGreaterThan(-1);
     expect(inReset.indexOf("quiesce.completed")).toBeLessThan(inReset.indexOf("reset.initiated"));
-    const restoreOp = agentEvents.find(
-      (e) => e.event.kind === "op.started" && (e.event.data as { op: string }).op === "restore",
-    )!.event.opId;
+    expect(inReset.indexOf("reset.completed")).toBeLessThan(inReset.indexOf("restore.started"));
+    expect(inReset.indexOf("decoder.committed")).toBeGreaterThan(inReset.indexOf("restore.started"));
+    expect(inReset.indexOf("verify.completed")).toBeGreaterThan(inReset.indexOf("restore.completed"));
+    expect(inReset.at(-1)).toBe("op.completed");
     expect(
-      agentEvents.find((e) => e.event.kind === "verify.completed" && e.event.opId === restoreOp)?.event.data,
+      agentEvents.find((e) => e.event.kind === "verify.completed" && e.event.opId === resetOp.opId)?.event.data,
     ).toMatchObject({ passed: true });
   });
 

@@ -294,7 +294,17 @@ describe("deadlines", () => {
   it("CXL Reset waits max(declared, 100 ms) plus margin", () => {
     const short = plan(request({ scope: "full" }), facts({ cxlResetTimeoutMs: 10 }), policyCtx());
     expect(short.deadlines.resetWaitMs).toBe(100 + P.cxlResetMarginMs);
-    expect(short.deadlines.phasesMs.resetting).toBe(P.agentCallTimeoutMs + 100 + P.cxlResetMarginMs);
+    // The device alone: its reset operation also restores, commits and verifies, and its budget holds them.
+    const after =
+      short.deadlines.phasesMs.restoring + short.deadlines.phasesMs.committingDecoders + P.verifyTimeoutMs;
+    expect(short.deadlines.phasesMs.resetting).toBe(P.agentCallTimeoutMs + 100 + P.cxlResetMarginMs + after);
+    // Other functions too: they are restored in their own steps, and the reset's budget is the reset's.
+    const two = plan(
+      request({ scope: "full" }),
+      facts({ cxlResetTimeoutMs: 10, functions: [BDF, SIBLING] }),
+      policyCtx(),
+    );
+    expect(two.deadlines.phasesMs.resetting).toBe(P.agentCallTimeoutMs + 100 + P.cxlResetMarginMs);
     const long = plan(request({ scope: "full" }), facts({ cxlResetTimeoutMs: 10_000 }), policyCtx());
     expect(long.deadlines.resetWaitMs).toBe(10_000 + P.cxlResetMarginMs);
   });

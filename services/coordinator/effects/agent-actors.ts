@@ -55,6 +55,7 @@ import type {
 } from "../../../shared/bus/agent-contract.ts";
 import type { Scope } from "../../../shared/bus/agent-messages.ts";
 import type { AgentCallParams } from "../../../shared/bus/client.ts";
+import { errorFromBody } from "../../../shared/bus/codec.ts";
 import { type AgentOp, deviceKey } from "../../../shared/bus/subjects.ts";
 import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
 import type { Logger } from "../../../shared/log.ts";
@@ -141,9 +142,11 @@ export const WRITE_AHEAD: ReadonlySet<string> = new Set(["gating", "quiescing", 
  * decided (quiescing's write-ahead), so an owner that resumes from the quiescing snapshot after the reset went
  * out repeats the reset's operation id (quiescing again first where the plan has other functions), which the
  * agent answers with the first reply (its reset journal: never a second reset). A plan of the device alone
- * quiesces in the reset's own operation (quiescesWithReset): one agent call less. One that resumes from "resetting" after the restore went out reads
- * the device first (resetDevice, takeRecovery) and restores again (idempotent: decommit, then write and commit
- * in order).
+ * quiesces and restores (with the verify) in the reset's own operation (resetsAlone): one agent call for three;
+ * its restoring step then only reports, and writes nothing. One that resumes from "resetting" reads the device
+ * first (resetDevice, takeRecovery): wiped, the reset happened and the restore runs (again: idempotent, decommit
+ * first, then write and commit in order); intact, the reset goes out under its operation id, and an agent that
+ * ran it (and the restore in it) answers with its first reply.
  */
 export const WRITE_ALONG: ReadonlySet<string> = new Set(["resetting", "restoring"]);
 
@@ -177,6 +180,16 @@ function remember<V>(map: Map<string, V>, key: string, value: V, max: number): v
   map.set(key, value);
   if (map.size > max) map.delete(map.keys().next().value as string);
 }
+
+/** The decoders a restore left committed (written now, retained through the reset, or kept as they were). */
+function committedOf(bdf: string, r: RestoreResult): CommittedDecoder[] {
+  return r.decoders
+    .filter((d) => d.action === "committed" || d.action === "retained" || d.action === "kept")
+    .map((d) => ({ bdf, index: d.index, retained: d.action === "retained" }));
+}
+
+/** What a reset's operation says of the restore it ran after the reset (ResetResult.restore). */
+type RestoredAtReset = NonNullable<AgentResult<"reset">["restore"]>;
 
 /** Agent verify mismatches (register + field, domain) as the machine's VerifyMismatch. */
 function mismatchesOf(bdf: string, r: AgentVerify): VerifyMismatch[] {
@@ -223,6 +236,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
   const regates = new Map<string, Promise<DeviceFacts>>();
   const answered = new Map<string, string[]>();
   const verifiedAtRestore = new Map<string, AgentVerify>();
+  /** The restore a one-function reset ran in its own operation (by device, request, round and image). */
+  const restoredAtReset = new Map<string, RestoredAtReset>();
   const requestKey = (input: { host: string; bdf: string; requestId: string }) =>
     `${deviceKey(input.host, input.bdf)}|${input.requestId}`;
   const roundKey = (input: { host: string; bdf: string; requestId: string; round: number }) =>
@@ -268,6 +283,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
   >(
     phase: string,
     run: (input: I, signal: AbortSignal, dev: Step) => Promise<O>,
+    /** A WRITE_ALONG step with nothing left to do on the device (done by an earlier operation): no write. */
+    doneEarlier?: (input: I) => boolean,
   ) =>
     fromPromise<O, I>(async ({ input, signal }) => {
       const key = deviceKey(input.host, input.bdf);
@@ -289,12 +306,13 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         if (WRITE_AHEAD.has(phase)) await access.persist();
         if (signal.aborted) throw stale(phase);
         // Caught here and rethrown after the call: a write that fails (lease lost, CAS lost) fails the step.
-        const along = WRITE_ALONG.has(phase)
-          ? access.persist().then(
-              () => null,
-              (err: unknown) => err,
-            )
-          : null;
+        const along =
+          WRITE_ALONG.has(phase) && !doneEarlier?.(input)
+            ? access.persist().then(
+                () => null,
+                (err: unknown) => err,
+              )
+            : null;
         await deps.hook?.(phase, "before", info);
         if (signal.aborted) throw stale(phase);
         const work = () => withBudget(phase, input.timeoutMs, signal, (budget) => run(input, budget, dev));
@@ -388,13 +406,15 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       if (andVerify && r.verify && r.verify.bdf === bdf) {
         remember(verifiedAtRestore, verifyAs, r.verify, EARLY_KEPT);
       }
-      for (const d of r.decoders) {
-        if (d.action === "committed" || d.action === "retained" || d.action === "kept") {
-          decoders.push({ bdf, index: d.index, retained: d.action === "retained" });
-        }
-      }
+      decoders.push(...committedOf(bdf, r));
     }
     return decoders;
+  };
+
+  /** A one-function restore done by an earlier operation: its verify and decoders kept for the next steps. */
+  const keepRestore = (input: RestoreInput, bdf: string, r: RestoreResult, verifyAs: string) => {
+    if (r.verify && r.verify.bdf === bdf) remember(verifiedAtRestore, verifyAs, r.verify, EARLY_KEPT);
+    if (input.scope === "full") remember(committed, roundKey(input), committedOf(bdf, r), COMMITTED_KEPT);
   };
 
   return {
@@ -607,14 +627,28 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           method: input.method,
           ...(input.memClear ? { memClear: true } : {}),
           ...(input.quiesce ? { quiesce: { scope: input.scope } } : {}),
+          ...(input.restore
+            ? {
+                restore: {
+                  scope: input.restore.scope,
+                  image: await imageOf(input.image, input.bdf),
+                  verify: true,
+                },
+              }
+            : {}),
         },
         policy.agentCallTimeoutMs +
           input.waitMs +
           policy.deviceReadyTimeoutMs +
-          (input.quiesce?.cacheFlushTimeoutMs ?? 0),
+          (input.quiesce?.cacheFlushTimeoutMs ?? 0) +
+          (input.restore ? policy.agentCallTimeoutMs + 2 * policy.verifyTimeoutMs : 0),
         signal,
       );
       remember(answered, requestKey(input), done.reached, EARLY_KEPT);
+      if (input.restore && done.restore) {
+        const key = imageRoundKey({ ...input, round: input.restore.round }, input.image);
+        remember(restoredAtReset, key, done.restore, EARLY_KEPT);
+      }
     }),
 
     /**
@@ -656,18 +690,33 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       }
     }),
 
-    restoreDevice: step<RestoreInput, void>("restoring", async (input, signal, dev) => {
-      const decoders = await restoreAll(
-        dev,
-        input.opId,
-        input.targets,
-        input.scope,
-        input.image,
-        signal,
-        imageRoundKey(input, input.image),
-      );
-      if (input.scope === "full") remember(committed, roundKey(input), decoders, COMMITTED_KEPT);
-    }),
+    restoreDevice: step<RestoreInput, void>(
+      "restoring",
+      async (input, signal, dev) => {
+        const key = imageRoundKey(input, input.image);
+        const atReset = restoredAtReset.get(key);
+        restoredAtReset.delete(key);
+        const restored = dev.dev.takeRecovery("restoring");
+        if (atReset && !restored && input.targets.length === 1 && input.targets[0] === input.bdf) {
+          // Restored (and verified) by the reset's operation: this step reports it, or fails as the restore did.
+          if (!atReset.ok)
+            throw errorFromBody(atReset.error, { subject: `restore after the reset of ${input.bdf}` });
+          keepRestore(input, input.bdf, atReset.result, key);
+          return;
+        }
+        const decoders = await restoreAll(
+          dev,
+          input.opId,
+          input.targets,
+          input.scope,
+          input.image,
+          signal,
+          imageRoundKey(input, input.image),
+        );
+        if (input.scope === "full") remember(committed, roundKey(input), decoders, COMMITTED_KEPT);
+      },
+      (input) => restoredAtReset.has(imageRoundKey(input, input.image)),
+    ),
 
     /**
      * The agent's full restore commits the decoders in order and reads them back; this step reports them.
