@@ -29,7 +29,7 @@ The scenario file (JSON, every key checked; a bad key is named):
     "faults": [
       { "on": { "step": "resetting", "requestId": "r1" }, "action": "kill", "target": { "coordinator": "driver" },
         "durationMs": 0 },
-      { "on": { "agentOp": "restore", "requestId": "r1" }, "delayMs": 3, "action": "kill",
+      { "on": { "event": "restore.started", "source": "agent", "host": "alpha" }, "delayMs": 3, "action": "kill",
         "target": { "agent": "driver" }, "durationMs": 1500 },
       { "on": { "step": "persistingImage", "requestId": "r1" }, "action": "kill",
         "target": { "nats": "stream-leader", "stream": "KV_cxlrc-images" }, "durationMs": 8000 },
