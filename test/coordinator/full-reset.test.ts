@@ -100,7 +100,8 @@ describe("full reset", () => {
     expect(inReset.indexOf("verify.completed")).toBeGreaterThan(inReset.indexOf("restore.completed"));
     expect(inReset.at(-1)).toBe("op.completed");
     expect(
-      agentEvents.find((e) => e.event.kind === "verify.completed" && e.event.opId === resetOp.opId)?.event.data,
+      agentEvents.find((e) => e.event.kind === "verify.completed" && e.event.opId === resetOp.opId)?.event
+        .data,
     ).toMatchObject({ passed: true });
   });
 

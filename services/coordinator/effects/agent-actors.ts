@@ -300,11 +300,13 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       const info = { host: input.host, bdf: input.bdf, requestId: input.requestId ?? null, opId: input.opId };
       // The step's operation id is issued to the host from now on: the agent's events for it are believed.
       const done = deps.link.issue(input.host, input.opId);
+      const t0 = performance.now();
       try {
         await access.resumed();
         if (signal.aborted) throw stale(phase);
         if (WRITE_AHEAD.has(phase)) await access.persist();
         if (signal.aborted) throw stale(phase);
+        const tReady = performance.now();
         // Caught here and rethrown after the call: a write that fails (lease lost, CAS lost) fails the step.
         const along =
           WRITE_ALONG.has(phase) && !doneEarlier?.(input)
@@ -317,10 +319,28 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         if (signal.aborted) throw stale(phase);
         const work = () => withBudget(phase, input.timeoutMs, signal, (budget) => run(input, budget, dev));
         const out = GATED.has(phase) ? await gate.run(signal, work) : await work();
+        const tRan = performance.now();
         const alongErr = along ? await along : null;
         if (alongErr) throw alongErr;
         await deps.hook?.(phase, "after", info);
         if (signal.aborted || !(await access.confirmLease())) throw stale(phase);
+        // Where a step's time went: waiting to start (a takeover's hold, its write-ahead), its own work (agent
+        // calls, store), and the write along it still running when the work ended.
+        if (dev.log.isLevelEnabled("debug")) {
+          const ms = (a: number, b: number) => Math.round((b - a) * 100) / 100;
+          const tEnd = performance.now();
+          dev.log.debug(
+            {
+              phase,
+              requestId: info.requestId,
+              opId: input.opId,
+              waitMs: ms(t0, tReady),
+              runMs: ms(tReady, tRan),
+              writeMs: ms(tRan, tEnd),
+            },
+            "step done",
+          );
+        }
         return out;
       } finally {
         done();
