@@ -79,8 +79,11 @@ export type StepHook = (
 
 /** The runtime's hooks for one device's actor (never its context: what a step needs is in its input). */
 export interface DeviceAccess {
-  /** Store the latest snapshot and the events emitted so far, and wait for the acknowledgements. */
-  persist(): Promise<void>;
+  /**
+   * Store the latest snapshot and the events emitted so far, and wait for the acknowledgements (with
+   * `namedEnough`: not for events the stored record names, which whoever takes it over sends again).
+   */
+  persist(opts?: { namedEnough?: boolean }): Promise<void>;
   /** Resolves when the device may run its step (one taken over waits for its recovery pass's claims). */
   resumed(): Promise<void>;
   /** True once, for the first step run in `phase` after the actor was restored from a snapshot in it. */
@@ -135,6 +138,14 @@ function stale(phase: string): CxlrcError {
  * the slots once the outcome is stored.
  */
 export const WRITE_AHEAD: ReadonlySet<string> = new Set(["gating", "quiescing", "releasing"]);
+
+/**
+ * Write-aheads that need the snapshot stored, not its events acknowledged: gating only needs the request
+ * stored (its dispatch wrote it, naming the request's first events, which a new owner sends again). Releasing
+ * waits for the outcome to be in the stream before the slots go (the device's next request comes after it);
+ * quiescing stores a new snapshot anyway.
+ */
+const NAMED_ENOUGH: ReadonlySet<string> = new Set(["gating"]);
 
 /**
  * Steps whose snapshot is written while they run (started before the agent call, waited for when the call has
@@ -304,7 +315,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       try {
         await access.resumed();
         if (signal.aborted) throw stale(phase);
-        if (WRITE_AHEAD.has(phase)) await access.persist();
+        if (WRITE_AHEAD.has(phase)) await access.persist({ namedEnough: NAMED_ENOUGH.has(phase) });
         if (signal.aborted) throw stale(phase);
         const tReady = performance.now();
         // Caught here and rethrown after the call: a write that fails (lease lost, CAS lost) fails the step.

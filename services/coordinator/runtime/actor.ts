@@ -23,8 +23,8 @@ function accessOf(rt: DeviceRuntime, d: Device): DeviceAccess {
   return {
     // Write-ahead: the snapshot naming the step is stored first, with every event emitted before it (acknowledged
     // or, if still in flight, in the record for whoever takes it over).
-    persist: async () => {
-      await rt.persist(d, true);
+    persist: async (opts) => {
+      await rt.persist(d, true, opts?.namedEnough === true);
       await d.lastKnownGood;
     },
     resumed: async () => {
@@ -106,6 +106,7 @@ export async function sync(
   d.storedOwner = rec.value.owner;
   d.requests = [...(rec.value.requests ?? [])];
   d.lastWritten = JSON.stringify({ snapshot: rec.value.snapshot, requests: d.requests });
+  d.lastAnnounced = new Set();
   d.recovery = rec.value.active ? rec.value.state : null;
   const snapshot = withPolicy(currentSnapshot(rec.value.snapshot), o.policy);
   if (rec.value.active) {

@@ -19,6 +19,7 @@ export function device(rt: DeviceRuntime, host: string, bdf: string): Device {
       unsubscribe: null,
       revision: null,
       lastWritten: null,
+      lastAnnounced: new Set(),
       writing: Promise.resolve(),
       recovery: null,
       resumeAfter: null,

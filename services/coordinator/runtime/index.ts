@@ -54,7 +54,7 @@ export function createDeviceRuntime(o: DeviceActorsOptions): DeviceRuntime {
     takingOver: null,
     device: (host, bdf) => device(rt, host, bdf),
     log: (d) => o.log.child({ host: d.host, bdf: d.bdf }),
-    persist: (d, strict) => persist(rt, d, strict),
+    persist: (d, strict, namedEnough) => persist(rt, d, strict, namedEnough),
     announce: (d, n) => announce(rt, d, n),
     holdFor: (d) => holdFor(rt, d),
     reannounce: (d, rec) => reannounce(rt, d, rec),

@@ -7,8 +7,12 @@ import type { ActorRecord } from "../store.ts";
 import { REST_STATES, stateOf, storedForm } from "./snapshot.ts";
 import type { Device, DeviceRuntime } from "./types.ts";
 
-/** Store the latest snapshot (CAS). Without the lease nothing is written; `strict` makes that an error. */
-export function persist(rt: DeviceRuntime, d: Device, strict = false): Promise<void> {
+/**
+ * Store the latest snapshot (CAS). Without the lease nothing is written; `strict` makes that an error, and
+ * makes a call with nothing new to store wait for the events sent since (a write-ahead that must not run ahead
+ * of them); with `namedEnough` only for those no stored record names.
+ */
+export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnough = false): Promise<void> {
   const { o } = rt;
   const run = d.writing.then(async () => {
     const actor = d.actor;
@@ -25,8 +29,12 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false): Promise<v
     const requestsJson = JSON.stringify(d.requests);
     const json = `{"snapshot":${snapshotJson},"requests":${requestsJson}}`;
     if (json === d.lastWritten) {
-      // Nothing new to store: a write-ahead still waits for the events sent since (no record names them).
-      if (strict) await o.events.flush(d);
+      // Nothing new to store: a write-ahead still waits for the events sent since. With `namedEnough`, not for
+      // those that went out with the last write: its record names them, and whoever takes it over sends them
+      // again (held ones said now are named by no record: waited for).
+      const named =
+        namedEnough && heldNow === 0 && o.events.unsent(d).every((e) => d.lastAnnounced.has(e.id));
+      if (strict && !named) await o.events.flush(d);
       rt.announce(d, heldNow);
       return;
     }
@@ -57,6 +65,7 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false): Promise<v
       try {
         d.revision = await o.store.saveActor(d.key, record, d.revision, recordJson);
         d.lastWritten = json;
+        d.lastAnnounced = new Set(announced.map((e) => e.id));
         d.storedOwner = o.id;
         rt.announce(d, heldNow);
         return;
@@ -70,6 +79,7 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false): Promise<v
         if (cur && landed) {
           d.revision = cur.revision;
           d.lastWritten = json;
+          d.lastAnnounced = new Set(announced.map((e) => e.id));
           d.storedOwner = o.id;
           rt.announce(d, heldNow);
           return;

@@ -69,6 +69,8 @@ export interface Device {
   /** Revision of the stored actor record as last read or written here (null: none). */
   revision: number | null;
   lastWritten: string | null;
+  /** Ids of the events the record of lastWritten names (announce): whoever takes it over sends them again. */
+  lastAnnounced: ReadonlySet<string>;
   writing: Promise<void>;
   /** Phase the actor was restored in (mid-reset), consumed by that phase's first step. */
   recovery: string | null;
@@ -132,8 +134,12 @@ export interface DeviceRuntime {
   device(host: string, bdf: string): Device;
   /** A logger bound to the device. */
   log(d: Device): Logger;
-  /** Store the latest snapshot (persist.ts). */
-  persist(d: Device, strict?: boolean): Promise<void>;
+  /**
+   * Store the latest snapshot (CAS, persist.ts). `strict`: without the lease it is an error, and with nothing new to store
+   * it waits for the events sent since; `namedEnough`: not for those the stored record names (they are sent
+   * again by whoever takes it over).
+   */
+  persist(d: Device, strict?: boolean, namedEnough?: boolean): Promise<void>;
   /** Publish the first `n` held events, now stored (outbox.ts). */
   announce(d: Device, n: number): void;
   /** Held events not urgent: stored with the next write, or by one of their own after HOLD_MS (outbox.ts). */
