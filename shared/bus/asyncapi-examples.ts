@@ -469,6 +469,32 @@ const MISMATCHES = [
   { bdf: BDF, field: "decoder0.control.committed", area: "cxl", expected: true, actual: false },
 ];
 const COMMIT_ERROR = "0000:0d:00.0: decoder 0 reports Error Not Committed";
+/** A full restore's result, verified in the same operation (a restore's reply, or a reset's that restored). */
+const RESTORED = {
+  bdf: BDF,
+  scope: "full",
+  checksum: IMAGE.checksum,
+  decoders: [
+    { index: 0, action: "committed", decommitted: false },
+    { index: 1, action: "programmed", decommitted: false },
+  ],
+  configLock: false,
+  durationMs: 1,
+  verify: {
+    bdf: BDF,
+    scope: "full",
+    passed: true,
+    mismatches: [],
+    scopeViolation: false,
+    registersChecked: 41,
+  },
+};
+/** The agent's error body for it (a restore's reply, or a reset's restore that stopped there). */
+const COMMIT_ERROR_BODY = {
+  kind: "commit-error",
+  message: COMMIT_ERROR,
+  details: { bdf: BDF, decoder: 0, register: "decoder0.control", value: "0x00000a00", waitedMs: 1 },
+};
 const RESTORE_REPORT = {
   verified: true,
   image: {
@@ -912,28 +938,7 @@ export const EXAMPLES: Record<string, MessageExample[]> = {
           wbInvInitiated: false,
           durationMs: 0,
         },
-        restore: {
-          ok: true,
-          result: {
-            bdf: BDF,
-            scope: "full",
-            checksum: IMAGE.checksum,
-            decoders: [
-              { index: 0, action: "committed", decommitted: false },
-              { index: 1, action: "programmed", decommitted: false },
-            ],
-            configLock: false,
-            durationMs: 1,
-            verify: {
-              bdf: BDF,
-              scope: "full",
-              passed: true,
-              mismatches: [],
-              scopeViolation: false,
-              registersChecked: 41,
-            },
-          },
-        },
+        restore: { ok: true, result: RESTORED },
       }),
     ),
     one(
@@ -954,11 +959,7 @@ export const EXAMPLES: Record<string, MessageExample[]> = {
         durationMs: 101,
         restore: {
           ok: false,
-          error: {
-            kind: "commit-error",
-            message: COMMIT_ERROR,
-            details: { bdf: BDF, decoder: 0, register: "decoder0.control", value: "0x00000a00", waitedMs: 1 },
-          },
+          error: COMMIT_ERROR_BODY,
         },
       }),
     ),
@@ -974,37 +975,11 @@ export const EXAMPLES: Record<string, MessageExample[]> = {
     }),
   ],
   RestoreReply: [
-    one(
-      "restored",
-      "Restored, decoders committed, read back equal.",
-      agentOk(RESTORE_OP, {
-        bdf: BDF,
-        scope: "full",
-        checksum: IMAGE.checksum,
-        decoders: [
-          { index: 0, action: "committed", decommitted: false },
-          { index: 1, action: "programmed", decommitted: false },
-        ],
-        configLock: false,
-        durationMs: 1,
-        verify: {
-          bdf: BDF,
-          scope: "full",
-          passed: true,
-          mismatches: [],
-          scopeViolation: false,
-          registersChecked: 41,
-        },
-      }),
-    ),
+    one("restored", "Restored, decoders committed, read back equal.", agentOk(RESTORE_OP, RESTORED)),
     one("commit-error", "A decoder would not commit.", {
       ok: false,
       opId: RESTORE_OP,
-      error: {
-        kind: "commit-error",
-        message: COMMIT_ERROR,
-        details: { bdf: BDF, decoder: 0, register: "decoder0.control", value: "0x00000a00", waitedMs: 1 },
-      },
+      error: COMMIT_ERROR_BODY,
     }),
   ],
   VerifyParams: [

@@ -28,12 +28,18 @@ describe("step timings in the debug log", () => {
     await w?.close();
   });
 
-  it("one line per step of the request, with its host, device, request and three non-negative times", async () => {
-    const { lines, log } = capture("debug");
-    const c = await w.coordinator({ id: "c-debug", log, hosts: ["dbg"] });
-    await publishRequest(w.js, { requestId: "dbg-1", host: "dbg", bdf: BDF, scope: "full", reason: "test" });
-    expect((await c.handle.waitForOutcome("dbg-1", 20_000)).outcome).toBe("verified");
+  /** A full reset of the host's device by a coordinator of its own logging at `level`: its log lines. */
+  async function resetLogged(level: "debug" | "info", host: string, requestId: string) {
+    const { lines, log } = capture(level);
+    const c = await w.coordinator({ id: `c-${host}`, log, hosts: [host] });
+    await publishRequest(w.js, { requestId, host, bdf: BDF, scope: "full", reason: "test" });
+    expect((await c.handle.waitForOutcome(requestId, 20_000)).outcome).toBe("verified");
     await c.stop();
+    return lines;
+  }
+
+  it("one line per step of the request, with its host, device, request and three non-negative times", async () => {
+    const lines = await resetLogged("debug", "dbg", "dbg-1");
     const steps = lines.filter((l) => l.msg === "step done" && l.requestId === "dbg-1");
     const phases = steps.map((l) => l.phase);
     for (const p of ["gating", "savingImage", "persistingImage", "regating", "quiescing", "resetting"]) {
@@ -54,11 +60,7 @@ describe("step timings in the debug log", () => {
   });
 
   it("says nothing of it at info level", async () => {
-    const { lines, log } = capture("info");
-    const c = await w.coordinator({ id: "c-info", log, hosts: ["quiet"] });
-    await publishRequest(w.js, { requestId: "q-1", host: "quiet", bdf: BDF, scope: "full", reason: "test" });
-    expect((await c.handle.waitForOutcome("q-1", 20_000)).outcome).toBe("verified");
-    await c.stop();
+    const lines = await resetLogged("info", "quiet", "q-1");
     expect(lines.length).toBeGreaterThan(0);
     expect(lines.filter((l) => l.msg === "step done")).toEqual([]);
   });
