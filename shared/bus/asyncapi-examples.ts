@@ -469,7 +469,22 @@ const MISMATCHES = [
   { bdf: BDF, field: "decoder0.control.committed", area: "cxl", expected: true, actual: false },
 ];
 const COMMIT_ERROR = "0000:0d:00.0: decoder 0 reports Error Not Committed";
-/** A full restore's result, verified in the same operation (a restore's reply, or a reset's that restored). */
+/** A CXL Reset of the device alone, done and answering again (a reset's reply, without its duration). */
+const CXL_RESET_DONE = {
+  bdf: BDF,
+  target: BDF,
+  reached: [BDF],
+  method: "cxl",
+  details: {
+    memClear: false,
+    declaredTimeoutMs: 100,
+    timeoutReserved: false,
+    deadlineMs: 100,
+    waitedMs: 100,
+    status2: "0x0002",
+  },
+};
+/** A full restore's result (a restore's reply or event, or a reset's that restored). */
 const RESTORED = {
   bdf: BDF,
   scope: "full",
@@ -480,6 +495,10 @@ const RESTORED = {
   ],
   configLock: false,
   durationMs: 1,
+};
+/** The same, verified in the same operation (`verify: true`). */
+const RESTORED_VERIFIED = {
+  ...RESTORED,
   verify: {
     bdf: BDF,
     scope: "full",
@@ -917,18 +936,7 @@ export const EXAMPLES: Record<string, MessageExample[]> = {
       "completed",
       "Reset and answering again.",
       agentOk(RESET_OP, {
-        bdf: BDF,
-        target: BDF,
-        reached: [BDF],
-        details: {
-          memClear: false,
-          declaredTimeoutMs: 100,
-          timeoutReserved: false,
-          deadlineMs: 100,
-          waitedMs: 100,
-          status2: "0x0002",
-        },
-        method: "cxl",
+        ...CXL_RESET_DONE,
         durationMs: 100,
         quiesce: {
           bdf: BDF,
@@ -938,24 +946,14 @@ export const EXAMPLES: Record<string, MessageExample[]> = {
           wbInvInitiated: false,
           durationMs: 0,
         },
-        restore: { ok: true, result: RESTORED },
+        restore: { ok: true, result: RESTORED_VERIFIED },
       }),
     ),
     one(
       "restore-failed",
       "Reset, but the restore after it stopped at a decoder: the operation still succeeds (the reset happened).",
       agentOk(RESET_OP, {
-        bdf: BDF,
-        target: BDF,
-        reached: [BDF],
-        details: {
-          memClear: false,
-          declaredTimeoutMs: 100,
-          timeoutReserved: false,
-          deadlineMs: 100,
-          waitedMs: 100,
-        },
-        method: "cxl",
+        ...CXL_RESET_DONE,
         durationMs: 101,
         restore: {
           ok: false,
@@ -975,7 +973,7 @@ export const EXAMPLES: Record<string, MessageExample[]> = {
     }),
   ],
   RestoreReply: [
-    one("restored", "Restored, decoders committed, read back equal.", agentOk(RESTORE_OP, RESTORED)),
+    one("restored", "Restored, decoders committed, read back equal.", agentOk(RESTORE_OP, RESTORED_VERIFIED)),
     one("commit-error", "A decoder would not commit.", {
       ok: false,
       opId: RESTORE_OP,
@@ -1382,17 +1380,7 @@ export const EXAMPLES: Record<string, MessageExample[]> = {
         {
           op: "restore",
           durationMs: 2.1,
-          result: {
-            bdf: BDF,
-            scope: "full",
-            checksum: IMAGE.checksum,
-            decoders: [
-              { index: 0, action: "committed", decommitted: false },
-              { index: 1, action: "programmed", decommitted: false },
-            ],
-            configLock: false,
-            durationMs: 1,
-          },
+          result: RESTORED,
         },
         RESTORE_OP,
       ),
