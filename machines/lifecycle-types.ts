@@ -106,7 +106,12 @@ export interface ResetInput extends RequestOpInput {
    * Restore from the image (and verify) in the reset's operation too (a plan of the device alone): the
    * restoring, committing and verifying steps of this round then report what it did instead of asking again.
    */
-  restore: { scope: Scope; round: number } | null;
+  restore: {
+    scope: Scope;
+    round: number;
+    /** What restoring, committing and verifying would each have had (the plan's budgets), together. */
+    timeoutMs: number;
+  } | null;
 }
 export interface AwaitReadyInput extends RequestOpInput {
   targets: string[];

@@ -665,7 +665,14 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
               ? { cacheFlushTimeoutMs: context.plan!.deadlines.cacheFlushMs }
               : null,
             restore: resetsAlone(context.plan!, context.bdf)
-              ? { scope: context.restoreScope, round: context.round }
+              ? {
+                  scope: context.restoreScope,
+                  round: context.round,
+                  timeoutMs:
+                    context.plan!.deadlines.phasesMs.restoring +
+                    context.plan!.deadlines.phasesMs.committingDecoders +
+                    context.plan!.deadlines.phasesMs.verifying,
+                }
               : null,
           }),
           onDone: {

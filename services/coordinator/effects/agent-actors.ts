@@ -672,7 +672,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           input.waitMs +
           policy.deviceReadyTimeoutMs +
           (input.quiesce?.cacheFlushTimeoutMs ?? 0) +
-          (input.restore ? policy.agentCallTimeoutMs + 2 * policy.verifyTimeoutMs : 0),
+          (input.restore?.timeoutMs ?? 0),
         signal,
       );
       remember(answered, requestKey(input), done.reached, EARLY_KEPT);
