@@ -103,7 +103,8 @@ const AGENT_OP_SUMMARY: Record<AgentOp, string> = {
   probe: "Read what a plan needs of a device: capabilities, decoders, holders, bridge, siblings.",
   save: "Save the device's image (PCI config, DVSEC, HDM decoders), taking its driver when asked.",
   quiesce: "Bus Master off; for full scope also the cache write-back and invalidate.",
-  reset: "Reset the function (flr, cxl, sbr, vfio or kernel), quiescing it first when asked.",
+  reset:
+    "Reset the function (flr, cxl, sbr, vfio or kernel), quiescing it first and restoring it from an image after (with its verify) when asked; a restore that fails after the reset is in the result, the operation still succeeds.",
   restore:
     "Write the image back (io: PCI config; full: also DVSEC, HDM, decoders committed), optionally verify.",
   verify: "Read the device back and compare it with the image, field by field.",
