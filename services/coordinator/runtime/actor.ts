@@ -105,8 +105,11 @@ export async function sync(
   d.revision = rec.revision;
   d.storedOwner = rec.value.owner;
   d.requests = [...(rec.value.requests ?? [])];
-  d.lastWritten = JSON.stringify({ snapshot: rec.value.snapshot, requests: d.requests });
-  d.lastAnnounced = new Set();
+  // Read, not written here: the events its record names are not counted as said (held again below if unsaid).
+  d.lastWritten = {
+    json: JSON.stringify({ snapshot: rec.value.snapshot, requests: d.requests }),
+    named: new Set(),
+  };
   d.recovery = rec.value.active ? rec.value.state : null;
   const snapshot = withPolicy(currentSnapshot(rec.value.snapshot), o.policy);
   if (rec.value.active) {

@@ -19,7 +19,6 @@ export function device(rt: DeviceRuntime, host: string, bdf: string): Device {
       unsubscribe: null,
       revision: null,
       lastWritten: null,
-      lastAnnounced: new Set(),
       writing: Promise.resolve(),
       recovery: null,
       resumeAfter: null,

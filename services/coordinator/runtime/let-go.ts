@@ -42,7 +42,6 @@ export function evict(rt: DeviceRuntime, d: Device): void {
   d.actor.stop();
   d.actor = null;
   d.lastWritten = null;
-  d.lastAnnounced = new Set();
   rt.access.delete(d.key);
 }
 
@@ -56,7 +55,6 @@ export function abandon(rt: DeviceRuntime, d: Device, why: string): void {
   d.actor = null;
   d.revision = null;
   d.lastWritten = null;
-  d.lastAnnounced = new Set();
   d.owned = false;
   // Never stored, never said: whoever continues the device decides them again. What it took is read from
   // the store next time (a request taken here but not stored was not taken).

@@ -28,12 +28,12 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
     const snapshotJson = JSON.stringify(snapshot);
     const requestsJson = JSON.stringify(d.requests);
     const json = `{"snapshot":${snapshotJson},"requests":${requestsJson}}`;
-    if (json === d.lastWritten) {
+    if (json === d.lastWritten?.json) {
       // Nothing new to store: a write-ahead still waits for the events sent since. With `namedEnough`, not for
       // those that went out with the last write: its record names them, and whoever takes it over sends them
       // again (held ones said now are named by no record: waited for).
       const named =
-        namedEnough && heldNow === 0 && o.events.unsent(d).every((e) => d.lastAnnounced.has(e.id));
+        namedEnough && heldNow === 0 && o.events.unsent(d).every((e) => d.lastWritten!.named.has(e.id));
       if (strict && !named) await o.events.flush(d);
       rt.announce(d, heldNow);
       return;
@@ -61,13 +61,16 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
     const recordJson = `${JSON.stringify(meta).slice(0, -1)},"snapshot":${snapshotJson},"requests":${requestsJson}${
       announced.length > 0 ? `,"announce":${JSON.stringify(announced)}` : ""
     }}`;
+    /** Stored at `revision` (written now, or found landed): the events held for it go out. */
+    const stored = (revision: number) => {
+      d.revision = revision;
+      d.lastWritten = { json, named: new Set(announced.map((e) => e.id)) };
+      d.storedOwner = o.id;
+      rt.announce(d, heldNow);
+    };
     for (let attempt = 1; ; attempt++) {
       try {
-        d.revision = await o.store.saveActor(d.key, record, d.revision, recordJson);
-        d.lastWritten = json;
-        d.lastAnnounced = new Set(announced.map((e) => e.id));
-        d.storedOwner = o.id;
-        rt.announce(d, heldNow);
+        stored(await o.store.saveActor(d.key, record, d.revision, recordJson));
         return;
       } catch (err) {
         // No answer is not a refusal: the write may have landed (ack lost) or the store is electing a
@@ -77,11 +80,7 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
           cur?.value.owner === o.id &&
           JSON.stringify({ snapshot: cur.value.snapshot, requests: cur.value.requests }) === json;
         if (cur && landed) {
-          d.revision = cur.revision;
-          d.lastWritten = json;
-          d.lastAnnounced = new Set(announced.map((e) => e.id));
-          d.storedOwner = o.id;
-          rt.announce(d, heldNow);
+          stored(cur.revision);
           return;
         }
         const untouched =

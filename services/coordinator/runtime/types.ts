@@ -68,9 +68,11 @@ export interface Device {
   unsubscribe: (() => void) | null;
   /** Revision of the stored actor record as last read or written here (null: none). */
   revision: number | null;
-  lastWritten: string | null;
-  /** Ids of the events the record of lastWritten names (announce): whoever takes it over sends them again. */
-  lastAnnounced: ReadonlySet<string>;
+  /**
+   * The snapshot and requests as last stored here (`json`, null: none known), and the ids of the events that
+   * record names (`named`, its announce): whoever takes it over sends those again.
+   */
+  lastWritten: { json: string; named: ReadonlySet<string> } | null;
   writing: Promise<void>;
   /** Phase the actor was restored in (mid-reset), consumed by that phase's first step. */
   recovery: string | null;
@@ -135,9 +137,9 @@ export interface DeviceRuntime {
   /** A logger bound to the device. */
   log(d: Device): Logger;
   /**
-   * Store the latest snapshot (CAS, persist.ts). `strict`: without the lease it is an error, and with nothing new to store
-   * it waits for the events sent since; `namedEnough`: not for those the stored record names (they are sent
-   * again by whoever takes it over).
+   * Store the latest snapshot (CAS, persist.ts). `strict`: without the lease it is an error, and with nothing
+   * new to store it waits for the events sent since; `namedEnough`: not for those the stored record names
+   * (they are sent again by whoever takes it over).
    */
   persist(d: Device, strict?: boolean, namedEnough?: boolean): Promise<void>;
   /** Publish the first `n` held events, now stored (outbox.ts). */
