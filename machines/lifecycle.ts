@@ -40,6 +40,7 @@ import type {
   VerifyResult,
 } from "./lifecycle-types.ts";
 import { opIdFor } from "./op-id.ts";
+import { restoreInResetMs } from "./policy/deadlines.ts";
 import { DEFAULT_POLICY } from "./policy/defaults.ts";
 import { handoverText, regate } from "./policy/gates.ts";
 import { planReset, resetsAlone } from "./policy/plan.ts";
@@ -651,30 +652,30 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         invoke: {
           id: "resetDevice",
           src: "resetDevice",
-          input: ({ context }) => ({
-            ...op(context),
-            method: context.plan!.method,
-            targets: context.plan!.targets,
-            memClear: context.plan!.memClear,
-            bridge: context.plan!.bridge,
-            unmaskSbr: context.plan!.unmaskSbr,
-            waitMs: context.plan!.deadlines.resetWaitMs,
-            scope: context.plan!.scope,
-            image: context.image!,
-            quiesce: resetsAlone(context.plan!, context.bdf)
-              ? { cacheFlushTimeoutMs: context.plan!.deadlines.cacheFlushMs }
-              : null,
-            restore: resetsAlone(context.plan!, context.bdf)
-              ? {
-                  scope: context.restoreScope,
-                  round: context.round,
-                  timeoutMs:
-                    context.plan!.deadlines.phasesMs.restoring +
-                    context.plan!.deadlines.phasesMs.committingDecoders +
-                    context.plan!.deadlines.phasesMs.verifying,
-                }
-              : null,
-          }),
+          input: ({ context }) => {
+            const plan = context.plan!;
+            // The device alone: quiesced first and restored after, in the reset's own operation.
+            const alone = resetsAlone(plan, context.bdf);
+            return {
+              ...op(context),
+              method: plan.method,
+              targets: plan.targets,
+              memClear: plan.memClear,
+              bridge: plan.bridge,
+              unmaskSbr: plan.unmaskSbr,
+              waitMs: plan.deadlines.resetWaitMs,
+              scope: plan.scope,
+              image: context.image!,
+              quiesce: alone ? { cacheFlushTimeoutMs: plan.deadlines.cacheFlushMs } : null,
+              restore: alone
+                ? {
+                    scope: context.restoreScope,
+                    round: context.round,
+                    timeoutMs: restoreInResetMs(plan.deadlines.phasesMs),
+                  }
+                : null,
+            };
+          },
           onDone: {
             target: "awaitingReady",
             actions: [

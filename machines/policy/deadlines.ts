@@ -2,7 +2,7 @@
 import type { ResetMethod } from "../../shared/bus/agent-messages.ts";
 import type { DeviceFacts } from "../facts.ts";
 import type { Policy } from "./defaults.ts";
-import type { PlanDeadlines } from "./types.ts";
+import type { PlanDeadlines, ResetPhase } from "./types.ts";
 
 /** The CXL Reset wait: max(declared timeout, 100 ms); a reserved encoding waits 100 s. */
 export function cxlResetWaitMs(facts: DeviceFacts, policy: Policy): number {
@@ -45,27 +45,34 @@ export function planDeadlines(
   const wait = resetWaitMs(plan.method, facts, policy);
   // Decoders are committed one after the other; siblings may bring their own, so bound by target count.
   const commits = Math.max(1, plan.committedDecoders.length) * Math.max(1, plan.targets.length);
-  const restoringMs = perTarget;
-  const committingMs = agentCallMs + commits * policy.commitTimeoutMs;
-  const alone = plan.resetAlone === true;
+  const phasesMs: Record<ResetPhase, number> = {
+    gating: policy.leaseTimeoutMs,
+    savingImage: perTarget,
+    persistingImage: policy.imagePersistTimeoutMs,
+    regating: agentCallMs,
+    quiescing: perTarget + cacheFlushMs,
+    resetting: agentCallMs + wait,
+    awaitingReady: agentCallMs + policy.deviceReadyTimeoutMs,
+    restoring: perTarget,
+    committingDecoders: agentCallMs + commits * policy.commitTimeoutMs,
+    verifying: policy.verifyTimeoutMs,
+    releasing: policy.leaseTimeoutMs,
+  };
+  // The device alone: the reset's operation also quiesces first, and restores, commits and verifies after.
+  if (plan.resetAlone) phasesMs.resetting += cacheFlushMs + restoreInResetMs(phasesMs);
   return {
     agentCallMs,
     cacheFlushMs,
     resetWaitMs: wait,
     commitPerDecoderMs: policy.commitTimeoutMs,
-    phasesMs: {
-      gating: policy.leaseTimeoutMs,
-      savingImage: perTarget,
-      persistingImage: policy.imagePersistTimeoutMs,
-      regating: agentCallMs,
-      quiescing: perTarget + cacheFlushMs,
-      resetting:
-        agentCallMs + wait + (alone ? cacheFlushMs + restoringMs + committingMs + policy.verifyTimeoutMs : 0),
-      awaitingReady: agentCallMs + policy.deviceReadyTimeoutMs,
-      restoring: restoringMs,
-      committingDecoders: committingMs,
-      verifying: policy.verifyTimeoutMs,
-      releasing: policy.leaseTimeoutMs,
-    },
+    phasesMs,
   };
+}
+
+/**
+ * What a reset's operation that also restores may spend on that: the restoring, committing and verifying
+ * budgets together.
+ */
+export function restoreInResetMs(phasesMs: Readonly<Record<ResetPhase, number>>): number {
+  return phasesMs.restoring + phasesMs.committingDecoders + phasesMs.verifying;
 }

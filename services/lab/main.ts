@@ -8,24 +8,23 @@ import { describeRun, startLabScenario } from "./lab.ts";
 import { LAB_SCENARIOS, type LabScenario } from "./protocol.ts";
 
 const USAGE = `usage: npm run lab -- ${Object.keys(LAB_SCENARIOS).join("|")} [--json FILE] [--console] [KERNEL-ARGS...]`;
-let parsed: ReturnType<typeof parseLabArgs>;
+/** The command line, or one line naming what is wrong with it (exit 2). */
 function parseLabArgs() {
-  return parseArgs({
-    allowPositionals: true,
-    options: {
-      json: { type: "string" },
-      console: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        json: { type: "string" },
+        console: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    console.error(`lab: ${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
 }
-try {
-  parsed = parseLabArgs();
-} catch (e) {
-  console.error(`lab: ${(e as Error).message}\n${USAGE}`);
-  process.exit(2);
-}
-const { values, positionals } = parsed;
+const { values, positionals } = parseLabArgs();
 if (values.help) {
   console.log(USAGE);
   process.exit(0);
