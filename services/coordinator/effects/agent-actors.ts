@@ -46,6 +46,7 @@ import type {
   VerifyResult,
 } from "../../../machines/lifecycle-types.ts";
 import type { Policy } from "../../../machines/policy/defaults.ts";
+import { resetsAlone } from "../../../machines/policy/plan.ts";
 import type { Refusal } from "../../../machines/policy/types.ts";
 import type {
   AgentResult,
@@ -434,18 +435,15 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         policy.agentCallTimeoutMs + policy.verifyTimeoutMs * (andVerify ? 2 : 1),
         signal,
       )) as RestoreResult;
-      if (andVerify && r.verify && r.verify.bdf === bdf) {
-        remember(verifiedAtRestore, verifyAs, r.verify, EARLY_KEPT);
-      }
+      if (andVerify) keepVerify(verifyAs, bdf, r);
       decoders.push(...committedOf(bdf, r));
     }
     return decoders;
   };
 
-  /** A one-function restore done by an earlier operation: its verify and decoders kept for the next steps. */
-  const keepRestore = (input: RestoreInput, bdf: string, r: RestoreResult, verifyAs: string) => {
+  /** The verify a one-function restore ran in its operation, kept for the verifying step (under `verifyAs`). */
+  const keepVerify = (verifyAs: string, bdf: string, r: RestoreResult) => {
     if (r.verify && r.verify.bdf === bdf) remember(verifiedAtRestore, verifyAs, r.verify, EARLY_KEPT);
-    if (input.scope === "full") remember(committed, roundKey(input), committedOf(bdf, r), COMMITTED_KEPT);
   };
 
   return {
@@ -728,22 +726,16 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         const atReset = restoredAtReset.get(key);
         restoredAtReset.delete(key);
         const restored = dev.dev.takeRecovery("restoring");
-        if (atReset && !restored && input.targets.length === 1 && input.targets[0] === input.bdf) {
+        let decoders: CommittedDecoder[];
+        if (atReset && !restored && resetsAlone(input, input.bdf)) {
           // Restored (and verified) by the reset's operation: this step reports it, or fails as the restore did.
           if (!atReset.ok)
             throw errorFromBody(atReset.error, { subject: `restore after the reset of ${input.bdf}` });
-          keepRestore(input, input.bdf, atReset.result, key);
-          return;
+          keepVerify(key, input.bdf, atReset.result);
+          decoders = committedOf(input.bdf, atReset.result);
+        } else {
+          decoders = await restoreAll(dev, input.opId, input.targets, input.scope, input.image, signal, key);
         }
-        const decoders = await restoreAll(
-          dev,
-          input.opId,
-          input.targets,
-          input.scope,
-          input.image,
-          signal,
-          imageRoundKey(input, input.image),
-        );
         if (input.scope === "full") remember(committed, roundKey(input), decoders, COMMITTED_KEPT);
       },
       (input) => restoredAtReset.has(imageRoundKey(input, input.image)),
