@@ -3,35 +3,24 @@
 // the subject the server refused, and nothing is reset.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClientError, clientOn } from "../../client/index.ts";
-import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
-import { type CoordinatorHandle, startCoordinator } from "../../services/coordinator/service.ts";
-import { SIMPLE_DEVICE } from "../../shared/sim/index.ts";
-import { type Conn, type SecureBus, startSecureBus } from "../security/env.ts";
-import { simHost, TEST_ROSTER } from "../security/roster.ts";
+import { SIMPLE_DEVICE, type SimHost } from "../../shared/sim/index.ts";
+import { type SecureBus, startSecureBus } from "../security/env.ts";
+import { type SecureHost, startSecureHost } from "../security/one-host.ts";
+import { TEST_ROSTER } from "../security/roster.ts";
 
 const BDF = SIMPLE_DEVICE;
 
 describe("client on the secure bus", () => {
   let bus: SecureBus;
-  let coord: Conn;
-  let coordinator: CoordinatorHandle;
-  let agent: AgentHandle;
-  const sim = simHost("sim-a");
+  let host: SecureHost;
+  let sim: SimHost;
   beforeAll(async () => {
     bus = await startSecureBus(TEST_ROSTER);
-    coord = await bus.connectAs("coord-1");
-    coordinator = await startCoordinator({
-      nc: coord.nc,
-      id: "coord-1",
-      metricsPort: null,
-      leaseTtlMs: 5000,
-    });
-    const agentConn = await bus.connectAs("agent-sim-a");
-    agent = await startAgent({ nc: agentConn.nc, host: "sim-a", backend: sim, heartbeatMs: 60_000 });
+    host = await startSecureHost(bus);
+    sim = host.sim;
   }, 60_000);
   afterAll(async () => {
-    await agent?.stop().catch(() => undefined);
-    await coordinator?.stop().catch(() => undefined);
+    await host?.stop();
     await bus?.stop();
   });
 

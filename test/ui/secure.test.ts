@@ -3,43 +3,27 @@
 // nothing on the page needs more than the SRE role may do.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientOn } from "../../client/index.ts";
-import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
-import { type CoordinatorHandle, startCoordinator } from "../../services/coordinator/service.ts";
 import { startUi, type UiHandle } from "../../services/ui/server.ts";
 import { SIMPLE_DEVICE } from "../../shared/sim/index.ts";
 import { until } from "../coordinator/helpers.ts";
 import { type SecureBus, startSecureBus } from "../security/env.ts";
-import { simHost, TEST_ROSTER } from "../security/roster.ts";
+import { type SecureHost, startSecureHost } from "../security/one-host.ts";
+import { TEST_ROSTER } from "../security/roster.ts";
 
 const BDF = SIMPLE_DEVICE;
 
 describe("the fleet page as the SRE principal", () => {
   let bus: SecureBus;
-  let coordinator: CoordinatorHandle;
-  let agent: AgentHandle;
+  let host: SecureHost;
   let ui: UiHandle;
   beforeAll(async () => {
     bus = await startSecureBus(TEST_ROSTER);
-    coordinator = await startCoordinator({
-      nc: (await bus.connectAs("coord-1")).nc,
-      id: "coord-1",
-      metricsPort: null,
-      leaseTtlMs: 5000,
-      hosts: ["sim-a"],
-    });
-    const agentConn = await bus.connectAs("agent-sim-a");
-    agent = await startAgent({
-      nc: agentConn.nc,
-      host: "sim-a",
-      backend: simHost("sim-a"),
-      heartbeatMs: 60_000,
-    });
+    host = await startSecureHost(bus, { hosts: ["sim-a"] });
     ui = await startUi({ nc: (await bus.connectAs("sre")).nc, listen: { host: "127.0.0.1", port: 0 } });
   }, 60_000);
   afterAll(async () => {
     await ui?.close();
-    await agent?.stop().catch(() => undefined);
-    await coordinator?.stop().catch(() => undefined);
+    await host?.stop();
     await bus?.stop();
   });
 
