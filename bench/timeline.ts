@@ -19,8 +19,10 @@ try {
     const t0 = await w.driver.request(request(id, d, scope));
     const out = await w.driver.outcomes([id], 60_000);
     const o = out.get(id);
+    // As the coordinator bench does between rounds: the tail (release, rest state) lands before the next.
+    await new Promise((r) => setTimeout(r, 100));
     if (round < 3) continue;
-    console.log(`outcome ${o?.kind} wall ${(o!.atMs - t0).toFixed(1)} ms`);
+    console.log(`outcome ${o?.kind} wall ${(o!.atMs - t0).toFixed(1)} ms, request published at ${tw} (ms since epoch)`);
     const jsm = w.driver.jsm;
     const si = await jsm.streams.info(STREAMS.events.name);
     const js = jetstream(w.driver.nc);

@@ -3,7 +3,8 @@
 //
 // Environment: BENCH_NATS, BENCH_COORD_ID, BENCH_POLICY (JSON overrides), BENCH_LEASE_TTL_MS,
 // BENCH_START_HOSTS (JSON list: hosts discovered during start, as a restart with `hosts` configured does),
-// BENCH_HOLD_PHASE (a lifecycle phase whose step never starts: devices stop there, as at a crash).
+// BENCH_HOLD_PHASE (a lifecycle phase whose step never starts: devices stop there, as at a crash),
+// BENCH_LOG (a log level: the coordinator's log on stdout; silent otherwise).
 // Commands: discover, usage, status, held, stop.
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
@@ -11,7 +12,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Policy } from "../../machines/policy/defaults.ts";
 import { type CoordinatorHandle, startCoordinator } from "../../services/coordinator/service.ts";
 import { connectBus } from "../../shared/bus/client.ts";
-import { silentLogger } from "../../shared/log.ts";
+import { createLogger, type LogLevel, silentLogger } from "../../shared/log.ts";
 import { gc, sendFailed, sendReady, serveParent } from "./child.ts";
 
 export interface CoordinatorReady {
@@ -68,7 +69,8 @@ async function main(): Promise<void> {
     policy,
     leaseTtlMs: Number(env.BENCH_LEASE_TTL_MS ?? 15_000),
     metricsPort: null,
-    log: silentLogger,
+    // BENCH_LOG=debug: the coordinator's log on stdout (its `step done` lines say where a step's time went).
+    log: env.BENCH_LOG ? createLogger("coordinator", { level: env.BENCH_LOG as LogLevel }) : silentLogger,
     ...(startHosts.length > 0 ? { hosts: startHosts } : {}),
     ...(holdPhase
       ? {

@@ -363,6 +363,8 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
   };
 
   const handle = async (m: JsMsg) => {
+    const tIn = performance.now();
+    const queuedMs = Date.now() - m.info.timestampNanos / 1e6;
     let raw: unknown;
     let req: ResetRequestMessage;
     const subjectHost = hostOfSubject(m.subject);
@@ -412,6 +414,20 @@ export async function startIntake(o: IntakeOptions): Promise<Intake> {
         m.nak(retryDelay(m));
       }
       return;
+    }
+    if (o.log.isLevelEnabled("debug")) {
+      // Where a request's time went before its device's chain: in the stream, then resolving its targets.
+      const ms = (x: number) => Math.round(x * 100) / 100;
+      o.log.debug(
+        {
+          requestId: req.requestId,
+          host: req.host,
+          streamSeq: m.seq,
+          queuedMs: ms(queuedMs),
+          resolveMs: ms(performance.now() - tIn),
+        },
+        "request taken",
+      );
     }
     if (req.dryRun) {
       for (const t of targets) {

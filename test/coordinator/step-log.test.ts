@@ -59,9 +59,27 @@ describe("step timings in the debug log", () => {
     }
   });
 
+  it("one line when the request is taken and one when it is dispatched, with where that time went", async () => {
+    const lines = await resetLogged("debug", "dbg", "dbg-2");
+    const taken = lines.filter((l) => l.msg === "request taken" && l.requestId === "dbg-2");
+    expect(taken).toHaveLength(1);
+    expect(taken[0]).toMatchObject({ host: "dbg", streamSeq: expect.any(Number) });
+    for (const k of ["queuedMs", "resolveMs"]) expect(typeof taken[0]![k], k).toBe("number");
+    expect(taken[0]!.resolveMs as number).toBeGreaterThanOrEqual(0);
+    const dispatched = lines.filter((l) => l.msg === "request dispatched" && l.requestId === "dbg-2");
+    expect(dispatched).toHaveLength(1);
+    expect(dispatched[0]).toMatchObject({ host: "dbg", bdf: BDF });
+    for (const k of ["decisionMs", "leaseMs", "syncMs", "factsMs", "admitMs", "writeMs"]) {
+      expect(typeof dispatched[0]![k], k).toBe("number");
+      expect(dispatched[0]![k] as number, k).toBeGreaterThanOrEqual(0);
+    }
+  });
+
   it("says nothing of it at info level", async () => {
     const lines = await resetLogged("info", "quiet", "q-1");
     expect(lines.length).toBeGreaterThan(0);
-    expect(lines.filter((l) => l.msg === "step done")).toEqual([]);
+    expect(
+      lines.filter((l) => ["step done", "request taken", "request dispatched"].includes(String(l.msg))),
+    ).toEqual([]);
   });
 });

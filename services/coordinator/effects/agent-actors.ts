@@ -11,9 +11,10 @@
 // the snapshot naming it is durably stored, with the image already in the store: a coordinator that takes the
 // device over never finds a snapshot from before the decision to reset. The steps that change it further
 // (reset, restore) store their snapshots while they run (WRITE_ALONG), so what they announce goes out live
-// without a write in the chain. Every other step reads (save, regate, await-ready, verify) or is idempotent
-// per request (gating, persisting the image): its snapshot rides along, and a new owner that resumes from an
-// earlier one simply runs it again. A step that runs again after a restore (XState re-invokes the actor of
+// without a write in the chain, and so does gating (its grant is idempotent per request; the step ends once the
+// request is stored). Every other step reads (save, regate, await-ready, verify) or is idempotent per request
+// (persisting the image): its snapshot rides along, and a new owner that resumes from an earlier one simply
+// runs it again. A step that runs again after a restore (XState re-invokes the actor of
 // the restored state) re-reads the device where repeating it blindly would be wrong (the reset itself); the
 // others are idempotent by design (restore decommits first) or by the agent's opId cache and reset journal.
 
@@ -132,26 +133,27 @@ function stale(phase: string): CxlrcError {
 }
 
 /**
- * Steps whose snapshot is stored before they start. Gating: a request's first step waits until the request is
- * stored (the write its dispatch makes anyway), so nothing runs for a request a crash would deliver again.
- * Quiescing is the last step before the device changes: the image is stored by then (persistingImage), and its
- * snapshot is the decision to reset (an owner that resumes from it quiesces again and resets). Release frees
- * the slots once the outcome is stored.
+ * Steps whose snapshot is stored before they start. Quiescing is the last step before the device changes: the
+ * image is stored by then (persistingImage), and its snapshot is the decision to reset (an owner that resumes
+ * from it quiesces again and resets). Release frees the slots once the outcome is stored.
  */
-export const WRITE_AHEAD: ReadonlySet<string> = new Set(["gating", "quiescing", "releasing"]);
+export const WRITE_AHEAD: ReadonlySet<string> = new Set(["quiescing", "releasing"]);
 
 /**
- * Write-aheads that need the snapshot stored, not its events acknowledged: gating only needs the request
- * stored (its dispatch wrote it, naming the request's first events, which a new owner sends again). Releasing
- * waits for the outcome to be in the stream before the slots go (the device's next request comes after it);
- * quiescing stores a new snapshot anyway.
+ * Writes that need the snapshot stored, not its events acknowledged: gating only needs the request stored (its
+ * dispatch wrote it, naming the request's first events, which a new owner sends again). Releasing waits for the
+ * outcome to be in the stream before the slots go (the device's next request comes after it); quiescing stores
+ * a new snapshot anyway.
  */
 const NAMED_ENOUGH: ReadonlySet<string> = new Set(["gating"]);
 
 /**
  * Steps whose snapshot is written while they run (started before the agent call, waited for when the call has
- * answered): their events go out live, and the chain does not wait a write per step. The reset is already
- * decided (quiescing's write-ahead), so an owner that resumes from the quiescing snapshot after the reset went
+ * answered): their events go out live, and the chain does not wait a write per step. Gating: a request's first
+ * step ends only once the request is stored (the write its dispatch makes anyway), so nothing that touches the
+ * device runs for a request a crash would deliver again; its grant (the device's attempt budget, counted once
+ * per request id, and the slots its dispatch took) is idempotent, so it runs beside that write. The reset is
+ * already decided (quiescing's write-ahead), so an owner that resumes from the quiescing snapshot after the reset went
  * out repeats the reset's operation id (quiescing again first where the plan has other functions), which the
  * agent answers with the first reply (its reset journal: never a second reset). A plan of the device alone
  * quiesces and restores (with the verify) in the reset's own operation (resetsAlone): one agent call for three;
@@ -160,7 +162,7 @@ const NAMED_ENOUGH: ReadonlySet<string> = new Set(["gating"]);
  * first, then write and commit in order); intact, the reset goes out under its operation id, and an agent that
  * ran it (and the restore in it) answers with its first reply.
  */
-export const WRITE_ALONG: ReadonlySet<string> = new Set(["resetting", "restoring"]);
+export const WRITE_ALONG: ReadonlySet<string> = new Set(["gating", "resetting", "restoring"]);
 
 /**
  * Steps that call the agent: they queue at the step gate (at most maxRunningSteps at once). Gating, persisting
@@ -316,13 +318,14 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       try {
         await access.resumed();
         if (signal.aborted) throw stale(phase);
-        if (WRITE_AHEAD.has(phase)) await access.persist({ namedEnough: NAMED_ENOUGH.has(phase) });
+        const namedEnough = NAMED_ENOUGH.has(phase);
+        if (WRITE_AHEAD.has(phase)) await access.persist({ namedEnough });
         if (signal.aborted) throw stale(phase);
         const tReady = performance.now();
         // Caught here and rethrown after the call: a write that fails (lease lost, CAS lost) fails the step.
         const along =
           WRITE_ALONG.has(phase) && !doneEarlier?.(input)
-            ? access.persist().then(
+            ? access.persist({ namedEnough }).then(
                 () => null,
                 (err: unknown) => err,
               )

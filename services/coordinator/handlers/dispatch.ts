@@ -64,6 +64,23 @@ async function leaseFor(
   }
 }
 
+/**
+ * Where a dispatch's time went, for its debug line: each mark is the time since the one before (ms, two
+ * decimals); the lookups started together are counted under the first that is awaited.
+ */
+function timeMarks() {
+  let last = performance.now();
+  const spans: Record<string, number> = {};
+  return {
+    at(name: string) {
+      const now = performance.now();
+      spans[name] = Math.round((now - last) * 100) / 100;
+      last = now;
+    },
+    spans: () => spans,
+  };
+}
+
 /** The request is one this device took already (a redelivery). */
 function isDuplicate(d: Device, requestId: string): boolean {
   return d.requests.includes(requestId) || contextOf(d)?.request?.requestId === requestId;
@@ -80,6 +97,7 @@ export function dispatch(
   rt.dispatching.add(request.requestId);
   const run = serialize(d, async (): Promise<Decision> => {
     if (rt.stopping) throw new CxlrcError("in-progress", "coordinator is stopping");
+    const marks = timeMarks();
     // Only a device held here all along knows its requests from memory; otherwise the store says (below).
     if (d.owned && o.leases.get(d.key) && isDuplicate(d, request.requestId)) {
       return { kind: "duplicate", requestId: request.requestId };
@@ -103,11 +121,14 @@ export function dispatch(
       void firstTry.then(() => rt.maybeRelease(d));
       return { kind: "duplicate", requestId: request.requestId };
     }
+    marks.at("decisionMs");
     const lease = await leaseFor(rt, d, request, opts.signal, firstTry);
     if (lease.kind !== "held") return lease.decision;
+    marks.at("leaseMs");
     d.pinned++;
     try {
       await rt.sync(d);
+      marks.at("syncMs");
       if (isDuplicate(d, request.requestId)) return { kind: "duplicate", requestId: request.requestId };
       await rt.settle(d);
       if (stateNow(d) === "unavailable") {
@@ -122,6 +143,7 @@ export function dispatch(
         } catch (err) {
           rt.log(d).warn({ err: describeError(err) }, "facts not refreshed; planning from the last probe");
         }
+        marks.at("factsMs");
         if (!request.dryRun) {
           const switchId = contextOf(d)?.facts?.bridge?.switchId ?? null;
           let waited = false;
@@ -148,6 +170,7 @@ export function dispatch(
           );
           // A stale view only makes the gating CAS try again: never a reason to lose the admitted slot.
           if (waited) await o.fleet.refresh().catch(() => undefined);
+          marks.at("admitMs");
         }
       }
       let decision: Decision | null = null;
@@ -177,6 +200,11 @@ export function dispatch(
       // The request is in the stored snapshot before the caller acknowledges it: a device given up meanwhile
       // (lease lost, write refused) throws here, and the request is delivered again.
       await rt.persist(d, true);
+      marks.at("writeMs");
+      const log = rt.log(d);
+      if (log.isLevelEnabled("debug")) {
+        log.debug({ requestId: request.requestId, ...marks.spans() }, "request dispatched");
+      }
       if (d.actor !== actor) {
         throw new CxlrcError(
           "in-progress",
