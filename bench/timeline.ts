@@ -22,7 +22,9 @@ try {
     // As the coordinator bench does between rounds: the tail (release, rest state) lands before the next.
     await new Promise((r) => setTimeout(r, 100));
     if (round < 3) continue;
-    console.log(`outcome ${o?.kind} wall ${(o!.atMs - t0).toFixed(1)} ms, request published at ${tw} (ms since epoch)`);
+    console.log(
+      `outcome ${o?.kind} wall ${(o!.atMs - t0).toFixed(1)} ms, request published at ${tw} (ms since epoch)`,
+    );
     const jsm = w.driver.jsm;
     const si = await jsm.streams.info(STREAMS.events.name);
     const js = jetstream(w.driver.nc);
