@@ -16,11 +16,13 @@ import { createHash } from "node:crypto";
 import { type Service, type ServiceMsg, Svcm } from "@nats-io/services";
 import type { Msg, NatsConnection, SubscriptionOptions } from "@nats-io/transport-node";
 import type { z } from "zod";
-import type {
-  AgentResult,
-  FaultResult,
-  ResetResult,
-  RestoreResult,
+import {
+  AGENT_FEATURES,
+  type AgentFeature,
+  type AgentResult,
+  type FaultResult,
+  type ResetResult,
+  type RestoreResult,
 } from "../../shared/bus/agent-contract.ts";
 import { AGENT_PARAMS, type AgentReply, type Fence, OpId } from "../../shared/bus/agent-messages.ts";
 import {
@@ -102,6 +104,11 @@ export interface StartAgentOptions {
   stateDir?: string;
   /** Where operations, heartbeats and lost events are counted (services/agent/metrics.ts). Default: nowhere. */
   metrics?: AgentMetrics;
+  /**
+   * The AGENT_FEATURES this agent offers and names in its inventory (default: all). One left out is refused
+   * as the first release refused it (`bad-input` naming the field): what a coordinator sees of an older agent.
+   */
+  features?: readonly AgentFeature[];
 }
 
 export interface AgentStats {
@@ -253,6 +260,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
   const host = checkHost(opts.host);
   const { nc, backend } = opts;
   const operations: Operations = opts.operations ?? defaultOperations;
+  const features: ReadonlySet<AgentFeature> = new Set(opts.features ?? AGENT_FEATURES);
   const log = (opts.log ?? silentLogger).child({ host });
   const timeouts = agentTimeouts(opts.timeouts);
   const heartbeatMs = opts.heartbeatMs ?? 5000;
@@ -342,7 +350,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
   async function dispatch(op: AgentOp, ctx: OpContext, p: Record<string, unknown>): Promise<unknown> {
     switch (op) {
       case "inventory":
-        return operations.inventory(ctx);
+        return { ...(await operations.inventory(ctx)), features: [...features] };
       case "bind":
         return operations.bind(ctx, p as Params<"bind">);
       case "probe":
@@ -527,6 +535,15 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       string,
       unknown
     >;
+    if (op === "reset" && params.restore !== undefined && !features.has("reset.restore")) {
+      badInput(
+        msg,
+        opId,
+        `reset: field "restore" is not offered by this agent (its features: ${[...features].join(", ") || "none"})`,
+        { fields: ["restore"] },
+      );
+      return;
+    }
     const bdf = typeof params.bdf === "string" ? params.bdf : undefined;
     if (fence && bdf) {
       const refusal = fences.check(bdf, fence);

@@ -8,6 +8,11 @@ import type { AgentLink } from "./agent-link.ts";
 
 export interface InventoryCache {
   get(host: string, fresh?: boolean): Promise<InventoryResult>;
+  /**
+   * The features the host's agent named in its latest inventory (an agent of 0.1.0 names none); an inventory
+   * is asked for only when none was seen from the host yet.
+   */
+  features(host: string): Promise<ReadonlySet<string>>;
 }
 
 export function createInventoryCache(
@@ -19,11 +24,23 @@ export function createInventoryCache(
   /** Per host: the fresh call not started yet (callers join it) and the end of the one running. */
   const fresh = new Map<string, { pending: Promise<InventoryResult> | null; tail: Promise<unknown> }>();
 
+  /** Per host: the features of the latest inventory answered (by the order the calls went out). */
+  const features = new Map<string, { seq: number; names: ReadonlySet<string> }>();
+  let calls = 0;
+
   const call = (host: string): Promise<InventoryResult> => {
     const opId = `inventory/${nuid.next()}`;
     const value = opts.link
       ? opts.link.call(host, "inventory", opId, {}, { timeoutMs: opts.timeoutMs })
       : callAgent(nc, host, "inventory", opId, {}, { timeoutMs: opts.timeoutMs });
+    const seq = ++calls;
+    value.then(
+      (inv) => {
+        if ((features.get(host)?.seq ?? 0) < seq)
+          features.set(host, { seq, names: new Set(inv.features ?? []) });
+      },
+      () => undefined,
+    );
     const entry = { at: performance.now(), value };
     cache.set(host, entry);
     value.catch(() => {
@@ -33,6 +50,11 @@ export function createInventoryCache(
   };
 
   return {
+    async features(host) {
+      const known = features.get(host);
+      if (known) return known.names;
+      return new Set((await this.get(host)).features ?? []);
+    },
     get(host, wantFresh = false) {
       const hit = cache.get(host);
       if (hit && !wantFresh && performance.now() - hit.at < ttlMs) return hit.value;

@@ -241,6 +241,7 @@ async function startServing(
     log,
     now,
     inventory: (host, fresh) => inventory.get(host, fresh),
+    agentFeatures: (host) => inventory.features(host),
     ...(opts.stepHook ? { hook: opts.stepHook } : {}),
   });
   onLost = (key) => actors.leaseLost(key);

@@ -80,12 +80,28 @@ export const InventoryBridge = z.object({
 });
 export type InventoryBridge = z.infer<typeof InventoryBridge>;
 
+/**
+ * What an agent's operations accept beyond the first release's contract (0.1.0), as its inventory says
+ * (`features`): a coordinator asks for one only of an agent that names it, so coordinators and agents can be
+ * upgraded in either order. "reset.restore": `reset` takes `restore` (the restore, and the verify, in the
+ * reset's own operation).
+ */
+export const AGENT_FEATURES = ["reset.restore"] as const;
+export type AgentFeature = (typeof AGENT_FEATURES)[number];
+
 export const InventoryResult = z.object({
   host: z.string().min(1),
   backend: z.string().min(1),
   devices: z.array(InventoryDevice),
   bridges: z.array(InventoryBridge),
   functions: z.array(PciFunction),
+  /** AGENT_FEATURES this agent has; absent from an agent of 0.1.0 (none of them). Unknown names are kept. */
+  features: z
+    .array(z.string())
+    .optional()
+    .describe(
+      "What this agent's operations accept beyond the first release (0.1.0), e.g. reset.restore; absent: none. Unknown names are to be ignored.",
+    ),
 });
 export type InventoryResult = z.infer<typeof InventoryResult>;
 

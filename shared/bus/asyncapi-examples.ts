@@ -410,6 +410,7 @@ const INVENTORY = {
       resetMethods: ["flr", "bus", "cxl_bus"],
     },
   ],
+  features: ["reset.restore"],
 };
 
 const REQUEST = {

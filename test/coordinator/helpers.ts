@@ -6,6 +6,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { type NatsConnection, nuid } from "@nats-io/transport-node";
 import type { Policy } from "../../machines/policy/defaults.ts";
 import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
+import type { AgentFeature } from "../../shared/bus/agent-contract.ts";
 import type { ControlLimits } from "../../services/coordinator/config.ts";
 import type { StepHook } from "../../services/coordinator/effects/agent-actors.ts";
 import { type CoordinatorHandle, startCoordinator } from "../../services/coordinator/service.ts";
@@ -69,6 +70,8 @@ export interface WorldOptions {
   /** User and password of every connection the world makes (coordinators, agents, the test's own). */
   user?: string;
   pass?: string;
+  /** Per host: the features its agent offers (default all), to stand for an older agent. */
+  agentFeatures?: Record<string, AgentFeature[]>;
 }
 
 export interface RunningCoordinator {
@@ -102,7 +105,16 @@ export async function startWorld(
   for (const spec of hosts) {
     const sim = createSimHost(spec, { clock: new VirtualClock() });
     sims.set(spec.name, sim);
-    agents.push(await startAgent({ nc: agentNc, host: spec.name, backend: sim, heartbeatMs: 60_000 }));
+    const features = wo.agentFeatures?.[spec.name];
+    agents.push(
+      await startAgent({
+        nc: agentNc,
+        host: spec.name,
+        backend: sim,
+        heartbeatMs: 60_000,
+        ...(features ? { features } : {}),
+      }),
+    );
   }
   const coordinators: RunningCoordinator[] = [];
   return {

@@ -113,6 +113,8 @@ export interface AgentActorDeps {
   now: () => number;
   /** The host's inventory (cached briefly by the caller). */
   inventory(host: string, fresh?: boolean): Promise<InventoryResult>;
+  /** The features of the host's agent (shared/bus/agent-contract.ts AGENT_FEATURES); default: its inventory's. */
+  agentFeatures?(host: string): Promise<ReadonlySet<string>>;
   hook?: StepHook;
   /** Steps (agent calls, stores) running at once; the rest queue before their budget starts. Default 64. */
   maxRunningSteps?: number;
@@ -237,6 +239,10 @@ export function resetHappened(scope: Scope, mismatches: VerifyMismatch[]): boole
 export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirectory) {
   const { store, policy } = deps;
   const gate = createStepGate(deps.maxRunningSteps ?? 64);
+  const agentFeatures =
+    deps.agentFeatures ?? (async (host: string) => new Set((await deps.inventory(host)).features ?? []));
+  /** Hosts whose agent was found without a feature this coordinator would use (said once each). */
+  const olderAgents = new Set<string>();
   const images = new Map<string, ImageRecord>();
   /** Decoders committed by a full restore, by device/request/round: committingDecoders reports them. */
   const committed = new Map<string, CommittedDecoder[]>();
@@ -650,6 +656,17 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           throw err;
         }
       }
+      // The restore rides in the reset only where the host's agent offers it (an agent older than this
+      // coordinator refuses the field): otherwise the restoring step restores, as for several functions.
+      const restore =
+        input.restore && (await agentFeatures(dev.host)).has("reset.restore") ? input.restore : null;
+      if (input.restore && !restore && !olderAgents.has(dev.host)) {
+        olderAgents.add(dev.host);
+        log.info(
+          { host: dev.host },
+          "the host's agent does not restore in the reset (an older agent): the restore goes separately",
+        );
+      }
       const done = await agent(
         dev,
         "reset",
@@ -659,10 +676,10 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           method: input.method,
           ...(input.memClear ? { memClear: true } : {}),
           ...(input.quiesce ? { quiesce: { scope: input.scope } } : {}),
-          ...(input.restore
+          ...(restore
             ? {
                 restore: {
-                  scope: input.restore.scope,
+                  scope: restore.scope,
                   image: await imageOf(input.image, input.bdf),
                   verify: true,
                 },
@@ -673,12 +690,12 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           input.waitMs +
           policy.deviceReadyTimeoutMs +
           (input.quiesce?.cacheFlushTimeoutMs ?? 0) +
-          (input.restore?.timeoutMs ?? 0),
+          (restore?.timeoutMs ?? 0),
         signal,
       );
       remember(answered, requestKey(input), done.reached, EARLY_KEPT);
-      if (input.restore && done.restore) {
-        const key = imageRoundKey({ ...input, round: input.restore.round }, input.image);
+      if (restore && done.restore) {
+        const key = imageRoundKey({ ...input, round: restore.round }, input.image);
         remember(restoredAtReset, key, done.restore, EARLY_KEPT);
       }
     }),

@@ -37,6 +37,7 @@ export function createDeviceRuntime(o: DeviceActorsOptions): DeviceRuntime {
         log: o.log,
         now: o.now,
         inventory: o.inventory,
+        ...(o.agentFeatures ? { agentFeatures: o.agentFeatures } : {}),
         ...(o.hook ? { hook: o.hook } : {}),
       },
       (key) => access.get(key),

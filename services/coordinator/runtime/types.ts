@@ -39,6 +39,8 @@ export interface DeviceActorsOptions {
   log: Logger;
   now: () => number;
   inventory(host: string, fresh?: boolean): Promise<InventoryResult>;
+  /** The features of the host's agent (its latest inventory's); default: read from inventory(). */
+  agentFeatures?(host: string): Promise<ReadonlySet<string>>;
   hook?: StepHook;
   /** How long a request may wait for a device actor to settle (binding, probing). Default 30 s. */
   settleTimeoutMs?: number;

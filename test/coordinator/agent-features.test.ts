@@ -1,0 +1,89 @@
+// Coordinators and agents upgraded in either order: an agent names the features its operations accept beyond
+// the first release (its inventory's `features`), and a coordinator asks for one only of an agent that names
+// it. An agent without "reset.restore" (as 0.1.0 was) refuses a reset that carries a restore, naming the
+// field, and resets nothing; a coordinator resetting a device of such an agent restores in a step of its own
+// and still verifies. An agent that names it gets the restore in the reset's operation.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AGENT_FEATURES } from "../../shared/bus/agent-contract.ts";
+import { callAgent } from "../../shared/bus/client.ts";
+import { isCxlrcError } from "../../shared/errors.ts";
+import { simpleHost } from "../../shared/sim/index.ts";
+import {
+  probe,
+  publishRequest,
+  type RunningCoordinator,
+  readEvents,
+  startWorld,
+  type World,
+} from "./helpers.ts";
+
+const BDF = "0000:01:00.0";
+
+describe("agent features", () => {
+  let w: World;
+  let c: RunningCoordinator;
+  beforeAll(async () => {
+    w = await startWorld([simpleHost({ name: "older" }), simpleHost({ name: "newer" })], {
+      agentFeatures: { older: [] },
+    });
+    c = await w.coordinator();
+  });
+  afterAll(async () => {
+    await w?.close();
+  });
+
+  it("are named in the inventory: all of them by a current agent, none by one standing for 0.1.0", async () => {
+    const newer = await callAgent(w.nc, "newer", "inventory", "test-inv-1", {}, { timeoutMs: 5000 });
+    expect(newer.features).toEqual([...AGENT_FEATURES]);
+    expect(newer.features).toContain("reset.restore");
+    const older = await callAgent(w.nc, "older", "inventory", "test-inv-2", {}, { timeoutMs: 5000 });
+    expect(older.features).toEqual([]);
+  });
+
+  it("an agent without reset.restore refuses a reset carrying a restore, naming the field, and resets nothing", async () => {
+    const err = await callAgent(
+      w.nc,
+      "older",
+      "reset",
+      "test-reset-restore",
+      { bdf: BDF, method: "cxl", restore: { scope: "full", image: {} } },
+      { timeoutMs: 5000 },
+    ).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(isCxlrcError(err) && err.kind).toBe("bad-input");
+    expect(String((err as Error).message)).toContain('"restore"');
+    expect((err as { details?: { fields?: string[] } }).details?.fields).toEqual(["restore"]);
+    expect(w.sims.get("older")!.counters(BDF).cxlReset).toBe(0);
+  });
+
+  it("a full reset of an older agent's device restores in its own step and verifies", async () => {
+    const before = await probe(w.nc, "older", BDF);
+    await publishRequest(w.js, { requestId: "old-1", host: "older", bdf: BDF, scope: "full", reason: "test" });
+    expect((await c.handle.waitForOutcome("old-1", 20_000)).outcome).toBe("verified");
+    expect(w.sims.get("older")!.counters(BDF).cxlReset).toBe(1);
+    expect((await probe(w.nc, "older", BDF)).decoders).toEqual(before.decoders);
+    const started = (await readEvents(w.jsm, { host: "older", source: "agent" }))
+      .map((e) => e.event)
+      .filter((e) => e.kind === "op.started" && e.opId?.startsWith("old-1/"));
+    const ops = started.map((e) => (e.data as { op: string }).op);
+    expect(ops).toContain("reset");
+    expect(ops.indexOf("restore")).toBeGreaterThan(ops.indexOf("reset"));
+    const reset = started.find((e) => (e.data as { op: string }).op === "reset")!;
+    expect((reset.data as { params: Record<string, unknown> }).params).not.toHaveProperty("restore");
+  });
+
+  it("a full reset of a current agent's device restores in the reset's operation", async () => {
+    await publishRequest(w.js, { requestId: "new-1", host: "newer", bdf: BDF, scope: "full", reason: "test" });
+    expect((await c.handle.waitForOutcome("new-1", 20_000)).outcome).toBe("verified");
+    const started = (await readEvents(w.jsm, { host: "newer", source: "agent" }))
+      .map((e) => e.event)
+      .filter((e) => e.kind === "op.started" && e.opId?.startsWith("new-1/"));
+    const ops = started.map((e) => (e.data as { op: string }).op);
+    expect(ops).toContain("reset");
+    expect(ops).not.toContain("restore");
+    const reset = started.find((e) => (e.data as { op: string }).op === "reset")!;
+    expect((reset.data as { params: Record<string, unknown> }).params).toHaveProperty("restore");
+  });
+});
