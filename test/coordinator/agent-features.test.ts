@@ -60,7 +60,13 @@ describe("agent features", () => {
 
   it("a full reset of an older agent's device restores in its own step and verifies", async () => {
     const before = await probe(w.nc, "older", BDF);
-    await publishRequest(w.js, { requestId: "old-1", host: "older", bdf: BDF, scope: "full", reason: "test" });
+    await publishRequest(w.js, {
+      requestId: "old-1",
+      host: "older",
+      bdf: BDF,
+      scope: "full",
+      reason: "test",
+    });
     expect((await c.handle.waitForOutcome("old-1", 20_000)).outcome).toBe("verified");
     expect(w.sims.get("older")!.counters(BDF).cxlReset).toBe(1);
     expect((await probe(w.nc, "older", BDF)).decoders).toEqual(before.decoders);
@@ -75,7 +81,13 @@ describe("agent features", () => {
   });
 
   it("a full reset of a current agent's device restores in the reset's operation", async () => {
-    await publishRequest(w.js, { requestId: "new-1", host: "newer", bdf: BDF, scope: "full", reason: "test" });
+    await publishRequest(w.js, {
+      requestId: "new-1",
+      host: "newer",
+      bdf: BDF,
+      scope: "full",
+      reason: "test",
+    });
     expect((await c.handle.waitForOutcome("new-1", 20_000)).outcome).toBe("verified");
     const started = (await readEvents(w.jsm, { host: "newer", source: "agent" }))
       .map((e) => e.event)
