@@ -148,13 +148,19 @@ export interface CoordinatorStore {
   readonly outcomeId: OutcomeIds;
   /** Lease time the leases bucket really has (an existing bucket keeps its max age). */
   readonly leaseTtlMs: number;
-  /** Store an image; CAS on the revision read just before, so it never overwrites a concurrent writer. */
+  /**
+   * Store an image; CAS on the key's revision (the one this process wrote or read last, else read just before),
+   * so it never overwrites a concurrent writer.
+   */
   putImage(record: ImageRecord): Promise<number>;
   getImage(host: string, bdf: string): Promise<Stored<ImageRecord> | null>;
-  /** Store a function's last known good image (CAS on the revision read just before; retried on a race). */
+  /** Store a function's last known good image (CAS as putImage; retried on a race). */
   putVerifiedImage(record: VerifiedImageRecord): Promise<number>;
   getVerifiedImage(host: string, bdf: string): Promise<Stored<VerifiedImageRecord> | null>;
-  /** One exact revision (what a restore uses: the image persisted for this request, not a later one). */
+  /**
+   * One exact revision (what a restore uses: the image persisted for this request, not a later one). A revision
+   * never changes: one this process wrote or read lately is answered from memory.
+   */
   getImageRevision(key: string, revision: number): Promise<ImageRecord | null>;
   loadActor(key: string): Promise<Stored<ActorRecord> | null>;
   /**
@@ -190,6 +196,31 @@ async function casPut(kv: KV, key: string, value: unknown, revision: number | nu
     );
   }
 }
+
+/** A bounded map that forgets the entries used least lately. */
+function lru<V>(max: number) {
+  const m = new Map<string, V>();
+  return {
+    get(k: string): V | undefined {
+      const v = m.get(k);
+      if (v !== undefined) {
+        m.delete(k);
+        m.set(k, v);
+      }
+      return v;
+    },
+    set(k: string, v: V) {
+      m.delete(k);
+      m.set(k, v);
+      if (m.size > max) m.delete(m.keys().next().value!);
+    },
+    delete: (k: string) => m.delete(k),
+  };
+}
+
+/** Image keys whose last revision is remembered, and image revisions kept in memory (a few MB at most). */
+const IMAGE_KEYS_KEPT = 10_000;
+const IMAGE_RECORDS_KEPT = 256;
 
 /**
  * Read-then-CAS writes of the image keys, tried again when they lose (a concurrent writer) or get no answer
@@ -256,6 +287,9 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
   const st = await leases.status();
   const leaseTtlMs = st.ttl > 0 ? st.ttl : opts.leaseTtlMs;
 
+  const imageRevisions = lru<number>(IMAGE_KEYS_KEPT);
+  const imageRecords = lru<ImageRecord>(IMAGE_RECORDS_KEPT);
+
   return {
     js,
     images,
@@ -266,6 +300,19 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     leaseTtlMs,
     async putImage(record) {
       const key = deviceKey(record.host, record.bdf);
+      const stored = (revision: number) => {
+        imageRevisions.set(key, revision);
+        imageRecords.set(`${key}@${revision}`, record);
+        return revision;
+      };
+      // The key's revision as this process wrote or read it last: no read first. A peer that wrote since (it
+      // drove the device meanwhile) makes the CAS fail, and the read-then-CAS below decides.
+      const known = imageRevisions.get(key);
+      if (known !== undefined) {
+        const fast = await casPut(images, key, record, known).catch(() => null);
+        if (fast !== null) return stored(fast);
+        imageRevisions.delete(key);
+      }
       return retryWrite(async () => {
         const cur = await images.get(key);
         // A first attempt that landed but whose acknowledgement was lost (leader election): it is stored.
@@ -276,20 +323,31 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
             v.savedAt === record.savedAt &&
             v.coordinator === record.coordinator
           ) {
-            return cur.revision;
+            return stored(cur.revision);
           }
         }
         // A deleted image key: create() handles the tombstone.
-        return casPut(images, key, record, cur?.operation === "PUT" ? cur.revision : null);
+        return stored(await casPut(images, key, record, cur?.operation === "PUT" ? cur.revision : null));
       });
     },
     async putVerifiedImage(record) {
       const key = verifiedImageKey(record.host, record.bdf);
       // Two devices' resets that both include this function (SBR siblings) verified it at once: both are good
       // images; the later write wins.
+      const known = imageRevisions.get(key);
+      if (known !== undefined) {
+        const fast = await casPut(images, key, record, known).catch(() => null);
+        if (fast !== null) {
+          imageRevisions.set(key, fast);
+          return fast;
+        }
+        imageRevisions.delete(key);
+      }
       return retryWrite(async () => {
         const cur = await images.get(key);
-        return casPut(images, key, record, cur?.operation === "PUT" ? cur.revision : null);
+        const revision = await casPut(images, key, record, cur?.operation === "PUT" ? cur.revision : null);
+        imageRevisions.set(key, revision);
+        return revision;
       });
     },
     async getVerifiedImage(host, bdf) {
@@ -299,8 +357,12 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
       return parse<ImageRecord>(await images.get(deviceKey(host, bdf)));
     },
     async getImageRevision(key, revision) {
+      const kept = imageRecords.get(`${key}@${revision}`);
+      if (kept) return kept;
       const e = await images.get(key, { revision });
-      return e && e.key === key ? (parse<ImageRecord>(e)?.value ?? null) : null;
+      const rec = e && e.key === key ? (parse<ImageRecord>(e)?.value ?? null) : null;
+      if (rec) imageRecords.set(`${key}@${revision}`, rec);
+      return rec;
     },
     async loadActor(key) {
       return parse<ActorRecord>(await actors.get(key));

@@ -142,6 +142,83 @@ describe("leases and store on nats-server 2.9", () => {
     expect(await store.getImage("h3", "0000:02:00.0")).toBeNull();
   });
 
+  it("image writes without a read first while this process wrote the key last; a peer's write in between is read, not overwritten blindly", async () => {
+    const peer = await openStore(nc, { leaseTtlMs: TTL });
+    const img = {
+      v: 1 as const,
+      host: "h4",
+      bdf: "0000:01:00.0",
+      images: { "0000:01:00.0": { n: 1 } },
+      savedAt: new Date().toISOString(),
+      requestId: "r1",
+      opId: "op1",
+      coordinator: "a",
+    };
+    const key = deviceKey("h4", "0000:01:00.0");
+    // Reads of the images bucket, seen on the JetStream API subjects.
+    let reads = 0;
+    const spy = nc.subscribe("$JS.API.>", {
+      callback: (_e, m) => {
+        if (m.subject.includes(".GET.") && m.subject.includes("cxlrc-images")) reads++;
+      },
+    });
+    const readsOf = async (write: () => Promise<number>) => {
+      await nc.flush();
+      const before = reads;
+      const rev = await write();
+      await nc.flush();
+      return { rev, reads: reads - before };
+    };
+    const r1 = await store.putImage(img);
+    const w2 = await readsOf(() =>
+      store.putImage({ ...img, images: { "0000:01:00.0": { n: 2 } }, opId: "op2" }),
+    );
+    const r2 = w2.rev;
+    expect(r2).toBeGreaterThan(r1);
+    expect(w2.reads).toBe(0);
+    // A peer drove the device meanwhile: this store's remembered revision (r2) is stale now.
+    const r3 = await peer.putImage({
+      ...img,
+      images: { "0000:01:00.0": { n: 3 } },
+      opId: "op3",
+      coordinator: "b",
+    });
+    const w4 = await readsOf(() =>
+      store.putImage({ ...img, images: { "0000:01:00.0": { n: 4 } }, opId: "op4" }),
+    );
+    const r4 = w4.rev;
+    expect(r4).toBeGreaterThan(r3);
+    expect(w4.reads).toBeGreaterThan(0);
+    spy.unsubscribe();
+    expect((await store.getImage("h4", "0000:01:00.0"))?.value.images["0000:01:00.0"]).toEqual({ n: 4 });
+    // Every revision reads back as written, from memory or from the bucket (a fresh store has no memory).
+    const fresh = await openStore(nc, { leaseTtlMs: TTL });
+    for (const [rev, n, by] of [
+      [r2, 2, store],
+      [r3, 3, store],
+      [r3, 3, fresh],
+      [r4, 4, fresh],
+    ] as const) {
+      expect((await by.getImageRevision(key, rev))?.images["0000:01:00.0"], `${rev}`).toEqual({ n });
+    }
+    // The last known good image key takes the same path.
+    const verified = {
+      at: "now",
+      requestId: "r1",
+      coordinator: "a",
+      imageKey: key,
+      imageRevision: r4,
+      scope: "full" as const,
+      round: 0,
+    };
+    const v1 = await store.putVerifiedImage({ ...img, verified });
+    const v2 = await peer.putVerifiedImage({ ...img, verified: { ...verified, coordinator: "b" } });
+    const v3 = await store.putVerifiedImage({ ...img, verified: { ...verified, requestId: "r2" } });
+    expect(v2).toBeGreaterThan(v1);
+    expect(v3).toBeGreaterThan(v2);
+    expect((await fresh.getVerifiedImage("h4", "0000:01:00.0"))?.value.verified.requestId).toBe("r2");
+  });
+
   it("bus health: a node that does not serve JetStream is left (once per interval); other errors are not", async () => {
     const own = await connect({ servers: server.url });
     const statuses: string[] = [];

@@ -184,8 +184,6 @@ const GATED: ReadonlySet<string> = new Set([
   "verifying",
 ]);
 
-/** Images read back from the store, kept for the restore and verify steps that follow (bounded). */
-const IMAGE_CACHE = 256;
 /** Decoders committed by a full restore, kept for the commit step that reports them (bounded). */
 const COMMITTED_KEPT = 4096;
 /** Reads made early (regate probe, a reset's answering functions, a restore's verify), kept for their step. */
@@ -243,7 +241,6 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     deps.agentFeatures ?? (async (host: string) => new Set((await deps.inventory(host)).features ?? []));
   /** Hosts whose agent was found without a feature this coordinator would use (said once each). */
   const olderAgents = new Set<string>();
-  const images = new Map<string, ImageRecord>();
   /** Decoders committed by a full restore, by device/request/round: committingDecoders reports them. */
   const committed = new Map<string, CommittedDecoder[]>();
   /**
@@ -377,19 +374,14 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     return factsFromProbe(dev.host, p, inv);
   };
 
+  /** A function's image of a stored revision (the store keeps the revisions it wrote or read lately). */
   const imageOf = async (ref: ImageRef, bdf: string): Promise<unknown> => {
-    const cacheKey = `${ref.key}@${ref.revision}`;
-    let rec = images.get(cacheKey);
+    const rec = await store.getImageRevision(ref.key, ref.revision);
     if (!rec) {
-      const got = await store.getImageRevision(ref.key, ref.revision);
-      if (!got) {
-        throw new CxlrcError("internal", `image ${ref.key} revision ${ref.revision} is not in the store`, {
-          key: ref.key,
-          revision: ref.revision,
-        });
-      }
-      rec = got;
-      remember(images, cacheKey, rec, IMAGE_CACHE);
+      throw new CxlrcError("internal", `image ${ref.key} revision ${ref.revision} is not in the store`, {
+        key: ref.key,
+        revision: ref.revision,
+      });
     }
     const img = rec.images[bdf];
     if (img === undefined) {
@@ -580,9 +572,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       if (signal.aborted) throw stale("persistingImage");
       const record: ImageRecord = { ...base, bdf: input.bdf, images: bundle.images };
       const revision = await store.putImage(record);
-      const key = deviceKey(input.host, input.bdf);
-      remember(images, `${key}@${revision}`, record, IMAGE_CACHE);
-      return { key, revision };
+      return { key: deviceKey(input.host, input.bdf), revision };
     }),
 
     recheckGates: step<RecheckInput, DeviceFacts>("regating", async (input, signal, dev) => {
