@@ -23,11 +23,16 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
     }
     // Every held event was emitted by a transition this snapshot already contains.
     const heldNow = d.held.length;
-    const snapshot = storedForm(actor.getPersistedSnapshot());
+    // The actor's snapshot is a new object after every transition, and the requests a new array when they
+    // change: the same two as the last write made here are the same record, without serializing it again.
+    const current = actor.getSnapshot();
+    const from = d.lastWritten?.from;
+    const unchanged = from !== undefined && from.snapshot === current && from.requests === d.requests;
+    const snapshot = unchanged ? null : storedForm(actor.getPersistedSnapshot());
     // Serialized once: the comparison with the last write and the record reuse the same strings.
-    const snapshotJson = JSON.stringify(snapshot);
-    const requestsJson = JSON.stringify(d.requests);
-    const json = `{"snapshot":${snapshotJson},"requests":${requestsJson}}`;
+    const snapshotJson = unchanged ? "" : JSON.stringify(snapshot);
+    const requestsJson = unchanged ? "" : JSON.stringify(d.requests);
+    const json = unchanged ? d.lastWritten!.json : `{"snapshot":${snapshotJson},"requests":${requestsJson}}`;
     if (json === d.lastWritten?.json) {
       // Nothing new to store: a write-ahead still waits for the events sent since. With `namedEnough`, not for
       // those that went out with the last write: its record names them, and whoever takes it over sends them
@@ -64,7 +69,11 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
     /** Stored at `revision` (written now, or found landed): the events held for it go out. */
     const stored = (revision: number) => {
       d.revision = revision;
-      d.lastWritten = { json, named: new Set(announced.map((e) => e.id)) };
+      d.lastWritten = {
+        json,
+        named: new Set(announced.map((e) => e.id)),
+        from: { snapshot: current, requests: d.requests },
+      };
       d.storedOwner = o.id;
       rt.announce(d, heldNow);
     };

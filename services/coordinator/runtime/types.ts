@@ -74,7 +74,11 @@ export interface Device {
    * The snapshot and requests as last stored here (`json`, null: none known), and the ids of the events that
    * record names (`named`, its announce): whoever takes it over sends those again.
    */
-  lastWritten: { json: string; named: ReadonlySet<string> } | null;
+  /**
+   * The last stored write: its JSON, the event ids its record names, and (for one made here) the actor's
+   * snapshot object and requests array it was made from (a later call with the same two needs no serializing).
+   */
+  lastWritten: { json: string; named: ReadonlySet<string>; from?: { snapshot: unknown; requests: string[] } } | null;
   writing: Promise<void>;
   /** Phase the actor was restored in (mid-reset), consumed by that phase's first step. */
   recovery: string | null;
