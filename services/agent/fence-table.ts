@@ -2,13 +2,14 @@
 // An operation carrying a lower epoch comes from an owner that lost the device to a newer one (a frozen or
 // cut-off coordinator): it is refused with "stale-epoch", whatever NATS delivered. An equal epoch is the same
 // owner. The table survives agent restarts: one small JSON file in the agent's state directory, written
-// atomically (temp file, fsync, rename, fsync of the directory) before the operation that raised it runs.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+// atomically and durably (durable-file.ts) before the operation that raised it runs.
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import type { Fence } from "../../shared/bus/agent-messages.ts";
 import { formatZodIssues } from "../../shared/bus/codec.ts";
 import { CxlrcError, describeError } from "../../shared/errors.ts";
+import { durableFile } from "./durable-file.ts";
 
 export const FENCE_FILE = "fences.json";
 
@@ -69,25 +70,6 @@ function load(path: string): FenceFile {
   return r.data;
 }
 
-/** Write temp + fsync + rename + fsync(dir): a crash leaves the old file or the new one, never half. */
-export function writeAtomic(dir: string, path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(tmp, "w", 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  const dfd = openSync(dir, "r");
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
-}
-
 /**
  * Open the table in `stateDir` (created if missing; a corrupt file is an error naming it), or a table in
  * memory only when `stateDir` is null (an embedded agent whose restarts need not be fenced).
@@ -109,7 +91,7 @@ export function openFenceTable(stateDir: string | null): FenceTable {
     }
   }
   const table: FenceFile = path === null ? { v: 1, devices: {} } : load(path);
-  let writing: Promise<void> = Promise.resolve();
+  const file = path === null || stateDir === null ? null : durableFile(stateDir, path);
 
   const served = (bdf: string, fence: Fence): Served | undefined => table.devices[bdf]?.[fence.lease ?? "-"];
 
@@ -134,12 +116,9 @@ export function openFenceTable(stateDir: string | null): FenceTable {
       const byLease = table.devices[bdf] ?? {};
       byLease[fence.lease ?? "-"] = { epoch: fence.epoch, owner: fence.owner, at: new Date().toISOString() };
       table.devices[bdf] = byLease;
-      if (path === null || stateDir === null) return;
-      const text = `${JSON.stringify(table)}\n`;
-      const write = writing.then(() => writeAtomic(stateDir, path, text));
-      writing = write.catch(() => undefined);
+      if (file === null) return;
       try {
-        await write;
+        await file.save(`${JSON.stringify(table)}\n`);
       } catch (e) {
         throw new CxlrcError(
           "backend",

@@ -10,7 +10,7 @@ import { z } from "zod";
 import { AgentReply } from "../../shared/bus/agent-messages.ts";
 import { formatZodIssues } from "../../shared/bus/codec.ts";
 import { CxlrcError, describeError } from "../../shared/errors.ts";
-import { writeAtomic } from "./fence-table.ts";
+import { durableFile } from "./durable-file.ts";
 
 export const RESET_JOURNAL_FILE = "resets.json";
 /** Resets remembered (oldest dropped first): far more than a coordinator can still repeat. */
@@ -68,16 +68,12 @@ export function openResetJournal(stateDir: string | null): ResetJournal {
   const path = stateDir === null ? null : join(stateDir, RESET_JOURNAL_FILE);
   if (stateDir !== null) mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const journal: JournalFile = path === null ? { v: 1, resets: {} } : load(path);
-  let writing: Promise<void> = Promise.resolve();
+  const file = path === null || stateDir === null ? null : durableFile(stateDir, path);
 
   const save = (): Promise<void> => {
     const keys = Object.keys(journal.resets);
     for (const k of keys.slice(0, Math.max(0, keys.length - KEPT))) delete journal.resets[k];
-    if (path === null || stateDir === null) return Promise.resolve();
-    const text = `${JSON.stringify(journal)}\n`;
-    const write = writing.then(() => writeAtomic(stateDir, path, text));
-    writing = write.catch(() => undefined);
-    return write;
+    return file === null ? Promise.resolve() : file.save(`${JSON.stringify(journal)}\n`);
   };
 
   return {
