@@ -1,8 +1,13 @@
 // Child process: BENCH_HOSTS simulated hosts × BENCH_PER_HOST devices, one real cxlrc agent per host (as
 // `cxlrc serve agent` runs it), the simulator on the real clock (BENCH_CLOCK=virtual for the memory runs).
+// Each agent keeps its state (fencing table, reset journal) in a directory of its own on disk, as the service
+// does (BENCH_AGENT_STATE=memory: in memory only, as an embedded agent).
 // It also runs the baseline: the same resets driven by a plain script calling the operations directly.
 //
 // Commands: take (per-device accounts since the last take), baseline, usage, stop.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { agentTimeouts, type OpContext, operations } from "../../services/agent/ops/index.ts";
 import { AGENT_VERSION, type AgentHandle, startAgent } from "../../services/agent/service.ts";
@@ -49,6 +54,9 @@ async function main(): Promise<void> {
   const virtual = env("BENCH_CLOCK", "real") === "virtual";
   const heartbeatMs = Number(env("BENCH_HEARTBEAT_MS", "5000"));
   const hostsPerConnection = Number(env("BENCH_HOSTS_PER_CONN", "64"));
+  const stateRoot =
+    env("BENCH_AGENT_STATE", "disk") === "disk" ? mkdtempSync(join(tmpdir(), "cxlrc-bench-agents-")) : null;
+  if (stateRoot) process.on("exit", () => rmSync(stateRoot, { recursive: true, force: true }));
   const accounts = new Accounts();
   const sims = new Map<string, SimHost>();
   const views = new Map<string, ReturnType<typeof accountedOperations>>();
@@ -72,6 +80,7 @@ async function main(): Promise<void> {
         operations: acc.operations,
         heartbeatMs,
         maxQueuePerDevice: 64,
+        ...(stateRoot ? { stateDir: join(stateRoot, name) } : {}),
       }),
     );
   }
