@@ -201,9 +201,8 @@ export function dispatch(
       // (lease lost, write refused) throws here, and the request is delivered again.
       await rt.persist(d, true);
       marks.at("writeMs");
-      const log = rt.log(d);
-      if (log.isLevelEnabled("debug")) {
-        log.debug({ requestId: request.requestId, ...marks.spans() }, "request dispatched");
+      if (o.log.isLevelEnabled("debug")) {
+        rt.log(d).debug({ requestId: request.requestId, ...marks.spans() }, "request dispatched");
       }
       if (d.actor !== actor) {
         throw new CxlrcError(
