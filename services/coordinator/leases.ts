@@ -19,8 +19,9 @@
 // lease times by its own monotonic clock (no clocks compared) knows nobody renews it: it replaces the entry
 // with a compare-and-set on that revision (read back like a create), and the new revision is the new epoch.
 // A holder cut off from the bus gave the lease up a whole lease time before that (renew-failed / expired).
+import type { JetStreamClient } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
-import { nuid } from "@nats-io/transport-node";
+import { headers, nuid } from "@nats-io/transport-node";
 import type { Logger } from "../../shared/log.ts";
 
 export interface LeaseRecord {
@@ -62,6 +63,12 @@ export interface LeaseManagerOptions {
    * when it stores the write, so there a create that is acknowledged is the entry.
    */
   confirmCreates?: boolean | "auto";
+  /**
+   * Publish a release's delete marker directly (the bucket's subject, as kv.delete does) to learn its
+   * revision: the next acquire of that key here is one update on it, not a create that fails on the marker, a
+   * read and an update (nats.js's create of a deleted key). Without it, releases use kv.delete.
+   */
+  deletes?: { js: JetStreamClient; bucket: string };
 }
 
 export interface LeaseManager {
@@ -142,8 +149,14 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
   const now = opts.now ?? Date.now;
   const instance = nuid.next();
   const leases = new Map<string, Held>();
-  /** key → the lease this process released, and whether the release deleted it (bounded: oldest go first). */
-  const released = new Map<string, { epoch: number; clean: Promise<boolean> }>();
+  /**
+   * key → the lease this process released, whether the release deleted it, and (when known) the revision of
+   * its delete marker and when it was written (bounded: oldest go first).
+   */
+  const released = new Map<
+    string,
+    { epoch: number; clean: Promise<boolean>; marker?: { revision: number; at: number } }
+  >();
   const RELEASED_KEPT = 10_000;
   let stopped = false;
   const mono = () => performance.now();
@@ -240,6 +253,20 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     if (mine) return view(mine);
     const t = now();
     const record: LeaseRecord = { owner, instance, acquiredAt: t, renewedAt: t };
+    // Released here lately with a known delete marker (still within the bucket's max age): one update on it.
+    const marker = released.get(key)?.marker;
+    if (marker && mono() - marker.at < ttlMs * 0.9) {
+      const sentAt = mono();
+      const revision = await kv.update(key, encode(record), marker.revision).catch(() => null);
+      if (revision !== null) {
+        if (!(await confirmed(key, revision, sentAt))) return null;
+        if (leases.has(key)) return view(leases.get(key)!);
+        return hold(key, revision, record, sentAt);
+      }
+      // Taken by someone since, or the marker expired: the ordinary way below (and not this way again).
+      const r = released.get(key);
+      if (r) r.marker = undefined;
+    }
     const sentAt = mono();
     let revision: number;
     try {
@@ -347,12 +374,27 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     if (!h) return;
     leases.delete(key);
     let settle: (clean: boolean) => void = () => undefined;
-    released.set(key, { epoch: h.epoch, clean: new Promise<boolean>((r) => (settle = r)) });
+    const entry: { epoch: number; clean: Promise<boolean>; marker?: { revision: number; at: number } } = {
+      epoch: h.epoch,
+      clean: new Promise<boolean>((r) => (settle = r)),
+    };
+    released.delete(key);
+    released.set(key, entry);
     if (released.size > RELEASED_KEPT) released.delete(released.keys().next().value as string);
     h.controller.abort(new Error(`lease ${key} released`));
     for (let attempt = 1; ; attempt++) {
       try {
-        await kv.delete(key, { previousSeq: h.revision });
+        if (opts.deletes) {
+          const hd = headers();
+          hd.set("KV-Operation", "DEL");
+          hd.set("Nats-Expected-Last-Subject-Sequence", String(h.revision));
+          const ack = await opts.deletes.js.publish(`$KV.${opts.deletes.bucket}.${key}`, undefined, {
+            headers: hd,
+          });
+          entry.marker = { revision: ack.seq, at: mono() };
+        } else {
+          await kv.delete(key, { previousSeq: h.revision });
+        }
         settle(true);
         return;
       } catch (err) {

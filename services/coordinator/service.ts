@@ -3,7 +3,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DEFAULT_POLICY, type Policy } from "../../machines/policy/defaults.ts";
 import { ensureStreams, getJsm } from "../../shared/bus/client.ts";
-import { bdfFromToken, deviceKey } from "../../shared/bus/subjects.ts";
+import { BUCKETS, bdfFromToken, deviceKey } from "../../shared/bus/subjects.ts";
 import { describeError } from "../../shared/errors.ts";
 import { type MetricsServer, serveMetrics } from "../../shared/http/metrics-server.ts";
 import { createReadinessGate, type ReadinessGate } from "../../shared/http/readiness.ts";
@@ -210,6 +210,7 @@ async function startServing(
   const busHealth = createBusHealth(nc, log);
   const leases = createLeaseManager({
     kv: store.leases,
+    deletes: { js: store.js, bucket: BUCKETS.leases },
     owner: opts.id,
     ttlMs: store.leaseTtlMs,
     log,

@@ -48,6 +48,62 @@ describe("leases and store on nats-server 2.9", () => {
     expect(await b.holder(key)).toBeNull();
   });
 
+  it("a lease released here is taken again with one write on its delete marker; a peer's take in between is seen", async () => {
+    const deletes = { js: store.js, bucket: "cxlrc-leases" };
+    const a = createLeaseManager({
+      kv: store.leases,
+      owner: "coord-a",
+      ttlMs: TTL,
+      log: silentLogger,
+      deletes,
+    });
+    const b = createLeaseManager({
+      kv: store.leases,
+      owner: "coord-b",
+      ttlMs: TTL,
+      log: silentLogger,
+      deletes,
+    });
+    const key = deviceKey("h5", "0000:01:00.0");
+    // What reaches the leases bucket: reads (JetStream API gets) and writes (its subjects).
+    let reads = 0;
+    let writes = 0;
+    const spy = nc.subscribe(">", {
+      callback: (_e, m) => {
+        if (m.subject.startsWith("$JS.API.") && m.subject.includes(".GET.") && m.subject.includes("leases"))
+          reads++;
+        if (m.subject === `$KV.cxlrc-leases.${key}`) writes++;
+      },
+    });
+    const counted = async <T>(f: () => Promise<T>) => {
+      await nc.flush();
+      const [r0, w0] = [reads, writes];
+      const out = await f();
+      await nc.flush();
+      return { out, reads: reads - r0, writes: writes - w0 };
+    };
+    const first = await a.acquire(key);
+    expect(first).not.toBeNull();
+    await a.release(key);
+    const again = await counted(() => a.acquire(key));
+    expect(again.out).not.toBeNull();
+    expect(again).toMatchObject({ reads: 0, writes: 1 });
+    expect(a.epoch(key)!).toBeGreaterThan(first!.revision);
+    await a.release(key);
+    // A peer took it meanwhile: the update on the marker fails, the ordinary way finds the peer's lease.
+    const lb = await b.acquire(key);
+    expect(lb).not.toBeNull();
+    expect(await a.acquire(key)).toBeNull();
+    await b.release(key);
+    const back = await a.acquire(key);
+    expect(back).not.toBeNull();
+    expect(a.epoch(key)!).toBeGreaterThan(lb!.revision);
+    expect((await a.holder(key))?.owner).toBe("coord-a");
+    spy.unsubscribe();
+    await a.stop();
+    await b.stop();
+  });
+
   it("a holder that stops renewing loses the lease by TTL; it notices on its next renewal", async () => {
     const lost: Array<[string, LostReason]> = [];
     const a = createLeaseManager({

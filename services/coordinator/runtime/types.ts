@@ -78,7 +78,11 @@ export interface Device {
    * The last stored write: its JSON, the event ids its record names, and (for one made here) the actor's
    * snapshot object and requests array it was made from (a later call with the same two needs no serializing).
    */
-  lastWritten: { json: string; named: ReadonlySet<string>; from?: { snapshot: unknown; requests: string[] } } | null;
+  lastWritten: {
+    json: string;
+    named: ReadonlySet<string>;
+    from?: { snapshot: unknown; requests: string[] };
+  } | null;
   writing: Promise<void>;
   /** Phase the actor was restored in (mid-reset), consumed by that phase's first step. */
   recovery: string | null;
