@@ -242,6 +242,11 @@ function canonical(v: unknown): string {
   return `{${s}}`;
 }
 
+/** Operations that only read the device (a save that hands a driver over unbinds it: not one of them). */
+function readsOnly(op: AgentOp, params: Record<string, unknown>): boolean {
+  return op === "probe" || op === "verify" || (op === "save" && params.handover === undefined);
+}
+
 /** Ops that take the device lane. inventory has no device; fault must reach a device mid-reset (chaos). */
 const LANE_OPS: ReadonlySet<AgentOp> = new Set([
   "bind",
@@ -430,10 +435,20 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     opLog.debug("operation started");
     let reply: AgentReply;
     try {
-      // Under the device's lane: no operation of an older owner can slip in between the check and the op.
-      if (fence && bdf) await fences.admit(bdf, fence);
+      // Under the device's lane: no operation of an older owner can slip in between the check and the op. A
+      // higher epoch is taken at once (in memory: any older owner is refused from now on); its durable write
+      // runs beside an operation that only reads the device, which says nothing (no op.completed, no reply)
+      // until the write is stored. An operation that changes the device runs only once it is stored.
+      const refusal = fence && bdf ? fences.check(bdf, fence) : null;
+      if (refusal) throw refusal;
+      const raised = fence && bdf ? fences.admit(bdf, fence) : null;
+      raised?.catch(() => undefined);
+      if (raised && !readsOnly(op, params)) await raised;
       if (op === "reset" && bdf) await resets.begin(opId, bdf);
-      const raw = await dispatch(op, ctx, params);
+      const [ran, stored] = await Promise.allSettled([dispatch(op, ctx, params), raised]);
+      if (stored.status === "rejected") throw stored.reason;
+      if (ran.status === "rejected") throw ran.reason;
+      const raw = ran.value;
       // Round-trip through JSON now: a result that cannot be sent fails here, not in respond().
       const json = JSON.stringify(raw ?? null);
       const result: unknown = JSON.parse(json);

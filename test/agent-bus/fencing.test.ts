@@ -127,6 +127,48 @@ describe("agent fencing tokens", () => {
     expect((await send("save", "after-restart-back", DEV_A, fence(20, "coord-new"))).ok).toBe(false);
   });
 
+  it("a read with a new epoch answers once the epoch is stored; a table that cannot be stored fails the read and issues no reset", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cxlrc-fence-write-"));
+    const own = fakeOps();
+    const e2 = await startEnv({
+      host: "fence-write",
+      backend: fakeBackend(),
+      operations: own,
+      stateDir: dir,
+    });
+    try {
+      const lease = "fence-write.0000-01-00-0";
+      const call = async (op: "probe" | "save" | "reset", opId: string, epoch: number) => {
+        const body = JSON.stringify({
+          opId,
+          bdf: DEV_A,
+          fence: { epoch, owner: "coord-w", lease },
+          ...(op === "reset" ? { method: "flr" } : {}),
+        });
+        return (
+          await e2.nc.request(subjects.agent("fence-write", op), body, { timeout: 5000 })
+        ).json<AgentReply>();
+      };
+      // The read runs beside the table's write; its reply comes only once the new epoch is on disk.
+      expect((await call("probe", "w-1", 40)).ok).toBe(true);
+      const stored = JSON.parse(readFileSync(join(dir, FENCE_FILE), "utf8")) as {
+        devices: Record<string, Record<string, { epoch: number }>>;
+      };
+      expect(stored.devices[DEV_A]?.[lease]?.epoch).toBe(40);
+      // The state directory is gone: a read with a newer epoch fails naming the table, a reset is not issued.
+      rmSync(dir, { recursive: true, force: true });
+      const read = await call("save", "w-2", 41);
+      expect(read.ok ? "ok" : read.error.message).toMatch(/cannot store the agent's fencing table/);
+      const resetsBefore = own.runs.get(`reset:${DEV_A}`) ?? 0;
+      const reset = await call("reset", "w-3", 42);
+      expect(reset.ok ? "ok" : reset.error.message).toMatch(/cannot store the agent's fencing table/);
+      expect(own.runs.get(`reset:${DEV_A}`) ?? 0).toBe(resetsBefore);
+    } finally {
+      await e2.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("a corrupt table stops the agent from starting, with an error naming the file", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cxlrc-fence-bad-"));
     try {
