@@ -10,6 +10,20 @@ import { silentLogger } from "../../shared/log.ts";
 import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 
 const TTL = 1200;
+
+/** An image record of function 0000:01:00.0 of `host`, saved by coordinator "a" for request r1. */
+function imageRecord(host: string) {
+  return {
+    v: 1 as const,
+    host,
+    bdf: "0000:01:00.0",
+    images: { "0000:01:00.0": { n: 1 } } as Record<string, unknown>,
+    savedAt: new Date().toISOString(),
+    requestId: "r1",
+    opId: "op1",
+    coordinator: "a",
+  };
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("leases and store on nats-server 2.9", () => {
@@ -182,16 +196,7 @@ describe("leases and store on nats-server 2.9", () => {
     expect((await store.loadActor(key))?.value.state).toBe("savingImage");
     expect(await store.listActorKeys()).toContain(key);
 
-    const img = {
-      v: 1 as const,
-      host: "h3",
-      bdf: "0000:01:00.0",
-      images: { "0000:01:00.0": { n: 1 } },
-      savedAt: new Date().toISOString(),
-      requestId: "r1",
-      opId: "op1",
-      coordinator: "a",
-    };
+    const img = imageRecord("h3");
     await store.putImage(img);
     await store.putImage({ ...img, images: { "0000:01:00.0": { n: 2 } }, opId: "op2" });
     expect((await store.getImage("h3", "0000:01:00.0"))?.value.images["0000:01:00.0"]).toEqual({ n: 2 });
@@ -200,16 +205,7 @@ describe("leases and store on nats-server 2.9", () => {
 
   it("image writes without a read first while this process wrote the key last; a peer's write in between is read, not overwritten blindly", async () => {
     const peer = await openStore(nc, { leaseTtlMs: TTL });
-    const img = {
-      v: 1 as const,
-      host: "h4",
-      bdf: "0000:01:00.0",
-      images: { "0000:01:00.0": { n: 1 } },
-      savedAt: new Date().toISOString(),
-      requestId: "r1",
-      opId: "op1",
-      coordinator: "a",
-    };
+    const img = imageRecord("h4");
     const key = deviceKey("h4", "0000:01:00.0");
     // Reads of the images bucket, seen on the JetStream API subjects.
     let reads = 0;
