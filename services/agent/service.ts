@@ -542,7 +542,14 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     const guessedOpId = OpId.safeParse(rawOpId).success ? (rawOpId as string) : null;
     const parsed = AGENT_PARAMS[op].safeParse(raw);
     if (!parsed.success) {
-      const fields = parsed.error.issues.map((i) => i.path.map(String).join(".")).filter(Boolean);
+      // An unknown field is named too (its issue's path is the object holding it).
+      const fields = parsed.error.issues
+        .flatMap((i) =>
+          i.code === "unrecognized_keys"
+            ? i.keys.map((k) => [...i.path.map(String), k].join("."))
+            : [i.path.map(String).join(".")],
+        )
+        .filter(Boolean);
       badInput(msg, guessedOpId, `${op}: ${formatZodIssues(parsed.error)}`, { fields });
       return;
     }

@@ -52,6 +52,8 @@ export interface CoordinatorOptions {
   recoveryIntervalMs?: number;
   /** Stream redelivery time of an unacknowledged request. Default 30 s. */
   ackWaitMs?: number;
+  /** How long a host's inventory is reused before it is asked again (planning, device selectors). Default 2 s. */
+  inventoryTtlMs?: number;
   /** Test hook: runs around every step's effect (stop a coordinator at an exact point). */
   stepHook?: StepHook;
   /**
@@ -181,7 +183,11 @@ async function startServing(
   });
   const presence = startAgentPresence({ nc, log, now, onSeen: (host, at) => metrics.agentSeen(host, at) });
   await link.ready();
-  const inventory = createInventoryCache(nc, { timeoutMs: policy.agentCallTimeoutMs, link });
+  const inventory = createInventoryCache(nc, {
+    timeoutMs: policy.agentCallTimeoutMs,
+    link,
+    ...(opts.inventoryTtlMs !== undefined ? { ttlMs: opts.inventoryTtlMs } : {}),
+  });
   // Admission: host/switch slots (one ledger, one key per host), budgets (one key per device), breaker (fed by
   // the outcome events; one key for open/closed).
   const admission = createAdmission(policy, {

@@ -221,6 +221,16 @@ describe("bad input", () => {
     expect(r.ok === false && r.error.details.fields).toEqual(["method"]);
   });
 
+  it("names unknown fields in details.fields, nested ones by their path", async () => {
+    const top = await raw("probe", JSON.stringify({ opId: "unk-1", bdf: DEV_A, force: true }));
+    expect(top.ok === false && top.error.details.fields).toEqual(["force"]);
+    const nested = await raw(
+      "reset",
+      JSON.stringify({ opId: "unk-2", bdf: DEV_A, method: "flr", quiesce: { scope: "io", hard: true } }),
+    );
+    expect(nested.ok === false && nested.error.details.fields).toEqual(["quiesce.hard"]);
+  });
+
   it("requestJson turns an error reply into a CxlrcError with the remote kind", async () => {
     const e = await requestJson(
       env.nc,

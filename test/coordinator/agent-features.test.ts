@@ -4,6 +4,7 @@
 // field, and resets nothing; a coordinator resetting a device of such an agent restores in a step of its own
 // and still verifies. An agent that names it gets the restore in the reset's operation.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startAgent } from "../../services/agent/service.ts";
 import { AGENT_FEATURES } from "../../shared/bus/agent-contract.ts";
 import { callAgent } from "../../shared/bus/client.ts";
 import { isCxlrcError } from "../../shared/errors.ts";
@@ -97,5 +98,57 @@ describe("agent features", () => {
     expect(ops).not.toContain("restore");
     const reset = started.find((e) => (e.data as { op: string }).op === "reset")!;
     expect((reset.data as { params: Record<string, unknown> }).params).toHaveProperty("restore");
+  });
+});
+
+describe("an agent rolled back behind the coordinator's last inventory", () => {
+  let w: World;
+  let c: RunningCoordinator;
+  beforeAll(async () => {
+    w = await startWorld([simpleHost({ name: "rolled" })]);
+    // The inventory (and the features it names) reused for a minute: the rollback below lands inside it.
+    c = await w.coordinator({ inventoryTtlMs: 60_000 });
+  });
+  afterAll(async () => {
+    await w?.close();
+  });
+
+  it("the reset refused for its restore field goes again without it, once, and the device verifies", async () => {
+    await publishRequest(w.js, {
+      requestId: "roll-1",
+      host: "rolled",
+      bdf: BDF,
+      scope: "full",
+      reason: "test",
+    });
+    expect((await c.handle.waitForOutcome("roll-1", 20_000)).outcome).toBe("verified");
+    // The agent is replaced by one that refuses the restore in the reset (as 0.1.0 does).
+    const i = w.agents.findIndex((a) => a.host === "rolled");
+    await w.agents[i]!.stop();
+    const older = await startAgent({
+      nc: w.agentNc,
+      host: "rolled",
+      backend: w.sims.get("rolled")!,
+      heartbeatMs: 60_000,
+      features: [],
+    });
+    w.agents[i] = older;
+    const resetsBefore = w.sims.get("rolled")!.counters(BDF).cxlReset;
+    await publishRequest(w.js, {
+      requestId: "roll-2",
+      host: "rolled",
+      bdf: BDF,
+      scope: "full",
+      reason: "test",
+    });
+    expect((await c.handle.waitForOutcome("roll-2", 20_000)).outcome).toBe("verified");
+    expect(older.stats().badInput).toBe(1);
+    expect(w.sims.get("rolled")!.counters(BDF).cxlReset).toBe(resetsBefore + 1);
+    const ops = (await readEvents(w.jsm, { host: "rolled", source: "agent" }))
+      .map((e) => e.event)
+      .filter((e) => e.kind === "op.started" && e.opId?.startsWith("roll-2/"))
+      .map((e) => (e.data as { op: string }).op);
+    expect(ops.filter((op) => op === "reset")).toHaveLength(1);
+    expect(ops.indexOf("restore")).toBeGreaterThan(ops.indexOf("reset"));
   });
 });

@@ -61,6 +61,7 @@ export interface CoordinatorStart {
   log: Logger;
   /** Redelivery time of an unacknowledged request. */
   ackWaitMs: number;
+  inventoryTtlMs: number;
 }
 
 export interface WorldOptions {
@@ -137,6 +138,7 @@ export async function startWorld(
         ...(o.control ? { control: o.control } : {}),
         ...(o.log ? { log: o.log } : {}),
         ...(o.ackWaitMs !== undefined ? { ackWaitMs: o.ackWaitMs } : {}),
+        ...(o.inventoryTtlMs !== undefined ? { inventoryTtlMs: o.inventoryTtlMs } : {}),
       });
       const running: RunningCoordinator = {
         handle,

@@ -648,41 +648,58 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       }
       // The restore rides in the reset only where the host's agent offers it (an agent older than this
       // coordinator refuses the field): otherwise the restoring step restores, as for several functions.
-      const restore =
+      let restore =
         input.restore && (await agentFeatures(dev.host)).has("reset.restore") ? input.restore : null;
-      if (input.restore && !restore && !olderAgents.has(dev.host)) {
+      const olderAgent = () => {
+        if (olderAgents.has(dev.host)) return;
         olderAgents.add(dev.host);
         log.info(
           { host: dev.host },
           "the host's agent does not restore in the reset (an older agent): the restore goes separately",
         );
+      };
+      if (input.restore && !restore) olderAgent();
+      const call = async () =>
+        agent(
+          dev,
+          "reset",
+          input.opId,
+          {
+            bdf: input.bdf,
+            method: input.method,
+            ...(input.memClear ? { memClear: true } : {}),
+            ...(input.quiesce ? { quiesce: { scope: input.scope } } : {}),
+            ...(restore
+              ? {
+                  restore: {
+                    scope: restore.scope,
+                    image: await imageOf(input.image, input.bdf),
+                    verify: true,
+                  },
+                }
+              : {}),
+          },
+          policy.agentCallTimeoutMs +
+            input.waitMs +
+            policy.deviceReadyTimeoutMs +
+            (input.quiesce?.cacheFlushTimeoutMs ?? 0) +
+            (restore?.timeoutMs ?? 0),
+          signal,
+        );
+      let done: Awaited<ReturnType<typeof call>>;
+      try {
+        done = await call();
+      } catch (err) {
+        // Refused for the restore field (the agent was replaced by an older one since its last inventory): it
+        // refused before doing anything, so the same operation goes again without it, and the host's
+        // inventory is read afresh (its features with it).
+        if (!(restore && isCxlrcError(err) && err.kind === "bad-input" && err.message.includes('"restore"')))
+          throw err;
+        restore = null;
+        olderAgent();
+        void deps.inventory(dev.host, true).catch(() => undefined);
+        done = await call();
       }
-      const done = await agent(
-        dev,
-        "reset",
-        input.opId,
-        {
-          bdf: input.bdf,
-          method: input.method,
-          ...(input.memClear ? { memClear: true } : {}),
-          ...(input.quiesce ? { quiesce: { scope: input.scope } } : {}),
-          ...(restore
-            ? {
-                restore: {
-                  scope: restore.scope,
-                  image: await imageOf(input.image, input.bdf),
-                  verify: true,
-                },
-              }
-            : {}),
-        },
-        policy.agentCallTimeoutMs +
-          input.waitMs +
-          policy.deviceReadyTimeoutMs +
-          (input.quiesce?.cacheFlushTimeoutMs ?? 0) +
-          (restore?.timeoutMs ?? 0),
-        signal,
-      );
       remember(answered, requestKey(input), done.reached, EARLY_KEPT);
       if (restore && done.restore) {
         const key = imageRoundKey({ ...input, round: restore.round }, input.image);
