@@ -20,6 +20,21 @@ import {
 
 const BDF = "0000:01:00.0";
 
+/** A full reset of the host's device, published as a controller does; its outcome must be verified. */
+async function resetVerified(w: World, c: RunningCoordinator, host: string, requestId: string) {
+  await publishRequest(w.js, { requestId, host, bdf: BDF, scope: "full", reason: "test" });
+  expect((await c.handle.waitForOutcome(requestId, 20_000)).outcome).toBe("verified");
+}
+
+/** The operations the host's agent started for a request, in order, with what each was asked. */
+async function opsOf(w: World, host: string, requestId: string) {
+  const started = (await readEvents(w.jsm, { host, source: "agent" }))
+    .map((e) => e.event)
+    .filter((e) => e.kind === "op.started" && e.opId?.startsWith(`${requestId}/`))
+    .map((e) => e.data as { op: string; params: Record<string, unknown> });
+  return { ops: started.map((d) => d.op), reset: started.find((d) => d.op === "reset") };
+}
+
 describe("agent features", () => {
   let w: World;
   let c: RunningCoordinator;
@@ -61,43 +76,21 @@ describe("agent features", () => {
 
   it("a full reset of an older agent's device restores in its own step and verifies", async () => {
     const before = await probe(w.nc, "older", BDF);
-    await publishRequest(w.js, {
-      requestId: "old-1",
-      host: "older",
-      bdf: BDF,
-      scope: "full",
-      reason: "test",
-    });
-    expect((await c.handle.waitForOutcome("old-1", 20_000)).outcome).toBe("verified");
+    await resetVerified(w, c, "older", "old-1");
     expect(w.sims.get("older")!.counters(BDF).cxlReset).toBe(1);
     expect((await probe(w.nc, "older", BDF)).decoders).toEqual(before.decoders);
-    const started = (await readEvents(w.jsm, { host: "older", source: "agent" }))
-      .map((e) => e.event)
-      .filter((e) => e.kind === "op.started" && e.opId?.startsWith("old-1/"));
-    const ops = started.map((e) => (e.data as { op: string }).op);
+    const { ops, reset } = await opsOf(w, "older", "old-1");
     expect(ops).toContain("reset");
     expect(ops.indexOf("restore")).toBeGreaterThan(ops.indexOf("reset"));
-    const reset = started.find((e) => (e.data as { op: string }).op === "reset")!;
-    expect((reset.data as { params: Record<string, unknown> }).params).not.toHaveProperty("restore");
+    expect(reset?.params).not.toHaveProperty("restore");
   });
 
   it("a full reset of a current agent's device restores in the reset's operation", async () => {
-    await publishRequest(w.js, {
-      requestId: "new-1",
-      host: "newer",
-      bdf: BDF,
-      scope: "full",
-      reason: "test",
-    });
-    expect((await c.handle.waitForOutcome("new-1", 20_000)).outcome).toBe("verified");
-    const started = (await readEvents(w.jsm, { host: "newer", source: "agent" }))
-      .map((e) => e.event)
-      .filter((e) => e.kind === "op.started" && e.opId?.startsWith("new-1/"));
-    const ops = started.map((e) => (e.data as { op: string }).op);
+    await resetVerified(w, c, "newer", "new-1");
+    const { ops, reset } = await opsOf(w, "newer", "new-1");
     expect(ops).toContain("reset");
     expect(ops).not.toContain("restore");
-    const reset = started.find((e) => (e.data as { op: string }).op === "reset")!;
-    expect((reset.data as { params: Record<string, unknown> }).params).toHaveProperty("restore");
+    expect(reset?.params).toHaveProperty("restore");
   });
 });
 
@@ -114,14 +107,7 @@ describe("an agent rolled back behind the coordinator's last inventory", () => {
   });
 
   it("the reset refused for its restore field goes again without it, once, and the device verifies", async () => {
-    await publishRequest(w.js, {
-      requestId: "roll-1",
-      host: "rolled",
-      bdf: BDF,
-      scope: "full",
-      reason: "test",
-    });
-    expect((await c.handle.waitForOutcome("roll-1", 20_000)).outcome).toBe("verified");
+    await resetVerified(w, c, "rolled", "roll-1");
     // The agent is replaced by one that refuses the restore in the reset (as 0.1.0 does).
     const i = w.agents.findIndex((a) => a.host === "rolled");
     await w.agents[i]!.stop();
@@ -134,20 +120,10 @@ describe("an agent rolled back behind the coordinator's last inventory", () => {
     });
     w.agents[i] = older;
     const resetsBefore = w.sims.get("rolled")!.counters(BDF).cxlReset;
-    await publishRequest(w.js, {
-      requestId: "roll-2",
-      host: "rolled",
-      bdf: BDF,
-      scope: "full",
-      reason: "test",
-    });
-    expect((await c.handle.waitForOutcome("roll-2", 20_000)).outcome).toBe("verified");
+    await resetVerified(w, c, "rolled", "roll-2");
     expect(older.stats().badInput).toBe(1);
     expect(w.sims.get("rolled")!.counters(BDF).cxlReset).toBe(resetsBefore + 1);
-    const ops = (await readEvents(w.jsm, { host: "rolled", source: "agent" }))
-      .map((e) => e.event)
-      .filter((e) => e.kind === "op.started" && e.opId?.startsWith("roll-2/"))
-      .map((e) => (e.data as { op: string }).op);
+    const { ops } = await opsOf(w, "rolled", "roll-2");
     expect(ops.filter((op) => op === "reset")).toHaveLength(1);
     expect(ops.indexOf("restore")).toBeGreaterThan(ops.indexOf("reset"));
   });
