@@ -6,6 +6,7 @@ import type { KV } from "@nats-io/kv";
 import { type BudgetState, checkBudget, emptyBudget, recordAttempt } from "../../machines/policy/budget.ts";
 import type { Policy } from "../../machines/policy/defaults.ts";
 import { CxlrcError } from "../../shared/errors.ts";
+import { remember } from "../../shared/remember.ts";
 
 type BudgetLimits = Pick<Policy, "maxAttemptsPerWindow" | "attemptWindowMs" | "cooldownMs">;
 
@@ -36,11 +37,8 @@ export function budgetKey(deviceKey: string): string {
 export function createBudgets(kv: KV | null, policy: BudgetLimits): Budgets {
   const cache = new Map<string, { value: StoredBudget; revision: number | null }>();
   const empty = (): StoredBudget => ({ ...emptyBudget(), lastRequestId: null });
-  const remember = (key: string, v: { value: StoredBudget; revision: number | null }) => {
-    cache.delete(key);
-    cache.set(key, v);
-    if (cache.size > CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
-  };
+  const keep = (key: string, v: { value: StoredBudget; revision: number | null }) =>
+    remember(cache, key, v, CACHE_MAX_ENTRIES);
 
   const read = async (key: string) => {
     if (!kv) return cache.get(key) ?? { value: empty(), revision: null };
@@ -49,7 +47,7 @@ export function createBudgets(kv: KV | null, policy: BudgetLimits): Budgets {
       e?.operation === "PUT"
         ? { value: { ...empty(), ...e.json<StoredBudget>() }, revision: e.revision }
         : { value: empty(), revision: e ? e.revision : null };
-    remember(key, got);
+    keep(key, got);
     return got;
   };
 
@@ -74,7 +72,7 @@ export function createBudgets(kv: KV | null, policy: BudgetLimits): Budgets {
                 ? await kv.create(budgetKey(key), data)
                 : await kv.update(budgetKey(key), data, cur.revision);
           }
-          remember(key, { value: next, revision });
+          keep(key, { value: next, revision });
           return { ok: true };
         } catch (err) {
           // Another coordinator counted an attempt meanwhile (or the cache was stale): read and decide again.

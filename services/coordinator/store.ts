@@ -11,6 +11,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
 import { BUCKETS, deviceKey } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
+import { remember } from "../../shared/remember.ts";
 import { retry, sleepBackoff } from "../../shared/retry.ts";
 import { summaryHeaders } from "./actor-index.ts";
 import { loadOutcomeSecret, type OutcomeIds, outcomeIds } from "./outcome-id.ts";
@@ -197,27 +198,6 @@ async function casPut(kv: KV, key: string, value: unknown, revision: number | nu
   }
 }
 
-/** A bounded map that forgets the entries used least lately. */
-function lru<V>(max: number) {
-  const m = new Map<string, V>();
-  return {
-    get(k: string): V | undefined {
-      const v = m.get(k);
-      if (v !== undefined) {
-        m.delete(k);
-        m.set(k, v);
-      }
-      return v;
-    },
-    set(k: string, v: V) {
-      m.delete(k);
-      m.set(k, v);
-      if (m.size > max) m.delete(m.keys().next().value!);
-    },
-    delete: (k: string) => m.delete(k),
-  };
-}
-
 /** Image keys whose last revision is remembered, and image revisions kept in memory (a few MB at most). */
 const IMAGE_KEYS_KEPT = 10_000;
 const IMAGE_RECORDS_KEPT = 256;
@@ -287,8 +267,35 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
   const st = await leases.status();
   const leaseTtlMs = st.ttl > 0 ? st.ttl : opts.leaseTtlMs;
 
-  const imageRevisions = lru<number>(IMAGE_KEYS_KEPT);
-  const imageRecords = lru<ImageRecord>(IMAGE_RECORDS_KEPT);
+  /** Per image key, the revision this process wrote or read last (a CAS needs no read first while it holds). */
+  const imageRevisions = new Map<string, number>();
+  /** Image records by key@revision (a revision never changes). */
+  const imageRecords = new Map<string, ImageRecord>();
+  const keepRecord = (ref: string, rec: ImageRecord) => remember(imageRecords, ref, rec, IMAGE_RECORDS_KEPT);
+  /**
+   * Write an image key: a CAS on the revision remembered for it, without a read; else (or when a peer wrote
+   * since) read then CAS, tried again on a race or no answer. `landed`: the current entry is this very write
+   * (an earlier attempt whose acknowledgement was lost).
+   */
+  const writeImageKey = async (key: string, record: unknown, landed?: (cur: KvEntry) => boolean) => {
+    const known = imageRevisions.get(key);
+    if (known !== undefined) {
+      const fast = await casPut(images, key, record, known).catch(() => null);
+      if (fast !== null) {
+        remember(imageRevisions, key, fast, IMAGE_KEYS_KEPT);
+        return fast;
+      }
+      imageRevisions.delete(key);
+    }
+    const revision = await retryWrite(async () => {
+      const cur = await images.get(key);
+      if (cur?.operation === "PUT" && landed?.(cur)) return cur.revision;
+      // A deleted image key: create() handles the tombstone.
+      return casPut(images, key, record, cur?.operation === "PUT" ? cur.revision : null);
+    });
+    remember(imageRevisions, key, revision, IMAGE_KEYS_KEPT);
+    return revision;
+  };
 
   return {
     js,
@@ -300,55 +307,17 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     leaseTtlMs,
     async putImage(record) {
       const key = deviceKey(record.host, record.bdf);
-      const stored = (revision: number) => {
-        imageRevisions.set(key, revision);
-        imageRecords.set(`${key}@${revision}`, record);
-        return revision;
-      };
-      // The key's revision as this process wrote or read it last: no read first. A peer that wrote since (it
-      // drove the device meanwhile) makes the CAS fail, and the read-then-CAS below decides.
-      const known = imageRevisions.get(key);
-      if (known !== undefined) {
-        const fast = await casPut(images, key, record, known).catch(() => null);
-        if (fast !== null) return stored(fast);
-        imageRevisions.delete(key);
-      }
-      return retryWrite(async () => {
-        const cur = await images.get(key);
-        // A first attempt that landed but whose acknowledgement was lost (leader election): it is stored.
-        if (cur?.operation === "PUT") {
-          const v = cur.json<ImageRecord>();
-          if (
-            v.opId === record.opId &&
-            v.savedAt === record.savedAt &&
-            v.coordinator === record.coordinator
-          ) {
-            return stored(cur.revision);
-          }
-        }
-        // A deleted image key: create() handles the tombstone.
-        return stored(await casPut(images, key, record, cur?.operation === "PUT" ? cur.revision : null));
+      const revision = await writeImageKey(key, record, (cur) => {
+        const v = cur.json<ImageRecord>();
+        return v.opId === record.opId && v.savedAt === record.savedAt && v.coordinator === record.coordinator;
       });
+      keepRecord(`${key}@${revision}`, record);
+      return revision;
     },
-    async putVerifiedImage(record) {
-      const key = verifiedImageKey(record.host, record.bdf);
+    putVerifiedImage(record) {
       // Two devices' resets that both include this function (SBR siblings) verified it at once: both are good
       // images; the later write wins.
-      const known = imageRevisions.get(key);
-      if (known !== undefined) {
-        const fast = await casPut(images, key, record, known).catch(() => null);
-        if (fast !== null) {
-          imageRevisions.set(key, fast);
-          return fast;
-        }
-        imageRevisions.delete(key);
-      }
-      return retryWrite(async () => {
-        const cur = await images.get(key);
-        const revision = await casPut(images, key, record, cur?.operation === "PUT" ? cur.revision : null);
-        imageRevisions.set(key, revision);
-        return revision;
-      });
+      return writeImageKey(verifiedImageKey(record.host, record.bdf), record);
     },
     async getVerifiedImage(host, bdf) {
       return parse<VerifiedImageRecord>(await images.get(verifiedImageKey(host, bdf)));
@@ -357,11 +326,13 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
       return parse<ImageRecord>(await images.get(deviceKey(host, bdf)));
     },
     async getImageRevision(key, revision) {
-      const kept = imageRecords.get(`${key}@${revision}`);
-      if (kept) return kept;
-      const e = await images.get(key, { revision });
-      const rec = e && e.key === key ? (parse<ImageRecord>(e)?.value ?? null) : null;
-      if (rec) imageRecords.set(`${key}@${revision}`, rec);
+      const ref = `${key}@${revision}`;
+      let rec = imageRecords.get(ref) ?? null;
+      if (!rec) {
+        const e = await images.get(key, { revision });
+        rec = e && e.key === key ? (parse<ImageRecord>(e)?.value ?? null) : null;
+      }
+      if (rec) keepRecord(ref, rec);
       return rec;
     },
     async loadActor(key) {

@@ -61,6 +61,7 @@ import { errorFromBody } from "../../../shared/bus/codec.ts";
 import { type AgentOp, deviceKey } from "../../../shared/bus/subjects.ts";
 import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
 import type { Logger } from "../../../shared/log.ts";
+import { remember } from "../../../shared/remember.ts";
 import { backoffDelay } from "../../../shared/retry.ts";
 import type { AgentLink } from "../agent-link.ts";
 import type { FleetStore } from "../fleet-state.ts";
@@ -188,12 +189,6 @@ const GATED: ReadonlySet<string> = new Set([
 const COMMITTED_KEPT = 4096;
 /** Reads made early (regate probe, a reset's answering functions, a restore's verify), kept for their step. */
 const EARLY_KEPT = 4096;
-
-function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
-  map.delete(key);
-  map.set(key, value);
-  if (map.size > max) map.delete(map.keys().next().value as string);
-}
 
 /** The decoders a restore left committed (written now, retained through the reset, or kept as they were). */
 function committedOf(bdf: string, r: RestoreResult): CommittedDecoder[] {
