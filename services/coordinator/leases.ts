@@ -144,6 +144,14 @@ export const STALE_FACTOR = 1.5;
 /** Other holders' entries remembered for that (bounded). */
 const SEEN_KEPT = 100_000;
 
+/** A lease this process released: its epoch, whether the release deleted it, and its delete marker if known. */
+interface Released {
+  epoch: number;
+  clean: Promise<boolean>;
+  /** The marker's revision and when it was written (monotonic ms). */
+  marker?: { revision: number; at: number };
+}
+
 export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
   const { kv, owner, ttlMs, log } = opts;
   const now = opts.now ?? Date.now;
@@ -153,10 +161,7 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
    * key → the lease this process released, whether the release deleted it, and (when known) the revision of
    * its delete marker and when it was written (bounded: oldest go first).
    */
-  const released = new Map<
-    string,
-    { epoch: number; clean: Promise<boolean>; marker?: { revision: number; at: number } }
-  >();
+  const released = new Map<string, Released>();
   const RELEASED_KEPT = 10_000;
   let stopped = false;
   const mono = () => performance.now();
@@ -374,7 +379,7 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     if (!h) return;
     leases.delete(key);
     let settle: (clean: boolean) => void = () => undefined;
-    const entry: { epoch: number; clean: Promise<boolean>; marker?: { revision: number; at: number } } = {
+    const entry: Released = {
       epoch: h.epoch,
       clean: new Promise<boolean>((r) => (settle = r)),
     };

@@ -71,12 +71,10 @@ export interface Device {
   /** Revision of the stored actor record as last read or written here (null: none). */
   revision: number | null;
   /**
-   * The snapshot and requests as last stored here (`json`, null: none known), and the ids of the events that
-   * record names (`named`, its announce): whoever takes it over sends those again.
-   */
-  /**
-   * The last stored write: its JSON, the event ids its record names, and (for one made here) the actor's
-   * snapshot object and requests array it was made from (a later call with the same two needs no serializing).
+   * The snapshot and requests as last stored (`json`, null: none known), the ids of the events that record names
+   * (`named`, its announce: whoever takes it over sends those again), and, for a write made here, the actor's
+   * snapshot object and requests array it was made from (`from`: a later call with the same two needs no
+   * serializing).
    */
   lastWritten: {
     json: string;
