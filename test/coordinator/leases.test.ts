@@ -11,6 +11,30 @@ import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 
 const TTL = 1200;
 
+/** A JetStream API read of one bucket (a get of its stream's messages). */
+const readsOf = (bucket: string) => (subject: string) =>
+  subject.startsWith("$JS.API.") && subject.includes(".GET.") && subject.includes(bucket);
+
+/** Counts the messages on the bus that each predicate matches, for what runs inside during(). */
+function busCounter(nc: NatsConnection, kinds: Record<string, (subject: string) => boolean>) {
+  const n = new Map(Object.keys(kinds).map((k) => [k, 0]));
+  const sub = nc.subscribe(">", {
+    callback: (_e, m) => {
+      for (const [k, is] of Object.entries(kinds)) if (is(m.subject)) n.set(k, n.get(k)! + 1);
+    },
+  });
+  return {
+    async during<T>(f: () => Promise<T>): Promise<{ out: T; counts: Record<string, number> }> {
+      await nc.flush();
+      const before = new Map(n);
+      const out = await f();
+      await nc.flush();
+      return { out, counts: Object.fromEntries([...n].map(([k, v]) => [k, v - before.get(k)!])) };
+    },
+    stop: () => sub.unsubscribe(),
+  };
+}
+
 /** An image record of function 0000:01:00.0 of `host`, saved by coordinator "a" for request r1. */
 function imageRecord(host: string) {
   return {
@@ -80,28 +104,16 @@ describe("leases and store on nats-server 2.9", () => {
     });
     const key = deviceKey("h5", "0000:01:00.0");
     // What reaches the leases bucket: reads (JetStream API gets) and writes (its subjects).
-    let reads = 0;
-    let writes = 0;
-    const spy = nc.subscribe(">", {
-      callback: (_e, m) => {
-        if (m.subject.startsWith("$JS.API.") && m.subject.includes(".GET.") && m.subject.includes("leases"))
-          reads++;
-        if (m.subject === `$KV.cxlrc-leases.${key}`) writes++;
-      },
+    const bus = busCounter(nc, {
+      reads: readsOf("cxlrc-leases"),
+      writes: (subject) => subject === `$KV.cxlrc-leases.${key}`,
     });
-    const counted = async <T>(f: () => Promise<T>) => {
-      await nc.flush();
-      const [r0, w0] = [reads, writes];
-      const out = await f();
-      await nc.flush();
-      return { out, reads: reads - r0, writes: writes - w0 };
-    };
     const first = await a.acquire(key);
     expect(first).not.toBeNull();
     await a.release(key);
-    const again = await counted(() => a.acquire(key));
+    const again = await bus.during(() => a.acquire(key));
     expect(again.out).not.toBeNull();
-    expect(again).toMatchObject({ reads: 0, writes: 1 });
+    expect(again.counts).toEqual({ reads: 0, writes: 1 });
     expect(a.epoch(key)!).toBeGreaterThan(first!.revision);
     await a.release(key);
     // A peer took it meanwhile: the update on the marker fails, the ordinary way finds the peer's lease.
@@ -113,7 +125,7 @@ describe("leases and store on nats-server 2.9", () => {
     expect(back).not.toBeNull();
     expect(a.epoch(key)!).toBeGreaterThan(lb!.revision);
     expect((await a.holder(key))?.owner).toBe("coord-a");
-    spy.unsubscribe();
+    bus.stop();
     await a.stop();
     await b.stop();
   });
@@ -208,26 +220,14 @@ describe("leases and store on nats-server 2.9", () => {
     const img = imageRecord("h4");
     const key = deviceKey("h4", "0000:01:00.0");
     // Reads of the images bucket, seen on the JetStream API subjects.
-    let reads = 0;
-    const spy = nc.subscribe("$JS.API.>", {
-      callback: (_e, m) => {
-        if (m.subject.includes(".GET.") && m.subject.includes("cxlrc-images")) reads++;
-      },
-    });
-    const readsOf = async (write: () => Promise<number>) => {
-      await nc.flush();
-      const before = reads;
-      const rev = await write();
-      await nc.flush();
-      return { rev, reads: reads - before };
-    };
+    const bus = busCounter(nc, { reads: readsOf("cxlrc-images") });
     const r1 = await store.putImage(img);
-    const w2 = await readsOf(() =>
+    const w2 = await bus.during(() =>
       store.putImage({ ...img, images: { "0000:01:00.0": { n: 2 } }, opId: "op2" }),
     );
-    const r2 = w2.rev;
+    const r2 = w2.out;
     expect(r2).toBeGreaterThan(r1);
-    expect(w2.reads).toBe(0);
+    expect(w2.counts.reads).toBe(0);
     // A peer drove the device meanwhile: this store's remembered revision (r2) is stale now.
     const r3 = await peer.putImage({
       ...img,
@@ -235,13 +235,13 @@ describe("leases and store on nats-server 2.9", () => {
       opId: "op3",
       coordinator: "b",
     });
-    const w4 = await readsOf(() =>
+    const w4 = await bus.during(() =>
       store.putImage({ ...img, images: { "0000:01:00.0": { n: 4 } }, opId: "op4" }),
     );
-    const r4 = w4.rev;
+    const r4 = w4.out;
     expect(r4).toBeGreaterThan(r3);
-    expect(w4.reads).toBeGreaterThan(0);
-    spy.unsubscribe();
+    expect(w4.counts.reads).toBeGreaterThan(0);
+    bus.stop();
     expect((await store.getImage("h4", "0000:01:00.0"))?.value.images["0000:01:00.0"]).toEqual({ n: 4 });
     // Every revision reads back as written, from memory or from the bucket (a fresh store has no memory).
     const fresh = await openStore(nc, { leaseTtlMs: TTL });
