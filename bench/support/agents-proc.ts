@@ -54,8 +54,11 @@ async function main(): Promise<void> {
   const virtual = env("BENCH_CLOCK", "real") === "virtual";
   const heartbeatMs = Number(env("BENCH_HEARTBEAT_MS", "5000"));
   const hostsPerConnection = Number(env("BENCH_HOSTS_PER_CONN", "64"));
-  const stateRoot =
-    env("BENCH_AGENT_STATE", "disk") === "disk" ? mkdtempSync(join(tmpdir(), "cxlrc-bench-agents-")) : null;
+  const agentState = env("BENCH_AGENT_STATE", "disk");
+  if (agentState !== "disk" && agentState !== "memory") {
+    throw new Error(`BENCH_AGENT_STATE must be "disk" or "memory", not ${JSON.stringify(agentState)}`);
+  }
+  const stateRoot = agentState === "disk" ? mkdtempSync(join(tmpdir(), "cxlrc-bench-agents-")) : null;
   if (stateRoot) process.on("exit", () => rmSync(stateRoot, { recursive: true, force: true }));
   const accounts = new Accounts();
   const sims = new Map<string, SimHost>();
