@@ -35,6 +35,7 @@ export async function runCoordinatorFromConfig(
       id: config.id,
       policy: config.policy,
       leaseTtlMs: config.leaseTtlMs,
+      partitionLingerMs: config.partitionLingerMs,
       replicas: config.replicas,
       metricsPort: config.metrics.port,
       metricsHost: config.metrics.host,

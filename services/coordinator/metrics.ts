@@ -120,7 +120,7 @@ export function createMetrics(mo: MetricsOptions = {}): CoordinatorMetrics {
   let countLeases: (() => number) | null = null;
   const leasesHeld: Gauge = new Gauge({
     name: "cxlrc_leases_held",
-    help: "Device leases this coordinator holds",
+    help: "Devices this coordinator drives, each under its host's partition lease",
     registers: [registry],
     collect: () => {
       if (countLeases) leasesHeld.set(countLeases());

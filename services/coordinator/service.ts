@@ -25,9 +25,9 @@ import { startFleetView } from "./fleet-view.ts";
 import { kvHostSlots } from "./host-slots.ts";
 import { NO_HOST, startIntake } from "./intake.ts";
 import { createInventoryCache } from "./inventory.ts";
-import { createLeaseManager } from "./leases.ts";
 import { type CoordinatorMetrics, createMetrics } from "./metrics.ts";
 import { createOutcomes, type RequestOutcome } from "./outcomes.ts";
+import { createPartitionLeases } from "./partition-leases.ts";
 import { startRecovery } from "./recovery.ts";
 import { openStore } from "./store.ts";
 
@@ -36,8 +36,14 @@ export interface CoordinatorOptions {
   /** Stable id (lease owner). Unique per live process; a restart with the same id takes its leases back at once. */
   id: string;
   policy?: Partial<Policy>;
-  /** Device lease time (the leases bucket's max age). Default 15 s. */
+  /** Partition (host) lease time (the leases bucket's max age). Default 15 s. */
   leaseTtlMs?: number;
+  /**
+   * How long a host's lease is kept after its last device driven here rests (partition-leases.ts): a host whose
+   * devices are reset one after another is taken once. A peer's request for the host waits at most this long
+   * after the host rests here. Default 1 s; 0 gives it back at once.
+   */
+  partitionLingerMs?: number;
   /** Prometheus and health endpoint port (/metrics, /healthz, /readyz; 0 = a free one); null or undefined = none. */
   metricsPort?: number | null;
   metricsHost?: string;
@@ -63,6 +69,8 @@ export interface CoordinatorOptions {
   control?: Partial<ControlLimits>;
 }
 
+/** How long a host's lease is kept after its last device rests here (CoordinatorOptions.partitionLingerMs). */
+export const PARTITION_LINGER_MS = 1000;
 /** Hosts discovered at once at start. */
 const DISCOVER_WIDTH = 8;
 /** How long a clean stop waits for its events to be acknowledged before giving the rest up. */
@@ -79,7 +87,10 @@ export interface CoordinatorStatus {
   devices: DeviceStatus[];
   /** Devices per lifecycle state (this coordinator's actors). */
   states: Record<string, number>;
+  /** Devices driven here now (their keys `<host>.<bdf-token>`), each under its host's partition lease. */
   leasesHeld: string[];
+  /** Hosts whose partition lease this coordinator holds (driving a device, or kept for partitionLingerMs). */
+  partitionsHeld: string[];
   breaker: FleetState["breaker"];
   /** Requests holding host/switch slots, as the host keys this coordinator has read say (every owner's). */
   inFlight: Record<string, InFlight>;
@@ -214,7 +225,8 @@ async function startServing(
   // Late-bound: the lease manager reports losses to the actors, which need the lease manager.
   let onLost: (key: string) => void = () => undefined;
   const busHealth = createBusHealth(nc, log);
-  const leases = createLeaseManager({
+  const leases = createPartitionLeases({
+    lingerMs: opts.partitionLingerMs ?? PARTITION_LINGER_MS,
     kv: store.leases,
     deletes: { js: store.js, bucket: BUCKETS.leases },
     owner: opts.id,
@@ -325,6 +337,7 @@ async function startServing(
       devices,
       states,
       leasesHeld: leases.held(),
+      partitionsHeld: leases.partitions(),
       breaker: fleet.current().breaker,
       inFlight: admission.holders(),
       running: admission.running(),

@@ -721,6 +721,7 @@ export const EXAMPLES: Record<string, MessageExample[]> = {
         ],
         states: { ready: 7, quarantined: 1 },
         leasesHeld: [],
+        partitionsHeld: [],
         breaker: {
           status: "closed",
           openedAtMs: null,

@@ -365,7 +365,7 @@ const BUCKET_USE: Record<keyof typeof BUCKETS, string> = {
   images:
     "The images saved for a request, and each function's last known good image (verified.<host>.<bdf-token>).",
   actors: "Persisted device actors (XState snapshots), written with compare-and-set.",
-  leases: "Per-device leases: who drives a device; the entry's revision is the fencing epoch.",
+  leases: "Partition leases, one per host: who drives its devices; the entry's revision is the fencing epoch.",
   decisions: "Requests decided without their device's actor, per request id, kept 24 h.",
   meta: "The coordinators' secret that keys outcome event ids.",
   admission:
@@ -557,8 +557,9 @@ function channelSpecs(messages: ContractMessage[]): ChannelSpec[] {
       address: `$KV.${BUCKETS.leases}.{key}`,
       title: `KV ${BUCKETS.leases}`,
       description:
-        "Coordinators only. Key <host>.<bdf-token>: the coordinator driving the device (bucket max age = lease " +
-        "time); the entry's revision is the fencing epoch that events (envelope `epoch`) and agent operations carry.",
+        "Coordinators only. Key <host>: the coordinator that owns the host's partition and drives its devices " +
+        "(bucket max age = lease time; kept while a device of the host is driven and for partitionLingerMs after); " +
+        "the entry's revision is the fencing epoch that events (envelope `epoch`) and agent operations carry.",
       parameters: ["key"],
       messages: ["LeaseRecord"],
     },

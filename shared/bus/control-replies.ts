@@ -104,6 +104,8 @@ export const StatusResult = z.object({
   devices: z.array(DeviceStatus),
   states: z.record(z.string(), Count),
   leasesHeld: z.array(z.string()),
+  /** Hosts whose partition lease the coordinator holds (absent in replies of coordinators with per-device leases). */
+  partitionsHeld: z.array(z.string()).optional(),
   breaker: BreakerState,
   inFlight: z.record(
     z.string(),

@@ -61,7 +61,11 @@ export const DecisionRecord = z.object({
   at: z.string(),
 });
 
-/** cxlrc-leases, key `<host>.<bdf-token>`: who drives the device; the entry's revision is the fencing epoch. */
+/**
+ * cxlrc-leases, key `<host>`: the coordinator that owns the host's partition (drives its devices); the entry's
+ * revision is the fencing epoch of every device of the host. Coordinators before partition leases used the key
+ * `<host>.<bdf-token>`, one per device.
+ */
 export const LeaseRecord = z.object({
   owner: z.string(),
   /** One per process: tells a restarted coordinator's leftovers from a live twin. */

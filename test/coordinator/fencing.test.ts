@@ -62,7 +62,8 @@ describe("coordinator fencing", () => {
     await stop.atPoint;
 
     // Every event so far about the device, from the coordinator that drives it, names one epoch: the
-    // revision at which it acquired the lease (the key's current revision is that or a later renewal).
+    // revision at which it acquired its host's partition lease (the key's current revision is that or a later
+    // renewal).
     const so = (await readEvents(w.jsm, { host, source: "coordinator" })).filter((e) => e.event.bdf === BDF);
     expect(so.length).toBeGreaterThan(0);
     const epochs = new Set(so.map((e) => e.event.epoch));
@@ -71,7 +72,7 @@ describe("coordinator fencing", () => {
     expect(typeof epoch).toBe("number");
     const stream = `KV_${BUCKETS.leases}`;
     const entry = await w.jsm.streams.getMessage(stream, {
-      last_by_subj: `$KV.${BUCKETS.leases}.${deviceKey(host, BDF)}`,
+      last_by_subj: `$KV.${BUCKETS.leases}.${host}`,
     });
     expect(entry?.seq).toBeGreaterThanOrEqual(epoch as number);
 

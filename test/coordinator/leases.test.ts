@@ -8,32 +8,13 @@ import { type CoordinatorStore, openStore } from "../../services/coordinator/sto
 import { deviceKey } from "../../shared/bus/subjects.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
+import { busCounter } from "./bus-counter.ts";
 
 const TTL = 1200;
 
 /** A JetStream API read of one bucket (a get of its stream's messages). */
 const readsOf = (bucket: string) => (subject: string) =>
   subject.startsWith("$JS.API.") && subject.includes(".GET.") && subject.includes(bucket);
-
-/** Counts the messages on the bus that each predicate matches, for what runs inside during(). */
-function busCounter(nc: NatsConnection, kinds: Record<string, (subject: string) => boolean>) {
-  const n = new Map(Object.keys(kinds).map((k) => [k, 0]));
-  const sub = nc.subscribe(">", {
-    callback: (_e, m) => {
-      for (const [k, is] of Object.entries(kinds)) if (is(m.subject)) n.set(k, n.get(k)! + 1);
-    },
-  });
-  return {
-    async during<T>(f: () => Promise<T>): Promise<{ out: T; counts: Record<string, number> }> {
-      await nc.flush();
-      const before = new Map(n);
-      const out = await f();
-      await nc.flush();
-      return { out, counts: Object.fromEntries([...n].map(([k, v]) => [k, v - before.get(k)!])) };
-    },
-    stop: () => sub.unsubscribe(),
-  };
-}
 
 /** An image record of function 0000:01:00.0 of `host`, saved by coordinator "a" for request r1. */
 function imageRecord(host: string) {
