@@ -365,7 +365,8 @@ const BUCKET_USE: Record<keyof typeof BUCKETS, string> = {
   images:
     "The images saved for a request, and each function's last known good image (verified.<host>.<bdf-token>).",
   actors: "Persisted device actors (XState snapshots), written with compare-and-set.",
-  leases: "Partition leases, one per host: who drives its devices; the entry's revision is the fencing epoch.",
+  leases:
+    "Partition leases, one per host: who drives its devices; the entry's revision is the fencing epoch.",
   decisions: "Requests decided without their device's actor, per request id, kept 24 h.",
   meta: "The coordinators' secret that keys outcome event ids.",
   admission:
