@@ -9,7 +9,7 @@ import { dispatch } from "./handlers/dispatch.ts";
 import { dryRun } from "./handlers/dry-run.ts";
 import { type ReleaseResult, releaseDevice } from "./handlers/release.ts";
 import { discover, holdTakeovers, recover } from "./runtime/claim.ts";
-import { createDeviceRuntime, leaseLost, stop } from "./runtime/index.ts";
+import { createDeviceRuntime, leaseLost, partitionGone, stop } from "./runtime/index.ts";
 import { announceStored } from "./runtime/outbox.ts";
 import { liveRequests, local, status } from "./runtime/status.ts";
 import type { DeviceActorsOptions, DeviceStatus } from "./runtime/types.ts";
@@ -66,6 +66,8 @@ export interface DeviceActors {
   stop(opts?: { release?: boolean }): Promise<void>;
   /** Drop a device after its lease was lost (leases.ts onLost). */
   leaseLost(key: string): void;
+  /** A host's partition lease is no longer held here (partition-leases.ts onPartitionGone). */
+  partitionGone(host: string): void;
   /** Requests this coordinator is handing to an actor or running (a local actor not at rest). */
   liveRequests(): Set<string>;
   /**
@@ -91,6 +93,7 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     local: () => local(rt),
     stop: (opts) => stop(rt, opts),
     leaseLost: (key) => leaseLost(rt, key),
+    partitionGone: (host) => partitionGone(rt, host),
     liveRequests: () => liveRequests(rt),
     announceStored: (key, rec) => announceStored(rt, key, rec),
   };

@@ -29,11 +29,15 @@ export function partitionOf(key: string): string {
 export interface PartitionLeaseOptions extends LeaseManagerOptions {
   /** How long a partition's lease is kept after its last device rests (0: given back at once). */
   lingerMs: number;
+  /** A partition's lease is no longer held here (given back after its linger, lost, or stopped). */
+  onPartitionGone?: (partition: string) => void;
 }
 
 export interface PartitionLeaseManager extends LeaseManager {
   /** The partitions (hosts) whose lease this process holds, driving a device or lingering. */
   partitions(): string[];
+  /** The epoch of the partition of device `key` while it is held here, whether or not the device is driven. */
+  partitionEpoch(key: string): number | undefined;
 }
 
 interface Member {
@@ -71,12 +75,12 @@ export function createPartitionLeases(opts: PartitionLeaseOptions): PartitionLea
     stopLinger(partition);
     const group = members.get(partition);
     members.delete(partition);
-    if (!group) return;
-    for (const m of group.values()) {
+    for (const m of group?.values() ?? []) {
       m.lost = true;
       m.controller.abort(new Error(`lease ${m.key} lost with its partition ${partition} (${reason})`));
       opts.onLost?.(m.key, reason);
     }
+    opts.onPartitionGone?.(partition);
   };
 
   const stopLinger = (partition: string) => {
@@ -108,6 +112,7 @@ export function createPartitionLeases(opts: PartitionLeaseOptions): PartitionLea
     const run = inner.release(partition).finally(() => {
       if (releasing.get(partition) === run) releasing.delete(partition);
     });
+    opts.onPartitionGone?.(partition);
     releasing.set(partition, run);
     return run;
   };
@@ -215,6 +220,7 @@ export function createPartitionLeases(opts: PartitionLeaseOptions): PartitionLea
     },
     held: () => [...members.values()].flatMap((g) => [...g.keys()]),
     partitions: () => inner.held(),
+    partitionEpoch: (key) => inner.epoch(partitionOf(key)),
     release,
     renewAll: () => inner.renewAll(),
     ready: () => inner.ready(),

@@ -224,9 +224,11 @@ async function startServing(
   metrics.breakerOpenWith(() => breaker.state().status === "open");
   // Late-bound: the lease manager reports losses to the actors, which need the lease manager.
   let onLost: (key: string) => void = () => undefined;
+  let onPartitionGone: (host: string) => void = () => undefined;
   const busHealth = createBusHealth(nc, log);
   const leases = createPartitionLeases({
     lingerMs: opts.partitionLingerMs ?? PARTITION_LINGER_MS,
+    onPartitionGone: (host) => onPartitionGone(host),
     kv: store.leases,
     deletes: { js: store.js, bucket: BUCKETS.leases },
     owner: opts.id,
@@ -264,6 +266,7 @@ async function startServing(
     ...(opts.stepHook ? { hook: opts.stepHook } : {}),
   });
   onLost = (key) => actors.leaseLost(key);
+  onPartitionGone = (host) => actors.partitionGone(host);
   drivenHere = (key) => leases.get(key) !== undefined;
 
   // The stored fleet by headers first: recovery reads only what it names mid-operation, and a start-up

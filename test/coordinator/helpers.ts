@@ -62,6 +62,7 @@ export interface CoordinatorStart {
   /** Redelivery time of an unacknowledged request. */
   ackWaitMs: number;
   inventoryTtlMs: number;
+  partitionLingerMs: number;
 }
 
 export interface WorldOptions {
@@ -139,6 +140,7 @@ export async function startWorld(
         ...(o.log ? { log: o.log } : {}),
         ...(o.ackWaitMs !== undefined ? { ackWaitMs: o.ackWaitMs } : {}),
         ...(o.inventoryTtlMs !== undefined ? { inventoryTtlMs: o.inventoryTtlMs } : {}),
+        ...(o.partitionLingerMs !== undefined ? { partitionLingerMs: o.partitionLingerMs } : {}),
       });
       const running: RunningCoordinator = {
         handle,

@@ -36,6 +36,7 @@ export function device(rt: DeviceRuntime, host: string, bdf: string): Device {
       held: [],
       holdTimer: null,
       rest: null,
+      kept: null,
     };
     devices.set(key, d);
   }

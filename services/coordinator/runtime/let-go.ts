@@ -1,6 +1,7 @@
-// Letting a device go: its lease given back once it rests with its state stored, its actor evicted from
-// memory after that (status keeps its rest state), or the device abandoned here when its lease or a write was
-// lost (the stored actor, the truth, is continued by whoever takes it next).
+// Letting a device go: its lease given back once it rests with its state stored, its actor kept in memory while
+// its host's partition stays held here and evicted after that (status keeps its rest state), or the device
+// abandoned here when its lease or a write was lost (the stored actor, the truth, is continued by whoever takes
+// it next).
 import { contextOf, serialize, stateNow } from "./device.ts";
 import { REST_STATES } from "./snapshot.ts";
 import type { Device, DeviceRuntime } from "./types.ts";
@@ -19,9 +20,47 @@ export function maybeRelease(rt: DeviceRuntime, d: Device): void {
     if (d.pinned > 0 || rt.stopping || !o.leases.get(d.key) || !idle()) return;
     if (d.actor) await rt.persist(d);
     d.owned = false;
+    const epoch = o.leases.epoch(d.key);
     await o.leases.release(d.key);
-    if (d.pinned === 0 && !rt.stopping && d.held.length === 0 && idle() && !o.leases.get(d.key)) evict(rt, d);
+    if (d.pinned > 0 || rt.stopping || d.held.length > 0 || !idle() || o.leases.get(d.key)) return;
+    // Its host still held here under the epoch it rested in: the actor stays, the next request takes it as is.
+    if (d.actor && epoch !== undefined && o.leases.partitionEpoch(d.key) === epoch) keep(rt, d, epoch);
+    else evict(rt, d);
   }).catch(() => undefined);
+}
+
+function keep(rt: DeviceRuntime, d: Device, epoch: number): void {
+  d.kept = epoch;
+  let set = rt.kept.get(d.host);
+  if (!set) {
+    set = new Set();
+    rt.kept.set(d.host, set);
+  }
+  set.add(d);
+}
+
+/** No longer kept (taken by a request, evicted, abandoned). */
+export function unkeep(rt: DeviceRuntime, d: Device): void {
+  if (d.kept === null) return;
+  d.kept = null;
+  const set = rt.kept.get(d.host);
+  set?.delete(d);
+  if (set?.size === 0) rt.kept.delete(d.host);
+}
+
+/** The host's partition is no longer held here: its devices kept at rest are evicted (in their chains). */
+export function partitionGone(rt: DeviceRuntime, host: string): void {
+  const set = rt.kept.get(host);
+  if (!set) return;
+  rt.kept.delete(host);
+  for (const d of set) {
+    void serialize(d, async () => {
+      if (d.kept === null) return;
+      d.kept = null;
+      if (d.pinned > 0 || rt.stopping || d.held.length > 0 || rt.o.leases.get(d.key)) return;
+      if (d.actor === null || REST_STATES.has(stateNow(d))) evict(rt, d);
+    }).catch(() => undefined);
+  }
 }
 
 /**
@@ -30,6 +69,7 @@ export function maybeRelease(rt: DeviceRuntime, d: Device): void {
  * (which that request reads anyway, the lease having been free).
  */
 export function evict(rt: DeviceRuntime, d: Device): void {
+  unkeep(rt, d);
   const ctx = contextOf(d);
   if (!d.actor || !ctx) return;
   d.rest = {
@@ -48,6 +88,7 @@ export function evict(rt: DeviceRuntime, d: Device): void {
 /** Stop driving the device here (lease lost, snapshot write refused): its stored actor is the truth. */
 export function abandon(rt: DeviceRuntime, d: Device, why: string): void {
   const { o } = rt;
+  unkeep(rt, d);
   const ctx = contextOf(d);
   d.unsubscribe?.();
   d.unsubscribe = null;

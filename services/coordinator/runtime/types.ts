@@ -13,9 +13,9 @@ import type { AgentLink } from "../agent-link.ts";
 import type { DeviceAccess, StepHook } from "../effects/agent-actors.ts";
 import type { EventPublisher } from "../events.ts";
 import type { FleetStore } from "../fleet-state.ts";
-import type { LeaseManager } from "../leases.ts";
 import type { CoordinatorMetrics } from "../metrics.ts";
 import type { Outcomes } from "../outcomes.ts";
+import type { PartitionLeaseManager } from "../partition-leases.ts";
 import type { ActorRecord, AnnouncedEvent, CoordinatorStore, Stored } from "../store.ts";
 
 export type DeviceActor = Actor<LifecycleMachine>;
@@ -27,7 +27,7 @@ export interface DeviceActorsOptions {
   /** Coordinator id. */
   id: string;
   store: CoordinatorStore;
-  leases: LeaseManager;
+  leases: PartitionLeaseManager;
   fleet: FleetStore;
   events: EventPublisher;
   metrics: CoordinatorMetrics;
@@ -116,6 +116,12 @@ export interface Device {
    * it. Its actor is built again from the stored record on its next request.
    */
   rest: { state: string; scopeViolations: number; quarantineReason: string | null } | null;
+  /**
+   * At rest and stored, its lease given back, but its host's partition still held here at this epoch: the actor
+   * stays in memory (nobody else can have written the device since), and a request under the same epoch takes
+   * it without reading the store. Let go when the partition goes (let-go.ts partitionGone).
+   */
+  kept: number | null;
 }
 
 /**
@@ -139,6 +145,8 @@ export interface DeviceRuntime {
   stopping: boolean;
   /** While a recovery pass claims devices: resolves when it has claimed them all (claim.ts holdTakeovers). */
   takingOver: Promise<void> | null;
+  /** Devices kept in memory at rest, by host (Device.kept). */
+  readonly kept: Map<string, Set<Device>>;
 
   /** The device's record, created on first use (device.ts). */
   device(host: string, bdf: string): Device;
