@@ -38,6 +38,12 @@ export interface FleetView {
   summary(key: string): ActorSummary | null | undefined;
   /** Every device key stored, as the watch has seen them. */
   keys(): string[];
+  /**
+   * The headers of the key's latest revision seen said mid-operation, but the device is at rest here (the
+   * watch is behind, or stalled after a node went away): its summary is dropped until the watch brings a newer
+   * revision, so the next look reads the record instead of trusting the headers again.
+   */
+  suspect(key: string): void;
   /** The stored devices of these keys (read when the cached record is older than the watched revision). */
   read(keys: string[]): Promise<StoredDevice[]>;
   stop(): void;
@@ -167,6 +173,10 @@ export async function startFleetView(store: CoordinatorStore, log: Logger): Prom
       return seen === undefined ? undefined : seen.summary;
     },
     keys: () => [...latest.keys()],
+    suspect(key) {
+      const seen = latest.get(key);
+      if (seen) seen.summary = null;
+    },
     async read(keys) {
       const out: StoredDevice[] = [];
       for (let i = 0; i < keys.length; i += READ_WIDTH) {

@@ -109,6 +109,7 @@ export function createPartitionLeases(opts: PartitionLeaseOptions): PartitionLea
   });
 
   const letGo = (partition: string): Promise<void> => {
+    log.debug({ lease: partition }, "partition given back");
     const run = inner.release(partition).finally(() => {
       if (releasing.get(partition) === run) releasing.delete(partition);
     });
@@ -172,6 +173,7 @@ export function createPartitionLeases(opts: PartitionLeaseOptions): PartitionLea
       group = new Map();
       members.set(partition, group);
     }
+    log.debug({ lease: partition, device: key, epoch, members: group.size }, "device joined its partition");
     const existing = group.get(key);
     if (existing && !existing.lost && existing.epoch === epoch) return view(existing, lease);
     const m: Member = { key, epoch, controller: new AbortController(), lost: false };
@@ -185,6 +187,7 @@ export function createPartitionLeases(opts: PartitionLeaseOptions): PartitionLea
     const m = group?.get(key);
     if (!group || !m) return;
     group.delete(key);
+    log.debug({ lease: partition, device: key, members: [...group.keys()] }, "device left its partition");
     // Left while its partition's lease was still the one it joined and confirmed ours: nobody can have been
     // given the device since, so what was said under the epoch belongs to the device's history (fencing.ts).
     const clean =

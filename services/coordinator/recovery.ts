@@ -90,6 +90,9 @@ export function recoverOnce(o: RecoveryOptions): RecoveryPass {
         const holder = await o.leases.holder(key);
         if (holder && (holder.owner !== o.leases.owner || holder.instance === o.leases.instance)) return;
         if (await o.actors.recover(key, { active: true })) taken.push(key);
+        // Not mid-operation after all (its actor rests here, or the record read under the lease says so):
+        // read it next time rather than take the device (and its host's partition) again on every pass.
+        else o.view?.suspect(key);
         return;
       }
       const rec = await o.store.loadActor(key);

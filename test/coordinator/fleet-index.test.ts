@@ -239,4 +239,53 @@ describe("fleet view and recovery over the actors bucket", () => {
       view.stop();
     }
   });
+  it("a device the headers call mid-operation but that its holder finds at rest is read next time, not taken again", async () => {
+    const host = "fs";
+    const { activeKey } = await storeFleet(host, 2);
+    const view = await startFleetView(store, silentLogger);
+    const leases = createLeaseManager({ kv: store.leases, owner: "coord-s", ttlMs: 5000, log: silentLogger });
+    try {
+      await view.synced;
+      const loads: string[] = [];
+      const counting: CoordinatorStore = {
+        ...store,
+        loadActor: (key) => {
+          loads.push(key);
+          return store.loadActor(key);
+        },
+      };
+      const recovered: Array<[string, unknown]> = [];
+      const actors = {
+        // At rest where it is held (a watch behind the writes): nothing taken over.
+        recover: async (key: string, hint?: unknown) => {
+          recovered.push([key, hint]);
+          return false;
+        },
+        holdTakeovers: () => () => undefined,
+        announceStored: async () => true,
+        liveRequests: () => new Set<string>(),
+      } as unknown as DeviceActors;
+      const fleet = { reclaim: async () => [] } as unknown as FleetStore;
+      const mine = <T extends [string, unknown]>(xs: T[]) => xs.filter(([k]) => k.startsWith(`${host}.`));
+      await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger }).done;
+      expect(mine(recovered)).toEqual([[activeKey, { active: true }]]);
+      expect(view.summary(activeKey)).toBeNull();
+      // The next pass reads the record rather than trusting the headers again.
+      recovered.length = 0;
+      loads.length = 0;
+      await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger }).done;
+      expect(loads.filter((k) => k.startsWith(`${host}.`))).toEqual([activeKey]);
+      expect(mine(recovered)).toEqual([[activeKey, undefined]]);
+      // A newer revision seen by the watch brings its headers back.
+      const rev = view.revision(activeKey)!;
+      await store.saveActor(activeKey, record(host, "0000:00:00.1", { state: "ready", active: false }), rev);
+      const deadline = Date.now() + 5000;
+      while (view.summary(activeKey) === null && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(view.summary(activeKey)).toMatchObject({ state: "ready", active: false });
+    } finally {
+      await leases.stop();
+      view.stop();
+    }
+  });
 });

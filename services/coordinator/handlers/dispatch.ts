@@ -113,12 +113,18 @@ export function dispatch(
     firstTry.catch(() => undefined);
     // Decided before without the actor (its acknowledgement lost): the same answer again, not a second one.
     const prior = await o.store.getDecision(request.requestId).catch((err: unknown) => {
-      void firstTry.then(() => rt.maybeRelease(d));
+      void firstTry.then(
+        () => rt.maybeRelease(d),
+        () => undefined,
+      );
       throw err;
     });
     if (prior) {
       void o.events.publish(decisionEvent(prior));
-      void firstTry.then(() => rt.maybeRelease(d));
+      void firstTry.then(
+        () => rt.maybeRelease(d),
+        () => undefined,
+      );
       return { kind: "duplicate", requestId: request.requestId };
     }
     marks.at("decisionMs");

@@ -80,6 +80,9 @@ export async function recover(rt: DeviceRuntime, key: string, hint?: { active: b
   const d = rt.device(host, bdf);
   return serialize(d, async () => {
     if (d.actor && o.leases.get(key) && (rec === null || d.revision === rec.revision)) return false; // ours, running
+    // Ours at rest, its host's partition held here since it was stored: nothing to take over, and the
+    // partition is not taken by a look (it would never linger out while passes keep looking).
+    if (d.actor && d.kept !== null && d.kept === o.leases.partitionEpoch(key)) return false;
     const lease = await o.leases.acquire(key);
     if (!lease) return false;
     d.pinned++;
