@@ -4,21 +4,39 @@
 // its reply. A repeat after a restart gets the first reply, or, for a reset the agent died in the middle of,
 // an error saying its outcome is unknown (the coordinator restores from the image and verifies), never a
 // second reset.
-import { mkdirSync, readFileSync } from "node:fs";
+//
+// On disk an append-only log of JSON lines (`resets.log`): a line `{"op","bdf","at"}` when a reset is about to
+// be issued, `{"op","reply"}` when it has answered; each is one append and one fdatasync (appends of
+// concurrent resets share them), not a rewrite of every entry kept. The log is compacted to the entries kept
+// once it holds COMPACT_AT lines. A journal of an earlier agent (`resets.json`, one JSON document) is read at
+// start and folded into the first compaction.
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { AgentReply } from "../../shared/bus/agent-messages.ts";
 import { formatZodIssues } from "../../shared/bus/codec.ts";
 import { CxlrcError, describeError } from "../../shared/errors.ts";
-import { durableFile } from "./durable-file.ts";
+import { appendLog, readLines } from "./append-log.ts";
 
-export const RESET_JOURNAL_FILE = "resets.json";
+export const RESET_JOURNAL_FILE = "resets.log";
+/** The single-document journal of agents before the log (read once, then replaced by the log). */
+export const LEGACY_RESET_JOURNAL_FILE = "resets.json";
 /** Resets remembered (oldest dropped first): far more than a coordinator can still repeat. */
 const KEPT = 512;
+/** Lines in the log before it is rewritten with the entries kept. */
+const COMPACT_AT = 4 * KEPT;
 
 const Entry = z.strictObject({ bdf: z.string(), at: z.string(), reply: AgentReply.optional() });
-const JournalFile = z.strictObject({ v: z.literal(1), resets: z.record(z.string(), Entry) });
-type JournalFile = z.infer<typeof JournalFile>;
+type Entry = z.infer<typeof Entry>;
+const LegacyFile = z.strictObject({ v: z.literal(1), resets: z.record(z.string(), Entry) });
+/** One line of the log: the start of a reset (bdf, at), its reply, or both (a compacted entry). */
+const Line = z.strictObject({
+  op: z.string().min(1),
+  bdf: z.string().optional(),
+  at: z.string().optional(),
+  reply: AgentReply.optional(),
+});
+type Line = z.infer<typeof Line>;
 
 export interface ResetJournal {
   /** The reply to give a repeated reset operation id (the first one, or "interrupted"); null: never seen. */
@@ -28,16 +46,22 @@ export interface ResetJournal {
   /** Durably: its reply. */
   end(opId: string, reply: AgentReply): Promise<void>;
   readonly path: string | null;
+  /** Close the log file (an agent stopping). */
+  close(): Promise<void>;
 }
 
-function load(path: string): JournalFile {
-  let text: string;
+function readText(path: string): string | null {
   try {
-    text = readFileSync(path, "utf8");
+    return readFileSync(path, "utf8");
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return { v: 1, resets: {} };
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw new CxlrcError("backend", `cannot read the agent's reset journal ${path}`, { path }, { cause: e });
   }
+}
+
+function loadLegacy(path: string, into: Map<string, Entry>): boolean {
+  const text = readText(path);
+  if (text === null) return false;
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -45,41 +69,92 @@ function load(path: string): JournalFile {
     throw new CxlrcError(
       "bad-input",
       `the agent's reset journal ${path} is not valid JSON (${describeError(e)})`,
-      {
-        path,
-      },
+      { path },
     );
   }
-  const r = JournalFile.safeParse(raw);
+  const r = LegacyFile.safeParse(raw);
   if (!r.success) {
     throw new CxlrcError(
       "bad-input",
       `the agent's reset journal ${path} is malformed: ${formatZodIssues(r.error)}`,
-      {
-        path,
-      },
+      { path },
     );
   }
-  return r.data;
+  for (const [op, e] of Object.entries(r.data.resets)) into.set(op, e);
+  return true;
+}
+
+/** Apply the log's lines in order; true when its last line was torn (a crash mid-append). */
+function loadLog(path: string, into: Map<string, Entry>): { torn: boolean; lines: number } {
+  const text = readText(path);
+  if (text === null) return { torn: false, lines: 0 };
+  const { items, torn, bad } = readLines(text, (l) => Line.parse(JSON.parse(l)));
+  if (bad) {
+    throw new CxlrcError(
+      "bad-input",
+      `the agent's reset journal ${path} is malformed at line ${bad.line}: ${
+        bad.error instanceof z.ZodError ? formatZodIssues(bad.error) : describeError(bad.error)
+      }`,
+      { path, line: bad.line },
+    );
+  }
+  for (const l of items) apply(into, l);
+  return { torn, lines: items.length };
+}
+
+function apply(into: Map<string, Entry>, l: Line): void {
+  if (l.bdf !== undefined && l.at !== undefined) {
+    into.delete(l.op);
+    into.set(l.op, { bdf: l.bdf, at: l.at, ...(l.reply ? { reply: l.reply } : {}) });
+    return;
+  }
+  const e = into.get(l.op);
+  if (e && l.reply) e.reply = l.reply;
 }
 
 /** Open the journal in `stateDir` (null: in memory only, an embedded agent whose restarts need no journal). */
 export function openResetJournal(stateDir: string | null): ResetJournal {
   const path = stateDir === null ? null : join(stateDir, RESET_JOURNAL_FILE);
+  const legacyPath = stateDir === null ? null : join(stateDir, LEGACY_RESET_JOURNAL_FILE);
   if (stateDir !== null) mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const journal: JournalFile = path === null ? { v: 1, resets: {} } : load(path);
-  const file = path === null || stateDir === null ? null : durableFile(stateDir, path);
+  const entries = new Map<string, Entry>();
+  const legacy = legacyPath !== null && loadLegacy(legacyPath, entries);
+  const loaded = path === null ? { torn: false, lines: 0 } : loadLog(path, entries);
+  const log = path === null || stateDir === null ? null : appendLog(stateDir, path);
+  let lines = loaded.lines;
 
-  const save = (): Promise<void> => {
-    const keys = Object.keys(journal.resets);
-    for (const k of keys.slice(0, Math.max(0, keys.length - KEPT))) delete journal.resets[k];
-    return file === null ? Promise.resolve() : file.save(`${JSON.stringify(journal)}\n`);
+  const trim = () => {
+    for (const k of entries.keys()) {
+      if (entries.size <= KEPT) break;
+      entries.delete(k);
+    }
+  };
+  const compact = (): Promise<void> => {
+    if (!log) return Promise.resolve();
+    trim();
+    const live = [...entries].map(([op, e]) => JSON.stringify({ op, ...e }));
+    lines = live.length;
+    return log.compact(live).then(() => {
+      if (legacy && legacyPath !== null && existsSync(legacyPath)) rmSync(legacyPath, { force: true });
+    });
+  };
+  // A torn last line is cut off (an append would join it), and an earlier agent's journal folded in, before
+  // anything is appended. Appends queue behind this compaction.
+  const opening = loaded.torn || legacy ? compact() : Promise.resolve();
+  opening.catch(() => undefined);
+
+  const append = (l: Line): Promise<void> => {
+    if (!log) return Promise.resolve();
+    lines++;
+    const written = log.append(JSON.stringify(l));
+    if (lines >= COMPACT_AT) void compact().catch(() => undefined);
+    return written;
   };
 
   return {
     path,
     repeat(opId) {
-      const e = journal.resets[opId];
+      const e = entries.get(opId);
       if (!e) return null;
       if (e.reply) return e.reply;
       return {
@@ -93,14 +168,18 @@ export function openResetJournal(stateDir: string | null): ResetJournal {
       };
     },
     begin(opId, bdf) {
-      journal.resets[opId] = { bdf, at: new Date().toISOString() };
-      return save();
+      const at = new Date().toISOString();
+      entries.delete(opId);
+      entries.set(opId, { bdf, at });
+      trim();
+      return append({ op: opId, bdf, at });
     },
     end(opId, reply) {
-      const e = journal.resets[opId];
+      const e = entries.get(opId);
       if (!e) return Promise.resolve();
       e.reply = reply;
-      return save();
+      return append({ op: opId, reply });
     },
+    close: () => log?.close() ?? Promise.resolve(),
   };
 }

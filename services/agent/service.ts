@@ -760,6 +760,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
         emitEvent(null, "agent.stopped", { uptimeMs: Math.round(performance.now() - started) });
         await publisher.close(2000);
       }
+      await resets.close().catch(() => undefined);
       log.info("agent stopped");
     },
   };

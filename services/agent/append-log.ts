@@ -1,0 +1,107 @@
+// An append-only log of JSON lines kept durably without blocking the event loop: each record is one line
+// appended to the file, and the appends that come while one is being made go together in the next (group
+// commit: one write and one fdatasync for a burst). A record resolves once it is on disk. Compaction replaces
+// the whole file atomically (durable-file.ts writeAtomic) with the lines the caller says are still live, between
+// two appends. A crash mid-append leaves at most a last line without its newline, which reading drops.
+import { type FileHandle, open } from "node:fs/promises";
+import { writeAtomic } from "./durable-file.ts";
+
+export interface AppendLog {
+  readonly path: string;
+  /** Resolves once `line` (one JSON text, no newline) is durable; rejects with its write's error. */
+  append(line: string): Promise<void>;
+  /** Replace the file with `lines` (the live state), after the appends asked for before it. */
+  compact(lines: string[]): Promise<void>;
+  /** Writes made so far (appends of a burst and compactions each count one). */
+  readonly writes: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The complete lines of a log's text. The last line without its newline is a torn append (dropped, `torn`);
+ * `bad` is the first complete line `parse` refuses (1-based), with its error.
+ */
+export function readLines<T>(
+  text: string,
+  parse: (line: string) => T,
+): { items: T[]; torn: boolean; bad: { line: number; error: unknown } | null } {
+  const parts = text.split("\n");
+  const last = parts.pop() ?? "";
+  const items: T[] = [];
+  for (const [i, l] of parts.entries()) {
+    if (l.trim() === "") continue;
+    try {
+      items.push(parse(l));
+    } catch (error) {
+      return { items, torn: false, bad: { line: i + 1, error } };
+    }
+  }
+  return { items, torn: last.trim() !== "", bad: null };
+}
+
+interface Pending {
+  kind: "append" | "compact";
+  text: string;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+export function appendLog(dir: string, path: string): AppendLog {
+  let fh: FileHandle | null = null;
+  let running = false;
+  let writes = 0;
+  const queue: Pending[] = [];
+
+  const handle = async (): Promise<FileHandle> => {
+    if (!fh) fh = await open(path, "a", 0o600);
+    return fh;
+  };
+
+  const drain = async () => {
+    running = true;
+    while (queue.length > 0) {
+      // A compaction runs alone; appends up to the next compaction go together.
+      const first = queue[0]!;
+      const nextCompact = queue.findIndex((p) => p.kind === "compact");
+      const batch = queue.splice(
+        0,
+        first.kind === "compact" ? 1 : nextCompact < 0 ? queue.length : nextCompact,
+      );
+      writes++;
+      try {
+        if (first.kind === "compact") {
+          await fh?.close();
+          fh = null;
+          await writeAtomic(dir, path, first.text);
+        } else {
+          const f = await handle();
+          await f.write(batch.map((p) => p.text).join(""));
+          await f.datasync();
+        }
+        for (const p of batch) p.resolve();
+      } catch (e) {
+        for (const p of batch) p.reject(e);
+      }
+    }
+    running = false;
+  };
+
+  const push = (kind: Pending["kind"], text: string) =>
+    new Promise<void>((resolve, reject) => {
+      queue.push({ kind, text, resolve, reject });
+      if (!running) void drain();
+    });
+
+  return {
+    path,
+    get writes() {
+      return writes;
+    },
+    append: (line) => push("append", `${line}\n`),
+    compact: (lines) => push("compact", lines.map((l) => `${l}\n`).join("")),
+    async close() {
+      await fh?.close();
+      fh = null;
+    },
+  };
+}
