@@ -61,6 +61,30 @@ describe("summary headers", () => {
   });
 });
 
+/** The store, with every actor record read counted in `loads`. */
+function countingLoads(store: CoordinatorStore, loads: string[]): CoordinatorStore {
+  return {
+    ...store,
+    loadActor: (key) => {
+      loads.push(key);
+      return store.loadActor(key);
+    },
+  };
+}
+
+/** An actor host that records each takeover asked of it (key, hint) and answers `taken`. */
+function recoveringActors(recovered: Array<[string, unknown]>, taken: boolean): DeviceActors {
+  return {
+    recover: async (key: string, hint?: unknown) => {
+      recovered.push([key, hint]);
+      return taken;
+    },
+    holdTakeovers: () => () => undefined,
+    announceStored: async () => true,
+    liveRequests: () => new Set<string>(),
+  } as unknown as DeviceActors;
+}
+
 describe("fleet view and recovery over the actors bucket", () => {
   let server: NatsServerHandle;
   let nc: NatsConnection;
@@ -106,13 +130,7 @@ describe("fleet view and recovery over the actors bucket", () => {
 
       // Status from headers alone: no record is read for a device at rest.
       const loads: string[] = [];
-      const counting: CoordinatorStore = {
-        ...store,
-        loadActor: (key) => {
-          loads.push(key);
-          return store.loadActor(key);
-        },
-      };
+      const counting = countingLoads(store, loads);
       const countingView = await startFleetView(counting, silentLogger);
       await countingView.synced;
       const devices = await countingView.read(countingView.keys());
@@ -131,15 +149,7 @@ describe("fleet view and recovery over the actors bucket", () => {
         ttlMs: 5000,
         log: silentLogger,
       });
-      const actors = {
-        recover: async (key: string, hint?: unknown) => {
-          recovered.push([key, hint]);
-          return true;
-        },
-        holdTakeovers: () => () => undefined,
-        announceStored: async () => true,
-        liveRequests: () => new Set<string>(),
-      } as unknown as DeviceActors;
+      const actors = recoveringActors(recovered, true);
       const fleet = { reclaim: async () => [] } as unknown as FleetStore;
       const pass = recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger });
       await pass.done;
@@ -247,24 +257,10 @@ describe("fleet view and recovery over the actors bucket", () => {
     try {
       await view.synced;
       const loads: string[] = [];
-      const counting: CoordinatorStore = {
-        ...store,
-        loadActor: (key) => {
-          loads.push(key);
-          return store.loadActor(key);
-        },
-      };
+      const counting = countingLoads(store, loads);
       const recovered: Array<[string, unknown]> = [];
-      const actors = {
-        // At rest where it is held (a watch behind the writes): nothing taken over.
-        recover: async (key: string, hint?: unknown) => {
-          recovered.push([key, hint]);
-          return false;
-        },
-        holdTakeovers: () => () => undefined,
-        announceStored: async () => true,
-        liveRequests: () => new Set<string>(),
-      } as unknown as DeviceActors;
+      // At rest where it is held (a watch behind the writes): nothing taken over.
+      const actors = recoveringActors(recovered, false);
       const fleet = { reclaim: async () => [] } as unknown as FleetStore;
       const mine = <T extends [string, unknown]>(xs: T[]) => xs.filter(([k]) => k.startsWith(`${host}.`));
       await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger }).done;
