@@ -72,7 +72,7 @@ export const CoordinatorConfig = z.strictObject({
   /** Lease time of a partition (a host; the leases bucket's max age); renewed every quarter of it. */
   leaseTtlMs: z.number().int().min(500).max(600_000).default(15_000),
   /** How long a host's lease is kept after its last device driven here rests (0: given back at once). */
-  partitionLingerMs: z.number().int().min(0).max(60_000).default(1000),
+  partitionLingerMs: z.number().int().min(0).max(60_000).default(250),
   /** JetStream replicas of buckets and streams (1 single server, 3 on a 3-node cluster). */
   replicas: z.number().int().min(1).max(5).default(1),
   /** Prometheus endpoint: port (0 = any free port), null = off. */

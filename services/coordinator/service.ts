@@ -40,8 +40,9 @@ export interface CoordinatorOptions {
   leaseTtlMs?: number;
   /**
    * How long a host's lease is kept after its last device driven here rests (partition-leases.ts): a host whose
-   * devices are reset one after another is taken once. A peer's request for the host waits at most this long
-   * after the host rests here. Default 1 s; 0 gives it back at once.
+   * devices are reset one after another is taken once (a fleet controller's next request comes well within it).
+   * A peer's request for the host waits this long after the host rests here (its request is not refused: it
+   * takes the host once it goes). Default 250 ms; 0 gives it back at once.
    */
   partitionLingerMs?: number;
   /** Prometheus and health endpoint port (/metrics, /healthz, /readyz; 0 = a free one); null or undefined = none. */
@@ -70,7 +71,7 @@ export interface CoordinatorOptions {
 }
 
 /** How long a host's lease is kept after its last device rests here (CoordinatorOptions.partitionLingerMs). */
-export const PARTITION_LINGER_MS = 1000;
+export const PARTITION_LINGER_MS = 250;
 /** Hosts discovered at once at start. */
 const DISCOVER_WIDTH = 8;
 /** How long a clean stop waits for its events to be acknowledged before giving the rest up. */
