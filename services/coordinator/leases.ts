@@ -23,6 +23,7 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { headers, nuid } from "@nats-io/transport-node";
 import type { Logger } from "../../shared/log.ts";
+import { remember } from "../../shared/remember.ts";
 
 export interface LeaseRecord {
   /** Coordinator id (configured, stable across restarts). */
@@ -383,9 +384,7 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
       epoch: h.epoch,
       clean: new Promise<boolean>((r) => (settle = r)),
     };
-    released.delete(key);
-    released.set(key, entry);
-    if (released.size > RELEASED_KEPT) released.delete(released.keys().next().value as string);
+    remember(released, key, entry, RELEASED_KEPT);
     h.controller.abort(new Error(`lease ${key} released`));
     for (let attempt = 1; ; attempt++) {
       try {

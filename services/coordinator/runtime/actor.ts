@@ -10,7 +10,7 @@ import type { DeviceAccess } from "../effects/agent-actors.ts";
 import { EVENT } from "../events.ts";
 import type { ActorRecord, Stored } from "../store.ts";
 import { stateNow } from "./device.ts";
-import { unkeep } from "./let-go.ts";
+import { keptHere, unkeep } from "./let-go.ts";
 import { unannounced } from "./outbox.ts";
 import { currentSnapshot, REST_STATES, stateOf, withPolicy } from "./snapshot.ts";
 import type { Device, DeviceRuntime } from "./types.ts";
@@ -90,9 +90,9 @@ export async function sync(
   const { o } = rt;
   if (d.actor && d.owned) return null;
   // Kept at rest under the partition epoch still held: nobody else can have written it since.
-  const kept = d.kept;
+  const kept = keptHere(rt, d);
   unkeep(rt, d);
-  if (d.actor && kept !== null && kept === o.leases.epoch(d.key)) {
+  if (kept) {
     d.owned = true;
     return null;
   }

@@ -4,6 +4,7 @@
 import { bdfFromToken, deviceKey } from "../../../shared/bus/subjects.ts";
 import { describeError } from "../../../shared/errors.ts";
 import { serialize } from "./device.ts";
+import { keptHere } from "./let-go.ts";
 import type { DeviceRuntime } from "./types.ts";
 
 /** The device's actor built (or loaded) and stored under its lease; false when a peer holds the lease. */
@@ -82,7 +83,7 @@ export async function recover(rt: DeviceRuntime, key: string, hint?: { active: b
     if (d.actor && o.leases.get(key) && (rec === null || d.revision === rec.revision)) return false; // ours, running
     // Ours at rest, its host's partition held here since it was stored: nothing to take over, and the
     // partition is not taken by a look (it would never linger out while passes keep looking).
-    if (d.actor && d.kept !== null && d.kept === o.leases.partitionEpoch(key)) return false;
+    if (keptHere(rt, d)) return false;
     const lease = await o.leases.acquire(key);
     if (!lease) return false;
     d.pinned++;

@@ -15,7 +15,7 @@ import { createAgentActors, type DeviceAccess } from "../effects/agent-actors.ts
 import { settle, sync } from "./actor.ts";
 import { device } from "./device.ts";
 import { onEmitted } from "./emitted.ts";
-import { abandon, maybeRelease, partitionGone } from "./let-go.ts";
+import { abandon, maybeRelease } from "./let-go.ts";
 import { announce, holdFor, reannounce } from "./outbox.ts";
 import { persist } from "./persist.ts";
 import { deviceCounts } from "./status.ts";
@@ -83,9 +83,6 @@ export async function stop(rt: DeviceRuntime, opts: { release?: boolean } = {}):
     d.actor = null;
   }
 }
-
-/** A host's partition lease is no longer held here: its devices kept at rest are let go (let-go.ts). */
-export { partitionGone };
 
 /** Drop a device after its lease was lost (leases.ts onLost). */
 export function leaseLost(rt: DeviceRuntime, key: string): void {

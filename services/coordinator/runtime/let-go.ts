@@ -22,11 +22,27 @@ export function maybeRelease(rt: DeviceRuntime, d: Device): void {
     d.owned = false;
     const epoch = o.leases.epoch(d.key);
     await o.leases.release(d.key);
-    if (d.pinned > 0 || rt.stopping || d.held.length > 0 || !idle() || o.leases.get(d.key)) return;
+    if (!restsUnheld(rt, d)) return;
     // Its host still held here under the epoch it rested in: the actor stays, the next request takes it as is.
     if (d.actor && epoch !== undefined && o.leases.partitionEpoch(d.key) === epoch) keep(rt, d, epoch);
     else evict(rt, d);
   }).catch(() => undefined);
+}
+
+/** Nothing runs for the device here (no dispatch, no event waiting, not driven) and it rests: it may go. */
+function restsUnheld(rt: DeviceRuntime, d: Device): boolean {
+  return (
+    d.pinned === 0 &&
+    !rt.stopping &&
+    d.held.length === 0 &&
+    !rt.o.leases.get(d.key) &&
+    (d.actor === null || REST_STATES.has(stateNow(d)))
+  );
+}
+
+/** Kept at rest under the epoch of its host's partition, still held here: nobody else can have written it. */
+export function keptHere(rt: DeviceRuntime, d: Device): boolean {
+  return d.actor !== null && d.kept !== null && d.kept === rt.o.leases.partitionEpoch(d.key);
 }
 
 function keep(rt: DeviceRuntime, d: Device, epoch: number): void {
@@ -57,8 +73,7 @@ export function partitionGone(rt: DeviceRuntime, host: string): void {
     void serialize(d, async () => {
       if (d.kept === null) return;
       d.kept = null;
-      if (d.pinned > 0 || rt.stopping || d.held.length > 0 || rt.o.leases.get(d.key)) return;
-      if (d.actor === null || REST_STATES.has(stateNow(d))) evict(rt, d);
+      if (restsUnheld(rt, d)) evict(rt, d);
     }).catch(() => undefined);
   }
 }
