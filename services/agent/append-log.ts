@@ -12,8 +12,6 @@ export interface AppendLog {
   append(line: string): Promise<void>;
   /** Replace the file with `lines` (the live state), after the appends asked for before it. */
   compact(lines: string[]): Promise<void>;
-  /** Writes made so far (appends of a burst and compactions each count one). */
-  readonly writes: number;
   close(): Promise<void>;
 }
 
@@ -49,7 +47,6 @@ interface Pending {
 export function appendLog(dir: string, path: string): AppendLog {
   let fh: FileHandle | null = null;
   let running = false;
-  let writes = 0;
   const queue: Pending[] = [];
 
   const handle = async (): Promise<FileHandle> => {
@@ -67,7 +64,6 @@ export function appendLog(dir: string, path: string): AppendLog {
         0,
         first.kind === "compact" ? 1 : nextCompact < 0 ? queue.length : nextCompact,
       );
-      writes++;
       try {
         if (first.kind === "compact") {
           await fh?.close();
@@ -94,9 +90,6 @@ export function appendLog(dir: string, path: string): AppendLog {
 
   return {
     path,
-    get writes() {
-      return writes;
-    },
     append: (line) => push("append", `${line}\n`),
     compact: (lines) => push("compact", lines.map((l) => `${l}\n`).join("")),
     async close() {

@@ -4,7 +4,11 @@
 // each text is the whole state at the time of its save, so only the latest is written, once, and everyone who
 // asked meanwhile is answered when it is durable. Ten devices of a host raising their epochs together cost
 // two writes, not ten in a row, and the other devices' operations and events keep running meanwhile.
+import { readFileSync } from "node:fs";
 import { open, rename } from "node:fs/promises";
+import type { z } from "zod";
+import { formatZodIssues } from "../../shared/bus/codec.ts";
+import { CxlrcError, describeError } from "../../shared/errors.ts";
 
 export interface DurableFile {
   readonly path: string;
@@ -31,6 +35,49 @@ export async function writeAtomic(dir: string, path: string, text: string): Prom
   } finally {
     await d.close();
   }
+}
+
+/** A state file's text (null: there is none yet); `what` names it in the error ("fencing table"). */
+export function readStateText(path: string, what: string): string | null {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw new CxlrcError("backend", `cannot read the agent's ${what} ${path}`, { path }, { cause: e });
+  }
+}
+
+/**
+ * A state file's JSON document checked against `schema` (null: there is none yet). Bad JSON or a bad document is
+ * a bad-input error naming the file (`notJsonHint` added to the first: what the operator may do about it).
+ */
+export function readStateJson<S extends z.ZodType>(
+  path: string,
+  schema: S,
+  what: string,
+  notJsonHint = "",
+): z.output<S> | null {
+  const text = readStateText(path, what);
+  if (text === null) return null;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new CxlrcError(
+      "bad-input",
+      `the agent's ${what} ${path} is not valid JSON (${describeError(e)})${notJsonHint}`,
+      { path },
+    );
+  }
+  const r = schema.safeParse(raw);
+  if (!r.success) {
+    throw new CxlrcError(
+      "bad-input",
+      `the agent's ${what} ${path} is malformed: ${formatZodIssues(r.error)}`,
+      { path },
+    );
+  }
+  return r.data;
 }
 
 interface Waiter {

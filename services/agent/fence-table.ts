@@ -3,13 +3,12 @@
 // cut-off coordinator): it is refused with "stale-epoch", whatever NATS delivered. An equal epoch is the same
 // owner. The table survives agent restarts: one small JSON file in the agent's state directory, written
 // atomically and durably (durable-file.ts) before the operation that raised it runs.
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import type { Fence } from "../../shared/bus/agent-messages.ts";
-import { formatZodIssues } from "../../shared/bus/codec.ts";
-import { CxlrcError, describeError } from "../../shared/errors.ts";
-import { durableFile } from "./durable-file.ts";
+import { CxlrcError } from "../../shared/errors.ts";
+import { durableFile, readStateJson } from "./durable-file.ts";
 
 export const FENCE_FILE = "fences.json";
 
@@ -42,32 +41,14 @@ export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 function load(path: string): FenceFile {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return { v: 1, devices: {} };
-    throw new CxlrcError("backend", `cannot read the agent's fencing table ${path}`, { path }, { cause: e });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new CxlrcError(
-      "bad-input",
-      `the agent's fencing table ${path} is not valid JSON (${describeError(e)}); move it away only if no coordinator can still act with an older epoch`,
-      { path },
-    );
-  }
-  const r = FenceFile.safeParse(raw);
-  if (!r.success) {
-    throw new CxlrcError(
-      "bad-input",
-      `the agent's fencing table ${path} is malformed: ${formatZodIssues(r.error)}`,
-      { path },
-    );
-  }
-  return r.data;
+  return (
+    readStateJson(
+      path,
+      FenceFile,
+      "fencing table",
+      "; move it away only if no coordinator can still act with an older epoch",
+    ) ?? { v: 1, devices: {} }
+  );
 }
 
 /**

@@ -10,13 +10,15 @@
 // concurrent resets share them), not a rewrite of every entry kept. The log is compacted to the entries kept
 // once it holds COMPACT_AT lines. A journal of an earlier agent (`resets.json`, one JSON document) is read at
 // start and folded into the first compaction.
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { AgentReply } from "../../shared/bus/agent-messages.ts";
 import { formatZodIssues } from "../../shared/bus/codec.ts";
 import { CxlrcError, describeError } from "../../shared/errors.ts";
+import { remember } from "../../shared/remember.ts";
 import { appendLog, readLines } from "./append-log.ts";
+import { readStateJson, readStateText } from "./durable-file.ts";
 
 export const RESET_JOURNAL_FILE = "resets.log";
 /** The single-document journal of agents before the log (read once, then replaced by the log). */
@@ -50,43 +52,16 @@ export interface ResetJournal {
   close(): Promise<void>;
 }
 
-function readText(path: string): string | null {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw new CxlrcError("backend", `cannot read the agent's reset journal ${path}`, { path }, { cause: e });
-  }
-}
-
 function loadLegacy(path: string, into: Map<string, Entry>): boolean {
-  const text = readText(path);
-  if (text === null) return false;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new CxlrcError(
-      "bad-input",
-      `the agent's reset journal ${path} is not valid JSON (${describeError(e)})`,
-      { path },
-    );
-  }
-  const r = LegacyFile.safeParse(raw);
-  if (!r.success) {
-    throw new CxlrcError(
-      "bad-input",
-      `the agent's reset journal ${path} is malformed: ${formatZodIssues(r.error)}`,
-      { path },
-    );
-  }
-  for (const [op, e] of Object.entries(r.data.resets)) into.set(op, e);
+  const legacy = readStateJson(path, LegacyFile, "reset journal");
+  if (legacy === null) return false;
+  for (const [op, e] of Object.entries(legacy.resets)) remember(into, op, e, KEPT);
   return true;
 }
 
 /** Apply the log's lines in order; true when its last line was torn (a crash mid-append). */
 function loadLog(path: string, into: Map<string, Entry>): { torn: boolean; lines: number } {
-  const text = readText(path);
+  const text = readStateText(path, "reset journal");
   if (text === null) return { torn: false, lines: 0 };
   const { items, torn, bad } = readLines(text, (l) => Line.parse(JSON.parse(l)));
   if (bad) {
@@ -104,8 +79,7 @@ function loadLog(path: string, into: Map<string, Entry>): { torn: boolean; lines
 
 function apply(into: Map<string, Entry>, l: Line): void {
   if (l.bdf !== undefined && l.at !== undefined) {
-    into.delete(l.op);
-    into.set(l.op, { bdf: l.bdf, at: l.at, ...(l.reply ? { reply: l.reply } : {}) });
+    remember(into, l.op, { bdf: l.bdf, at: l.at, ...(l.reply ? { reply: l.reply } : {}) }, KEPT);
     return;
   }
   const e = into.get(l.op);
@@ -123,15 +97,8 @@ export function openResetJournal(stateDir: string | null): ResetJournal {
   const log = path === null || stateDir === null ? null : appendLog(stateDir, path);
   let lines = loaded.lines;
 
-  const trim = () => {
-    for (const k of entries.keys()) {
-      if (entries.size <= KEPT) break;
-      entries.delete(k);
-    }
-  };
   const compact = (): Promise<void> => {
     if (!log) return Promise.resolve();
-    trim();
     const live = [...entries].map(([op, e]) => JSON.stringify({ op, ...e }));
     lines = live.length;
     return log.compact(live).then(() => {
@@ -169,9 +136,7 @@ export function openResetJournal(stateDir: string | null): ResetJournal {
     },
     begin(opId, bdf) {
       const at = new Date().toISOString();
-      entries.delete(opId);
-      entries.set(opId, { bdf, at });
-      trim();
+      remember(entries, opId, { bdf, at }, KEPT);
       return append({ op: opId, bdf, at });
     },
     end(opId, reply) {
