@@ -10,6 +10,7 @@ import { type EventEnvelope, encodeJson, makeEvent } from "../../shared/bus/code
 import { STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { sleepBackoff } from "../../shared/retry.ts";
+import { REST_STATES } from "./runtime/snapshot.ts";
 import type { AnnouncedEvent } from "./store.ts";
 
 /** Event kinds the coordinator publishes (reset-rules.md names; the machine may add its own). */
@@ -114,27 +115,18 @@ export interface EventPublisherOptions {
   };
 }
 
-/** States whose state.entered may go out with its neighbours: neither a rest state nor one that changes the device. */
-const PIPELINED_STATES: ReadonlySet<string> = new Set([
-  "binding",
-  "probing",
-  "planning",
-  "gating",
-  "savingImage",
-  "persistingImage",
-  "regating",
-  "verifying",
-  "releasing",
-]);
-
 /**
- * Progress events whose order among themselves nothing relies on (a stream reader, the lifecycle invariants):
- * they may be sent together. The others (requests taken, plans, the image stored, the reset started, verify
- * results, outcomes, rest states, states that change the device, takeovers) each keep their exact place.
+ * Progress events whose order among themselves nothing relies on: they may be sent together. What readers and
+ * the lifecycle invariants (machines/invariants.ts) order are the anchors between them: the request taken, the
+ * plan, the image stored (before any state that changes the device), the reset started, verify results (after
+ * every decoder committed), outcomes, rest states, takeovers. An anchor goes alone, once everything before it
+ * is acknowledged, and what follows waits for it; so a progress event retried after a node failure may land
+ * behind a neighbour of its own run, never behind an anchor. The states that change the device are progress
+ * here: what orders them is the image stored and the reset started, both anchors.
  */
 export function pipelines(env: Pick<EventEnvelope, "kind" | "data">): boolean {
   if (env.kind === "decoder.committed" || env.kind === "reset.completed") return true;
-  return env.kind === "state.entered" && PIPELINED_STATES.has(String(env.data.state));
+  return env.kind === "state.entered" && !REST_STATES.has(String(env.data.state));
 }
 
 /** An event waiting for its device's drain. */
