@@ -65,6 +65,8 @@ export async function startBreakerFeed(o: BreakerFeedOptions): Promise<BreakerFe
 
   const adopt = (e: KvEntry | null) => {
     if (!e) return;
+    // The watch can deliver an entry after this feed wrote a newer one (a close, an opening): never go back.
+    if (revision !== null && e.revision < revision) return;
     revision = e.revision;
     stored =
       e.operation === "PUT"

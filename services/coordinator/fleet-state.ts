@@ -1,6 +1,6 @@
 // The guards' state as the device actors see it, with nothing fleet-wide in one document: host/switch slots in
-// the admission ledger (admission.ts, one small key per host), attempt budgets per device (budgets.ts, one key
-// per device), the circuit breaker fed by the outcome events (breaker-feed.ts, one key holding open/closed).
+// the admission ledger (admission.ts, in the memory of the host's owner), attempt budgets per device (budgets.ts,
+// one key per device), the circuit breaker fed by the outcome events (breaker-feed.ts, one key holding open/closed).
 // machines/policy keeps the rules, pure; grant and finish here are what the lifecycle's acquireDevice and
 // releaseDevice call.
 import type { BreakerState } from "../../machines/policy/breaker.ts";
@@ -8,7 +8,6 @@ import { breakerSample } from "../../machines/policy/breaker.ts";
 import type { SlotClaim } from "../../machines/policy/concurrency.ts";
 import type { Policy } from "../../machines/policy/defaults.ts";
 import type { GuardSnapshot, Outcome } from "../../machines/policy/types.ts";
-import { waitAtMost } from "../../shared/wait.ts";
 import type { Admission, InFlight } from "./admission.ts";
 import type { BreakerFeed } from "./breaker-feed.ts";
 import type { Budgets } from "./budgets.ts";
@@ -43,15 +42,11 @@ export interface FleetStore {
   /** Slots back, outcome counted by the breaker. Idempotent per request id. */
   finish(requestId: string, outcome: Outcome | null, nowMs: number): Promise<void>;
   closeBreaker(operator: string, nowMs: number): Promise<FleetState>;
-  /** Drop slots of requests no coordinator drives any more. */
-  reclaim(isAlive: (f: InFlight, requestId: string) => Promise<boolean>): Promise<string[]>;
 }
 
 export const FLEET_TIMING = {
   /** A request reaching its gating step without a slot (rare: it was not admitted first) waits this long for one. */
   slotWaitMs: 250,
-  /** finish() waits this long for the host's key to say the slots are free; the ledger keeps trying after. */
-  freeWaitMs: 2000,
 } as const;
 
 export interface FleetDeps {
@@ -65,11 +60,21 @@ export function createFleetStore(d: FleetDeps): FleetStore {
   /** Requests granted here, still holding their slots. */
   const granted = new Map<string, InFlight>();
 
-  const current = (): FleetState => ({ breaker: d.breaker.state(), inflight: Object.fromEntries(granted) });
+  /** Granted here once, slots gone since (given up with the device): nothing left to finish here. */
+  const held = (requestId: string) => {
+    if (!granted.has(requestId)) return false;
+    if (d.admission.holds(requestId)) return true;
+    granted.delete(requestId);
+    return false;
+  };
+  const current = (): FleetState => {
+    for (const id of [...granted.keys()]) held(id);
+    return { breaker: d.breaker.state(), inflight: Object.fromEntries(granted) };
+  };
 
   return {
     current,
-    granted: (requestId) => granted.has(requestId),
+    granted: held,
     async refresh(key) {
       if (key !== undefined) await d.budgets.refresh(key);
       return current();
@@ -84,7 +89,7 @@ export function createFleetStore(d: FleetDeps): FleetStore {
       };
     },
     async grant(claim, nowMs) {
-      if (granted.has(claim.requestId)) return { granted: true };
+      if (held(claim.requestId)) return { granted: true };
       if (!d.admission.holds(claim.requestId)) {
         const gaveUp = new AbortController();
         const admitted = d.admission.admit(claim, { signal: gaveUp.signal }).then(
@@ -134,17 +139,11 @@ export function createFleetStore(d: FleetDeps): FleetStore {
       granted.delete(requestId);
       const sample = outcome === null ? null : breakerSample(outcome);
       if (sample !== null) await d.breaker.record(requestId, sample === "failure", nowMs);
-      await waitAtMost(d.admission.free(requestId), FLEET_TIMING.freeWaitMs);
+      d.admission.release(requestId);
     },
     async closeBreaker(operator, nowMs) {
       await d.breaker.close(operator, nowMs);
       return current();
-    },
-    async reclaim(isAlive) {
-      const freed = await d.admission.reclaim(isAlive);
-      // Granted here once, slots gone since (freed, or given up with the device): nothing left to finish here.
-      for (const id of granted.keys()) if (!d.admission.holds(id)) granted.delete(id);
-      return freed;
     },
   };
 }

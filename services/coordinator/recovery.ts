@@ -14,7 +14,6 @@ import { describeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { Admission } from "./admission.ts";
 import type { DeviceActors } from "./device-actors.ts";
-import type { FleetStore } from "./fleet-state.ts";
 import type { FleetView } from "./fleet-view.ts";
 import type { LeaseManager } from "./leases.ts";
 import type { CoordinatorStore } from "./store.ts";
@@ -23,7 +22,6 @@ export interface RecoveryOptions {
   store: CoordinatorStore;
   leases: LeaseManager;
   actors: DeviceActors;
-  fleet: FleetStore;
   log: Logger;
   /** Local host/switch slots, given back when their request runs here no more. */
   admission?: Admission;
@@ -127,19 +125,13 @@ export function recoverOnce(o: RecoveryOptions): RecoveryPass {
   });
   const done = takeovers.then(async () => {
     await eachBounded((await found).resting, RECOVERY_WIDTH, visit);
-    await reclaim(o);
+    reclaim(o);
   });
   return { taken: takeovers, done };
 }
 
-/** Slots of requests that nobody drives any more go back (fleet ledger and local admission). */
-async function reclaim(o: RecoveryOptions): Promise<void> {
-  const freed = await o.fleet.reclaim(async (f) => {
-    if (o.leases.get(f.key)) return true;
-    if (await o.leases.holder(f.key)) return true;
-    return (await o.store.loadActor(f.key))?.value.active === true;
-  });
-  if (freed.length > 0) o.log.info({ requests: freed }, "slots of requests nobody drives were freed");
+/** Slots of requests that no longer run here go back (the ledger is this coordinator's: admission.ts). */
+function reclaim(o: RecoveryOptions): void {
   if (o.admission) {
     const live = o.actors.liveRequests();
     const local = o.admission.reconcile((id) => live.has(id));

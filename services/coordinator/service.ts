@@ -22,7 +22,6 @@ import { createEventPublisher } from "./events.ts";
 import { createFencing, type FencingView } from "./fencing.ts";
 import { createFleetStore, type FleetState } from "./fleet-state.ts";
 import { startFleetView } from "./fleet-view.ts";
-import { kvHostSlots } from "./host-slots.ts";
 import { NO_HOST, startIntake } from "./intake.ts";
 import { createInventoryCache } from "./inventory.ts";
 import { type CoordinatorMetrics, createMetrics } from "./metrics.ts";
@@ -200,14 +199,9 @@ async function startServing(
     link,
     ...(opts.inventoryTtlMs !== undefined ? { ttlMs: opts.inventoryTtlMs } : {}),
   });
-  // Admission: host/switch slots (one ledger, one key per host), budgets (one key per device), breaker (fed by
-  // the outcome events; one key for open/closed).
-  const admission = createAdmission(policy, {
-    slots: kvHostSlots(store.admission),
-    owner: opts.id,
-    now,
-    log,
-  });
+  // Admission: host/switch slots (one ledger, in memory: hosts are owned by partition leases), budgets (one key
+  // per device), breaker (fed by the outcome events; one key for open/closed).
+  const admission = createAdmission(policy, { owner: opts.id, now });
   const breaker = await startBreakerFeed({
     kv: store.admission,
     nc,
@@ -283,7 +277,6 @@ async function startServing(
     store,
     leases,
     actors,
-    fleet,
     admission,
     view,
     log,

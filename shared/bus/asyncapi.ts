@@ -370,7 +370,7 @@ const BUCKET_USE: Record<keyof typeof BUCKETS, string> = {
   decisions: "Requests decided without their device's actor, per request id, kept 24 h.",
   meta: "The coordinators' secret that keys outcome event ids.",
   admission:
-    "host.<host>: the requests holding its slots; budget.<host>.<bdf-token>: attempts; breaker: its state.",
+    "budget.<host>.<bdf-token>: attempts; breaker: its state. (Host slots are kept by the host's owner in memory; older versions wrote host.<host>.)",
 };
 
 interface ChannelSpec {

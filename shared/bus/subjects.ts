@@ -106,8 +106,9 @@ export const BUCKETS = {
   /** Coordinator-only secrets (the outcome event id key): readable by no other role. */
   meta: "cxlrc-meta",
   /**
-   * Admission, one small key each: `host.<host>` (the requests holding that host's slots), `budget.<device key>`
-   * (a device's attempt budget) and `breaker` (open or closed, and who closed it). Nothing here grows with the fleet.
+   * Admission, one small key each: `budget.<device key>` (a device's attempt budget) and `breaker` (open or
+   * closed, and who closed it). Nothing here grows with the fleet. Host and switch slots are not stored: the
+   * host's owner (its partition lease) keeps them.
    */
   admission: "cxlrc-admission",
 } as const;

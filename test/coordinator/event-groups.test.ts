@@ -72,7 +72,14 @@ describe("event publisher: groups per device", () => {
     expect(pipelines({ kind: "decoder.committed", data: {} })).toBe(true);
     expect(pipelines({ kind: "reset.completed", data: {} })).toBe(true);
     // States that change the device too: the image stored and the reset started (anchors) order them.
-    for (const state of ["savingImage", "quiescing", "resetting", "awaitingReady", "restoring", "verifying"]) {
+    for (const state of [
+      "savingImage",
+      "quiescing",
+      "resetting",
+      "awaitingReady",
+      "restoring",
+      "verifying",
+    ]) {
       expect(pipelines({ kind: "state.entered", data: { state } }), state).toBe(true);
     }
     for (const state of ["ready", "quarantined", "unavailable"]) {

@@ -5,7 +5,6 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { summaryFromHeaders, summaryHeaders } from "../../services/coordinator/actor-index.ts";
 import type { DeviceActors } from "../../services/coordinator/device-actors.ts";
-import type { FleetStore } from "../../services/coordinator/fleet-state.ts";
 import { startFleetView } from "../../services/coordinator/fleet-view.ts";
 import { createLeaseManager } from "../../services/coordinator/leases.ts";
 import { recoverOnce } from "../../services/coordinator/recovery.ts";
@@ -150,8 +149,7 @@ describe("fleet view and recovery over the actors bucket", () => {
         log: silentLogger,
       });
       const actors = recoveringActors(recovered, true);
-      const fleet = { reclaim: async () => [] } as unknown as FleetStore;
-      const pass = recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger });
+      const pass = recoverOnce({ store: counting, leases, actors, view, log: silentLogger });
       await pass.done;
       const taken = await pass.taken;
       // The device mid-operation is handed over as such (read once, under its lease, by the actor host);
@@ -173,7 +171,7 @@ describe("fleet view and recovery over the actors bucket", () => {
         await new Promise((r) => setTimeout(r, 20));
       expect(view.summary(key0)).toMatchObject({ state: "quiescing", requestId: "req-2" });
       recovered.length = 0;
-      await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger }).done;
+      await recoverOnce({ store: counting, leases, actors, view, log: silentLogger }).done;
       expect(recovered.map(([k]) => k).sort()).toEqual([activeKey, key0].sort());
       expect(loads).toEqual([]);
 
@@ -186,7 +184,7 @@ describe("fleet view and recovery over the actors bucket", () => {
       while (view.revision(oldKey) === undefined) await new Promise((r) => setTimeout(r, 20));
       expect(view.summary(oldKey)).toBeNull();
       recovered.length = 0;
-      await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger }).done;
+      await recoverOnce({ store: counting, leases, actors, view, log: silentLogger }).done;
       expect(loads).toEqual([oldKey]);
       expect(recovered).toContainEqual([oldKey, undefined]);
       await leases.stop();
@@ -225,8 +223,7 @@ describe("fleet view and recovery over the actors bucket", () => {
         },
         liveRequests: () => new Set<string>(),
       } as unknown as DeviceActors;
-      const fleet = { reclaim: async () => [] } as unknown as FleetStore;
-      const pass = recoverOnce({ store, leases, actors, fleet, view, log: silentLogger });
+      const pass = recoverOnce({ store, leases, actors, view, log: silentLogger });
       // Taken over while every resting record's announcement still waits. (The bucket also holds the
       // previous test's host "fi".)
       const mine = (keys: string[]) => keys.filter((k) => k.startsWith(`${host}.`));
@@ -261,15 +258,14 @@ describe("fleet view and recovery over the actors bucket", () => {
       const recovered: Array<[string, unknown]> = [];
       // At rest where it is held (a watch behind the writes): nothing taken over.
       const actors = recoveringActors(recovered, false);
-      const fleet = { reclaim: async () => [] } as unknown as FleetStore;
       const mine = <T extends [string, unknown]>(xs: T[]) => xs.filter(([k]) => k.startsWith(`${host}.`));
-      await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger }).done;
+      await recoverOnce({ store: counting, leases, actors, view, log: silentLogger }).done;
       expect(mine(recovered)).toEqual([[activeKey, { active: true }]]);
       expect(view.summary(activeKey)).toBeNull();
       // The next pass reads the record rather than trusting the headers again.
       recovered.length = 0;
       loads.length = 0;
-      await recoverOnce({ store: counting, leases, actors, fleet, view, log: silentLogger }).done;
+      await recoverOnce({ store: counting, leases, actors, view, log: silentLogger }).done;
       expect(loads.filter((k) => k.startsWith(`${host}.`))).toEqual([activeKey]);
       expect(mine(recovered)).toEqual([[activeKey, undefined]]);
       // A newer revision seen by the watch brings its headers back.
