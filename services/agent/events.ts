@@ -12,9 +12,11 @@
 // nats.js drops whatever is published while disconnected, so the outbox watches the connection status:
 // it pauses while the connection is down and re-sends the head event as soon as it is back (same msgID,
 // so an attempt that did land before the outage is stored once).
-import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
 import { type NatsConnection, errors as natsErrors } from "@nats-io/transport-node";
+import { type AckPublisher, createAckPublisher } from "../../shared/bus/ack-publisher.ts";
 import { type EventEnvelope, encodeJson } from "../../shared/bus/codec.ts";
+import { isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { backoffDelay } from "../../shared/retry.ts";
 
@@ -55,7 +57,8 @@ interface Pending {
 }
 
 export class EventPublisher {
-  private readonly js: JetStreamClient;
+  /** PubAcks on one reply subscription (no request object, timer or stack trace per event). */
+  private readonly acks: AckPublisher;
   private readonly queue: Pending[] = [];
   private nextSeq = 1;
   /** Every seq below this is settled (sent or dropped). */
@@ -92,7 +95,7 @@ export class EventPublisher {
     this.mode = opts.mode ?? "jetstream";
     this.streamCheckMs = opts.streamCheckMs ?? 10_000;
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 64);
-    this.js = jetstream(nc, { timeout: this.publishTimeoutMs });
+    this.acks = createAckPublisher(nc, { timeoutMs: this.publishTimeoutMs });
     void (async () => {
       for await (const st of nc.status()) {
         if (st.type === "disconnect" || st.type === "reconnect" || st.type === "close") {
@@ -168,6 +171,7 @@ export class EventPublisher {
   async close(maxWaitMs: number): Promise<void> {
     await this.waitFor(this.nextSeq - 1, maxWaitMs);
     this.closed = true;
+    this.acks.close();
     if (this.backoff) clearTimeout(this.backoff);
     this.backoff = null;
     const left = this.queue.length;
@@ -305,7 +309,7 @@ export class EventPublisher {
       return;
     }
     try {
-      const pub = this.js.publish(ev.subject, ev.data, { msgID: ev.id, timeout: this.publishTimeoutMs });
+      const pub = this.acks.publish(ev.subject, ev.data, { msgID: ev.id });
       pub.catch(() => undefined);
       const interrupted = this.change.promise.then(() => {
         throw new Error("NATS connection state changed while publishing; retrying");
@@ -318,7 +322,7 @@ export class EventPublisher {
       // Ask again before the retry: the stream may have been deleted (then the retry goes out as core).
       this.stream = undefined;
       // No responder at all on the subject: no JetStream, or no stream and no subscriber. Core instead.
-      if ((e as Error)?.name === "JetStreamNotEnabled" || /jetstream is not enabled/i.test(String(e))) {
+      if (isCxlrcError(e) && e.details.reason === "no-responders") {
         this.nc.publish(ev.subject, ev.data);
         this.counters.core++;
         return;

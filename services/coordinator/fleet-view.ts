@@ -4,7 +4,12 @@
 // snapshot crosses the wire: recovery finds the devices left mid-operation, and status reports every device,
 // from this alone. Records are read only where the headers do not say enough (an older writer, a quarantine's
 // reason), cached by revision.
-import { type ConsumerMessages, DeliverPolicy } from "@nats-io/jetstream";
+//
+// The consumer is watched: a consumer lost with a NATS node (or deleted) leaves the iterator waiting for
+// heartbeats that never come, for most of a minute. Every `checkMs` the view compares the bucket's last
+// sequence with the last one it was delivered; behind at two checks in a row without moving, it starts its
+// consumer again from where it stopped.
+import { type ConsumerMessages, DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
 import type { LifecycleContext } from "../../machines/lifecycle-types.ts";
 import { BUCKETS, bdfFromToken } from "../../shared/bus/subjects.ts";
 import { describeError } from "../../shared/errors.ts";
@@ -46,7 +51,14 @@ export interface FleetView {
   suspect(key: string): void;
   /** The stored devices of these keys (read when the cached record is older than the watched revision). */
   read(keys: string[]): Promise<StoredDevice[]>;
+  /** Times the consumer was found stalled behind the bucket and started again. */
+  restarts(): number;
   stop(): void;
+}
+
+export interface FleetViewOptions {
+  /** How often the view checks that its consumer keeps up with the bucket. Default 5000 ms. */
+  checkMs?: number;
 }
 
 const READ_WIDTH = 32;
@@ -98,7 +110,11 @@ export function summarizeRecord(key: string, revision: number, rec: ActorRecord)
   };
 }
 
-export async function startFleetView(store: CoordinatorStore, log: Logger): Promise<FleetView> {
+export async function startFleetView(
+  store: CoordinatorStore,
+  log: Logger,
+  opts: FleetViewOptions = {},
+): Promise<FleetView> {
   const latest = new Map<string, { revision: number; summary: ActorSummary | null }>();
   const cache = new Map<string, StoredDevice>();
   const prefix = `$KV.${BUCKETS.actors}.`;
@@ -144,6 +160,39 @@ export async function startFleetView(store: CoordinatorStore, log: Logger): Prom
     }
   };
   void follow();
+
+  // The watchdog: behind the bucket at two checks in a row, delivered nothing in between: start again.
+  let restarts = 0;
+  let behindAt: number | null = null;
+  let jsm: JetStreamManager | null = null;
+  let checking = false;
+  const check = async () => {
+    if (stopped || checking || messages === null) return;
+    checking = true;
+    try {
+      const seen = lastSeq;
+      jsm ??= await store.js.jetstreamManager(false);
+      const last = (await jsm.streams.info(`KV_${BUCKETS.actors}`)).state.last_seq;
+      if (last <= seen) behindAt = null;
+      else if (behindAt !== seen) behindAt = seen;
+      else if (!stopped && messages !== null) {
+        restarts++;
+        behindAt = null;
+        log.warn(
+          { delivered: seen, stored: last },
+          "actors bucket consumer stalled behind the bucket; starting it again",
+        );
+        messages.stop();
+      }
+    } catch (err) {
+      // The stream's info not answered (a node electing a leader): the next check asks again.
+      log.debug({ err: describeError(err) }, "actors bucket not checked");
+    } finally {
+      checking = false;
+    }
+  };
+  const watchdog = setInterval(() => void check(), opts.checkMs ?? 5000);
+  watchdog.unref();
 
   const readOne = async (key: string): Promise<StoredDevice | null> => {
     const seen = latest.get(key);
@@ -192,8 +241,10 @@ export async function startFleetView(store: CoordinatorStore, log: Logger): Prom
       }
       return out;
     },
+    restarts: () => restarts,
     stop() {
       stopped = true;
+      clearInterval(watchdog);
       messages?.stop();
     },
   };

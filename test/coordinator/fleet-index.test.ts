@@ -280,4 +280,28 @@ describe("fleet view and recovery over the actors bucket", () => {
       view.stop();
     }
   });
+
+  it("a consumer lost on the server is started again: the view catches up within two checks", async () => {
+    const host = "fw";
+    await storeFleet(host, 1);
+    const view = await startFleetView(store, silentLogger, { checkMs: 200 });
+    try {
+      await view.synced;
+      // What a node restart can do to an ephemeral consumer: gone, and the client not told.
+      const jsm = await store.js.jetstreamManager(false);
+      for (const c of await jsm.consumers.list("KV_cxlrc-actors").next()) {
+        await jsm.consumers.delete("KV_cxlrc-actors", c.name);
+      }
+      const key = deviceKey(host, "0000:0f:00.0");
+      await store.saveActor(key, record(host, "0000:0f:00.0", { state: "quarantined", active: false }), null);
+      // Left to its own heartbeats the consumer comes back after most of a minute (45 s here).
+      const deadline = Date.now() + 3000;
+      while (view.revision(key) === undefined && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(view.summary(key)).toMatchObject({ state: "quarantined", active: false });
+      expect(view.restarts()).toBeGreaterThanOrEqual(1);
+    } finally {
+      view.stop();
+    }
+  });
 });

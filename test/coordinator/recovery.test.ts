@@ -1,9 +1,10 @@
 // A coordinator killed in every state of a reset, and another started: the reset completes, the image is
 // never lost, and the device is reset exactly once (counted on the simulated device). The kill is a hard
 // crash: the connection dies first, leases are not released, actors are dropped.
+import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RESET_PHASES } from "../../machines/policy/types.ts";
-import { deviceKey, subjects } from "../../shared/bus/subjects.ts";
+import { BUCKETS, deviceKey, subjects } from "../../shared/bus/subjects.ts";
 import { simpleHost } from "../../shared/sim/index.ts";
 import {
   control,
@@ -59,6 +60,16 @@ describe("coordinator killed mid-reset", () => {
       const a = await w.coordinator({ id: `A-${k.name}`, stepHook: stop.hook });
       await publishRequest(w.js, { requestId: id, host, bdf: BDF, scope: k.scope, reason: "crash test" });
       await stop.atPoint;
+      // Gating's write runs beside the step (the request's own write): the crash comes once the request is
+      // stored, so the new owner continues it from the record (a crash before that is a request delivered
+      // again, after the intake's ack wait: not this case).
+      const actors = await new Kvm(w.js).open(BUCKETS.actors);
+      expect(
+        await until(async () => {
+          const e = await actors.get(deviceKey(host, BDF));
+          return e?.operation === "PUT" && e.json<{ active: boolean }>().active;
+        }),
+      ).toBe(true);
       await a.crash();
       stop.release();
 
