@@ -17,7 +17,7 @@ import {
 } from "../../machines/invariants.ts";
 import type { LifecycleEmitted } from "../../machines/lifecycle-types.ts";
 import type { EventEnvelope } from "../../shared/bus/codec.ts";
-import { deviceKey } from "../../shared/bus/subjects.ts";
+import { deviceKey, hostOfKey } from "../../shared/bus/subjects.ts";
 import { eventOrigin } from "../../shared/bus/trust.ts";
 import type { ImageRecord } from "../coordinator/store.ts";
 import type { RecordedEvent } from "./recorder.ts";
@@ -285,7 +285,7 @@ export function checkChaosInvariants(input: CheckInput): InvariantSummary {
       }
       trace.push({ ...data, ...base, type: e.kind } as unknown as LifecycleEmitted);
     }
-    const [host] = key.split(".");
+    const host = hostOfKey(key);
     let violations: ReturnType<typeof lifecycleInvariants>;
     try {
       violations = lifecycleInvariants(trace, { complete: false });
@@ -438,7 +438,7 @@ export function checkChaosInvariants(input: CheckInput): InvariantSummary {
   for (const key of resetDevices) {
     const rec = input.images.get(key);
     t.check("image-kept", rec !== null && rec !== undefined, () => ({
-      host: key.split(".")[0] ?? "",
+      host: hostOfKey(key),
       message:
         rec === undefined
           ? `the image store could not be read for ${key} after the run`

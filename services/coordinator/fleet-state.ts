@@ -8,6 +8,7 @@ import { breakerSample } from "../../machines/policy/breaker.ts";
 import type { SlotClaim } from "../../machines/policy/concurrency.ts";
 import type { Policy } from "../../machines/policy/defaults.ts";
 import type { GuardSnapshot, Outcome } from "../../machines/policy/types.ts";
+import { hostOfKey } from "../../shared/bus/subjects.ts";
 import type { Admission, InFlight } from "./admission.ts";
 import type { BreakerFeed } from "./breaker-feed.ts";
 import type { Budgets } from "./budgets.ts";
@@ -80,7 +81,7 @@ export function createFleetStore(d: FleetDeps): FleetStore {
       return current();
     },
     guards(key, extra) {
-      const host = key.split(".")[0]!;
+      const host = hostOfKey(key);
       return {
         ...extra,
         budget: d.budgets.cached(key),

@@ -11,7 +11,7 @@
 // consumer again from where it stopped.
 import { type ConsumerMessages, DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
 import type { LifecycleContext } from "../../machines/lifecycle-types.ts";
-import { BUCKETS, bdfFromToken } from "../../shared/bus/subjects.ts";
+import { BUCKETS, keyParts } from "../../shared/bus/subjects.ts";
 import { describeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { type ActorSummary, summaryFromHeaders } from "./actor-index.ts";
@@ -64,20 +64,9 @@ export interface FleetViewOptions {
 const READ_WIDTH = 32;
 
 /** A device from the summary in its headers (null when the key does not name one). */
-function fromSummary(
-  key: string,
-  revision: number,
-  host: string,
-  token: string,
-  s: ActorSummary,
-): StoredDevice | null {
-  let bdf: string;
-  try {
-    bdf = bdfFromToken(token);
-  } catch {
-    return null;
-  }
-  if (!host) return null;
+function fromSummary(key: string, revision: number, s: ActorSummary): StoredDevice | null {
+  const { host, bdf } = keyParts(key);
+  if (!host || bdf === null) return null;
   return {
     key,
     host,
@@ -200,8 +189,7 @@ export async function startFleetView(
     if (cached && seen !== undefined && cached.revision >= seen.revision) return cached;
     // The headers say all status needs (a quarantine's reason excepted).
     if (seen?.summary && seen.summary.state !== "quarantined") {
-      const [host, ...rest] = key.split(".");
-      const sd = fromSummary(key, seen.revision, host ?? "", rest.join("."), seen.summary);
+      const sd = fromSummary(key, seen.revision, seen.summary);
       if (sd) return sd;
     }
     const rec = await store.loadActor(key);

@@ -17,6 +17,10 @@ export interface CoordinatorMetrics {
   readonly scopeViolations: Counter;
   readonly driverHandBacks: Counter<"result" | "driver">;
   readonly leasesHeld: Gauge;
+  /** Hosts whose partition lease this coordinator holds (its devices driven, or lingering after). */
+  readonly partitionsHeld: Gauge;
+  /** Times the fleet view's consumer was found stalled behind the actors bucket and started again. */
+  readonly fleetViewRestarts: Counter;
   /** 1 while the fleet circuit breaker is open, 0 while closed (read from the breaker at each scrape). */
   readonly breakerOpen: Gauge;
   /** When this coordinator last heard from the agent of each host (Unix time), by host. */
@@ -32,6 +36,10 @@ export interface CoordinatorMetrics {
   countDevicesWith(count: () => Map<string, number>): void;
   /** How many leases are held, asked when the metrics are read. */
   countLeasesWith(count: () => number): void;
+  /** How many partitions (hosts) are held, asked when the metrics are read. */
+  countPartitionsWith(count: () => number): void;
+  /** The fleet view's restarts so far, asked when the metrics are read. */
+  countViewRestartsWith(count: () => number): void;
   /** Is the breaker open, asked when the metrics are read (its state follows a KV key every coordinator watches). */
   breakerOpenWith(open: () => boolean): void;
   /** The agent of `host` was heard from (a heartbeat, or an operation event believed from its own subject). */
@@ -126,6 +134,27 @@ export function createMetrics(mo: MetricsOptions = {}): CoordinatorMetrics {
       if (countLeases) leasesHeld.set(countLeases());
     },
   });
+  let countPartitions: (() => number) | null = null;
+  const partitionsHeld: Gauge = new Gauge({
+    name: "cxlrc_partitions_held",
+    help: "Hosts whose partition lease this coordinator holds (devices driven there, or the linger after the last)",
+    registers: [registry],
+    collect: () => {
+      if (countPartitions) partitionsHeld.set(countPartitions());
+    },
+  });
+  let countViewRestarts: (() => number) | null = null;
+  let viewRestartsSeen = 0;
+  const fleetViewRestarts: Counter = new Counter({
+    name: "cxlrc_fleet_view_restarts_total",
+    help: "Times the fleet view's consumer of the actors bucket was found stalled behind it and started again",
+    registers: [registry],
+    collect: () => {
+      const now = countViewRestarts?.() ?? viewRestartsSeen;
+      if (now > viewRestartsSeen) fleetViewRestarts.inc(now - viewRestartsSeen);
+      viewRestartsSeen = now;
+    },
+  });
   let breakerIsOpen: (() => boolean) | null = null;
   const breakerOpen: Gauge = new Gauge({
     name: "cxlrc_breaker_open",
@@ -170,6 +199,8 @@ export function createMetrics(mo: MetricsOptions = {}): CoordinatorMetrics {
     scopeViolations,
     driverHandBacks,
     leasesHeld,
+    partitionsHeld,
+    fleetViewRestarts,
     breakerOpen,
     agentLastSeen,
     agentEventsDropped,
@@ -179,6 +210,12 @@ export function createMetrics(mo: MetricsOptions = {}): CoordinatorMetrics {
     },
     countLeasesWith(count) {
       countLeases = count;
+    },
+    countPartitionsWith(count) {
+      countPartitions = count;
+    },
+    countViewRestartsWith(count) {
+      countViewRestarts = count;
     },
     breakerOpenWith(open) {
       breakerIsOpen = open;

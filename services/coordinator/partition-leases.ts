@@ -10,6 +10,7 @@
 // the bucket, so it compares with the epochs of per-device leases an agent served before. A partition lost
 // (renewals failed, taken, expired) loses every device in it; an agent that refuses one device's epoch has
 // served a newer owner of the host, so the whole partition is given up (forfeit).
+import { hostOfKey } from "../../shared/bus/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { remember } from "../../shared/remember.ts";
 import {
@@ -21,10 +22,7 @@ import {
 } from "./leases.ts";
 
 /** The partition of a device key `<host>.<bdf-token>`: its host (a host name has no '.'). */
-export function partitionOf(key: string): string {
-  const dot = key.indexOf(".");
-  return dot < 0 ? key : key.slice(0, dot);
-}
+export const partitionOf: (key: string) => string = hostOfKey;
 
 export interface PartitionLeaseOptions extends LeaseManagerOptions {
   /** How long a partition's lease is kept after its last device rests (0: given back at once). */

@@ -3,7 +3,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DEFAULT_POLICY, type Policy } from "../../machines/policy/defaults.ts";
 import { ensureStreams, getJsm } from "../../shared/bus/client.ts";
-import { BUCKETS, bdfFromToken, deviceKey } from "../../shared/bus/subjects.ts";
+import { BUCKETS, deviceKey, keyParts } from "../../shared/bus/subjects.ts";
 import { describeError } from "../../shared/errors.ts";
 import { type MetricsServer, serveMetrics } from "../../shared/http/metrics-server.ts";
 import { createReadinessGate, type ReadinessGate } from "../../shared/http/readiness.ts";
@@ -22,7 +22,7 @@ import { createEventPublisher } from "./events.ts";
 import { createFencing, type FencingView } from "./fencing.ts";
 import { createFleetStore, type FleetState } from "./fleet-state.ts";
 import { startFleetView } from "./fleet-view.ts";
-import { NO_HOST, startIntake } from "./intake.ts";
+import { startIntake } from "./intake.ts";
 import { createInventoryCache } from "./inventory.ts";
 import { type CoordinatorMetrics, createMetrics } from "./metrics.ts";
 import { createOutcomes, type RequestOutcome } from "./outcomes.ts";
@@ -240,6 +240,7 @@ async function startServing(
   });
   fencing = createFencing(leases, opts.id);
   metrics.countLeasesWith(() => leases.held().length);
+  metrics.countPartitionsWith(() => leases.partitions().length);
   await leases.ready();
   const actors = createDeviceActors({
     nc,
@@ -267,6 +268,7 @@ async function startServing(
   // The stored fleet by headers first: recovery reads only what it names mid-operation, and a start-up
   // discovery builds no actor for a device already stored (built on its first request).
   const view = await startFleetView(store, log);
+  metrics.countViewRestartsWith(() => view.restarts());
   const viewSynced = await Promise.race([
     view.synced.then(() => true),
     new Promise<false>((r) => setTimeout(r, VIEW_SYNC_WAIT_MS, false).unref()),
@@ -405,11 +407,3 @@ async function startServing(
 }
 
 /** A device key back to host and BDF (for events about a key). */
-function keyParts(key: string): { host: string; bdf: string | null } {
-  const [host, token] = key.split(".");
-  try {
-    return { host: host ?? NO_HOST, bdf: token ? bdfFromToken(token) : null };
-  } catch {
-    return { host: host ?? NO_HOST, bdf: null };
-  }
-}

@@ -117,3 +117,20 @@ export const BUCKETS = {
 export function deviceKey(host: string, bdf: string): string {
   return `${checkHost(host)}.${bdfToken(bdf)}`;
 }
+
+/** The host of a device key: everything before its first dot (the key's partition). */
+export function hostOfKey(key: string): string {
+  const dot = key.indexOf(".");
+  return dot < 0 ? key : key.slice(0, dot);
+}
+
+/** deviceKey's inverse: the host, and the BDF (null when the rest of the key is not a BDF token). */
+export function keyParts(key: string): { host: string; bdf: string | null } {
+  const dot = key.indexOf(".");
+  if (dot < 0) return { host: key, bdf: null };
+  try {
+    return { host: key.slice(0, dot), bdf: bdfFromToken(key.slice(dot + 1)) };
+  } catch {
+    return { host: key.slice(0, dot), bdf: null };
+  }
+}

@@ -242,6 +242,8 @@ describe("intake and control", () => {
     expect(text).toMatch(/^cxlrc_devices\{state="ready"\} [3-9]/m);
     // Counted when scraped: every lease went back above.
     expect(text).toMatch(/^cxlrc_leases_held 0$/m);
+    expect(text).toMatch(/^cxlrc_partitions_held [0-9]+$/m);
+    expect(text).toMatch(/^cxlrc_fleet_view_restarts_total 0$/m);
     expect(text).toMatch(/^cxlrc_refusals_total\{reason="flr-unsupported"\} 1$/m);
     expect(text).toMatch(/^cxlrc_requests_total\{result="rejected"\} [4-9]/m);
     expect((await fetch(c.handle.metricsUrl!.replace("/metrics", "/other"))).status).toBe(404);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LostReason } from "../../services/coordinator/leases.ts";
 import { createPartitionLeases, partitionOf } from "../../services/coordinator/partition-leases.ts";
 import { type CoordinatorStore, openStore } from "../../services/coordinator/store.ts";
-import { BUCKETS, deviceKey } from "../../shared/bus/subjects.ts";
+import { BUCKETS, deviceKey, hostOfKey, keyParts } from "../../shared/bus/subjects.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 import { busCounter } from "./bus-counter.ts";
@@ -48,8 +48,14 @@ describe("partition leases on nats-server 2.9", () => {
     await server?.stop();
   });
 
-  it("names a device's partition by its host", () => {
-    expect(partitionOf(deviceKey("h-1", "0000:0d:00.1"))).toBe("h-1");
+  it("names a device's partition by its host; a key reads back as its host and BDF", () => {
+    const key = deviceKey("h-1", "0000:0d:00.1");
+    expect(partitionOf(key)).toBe("h-1");
+    expect(hostOfKey(key)).toBe("h-1");
+    expect(keyParts(key)).toEqual({ host: "h-1", bdf: "0000:0d:00.1" });
+    // Not a device key (the fleet's own entries, a malformed one): the host part, no BDF.
+    expect(keyParts("h-1.not-a-bdf")).toEqual({ host: "h-1", bdf: null });
+    expect(keyParts("fleet")).toEqual({ host: "fleet", bdf: null });
   });
 
   it("the devices of a host share one entry and one epoch; the host is kept for the linger time, then given back", async () => {

@@ -1,7 +1,7 @@
 // Claiming devices under this coordinator's lease: discover builds (or loads) the actor of every CXL device
 // of a host and stores it; recover takes over a device stored mid-operation whose lease is free. Each runs
 // in the device's chain and gives the lease back once the device rests (runtime/let-go.ts).
-import { bdfFromToken, deviceKey } from "../../../shared/bus/subjects.ts";
+import { deviceKey, keyParts } from "../../../shared/bus/subjects.ts";
 import { describeError } from "../../../shared/errors.ts";
 import { serialize } from "./device.ts";
 import { keptHere } from "./let-go.ts";
@@ -75,9 +75,8 @@ export async function recover(rt: DeviceRuntime, key: string, hint?: { active: b
   // Known mid-operation from the stored record's headers: the record is read once, under the lease (sync).
   const rec = hint?.active ? null : await o.store.loadActor(key);
   if (!hint?.active && !rec?.value.active) return false;
-  const [host, token] = key.split(".");
-  if (!host || !token) return false;
-  const bdf = bdfFromToken(token);
+  const { host, bdf } = keyParts(key);
+  if (!host || bdf === null) return false;
   const d = rt.device(host, bdf);
   return serialize(d, async () => {
     if (d.actor && o.leases.get(key) && (rec === null || d.revision === rec.revision)) return false; // ours, running
