@@ -57,8 +57,8 @@ interface Pending {
 }
 
 export class EventPublisher {
-  /** PubAcks on one reply subscription (no request object, timer or stack trace per event). */
-  private readonly acks: AckPublisher;
+  /** PubAcks on one reply subscription (no request object, timer or stack trace per event); made at the first. */
+  private acks: AckPublisher | null = null;
   private readonly queue: Pending[] = [];
   private nextSeq = 1;
   /** Every seq below this is settled (sent or dropped). */
@@ -95,7 +95,6 @@ export class EventPublisher {
     this.mode = opts.mode ?? "jetstream";
     this.streamCheckMs = opts.streamCheckMs ?? 10_000;
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 64);
-    this.acks = createAckPublisher(nc, { timeoutMs: this.publishTimeoutMs });
     void (async () => {
       for await (const st of nc.status()) {
         if (st.type === "disconnect" || st.type === "reconnect" || st.type === "close") {
@@ -171,7 +170,7 @@ export class EventPublisher {
   async close(maxWaitMs: number): Promise<void> {
     await this.waitFor(this.nextSeq - 1, maxWaitMs);
     this.closed = true;
-    this.acks.close();
+    this.acks?.close();
     if (this.backoff) clearTimeout(this.backoff);
     this.backoff = null;
     const left = this.queue.length;
@@ -309,6 +308,7 @@ export class EventPublisher {
       return;
     }
     try {
+      this.acks ??= createAckPublisher(this.nc, { timeoutMs: this.publishTimeoutMs });
       const pub = this.acks.publish(ev.subject, ev.data, { msgID: ev.id });
       pub.catch(() => undefined);
       const interrupted = this.change.promise.then(() => {
