@@ -56,6 +56,29 @@ export interface MetricsOptions {
   coordinator?: string;
 }
 
+/** A gauge whose value is read when the metrics are scraped (never kept up to date per change). */
+function scrapedGauge(
+  registry: Registry,
+  name: string,
+  help: string,
+): { gauge: Gauge; readWith(read: () => number): void } {
+  let read: (() => number) | null = null;
+  const gauge: Gauge = new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect: () => {
+      if (read) gauge.set(read());
+    },
+  });
+  return {
+    gauge,
+    readWith: (r) => {
+      read = r;
+    },
+  };
+}
+
 export function createMetrics(mo: MetricsOptions = {}): CoordinatorMetrics {
   const registry = new Registry();
   registerStandardMetrics(registry, "coordinator");
@@ -125,24 +148,16 @@ export function createMetrics(mo: MetricsOptions = {}): CoordinatorMetrics {
     labelNames: ["result", "driver"] as const,
     registers: [registry],
   });
-  let countLeases: (() => number) | null = null;
-  const leasesHeld: Gauge = new Gauge({
-    name: "cxlrc_leases_held",
-    help: "Devices this coordinator drives, each under its host's partition lease",
-    registers: [registry],
-    collect: () => {
-      if (countLeases) leasesHeld.set(countLeases());
-    },
-  });
-  let countPartitions: (() => number) | null = null;
-  const partitionsHeld: Gauge = new Gauge({
-    name: "cxlrc_partitions_held",
-    help: "Hosts whose partition lease this coordinator holds (devices driven there, or the linger after the last)",
-    registers: [registry],
-    collect: () => {
-      if (countPartitions) partitionsHeld.set(countPartitions());
-    },
-  });
+  const leases = scrapedGauge(
+    registry,
+    "cxlrc_leases_held",
+    "Devices this coordinator drives, each under its host's partition lease",
+  );
+  const partitions = scrapedGauge(
+    registry,
+    "cxlrc_partitions_held",
+    "Hosts whose partition lease this coordinator holds (devices driven there, or the linger after the last)",
+  );
   let countViewRestarts: (() => number) | null = null;
   let viewRestartsSeen = 0;
   const fleetViewRestarts: Counter = new Counter({
@@ -155,15 +170,11 @@ export function createMetrics(mo: MetricsOptions = {}): CoordinatorMetrics {
       viewRestartsSeen = now;
     },
   });
-  let breakerIsOpen: (() => boolean) | null = null;
-  const breakerOpen: Gauge = new Gauge({
-    name: "cxlrc_breaker_open",
-    help: "1 while the fleet circuit breaker is open (resets refused until an operator closes it), 0 while closed",
-    registers: [registry],
-    collect: () => {
-      if (breakerIsOpen) breakerOpen.set(breakerIsOpen() ? 1 : 0);
-    },
-  });
+  const breaker = scrapedGauge(
+    registry,
+    "cxlrc_breaker_open",
+    "1 while the fleet circuit breaker is open (resets refused until an operator closes it), 0 while closed",
+  );
   // One series per host heard from: the fleet's host count, which is bounded and acceptable. A host gone from
   // the fleet keeps its series (and its heartbeat alert) until the coordinator restarts.
   const agentLastSeen = new Gauge({
@@ -198,27 +209,23 @@ export function createMetrics(mo: MetricsOptions = {}): CoordinatorMetrics {
     requests,
     scopeViolations,
     driverHandBacks,
-    leasesHeld,
-    partitionsHeld,
+    leasesHeld: leases.gauge,
+    partitionsHeld: partitions.gauge,
     fleetViewRestarts,
-    breakerOpen,
+    breakerOpen: breaker.gauge,
     agentLastSeen,
     agentEventsDropped,
     controlRefused,
     countDevicesWith(count) {
       countDevices = count;
     },
-    countLeasesWith(count) {
-      countLeases = count;
-    },
-    countPartitionsWith(count) {
-      countPartitions = count;
-    },
+    countLeasesWith: leases.readWith,
+    countPartitionsWith: partitions.readWith,
     countViewRestartsWith(count) {
       countViewRestarts = count;
     },
     breakerOpenWith(open) {
-      breakerIsOpen = open;
+      breaker.readWith(() => (open() ? 1 : 0));
     },
     agentSeen(host, nowMs) {
       agentLastSeen.set({ host }, nowMs / 1000);

@@ -405,5 +405,3 @@ async function startServing(
     },
   };
 }
-
-/** A device key back to host and BDF (for events about a key). */

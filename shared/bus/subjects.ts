@@ -126,11 +126,11 @@ export function hostOfKey(key: string): string {
 
 /** deviceKey's inverse: the host, and the BDF (null when the rest of the key is not a BDF token). */
 export function keyParts(key: string): { host: string; bdf: string | null } {
-  const dot = key.indexOf(".");
-  if (dot < 0) return { host: key, bdf: null };
+  const host = hostOfKey(key);
+  if (host.length === key.length) return { host, bdf: null };
   try {
-    return { host: key.slice(0, dot), bdf: bdfFromToken(key.slice(dot + 1)) };
+    return { host, bdf: bdfFromToken(key.slice(host.length + 1)) };
   } catch {
-    return { host: key.slice(0, dot), bdf: null };
+    return { host, bdf: null };
   }
 }

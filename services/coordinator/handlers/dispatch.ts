@@ -111,20 +111,20 @@ export function dispatch(
     early?.catch(() => undefined);
     const firstTry = o.leases.acquire(d.key);
     firstTry.catch(() => undefined);
-    // Decided before without the actor (its acknowledgement lost): the same answer again, not a second one.
-    const prior = await o.store.getDecision(request.requestId).catch((err: unknown) => {
+    /** Not taken after all: a lease the first try got goes back once the device rests. */
+    const letFirstTryGo = () =>
       void firstTry.then(
         () => rt.maybeRelease(d),
         () => undefined,
       );
+    // Decided before without the actor (its acknowledgement lost): the same answer again, not a second one.
+    const prior = await o.store.getDecision(request.requestId).catch((err: unknown) => {
+      letFirstTryGo();
       throw err;
     });
     if (prior) {
       void o.events.publish(decisionEvent(prior));
-      void firstTry.then(
-        () => rt.maybeRelease(d),
-        () => undefined,
-      );
+      letFirstTryGo();
       return { kind: "duplicate", requestId: request.requestId };
     }
     marks.at("decisionMs");
