@@ -2,7 +2,9 @@
 // retry), in emission order, without blocking the caller. Publishes that time out (server down, reconnect
 // in progress) are retried with the same msgID until they land; when no stream captures the subject (no
 // JetStream, or no CXLRC_EVENTS: asked of JetStream, re-checked every streamCheckMs and after a failed
-// publish) the event is sent with a core publish instead and counted as such.
+// publish) the event is sent with a core publish instead and counted as such. Not while a stream was seen
+// within streamGraceMs: a server just restarted answers "no responders" for the stream and its API until
+// JetStream has recovered, and an event sent as core then is lost; it is retried like a timeout instead.
 //
 // Events emitted in one turn of the event loop go out together on the next (setImmediate): one batch, one
 // write to the socket, and an operation's register work is not interleaved with publishing its events. The
@@ -29,6 +31,11 @@ export interface EventPublisherOptions {
   mode?: "jetstream" | "core";
   /** How long the answer to "does a stream capture events?" is trusted. Default 10 s. */
   streamCheckMs?: number;
+  /**
+   * After a stream was last seen capturing events, how long a "no stream" answer is taken for JetStream
+   * still starting (retried) rather than for no stream (core publish). Default 30 s.
+   */
+  streamGraceMs?: number;
   /** Publishes awaiting their PubAck at once. Default 64. */
   maxInFlight?: number;
 }
@@ -81,6 +88,9 @@ export class EventPublisher {
   private readonly maxQueue: number;
   private readonly mode: "jetstream" | "core";
   private readonly streamCheckMs: number;
+  private readonly streamGraceMs: number;
+  /** When a stream was last seen capturing events (a PubAck, or JetStream said so); 0: never. */
+  private streamSeenAt = 0;
   private connected = true;
   /** Resolved (and replaced) on every connect/disconnect. */
   private change = signal();
@@ -94,6 +104,7 @@ export class EventPublisher {
     this.maxQueue = opts.maxQueue ?? 10_000;
     this.mode = opts.mode ?? "jetstream";
     this.streamCheckMs = opts.streamCheckMs ?? 10_000;
+    this.streamGraceMs = opts.streamGraceMs ?? 30_000;
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 64);
     void (async () => {
       for await (const st of nc.status()) {
@@ -275,6 +286,7 @@ export class EventPublisher {
             this.log.info({ subject }, "no JetStream API for this agent: publishing events with acks");
           }
           this.stream = { checkedAt: Date.now(), present: true };
+          this.streamSeenAt = Date.now();
           this.checking = undefined;
           return true;
         }
@@ -291,6 +303,7 @@ export class EventPublisher {
         else this.log.warn({ subject }, "no JetStream stream captures events: they go out as core NATS");
       }
       this.stream = { checkedAt: Date.now(), present };
+      if (present) this.streamSeenAt = Date.now();
       this.checking = undefined;
       return present;
     })();
@@ -303,6 +316,7 @@ export class EventPublisher {
       await this.change.promise;
     }
     if (this.mode === "core" || !(await this.streamPresent(ev.subject))) {
+      this.notRecentlyStored();
       this.nc.publish(ev.subject, ev.data);
       this.counters.core++;
       return;
@@ -318,17 +332,30 @@ export class EventPublisher {
       const ack = await Promise.race([pub, interrupted]);
       if (ack.duplicate) this.counters.duplicates++;
       this.counters.stored++;
+      this.streamSeenAt = Date.now();
     } catch (e) {
       // Ask again before the retry: the stream may have been deleted (then the retry goes out as core).
       this.stream = undefined;
       // No responder at all on the subject: no JetStream, or no stream and no subscriber. Core instead.
       if (isCxlrcError(e) && e.details.reason === "no-responders") {
+        this.notRecentlyStored();
         this.nc.publish(ev.subject, ev.data);
         this.counters.core++;
         return;
       }
       throw e;
     }
+  }
+
+  /**
+   * Throws (the event is retried, same msgID) while a stream was seen within streamGraceMs: a "no stream"
+   * answer then is a server whose JetStream is still recovering, and a core publish would lose the event.
+   */
+  private notRecentlyStored(): void {
+    if (this.mode === "core" || this.streamSeenAt === 0) return;
+    if (Date.now() - this.streamSeenAt >= this.streamGraceMs) return;
+    this.stream = undefined;
+    throw new Error("no stream answers events yet (JetStream recovering?); retrying");
   }
 }
 

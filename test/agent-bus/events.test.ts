@@ -97,3 +97,26 @@ it("drops events (counted) when the outbox bound is exceeded, keeping the newest
   expect(stored.map((e) => e.event.data.n)).toEqual([1, 5, 6]);
   await nc.close();
 });
+
+it("a stream seen lately is waited for, not given up for core NATS: a stream briefly gone loses no event", async () => {
+  const nc = await connectBus({ servers: server.url, name: "outbox-grace", log: silentLogger });
+  const jsm = await getJsm(nc);
+  await ensureStreams(jsm);
+  const pub = new EventPublisher(nc, silentLogger, { publishTimeoutMs: 200, streamCheckMs: 0 });
+  const ev = (n: number) => makeEvent({ host: "o3", bdf: DEV_A, kind: "test.step", data: { n } });
+  const subject = subjects.agentEvent("o3", DEV_A, "test.step");
+  expect(await pub.waitFor(pub.publish(subject, ev(1)), 5000)).toBe(true);
+  // What a restarted server looks like until JetStream has recovered its streams: nothing captures events.
+  await jsm.streams.delete(STREAMS.events.name);
+  const seq2 = pub.publish(subject, ev(2));
+  await until(() => pub.stats().retries >= 2, "retries while no stream answers");
+  expect(pub.stats()).toMatchObject({ core: 0, pending: 1 });
+  expect(await pub.waitFor(seq2, 0)).toBe(false);
+  await ensureStreams(jsm);
+  expect(await pub.waitFor(seq2, 5000)).toBe(true);
+  const stored = (await readEvents(jsm)).filter((e) => e.event.host === "o3");
+  expect(stored.map((e) => e.event.data.n)).toEqual([2]);
+  expect(pub.stats().core).toBe(0);
+  await pub.close(1000);
+  await nc.close();
+});
