@@ -8,21 +8,26 @@
 // (post-reset 100 ms, CXL Reset and commit polls), booked per device by the simulator's clock, so
 //   overhead = wall − device waits,   ratio = overhead / device waits (goal ≤ 1 %, p99 ≤ 2 ms at 1,000).
 // The baseline script runs probe, save, quiesce, reset, restore, verify on the same device views.
+// The contract floor (support/floor-proc.ts, after the coordinator has stopped, full scope only) does on the
+// same bus and agents only what issue #16's design cannot do without: the request from the stream, probe,
+// save, image and decision stored, one fenced reset-restore-verify operation, the outcome event. What the
+// floor costs above the script, no coordinator can save; what the coordinator costs above the floor is its own.
 //
 // BENCH_LEVELS (default "1,100,1000"), BENCH_SCOPES (default "full,io"; io runs at levels ≤ 100),
 // BENCH_HEAP_PROF=<dir>: a sampling heap profile of the coordinator (what is live when it stops).
+// BENCH_FLOOR=0: no contract floor rows.
 // BENCH_PROF=<dir>: a CPU profile of the coordinator process per level, coordinator-<scope>-<n>.cpuprofile
 // (after discovery and warm-up; summarize with `npx tsx bench/support/profile.ts <dir>`).
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type BenchRow, percentile, summarize } from "./lib.ts";
 import type { BaselineResult } from "./support/agents-proc.ts";
-import { processCpuMs } from "./support/child.ts";
+import { processCpuMs, startChild } from "./support/child.ts";
 import type { Discovered } from "./support/coordinator-proc.ts";
 import type { DeviceAccount } from "./support/fleet.ts";
 import { accountKey } from "./support/fleet.ts";
 import { failedRow, loadRow } from "./support/machine.ts";
-import { type Device, request, startWorld, type World } from "./support/world.ts";
+import { type Device, FLOOR_REQUESTS, request, startWorld, type World } from "./support/world.ts";
 
 const HOSTS = 100;
 const PER_HOST = 10;
@@ -59,6 +64,8 @@ async function coordinatorLevel(
   n: number,
   rounds: number,
   tag: string,
+  /** Where requests go: the coordinator's subject by default, or the contract floor's (floor-proc.ts). */
+  subjectOf?: (d: Device) => string,
 ): Promise<LevelResult> {
   const devices = w.devices.slice(0, n);
   const res: LevelResult = {
@@ -77,7 +84,9 @@ async function coordinatorLevel(
     const cpu0 = await cpuNow(w, coordCpu);
     const t0 = performance.now();
     const ids = devices.map((_, i) => `${tag}-${scope}-${n}-${r}-${i}`);
-    const sent = await Promise.all(devices.map((d, i) => w.driver.request(request(ids[i]!, d, scope))));
+    const sent = await Promise.all(
+      devices.map((d, i) => w.driver.request(request(ids[i]!, d, scope), subjectOf?.(d))),
+    );
     const outs = await w.driver.outcomes(ids, OUTCOME_TIMEOUT_MS);
     res.elapsedMs += performance.now() - t0;
     const cpu1 = await cpuNow(w, coordCpu);
@@ -255,6 +264,55 @@ function rows(scope: string, n: number, c: LevelResult, bl: BaselineLevel): Benc
   return out;
 }
 
+/**
+ * The contract floor beside the coordinator at one level (floor-proc.ts: the bus work issue #16's design cannot
+ * do without, no coordinator logic), against the same level's script and coordinator.
+ */
+function floorRows(n: number, f: LevelResult, c: LevelResult, bl: BaselineLevel): BenchRow[] {
+  const label = `full/cxl, ${n} concurrent`;
+  const total = Object.values(f.outcomes).reduce((a, b) => a + b, 0);
+  if (f.samples.length === 0) {
+    const first = Object.entries(f.details).map(([k, v]) => `${k}: "${v}"`);
+    return [
+      {
+        name: `contract floor ${label}: NO reset verified`,
+        runs: total,
+        value: 0,
+        unit: "verified",
+        ratio: first.join("; "),
+      },
+    ];
+  }
+  const wall = summarize(f.samples.map((s) => s.wallMs));
+  const bWall = summarize(bl.samples.map((s) => s.wallMs));
+  const cWall = c.samples.length > 0 ? summarize(c.samples.map((s) => s.wallMs)) : null;
+  const plus = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(1)}`;
+  const perReset = (ms: number) => (ms / total).toFixed(1);
+  return [
+    {
+      name: `contract floor ${label}: wall (request → outcome event)`,
+      runs: f.samples.length,
+      value: r3(wall.mean),
+      unit: "ms",
+      p50: r3(wall.p50),
+      p99: r3(wall.p99),
+      ratio:
+        `script ${plus(wall.p50 - bWall.p50)} ms p50, ${plus(wall.p99 - bWall.p99)} ms p99 (${(wall.p99 / bWall.p99).toFixed(2)}× p99)` +
+        (cWall
+          ? `; coordinator ${plus(cWall.p50 - wall.p50)} ms p50, ${plus(cWall.p99 - wall.p99)} ms p99 above it`
+          : "") +
+        (total > f.samples.length ? `; ${total - f.samples.length} not verified` : ""),
+    },
+    {
+      name: `  CPU per request ${label}: contract floor`,
+      runs: total,
+      value: Number(perReset(f.cpu.coordinator)),
+      unit: "ms CPU",
+      ratio: `nats-server ${perReset(f.cpu.nats)}, agents ${perReset(f.cpu.agents)} ms; ${((total / f.elapsedMs) * 1000).toFixed(0)} req/s`,
+    },
+  ];
+}
+
 export async function bench(): Promise<BenchRow[]> {
   const levels = (process.env.BENCH_LEVELS ?? "1,100,1000").split(",").map(Number);
   const scopes = (process.env.BENCH_SCOPES ?? "full,io").split(",") as Array<"io" | "full">;
@@ -287,6 +345,8 @@ export async function bench(): Promise<BenchRow[]> {
       levels.filter((n) => scope === "full" || n <= 100).map((n) => ({ scope, n })),
     );
     plan.sort((a, b) => Number(a.n >= 1000) - Number(b.n >= 1000));
+    /** The full-scope levels as measured, for the contract floor's rows. */
+    const measured = new Map<number, { c: LevelResult; base: BaselineLevel }>();
     for (const { scope, n } of plan) {
       await idle(() => coord.cpuMs());
       if (prof) await coord.call("profStart");
@@ -295,8 +355,32 @@ export async function bench(): Promise<BenchRow[]> {
       const method = c.method || (scope === "io" ? "flr" : "cxl");
       const base = await baselineLevel(w, scope, method, n, ROUNDS[n] ?? 1);
       out.push(...rows(scope, n, c, base));
+      if (scope === "full") measured.set(n, { c, base });
     }
     await coord.stop();
+    // The floor after the coordinator has stopped (nothing else consumes, writes or publishes meanwhile).
+    if (process.env.BENCH_FLOOR !== "0" && measured.size > 0) {
+      const floor = await startChild("floor-proc.ts", { env: { BENCH_NATS: w.server.url } });
+      try {
+        const floorSubject = (d: Device) => `${FLOOR_REQUESTS}.${d.host}`;
+        await coordinatorLevel(w, () => floor.cpuMs(), "full", warm, warmRounds, "floor-warm", floorSubject);
+        for (const [n, { c, base }] of measured) {
+          await idle(() => floor.cpuMs());
+          const f = await coordinatorLevel(
+            w,
+            () => floor.cpuMs(),
+            "full",
+            n,
+            ROUNDS[n] ?? 1,
+            "floor",
+            floorSubject,
+          );
+          out.push(...floorRows(n, f, c, base));
+        }
+      } finally {
+        await floor.stop(30_000).catch(() => floor.kill());
+      }
+    }
   } catch (e) {
     out.push(failedRow("coordinator", e));
   } finally {

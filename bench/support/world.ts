@@ -47,8 +47,11 @@ export interface Driver {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
-  /** Publish one reset request into the stream (Nats-Msg-Id = requestId); resolves with the publish time. */
-  request(req: ResetRequestInput): Promise<number>;
+  /**
+   * Publish one reset request into the stream (Nats-Msg-Id = requestId), on `subject` (default: the host's
+   * request subject); resolves with the publish time.
+   */
+  request(req: ResetRequestInput, subject?: string): Promise<number>;
   /** Resolves with each request's outcome event (verified, failed, quarantined, refused), or rejects on timeout. */
   outcomes(ids: string[], timeoutMs: number): Promise<Map<string, Outcome>>;
   /** The outcome of a request, if it arrived. */
@@ -137,9 +140,9 @@ export async function startDriver(server: NatsServerHandle): Promise<Driver> {
     nc,
     js,
     jsm,
-    async request(req) {
+    async request(req, subject = subjects.request(req.host)) {
       const t = performance.now();
-      await js.publish(subjects.request(req.host), encodeJson(req), { msgID: req.requestId });
+      await js.publish(subject, encodeJson(req), { msgID: req.requestId });
       return t;
     },
     outcomes(ids, timeoutMs) {
@@ -260,6 +263,9 @@ export async function startWorld(o: WorldOptions): Promise<World> {
     throw e;
   }
 }
+
+/** The contract floor's requests (floor-proc.ts): in the request stream, outside the coordinator's subjects. */
+export const FLOOR_REQUESTS = `${PREFIX}.req.floor`;
 
 export function request(id: string, d: Device, scope: "io" | "full"): ResetRequestInput {
   return { requestId: id, host: d.host, bdf: d.bdf, scope, reason: "bench" };

@@ -1,0 +1,163 @@
+// Child process: the contract floor. The least bus work a coordinator built to issue #16's own design must do
+// for one CXL Reset of a one-function device, with none of the coordinator's logic: no machine, no policy, no
+// leases, no admission, no progress events. What it keeps is what the design says cannot go:
+//   the request from the request stream (a durable consumer, acknowledged once the decision is stored);
+//   a planning read (probe), then the save (the agent's save operation);
+//   before the reset, both written and acknowledged: the image (a KV create, the image bucket's settings) and
+//   the decision to reset (the device's record, a KV create naming the image), side by side;
+//   the reset with quiesce, restore and verify in one fenced agent operation (as the coordinator sends it);
+//   the outcome event in the event stream (acknowledged), beside the record's update to rest.
+// Agent calls settle on whichever comes first, the reply or the agent's op.completed event (as the
+// coordinator's agent link does). Requests come on cxlrc.req.floor.<host> (in the request stream, outside
+// the coordinator's consumer); outcomes go on the coordinator's outcome subject, so the bench's driver times
+// them as it times the coordinator's.
+//
+// Environment: BENCH_NATS. Commands: stop.
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { type Msg, nuid } from "@nats-io/transport-node";
+import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
+import type { AgentResult } from "../../shared/bus/agent-contract.ts";
+import { connectBus, requestJson } from "../../shared/bus/client.ts";
+import { decodeJson, encodeJson } from "../../shared/bus/codec.ts";
+import { createReplyMux } from "../../shared/bus/reply-mux.ts";
+import { deviceKey, PREFIX, STREAMS, subjects } from "../../shared/bus/subjects.ts";
+import { silentLogger } from "../../shared/log.ts";
+import { sendFailed, sendReady, serveParent } from "./child.ts";
+import { FLOOR_REQUESTS } from "./world.ts";
+
+const BUCKET_IMAGES = "bench-floor-images";
+const BUCKET_RECORDS = "bench-floor-records";
+/** Above any epoch the bench's coordinator took: the agents' fence tables keep the highest seen. */
+const EPOCH = 2 ** 40;
+
+interface FloorRequest {
+  requestId: string;
+  host: string;
+  bdf: string;
+}
+
+async function main(): Promise<void> {
+  const nc = await connectBus({
+    servers: process.env.BENCH_NATS ?? "",
+    name: "bench floor",
+    log: silentLogger,
+  });
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  const kvm = new Kvm(nc);
+  // As the coordinator's buckets are made here: file storage, one replica per server in the cluster (one).
+  const images = await kvm.create(BUCKET_IMAGES, { history: 1 });
+  const records = await kvm.create(BUCKET_RECORDS, { history: 1 });
+  const acks = createAckPublisher(nc);
+  const mux = createReplyMux(nc);
+  await jsm.consumers.add(STREAMS.requests.name, {
+    durable_name: "bench-floor",
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.New,
+    filter_subject: `${FLOOR_REQUESTS}.*`,
+    max_ack_pending: 10_000,
+  });
+  const consumer = await js.consumers.get(STREAMS.requests.name, "bench-floor");
+
+  /** Calls settled by the agent's op.completed event, by operation id. */
+  const waiting = new Map<string, (result: unknown) => void>();
+  const sub = nc.subscribe(`${PREFIX}.agt.*.*.op.completed`, {
+    callback: (_e, m: Msg) => {
+      const env = decodeJson(m.data) as { opId?: string; data?: { result?: unknown } };
+      if (env.opId && env.data && "result" in env.data) waiting.get(env.opId)?.(env.data.result);
+    },
+  });
+  const call = async (host: string, op: string, params: Record<string, unknown>): Promise<unknown> => {
+    const opId = `floor/${nuid.next()}`;
+    const fromEvent = new Promise<unknown>((resolve) => waiting.set(opId, resolve));
+    const fromReply = requestJson(
+      nc,
+      subjects.agent(host, op as never),
+      { opId, ...params, fence: { epoch: EPOCH, owner: "floor", lease: host } },
+      { timeoutMs: 30_000, mux },
+    ).then((r) => {
+      const reply = r as { ok: boolean; result?: unknown; error?: { message?: string } };
+      if (!reply.ok) throw new Error(`${op}: ${reply.error?.message ?? "failed"}`);
+      return reply.result;
+    });
+    try {
+      return await Promise.race([fromReply, fromEvent]);
+    } finally {
+      fromReply.catch(() => undefined);
+      waiting.delete(opId);
+    }
+  };
+
+  const reset = async (req: FloorRequest) => {
+    const key = deviceKey(req.host, req.bdf);
+    await call(req.host, "probe", { bdf: req.bdf, brief: true });
+    const image = await call(req.host, "save", { bdf: req.bdf });
+    const imageKey = `${key}.${req.requestId}`;
+    const [imageRev] = await Promise.all([
+      images.create(imageKey, JSON.stringify({ images: { [req.bdf]: image } })),
+      records.put(key, JSON.stringify({ requestId: req.requestId, state: "resetting", image: imageKey })),
+    ]);
+    const result = (await call(req.host, "reset", {
+      bdf: req.bdf,
+      method: "cxl",
+      quiesce: { scope: "full" },
+      restore: { scope: "full", image, verify: true },
+    })) as AgentResult<"reset">;
+    const passed = result.restore?.ok === true && result.restore.result.verify?.passed === true;
+    const kind = passed ? "verified" : "failed";
+    await Promise.all([
+      acks.publish(
+        subjects.event(req.host, req.bdf, kind),
+        encodeJson({
+          v: 1,
+          id: `floor-${req.requestId}`,
+          time: new Date().toISOString(),
+          source: "coordinator",
+          host: req.host,
+          bdf: req.bdf,
+          kind,
+          requestId: req.requestId,
+          data: passed
+            ? { image: imageRev }
+            : { reason: `the reset's restore and verify did not pass: ${JSON.stringify(result.restore)}` },
+        }),
+        { msgID: `floor-${req.requestId}` },
+      ),
+      records.put(key, JSON.stringify({ requestId: req.requestId, state: "ready" })),
+    ]);
+  };
+
+  const messages = await consumer.consume({ max_messages: 512, expires: 5000 });
+  const loop = (async () => {
+    for await (const m of messages) {
+      const req = decodeJson(m.data) as FloorRequest;
+      void reset(req).then(
+        () => m.ack(),
+        (e: unknown) => {
+          process.stderr.write(`floor ${req.requestId}: ${(e as Error).message}\n`);
+          m.term();
+        },
+      );
+    }
+  })();
+
+  serveParent({
+    stop: async () => {
+      sub.unsubscribe();
+      await messages.close().catch(() => undefined);
+      await loop.catch(() => undefined);
+      await images.destroy().catch(() => undefined);
+      await records.destroy().catch(() => undefined);
+      await jsm.consumers.delete(STREAMS.requests.name, "bench-floor").catch(() => undefined);
+      acks.close();
+      await nc.close();
+    },
+  });
+  sendReady({});
+}
+
+main().catch((e) => {
+  sendFailed(e);
+  process.exit(1);
+});
