@@ -18,6 +18,8 @@
 // BENCH_FLOOR=0: no contract floor rows.
 // BENCH_PROF=<dir>: a CPU profile of the coordinator process per level, coordinator-<scope>-<n>.cpuprofile
 // (after discovery and warm-up; summarize with `npx tsx bench/support/profile.ts <dir>`).
+// BENCH_ALLOC_PROF=<dir>: what the coordinator allocates per level (sampled, collected objects included),
+// coordinator-<scope>-<n>.heapprofile (summarized by the same script).
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type BenchRow, percentile, summarize } from "./lib.ts";
@@ -318,6 +320,8 @@ export async function bench(): Promise<BenchRow[]> {
   const scopes = (process.env.BENCH_SCOPES ?? "full,io").split(",") as Array<"io" | "full">;
   const prof = process.env.BENCH_PROF;
   if (prof) mkdirSync(prof, { recursive: true });
+  const alloc = process.env.BENCH_ALLOC_PROF;
+  if (alloc) mkdirSync(alloc, { recursive: true });
   const w = await startWorld({ hosts: HOSTS, perHost: PER_HOST });
   const out: BenchRow[] = [loadRow("coordinator: start")];
   try {
@@ -350,8 +354,11 @@ export async function bench(): Promise<BenchRow[]> {
     for (const { scope, n } of plan) {
       await idle(() => coord.cpuMs());
       if (prof) await coord.call("profStart");
+      if (alloc) await coord.call("allocStart");
       const c = await coordinatorLevel(w, () => coord.cpuMs(), scope, n, ROUNDS[n] ?? 1, "run");
       if (prof) await coord.call("profStop", { path: join(prof, `coordinator-${scope}-${n}.cpuprofile`) });
+      if (alloc)
+        await coord.call("allocStop", { path: join(alloc, `coordinator-${scope}-${n}.heapprofile`) });
       const method = c.method || (scope === "io" ? "flr" : "cxl");
       const base = await baselineLevel(w, scope, method, n, ROUNDS[n] ?? 1);
       out.push(...rows(scope, n, c, base));

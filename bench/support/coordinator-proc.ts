@@ -149,6 +149,25 @@ async function main(): Promise<void> {
       writeFileSync((a as { path: string }).path, JSON.stringify(profile));
       return (a as { path: string }).path;
     },
+    /** Sampling of every allocation (collected ones too: what the garbage collector works for). */
+    allocStart: async () => {
+      profiler ??= new Session();
+      profiler.connect();
+      await profiler.post("HeapProfiler.enable");
+      await profiler.post("HeapProfiler.startSampling", {
+        samplingInterval: 16_384,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true,
+      });
+    },
+    allocStop: async (a) => {
+      if (!profiler) return null;
+      const { profile } = await profiler.post("HeapProfiler.stopSampling");
+      profiler.disconnect();
+      profiler = null;
+      writeFileSync((a as { path: string }).path, JSON.stringify(profile));
+      return (a as { path: string }).path;
+    },
     /** Exit at once, actors still live (a heap profile written at exit then shows what they hold). */
     exit: () => process.exit(0),
     stop: async () => {
