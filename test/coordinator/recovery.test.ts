@@ -2,7 +2,7 @@
 // never lost, and the device is reset exactly once (counted on the simulated device). The kill is a hard
 // crash: the connection dies first, leases are not released, actors are dropped.
 import { Kvm } from "@nats-io/kv";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RESET_PHASES } from "../../machines/policy/types.ts";
 import { BUCKETS, deviceKey, subjects } from "../../shared/bus/subjects.ts";
 import { simpleHost } from "../../shared/sim/index.ts";
@@ -10,6 +10,7 @@ import {
   control,
   probe,
   publishRequest,
+  type RunningCoordinator,
   readEvents,
   startWorld,
   stopAt,
@@ -49,6 +50,18 @@ describe("coordinator killed mid-reset", () => {
   afterAll(async () => {
     await w?.close();
   });
+  // A case that fails midway leaves its coordinators running: they share the request stream with the next
+  // cases and would take their requests (and hold them at this case's hook), so every later case would fail
+  // by its timeout instead of on its own. Whatever a case started is gone before the next begins.
+  const started: RunningCoordinator[] = [];
+  const coordinator = async (opts: Parameters<World["coordinator"]>[0]) => {
+    const c = await w.coordinator(opts);
+    started.push(c);
+    return c;
+  };
+  afterEach(async () => {
+    for (const c of started.splice(0)) await c.crash();
+  });
 
   for (const k of CASES) {
     it(`${k.name}: the reset completes once after a crash ${k.point} ${k.phase}`, async () => {
@@ -57,7 +70,7 @@ describe("coordinator killed mid-reset", () => {
       const before = await probe(w.nc, host, BDF);
       const id = `rc-${k.name}`;
       const stop = stopAt(k.phase, k.point);
-      const a = await w.coordinator({ id: `A-${k.name}`, stepHook: stop.hook });
+      const a = await coordinator({ id: `A-${k.name}`, stepHook: stop.hook });
       await publishRequest(w.js, { requestId: id, host, bdf: BDF, scope: k.scope, reason: "crash test" });
       await stop.atPoint;
       // Gating's write runs beside the step (the request's own write): the crash comes once the request is
@@ -73,7 +86,7 @@ describe("coordinator killed mid-reset", () => {
       await a.crash();
       stop.release();
 
-      const b = await w.coordinator({ id: k.otherId ? `B-${k.name}` : `A-${k.name}` });
+      const b = await coordinator({ id: k.otherId ? `B-${k.name}` : `A-${k.name}` });
       const resets = () => (k.scope === "full" ? sim.counters(BDF).cxlReset : sim.counters(BDF).flr);
       if (k.phase === "releasing") {
         // The outcome was published before the crash (write-ahead flushes events too); the new owner finishes
