@@ -12,6 +12,7 @@
 // same bus and agents only what issue #16's design cannot do without: the request from the stream, probe,
 // save, image and decision stored, one fenced reset-restore-verify operation, the outcome event. What the
 // floor costs above the script, no coordinator can save; what the coordinator costs above the floor is its own.
+// It runs twice: the bus work alone, then with the 22 events per reset the bus contract has a coordinator publish.
 //
 // BENCH_LEVELS (default "1,100,1000"), BENCH_SCOPES (default "full,io"; io runs at levels ≤ 100),
 // BENCH_HEAP_PROF=<dir>: a sampling heap profile of the coordinator (what is live when it stops).
@@ -270,8 +271,14 @@ function rows(scope: string, n: number, c: LevelResult, bl: BaselineLevel): Benc
  * The contract floor beside the coordinator at one level (floor-proc.ts: the bus work issue #16's design cannot
  * do without, no coordinator logic), against the same level's script and coordinator.
  */
-function floorRows(n: number, f: LevelResult, c: LevelResult, bl: BaselineLevel): BenchRow[] {
-  const label = `full/cxl, ${n} concurrent`;
+function floorRows(
+  n: number,
+  f: LevelResult,
+  c: LevelResult,
+  bl: BaselineLevel,
+  events: boolean,
+): BenchRow[] {
+  const label = `${events ? "with its 22 events, " : ""}full/cxl, ${n} concurrent`;
   const total = Object.values(f.outcomes).reduce((a, b) => a + b, 0);
   if (f.samples.length === 0) {
     const first = Object.entries(f.details).map(([k, v]) => `${k}: "${v}"`);
@@ -366,11 +373,15 @@ export async function bench(): Promise<BenchRow[]> {
     }
     await coord.stop();
     // The floor after the coordinator has stopped (nothing else consumes, writes or publishes meanwhile).
-    if (process.env.BENCH_FLOOR !== "0" && measured.size > 0) {
-      const floor = await startChild("floor-proc.ts", { env: { BENCH_NATS: w.server.url } });
+    // Twice: the bus work alone, then with the 22 events the contract has a coordinator say of each reset.
+    for (const events of process.env.BENCH_FLOOR === "0" || measured.size === 0 ? [] : [false, true]) {
+      const floor = await startChild("floor-proc.ts", {
+        env: { BENCH_NATS: w.server.url, BENCH_FLOOR_EVENTS: events ? "1" : "0" },
+      });
       try {
         const floorSubject = (d: Device) => `${FLOOR_REQUESTS}.${d.host}`;
-        await coordinatorLevel(w, () => floor.cpuMs(), "full", warm, warmRounds, "floor-warm", floorSubject);
+        const tag = events ? "floor-ev" : "floor";
+        await coordinatorLevel(w, () => floor.cpuMs(), "full", warm, warmRounds, `${tag}-warm`, floorSubject);
         for (const [n, { c, base }] of measured) {
           await idle(() => floor.cpuMs());
           const f = await coordinatorLevel(
@@ -379,10 +390,10 @@ export async function bench(): Promise<BenchRow[]> {
             "full",
             n,
             ROUNDS[n] ?? 1,
-            "floor",
+            tag,
             floorSubject,
           );
-          out.push(...floorRows(n, f, c, base));
+          out.push(...floorRows(n, f, c, base, events));
         }
       } finally {
         await floor.stop(30_000).catch(() => floor.kill());

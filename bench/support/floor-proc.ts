@@ -12,14 +12,20 @@
 // the coordinator's consumer); outcomes go on the coordinator's outcome subject, so the bench's driver times
 // them as it times the coordinator's.
 //
-// Environment: BENCH_NATS. Commands: stop.
+// BENCH_FLOOR_EVENTS=1: the floor also says what the bus contract has a coordinator say of such a reset: the
+// 22 events of the coordinator's stream (request.received, the plan, every state entered, image.persisted,
+// reset.started/completed, decoder.committed per decoder, verify.passed, the outcome), each acknowledged,
+// pipelined (published in order, none waiting for another's acknowledgement), all acknowledged before the
+// request is.
+//
+// Environment: BENCH_NATS, BENCH_FLOOR_EVENTS. Commands: stop.
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { type Msg, nuid } from "@nats-io/transport-node";
 import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
 import type { AgentResult } from "../../shared/bus/agent-contract.ts";
 import { connectBus, requestJson } from "../../shared/bus/client.ts";
-import { decodeJson, encodeJson } from "../../shared/bus/codec.ts";
+import { decodeJson, encodeJson, makeEvent } from "../../shared/bus/codec.ts";
 import { createReplyMux } from "../../shared/bus/reply-mux.ts";
 import { deviceKey, PREFIX, STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import { silentLogger } from "../../shared/log.ts";
@@ -89,15 +95,55 @@ async function main(): Promise<void> {
     }
   };
 
+  const withEvents = process.env.BENCH_FLOOR_EVENTS === "1";
+  /** A plan's worth of data (the coordinator's plan event carries about 2 kB). */
+  const planData = {
+    plan: {
+      scope: "full",
+      method: "cxl",
+      targets: ["0000:01:00.0"],
+      gates: Array.from({ length: 12 }, (_, i) => ({
+        gate: `gate-${i}`,
+        passed: true,
+        detail: "x".repeat(100),
+      })),
+    },
+  };
+
   const reset = async (req: FloorRequest) => {
     const key = deviceKey(req.host, req.bdf);
+    const said: Promise<unknown>[] = [];
+    const say = (kind: string, data: Record<string, unknown> = {}) => {
+      if (!withEvents) return;
+      const env = makeEvent({
+        host: req.host,
+        bdf: req.bdf,
+        kind,
+        requestId: req.requestId,
+        source: "coordinator",
+        epoch: EPOCH,
+        data: { coordinator: "floor", ...data },
+      });
+      said.push(acks.publish(subjects.event(req.host, req.bdf, kind), encodeJson(env), { msgID: env.id }));
+    };
+    const entered = (...states: string[]) => {
+      for (const state of states) say("state.entered", { state });
+    };
+    say("request.received");
+    entered("planning");
     await call(req.host, "probe", { bdf: req.bdf, brief: true });
+    say("plan", planData);
+    entered("gating", "savingImage");
     const image = await call(req.host, "save", { bdf: req.bdf });
+    entered("persistingImage");
     const imageKey = `${key}.${req.requestId}`;
     const [imageRev] = await Promise.all([
       images.create(imageKey, JSON.stringify({ images: { [req.bdf]: image } })),
       records.put(key, JSON.stringify({ requestId: req.requestId, state: "resetting", image: imageKey })),
     ]);
+    say("image.persisted", { image: { key: imageKey, revision: imageRev } });
+    entered("regating", "quiescing", "resetting");
+    say("reset.started", { method: "cxl" });
     const result = (await call(req.host, "reset", {
       bdf: req.bdf,
       method: "cxl",
@@ -106,6 +152,12 @@ async function main(): Promise<void> {
     })) as AgentResult<"reset">;
     const passed = result.restore?.ok === true && result.restore.result.verify?.passed === true;
     const kind = passed ? "verified" : "failed";
+    say("reset.completed", { method: "cxl" });
+    entered("awaitingReady", "restoring", "committingDecoders");
+    say("decoder.committed", { index: 0 });
+    say("decoder.committed", { index: 1 });
+    entered("verifying");
+    say("verify.passed", { passed });
     await Promise.all([
       acks.publish(
         subjects.event(req.host, req.bdf, kind),
@@ -126,6 +178,8 @@ async function main(): Promise<void> {
       ),
       records.put(key, JSON.stringify({ requestId: req.requestId, state: "ready" })),
     ]);
+    entered("releasing", "ready");
+    await Promise.all(said);
   };
 
   const messages = await consumer.consume({ max_messages: 512, expires: 5000 });
