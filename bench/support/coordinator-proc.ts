@@ -83,7 +83,28 @@ async function main(): Promise<void> {
       : {}),
   });
   const startMs = performance.now() - t0;
-  let profiler: Session | null = null;
+  /** Inspector sessions by profile kind (a CPU profile and an allocation sampling can run together). */
+  const sessions = new Map<"cpu" | "alloc", Session>();
+  const open = (kind: "cpu" | "alloc") => {
+    const s = new Session();
+    s.connect();
+    sessions.set(kind, s);
+    return s;
+  };
+  /** Stop a kind's profile, write it to `path` as JSON, close its session. */
+  const finish = async (
+    kind: "cpu" | "alloc",
+    stop: (s: Session) => Promise<{ profile: unknown }>,
+    path: string,
+  ): Promise<string | null> => {
+    const s = sessions.get(kind);
+    if (!s) return null;
+    sessions.delete(kind);
+    const { profile } = await stop(s);
+    s.disconnect();
+    writeFileSync(path, JSON.stringify(profile));
+    return path;
+  };
 
   serveParent({
     /** Discover hosts, `width` at a time; a host whose inventory call fails is tried up to 3 times. */
@@ -136,38 +157,23 @@ async function main(): Promise<void> {
     held: () => held,
     /** CPU profile of what runs between profStart and profStop (written as a .cpuprofile to `path`). */
     profStart: async () => {
-      profiler ??= new Session();
-      profiler.connect();
-      await profiler.post("Profiler.enable");
-      await profiler.post("Profiler.start");
+      const s = open("cpu");
+      await s.post("Profiler.enable");
+      await s.post("Profiler.start");
     },
-    profStop: async (a) => {
-      if (!profiler) return null;
-      const { profile } = await profiler.post("Profiler.stop");
-      profiler.disconnect();
-      profiler = null;
-      writeFileSync((a as { path: string }).path, JSON.stringify(profile));
-      return (a as { path: string }).path;
-    },
+    profStop: (a) => finish("cpu", (s) => s.post("Profiler.stop"), (a as { path: string }).path),
     /** Sampling of every allocation (collected ones too: what the garbage collector works for). */
     allocStart: async () => {
-      profiler ??= new Session();
-      profiler.connect();
-      await profiler.post("HeapProfiler.enable");
-      await profiler.post("HeapProfiler.startSampling", {
+      const s = open("alloc");
+      await s.post("HeapProfiler.enable");
+      await s.post("HeapProfiler.startSampling", {
         samplingInterval: 16_384,
         includeObjectsCollectedByMajorGC: true,
         includeObjectsCollectedByMinorGC: true,
       });
     },
-    allocStop: async (a) => {
-      if (!profiler) return null;
-      const { profile } = await profiler.post("HeapProfiler.stopSampling");
-      profiler.disconnect();
-      profiler = null;
-      writeFileSync((a as { path: string }).path, JSON.stringify(profile));
-      return (a as { path: string }).path;
-    },
+    allocStop: (a) =>
+      finish("alloc", (s) => s.post("HeapProfiler.stopSampling"), (a as { path: string }).path),
     /** Exit at once, actors still live (a heap profile written at exit then shows what they hold). */
     exit: () => process.exit(0),
     stop: async () => {
