@@ -9,7 +9,7 @@
 // The environment goes to both sides (BENCH_LEVELS, BENCH_SCOPES, BENCH_FLOOR...). AB_DIR keeps the JSON rows of
 // every run (default a temporary directory); AB_KEEP=1 keeps the worktree.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, symlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -47,6 +47,8 @@ const out = process.env.AB_DIR ?? mkdtempSync(join(tmpdir(), "cxlrc-ab-rows-"));
 /** One run of the benches in `dir`; its rows. */
 function run(side: "base" | "head", dir: string, i: number): Row[] {
   const file = join(out, `${side}-${i}.jsonl`);
+  // BENCH_JSON appends: a kept AB_DIR must not mix an earlier comparison's rows into this one.
+  rmSync(file, { force: true });
   const t0 = Date.now();
   const r = spawnSync("npx", ["tsx", "bench/run.ts", ...benches], {
     cwd: dir,

@@ -4,7 +4,7 @@
 //   the request from the request stream (a durable consumer, acknowledged once the decision is stored);
 //   a planning read (probe), then the save (the agent's save operation);
 //   before the reset, both written and acknowledged: the image (a KV create, the image bucket's settings) and
-//   the decision to reset (the device's record, a KV create naming the image), side by side;
+//   the decision to reset (the device's record, a KV put naming the image), side by side;
 //   the reset with quiesce, restore and verify in one fenced agent operation (as the coordinator sends it);
 //   the outcome event in the event stream (acknowledged), beside the record's update to rest.
 // Agent calls settle on whichever comes first, the reply or the agent's op.completed event (as the
@@ -25,9 +25,9 @@ import { type Msg, nuid } from "@nats-io/transport-node";
 import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
 import type { AgentResult } from "../../shared/bus/agent-contract.ts";
 import { connectBus, requestJson } from "../../shared/bus/client.ts";
-import { decodeJson, encodeJson, makeEvent } from "../../shared/bus/codec.ts";
+import { decodeJson, encodeJson, envelopeOf, makeEvent } from "../../shared/bus/codec.ts";
 import { createReplyMux } from "../../shared/bus/reply-mux.ts";
-import { deviceKey, PREFIX, STREAMS, subjects } from "../../shared/bus/subjects.ts";
+import { type AgentOp, deviceKey, PREFIX, STREAMS, subjects } from "../../shared/bus/subjects.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { sendFailed, sendReady, serveParent } from "./child.ts";
 import { FLOOR_REQUESTS } from "./world.ts";
@@ -70,16 +70,17 @@ async function main(): Promise<void> {
   const waiting = new Map<string, (result: unknown) => void>();
   const sub = nc.subscribe(`${PREFIX}.agt.*.*.op.completed`, {
     callback: (_e, m: Msg) => {
-      const env = decodeJson(m.data) as { opId?: string; data?: { result?: unknown } };
-      if (env.opId && env.data && "result" in env.data) waiting.get(env.opId)?.(env.data.result);
+      // Not an envelope: not one of ours to settle (the call's reply settles it).
+      const env = envelopeOf(m.data);
+      if (env?.opId && "result" in env.data) waiting.get(env.opId)?.(env.data.result);
     },
   });
-  const call = async (host: string, op: string, params: Record<string, unknown>): Promise<unknown> => {
+  const call = async (host: string, op: AgentOp, params: Record<string, unknown>): Promise<unknown> => {
     const opId = `floor/${nuid.next()}`;
     const fromEvent = new Promise<unknown>((resolve) => waiting.set(opId, resolve));
     const fromReply = requestJson(
       nc,
-      subjects.agent(host, op as never),
+      subjects.agent(host, op),
       { opId, ...params, fence: { epoch: EPOCH, owner: "floor", lease: host } },
       { timeoutMs: 30_000, mux },
     ).then((r) => {
@@ -113,8 +114,8 @@ async function main(): Promise<void> {
   const reset = async (req: FloorRequest) => {
     const key = deviceKey(req.host, req.bdf);
     const said: Promise<unknown>[] = [];
-    const say = (kind: string, data: Record<string, unknown> = {}) => {
-      if (!withEvents) return;
+    /** One coordinator event of this request, acknowledged (`id`: a msgID the same for every sender). */
+    const publish = (kind: string, data: Record<string, unknown>, id?: string) => {
       const env = makeEvent({
         host: req.host,
         bdf: req.bdf,
@@ -123,8 +124,12 @@ async function main(): Promise<void> {
         source: "coordinator",
         epoch: EPOCH,
         data: { coordinator: "floor", ...data },
+        ...(id ? { id } : {}),
       });
-      said.push(acks.publish(subjects.event(req.host, req.bdf, kind), encodeJson(env), { msgID: env.id }));
+      return acks.publish(subjects.event(req.host, req.bdf, kind), encodeJson(env), { msgID: env.id });
+    };
+    const say = (kind: string, data: Record<string, unknown> = {}) => {
+      if (withEvents) said.push(publish(kind, data));
     };
     const entered = (...states: string[]) => {
       for (const state of states) say("state.entered", { state });
@@ -157,24 +162,14 @@ async function main(): Promise<void> {
     say("decoder.committed", { index: 0 });
     say("decoder.committed", { index: 1 });
     entered("verifying");
-    say("verify.passed", { passed });
+    say(passed ? "verify.passed" : "verify.failed", { passed });
     await Promise.all([
-      acks.publish(
-        subjects.event(req.host, req.bdf, kind),
-        encodeJson({
-          v: 1,
-          id: `floor-${req.requestId}`,
-          time: new Date().toISOString(),
-          source: "coordinator",
-          host: req.host,
-          bdf: req.bdf,
-          kind,
-          requestId: req.requestId,
-          data: passed
-            ? { image: imageRev }
-            : { reason: `the reset's restore and verify did not pass: ${JSON.stringify(result.restore)}` },
-        }),
-        { msgID: `floor-${req.requestId}` },
+      publish(
+        kind,
+        passed
+          ? { image: imageRev }
+          : { reason: `the reset's restore and verify did not pass: ${JSON.stringify(result.restore)}` },
+        `floor-${req.requestId}`,
       ),
       records.put(key, JSON.stringify({ requestId: req.requestId, state: "ready" })),
     ]);
@@ -185,7 +180,15 @@ async function main(): Promise<void> {
   const messages = await consumer.consume({ max_messages: 512, expires: 5000 });
   const loop = (async () => {
     for await (const m of messages) {
-      const req = decodeJson(m.data) as FloorRequest;
+      let req: FloorRequest;
+      try {
+        req = decodeJson(m.data) as FloorRequest;
+      } catch (e) {
+        // The bench's driver sends these; anything else is dropped with a line, and the floor keeps serving.
+        process.stderr.write(`floor: request ${m.seq} is not JSON: ${(e as Error).message}\n`);
+        m.term();
+        continue;
+      }
       void reset(req).then(
         () => m.ack(),
         (e: unknown) => {
