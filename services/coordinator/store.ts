@@ -163,6 +163,8 @@ export interface CoordinatorStore {
    * never changes: one this process wrote or read lately is answered from memory.
    */
   getImageRevision(key: string, revision: number): Promise<ImageRecord | null>;
+  /** The device behind image key `key` rests (or is no longer driven here): its images need not stay in memory. */
+  releaseImages(key: string): void;
   loadActor(key: string): Promise<Stored<ActorRecord> | null>;
   /**
    * CAS write: `revision` is the one last read or written (null = must not exist yet). `json`: the record
@@ -201,6 +203,13 @@ async function casPut(kv: KV, key: string, value: unknown, revision: number | nu
 /** Image keys whose last revision is remembered, and image revisions kept in memory (a few MB at most). */
 const IMAGE_KEYS_KEPT = 10_000;
 const IMAGE_RECORDS_KEPT = 256;
+/**
+ * Image records this process stored for resets that have not come to rest here, by image key: held until
+ * releaseImages (a restore and the last-known-good copy read them without a KV read, however many resets run
+ * at once; 1,000 at once overran the 256 kept above, two reads back per reset). Bounded all the same (a device
+ * never released here): past this many keys the oldest goes, and its reads go to the bucket.
+ */
+const IMAGE_KEYS_HELD = 4096;
 
 /**
  * Read-then-CAS writes of the image keys, tried again when they lose (a concurrent writer) or get no answer
@@ -272,6 +281,8 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
   /** Image records by key@revision (a revision never changes). */
   const imageRecords = new Map<string, ImageRecord>();
   const keepRecord = (ref: string, rec: ImageRecord) => remember(imageRecords, ref, rec, IMAGE_RECORDS_KEPT);
+  /** Per image key, the records stored here by revision, for resets not at rest yet (IMAGE_KEYS_HELD). */
+  const held = new Map<string, Map<number, ImageRecord>>();
   /**
    * Write an image key: a CAS on the revision remembered for it, without a read; else (or when a peer wrote
    * since) read then CAS, tried again on a race or no answer. `landed`: the current entry is this very write
@@ -311,7 +322,9 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
         const v = cur.json<ImageRecord>();
         return v.opId === record.opId && v.savedAt === record.savedAt && v.coordinator === record.coordinator;
       });
-      keepRecord(`${key}@${revision}`, record);
+      const revisions = held.get(key) ?? new Map<number, ImageRecord>();
+      revisions.set(revision, record);
+      remember(held, key, revisions, IMAGE_KEYS_HELD);
       return revision;
     },
     putVerifiedImage(record) {
@@ -327,6 +340,8 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     },
     async getImageRevision(key, revision) {
       const ref = `${key}@${revision}`;
+      const mine = held.get(key)?.get(revision);
+      if (mine) return mine;
       let rec = imageRecords.get(ref) ?? null;
       if (!rec) {
         const e = await images.get(key, { revision });
@@ -334,6 +349,13 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
       }
       if (rec) keepRecord(ref, rec);
       return rec;
+    },
+    releaseImages(key) {
+      const revisions = held.get(key);
+      if (!revisions) return;
+      held.delete(key);
+      // Read lately, they may be read again (a release restoring the last image): the recent ones stay.
+      for (const [revision, rec] of revisions) keepRecord(`${key}@${revision}`, rec);
     },
     async loadActor(key) {
       return parse<ActorRecord>(await actors.get(key));

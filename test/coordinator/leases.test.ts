@@ -252,6 +252,34 @@ describe("leases and store on nats-server 2.9", () => {
     expect((await fresh.getVerifiedImage("h4", "0000:01:00.0"))?.value.verified.requestId).toBe("r2");
   });
 
+  it("images stored here are read from memory until their device rests, however many resets run at once", async () => {
+    const bus = busCounter(nc, { reads: readsOf("cxlrc-images") });
+    // More resets at once than the store keeps recent records for (256): each restore still reads its own.
+    const refs: Array<{ key: string; revision: number; n: number }> = [];
+    for (let n = 0; n < 300; n++) {
+      const host = `hm${n}`;
+      const revision = await store.putImage({ ...imageRecord(host), images: { "0000:01:00.0": { n } } });
+      refs.push({ key: deviceKey(host, "0000:01:00.0"), revision, n });
+    }
+    const read = await bus.during(async () => {
+      for (const { key, revision, n } of refs)
+        expect((await store.getImageRevision(key, revision))?.images["0000:01:00.0"]).toEqual({ n });
+    });
+    expect(read.counts.reads).toBe(0);
+    // Once they rest, memory gives them up: the most recent stay (a release may restore one), the oldest is read
+    // from the bucket again.
+    for (const { key } of refs) store.releaseImages(key);
+    const readOne = async (i: number) => {
+      const { key, revision, n } = refs[i]!;
+      const r = await bus.during(() => store.getImageRevision(key, revision));
+      expect(r.out?.images["0000:01:00.0"]).toEqual({ n });
+      return r.counts.reads;
+    };
+    expect(await readOne(299)).toBe(0);
+    expect(await readOne(0)).toBe(1);
+    bus.stop();
+  });
+
   it("bus health: a node that does not serve JetStream is left (once per interval); other errors are not", async () => {
     const own = await connect({ servers: server.url });
     const statuses: string[] = [];

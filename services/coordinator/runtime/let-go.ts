@@ -19,6 +19,10 @@ export function maybeRelease(rt: DeviceRuntime, d: Device): void {
     d.releaseQueued = false;
     if (d.pinned > 0 || rt.stopping || !o.leases.get(d.key) || !idle()) return;
     if (d.actor) await rt.persist(d);
+    // At rest: its images are read again only by a later request or release (from the bucket, or the store's
+    // recent ones). After the last-known-good copy, which reads them.
+    const key = d.key;
+    void d.lastKnownGood.then(() => o.store.releaseImages(key));
     d.owned = false;
     const epoch = o.leases.epoch(d.key);
     await o.leases.release(d.key);
@@ -118,6 +122,7 @@ export function abandon(rt: DeviceRuntime, d: Device, why: string): void {
   if (d.holdTimer) clearTimeout(d.holdTimer);
   d.holdTimer = null;
   d.requests = [];
+  o.store.releaseImages(d.key);
   if (ctx?.request) o.admission.release(ctx.request.requestId);
   // Without releasing, this process would keep renewing a lease for a device nobody drives: the stored
   // actor (the truth) is continued by the next recovery pass, here or on a peer.
