@@ -34,6 +34,7 @@ import type {
   ReleaseInput,
   ResetInput,
   RestoreInput,
+  RunState,
   SaveInput,
   SaveOutput,
   VerifyInput,
@@ -78,7 +79,7 @@ export function verifyPassed(result: VerifyResult): boolean {
 
 /** An io-scope verify that found CXL state changed: the FLR reached beyond CXL.io. */
 function isScopeViolation(context: LifecycleContext, result: VerifyResult): boolean {
-  return context.restoreScope === "io" && result.mismatches.some((m) => m.area !== "pci");
+  return context.run.restoreScope === "io" && result.mismatches.some((m) => m.area !== "pci");
 }
 
 function refusalOf(
@@ -110,26 +111,37 @@ function initialContext(input: LifecycleInput): LifecycleContext {
     guards: null,
     plan: null,
     refusal: null,
-    pendingImage: null,
     image: null,
+    run: freshRun("io"),
+    scopeViolations: input.scopeViolations ?? 0,
+    mismatches: [],
+    outcome: null,
+    quarantineReason: null,
+    step: { phase: null, timeoutMs: null, lastOpId: null },
+    timings: [],
+    lastError: null,
+  };
+}
+
+/** A request's progress before anything was done for it. */
+function freshRun(restoreScope: Scope): RunState {
+  return {
+    pendingImage: null,
     persisted: false,
     leaseHeld: false,
-    restoreScope: "io",
+    handoverArmed: false,
+    restoreScope,
     round: 0,
     retries: 0,
     repairing: false,
     resetStarted: false,
     resetCompleted: false,
-    scopeViolations: input.scopeViolations ?? 0,
-    mismatches: [],
-    outcome: null,
-    quarantineReason: null,
-    phase: null,
-    timeoutMs: null,
-    timings: [],
-    lastError: null,
-    lastOpId: null,
   };
+}
+
+/** The context with some of the request's progress changed (assign's partial update for `run`). */
+function runWith(context: LifecycleContext, change: Partial<RunState>): { run: RunState } {
+  return { run: { ...context.run, ...change } };
 }
 
 /** Per-request fields, fresh for every RESET_REQUESTED. */
@@ -139,16 +151,8 @@ function requestFields(request: ResetRequest, guards: LifecycleContext["guards"]
     guards,
     plan: null,
     refusal: null,
-    pendingImage: null,
     image: null,
-    persisted: false,
-    leaseHeld: false,
-    restoreScope: request.scope,
-    round: 0,
-    retries: 0,
-    repairing: false,
-    resetStarted: false,
-    resetCompleted: false,
+    run: freshRun(request.scope),
     mismatches: [],
     outcome: null,
     quarantineReason: null,
@@ -182,10 +186,10 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
   // device. The effect wrapper counts the budget from when the step starts running (startToClose), never
   // from when the state was entered: a coordinator's own queueing does not fail a device.
   const device = (context: LifecycleContext) => ({
-    opId: context.lastOpId!,
+    opId: context.step.lastOpId!,
     host: context.host,
     bdf: context.bdf,
-    timeoutMs: context.timeoutMs!,
+    timeoutMs: context.step.timeoutMs!,
   });
   const op = (context: LifecycleContext) => ({ ...device(context), requestId: context.request!.requestId });
 
@@ -215,17 +219,17 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
     guards: {
       planRefused: ({ context }) => context.refusal !== null,
       isDryRun: ({ context }) => context.plan?.dryRun === true,
-      leaseHeld: ({ context }) => context.leaseHeld,
-      restoringFullScope: ({ context }) => context.restoreScope === "full",
+      leaseHeld: ({ context }) => context.run.leaseHeld,
+      restoringFullScope: ({ context }) => context.run.restoreScope === "full",
       outcomeIsQuarantine: ({ context }) => context.outcome === "quarantined",
       /** The driver was (or may have been) taken and goes back now: not when policy keeps a quarantined device unbound. */
       handsBack: ({ context }) =>
-        context.handoverArmed === true &&
+        context.run.handoverArmed &&
         Object.keys(context.plan?.handover ?? {}).length > 0 &&
         !(context.outcome === "quarantined" && context.policy.quarantineUnbound),
       /** reset-rules Failures: retry the restore once from the image (policy.restoreRetries), then quarantine. */
       canRetryRestore: ({ context }) =>
-        context.image !== null && context.retries < context.policy.restoreRetries,
+        context.image !== null && context.run.retries < context.policy.restoreRetries,
     },
     actions: {
       announce: emit(({ context }, params: { state: string }) => ({
@@ -236,15 +240,17 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
       /** Start a phase: its operation id, its time budget, its timing record. */
       enterPhase: assign(({ context }, params: { phase: LifecyclePhase }) => {
         const startMs = clock.now();
-        const round = ROUND_PHASES.has(params.phase) ? context.round : 0;
+        const round = ROUND_PHASES.has(params.phase) ? context.run.round : 0;
         const subject =
           params.phase === "binding" || params.phase === "probing"
             ? `${context.host}/${context.bdf}/${context.probeCount + 1}`
             : context.request!.requestId;
         return {
-          phase: params.phase,
-          timeoutMs: phaseBudgetMs(context, params.phase),
-          lastOpId: opIdFor(subject, params.phase, round),
+          step: {
+            phase: params.phase,
+            timeoutMs: phaseBudgetMs(context, params.phase),
+            lastOpId: opIdFor(subject, params.phase, round),
+          },
           probeCount: params.phase === "probing" ? context.probeCount + 1 : context.probeCount,
           timings: [...context.timings, { phase: params.phase, round, startMs, endMs: null }],
         };
@@ -257,7 +263,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         return { timings };
       }),
       /** A resting state: no phase runs. */
-      rest: assign({ phase: null, timeoutMs: null }),
+      rest: assign(({ context }) => ({ step: { ...context.step, phase: null, timeoutMs: null } })),
       startRequest: assign(({ event }) => {
         assertEvent(event, "RESET_REQUESTED");
         return requestFields(event.request, event.guards);
@@ -308,11 +314,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
       refuse: assign(
         ({ context }, params: { reason: RefusalReason; message: string; leaseMaybeHeld?: boolean }) => ({
           refusal: refusalOf(context, context.request!, params.reason, params.message),
-          leaseHeld: context.leaseHeld || params.leaseMaybeHeld === true,
+          ...runWith(context, { leaseHeld: context.run.leaseHeld || params.leaseMaybeHeld === true }),
         }),
       ),
       recordError: assign(({ context }, params: { kind: string; message: string }) => ({
-        lastError: { phase: context.phase ?? "unknown", ...params } satisfies LastError,
+        lastError: { phase: context.step.phase ?? "unknown", ...params } satisfies LastError,
       })),
       /** The one terminal outcome of the request. */
       announceOutcome: enqueueActions(({ context, enqueue }) => {
@@ -331,7 +337,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
               outcome: "verified",
               scope: context.plan!.scope,
               method: context.plan!.method,
-              repaired: context.repairing,
+              repaired: context.run.repairing,
             });
             return;
           case "failed":
@@ -453,7 +459,9 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "announce", params: { state: "gating" } },
           { type: "enterPhase", params: { phase: "gating" } },
           // Stored with gating's write-ahead, before the save can take the driver: every exit gives it back.
-          assign({ handoverArmed: ({ context }) => Object.keys(context.plan?.handover ?? {}).length > 0 }),
+          assign(({ context }) =>
+            runWith(context, { handoverArmed: Object.keys(context.plan?.handover ?? {}).length > 0 }),
+          ),
         ],
         exit: "leavePhase",
         invoke: {
@@ -468,7 +476,9 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
             {
               guard: ({ event }) => event.output.granted,
               target: "savingImage",
-              actions: assign({ leaseHeld: true, restoreScope: ({ context }) => context.plan!.scope }),
+              actions: assign(({ context }) =>
+                runWith(context, { leaseHeld: true, restoreScope: context.plan!.scope }),
+              ),
             },
             {
               target: "refused",
@@ -512,7 +522,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           }),
           onDone: {
             target: "persistingImage",
-            actions: assign({ pendingImage: ({ event }) => event.output.image }),
+            actions: assign(({ context, event }) => runWith(context, { pendingImage: event.output.image })),
           },
           onError: {
             target: "refused",
@@ -538,13 +548,16 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           src: "persistImage",
           input: ({ context }) => ({
             ...op(context),
-            image: context.pendingImage,
+            image: context.run.pendingImage,
             targets: context.plan?.targets ?? [context.bdf],
           }),
           onDone: {
             target: "regating",
             actions: [
-              assign({ image: ({ event }) => event.output, persisted: true, pendingImage: null }),
+              assign(({ context, event }) => ({
+                image: event.output,
+                ...runWith(context, { persisted: true, pendingImage: null }),
+              })),
               emit(({ context, event }) => ({
                 ...base(context),
                 type: "image.persisted" as const,
@@ -581,7 +594,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           onDone: [
             {
               guard: ({ context, event }) =>
-                context.persisted && regate(context.plan!, event.output, clock.now()) === null,
+                context.run.persisted && regate(context.plan!, event.output, clock.now()) === null,
               target: "quiescing",
               actions: assign({ facts: ({ event }) => event.output }),
             },
@@ -638,7 +651,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         entry: [
           { type: "announce", params: { state: "resetting" } },
           { type: "enterPhase", params: { phase: "resetting" } },
-          assign({ resetStarted: true }),
+          assign(({ context }) => runWith(context, { resetStarted: true })),
           emit(({ context }) => ({
             ...base(context),
             type: "reset.started" as const,
@@ -669,8 +682,8 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
               quiesce: alone ? { cacheFlushTimeoutMs: plan.deadlines.cacheFlushMs } : null,
               restore: alone
                 ? {
-                    scope: context.restoreScope,
-                    round: context.round,
+                    scope: context.run.restoreScope,
+                    round: context.run.round,
                     timeoutMs: restoreInResetMs(plan.deadlines.phasesMs),
                   }
                 : null,
@@ -679,7 +692,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           onDone: {
             target: "awaitingReady",
             actions: [
-              assign({ resetCompleted: true }),
+              assign(({ context }) => runWith(context, { resetCompleted: true })),
               emit(({ context }) => ({
                 ...base(context),
                 type: "reset.completed" as const,
@@ -731,9 +744,9 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           input: ({ context }) => ({
             ...op(context),
             targets: context.plan!.targets,
-            scope: context.restoreScope,
+            scope: context.run.restoreScope,
             image: context.image!,
-            round: context.round,
+            round: context.run.round,
           }),
           onDone: [{ guard: "restoringFullScope", target: "committingDecoders" }, { target: "verifying" }],
           onError: {
@@ -760,7 +773,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
             image: context.image!,
             commitTimeoutMs: context.plan!.deadlines.commitPerDecoderMs,
             retainedDecoders: context.plan!.retainedDecoders,
-            round: context.round,
+            round: context.run.round,
           }),
           onDone: {
             target: "verifying",
@@ -790,24 +803,24 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           input: ({ context }) => ({
             ...op(context),
             targets: context.plan!.targets,
-            scope: context.restoreScope,
+            scope: context.run.restoreScope,
             image: context.image!,
-            round: context.round,
+            round: context.run.round,
           }),
           onDone: [
             {
               // A repaired scope violation that reaches the policy's threshold quarantines the device.
               guard: ({ context, event }) =>
                 verifyPassed(event.output) &&
-                context.repairing &&
+                context.run.repairing &&
                 context.scopeViolations >= context.policy.scopeViolationQuarantineThreshold,
               target: "returning",
               actions: [
                 emit(({ context, event }) => ({
                   ...base(context),
                   type: "verify.passed" as const,
-                  scope: context.restoreScope,
-                  round: context.round,
+                  scope: context.run.restoreScope,
+                  round: context.run.round,
                   result: event.output,
                 })),
                 assign({
@@ -824,15 +837,15 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
                 emit(({ context, event }) => ({
                   ...base(context),
                   type: "verify.passed" as const,
-                  scope: context.restoreScope,
-                  round: context.round,
+                  scope: context.run.restoreScope,
+                  round: context.run.round,
                   result: event.output,
                 })),
                 // A reset that errored but whose device was restored and read back: the request failed, the
                 // device is back to its image.
                 assign({
                   outcome: ({ context }) =>
-                    (context.resetCompleted ? "verified" : "failed") as "verified" | "failed",
+                    (context.run.resetCompleted ? "verified" : "failed") as "verified" | "failed",
                 }),
               ],
             },
@@ -843,8 +856,8 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
                 emit(({ context, event }) => ({
                   ...base(context),
                   type: "verify.failed" as const,
-                  scope: context.restoreScope,
-                  round: context.round,
+                  scope: context.run.restoreScope,
+                  round: context.run.round,
                   mismatches: event.output.mismatches,
                 })),
                 assign({ mismatches: ({ event }) => event.output.mismatches }),
@@ -856,8 +869,8 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
                 emit(({ context, event }) => ({
                   ...base(context),
                   type: "verify.failed" as const,
-                  scope: context.restoreScope,
-                  round: context.round,
+                  scope: context.run.restoreScope,
+                  round: context.run.round,
                   mismatches: event.output.mismatches,
                 })),
                 assign({
@@ -867,8 +880,8 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
                     kind: "verify-mismatch",
                     message:
                       event.output.mismatches.length === 0
-                        ? `verify (${context.restoreScope}) did not pass`
-                        : `verify (${context.restoreScope}) mismatches: ${event.output.mismatches.map((m) => m.field).join(", ")}`,
+                        ? `verify (${context.run.restoreScope}) did not pass`
+                        : `verify (${context.run.restoreScope}) mismatches: ${event.output.mismatches.map((m) => m.field).join(", ")}`,
                   }),
                 }),
               ],
@@ -886,12 +899,10 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
       repairing: {
         entry: [
           { type: "announce", params: { state: "repairing" } },
-          assign({
-            scopeViolations: ({ context }) => context.scopeViolations + 1,
-            restoreScope: "full" as Scope,
-            round: ({ context }) => context.round + 1,
-            repairing: true,
-          }),
+          assign(({ context }) => ({
+            scopeViolations: context.scopeViolations + 1,
+            ...runWith(context, { restoreScope: "full", round: context.run.round + 1, repairing: true }),
+          })),
           emit(({ context }) => ({
             ...base(context),
             type: "scope.violation" as const,
@@ -921,15 +932,17 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
                 },
                 willRetry: true,
               })),
-              assign({
-                retries: ({ context }) => context.retries + 1,
-                round: ({ context }) => context.round + 1,
-                // A full reset (or a repair) wiped CXL state: only a full-scope restore brings it back.
-                restoreScope: ({ context }) =>
-                  context.repairing || context.plan!.scope === "full"
-                    ? ("full" as const)
-                    : context.restoreScope,
-              }),
+              assign(({ context }) =>
+                runWith(context, {
+                  retries: context.run.retries + 1,
+                  round: context.run.round + 1,
+                  // A full reset (or a repair) wiped CXL state: only a full-scope restore brings it back.
+                  restoreScope:
+                    context.run.repairing || context.plan!.scope === "full"
+                      ? "full"
+                      : context.run.restoreScope,
+                }),
+              ),
             ],
           },
           {
@@ -948,7 +961,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
               assign({
                 outcome: "quarantined" as const,
                 quarantineReason: ({ context }) =>
-                  `restore from the image failed ${context.retries + 1} time(s): ${context.lastError?.message ?? "unknown error"}`,
+                  `restore from the image failed ${context.run.retries + 1} time(s): ${context.lastError?.message ?? "unknown error"}`,
               }),
             ],
           },
@@ -985,7 +998,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
             ...op(context),
             drivers: context.plan!.handover!,
             image: context.image,
-            scope: context.restoreScope,
+            scope: context.run.restoreScope,
           }),
           onDone: {
             target: "concluding",
@@ -1047,7 +1060,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           { type: "announce", params: { state: "releasing" } },
           { type: "enterPhase", params: { phase: "releasing" } },
         ],
-        exit: ["leavePhase", assign({ leaseHeld: false })],
+        exit: ["leavePhase", assign(({ context }) => runWith(context, { leaseHeld: false }))],
         invoke: {
           id: "releaseDevice",
           src: "releaseDevice",

@@ -1,25 +1,64 @@
-// Snapshots stored by the version before time budgets moved into the effects (a deadline timer child, an
-// absolute deadlineMs in context, step inputs without timeoutMs) still restore: the timer is dropped and the
-// re-invoked step gets a budget, so a rolling upgrade mid-reset continues the reset.
+// Snapshots stored by earlier versions still restore, so a rolling upgrade mid-reset continues the reset: those
+// with every context field at the top level (before `run` and `step` grouped them), and those from before time
+// budgets moved into the effects (a deadline timer child, an absolute deadlineMs in context, step inputs
+// without timeoutMs): the timer is dropped and the re-invoked step gets a budget.
 import { describe, expect, it } from "vitest";
 import { currentSnapshot } from "../../services/coordinator/device-actors.ts";
 import { BDF, HANG, harness, reqEvent, request, settle } from "../machines/builders.ts";
 
-describe("stored snapshot upgrade", () => {
-  it("a mid-reset snapshot with a deadline timer continues with the step's budget", async () => {
-    const before = harness({ script: { resetDevice: [HANG] } });
-    const a = before.start();
-    await settle();
-    a.send(reqEvent(request({ scope: "full" })));
-    await settle();
-    expect(a.getSnapshot().value).toBe("resetting");
-    const stored = JSON.parse(JSON.stringify(a.getPersistedSnapshot()));
-    a.stop();
+/** A context as versions before 2026-12-06 stored it: the request's progress and the step at the top level. */
+function flat(context: Record<string, unknown> & { run: object; step: object }): Record<string, unknown> {
+  const { run, step, ...rest } = context;
+  return { ...rest, ...run, ...step };
+}
 
-    // The previous version's shape.
-    const { timeoutMs: _t, ...ctx } = stored.context;
-    const budget = stored.context.timeoutMs as number;
-    stored.context = { ...ctx, deadlineMs: ctx.timings.at(-1).startMs + budget };
+/** A full reset held in its reset step, its snapshot as stored (JSON). */
+async function heldInReset() {
+  const before = harness({ script: { resetDevice: [HANG] } });
+  const a = before.start();
+  await settle();
+  a.send(reqEvent(request({ scope: "full" })));
+  await settle();
+  expect(a.getSnapshot().value).toBe("resetting");
+  const stored = JSON.parse(JSON.stringify(a.getPersistedSnapshot()));
+  a.stop();
+  return { before, stored };
+}
+
+describe("stored snapshot upgrade", () => {
+  it("a mid-reset snapshot with every field at the top level continues where it was, fields grouped", async () => {
+    const { before, stored } = await heldInReset();
+    const grouped = stored.context;
+    stored.context = flat(grouped);
+    expect(stored.context).toHaveProperty("restoreScope", "full");
+
+    const upgraded = currentSnapshot(stored) as typeof stored;
+    expect(upgraded.context).toEqual(grouped);
+
+    const after = harness({ clock: before.clock });
+    const b = after.start({}, upgraded);
+    await settle();
+    const call = after.callsTo("resetDevice")[0];
+    expect(call?.input.opId).toMatch(/\/resetting\/0$/);
+    expect(call?.input.timeoutMs).toBe(grouped.step.timeoutMs);
+    expect(b.getSnapshot().value).toBe("ready");
+    expect(b.getSnapshot().context.outcome).toBe("verified");
+    expect(b.getSnapshot().context.run).toMatchObject({
+      persisted: true,
+      leaseHeld: false,
+      resetCompleted: true,
+    });
+  });
+
+  it("a mid-reset snapshot with a deadline timer continues with the step's budget", async () => {
+    const { before, stored } = await heldInReset();
+
+    // The shape of the version before budgets moved into the effects.
+    const { timeoutMs: _t, ...ctx } = flat(stored.context) as Record<string, unknown> & {
+      timings: Array<{ startMs: number }>;
+    };
+    const budget = stored.context.step.timeoutMs as number;
+    stored.context = { ...ctx, deadlineMs: ctx.timings.at(-1)!.startMs + budget };
     for (const child of Object.values(stored.children) as Array<{
       snapshot: { input: Record<string, unknown> };
     }>) {

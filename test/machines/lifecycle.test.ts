@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { checkInvariants } from "../../machines/invariants.ts";
-import type { LifecycleEmitted } from "../../machines/lifecycle-types.ts";
+import { CONTEXT_KEYS_MAX, type LifecycleEmitted } from "../../machines/lifecycle-types.ts";
 import { DEFAULT_POLICY } from "../../machines/policy/defaults.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import {
@@ -101,8 +101,7 @@ describe("a successful reset", () => {
     const ctx = actor.getSnapshot().context;
     expect(ctx).toMatchObject({
       outcome: "verified",
-      persisted: true,
-      leaseHeld: false,
+      run: { persisted: true, leaseHeld: false },
       image: { revision: 7 },
     });
     expect(ctx.timings.map((t) => t.phase)).toContain("resetting");
@@ -441,6 +440,26 @@ describe("time budgets (declared by the machine, counted by the effect from the 
       const call = h.callsTo(src as ActorName)[0];
       expect(call?.input.timeoutMs, src).toBe(plan.deadlines.phasesMs[phase]);
     }
+  });
+});
+
+describe("the context's shape", () => {
+  it("keeps at most CONTEXT_KEYS_MAX top-level fields in every state of a reset, repair and retry included", async () => {
+    // XState copies the context on every assign; past about 19 top-level fields V8 makes each copy a hash table
+    // (lifecycle-types.ts LifecycleContext). A field added at the top level instead of in a group fails here.
+    const mismatch = { field: "hdm.0.ctrl", area: "hdm" as const, expected: "1", actual: "0" };
+    const { h, actor } = await readyHarness({
+      script: {
+        verifyDevice: [{ passed: false, mismatches: [mismatch] }, new Error("verify read failed")],
+      },
+    });
+    const sizes = new Set<number>();
+    actor.subscribe((snap) => sizes.add(Object.keys(snap.context).length));
+    actor.send(reqEvent(request({ scope: "io" })));
+    await settle();
+    expect(statesEntered(h.events)).toEqual(expect.arrayContaining(["repairing", "restoring", "ready"]));
+    expect(ofType(h.events, "step.failed").length).toBeGreaterThan(0);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(CONTEXT_KEYS_MAX);
   });
 });
 

@@ -1,7 +1,7 @@
 // A device's snapshot as stored and as run: what a stored record says (its state, the request it runs), the
 // form it is written in (no policy) and the form this version runs it in (older fields dropped, this
 // coordinator's policy put back).
-import type { LifecycleContext } from "../../../machines/lifecycle-types.ts";
+import type { LifecycleContext, RunState, StepState } from "../../../machines/lifecycle-types.ts";
 import type { Policy } from "../../../machines/policy/defaults.ts";
 
 /** States a device rests in: nothing runs, the lease can go. */
@@ -19,24 +19,20 @@ export function stateOf(value: unknown): string {
 }
 
 /**
- * A stored snapshot as this version runs it. Snapshots stored before time budgets moved into the effects carry a
- * `deadlineTimer` child and a `deadlineMs`: dropped (the step re-invoked on restore starts its budget afresh).
+ * A stored snapshot as this version runs it. Older forms still restore (a rolling upgrade mid-reset continues the
+ * reset):
+ * - a context with every field at the top level (before the request's progress and the step were grouped into
+ *   `run` and `step`, lifecycle-types.ts LifecycleContext) is grouped;
+ * - snapshots stored before time budgets moved into the effects carry a `deadlineTimer` child and a `deadlineMs`:
+ *   dropped (the step re-invoked on restore starts its budget afresh).
  */
 export function currentSnapshot(snapshot: unknown): unknown {
   const s = structuredClone(snapshot) as {
-    context?: LifecycleContext & { deadlineMs?: unknown };
+    context?: Record<string, unknown>;
     children?: Record<string, { src?: string; snapshot?: { input?: Record<string, unknown> } }>;
   };
-  if (s.context && "deadlineMs" in s.context) {
-    // The budget the old deadline stood for: from the phase's start to its deadline.
-    const { deadlineMs, ...rest } = s.context;
-    const startMs = rest.timings?.at(-1)?.startMs;
-    const budget =
-      typeof deadlineMs === "number" && typeof startMs === "number" && deadlineMs > startMs
-        ? deadlineMs - startMs
-        : null;
-    s.context = { ...rest, timeoutMs: rest.timeoutMs ?? budget } as LifecycleContext;
-  }
+  if (s.context && !("run" in s.context)) s.context = grouped(s.context);
+  const context = s.context as LifecycleContext | undefined;
   for (const [id, child] of Object.entries(s.children ?? {})) {
     if (child.src === "deadlineTimer") {
       delete s.children![id];
@@ -44,10 +40,55 @@ export function currentSnapshot(snapshot: unknown): unknown {
     }
     const input = child.snapshot?.input;
     if (input && typeof input.opId === "string" && typeof input.timeoutMs !== "number") {
-      input.timeoutMs = s.context?.timeoutMs ?? s.context?.policy?.agentCallTimeoutMs ?? 30_000;
+      input.timeoutMs = context?.step.timeoutMs ?? context?.policy?.agentCallTimeoutMs ?? 30_000;
     }
   }
   return s;
+}
+
+/** A context stored with every field at the top level, in this version's form. */
+function grouped(flat: Record<string, unknown>): Record<string, unknown> {
+  const {
+    pendingImage = null,
+    persisted = false,
+    leaseHeld = false,
+    handoverArmed = false,
+    restoreScope = "io",
+    round = 0,
+    retries = 0,
+    repairing = false,
+    resetStarted = false,
+    resetCompleted = false,
+    phase = null,
+    timeoutMs = null,
+    lastOpId = null,
+    deadlineMs,
+    ...rest
+  } = flat;
+  // The budget an old absolute deadline stood for: from the phase's start to its deadline.
+  const startMs = (rest.timings as Array<{ startMs?: unknown }> | undefined)?.at(-1)?.startMs;
+  const budget =
+    typeof deadlineMs === "number" && typeof startMs === "number" && deadlineMs > startMs
+      ? deadlineMs - startMs
+      : null;
+  const run: RunState = {
+    pendingImage,
+    persisted: persisted === true,
+    leaseHeld: leaseHeld === true,
+    handoverArmed: handoverArmed === true,
+    restoreScope: restoreScope === "full" ? "full" : "io",
+    round: typeof round === "number" ? round : 0,
+    retries: typeof retries === "number" ? retries : 0,
+    repairing: repairing === true,
+    resetStarted: resetStarted === true,
+    resetCompleted: resetCompleted === true,
+  };
+  const step: StepState = {
+    phase: typeof phase === "string" ? phase : null,
+    timeoutMs: typeof timeoutMs === "number" ? timeoutMs : budget,
+    lastOpId: typeof lastOpId === "string" ? lastOpId : null,
+  };
+  return { ...rest, run, step };
 }
 
 /**
