@@ -68,7 +68,7 @@ import type { FleetStore } from "../fleet-state.ts";
 import type { Lease } from "../leases.ts";
 import { factsFromProbe } from "../probe-facts.ts";
 import type { CoordinatorStore, ImageRecord } from "../store.ts";
-import { createStepGate, withBudget } from "./step-budget.ts";
+import { createStepGate, MAX_RUNNING_STEPS, type StepGate, withBudget } from "./step-budget.ts";
 
 /** What the hand-back reads of a stored image: the driver_override it found. */
 type ImageLike = { driver?: { override?: string | null } };
@@ -117,8 +117,8 @@ export interface AgentActorDeps {
   /** The features of the host's agent (shared/bus/agent-contract.ts AGENT_FEATURES); default: its inventory's. */
   agentFeatures?(host: string): Promise<ReadonlySet<string>>;
   hook?: StepHook;
-  /** Steps (agent calls, stores) running at once; the rest queue before their budget starts. Default 64. */
-  maxRunningSteps?: number;
+  /** Steps (agent calls, stores) running at once, the rest queued before their budget starts: 64 if not given. */
+  gate?: StepGate;
 }
 
 const MAX_OP_ID = 128;
@@ -168,7 +168,7 @@ const NAMED_ENOUGH: ReadonlySet<string> = new Set(["gating"]);
 export const WRITE_ALONG: ReadonlySet<string> = new Set(["gating", "resetting", "restoring"]);
 
 /**
- * Steps that call the agent: they queue at the step gate (at most maxRunningSteps at once). Gating, persisting
+ * Steps that call the agent: they queue at the step gate (at most MAX_RUNNING_STEPS at once). Gating, persisting
  * the image and releasing only touch the store, and gating may wait for a host slot that a release frees:
  * they never queue behind agent work.
  */
@@ -231,7 +231,7 @@ export function resetHappened(scope: Scope, mismatches: VerifyMismatch[]): boole
 
 export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirectory) {
   const { store, policy } = deps;
-  const gate = createStepGate(deps.maxRunningSteps ?? 64);
+  const gate = deps.gate ?? createStepGate(MAX_RUNNING_STEPS);
   const agentFeatures =
     deps.agentFeatures ?? (async (host: string) => new Set((await deps.inventory(host)).features ?? []));
   /** Hosts whose agent was found without a feature this coordinator would use (said once each). */

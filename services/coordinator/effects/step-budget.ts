@@ -43,6 +43,9 @@ export interface StepGate {
   load(): { running: number; waiting: number };
 }
 
+/** Steps a coordinator runs at once (agent calls and stores); the others queue. */
+export const MAX_RUNNING_STEPS = 64;
+
 export function createStepGate(limit: number): StepGate {
   let running = 0;
   const waiting: Array<() => void> = [];

@@ -12,6 +12,7 @@
 // This file builds the machine once and wires the parts into the DeviceRuntime the handlers drive.
 import { createLifecycleMachine, type LifecycleMachine } from "../../../machines/lifecycle.ts";
 import { createAgentActors, type DeviceAccess } from "../effects/agent-actors.ts";
+import { createStepGate, MAX_RUNNING_STEPS } from "../effects/step-budget.ts";
 import { settle, sync } from "./actor.ts";
 import { device } from "./device.ts";
 import { onEmitted } from "./emitted.ts";
@@ -25,6 +26,8 @@ import type { DeviceActorsOptions, DeviceRuntime } from "./types.ts";
 export function createDeviceRuntime(o: DeviceActorsOptions): DeviceRuntime {
   /** The device hooks the effects look up by key (the actors themselves are built once, below). */
   const access = new Map<string, DeviceAccess>();
+  // One gate for every device's steps: at most this many run at once; its queue tells the outbox it is loaded.
+  const gate = createStepGate(MAX_RUNNING_STEPS);
   const machine = createLifecycleMachine({ now: o.now }).provide({
     actors: createAgentActors(
       {
@@ -37,6 +40,7 @@ export function createDeviceRuntime(o: DeviceActorsOptions): DeviceRuntime {
         log: o.log,
         now: o.now,
         inventory: o.inventory,
+        gate,
         ...(o.agentFeatures ? { agentFeatures: o.agentFeatures } : {}),
         ...(o.hook ? { hook: o.hook } : {}),
       },
@@ -59,6 +63,7 @@ export function createDeviceRuntime(o: DeviceActorsOptions): DeviceRuntime {
     persist: (d, strict, namedEnough) => persist(rt, d, strict, namedEnough),
     announce: (d, n) => announce(rt, d, n),
     holdFor: (d) => holdFor(rt, d),
+    queued: () => gate.load().waiting > 0,
     reannounce: (d, rec) => reannounce(rt, d, rec),
     onEmitted: (d, e) => onEmitted(rt, d, e),
     maybeRelease: (d) => maybeRelease(rt, d),

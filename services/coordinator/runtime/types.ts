@@ -162,6 +162,8 @@ export interface DeviceRuntime {
   announce(d: Device, n: number): void;
   /** Held events not urgent: stored with the next write, or by one of their own after HOLD_MS (outbox.ts). */
   holdFor(d: Device): void;
+  /** Steps wait for their turn at the step gate now (the coordinator is overloaded). */
+  queued(): boolean;
   /** Publish again what a stored record taken over names (outbox.ts). */
   reannounce(d: Device, rec: ActorRecord): Promise<void>;
   /** One event the device's actor emitted (emitted.ts). */
