@@ -9,7 +9,7 @@
 // The environment goes to both sides (BENCH_LEVELS, BENCH_SCOPES, BENCH_FLOOR...). AB_DIR keeps the JSON rows of
 // every run (default a temporary directory); AB_KEEP=1 keeps the worktree.
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,6 +43,7 @@ if (!existsSync(tree)) {
   symlinkSync(join(root, "node_modules"), join(tree, "node_modules"));
 }
 const out = process.env.AB_DIR ?? mkdtempSync(join(tmpdir(), "cxlrc-ab-rows-"));
+mkdirSync(out, { recursive: true });
 
 /** One run of the benches in `dir`; its rows. */
 function run(side: "base" | "head", dir: string, i: number): Row[] {
