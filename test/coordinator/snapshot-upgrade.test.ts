@@ -4,6 +4,7 @@
 // without timeoutMs): the timer is dropped and the re-invoked step gets a budget.
 import { describe, expect, it } from "vitest";
 import { currentSnapshot } from "../../services/coordinator/device-actors.ts";
+import { storedForm } from "../../services/coordinator/runtime/snapshot.ts";
 import { BDF, HANG, harness, reqEvent, request, settle } from "../machines/builders.ts";
 
 /** A context as versions before 2026-12-06 stored it: the request's progress and the step at the top level. */
@@ -26,6 +27,17 @@ async function heldInReset() {
 }
 
 describe("stored snapshot upgrade", () => {
+  it("is stored flat, as earlier versions stored and read it, and reads back grouped as it was", async () => {
+    const { stored } = await heldInReset();
+    const { policy: _p, ...inMemory } = stored.context;
+    const written = JSON.parse(JSON.stringify(storedForm(stored))) as typeof stored;
+    expect(written.context).not.toHaveProperty("run");
+    expect(written.context).not.toHaveProperty("step");
+    expect(written.context).not.toHaveProperty("policy");
+    expect(written.context).toMatchObject({ restoreScope: "full", persisted: true, phase: "resetting" });
+    expect((currentSnapshot(written) as typeof stored).context).toEqual(inMemory);
+  });
+
   it("a mid-reset snapshot with every field at the top level continues where it was, fields grouped", async () => {
     const { before, stored } = await heldInReset();
     const grouped = stored.context;

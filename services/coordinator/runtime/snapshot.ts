@@ -21,8 +21,8 @@ export function stateOf(value: unknown): string {
 /**
  * A stored snapshot as this version runs it. Older forms still restore (a rolling upgrade mid-reset continues the
  * reset):
- * - a context with every field at the top level (before the request's progress and the step were grouped into
- *   `run` and `step`, lifecycle-types.ts LifecycleContext) is grouped;
+ * - the context is stored flat (storedForm): its request's progress and its step are grouped into `run` and
+ *   `step` (lifecycle-types.ts LifecycleContext);
  * - snapshots stored before time budgets moved into the effects carry a `deadlineTimer` child and a `deadlineMs`:
  *   dropped (the step re-invoked on restore starts its budget afresh).
  */
@@ -93,13 +93,16 @@ function grouped(flat: Record<string, unknown>): Record<string, unknown> {
 
 /**
  * The snapshot as stored: without the policy, which is the coordinator's configuration, not the device's state
- * (withPolicy puts the loading coordinator's back; a record stays ~600 bytes smaller on every write).
+ * (withPolicy puts the loading coordinator's back; a record stays ~600 bytes smaller on every write), and with
+ * the context flat, as every version before the `run` and `step` groups stored it: those groups are how this
+ * version keeps the context in memory (lifecycle-types.ts LifecycleContext), not a change of the record, so
+ * coordinators of either version read what the other wrote (currentSnapshot groups it on load).
  */
 export function storedForm(snapshot: unknown): unknown {
   const s = snapshot as { context?: Partial<LifecycleContext> };
-  if (!s.context || !("policy" in s.context)) return snapshot;
-  const { policy: _p, ...context } = s.context;
-  return { ...s, context };
+  if (!s.context) return snapshot;
+  const { policy: _p, run, step, ...context } = s.context;
+  return { ...s, context: { ...context, ...run, ...step } };
 }
 
 /** A stored actor runs under this coordinator's policy (a running plan keeps the deadlines it was made with). */
