@@ -66,6 +66,13 @@ export async function stop(child: ChildProcess): Promise<void> {
 
 /** One request's outcome must come within this (TCG: a full reset with a driver hand-over takes seconds). */
 const OUTCOME_TIMEOUT_MS = 90_000;
+/**
+ * The submit is answered once the device's actor has taken the request (lease, planning probe, decision): under
+ * TCG on a loaded host that is one agent call of up to LAB_POLICY.agentCallTimeoutMs and more, not the CLI's
+ * 10 s (a CI run with two guests booting at once had every submit of a demo time out there, and the next
+ * request found the first still running).
+ */
+const SUBMIT_TIMEOUT_MS = 2 * LAB_POLICY.agentCallTimeoutMs + LAB_POLICY.leaseTimeoutMs;
 
 /** An event of a request as a check records it. */
 export interface BusEvent {
@@ -181,12 +188,12 @@ async function startGuestBus(lab: LabContext): Promise<{ bus: GuestBus; close: (
         });
         following.set(requestId, { run, onEvent, wake });
         try {
-          const reply = await control(nc, subjects.submit(HOST), {
-            ...req,
-            requestId,
-            host: HOST,
-            requester: "cxlrc-kernel-lab",
-          });
+          const reply = await control(
+            nc,
+            subjects.submit(HOST),
+            { ...req, requestId, host: HOST, requester: "cxlrc-kernel-lab" },
+            SUBMIT_TIMEOUT_MS,
+          );
           const [decision] = decisionsOf(reply, { requestId, bdf });
           run.decision = decision ?? null;
           if (decision?.kind === "refused" || decision?.kind === "rejected") {
