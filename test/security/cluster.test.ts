@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { encodeJson, makeEvent } from "../../shared/bus/codec.ts";
 import { subjects } from "../../shared/bus/subjects.ts";
-import { findFreePort, spawnServer } from "../../shared/natsd/server.ts";
+import { AddressInUse, findFreePort, PORT_REUSE_BACKOFF, spawnServer } from "../../shared/natsd/server.ts";
+import { retry } from "../../shared/retry.ts";
 import { SIMPLE_DEVICE } from "../../shared/sim/index.ts";
 import { DEPLOY, makeTestCa, rebaseConfig, type SecureBus, startSecureBus, until } from "./env.ts";
 import { TEST_ROSTER } from "./roster.ts";
@@ -141,32 +142,41 @@ describe("3-node cluster from nats-cluster.conf", () => {
     const dir = mkdtempSync(join(tmpdir(), "cxlrc-intruder-"));
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
     makeTestCa(join(dir, "tls"), ["client"]);
-    const port = await findFreePort();
-    const rport = await findFreePort();
-    const mport = await findFreePort();
     // Point its routes at node 1's route port (read from node 1's config).
     const node1Conf = readFileSync(join(bus.dir, "node-1", "nats-server.conf"), "utf8");
     const node1Route = /cluster \{[^}]*?listen: (127\.0\.0\.1:\d+)/s.exec(node1Conf)?.[1];
     expect(node1Route).toBeDefined();
-    const text = rebaseConfig(readFileSync(join(DEPLOY, "nats/nats-cluster.conf"), "utf8"), dir, [
-      ["0.0.0.0:6222", `127.0.0.1:${rport}`],
-      ["nats-route://nats-1:6222", `nats-route://${node1Route}`],
-      ["nats-route://nats-2:6222", `nats-route://${node1Route}`],
-      ["nats-route://nats-3:6222", `nats-route://${node1Route}`],
-    ]);
-    const conf = join(dir, "nats-server.conf");
-    writeFileSync(conf, text);
     copyFileSync(join(bus.dir, "node-1", "accounts.conf"), join(dir, "accounts.conf"));
     let log = "";
+    let mport = 0;
     process.env.NATS_SERVER_NAME = "intruder";
-    const s = await spawnServer({
-      port,
-      args: ["-c", conf, "-a", "127.0.0.1", "-p", String(port), "-m", String(mport)],
-      readyTimeoutMs: 15_000,
-      onLog: (t) => {
-        log += t;
+    // Free ports are picked, then listened on: another test's server may take one in between (seen in CI),
+    // so the pick is made again, as shared/natsd/server.ts startNats does.
+    const s = await retry(
+      async () => {
+        const port = await findFreePort();
+        const rport = await findFreePort();
+        mport = await findFreePort();
+        const text = rebaseConfig(readFileSync(join(DEPLOY, "nats/nats-cluster.conf"), "utf8"), dir, [
+          ["0.0.0.0:6222", `127.0.0.1:${rport}`],
+          ["nats-route://nats-1:6222", `nats-route://${node1Route}`],
+          ["nats-route://nats-2:6222", `nats-route://${node1Route}`],
+          ["nats-route://nats-3:6222", `nats-route://${node1Route}`],
+        ]);
+        const conf = join(dir, "nats-server.conf");
+        writeFileSync(conf, text);
+        log = "";
+        return spawnServer({
+          port,
+          args: ["-c", conf, "-a", "127.0.0.1", "-p", String(port), "-m", String(mport)],
+          readyTimeoutMs: 15_000,
+          onLog: (t) => {
+            log += t;
+          },
+        });
       },
-    });
+      { attempts: 5, ...PORT_REUSE_BACKOFF, retryIf: (e) => e instanceof AddressInUse },
+    );
     delete process.env.NATS_SERVER_NAME;
     cleanup.push(async () => {
       s.child.kill("SIGKILL");
