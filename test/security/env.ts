@@ -29,7 +29,8 @@ import {
   TEST_CERT_DN,
 } from "../../shared/bus/permissions.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
-import { findFreePort, spawnServer } from "../../shared/natsd/server.ts";
+import { AddressInUse, findFreePort, PORT_REUSE_BACKOFF, spawnServer } from "../../shared/natsd/server.ts";
+import { retry } from "../../shared/retry.ts";
 
 export const REPO = new URL("../../", import.meta.url).pathname;
 export const DEPLOY = join(REPO, "deploy");
@@ -148,36 +149,47 @@ export async function startSecureBus(roster: Roster, opts: { nodes?: 1 | 3 } = {
     writeFileSync(join(nodeDir, "accounts.conf"), accounts);
     const conf = join(nodeDir, "nats-server.conf");
     writeFileSync(conf, confText);
-    const port = await findFreePort();
-    const mport = await findFreePort();
-    const saved: Record<string, string | undefined> = {};
-    for (const [k, v] of Object.entries(env)) {
-      saved[k] = process.env[k];
-      process.env[k] = v; // spawn copies the environment at call time
-    }
-    try {
-      const s = await spawnServer({
-        port,
-        args: ["-c", conf, "-a", "127.0.0.1", "-p", String(port), "-m", String(mport)],
-        readyTimeoutMs: 15_000,
-        onLog,
-      });
-      const node: Node = {
-        url: `nats://127.0.0.1:${port}`,
-        monitorUrl: `http://127.0.0.1:${mport}`,
-        kill: async () => {
-          s.child.kill("SIGKILL");
-          await s.exited;
-        },
-      };
-      started.push(node);
-      return node;
-    } finally {
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-    }
+    let port = 0;
+    let mport = 0;
+    // Free ports are picked, then listened on: another test's server may take one in between, so the pick is
+    // made again (as shared/natsd/server.ts startNats does).
+    const s = await retry(
+      async () => {
+        port = await findFreePort();
+        mport = await findFreePort();
+        // spawn copies the environment when spawnServer is called (before its first await): set just around the
+        // call, so nodes started side by side each get their own.
+        const saved: Record<string, string | undefined> = {};
+        for (const [k, v] of Object.entries(env)) {
+          saved[k] = process.env[k];
+          process.env[k] = v;
+        }
+        try {
+          return spawnServer({
+            port,
+            args: ["-c", conf, "-a", "127.0.0.1", "-p", String(port), "-m", String(mport)],
+            readyTimeoutMs: 15_000,
+            onLog,
+          });
+        } finally {
+          for (const [k, v] of Object.entries(saved)) {
+            if (v === undefined) delete process.env[k];
+            else process.env[k] = v;
+          }
+        }
+      },
+      { attempts: 5, ...PORT_REUSE_BACKOFF, retryIf: (e) => e instanceof AddressInUse },
+    );
+    const node: Node = {
+      url: `nats://127.0.0.1:${port}`,
+      monitorUrl: `http://127.0.0.1:${mport}`,
+      kill: async () => {
+        s.child.kill("SIGKILL");
+        await s.exited;
+      },
+    };
+    started.push(node);
+    return node;
   };
 
   try {
