@@ -68,7 +68,7 @@ import type { FleetStore } from "../fleet-state.ts";
 import type { Lease } from "../leases.ts";
 import { factsFromProbe } from "../probe-facts.ts";
 import type { CoordinatorStore, ImageRecord } from "../store.ts";
-import { createStepGate, MAX_RUNNING_STEPS, type StepGate, withBudget } from "./step-budget.ts";
+import { type StepGate, withBudget } from "./step-budget.ts";
 
 /** What the hand-back reads of a stored image: the driver_override it found. */
 type ImageLike = { driver?: { override?: string | null } };
@@ -117,8 +117,8 @@ export interface AgentActorDeps {
   /** The features of the host's agent (shared/bus/agent-contract.ts AGENT_FEATURES); default: its inventory's. */
   agentFeatures?(host: string): Promise<ReadonlySet<string>>;
   hook?: StepHook;
-  /** Steps (agent calls, stores) running at once, the rest queued before their budget starts: 64 if not given. */
-  gate?: StepGate;
+  /** The runtime's one step gate: steps (agent calls, stores) beyond its limit queue before their budget starts. */
+  gate: StepGate;
 }
 
 const MAX_OP_ID = 128;
@@ -230,8 +230,7 @@ export function resetHappened(scope: Scope, mismatches: VerifyMismatch[]): boole
 }
 
 export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirectory) {
-  const { store, policy } = deps;
-  const gate = deps.gate ?? createStepGate(MAX_RUNNING_STEPS);
+  const { store, policy, gate } = deps;
   const agentFeatures =
     deps.agentFeatures ?? (async (host: string) => new Set((await deps.inventory(host)).features ?? []));
   /** Hosts whose agent was found without a feature this coordinator would use (said once each). */

@@ -21,8 +21,7 @@ export function maybeRelease(rt: DeviceRuntime, d: Device): void {
     if (d.actor) await rt.persist(d);
     // At rest: its images are read again only by a later request or release (from the bucket, or the store's
     // recent ones). After the last-known-good copy, which reads them.
-    const key = d.key;
-    void d.lastKnownGood.then(() => o.store.releaseImages(key));
+    void d.lastKnownGood.then(() => o.store.releaseImages(d.key));
     d.owned = false;
     const epoch = o.leases.epoch(d.key);
     await o.leases.release(d.key);
