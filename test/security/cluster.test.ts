@@ -9,10 +9,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { encodeJson, makeEvent } from "../../shared/bus/codec.ts";
 import { subjects } from "../../shared/bus/subjects.ts";
-import { AddressInUse, findFreePort, PORT_REUSE_BACKOFF, spawnServer } from "../../shared/natsd/server.ts";
-import { retry } from "../../shared/retry.ts";
 import { SIMPLE_DEVICE } from "../../shared/sim/index.ts";
-import { DEPLOY, makeTestCa, rebaseConfig, type SecureBus, startSecureBus, until } from "./env.ts";
+import {
+  DEPLOY,
+  makeTestCa,
+  rebaseConfig,
+  type SecureBus,
+  spawnOnFreePorts,
+  startSecureBus,
+  until,
+} from "./env.ts";
 import { TEST_ROSTER } from "./roster.ts";
 
 let bus: SecureBus;
@@ -148,15 +154,10 @@ describe("3-node cluster from nats-cluster.conf", () => {
     expect(node1Route).toBeDefined();
     copyFileSync(join(bus.dir, "node-1", "accounts.conf"), join(dir, "accounts.conf"));
     let log = "";
-    let mport = 0;
-    process.env.NATS_SERVER_NAME = "intruder";
-    // Free ports are picked, then listened on: another test's server may take one in between (seen in CI),
-    // so the pick is made again, as shared/natsd/server.ts startNats does.
-    const s = await retry(
-      async () => {
-        const port = await findFreePort();
-        const rport = await findFreePort();
-        mport = await findFreePort();
+    const { s, ports } = await spawnOnFreePorts(
+      3,
+      { NATS_SERVER_NAME: "intruder" },
+      ([port, rport, mport]) => {
         const text = rebaseConfig(readFileSync(join(DEPLOY, "nats/nats-cluster.conf"), "utf8"), dir, [
           ["0.0.0.0:6222", `127.0.0.1:${rport}`],
           ["nats-route://nats-1:6222", `nats-route://${node1Route}`],
@@ -166,18 +167,17 @@ describe("3-node cluster from nats-cluster.conf", () => {
         const conf = join(dir, "nats-server.conf");
         writeFileSync(conf, text);
         log = "";
-        return spawnServer({
-          port,
+        return {
+          port: port!,
           args: ["-c", conf, "-a", "127.0.0.1", "-p", String(port), "-m", String(mport)],
           readyTimeoutMs: 15_000,
           onLog: (t) => {
             log += t;
           },
-        });
+        };
       },
-      { attempts: 5, ...PORT_REUSE_BACKOFF, retryIf: (e) => e instanceof AddressInUse },
     );
-    delete process.env.NATS_SERVER_NAME;
+    const mport = ports[2];
     cleanup.push(async () => {
       s.child.kill("SIGKILL");
       await s.exited;

@@ -29,8 +29,50 @@ import {
   TEST_CERT_DN,
 } from "../../shared/bus/permissions.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
-import { AddressInUse, findFreePort, PORT_REUSE_BACKOFF, spawnServer } from "../../shared/natsd/server.ts";
+import {
+  AddressInUse,
+  findFreePort,
+  PORT_REUSE_BACKOFF,
+  type ServerSpec,
+  spawnServer,
+} from "../../shared/natsd/server.ts";
 import { retry } from "../../shared/retry.ts";
+
+/**
+ * Spawn a nats-server on `count` free ports (`spec` builds its command from them), with `env` set just around the
+ * spawn (spawn copies the environment when spawnServer is called, before its first await: servers started side
+ * by side each get their own). Ports are picked, then listened on: another test's server may take one in
+ * between, so the pick is made again (as shared/natsd/server.ts startNats does).
+ */
+export async function spawnOnFreePorts(
+  count: number,
+  env: Record<string, string>,
+  spec: (ports: number[]) => ServerSpec,
+): Promise<{ s: Awaited<ReturnType<typeof spawnServer>>; ports: number[] }> {
+  return retry(
+    async () => {
+      const ports: number[] = [];
+      for (let i = 0; i < count; i++) ports.push(await findFreePort());
+      const built = spec(ports);
+      const saved: Record<string, string | undefined> = {};
+      for (const [k, v] of Object.entries(env)) {
+        saved[k] = process.env[k];
+        process.env[k] = v;
+      }
+      let spawned: ReturnType<typeof spawnServer>;
+      try {
+        spawned = spawnServer(built);
+      } finally {
+        for (const [k, v] of Object.entries(saved)) {
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+        }
+      }
+      return { s: await spawned, ports };
+    },
+    { attempts: 5, ...PORT_REUSE_BACKOFF, retryIf: (e) => e instanceof AddressInUse },
+  );
+}
 
 export const REPO = new URL("../../", import.meta.url).pathname;
 export const DEPLOY = join(REPO, "deploy");
@@ -149,37 +191,13 @@ export async function startSecureBus(roster: Roster, opts: { nodes?: 1 | 3 } = {
     writeFileSync(join(nodeDir, "accounts.conf"), accounts);
     const conf = join(nodeDir, "nats-server.conf");
     writeFileSync(conf, confText);
-    let port = 0;
-    let mport = 0;
-    // Free ports are picked, then listened on: another test's server may take one in between, so the pick is
-    // made again (as shared/natsd/server.ts startNats does).
-    const s = await retry(
-      async () => {
-        port = await findFreePort();
-        mport = await findFreePort();
-        // spawn copies the environment when spawnServer is called (before its first await): set just around the
-        // call, so nodes started side by side each get their own.
-        const saved: Record<string, string | undefined> = {};
-        for (const [k, v] of Object.entries(env)) {
-          saved[k] = process.env[k];
-          process.env[k] = v;
-        }
-        try {
-          return spawnServer({
-            port,
-            args: ["-c", conf, "-a", "127.0.0.1", "-p", String(port), "-m", String(mport)],
-            readyTimeoutMs: 15_000,
-            onLog,
-          });
-        } finally {
-          for (const [k, v] of Object.entries(saved)) {
-            if (v === undefined) delete process.env[k];
-            else process.env[k] = v;
-          }
-        }
-      },
-      { attempts: 5, ...PORT_REUSE_BACKOFF, retryIf: (e) => e instanceof AddressInUse },
-    );
+    const { s, ports } = await spawnOnFreePorts(2, env, ([port, mport]) => ({
+      port: port!,
+      args: ["-c", conf, "-a", "127.0.0.1", "-p", String(port), "-m", String(mport)],
+      readyTimeoutMs: 15_000,
+      onLog,
+    }));
+    const [port, mport] = ports;
     const node: Node = {
       url: `nats://127.0.0.1:${port}`,
       monitorUrl: `http://127.0.0.1:${mport}`,
