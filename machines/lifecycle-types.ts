@@ -63,6 +63,8 @@ export interface HandBackInput extends RequestOpInput {
   drivers: Record<string, string>;
   image: ImageRef | null;
   scope: Scope;
+  /** The reset was begun: the device was changed for this request (not only saved before a refusal). */
+  afterReset: boolean;
 }
 export interface HandBackOutput {
   /** Bound again, by function. */

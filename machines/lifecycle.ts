@@ -999,6 +999,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
             drivers: context.plan!.handover!,
             image: context.image,
             scope: context.run.restoreScope,
+            afterReset: context.run.resetStarted,
           }),
           onDone: {
             target: "concluding",

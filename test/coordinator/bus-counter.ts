@@ -2,11 +2,14 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 
 /** Counts the messages on the bus that each predicate matches, for what runs inside during(). */
-export function busCounter(nc: NatsConnection, kinds: Record<string, (subject: string) => boolean>) {
+export function busCounter(
+  nc: NatsConnection,
+  kinds: Record<string, (subject: string, bytes: number) => boolean>,
+) {
   const n = new Map(Object.keys(kinds).map((k) => [k, 0]));
   const sub = nc.subscribe(">", {
     callback: (_e, m) => {
-      for (const [k, is] of Object.entries(kinds)) if (is(m.subject)) n.set(k, n.get(k)! + 1);
+      for (const [k, is] of Object.entries(kinds)) if (is(m.subject, m.data.length)) n.set(k, n.get(k)! + 1);
     },
   });
   return {

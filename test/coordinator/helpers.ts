@@ -265,8 +265,8 @@ export function noResponders(nc: NatsConnection, subject: string): Promise<boole
 }
 
 /**
- * The outcome is announced on entering "releasing"; the device rests (ready / quarantined, stored, lease
- * back) just after. Resolves with the resting state.
+ * The outcome is announced with the rest state's write (ready / quarantined); the request's slots and then the
+ * device's lease go back once it is on the stream. Resolves with the resting state.
  */
 export async function rested(c: CoordinatorHandle, host: string, bdf: string): Promise<string | undefined> {
   const key = deviceKey(host, bdf);

@@ -1,7 +1,8 @@
 // A host's partition lease kept between resets (partition-leases.ts): a device reset again while its host is
 // still held here is taken without a lease write and without reading its stored actor (its actor stayed in
 // memory at rest), under the same epoch; once the linger time has passed with nothing driven, the host's lease
-// is given back. With no linger, every reset takes the host again (a new epoch).
+// is given back. With no linger, every reset takes the host again (a new epoch). A reset writes the device's
+// record three times.
 import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BUCKETS } from "../../shared/bus/subjects.ts";
@@ -18,6 +19,9 @@ import {
 
 const BDF = "0000:01:00.0";
 const leaseWrites = (subject: string) => subject.startsWith(`$KV.${BUCKETS.leases}.`);
+/** Writes of an actor record (the fleet view's deliveries of them carry headers only). */
+const actorWrites = (subject: string, bytes: number) =>
+  subject.startsWith(`$KV.${BUCKETS.actors}.`) && bytes > 0;
 const actorReads = (subject: string) =>
   subject.startsWith("$JS.API.") && subject.includes("GET") && subject.includes(BUCKETS.actors);
 
@@ -45,12 +49,14 @@ describe("a host kept between resets", () => {
 
   it("inside the linger time: no lease write, no read of the stored actor, the same epoch; then the host goes", async () => {
     const c = await w.coordinator({ id: "c-keep", partitionLingerMs: 4000, hosts: [] });
-    const bus = busCounter(w.nc, { leaseWrites, actorReads });
+    const bus = busCounter(w.nc, { leaseWrites, actorReads, actorWrites });
     try {
       await reset(c, "keep", "keep-1");
       expect((await c.handle.status()).partitionsHeld).toEqual(["keep"]);
       const again = await bus.during(() => reset(c, "keep", "keep-2"));
-      expect(again.counts).toEqual({ leaseWrites: 0, actorReads: 0 });
+      // The device's record is written three times: the request taken, the decision to reset, the rest
+      // state with the outcome.
+      expect(again.counts).toEqual({ leaseWrites: 0, actorReads: 0, actorWrites: 3 });
       const [e1, e2] = [await epochsOf("keep", "keep-1"), await epochsOf("keep", "keep-2")];
       expect(e1.size).toBe(1);
       expect(e2).toEqual(e1);

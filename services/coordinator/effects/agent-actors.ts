@@ -9,14 +9,14 @@
 //
 // Write-ahead before the device changes (WRITE_AHEAD): quiescing, the first step that changes it, waits until
 // the snapshot naming it is durably stored, with the image already in the store: a coordinator that takes the
-// device over never finds a snapshot from before the decision to reset. The steps that change it further
-// (reset, restore) store their snapshots while they run (WRITE_ALONG), so what they announce goes out live
-// without a write in the chain, and so does gating (its grant is idempotent per request; the step ends once the
-// request is stored). Every other step reads (save, regate, await-ready, verify) or is idempotent per request
-// (persisting the image): its snapshot rides along, and a new owner that resumes from an earlier one simply
-// runs it again. A step that runs again after a restore (XState re-invokes the actor of
-// the restored state) re-reads the device where repeating it blindly would be wrong (the reset itself); the
-// others are idempotent by design (restore decommits first) or by the agent's opId cache and reset journal.
+// device over never finds a snapshot from before the decision to reset. The request's first step (gating) runs
+// beside the write that stores the request (WRITE_ALONG). Every later step rides along with the next write (the
+// rest state's, which carries the outcome): an owner that resumes from the decision repeats the steps after it,
+// each idempotent by its operation id (the agent's reply cache and its reset journal: never a second reset) or
+// by design (a restore decommits first, a verify reads). A plan that took a driver away also stores its
+// snapshot before it binds the driver again (handingBack, once the reset was begun): an owner that resumes
+// after the hand-back never restores under a bound driver. A step that runs again after a restore (XState re-invokes the actor of the
+// restored state) re-reads the device where repeating it blindly would be wrong (the reset itself).
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/transport-node";
@@ -97,6 +97,11 @@ export interface DeviceAccess {
   confirmLease(): Promise<boolean>;
   /** The request's host/switch slots are back in the fleet state: local admission may let the next one in. */
   released(requestId: string): void;
+  /**
+   * Run `release` once the device's latest outcome is acknowledged on the stream (at once when none waits),
+   * or when the device is given up here first.
+   */
+  afterOutcome(release: () => Promise<void>): void;
 }
 
 /** Finds a device's hooks by key (deviceKey(host, bdf)); undefined once the device is not driven here. */
@@ -138,34 +143,33 @@ function stale(phase: string): CxlrcError {
 /**
  * Steps whose snapshot is stored before they start. Quiescing is the last step before the device changes: the
  * image is stored by then (persistingImage), and its snapshot is the decision to reset (an owner that resumes
- * from it quiesces again and resets). Release frees the slots once the outcome is stored.
+ * from it quiesces again and resets under the same operation id). Handing back after a reset: the device is
+ * restored and read back; an owner that resumes from here binds the driver again (idempotent) instead of
+ * repeating the reset's steps under it (a request refused before its reset has no such steps to repeat).
  */
-export const WRITE_AHEAD: ReadonlySet<string> = new Set(["quiescing", "releasing"]);
+export const WRITE_AHEAD: ReadonlySet<string> = new Set(["quiescing", "handingBack"]);
 
 /**
  * Writes that need the snapshot stored, not its events acknowledged: gating only needs the request stored (its
- * dispatch wrote it, naming the request's first events, which a new owner sends again). Releasing waits for the
- * outcome to be in the stream before the slots go (the device's next request comes after it); quiescing stores
- * a new snapshot anyway.
+ * dispatch wrote it, naming the request's first events, which a new owner sends again).
  */
 const NAMED_ENOUGH: ReadonlySet<string> = new Set(["gating"]);
 
 /**
- * Steps whose snapshot is written while they run (started before the agent call, waited for when the call has
- * answered): their events go out live, and the chain does not wait a write per step. Gating: a request's first
- * step ends only once the request is stored (the write its dispatch makes anyway), so nothing that touches the
- * device runs for a request a crash would deliver again; its grant (the device's attempt budget, counted once
- * per request id, and the slots its dispatch took) is idempotent, so it runs beside that write. The reset is
- * already decided (quiescing's write-ahead), so an owner that resumes from the quiescing snapshot after the reset went
- * out repeats the reset's operation id (quiescing again first where the plan has other functions), which the
- * agent answers with the first reply (its reset journal: never a second reset). A plan of the device alone
- * quiesces and restores (with the verify) in the reset's own operation (resetsAlone): one agent call for three;
- * its restoring step then only reports, and writes nothing. One that resumes from "resetting" reads the device
- * first (resetDevice, takeRecovery): wiped, the reset happened and the restore runs (again: idempotent, decommit
- * first, then write and commit in order); intact, the reset goes out under its operation id, and an agent that
- * ran it (and the restore in it) answers with its first reply.
+ * Steps whose snapshot is written while they run (started before the step's work, waited for when it ends).
+ * Gating: a request's first step ends only once the request is stored (the write its dispatch makes anyway), so
+ * nothing that touches the device runs for a request a crash would deliver again; its grant (the device's
+ * attempt budget, counted once per request id, and the slots its dispatch took) is idempotent, so it runs
+ * beside that write. The steps after the decision (reset, restore, commit, verify) write nothing of their own:
+ * their events go out with the outcome's write (or one of their own after HOLD_MS, runtime/outbox.ts). An owner
+ * that resumes from the quiescing snapshot repeats the reset's operation id (quiescing again first where the
+ * plan has other functions), which the agent answers with the first reply (its reset journal, kept on disk:
+ * never a second reset). One that resumes from "resetting" (stored by such a write while a reset ran long)
+ * reads the device first (resetDevice, takeRecovery): wiped, the reset happened and the restore runs (again:
+ * idempotent, decommit first, then write and commit in order); intact, the reset goes out under its operation
+ * id, and an agent that ran it (and the restore in it) answers with its first reply.
  */
-export const WRITE_ALONG: ReadonlySet<string> = new Set(["gating", "resetting", "restoring"]);
+export const WRITE_ALONG: ReadonlySet<string> = new Set(["gating"]);
 
 /**
  * Steps that call the agent: they queue at the step gate (at most MAX_RUNNING_STEPS at once). Gating, persisting
@@ -294,8 +298,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
   >(
     phase: string,
     run: (input: I, signal: AbortSignal, dev: Step) => Promise<O>,
-    /** A WRITE_ALONG step with nothing left to do on the device (done by an earlier operation): no write. */
-    doneEarlier?: (input: I) => boolean,
+    /** A WRITE_AHEAD step that needs its write only for some inputs. */
+    writeAhead?: (input: I) => boolean,
   ) =>
     fromPromise<O, I>(async ({ input, signal }) => {
       const key = deviceKey(input.host, input.bdf);
@@ -316,17 +320,16 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         await access.resumed();
         if (signal.aborted) throw stale(phase);
         const namedEnough = NAMED_ENOUGH.has(phase);
-        if (WRITE_AHEAD.has(phase)) await access.persist({ namedEnough });
+        if (WRITE_AHEAD.has(phase) && (writeAhead?.(input) ?? true)) await access.persist({ namedEnough });
         if (signal.aborted) throw stale(phase);
         const tReady = performance.now();
         // Caught here and rethrown after the call: a write that fails (lease lost, CAS lost) fails the step.
-        const along =
-          WRITE_ALONG.has(phase) && !doneEarlier?.(input)
-            ? access.persist({ namedEnough }).then(
-                () => null,
-                (err: unknown) => err,
-              )
-            : null;
+        const along = WRITE_ALONG.has(phase)
+          ? access.persist({ namedEnough }).then(
+              () => null,
+              (err: unknown) => err,
+            )
+          : null;
         await deps.hook?.(phase, "before", info);
         if (signal.aborted) throw stale(phase);
         const work = () => withBudget(phase, input.timeoutMs, signal, (budget) => run(input, budget, dev));
@@ -610,8 +613,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       if (dev.dev.takeRecovery("resetting")) {
         // The snapshot says "resetting" but not whether the reset was issued: read the device. Wiped state
         // (or a device still not answering) means it was. Intact state means it was not, or that the restore
-        // after it ran too (its snapshot is written alongside): the reset goes out under the same operation
-        // id, which an agent that ran it answers with its first reply, never a second reset.
+        // after it ran too (nothing after the decision writes a snapshot of its own): the reset goes out under
+        // the same operation id, which an agent that ran it answers with its first reply, never a second reset.
         try {
           const check = await verifyAll(
             dev,
@@ -740,27 +743,23 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       }
     }),
 
-    restoreDevice: step<RestoreInput, void>(
-      "restoring",
-      async (input, signal, dev) => {
-        const key = imageRoundKey(input, input.image);
-        const atReset = restoredAtReset.get(key);
-        restoredAtReset.delete(key);
-        const restored = dev.dev.takeRecovery("restoring");
-        let decoders: CommittedDecoder[];
-        if (atReset && !restored && resetsAlone(input, input.bdf)) {
-          // Restored (and verified) by the reset's operation: this step reports it, or fails as the restore did.
-          if (!atReset.ok)
-            throw errorFromBody(atReset.error, { subject: `restore after the reset of ${input.bdf}` });
-          keepVerify(key, input.bdf, atReset.result);
-          decoders = committedOf(input.bdf, atReset.result);
-        } else {
-          decoders = await restoreAll(dev, input.opId, input.targets, input.scope, input.image, signal, key);
-        }
-        if (input.scope === "full") remember(committed, roundKey(input), decoders, COMMITTED_KEPT);
-      },
-      (input) => restoredAtReset.has(imageRoundKey(input, input.image)),
-    ),
+    restoreDevice: step<RestoreInput, void>("restoring", async (input, signal, dev) => {
+      const key = imageRoundKey(input, input.image);
+      const atReset = restoredAtReset.get(key);
+      restoredAtReset.delete(key);
+      const restored = dev.dev.takeRecovery("restoring");
+      let decoders: CommittedDecoder[];
+      if (atReset && !restored && resetsAlone(input, input.bdf)) {
+        // Restored (and verified) by the reset's operation: this step reports it, or fails as the restore did.
+        if (!atReset.ok)
+          throw errorFromBody(atReset.error, { subject: `restore after the reset of ${input.bdf}` });
+        keepVerify(key, input.bdf, atReset.result);
+        decoders = committedOf(input.bdf, atReset.result);
+      } else {
+        decoders = await restoreAll(dev, input.opId, input.targets, input.scope, input.image, signal, key);
+      }
+      if (input.scope === "full") remember(committed, roundKey(input), decoders, COMMITTED_KEPT);
+    }),
 
     /**
      * The agent's full restore commits the decoders in order and reads them back; this step reports them.
@@ -818,48 +817,62 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
      * The driver back (bound, its driver_override as the image found it) and the device read against its
      * image with the driver in place. Without a stored image (the save never finished) only the bind.
      */
-    handBackDriver: step<HandBackInput, HandBackOutput>("handingBack", async (input, signal, dev) => {
-      const entries = Object.entries(input.drivers);
-      const drivers: Record<string, string> = {};
-      let verify = null as HandBackOutput["verify"];
-      // Every function's driver goes back even if one fails: the first failure is thrown after the rest.
-      let failure: unknown = null;
-      for (const [i, [bdf, driver]] of entries.entries()) {
-        try {
-          const image = input.image ? ((await imageOf(input.image, bdf)) as ImageLike) : null;
-          const r = await agent(
-            dev,
-            "bind",
-            targetOpId(input.opId, i, entries.length),
-            {
-              bdf,
-              driver,
-              override: image?.driver?.override ?? null,
-              ...(image ? { verify: { scope: input.scope, image } } : {}),
-            },
-            2 * policy.agentCallTimeoutMs,
-            signal,
-          );
-          drivers[bdf] = r.driver ?? driver;
-          if (r.verify) {
-            const mismatches = mismatchesOf(bdf, r.verify);
-            verify = {
-              passed: (verify?.passed ?? true) && r.verify.passed,
-              mismatches: [...(verify?.mismatches ?? []), ...mismatches],
-            };
+    handBackDriver: step<HandBackInput, HandBackOutput>(
+      "handingBack",
+      async (input, signal, dev) => {
+        const entries = Object.entries(input.drivers);
+        const drivers: Record<string, string> = {};
+        let verify = null as HandBackOutput["verify"];
+        // Every function's driver goes back even if one fails: the first failure is thrown after the rest.
+        let failure: unknown = null;
+        for (const [i, [bdf, driver]] of entries.entries()) {
+          try {
+            const image = input.image ? ((await imageOf(input.image, bdf)) as ImageLike) : null;
+            const r = await agent(
+              dev,
+              "bind",
+              targetOpId(input.opId, i, entries.length),
+              {
+                bdf,
+                driver,
+                override: image?.driver?.override ?? null,
+                ...(image ? { verify: { scope: input.scope, image } } : {}),
+              },
+              2 * policy.agentCallTimeoutMs,
+              signal,
+            );
+            drivers[bdf] = r.driver ?? driver;
+            if (r.verify) {
+              const mismatches = mismatchesOf(bdf, r.verify);
+              verify = {
+                passed: (verify?.passed ?? true) && r.verify.passed,
+                mismatches: [...(verify?.mismatches ?? []), ...mismatches],
+              };
+            }
+          } catch (e) {
+            failure ??= e;
           }
-        } catch (e) {
-          failure ??= e;
         }
-      }
-      if (failure !== null) throw failure;
-      return { drivers, verify };
-    }),
+        if (failure !== null) throw failure;
+        return { drivers, verify };
+      },
+      (input) => input.afterReset,
+    ),
 
-    /** Slots back and the outcome counted by the breaker; the device lease goes when the snapshot is stored. */
+    /**
+     * Slots back and the outcome counted by the breaker, once the outcome is on the stream (a host's next reset
+     * never shows up before this one's end); the device lease goes when the rest state is stored. Nothing waits
+     * here: the rest state's write stores the outcome with it, and the slots go when that write's events are
+     * acknowledged.
+     */
     releaseDevice: step<ReleaseInput, void>("releasing", async (input, _signal, dev) => {
-      await deps.fleet.finish(input.requestId, input.outcome, deps.now());
-      dev.dev.released(input.requestId);
+      dev.dev.afterOutcome(async () => {
+        try {
+          await deps.fleet.finish(input.requestId, input.outcome, deps.now());
+        } finally {
+          dev.dev.released(input.requestId);
+        }
+      });
     }),
   };
 }

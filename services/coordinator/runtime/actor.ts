@@ -12,6 +12,7 @@ import type { ActorRecord, Stored } from "../store.ts";
 import { stateNow } from "./device.ts";
 import { keptHere, unkeep } from "./let-go.ts";
 import { unannounced } from "./outbox.ts";
+import { releaseAfterOutcome } from "./slots.ts";
 import { currentSnapshot, REST_STATES, stateOf, withPolicy } from "./snapshot.ts";
 import type { Device, DeviceRuntime } from "./types.ts";
 
@@ -43,6 +44,7 @@ function accessOf(rt: DeviceRuntime, d: Device): DeviceAccess {
     lease: () => o.leases.get(d.key) ?? null,
     confirmLease: () => o.leases.confirm(d.key),
     released: (requestId) => o.admission.release(requestId),
+    afterOutcome: (release) => releaseAfterOutcome(rt, d, release),
   };
 }
 
@@ -55,11 +57,15 @@ function start(rt: DeviceRuntime, d: Device, snapshot: Snapshot<unknown> | null)
   const actor = snapshot ? createActor(rt.machine, { snapshot, input }) : createActor(rt.machine, { input });
   const sub = actor.subscribe({
     // Stored when it must be: at rest (the lease can go), and when an outcome waits for the snapshot that
-    // decided it. Every other transition (and its events) rides along with the next write, or one made for
-    // its events (outbox.ts HOLD_MS); the first step that changes the device stores its snapshot before it
-    // starts, the later ones while they run (effects/agent-actors.ts WRITE_AHEAD, WRITE_ALONG).
+    // decided it (with the rest state that follows it at once, when the request held slots). Every other
+    // transition (and its events) rides along with the next write, or one made for its events (outbox.ts
+    // HOLD_MS); the request's first step runs beside the write that stores it, and the first step that
+    // changes the device stores its snapshot before it starts (effects/agent-actors.ts WRITE_ALONG,
+    // WRITE_AHEAD).
     next: (snap) => {
-      if (!REST_STATES.has(stateOf(snap.value)) && !d.held.some((h) => h.urgent)) return;
+      const state = stateOf(snap.value);
+      // Releasing ends at once in a rest state, whose write stores the outcome with it: one write, not two.
+      if (state === "releasing" || (!REST_STATES.has(state) && !d.held.some((h) => h.urgent))) return;
       void rt
         .persist(d)
         .then(() => rt.maybeRelease(d))

@@ -35,6 +35,8 @@ export function device(rt: DeviceRuntime, host: string, bdf: string): Device {
       storedOwner: null,
       held: [],
       holdTimer: null,
+      outcomeSent: null,
+      pendingRelease: null,
       rest: null,
       kept: null,
     };

@@ -108,6 +108,7 @@ export function onEmitted(rt: DeviceRuntime, d: Device, e: LifecycleEmitted): vo
     return;
   }
   if (!OUTCOMES.has(e.type) || !requestId) return;
+  d.outcomeSent = published;
   // Slots granted in the fleet state go back in releaseDevice, which then frees the local admission; a
   // request refused before its grant frees it here.
   if (!o.fleet.granted(requestId)) o.admission.release(requestId);

@@ -19,9 +19,14 @@ export function maybeRelease(rt: DeviceRuntime, d: Device): void {
     d.releaseQueued = false;
     if (d.pinned > 0 || rt.stopping || !o.leases.get(d.key) || !idle()) return;
     if (d.actor) await rt.persist(d);
+    // Its request's slots are back (and its outcome counted) before the device rests unheld: the next
+    // request, here or elsewhere, sees them.
+    await d.pendingRelease?.done;
     // At rest: its images are read again only by a later request or release (from the bucket, or the store's
     // recent ones). After the last-known-good copy, which reads them.
     void d.lastKnownGood.then(() => o.store.releaseImages(d.key));
+    // The last known good image is written before the device can be someone else's.
+    await d.lastKnownGood;
     d.owned = false;
     const epoch = o.leases.epoch(d.key);
     await o.leases.release(d.key);
@@ -121,6 +126,9 @@ export function abandon(rt: DeviceRuntime, d: Device, why: string): void {
   if (d.holdTimer) clearTimeout(d.holdTimer);
   d.holdTimer = null;
   d.requests = [];
+  d.outcomeSent = null;
+  // Slots waiting for an outcome that will not be said here now: back at once.
+  d.pendingRelease?.now();
   o.store.releaseImages(d.key);
   if (ctx?.request) o.admission.release(ctx.request.requestId);
   // Without releasing, this process would keep renewing a lease for a device nobody drives: the stored

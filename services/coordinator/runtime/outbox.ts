@@ -1,7 +1,7 @@
 // The runtime's outbox: events held until the snapshot that decided them is stored, then published in order
 // (announce), and the events a stored record names published again by whoever takes it over or finds its
 // writer gone (reannounce, announceStored), under the same ids.
-import type { EventInput } from "../events.ts";
+import { type EventInput, pipelines } from "../events.ts";
 import type { ActorRecord, AnnouncedEvent, Stored } from "../store.ts";
 import type { Device, DeviceRuntime } from "./types.ts";
 
@@ -85,6 +85,14 @@ export async function unannounced(rt: DeviceRuntime, d: Device, rec: ActorRecord
   const { o } = rt;
   const list = rec.announce ?? [];
   if (list.length === 0) return [];
+  // The record's last event is one that goes out alone once every earlier one is acknowledged (an anchor):
+  // found on the stream, all of them are there. Nothing is sent again, not even to live subscribers (the
+  // stream drops a repeat it holds, but core subscribers of the subject would see an outcome twice).
+  const tail = list[list.length - 1]!;
+  if (!pipelines(tail)) {
+    const last = await o.events.last(d, tail.kind).catch(() => undefined);
+    if (last?.id === tail.id) return [];
+  }
   const age = o.now() - Date.parse(rec.savedAt);
   if (Number.isFinite(age) && age < DEDUP_TRUST_MS) return [...list];
   const out: AnnouncedEvent[] = [];

@@ -111,6 +111,13 @@ export interface Device {
   held: Array<{ event: AnnouncedEvent; sent: (p: Promise<unknown>) => void; urgent?: boolean }>;
   /** The write that stores held events nobody else stores in time (runtime/outbox.ts holdFor). */
   holdTimer: NodeJS.Timeout | null;
+  /** The latest outcome the actor emitted, settled once it is on the stream (or given up). */
+  outcomeSent: Promise<unknown> | null;
+  /**
+   * Its request's slots, given back once that outcome is on the stream (or at once with `now`: the device
+   * given up here); `done` once they are.
+   */
+  pendingRelease: { now: () => void; done: Promise<void> } | null;
   /**
    * A device at rest whose actor was let go (its state is stored, its lease given back): what status shows of
    * it. Its actor is built again from the stored record on its next request.
