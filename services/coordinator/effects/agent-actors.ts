@@ -15,8 +15,9 @@
 // each idempotent by its operation id (the agent's reply cache and its reset journal: never a second reset) or
 // by design (a restore decommits first, a verify reads). A plan that took a driver away also stores its
 // snapshot before it binds the driver again (handingBack, once the reset was begun): an owner that resumes
-// after the hand-back never restores under a bound driver. A step that runs again after a restore (XState re-invokes the actor of the
-// restored state) re-reads the device where repeating it blindly would be wrong (the reset itself).
+// after the hand-back never restores under a bound driver. A step that runs again after a restore (XState
+// re-invokes the actor of the restored state) re-reads the device where repeating it blindly would be wrong
+// (the reset itself).
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/transport-node";
