@@ -57,6 +57,7 @@ async function main(): Promise<void> {
     servers: env.BENCH_NATS ?? "",
     name: `bench coordinator ${env.BENCH_COORD_ID ?? "c1"}`,
     log: silentLogger,
+    coalesceWrites: true,
   });
   const policy = JSON.parse(env.BENCH_POLICY ?? "{}") as Partial<Policy>;
   const startHosts = JSON.parse(env.BENCH_START_HOSTS ?? "[]") as string[];

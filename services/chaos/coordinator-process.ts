@@ -76,6 +76,7 @@ async function main(): Promise<void> {
     servers: cfg.servers,
     name: `cxlrc-coordinator ${cfg.id} (chaos)`,
     log,
+    coalesceWrites: true,
     reconnectWaitMs: 50,
     reconnectMaxWaitMs: 500,
     timeoutMs: 2000,

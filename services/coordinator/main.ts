@@ -23,6 +23,7 @@ export async function runCoordinatorFromConfig(
     servers: config.nats.servers,
     name: `cxlrc-coordinator ${config.id}`,
     log,
+    coalesceWrites: true,
     timeoutMs: config.nats.timeoutMs,
     ...(config.nats.credsFile ? { credsFile: config.nats.credsFile } : {}),
     ...(config.nats.user !== undefined ? { user: config.nats.user, pass: config.nats.pass ?? "" } : {}),

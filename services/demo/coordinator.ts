@@ -18,6 +18,7 @@ export async function startDemoCoordinator(opts: {
     servers: opts.url,
     name: "cxlrc-coordinator demo",
     log: opts.log,
+    coalesceWrites: true,
     waitForServer: false,
   });
   const coordinator = await startCoordinator({

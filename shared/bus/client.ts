@@ -16,6 +16,7 @@ import type { Logger } from "../log.ts";
 import { retry } from "../retry.ts";
 import { type AgentResult, parseAgentResult } from "./agent-contract.ts";
 import { type AGENT_PARAMS, AgentReply, ErrorBody } from "./agent-messages.ts";
+import { coalesceWrites } from "./coalesce.ts";
 import { decodeJson, encodeJson, errorFromBody } from "./codec.ts";
 import {
   type BusCredentials,
@@ -55,6 +56,11 @@ export interface ConnectBusOptions {
    * successful connect. false: throw at once.
    */
   waitForServer?: boolean;
+  /**
+   * Socket writes of one event-loop turn go out together (shared/bus/coalesce.ts): for a process that publishes
+   * from many continuations at once, a coordinator. Default false (a reply waits for nothing).
+   */
+  coalesceWrites?: boolean;
 }
 
 /**
@@ -100,6 +106,9 @@ export async function connectBus(opts: ConnectBusOptions): Promise<NatsConnectio
     maxPingOut: 3,
     noAsyncTraces: true,
   });
+  const coalesce = opts.coalesceWrites === true;
+  if (coalesce && !coalesceWrites(nc))
+    log.debug("socket writes not coalesced: the client's transport is not known");
   log.info(
     {
       server: nc.getServer(),
@@ -121,6 +130,7 @@ export async function connectBus(opts: ConnectBusOptions): Promise<NatsConnectio
           log.debug("reconnecting to NATS");
           break;
         case "reconnect":
+          if (coalesce) coalesceWrites(nc);
           log.info({ server: s.server }, "reconnected to NATS");
           break;
         case "staleConnection":

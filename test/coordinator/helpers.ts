@@ -88,10 +88,11 @@ export async function startWorld(
   wo: WorldOptions = {},
 ): Promise<World> {
   const server = await startNats(wo.nats);
-  const connect = (name: string) =>
+  const connect = (name: string, coalesceWrites = false) =>
     connectBus({
       servers: server.url,
       name,
+      coalesceWrites,
       ...(wo.user !== undefined ? { user: wo.user, pass: wo.pass ?? "" } : {}),
       log: silentLogger,
       reconnectWaitMs: 50,
@@ -127,7 +128,8 @@ export async function startWorld(
     agents,
     agentNc,
     async coordinator(o = {}) {
-      const cnc = await connect(`coordinator ${o.id ?? "c1"}`);
+      // As `cxlrc serve coordinator` connects: its socket writes of one event-loop turn go out together.
+      const cnc = await connect(`coordinator ${o.id ?? "c1"}`, true);
       const handle = await startCoordinator({
         nc: cnc,
         id: o.id ?? "c1",
