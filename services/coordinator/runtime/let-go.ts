@@ -22,11 +22,10 @@ export function maybeRelease(rt: DeviceRuntime, d: Device): void {
     // Its request's slots are back (and its outcome counted) before the device rests unheld: the next
     // request, here or elsewhere, sees them.
     await d.pendingRelease?.done;
-    // At rest: its images are read again only by a later request or release (from the bucket, or the store's
-    // recent ones). After the last-known-good copy, which reads them.
-    void d.lastKnownGood.then(() => o.store.releaseImages(d.key));
-    // The last known good image is written before the device can be someone else's.
+    // The last known good image is written before the device can be someone else's. Then, at rest, its images
+    // are read again only by a later request or release (from the bucket, or the store's recent ones).
     await d.lastKnownGood;
+    o.store.releaseImages(d.key);
     d.owned = false;
     const epoch = o.leases.epoch(d.key);
     await o.leases.release(d.key);
