@@ -17,6 +17,8 @@
 // BENCH_LEVELS (default "1,100,1000"), BENCH_SCOPES (default "full,io"; io runs at levels ≤ 100),
 // BENCH_HEAP_PROF=<dir>: a sampling heap profile of the coordinator (what is live when it stops).
 // BENCH_FLOOR=0: no contract floor rows.
+// BENCH_COORD_FLAGS: node flags for the coordinator's process (support/child.ts), e.g. "--single-threaded-gc":
+// a slower coordinator, overloaded sooner.
 // BENCH_PROF=<dir>: a CPU profile of the coordinator process per level, coordinator-<scope>-<n>.cpuprofile
 // (after discovery and warm-up; summarize with `npx tsx bench/support/profile.ts <dir>`).
 // BENCH_ALLOC_PROF=<dir>: what the coordinator allocates per level (sampled, collected objects included),

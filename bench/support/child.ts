@@ -48,6 +48,9 @@ export async function startChild<Ready = unknown>(
   opts: ChildOptions = {},
 ): Promise<Child<Ready>> {
   const execArgv = ["--import", "tsx", "--expose-gc"];
+  // BENCH_COORD_FLAGS: node flags for the coordinator's process only (a slower one: "--single-threaded-gc").
+  const coordFlags = process.env.BENCH_COORD_FLAGS?.trim();
+  if (file.startsWith("coordinator") && coordFlags) execArgv.push(...coordFlags.split(/\s+/));
   if (opts.cpuProfDir) {
     mkdirSync(opts.cpuProfDir, { recursive: true });
     execArgv.push("--cpu-prof", `--cpu-prof-dir=${opts.cpuProfDir}`);

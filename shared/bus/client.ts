@@ -183,6 +183,8 @@ export interface RequestJsonOptions {
   headers?: MsgHdrs;
   /** Send through this reply mux (one reply subscription; reply-mux.ts) instead of a request of its own. */
   mux?: ReplyMux;
+  /** Checked when the reply arrives: true, and the reply is not decoded (resolves undefined): nobody reads it. */
+  unread?: () => boolean;
 }
 
 /**
@@ -220,6 +222,7 @@ export async function requestJson(
       code: msg.headers?.get("Nats-Service-Error-Code") ?? "",
     });
   }
+  if (opts.unread?.()) return undefined;
   const value = decodeJson(msg);
   if (value && typeof value === "object" && (value as { ok?: unknown }).ok === false) {
     const err = ErrorBody.safeParse((value as { error?: unknown }).error);

@@ -3,9 +3,11 @@
 // replies matched by the token that ends their subject, and every waiting request timed out from one sweep
 // timer. nats.js's nc.request arms a timer and a mux entry per request and, on every reply, builds an Error
 // with a stack trace (RequestOne.cancel after the resolve, nats-core 3.4): on the coordinator's hot paths
-// (events, agent calls) that was a large share of its CPU per reset.
+// (events, agent calls) that was a large share of its CPU per reset. A request past its deadline times out only
+// once the server confirms that nothing it sent before is still unread here (deadline-check.ts).
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { CxlrcError } from "../errors.ts";
+import { deadlineCheck } from "./deadline-check.ts";
 
 export interface ReplyMux {
   /**
@@ -23,6 +25,8 @@ interface Waiting {
   subject: string;
   timeoutMs: number;
   deadline: number;
+  /** Past its deadline, waiting for the server's confirmation (deadline-check.ts). */
+  confirming: boolean;
   resolve(m: Msg): void;
   reject(err: Error): void;
 }
@@ -33,6 +37,7 @@ export function createReplyMux(nc: NatsConnection): ReplyMux {
   const inboxPrefix = (nc as unknown as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
   const prefix = createInbox(inboxPrefix);
   const waiting = new Map<string, Waiting>();
+  const check = deadlineCheck(nc);
   let next = 0;
   let sweeper: ReturnType<typeof setInterval> | null = null;
   let closed = false;
@@ -65,17 +70,23 @@ export function createReplyMux(nc: NatsConnection): ReplyMux {
     },
   });
 
+  const timedOut = (token: string, w: Waiting) => {
+    if (waiting.get(token) !== w) return; // answered (or closed) while the server confirmed
+    take(token);
+    w.reject(
+      new CxlrcError("timeout", `no reply on ${w.subject} within ${w.timeoutMs} ms`, {
+        subject: w.subject,
+        timeoutMs: w.timeoutMs,
+      }),
+    );
+  };
+
   const sweep = () => {
     const now = performance.now();
     for (const [token, w] of waiting) {
-      if (w.deadline > now) continue;
-      take(token);
-      w.reject(
-        new CxlrcError("timeout", `no reply on ${w.subject} within ${w.timeoutMs} ms`, {
-          subject: w.subject,
-          timeoutMs: w.timeoutMs,
-        }),
-      );
+      if (w.confirming || w.deadline > now) continue;
+      w.confirming = true;
+      void check.confirm(now, w.timeoutMs).then(() => timedOut(token, w));
     }
   };
 
@@ -90,6 +101,7 @@ export function createReplyMux(nc: NatsConnection): ReplyMux {
           subject,
           timeoutMs: opts.timeoutMs,
           deadline: performance.now() + opts.timeoutMs,
+          confirming: false,
           resolve,
           reject,
         });

@@ -5,6 +5,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
+import { requestJson } from "../../shared/bus/client.ts";
 import { createReplyMux } from "../../shared/bus/reply-mux.ts";
 import { isCxlrcError } from "../../shared/errors.ts";
 import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
@@ -112,5 +113,63 @@ describe("reply mux", () => {
     expect(mux.pending()).toBe(0);
     sub.unsubscribe();
     mux.close();
+  });
+
+  it("requestJson leaves a reply nobody reads undecoded (the call settled meanwhile), and decodes it otherwise", async () => {
+    const sub = nc.subscribe("not.json", {
+      callback: (_e, m) => {
+        m.respond(enc.encode("{ not json"));
+      },
+    });
+    await nc.flush();
+    const mux = createReplyMux(nc);
+    const unread = await requestJson(nc, "not.json", {}, { timeoutMs: 2000, mux, unread: () => true });
+    expect(unread).toBeUndefined();
+    const read = await requestJson(nc, "not.json", {}, { timeoutMs: 2000, mux, unread: () => false }).catch(
+      (e: unknown) => e,
+    );
+    expect(isCxlrcError(read) && read.kind).toBe("bad-input");
+    sub.unsubscribe();
+    mux.close();
+  });
+
+  it("a reply the server delivered in time but this process read late (busy past the deadline) is not a timeout", async () => {
+    const responder = await connect({ servers: server.url });
+    const busyMs = 250;
+    responder.subscribe("late.read", {
+      callback: (_e, m) => {
+        m.respond(m.data);
+        // The reply is on its way; this process is now busy in the check phase of its loop, past the
+        // request's deadline. The next turn runs the expired sweep timer before it reads the socket.
+        setImmediate(() => {
+          const until = performance.now() + busyMs;
+          while (performance.now() < until) {
+            // busy
+          }
+        });
+      },
+    });
+    await responder.flush();
+    const mux = createReplyMux(nc);
+    const t0 = performance.now();
+    const got = await mux.request("late.read", enc.encode("in time"), { timeoutMs: 60 }).then(
+      (m) => m.string(),
+      (e: unknown) => e,
+    );
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(busyMs);
+    expect(got).toBe("in time");
+    // Silence is still a timeout: after the deadline and the server's confirmation.
+    const silent = await mux
+      .request("late.read.nobody", enc.encode("?"), { timeoutMs: 60 })
+      .catch((e: unknown) => e);
+    expect(isCxlrcError(silent) && silent.details.reason).toBe("no-responders");
+    const sub = nc.subscribe("quiet.one", { callback: () => undefined });
+    await nc.flush();
+    const quiet = await mux.request("quiet.one", enc.encode("?"), { timeoutMs: 60 }).catch((e: unknown) => e);
+    expect(isCxlrcError(quiet) && quiet.kind).toBe("timeout");
+    expect(mux.pending()).toBe(0);
+    sub.unsubscribe();
+    mux.close();
+    await responder.close();
   });
 });
