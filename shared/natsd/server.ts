@@ -175,9 +175,11 @@ export interface ServerSpec {
   readyTimeoutMs: number;
   /** Called with each chunk of log output. */
   onLog: (text: string) => void;
+  /** Added to this process's environment for the server (a config's $VARIABLES). */
+  env?: Record<string, string>;
 }
 
-interface Spawned {
+export interface Spawned {
   child: ChildProcess;
   exited: Promise<number | string | null>;
 }
@@ -190,7 +192,10 @@ export const PORT_REUSE_BACKOFF = { baseMs: 50, maxMs: 200, jitter: "equal" } as
 /** Spawn one nats-server and wait until it greets on its client port. */
 export async function spawnServer(spec: ServerSpec): Promise<Spawned> {
   const bin = natsServerBinary();
-  const child = spawn(...dieWithParent(bin, spec.args), { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(...dieWithParent(bin, spec.args), {
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(spec.env ? { env: { ...process.env, ...spec.env } } : {}),
+  });
   const forget = killOnExit(child);
   let out = "";
   const onData = (b: Buffer) => {
@@ -237,6 +242,24 @@ export async function spawnServer(spec: ServerSpec): Promise<Spawned> {
   );
 }
 
+/**
+ * Spawn a server on `count` free loopback ports (client, then monitoring, cluster...), picked afresh when
+ * another process took one between the pick and the listen.
+ */
+export async function spawnOnFreePorts(
+  count: number,
+  spec: (ports: number[]) => ServerSpec,
+): Promise<{ spawned: Spawned; ports: number[] }> {
+  return retry(
+    async () => {
+      const ports: number[] = [];
+      for (let i = 0; i < count; i++) ports.push(await findFreePort());
+      return { spawned: await spawnServer(spec(ports)), ports };
+    },
+    { attempts: 6, ...PORT_REUSE_BACKOFF, retryIf: (e) => e instanceof AddressInUse },
+  );
+}
+
 /** Start one nats-server on a free loopback port. */
 export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServerHandle> {
   const jetstream = opts.jetstream ?? true;
@@ -268,18 +291,19 @@ export async function startNats(opts: StartNatsOptions = {}): Promise<NatsServer
     ...(opts.args ?? []),
   ];
 
+  const specFor = (port: number): ServerSpec => ({ port, args: argsFor(port), readyTimeoutMs, onLog });
   let port = opts.port ?? 0;
   let current: Spawned | undefined;
-  for (let attempt = 0; ; attempt++) {
-    if (!opts.port) port = await findFreePort();
-    try {
-      current = await spawnServer({ port, args: argsFor(port), readyTimeoutMs, onLog });
-      break;
-    } catch (e) {
-      if (e instanceof AddressInUse && !opts.port && attempt < 5) continue;
-      cleanupDir();
-      throw e;
+  try {
+    if (opts.port) current = await spawnServer(specFor(port));
+    else {
+      const fresh = await spawnOnFreePorts(1, ([p]) => specFor(p!));
+      current = fresh.spawned;
+      port = fresh.ports[0]!;
     }
+  } catch (e) {
+    cleanupDir();
+    throw e;
   }
 
   let stopped = false;

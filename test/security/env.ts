@@ -30,48 +30,24 @@ import {
 } from "../../shared/bus/permissions.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
 import {
-  AddressInUse,
   findFreePort,
-  PORT_REUSE_BACKOFF,
   type ServerSpec,
-  spawnServer,
+  type Spawned,
+  spawnOnFreePorts as spawnFree,
 } from "../../shared/natsd/server.ts";
-import { retry } from "../../shared/retry.ts";
 
 /**
- * Spawn a nats-server on `count` free ports (`spec` builds its command from them), with `env` set just around the
- * spawn (spawn copies the environment when spawnServer is called, before its first await: servers started side
- * by side each get their own). Ports are picked, then listened on: another test's server may take one in
- * between, so the pick is made again (as shared/natsd/server.ts startNats does).
+ * Spawn a nats-server on `count` free ports (`spec` builds its command from them), `env` added to its
+ * environment (shared/natsd/server.ts spawnOnFreePorts picks the ports afresh when another test's server took
+ * one in between).
  */
 export async function spawnOnFreePorts(
   count: number,
   env: Record<string, string>,
   spec: (ports: number[]) => ServerSpec,
-): Promise<{ s: Awaited<ReturnType<typeof spawnServer>>; ports: number[] }> {
-  return retry(
-    async () => {
-      const ports: number[] = [];
-      for (let i = 0; i < count; i++) ports.push(await findFreePort());
-      const built = spec(ports);
-      const saved: Record<string, string | undefined> = {};
-      for (const [k, v] of Object.entries(env)) {
-        saved[k] = process.env[k];
-        process.env[k] = v;
-      }
-      let spawned: ReturnType<typeof spawnServer>;
-      try {
-        spawned = spawnServer(built);
-      } finally {
-        for (const [k, v] of Object.entries(saved)) {
-          if (v === undefined) delete process.env[k];
-          else process.env[k] = v;
-        }
-      }
-      return { s: await spawned, ports };
-    },
-    { attempts: 5, ...PORT_REUSE_BACKOFF, retryIf: (e) => e instanceof AddressInUse },
-  );
+): Promise<{ s: Spawned; ports: number[] }> {
+  const { spawned, ports } = await spawnFree(count, (p) => ({ ...spec(p), env }));
+  return { s: spawned, ports };
 }
 
 export const REPO = new URL("../../", import.meta.url).pathname;
