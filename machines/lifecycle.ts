@@ -52,6 +52,14 @@ export interface LifecycleClock {
   now(): number;
 }
 
+/** Tag of the states a device rests in: nothing runs, the lease can go (the coordinator's REST_STATES). */
+export const REST = "rest";
+/**
+ * Tag of a state that is not stored on its own: it ends at once in a rest state, whose record stores what it
+ * did (releasing: the outcome goes out with the rest state's write, one write instead of two).
+ */
+export const UNSTORED = "unstored";
+
 /** Phases that call an actor and carry a deadline. */
 export type LifecyclePhase = "binding" | "probing" | "handingBack" | ResetPhase;
 
@@ -417,6 +425,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
 
       /** Bind or probe failed: nothing known about the device; a PROBE tries again. */
       unavailable: {
+        tags: [REST],
         entry: [{ type: "announce", params: { state: "unavailable" } }, "rest"],
         on: {
           PROBE: "probing",
@@ -425,6 +434,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
       },
 
       ready: {
+        tags: [REST],
         entry: [{ type: "announce", params: { state: "ready" } }, "rest"],
         on: {
           RESET_REQUESTED: { target: "planning", actions: ["startRequest", "receiveRequest"] },
@@ -1057,6 +1067,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
       // Give back the lease and slots; the coordinator records the outcome (budget, breaker, quarantine).
       // A release that fails is not fatal: the lease expires by its TTL.
       releasing: {
+        tags: [UNSTORED],
         entry: [
           { type: "announce", params: { state: "releasing" } },
           { type: "enterPhase", params: { phase: "releasing" } },
@@ -1073,6 +1084,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
 
       /** No new reset until an operator releases the device; then it is probed afresh. */
       quarantined: {
+        tags: [REST],
         entry: [{ type: "announce", params: { state: "quarantined" } }, "rest"],
         on: {
           RESET_REQUESTED: { actions: { type: "refuseArrival", params: { reason: "quarantined" } } },

@@ -4,7 +4,7 @@
 // without timeoutMs): the timer is dropped and the re-invoked step gets a budget.
 import { describe, expect, it } from "vitest";
 import { currentSnapshot } from "../../services/coordinator/device-actors.ts";
-import { storedForm } from "../../services/coordinator/runtime/snapshot.ts";
+import { REST_STATES, storedForm } from "../../services/coordinator/runtime/snapshot.ts";
 import { BDF, HANG, harness, reqEvent, request, settle } from "../machines/builders.ts";
 
 /** A context as versions before 2026-12-06 stored it: the request's progress and the step at the top level. */
@@ -25,6 +25,12 @@ async function heldInReset() {
   a.stop();
   return { before, stored };
 }
+
+describe("rest states", () => {
+  it("are the machine's states tagged rest: the names stored records and events carry", () => {
+    expect([...REST_STATES].sort()).toEqual(["quarantined", "ready", "unavailable"]);
+  });
+});
 
 describe("stored snapshot upgrade", () => {
   it("is stored flat, as earlier versions stored and read it, and reads back grouped as it was", async () => {

@@ -1,11 +1,20 @@
 // A device's snapshot as stored and as run: what a stored record says (its state, the request it runs), the
 // form it is written in (no policy) and the form this version runs it in (older fields dropped, this
 // coordinator's policy put back).
+
+import { lifecycleMachine, REST } from "../../../machines/lifecycle.ts";
 import type { LifecycleContext, RunState, StepState } from "../../../machines/lifecycle-types.ts";
 import type { Policy } from "../../../machines/policy/defaults.ts";
 
-/** States a device rests in: nothing runs, the lease can go. */
-export const REST_STATES: ReadonlySet<string> = new Set(["ready", "quarantined", "unavailable"]);
+/**
+ * States a device rests in: nothing runs, the lease can go. Declared by the machine (its "rest" tag); a set of
+ * names here for what carries only a state's name (a stored record, an event).
+ */
+export const REST_STATES: ReadonlySet<string> = new Set(
+  Object.entries(lifecycleMachine.root.states)
+    .filter(([, node]) => node.tags.includes(REST))
+    .map(([name]) => name),
+);
 
 /** The request a stored snapshot is running (taken, no outcome yet), if any. */
 export function runningRequest(snapshot: unknown): string | null {
