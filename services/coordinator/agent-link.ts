@@ -25,7 +25,7 @@ import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts"
 import type { Logger } from "../../shared/log.ts";
 import { backoffDelay } from "../../shared/retry.ts";
 
-/** Why a call's `settled` signal fires: it has its answer. */
+/** What a reply read after the call was settled (by its event) rejects with: nobody reads it. */
 const SETTLED = new Error("the call has its answer");
 
 /**
@@ -289,7 +289,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
     body: Record<string, unknown>,
     timeoutMs: number,
     grant: FenceGrant | null,
-    settled: AbortSignal,
+    settled: { readonly aborted: boolean },
   ) => {
     let deadline = performance.now() + timeoutMs;
     const slice = Math.max(250, Math.floor(timeoutMs / 3));
@@ -317,7 +317,12 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
       }
       const left = Math.round(deadline - performance.now());
       try {
-        return await requestJson(o.nc, subject, body, { timeoutMs: Math.max(1, Math.min(left, slice)), mux });
+        return await requestJson(o.nc, subject, body, {
+          timeoutMs: Math.max(1, Math.min(left, slice)),
+          mux,
+          // Settled by the agent's event meanwhile: the reply says the same (an image, for a save), unread.
+          unread: () => settled.aborted,
+        });
       } catch (err) {
         if (!isCxlrcError(err)) throw err;
         const again = err.kind === "timeout" || err.details.reason === "no-responders";
@@ -363,17 +368,18 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
       const e = entry(host, opId)!;
       e.op = op;
       let waiter: ((t: Terminal) => void) | null = null;
-      const settled = new AbortController();
+      // A flag, not an AbortController: nothing listens, and a signal per call is an EventTarget to build.
+      const settled = { aborted: false };
       try {
         if (e.terminal?.op === op) return unwrap(e.terminal, op);
         const fromEvent = new Promise<Terminal>((resolve) => {
           waiter = resolve;
           e.waiters.add(resolve);
         });
-        const fromReply = resend(subject, body, opts.timeoutMs, grant, settled.signal).then((value) => {
+        const fromReply = resend(subject, body, opts.timeoutMs, grant, settled).then((value) => {
           // Settled by the agent's event already (it comes first: the agent replies once its events are
           // stored): the reply says the same, and nobody reads it, so it is not checked again.
-          if (settled.signal.aborted) throw SETTLED;
+          if (settled.aborted) throw SETTLED;
           const r = AgentReply.safeParse(value);
           if (!r.success) {
             throw new CxlrcError("decode", `${subject}: reply is not an agent reply envelope`, {
@@ -412,7 +418,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
         }
         throw err;
       } finally {
-        settled.abort(SETTLED); // a reason of ours: abort() alone builds a DOMException per call
+        settled.aborted = true;
         if (waiter) e.waiters.delete(waiter);
         release();
       }

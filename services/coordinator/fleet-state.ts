@@ -139,8 +139,12 @@ export function createFleetStore(d: FleetDeps): FleetStore {
     async finish(requestId, outcome, nowMs) {
       granted.delete(requestId);
       const sample = outcome === null ? null : breakerSample(outcome);
-      if (sample !== null) await d.breaker.record(requestId, sample === "failure", nowMs);
-      d.admission.release(requestId);
+      try {
+        if (sample !== null) await d.breaker.record(requestId, sample === "failure", nowMs);
+      } finally {
+        // The slots go back whether or not the breaker could count the outcome: one place gives them back.
+        d.admission.release(requestId);
+      }
     },
     async closeBreaker(operator, nowMs) {
       await d.breaker.close(operator, nowMs);

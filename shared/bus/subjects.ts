@@ -14,9 +14,18 @@ export function checkHost(host: string): string {
 }
 
 /** A BDF as one subject token ("0000:0d:00.0" → "0000-0d-00-0"): NATS uses '.' as the token separator. */
+/** Tokens of addresses checked already: a coordinator names the same devices in every subject it builds. */
+const tokens = new Map<string, string>();
+const TOKENS_KEPT = 16_384;
+
 export function bdfToken(bdf: string): string {
+  const known = tokens.get(bdf);
+  if (known !== undefined) return known;
   parseBdf(bdf);
-  return bdf.replace(/[:.]/g, "-");
+  const token = bdf.replace(/[:.]/g, "-");
+  if (tokens.size >= TOKENS_KEPT) tokens.clear();
+  tokens.set(bdf, token);
+  return token;
 }
 export function bdfFromToken(token: string): string {
   const m = /^([0-9a-f]{4})-([0-9a-f]{2})-([0-9a-f]{2})-([0-7])$/.exec(token);

@@ -1,7 +1,7 @@
 // withBudget: the step's budget counted from the start of its work; past it, a timeout naming the phase and
 // the work's signal aborted (so it issues no further agent call). createStepGate: the queue before it.
 import { describe, expect, it } from "vitest";
-import { createStepGate, withBudget } from "../../services/coordinator/effects/step-budget.ts";
+import { createStepGate, type StopFlag, withBudget } from "../../services/coordinator/effects/step-budget.ts";
 import { isCxlrcError } from "../../shared/errors.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -18,7 +18,7 @@ describe("withBudget", () => {
 
   it("rejects silent work with kind timeout naming the phase and the budget, and aborts its signal", async () => {
     const parent = new AbortController();
-    let inner: AbortSignal | null = null;
+    let inner: StopFlag | null = null;
     const started = performance.now();
     const err = await withBudget("resetting", 60, parent.signal, (signal) => {
       inner = signal;
@@ -37,15 +37,53 @@ describe("withBudget", () => {
     await sleep(80); // an unhandled rejection from a left-over timer would fail the run
   });
 
-  it("the parent's abort (the state was left) reaches the work", async () => {
+  it("the parent's abort (the state was left) reaches the work before its next call", async () => {
     const parent = new AbortController();
-    let inner: AbortSignal | null = null;
-    const run = withBudget("quiescing", 10_000, parent.signal, (signal) => {
-      inner = signal;
-      return new Promise((_, reject) => signal.addEventListener("abort", () => reject(new Error("stopped"))));
+    const run = withBudget("quiescing", 10_000, parent.signal, async (stop) => {
+      expect(stop.aborted).toBe(false);
+      await sleep(20);
+      if (stop.aborted) throw new Error("stopped");
+      return "went on";
     });
     parent.abort();
     await expect(run).rejects.toThrow("stopped");
+  });
+
+  it("with a confirmation, work that ends while the bus confirms the deadline keeps its result", async () => {
+    const parent = new AbortController();
+    const confirmed: number[] = [];
+    // The deadline passes at 40 ms; the bus confirms 60 ms later; the work ends at 70 ms (its reply was
+    // waiting unread in this process).
+    const confirm = async (passedAt: number) => {
+      confirmed.push(passedAt);
+      await sleep(60);
+    };
+    const work = async () => {
+      await sleep(70);
+      return "read late";
+    };
+    await expect(withBudget("savingImage", 40, parent.signal, work, confirm)).resolves.toBe("read late");
+    expect(confirmed).toHaveLength(1);
+  });
+
+  it("with a confirmation, silent work still times out once the bus confirms", async () => {
+    const parent = new AbortController();
+    let inner: StopFlag | null = null;
+    const started = performance.now();
+    const err = await withBudget(
+      "restoring",
+      30,
+      parent.signal,
+      (signal) => {
+        inner = signal;
+        return new Promise(() => undefined);
+      },
+      async () => {
+        await sleep(40);
+      },
+    ).catch((e: unknown) => e);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(65);
+    expect(isCxlrcError(err) && err.kind).toBe("timeout");
     expect(inner!.aborted).toBe(true);
   });
 });

@@ -7,10 +7,10 @@
 // Time budgets: the machine declares one per phase (input.timeoutMs); the step wrapper counts it from when the
 // step starts running, after its write-ahead barrier, so a coordinator's own queueing never fails a device.
 //
-// Write-ahead before the device changes (WRITE_AHEAD): quiescing, the first step that changes it, waits until
+// Write-ahead before the device changes (a step stored "ahead", StepRules): quiescing, the first step that changes it, waits until
 // the snapshot naming it is durably stored, with the image already in the store: a coordinator that takes the
 // device over never finds a snapshot from before the decision to reset. The request's first step (gating) runs
-// beside the write that stores the request (WRITE_ALONG). Every later step rides along with the next write (the
+// beside the write that stores the request (stored "along"). Every later step rides along with the next write (the
 // rest state's, which carries the outcome): an owner that resumes from the decision repeats the steps after it,
 // each idempotent by its operation id (the agent's reply cache and its reset journal: never a second reset) or
 // by design (a restore decommits first, a verify reads). A plan that took a driver away also stores its
@@ -59,6 +59,7 @@ import type {
 import type { Scope } from "../../../shared/bus/agent-messages.ts";
 import type { AgentCallParams } from "../../../shared/bus/client.ts";
 import { errorFromBody } from "../../../shared/bus/codec.ts";
+import { deadlineCheck } from "../../../shared/bus/deadline-check.ts";
 import { type AgentOp, deviceKey } from "../../../shared/bus/subjects.ts";
 import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
 import type { Logger } from "../../../shared/log.ts";
@@ -69,7 +70,7 @@ import type { FleetStore } from "../fleet-state.ts";
 import type { Lease } from "../leases.ts";
 import { factsFromProbe } from "../probe-facts.ts";
 import type { CoordinatorStore, ImageRecord } from "../store.ts";
-import { type StepGate, withBudget } from "./step-budget.ts";
+import { NEVER_STOPS, type StepGate, type StopFlag, withBudget } from "./step-budget.ts";
 
 /** What the hand-back reads of a stored image: the driver_override it found. */
 type ImageLike = { driver?: { override?: string | null } };
@@ -96,8 +97,6 @@ export interface DeviceAccess {
   lease(): Lease | null;
   /** The lease is still ours right now (renewed recently, or renewed on the spot): safe to act. */
   confirmLease(): Promise<boolean>;
-  /** The request's host/switch slots are back in the fleet state: local admission may let the next one in. */
-  released(requestId: string): void;
   /**
    * Run `release` once the device's latest outcome is acknowledged on the stream (at once when none waits),
    * or when the device is given up here first.
@@ -142,53 +141,46 @@ function stale(phase: string): CxlrcError {
 }
 
 /**
- * Steps whose snapshot is stored before they start. Quiescing is the last step before the device changes: the
- * image is stored by then (persistingImage), and its snapshot is the decision to reset (an owner that resumes
- * from it quiesces again and resets under the same operation id). Handing back after a reset: the device is
- * restored and read back; an owner that resumes from here binds the driver again (idempotent) instead of
- * repeating the reset's steps under it (a request refused before its reset has no such steps to repeat).
+ * How a step meets the store and the step gate, declared with the step (createAgentActors).
+ *
+ * `store: "ahead"`: its snapshot is stored before it starts (only for the inputs `storeWhen` accepts, when
+ * given). Quiescing is the last step before the device changes: the image is stored by then (persistingImage),
+ * and its snapshot is the decision to reset (an owner that resumes from it quiesces again and resets under the
+ * same operation id). Handing back after a reset: the device is restored and read back; an owner that resumes
+ * from there binds the driver again (idempotent) instead of repeating the reset's steps under it (a request
+ * refused before its reset has no such steps to repeat).
+ *
+ * `store: "along"`: its snapshot is written while it runs (started before the step's work, waited for when it
+ * ends). Gating: a request's first step ends only once the request is stored (the write its dispatch makes
+ * anyway), so nothing that touches the device runs for a request a crash would deliver again; its grant (the
+ * device's attempt budget, counted once per request id, and the slots its dispatch took) is idempotent, so it
+ * runs beside that write.
+ *
+ * No `store`: the step rides along with the next write. The steps after the decision (reset, restore, commit,
+ * verify) write nothing of their own: their events go out with the outcome's write (or one of their own after
+ * HOLD_MS, runtime/outbox.ts). An owner that resumes from the quiescing snapshot repeats the reset's operation
+ * id (quiescing again first where the plan has other functions), which the agent answers with the first reply
+ * (its reset journal, kept on disk: never a second reset). One that resumes from "resetting" (stored by such a
+ * write while a reset ran long) reads the device first (resetDevice, takeRecovery): wiped, the reset happened
+ * and the restore runs (again: idempotent, decommit first, then write and commit in order); intact, the reset
+ * goes out under its operation id, and an agent that ran it (and the restore in it) answers with its first
+ * reply.
+ *
+ * `namedEnough`: the write needs the snapshot stored, not its events acknowledged (gating only needs the request
+ * stored: its dispatch wrote it, naming the request's first events, which a new owner sends again).
+ *
+ * `gated`: the step calls the agent and queues at the step gate (at most MAX_RUNNING_STEPS at once). Gating,
+ * persisting the image and releasing only touch the store, and gating may wait for a host slot that a release
+ * frees: they never queue behind agent work.
  */
-export const WRITE_AHEAD: ReadonlySet<string> = new Set(["quiescing", "handingBack"]);
+interface StepRules<I> {
+  store?: "ahead" | "along";
+  storeWhen?: (input: I) => boolean;
+  namedEnough?: boolean;
+  gated?: boolean;
+}
 
-/**
- * Writes that need the snapshot stored, not its events acknowledged: gating only needs the request stored (its
- * dispatch wrote it, naming the request's first events, which a new owner sends again).
- */
-const NAMED_ENOUGH: ReadonlySet<string> = new Set(["gating"]);
-
-/**
- * Steps whose snapshot is written while they run (started before the step's work, waited for when it ends).
- * Gating: a request's first step ends only once the request is stored (the write its dispatch makes anyway), so
- * nothing that touches the device runs for a request a crash would deliver again; its grant (the device's
- * attempt budget, counted once per request id, and the slots its dispatch took) is idempotent, so it runs
- * beside that write. The steps after the decision (reset, restore, commit, verify) write nothing of their own:
- * their events go out with the outcome's write (or one of their own after HOLD_MS, runtime/outbox.ts). An owner
- * that resumes from the quiescing snapshot repeats the reset's operation id (quiescing again first where the
- * plan has other functions), which the agent answers with the first reply (its reset journal, kept on disk:
- * never a second reset). One that resumes from "resetting" (stored by such a write while a reset ran long)
- * reads the device first (resetDevice, takeRecovery): wiped, the reset happened and the restore runs (again:
- * idempotent, decommit first, then write and commit in order); intact, the reset goes out under its operation
- * id, and an agent that ran it (and the restore in it) answers with its first reply.
- */
-export const WRITE_ALONG: ReadonlySet<string> = new Set(["gating"]);
-
-/**
- * Steps that call the agent: they queue at the step gate (at most MAX_RUNNING_STEPS at once). Gating, persisting
- * the image and releasing only touch the store, and gating may wait for a host slot that a release frees:
- * they never queue behind agent work.
- */
-const GATED: ReadonlySet<string> = new Set([
-  "binding",
-  "probing",
-  "savingImage",
-  "regating",
-  "quiescing",
-  "resetting",
-  "awaitingReady",
-  "restoring",
-  "committingDecoders",
-  "verifying",
-]);
+const GATED = { gated: true } as const;
 
 /** Decoders committed by a full restore, kept for the commit step that reports them (bounded). */
 const COMMITTED_KEPT = 4096;
@@ -236,6 +228,8 @@ export function resetHappened(scope: Scope, mismatches: VerifyMismatch[]): boole
 
 export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirectory) {
   const { store, policy, gate } = deps;
+  /** A step's budget is spent once the server confirms nothing it sent in time is still unread here. */
+  const busClock = deadlineCheck(deps.nc);
   const agentFeatures =
     deps.agentFeatures ?? (async (host: string) => new Set((await deps.inventory(host)).features ?? []));
   /** Hosts whose agent was found without a feature this coordinator would use (said once each). */
@@ -278,7 +272,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     opId: string,
     params: AgentCallParams<Op>,
     timeoutMs: number,
-    signal: AbortSignal,
+    signal: StopFlag,
   ): Promise<AgentResult<Op>> => {
     if (signal.aborted) return Promise.reject(stale(op));
     // A coordinator stopped (SIGSTOP, long pause) past its lease must not act on the device it lost.
@@ -290,17 +284,17 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
   };
 
   /**
-   * Every step: its write-ahead barrier (WRITE_AHEAD) or its write alongside (WRITE_ALONG), hooks, its time budget, and a check that it is still
-   * current before and after. The budget (input.timeoutMs) starts when the step itself starts: after its snapshot is stored.
+   * Every step: its write (StepRules: before it, or beside it), hooks, its time budget, its turn at the step
+   * gate, and a check that it is still current before and after. The budget (input.timeoutMs) starts when the
+   * step itself starts: after its snapshot is stored.
    */
   const step = <
     I extends { opId: string; host: string; bdf: string; timeoutMs: number; requestId?: string },
     O,
   >(
     phase: string,
-    run: (input: I, signal: AbortSignal, dev: Step) => Promise<O>,
-    /** A WRITE_AHEAD step that needs its write only for some inputs. */
-    writeAhead?: (input: I) => boolean,
+    run: (input: I, signal: StopFlag, dev: Step) => Promise<O>,
+    rules: StepRules<I> = {},
   ) =>
     fromPromise<O, I>(async ({ input, signal }) => {
       const key = deviceKey(input.host, input.bdf);
@@ -320,21 +314,30 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       try {
         await access.resumed();
         if (signal.aborted) throw stale(phase);
-        const namedEnough = NAMED_ENOUGH.has(phase);
-        if (WRITE_AHEAD.has(phase) && (writeAhead?.(input) ?? true)) await access.persist({ namedEnough });
+        const namedEnough = rules.namedEnough === true;
+        if (rules.store === "ahead" && (rules.storeWhen?.(input) ?? true))
+          await access.persist({ namedEnough });
         if (signal.aborted) throw stale(phase);
         const tReady = performance.now();
         // Caught here and rethrown after the call: a write that fails (lease lost, CAS lost) fails the step.
-        const along = WRITE_ALONG.has(phase)
-          ? access.persist({ namedEnough }).then(
-              () => null,
-              (err: unknown) => err,
-            )
-          : null;
+        const along =
+          rules.store === "along"
+            ? access.persist({ namedEnough }).then(
+                () => null,
+                (err: unknown) => err,
+              )
+            : null;
         await deps.hook?.(phase, "before", info);
         if (signal.aborted) throw stale(phase);
-        const work = () => withBudget(phase, input.timeoutMs, signal, (budget) => run(input, budget, dev));
-        const out = GATED.has(phase) ? await gate.run(signal, work) : await work();
+        const work = () =>
+          withBudget(
+            phase,
+            input.timeoutMs,
+            signal,
+            (budget) => run(input, budget, dev),
+            (passedAt) => busClock.confirm(passedAt, input.timeoutMs),
+          );
+        const out = rules.gated ? await gate.run(signal, work) : await work();
         const tRan = performance.now();
         const alongErr = along ? await along : null;
         if (alongErr) throw alongErr;
@@ -363,7 +366,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       }
     });
 
-  const probe = async (dev: Step, opId: string, bdf: string, signal: AbortSignal, freshInventory = false) => {
+  const probe = async (dev: Step, opId: string, bdf: string, signal: StopFlag, freshInventory = false) => {
     const [p, inv] = await Promise.all([
       // Brief: planning reads the facts, never the decoded registers (four fifths of a full result).
       agent(dev, "probe", opId, { bdf, brief: true }, policy.agentCallTimeoutMs, signal),
@@ -394,7 +397,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     targets: string[],
     scope: Scope,
     ref: ImageRef,
-    signal: AbortSignal,
+    signal: StopFlag,
   ): Promise<VerifyResult> => {
     const mismatches: VerifyMismatch[] = [];
     let passed = true;
@@ -419,7 +422,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     targets: string[],
     scope: Scope,
     ref: ImageRef,
-    signal: AbortSignal,
+    signal: StopFlag,
     /** One function: the agent verifies it in the same operation, and the result is kept here under this key. */
     verifyAs?: string,
   ): Promise<CommittedDecoder[]> => {
@@ -447,91 +450,109 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
 
   return {
     /** Binding the actor to the device: the device must be in the host's inventory (no driver change). */
-    bindDevice: step<BindInput, void>("binding", async (input, signal) => {
-      if (signal.aborted) throw stale("binding");
-      const inv = await deps.inventory(input.host, true);
-      if (!inv.devices.some((d) => d.functions.includes(input.bdf))) {
-        throw new CxlrcError("device-absent", `no device ${input.bdf} on host ${input.host}`, {
-          bdf: input.bdf,
-        });
-      }
-    }),
+    bindDevice: step<BindInput, void>(
+      "binding",
+      async (input, signal) => {
+        if (signal.aborted) throw stale("binding");
+        const inv = await deps.inventory(input.host, true);
+        if (!inv.devices.some((d) => d.functions.includes(input.bdf))) {
+          throw new CxlrcError("device-absent", `no device ${input.bdf} on host ${input.host}`, {
+            bdf: input.bdf,
+          });
+        }
+      },
+      GATED,
+    ),
 
-    probeDevice: step<ProbeInput, DeviceFacts>("probing", (input, signal, dev) =>
-      probe(dev, freshOpId(input.opId, "probe"), input.bdf, signal, true),
+    probeDevice: step<ProbeInput, DeviceFacts>(
+      "probing",
+      (input, signal, dev) => probe(dev, freshOpId(input.opId, "probe"), input.bdf, signal, true),
+      GATED,
     ),
 
     /** Slots, budget and breaker in one CAS on the fleet state, under the device lease. */
-    acquireDevice: step<AcquireInput, AcquireOutput>("gating", async (input, signal, dev) => {
-      const lease = dev.dev.lease();
-      const refusal = (reason: Refusal["reason"], message: string, retryAfterMs?: number): AcquireOutput => ({
-        granted: false,
-        refusal: {
-          kind: "refusal",
+    acquireDevice: step<AcquireInput, AcquireOutput>(
+      "gating",
+      async (input, signal, dev) => {
+        const lease = dev.dev.lease();
+        const refusal = (
+          reason: Refusal["reason"],
+          message: string,
+          retryAfterMs?: number,
+        ): AcquireOutput => ({
+          granted: false,
+          refusal: {
+            kind: "refusal",
+            requestId: input.requestId,
+            host: input.host,
+            bdf: input.bdf,
+            reason,
+            message,
+            details: {},
+            ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+            gates: [],
+          },
+        });
+        if (!lease || lease.lost) return refusal("in-progress", `${input.bdf}: the device lease is not held`);
+        const claim = {
           requestId: input.requestId,
           host: input.host,
+          switchId: input.switchId,
+          key: dev.key,
           bdf: input.bdf,
-          reason,
-          message,
-          details: {},
-          ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-          gates: [],
-        },
-      });
-      if (!lease || lease.lost) return refusal("in-progress", `${input.bdf}: the device lease is not held`);
-      const claim = {
-        requestId: input.requestId,
-        host: input.host,
-        switchId: input.switchId,
-        key: dev.key,
-        bdf: input.bdf,
-        owner: deps.coordinatorId,
-      };
-      // A host or switch full of another coordinator's resets is waited for (a slot frees within a reset's
-      // time), within most of the gating budget; the other guards refuse at once.
-      const waitUntil = performance.now() + input.timeoutMs * 0.8;
-      for (let n = 0; ; n++) {
-        const r = await deps.fleet.grant(claim, deps.now());
-        if (r.granted) return { granted: true };
-        const busy = r.reason === "host-busy" || r.reason === "switch-busy";
-        const delay = backoffDelay(n, { baseMs: 20, maxMs: 250 });
-        if (!busy || performance.now() + delay >= waitUntil || signal.aborted) {
-          return refusal(r.reason, r.message, r.retryAfterMs);
+          owner: deps.coordinatorId,
+        };
+        // A host or switch full of another coordinator's resets is waited for (a slot frees within a reset's
+        // time), within most of the gating budget; the other guards refuse at once.
+        const waitUntil = performance.now() + input.timeoutMs * 0.8;
+        for (let n = 0; ; n++) {
+          const r = await deps.fleet.grant(claim, deps.now());
+          if (r.granted) return { granted: true };
+          const busy = r.reason === "host-busy" || r.reason === "switch-busy";
+          const delay = backoffDelay(n, { baseMs: 20, maxMs: 250 });
+          if (!busy || performance.now() + delay >= waitUntil || signal.aborted) {
+            return refusal(r.reason, r.message, r.retryAfterMs);
+          }
+          await new Promise((res) => setTimeout(res, delay));
         }
-        await new Promise((res) => setTimeout(res, delay));
-      }
-    }),
+      },
+      { store: "along", namedEnough: true },
+    ),
 
-    saveImage: step<SaveInput, SaveOutput>("savingImage", async (input, signal, dev) => {
-      const out: Record<string, unknown> = {};
-      // The regate's read of a one-function plan goes out right behind the save (the agent runs a device's
-      // operations in arrival order): its answer is in by the time the image is stored. A plan with other
-      // functions reads the host inventory afresh too, beside the image write (persistImage).
-      // Each function's driver in the plan is taken by that function's save (saved under it, then unbound).
-      const params = (bdf: string) => {
-        const driver = input.handover?.[bdf];
-        return driver ? { bdf, handover: { driver } } : { bdf };
-      };
-      if (input.targets.length === 1 && input.targets[0] === input.bdf) {
-        const saving = agent(dev, "save", input.opId, params(input.bdf), policy.agentCallTimeoutMs, signal);
-        const early = probe(dev, freshOpId(input.opId, "regate"), input.bdf, new AbortController().signal);
-        early.catch(() => undefined);
-        remember(regates, requestKey(input), early, EARLY_KEPT);
-        out[input.bdf] = await saving;
+    saveImage: step<SaveInput, SaveOutput>(
+      "savingImage",
+      async (input, signal, dev) => {
+        const out: Record<string, unknown> = {};
+        // The regate's read of a one-function plan goes out right behind the save (the agent runs a device's
+        // operations in arrival order): its answer is in by the time the image is stored. A plan with other
+        // functions reads the host inventory afresh too, beside the image write (persistImage).
+        // Each function's driver in the plan is taken by that function's save (saved under it, then unbound).
+        const params = (bdf: string) => {
+          const driver = input.handover?.[bdf];
+          return driver ? { bdf, handover: { driver } } : { bdf };
+        };
+        if (input.targets.length === 1 && input.targets[0] === input.bdf) {
+          const saving = agent(dev, "save", input.opId, params(input.bdf), policy.agentCallTimeoutMs, signal);
+          const early = probe(dev, freshOpId(input.opId, "regate"), input.bdf, NEVER_STOPS);
+          early.catch(() => undefined);
+          remember(regates, requestKey(input), early, EARLY_KEPT);
+          out[input.bdf] = await saving;
+          return { image: { images: out } };
+        }
+        for (const [i, bdf] of input.targets.entries()) {
+          out[bdf] = await agent(
+            dev,
+            "save",
+            targetOpId(input.opId, i, input.targets.length),
+            params(bdf),
+            policy.agentCallTimeoutMs,
+            signal,
+          );
+        }
         return { image: { images: out } };
-      }
-      for (const [i, bdf] of input.targets.entries()) {
-        out[bdf] = await agent(
-          dev,
-          "save",
-          targetOpId(input.opId, i, input.targets.length),
-          params(bdf),
-          policy.agentCallTimeoutMs,
-          signal,
-        );
-      }
-      return { image: { images: out } };
-    }),
+      },
+      GATED,
+    ),
 
     /** The write-ahead itself: the image is in KV, acknowledged, before anything touches the device. */
     persistImage: step<PersistInput, ImageRef>("persistingImage", async (input, signal, dev) => {
@@ -542,7 +563,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           dev,
           freshOpId(input.opId, "regate"),
           input.bdf,
-          new AbortController().signal,
+          NEVER_STOPS,
           regateNeedsInventory(input.bdf, input.targets),
         );
         early.catch(() => undefined);
@@ -573,246 +594,276 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       return { key: deviceKey(input.host, input.bdf), revision };
     }),
 
-    recheckGates: step<RecheckInput, DeviceFacts>("regating", async (input, signal, dev) => {
-      const early = regates.get(requestKey(input));
-      regates.delete(requestKey(input));
-      // Restored into this step (a takeover): whatever this process read before is not this run's read.
-      if (early && !dev.dev.takeRecovery("regating")) {
-        try {
-          return await early;
-        } catch {
-          // read again below: the error that counts is this step's own
+    recheckGates: step<RecheckInput, DeviceFacts>(
+      "regating",
+      async (input, signal, dev) => {
+        const early = regates.get(requestKey(input));
+        regates.delete(requestKey(input));
+        // Restored into this step (a takeover): whatever this process read before is not this run's read.
+        if (early && !dev.dev.takeRecovery("regating")) {
+          try {
+            return await early;
+          } catch {
+            // read again below: the error that counts is this step's own
+          }
         }
-      }
-      return probe(
-        dev,
-        freshOpId(input.opId, "regate"),
-        input.bdf,
-        signal,
-        regateNeedsInventory(input.bdf, input.plan.targets),
-      );
-    }),
-
-    quiesceDevice: step<QuiesceInput, void>("quiescing", async (input, signal, dev) => {
-      // The device alone: its reset operation quiesces it (after this step's write-ahead, the decision).
-      if (input.withReset) return;
-      for (const [i, bdf] of input.targets.entries()) {
-        await agent(
+        return probe(
           dev,
-          "quiesce",
-          targetOpId(input.opId, i, input.targets.length),
-          { bdf, scope: input.scope },
-          policy.agentCallTimeoutMs + input.cacheFlushTimeoutMs,
+          freshOpId(input.opId, "regate"),
+          input.bdf,
           signal,
+          regateNeedsInventory(input.bdf, input.plan.targets),
         );
-      }
-    }),
+      },
+      GATED,
+    ),
 
-    resetDevice: step<ResetInput, void>("resetting", async (input, signal, dev) => {
-      const log = dev.log;
-      answered.delete(requestKey(input));
-      if (dev.dev.takeRecovery("resetting")) {
-        // The snapshot says "resetting" but not whether the reset was issued: read the device. Wiped state
-        // (or a device still not answering) means it was. Intact state means it was not, or that the restore
-        // after it ran too (nothing after the decision writes a snapshot of its own): the reset goes out under
-        // the same operation id, which an agent that ran it answers with its first reply, never a second reset.
-        try {
-          const check = await verifyAll(
+    quiesceDevice: step<QuiesceInput, void>(
+      "quiescing",
+      async (input, signal, dev) => {
+        // The device alone: its reset operation quiesces it (after this step's write-ahead, the decision).
+        if (input.withReset) return;
+        for (const [i, bdf] of input.targets.entries()) {
+          await agent(
             dev,
-            freshOpId(input.opId, "recheck"),
-            [input.bdf],
-            input.scope,
-            input.image,
+            "quiesce",
+            targetOpId(input.opId, i, input.targets.length),
+            { bdf, scope: input.scope },
+            policy.agentCallTimeoutMs + input.cacheFlushTimeoutMs,
             signal,
           );
-          if (resetHappened(input.scope, check.mismatches)) {
+        }
+      },
+      { store: "ahead", gated: true },
+    ),
+
+    resetDevice: step<ResetInput, void>(
+      "resetting",
+      async (input, signal, dev) => {
+        const log = dev.log;
+        answered.delete(requestKey(input));
+        if (dev.dev.takeRecovery("resetting")) {
+          // The snapshot says "resetting" but not whether the reset was issued: read the device. Wiped state
+          // (or a device still not answering) means it was. Intact state means it was not, or that the restore
+          // after it ran too (nothing after the decision writes a snapshot of its own): the reset goes out under
+          // the same operation id, which an agent that ran it answers with its first reply, never a second reset.
+          try {
+            const check = await verifyAll(
+              dev,
+              freshOpId(input.opId, "recheck"),
+              [input.bdf],
+              input.scope,
+              input.image,
+              signal,
+            );
+            if (resetHappened(input.scope, check.mismatches)) {
+              log.info(
+                { bdf: input.bdf, requestId: input.requestId },
+                "recovery: the reset had happened; not repeating it",
+              );
+              return;
+            }
             log.info(
               { bdf: input.bdf, requestId: input.requestId },
-              "recovery: the reset had happened; not repeating it",
+              "recovery: the device is intact (not reset, or restored since); issuing the reset under its operation id",
             );
-            return;
+          } catch (err) {
+            if (isCxlrcError(err) && (err.kind === "not-ready" || err.kind === "device-absent")) {
+              log.info({ bdf: input.bdf }, "recovery: the device is still in reset; not repeating it");
+              return;
+            }
+            throw err;
           }
-          log.info(
-            { bdf: input.bdf, requestId: input.requestId },
-            "recovery: the device is intact (not reset, or restored since); issuing the reset under its operation id",
-          );
-        } catch (err) {
-          if (isCxlrcError(err) && (err.kind === "not-ready" || err.kind === "device-absent")) {
-            log.info({ bdf: input.bdf }, "recovery: the device is still in reset; not repeating it");
-            return;
-          }
-          throw err;
         }
-      }
-      // The restore rides in the reset only where the host's agent offers it (an agent older than this
-      // coordinator refuses the field): otherwise the restoring step restores, as for several functions.
-      let restore =
-        input.restore && (await agentFeatures(dev.host)).has("reset.restore") ? input.restore : null;
-      const olderAgent = () => {
-        if (olderAgents.has(dev.host)) return;
-        olderAgents.add(dev.host);
-        log.info(
-          { host: dev.host },
-          "the host's agent does not restore in the reset (an older agent): the restore goes separately",
-        );
-      };
-      if (input.restore && !restore) olderAgent();
-      const call = async () =>
-        agent(
-          dev,
-          "reset",
-          input.opId,
-          {
-            bdf: input.bdf,
-            method: input.method,
-            ...(input.memClear ? { memClear: true } : {}),
-            ...(input.quiesce ? { quiesce: { scope: input.scope } } : {}),
-            ...(restore
-              ? {
-                  restore: {
-                    scope: restore.scope,
-                    image: await imageOf(input.image, input.bdf),
-                    verify: true,
-                  },
-                }
-              : {}),
-          },
-          policy.agentCallTimeoutMs +
-            input.waitMs +
-            policy.deviceReadyTimeoutMs +
-            (input.quiesce?.cacheFlushTimeoutMs ?? 0) +
-            (restore?.timeoutMs ?? 0),
-          signal,
-        );
-      let done: Awaited<ReturnType<typeof call>>;
-      try {
-        done = await call();
-      } catch (err) {
-        // Refused for the restore field (the agent was replaced by an older one since its last inventory): it
-        // refused before doing anything, so the same operation goes again without it, and the host's
-        // inventory is read afresh (its features with it).
-        if (!(restore && isCxlrcError(err) && err.kind === "bad-input" && err.message.includes('"restore"')))
-          throw err;
-        restore = null;
-        olderAgent();
-        void deps.inventory(dev.host, true).catch(() => undefined);
-        done = await call();
-      }
-      remember(answered, requestKey(input), done.reached, EARLY_KEPT);
-      if (restore && done.restore) {
-        const key = imageRoundKey({ ...input, round: restore.round }, input.image);
-        remember(restoredAtReset, key, done.restore, EARLY_KEPT);
-      }
-    }),
+        // The restore rides in the reset only where the host's agent offers it (an agent older than this
+        // coordinator refuses the field): otherwise the restoring step restores, as for several functions.
+        let restore =
+          input.restore && (await agentFeatures(dev.host)).has("reset.restore") ? input.restore : null;
+        const olderAgent = () => {
+          if (olderAgents.has(dev.host)) return;
+          olderAgents.add(dev.host);
+          log.info(
+            { host: dev.host },
+            "the host's agent does not restore in the reset (an older agent): the restore goes separately",
+          );
+        };
+        if (input.restore && !restore) olderAgent();
+        const call = async () =>
+          agent(
+            dev,
+            "reset",
+            input.opId,
+            {
+              bdf: input.bdf,
+              method: input.method,
+              ...(input.memClear ? { memClear: true } : {}),
+              ...(input.quiesce ? { quiesce: { scope: input.scope } } : {}),
+              ...(restore
+                ? {
+                    restore: {
+                      scope: restore.scope,
+                      image: await imageOf(input.image, input.bdf),
+                      verify: true,
+                    },
+                  }
+                : {}),
+            },
+            policy.agentCallTimeoutMs +
+              input.waitMs +
+              policy.deviceReadyTimeoutMs +
+              (input.quiesce?.cacheFlushTimeoutMs ?? 0) +
+              (restore?.timeoutMs ?? 0),
+            signal,
+          );
+        let done: Awaited<ReturnType<typeof call>>;
+        try {
+          done = await call();
+        } catch (err) {
+          // Refused for the restore field (the agent was replaced by an older one since its last inventory): it
+          // refused before doing anything, so the same operation goes again without it, and the host's
+          // inventory is read afresh (its features with it).
+          if (
+            !(restore && isCxlrcError(err) && err.kind === "bad-input" && err.message.includes('"restore"'))
+          )
+            throw err;
+          restore = null;
+          olderAgent();
+          void deps.inventory(dev.host, true).catch(() => undefined);
+          done = await call();
+        }
+        remember(answered, requestKey(input), done.reached, EARLY_KEPT);
+        if (restore && done.restore) {
+          const key = imageRoundKey({ ...input, round: restore.round }, input.image);
+          remember(restoredAtReset, key, done.restore, EARLY_KEPT);
+        }
+      },
+      GATED,
+    ),
 
     /**
      * Until every target answers config reads (vendor id not all-ones). A probe is the read: it fails on the
      * vendor id while the function is not ready; a later failure (the component block behind a BAR the reset
      * cleared) means the function answers, which is all this step waits for — restore puts the BARs back.
      */
-    awaitReady: step<AwaitReadyInput, void>("awaitingReady", async (input, signal, dev) => {
-      const until = performance.now() + input.readyTimeoutMs;
-      // The functions the reset's own polling saw answer (its result's `reached`) are not asked again.
-      const restored = dev.dev.takeRecovery("awaitingReady");
-      const reached = new Set(restored ? [] : (answered.get(requestKey(input)) ?? []));
-      answered.delete(requestKey(input));
-      for (const bdf of input.targets) {
-        if (reached.has(bdf)) continue;
-        for (let n = 0; ; n++) {
-          try {
-            await agent(
-              dev,
-              "probe",
-              freshOpId(input.opId, `ready${n}`),
-              { bdf, brief: true },
-              policy.agentCallTimeoutMs,
-              signal,
-            );
-            break;
-          } catch (err) {
-            if (!isCxlrcError(err)) throw err;
-            const notYet =
-              err.kind === "not-ready" || err.kind === "timeout" || err.details.register === "pci.vendorId";
-            if (!notYet) {
-              if (err.kind === "device-absent") break; // answers config reads; MMIO waits for the restore
-              throw err;
+    awaitReady: step<AwaitReadyInput, void>(
+      "awaitingReady",
+      async (input, signal, dev) => {
+        const until = performance.now() + input.readyTimeoutMs;
+        // The functions the reset's own polling saw answer (its result's `reached`) are not asked again.
+        const restored = dev.dev.takeRecovery("awaitingReady");
+        const reached = new Set(restored ? [] : (answered.get(requestKey(input)) ?? []));
+        answered.delete(requestKey(input));
+        for (const bdf of input.targets) {
+          if (reached.has(bdf)) continue;
+          for (let n = 0; ; n++) {
+            try {
+              await agent(
+                dev,
+                "probe",
+                freshOpId(input.opId, `ready${n}`),
+                { bdf, brief: true },
+                policy.agentCallTimeoutMs,
+                signal,
+              );
+              break;
+            } catch (err) {
+              if (!isCxlrcError(err)) throw err;
+              const notYet =
+                err.kind === "not-ready" || err.kind === "timeout" || err.details.register === "pci.vendorId";
+              if (!notYet) {
+                if (err.kind === "device-absent") break; // answers config reads; MMIO waits for the restore
+                throw err;
+              }
+              if (performance.now() >= until) throw err;
+              await new Promise((r) => setTimeout(r, 10));
             }
-            if (performance.now() >= until) throw err;
-            await new Promise((r) => setTimeout(r, 10));
           }
         }
-      }
-    }),
+      },
+      GATED,
+    ),
 
-    restoreDevice: step<RestoreInput, void>("restoring", async (input, signal, dev) => {
-      const key = imageRoundKey(input, input.image);
-      const atReset = restoredAtReset.get(key);
-      restoredAtReset.delete(key);
-      const restored = dev.dev.takeRecovery("restoring");
-      let decoders: CommittedDecoder[];
-      if (atReset && !restored && resetsAlone(input, input.bdf)) {
-        // Restored (and verified) by the reset's operation: this step reports it, or fails as the restore did.
-        if (!atReset.ok)
-          throw errorFromBody(atReset.error, { subject: `restore after the reset of ${input.bdf}` });
-        keepVerify(key, input.bdf, atReset.result);
-        decoders = committedOf(input.bdf, atReset.result);
-      } else {
-        decoders = await restoreAll(dev, input.opId, input.targets, input.scope, input.image, signal, key);
-      }
-      if (input.scope === "full") remember(committed, roundKey(input), decoders, COMMITTED_KEPT);
-    }),
+    restoreDevice: step<RestoreInput, void>(
+      "restoring",
+      async (input, signal, dev) => {
+        const key = imageRoundKey(input, input.image);
+        const atReset = restoredAtReset.get(key);
+        restoredAtReset.delete(key);
+        const restored = dev.dev.takeRecovery("restoring");
+        let decoders: CommittedDecoder[];
+        if (atReset && !restored && resetsAlone(input, input.bdf)) {
+          // Restored (and verified) by the reset's operation: this step reports it, or fails as the restore did.
+          if (!atReset.ok)
+            throw errorFromBody(atReset.error, { subject: `restore after the reset of ${input.bdf}` });
+          keepVerify(key, input.bdf, atReset.result);
+          decoders = committedOf(input.bdf, atReset.result);
+        } else {
+          decoders = await restoreAll(dev, input.opId, input.targets, input.scope, input.image, signal, key);
+        }
+        if (input.scope === "full") remember(committed, roundKey(input), decoders, COMMITTED_KEPT);
+      },
+      GATED,
+    ),
 
     /**
      * The agent's full restore commits the decoders in order and reads them back; this step reports them.
      * After a restore of the actor (nothing in memory), it reads the device: verified → report the image's
      * committed decoders; not → restore again (idempotent: decommit first).
      */
-    commitDecoders: step<CommitInput, CommitOutput>("committingDecoders", async (input, signal, dev) => {
-      const known = committed.get(roundKey(input));
-      if (known) {
-        committed.delete(roundKey(input));
-        return { decoders: known };
-      }
-      const check = await verifyAll(
-        dev,
-        freshOpId(input.opId, "check"),
-        input.targets,
-        "full",
-        input.image,
-        signal,
-      );
-      if (check.passed && check.mismatches.length === 0) {
-        const facts = await Promise.all(
-          input.targets.map(async (bdf) => ({
-            bdf,
-            f: await probe(dev, freshOpId(input.opId, "read"), bdf, signal),
-          })),
+    commitDecoders: step<CommitInput, CommitOutput>(
+      "committingDecoders",
+      async (input, signal, dev) => {
+        const known = committed.get(roundKey(input));
+        if (known) {
+          committed.delete(roundKey(input));
+          return { decoders: known };
+        }
+        const check = await verifyAll(
+          dev,
+          freshOpId(input.opId, "check"),
+          input.targets,
+          "full",
+          input.image,
+          signal,
         );
-        return {
-          decoders: facts.flatMap(({ bdf, f }) =>
-            f.decoders
-              .filter((d) => d.committed)
-              .map((d) => ({ bdf, index: d.index, retained: input.retainedDecoders.includes(d.index) })),
-          ),
-        };
-      }
-      return { decoders: await restoreAll(dev, input.opId, input.targets, "full", input.image, signal) };
-    }),
+        if (check.passed && check.mismatches.length === 0) {
+          const facts = await Promise.all(
+            input.targets.map(async (bdf) => ({
+              bdf,
+              f: await probe(dev, freshOpId(input.opId, "read"), bdf, signal),
+            })),
+          );
+          return {
+            decoders: facts.flatMap(({ bdf, f }) =>
+              f.decoders
+                .filter((d) => d.committed)
+                .map((d) => ({ bdf, index: d.index, retained: input.retainedDecoders.includes(d.index) })),
+            ),
+          };
+        }
+        return { decoders: await restoreAll(dev, input.opId, input.targets, "full", input.image, signal) };
+      },
+      GATED,
+    ),
 
-    verifyDevice: step<VerifyInput, VerifyResult>("verifying", (input, signal, dev) => {
-      // Verified by the restore of this round in the same operation (one function): that read is this step's.
-      const key = imageRoundKey(input, input.image);
-      const atRestore = verifiedAtRestore.get(key);
-      verifiedAtRestore.delete(key);
-      const restored = dev.dev.takeRecovery("verifying");
-      if (atRestore && !restored && input.targets.length === 1 && atRestore.bdf === input.targets[0]) {
-        return Promise.resolve({
-          passed: atRestore.passed,
-          mismatches: mismatchesOf(atRestore.bdf, atRestore),
-        });
-      }
-      return verifyAll(dev, input.opId, input.targets, input.scope, input.image, signal);
-    }),
+    verifyDevice: step<VerifyInput, VerifyResult>(
+      "verifying",
+      (input, signal, dev) => {
+        // Verified by the restore of this round in the same operation (one function): that read is this step's.
+        const key = imageRoundKey(input, input.image);
+        const atRestore = verifiedAtRestore.get(key);
+        verifiedAtRestore.delete(key);
+        const restored = dev.dev.takeRecovery("verifying");
+        if (atRestore && !restored && input.targets.length === 1 && atRestore.bdf === input.targets[0]) {
+          return Promise.resolve({
+            passed: atRestore.passed,
+            mismatches: mismatchesOf(atRestore.bdf, atRestore),
+          });
+        }
+        return verifyAll(dev, input.opId, input.targets, input.scope, input.image, signal);
+      },
+      GATED,
+    ),
 
     /**
      * The driver back (bound, its driver_override as the image found it) and the device read against its
@@ -857,7 +908,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         if (failure !== null) throw failure;
         return { drivers, verify };
       },
-      (input) => input.afterReset,
+      { store: "ahead", storeWhen: (input) => input.afterReset },
     ),
 
     /**
@@ -867,13 +918,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
      * acknowledged.
      */
     releaseDevice: step<ReleaseInput, void>("releasing", async (input, _signal, dev) => {
-      dev.dev.afterOutcome(async () => {
-        try {
-          await deps.fleet.finish(input.requestId, input.outcome, deps.now());
-        } finally {
-          dev.dev.released(input.requestId);
-        }
-      });
+      dev.dev.afterOutcome(() => deps.fleet.finish(input.requestId, input.outcome, deps.now()));
     }),
   };
 }

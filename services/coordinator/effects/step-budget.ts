@@ -1,22 +1,42 @@
 // A step's time budget (Temporal's startToCloseTimeout): declared once per phase by the lifecycle machine
 // (input.timeoutMs), counted here from the moment the step's own work starts. Past it the step rejects with a
-// CxlrcError of kind "timeout" naming the phase, and the work's signal is aborted so it stops issuing calls.
+// CxlrcError of kind "timeout" naming the phase, and the work's stop flag is set so it issues no further call.
+// `confirm`: the budget is spent only once the bus says so (shared/bus/deadline-check.ts): a reply this
+// process has not read yet because it was busy still counts as in time.
 import { CxlrcError } from "../../../shared/errors.ts";
+
+/**
+ * What a step's work checks before each call it issues: set once its budget is spent or its state was left. A
+ * flag read on demand, not an AbortController: nothing listens, and a controller with its listener per step
+ * was a measurable share of the coordinator's CPU per reset.
+ */
+export interface StopFlag {
+  readonly aborted: boolean;
+}
+
+/** A flag that never stops (work that must finish whatever its caller does). */
+export const NEVER_STOPS: StopFlag = Object.freeze({ aborted: false });
 
 export function withBudget<T>(
   phase: string,
   timeoutMs: number,
-  parent: AbortSignal,
-  work: (signal: AbortSignal) => Promise<T>,
+  parent: StopFlag,
+  work: (stop: StopFlag) => Promise<T>,
+  confirm?: (passedAt: number) => Promise<void>,
 ): Promise<T> {
-  const budget = new AbortController();
-  const cancel = () => budget.abort();
-  parent.addEventListener("abort", cancel, { once: true });
-  if (parent.aborted) budget.abort();
+  let spent = false;
+  const stop: StopFlag = {
+    get aborted() {
+      return spent || parent.aborted;
+    },
+  };
   let timer: NodeJS.Timeout | undefined;
+  let settled = false;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      budget.abort();
+    timer = setTimeout(async () => {
+      if (confirm) await confirm(performance.now());
+      if (settled) return;
+      spent = true;
       reject(
         new CxlrcError(
           "timeout",
@@ -26,9 +46,9 @@ export function withBudget<T>(
       );
     }, timeoutMs);
   });
-  return Promise.race([work(budget.signal), expired]).finally(() => {
+  return Promise.race([work(stop), expired]).finally(() => {
+    settled = true;
     clearTimeout(timer);
-    parent.removeEventListener("abort", cancel);
   });
 }
 

@@ -3,6 +3,7 @@
 // for until it rests or runs a request (settle). Stored when it must be: at rest and when events wait for it.
 import { nuid } from "@nats-io/transport-node";
 import { createActor, type Snapshot, waitFor } from "xstate";
+import { REST, UNSTORED } from "../../../machines/lifecycle.ts";
 import type { LifecycleContext, LifecycleEmitted } from "../../../machines/lifecycle-types.ts";
 import { describeError } from "../../../shared/errors.ts";
 import { waitAtMost } from "../../../shared/wait.ts";
@@ -43,7 +44,6 @@ function accessOf(rt: DeviceRuntime, d: Device): DeviceAccess {
     },
     lease: () => o.leases.get(d.key) ?? null,
     confirmLease: () => o.leases.confirm(d.key),
-    released: (requestId) => o.admission.release(requestId),
     afterOutcome: (release) => releaseAfterOutcome(rt, d, release),
   };
 }
@@ -60,12 +60,10 @@ function start(rt: DeviceRuntime, d: Device, snapshot: Snapshot<unknown> | null)
     // decided it (with the rest state that follows it at once, when the request held slots). Every other
     // transition (and its events) rides along with the next write, or one made for its events (outbox.ts
     // HOLD_MS); the request's first step runs beside the write that stores it, and the first step that
-    // changes the device stores its snapshot before it starts (effects/agent-actors.ts WRITE_ALONG,
-    // WRITE_AHEAD).
+    // changes the device stores its snapshot before it starts (effects/agent-actors.ts StepRules).
     next: (snap) => {
-      const state = stateOf(snap.value);
-      // Releasing ends at once in a rest state, whose write stores the outcome with it: one write, not two.
-      if (state === "releasing" || (!REST_STATES.has(state) && !d.held.some((h) => h.urgent))) return;
+      // An unstored state (releasing) ends at once in a rest state, whose write stores the outcome with it.
+      if (snap.hasTag(UNSTORED) || (!snap.hasTag(REST) && !d.held.some((h) => h.urgent))) return;
       void rt
         .persist(d)
         .then(() => rt.maybeRelease(d))
