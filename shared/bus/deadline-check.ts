@@ -4,7 +4,28 @@
 // message it sent this connection before it, so once the PONG is read, any reply that was waiting has been
 // handled; what is still missing then was really late. An overloaded coordinator queues; it does not fail a
 // healthy device because of its own backlog (issue #16).
+//
+// The other end of the same backlog: what a busy turn publishes leaves the socket only when the turn ends (a
+// coalesced connection uncorks in the check phase; nats.js flushes from a microtask). A deadline counted from
+// the call would count this process's own turn, which at 1,000 resets at once lasted up to a second here:
+// deadlines start after the turn (afterThisTurn).
 import type { NatsConnection } from "@nats-io/transport-node";
+
+let starting: Array<() => void> = [];
+
+/**
+ * Run `start` in the check phase after this turn: once what the turn wrote has gone to the socket. Callbacks of
+ * one turn share one setImmediate.
+ */
+export function afterThisTurn(start: () => void): void {
+  starting.push(start);
+  if (starting.length > 1) return;
+  setImmediate(() => {
+    const now = starting;
+    starting = [];
+    for (const f of now) f();
+  });
+}
 
 export interface DeadlineCheck {
   /**

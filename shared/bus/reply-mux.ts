@@ -7,7 +7,7 @@
 // once the server confirms that nothing it sent before is still unread here (deadline-check.ts).
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { CxlrcError } from "../errors.ts";
-import { deadlineCheck } from "./deadline-check.ts";
+import { afterThisTurn, deadlineCheck } from "./deadline-check.ts";
 
 export interface ReplyMux {
   /**
@@ -97,13 +97,18 @@ export function createReplyMux(nc: NatsConnection): ReplyMux {
       }
       const token = (next++).toString(36);
       return new Promise<Msg>((resolve, reject) => {
-        waiting.set(token, {
+        const w: Waiting = {
           subject,
           timeoutMs: opts.timeoutMs,
-          deadline: performance.now() + opts.timeoutMs,
+          // Counted once the request has left this process (deadline-check.ts afterThisTurn).
+          deadline: Number.POSITIVE_INFINITY,
           confirming: false,
           resolve,
           reject,
+        };
+        waiting.set(token, w);
+        afterThisTurn(() => {
+          w.deadline = performance.now() + opts.timeoutMs;
         });
         if (!sweeper) {
           sweeper = setInterval(sweep, SWEEP_MS);

@@ -133,6 +133,31 @@ describe("reply mux", () => {
     mux.close();
   });
 
+  it("a request made in a turn that runs past its timeout gets its whole time once it has left", async () => {
+    const responder = await connect({ servers: server.url });
+    responder.subscribe("slow.turn", {
+      callback: (_e, m) => {
+        m.respond(m.data);
+      },
+    });
+    await responder.flush();
+    const mux = createReplyMux(nc);
+    const asked = mux.request("slow.turn", enc.encode("sent late"), { timeoutMs: 80 });
+    // The rest of this turn keeps the process busy past the timeout: the request leaves only after it.
+    const until = performance.now() + 200;
+    while (performance.now() < until) {
+      // busy
+    }
+    expect(
+      await asked.then(
+        (m) => m.string(),
+        (e: unknown) => e,
+      ),
+    ).toBe("sent late");
+    mux.close();
+    await responder.close();
+  });
+
   it("a reply the server delivered in time but this process read late (busy past the deadline) is not a timeout", async () => {
     const responder = await connect({ servers: server.url });
     const busyMs = 250;

@@ -66,6 +66,19 @@ describe("withBudget", () => {
     expect(confirmed).toHaveLength(1);
   });
 
+  it("with a confirmation, the budget counts from the end of the turn that started the step", async () => {
+    const parent = new AbortController();
+    // The work's request can leave only when this turn ends; its answer comes 30 ms after that.
+    const work = () =>
+      new Promise<string>((resolve) => setImmediate(() => setTimeout(() => resolve("answered"), 30)));
+    const run = withBudget("probing", 50, parent.signal, work, async () => undefined);
+    const until = performance.now() + 100;
+    while (performance.now() < until) {
+      // this turn runs past the whole budget
+    }
+    await expect(run).resolves.toBe("answered");
+  });
+
   it("with a confirmation, silent work still times out once the bus confirms", async () => {
     const parent = new AbortController();
     let inner: StopFlag | null = null;

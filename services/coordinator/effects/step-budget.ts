@@ -3,6 +3,7 @@
 // CxlrcError of kind "timeout" naming the phase, and the work's stop flag is set so it issues no further call.
 // `confirm`: the budget is spent only once the bus says so (shared/bus/deadline-check.ts): a reply this
 // process has not read yet because it was busy still counts as in time.
+import { afterThisTurn } from "../../../shared/bus/deadline-check.ts";
 import { CxlrcError } from "../../../shared/errors.ts";
 
 /**
@@ -33,18 +34,25 @@ export function withBudget<T>(
   let timer: NodeJS.Timeout | undefined;
   let settled = false;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(async () => {
-      if (confirm) await confirm(performance.now());
+    const arm = () => {
       if (settled) return;
-      spent = true;
-      reject(
-        new CxlrcError(
-          "timeout",
-          `${phase} passed its deadline (${timeoutMs} ms from the step's start; agent silent)`,
-          { phase, timeoutMs },
-        ),
-      );
-    }, timeoutMs);
+      timer = setTimeout(async () => {
+        if (confirm) await confirm(performance.now());
+        if (settled) return;
+        spent = true;
+        reject(
+          new CxlrcError(
+            "timeout",
+            `${phase} passed its deadline (${timeoutMs} ms from the step's start; agent silent)`,
+            { phase, timeoutMs },
+          ),
+        );
+      }, timeoutMs);
+    };
+    // With a confirmation (the bus's clock), counted like the step's calls: from the end of this turn, once
+    // its first request has left (shared/bus/deadline-check.ts afterThisTurn).
+    if (confirm) afterThisTurn(arm);
+    else arm();
   });
   return Promise.race([work(stop), expired]).finally(() => {
     settled = true;
