@@ -27,7 +27,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { type BenchRow, percentile, summarize } from "./lib.ts";
 import type { BaselineResult } from "./support/agents-proc.ts";
-import { processCpuMs, startChild } from "./support/child.ts";
+import { type Child, type LoopDelay, processCpuMs, startChild } from "./support/child.ts";
 import type { Discovered } from "./support/coordinator-proc.ts";
 import type { DeviceAccount } from "./support/fleet.ts";
 import { accountKey } from "./support/fleet.ts";
@@ -53,6 +53,11 @@ interface LevelResult {
   details: Record<string, string>;
   /** CPU ms used during the rounds, per process. */
   cpu: { coordinator: number; nats: number; agents: number };
+  /**
+   * Event-loop delay during the rounds (the worst round): how far behind the coordinator (or floor) and the
+   * agents' process (every simulated host's agent in one process) ran.
+   */
+  loop: { coordinator: LoopDelay; agents: LoopDelay };
   /** Wall time of all rounds, ms. */
   elapsedMs: number;
   events: { coordinator: number; agent: number; bytes: number };
@@ -64,7 +69,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** `rounds` rounds of `n` requests at once (one per device); per verified request its wall, wait and op time. */
 async function coordinatorLevel(
   w: World,
-  coordCpu: () => Promise<number>,
+  proc: Pick<Child, "cpuMs" | "call">,
   scope: "io" | "full",
   n: number,
   rounds: number,
@@ -79,6 +84,7 @@ async function coordinatorLevel(
     refusals: {},
     details: {},
     cpu: { coordinator: 0, nats: 0, agents: 0 },
+    loop: { coordinator: { p99Ms: 0, maxMs: 0 }, agents: { p99Ms: 0, maxMs: 0 } },
     elapsedMs: 0,
     events: { coordinator: 0, agent: 0, bytes: 0 },
     method: "",
@@ -86,7 +92,9 @@ async function coordinatorLevel(
   for (let r = 0; r < rounds; r++) {
     await w.agents.call("take");
     w.driver.takeEventCounts();
+    const coordCpu = () => proc.cpuMs();
     const cpu0 = await cpuNow(w, coordCpu);
+    await Promise.all([proc.call("loopDelay"), w.agents.call("loopDelay")]);
     const t0 = performance.now();
     const ids = devices.map((_, i) => `${tag}-${scope}-${n}-${r}-${i}`);
     const sent = await Promise.all(
@@ -94,6 +102,16 @@ async function coordinatorLevel(
     );
     const outs = await w.driver.outcomes(ids, OUTCOME_TIMEOUT_MS);
     res.elapsedMs += performance.now() - t0;
+    const [dc, da] = await Promise.all([
+      proc.call<LoopDelay>("loopDelay"),
+      w.agents.call<LoopDelay>("loopDelay"),
+    ]);
+    const worst = (a: LoopDelay, b: LoopDelay) => ({
+      p99Ms: Math.max(a.p99Ms, b.p99Ms),
+      maxMs: Math.max(a.maxMs, b.maxMs),
+    });
+    res.loop.coordinator = worst(res.loop.coordinator, dc);
+    res.loop.agents = worst(res.loop.agents, da);
     const cpu1 = await cpuNow(w, coordCpu);
     res.cpu.coordinator += cpu1.coordinator - cpu0.coordinator;
     res.cpu.nats += cpu1.nats - cpu0.nats;
@@ -249,6 +267,14 @@ function rows(scope: string, n: number, c: LevelResult, bl: BaselineLevel): Benc
     ratio: `nats-server ${perReset(c.cpu.nats)}, agents ${perReset(c.cpu.agents)} ms; ${((total / c.elapsedMs) * 1000).toFixed(0)} req/s`,
   });
   out.push({
+    name: `  event-loop delay ${label}: coordinator`,
+    runs: total,
+    value: Math.round(c.loop.coordinator.maxMs),
+    unit: "ms max",
+    p99: Math.round(c.loop.coordinator.p99Ms),
+    ratio: `agents' process max ${Math.round(c.loop.agents.maxMs)} ms, p99 ${Math.round(c.loop.agents.p99Ms)} ms`,
+  });
+  out.push({
     name: `  events per request ${label} (coordinator + agent)`,
     runs: total,
     value: Math.round(((c.events.coordinator + c.events.agent) / total) * 10) / 10,
@@ -351,7 +377,7 @@ export async function bench(): Promise<BenchRow[]> {
     // At least 30 resets each, so that a level-1-only run compares warm code with warm code.
     const warm = Math.min(100, Math.max(...levels));
     const warmRounds = Math.ceil(30 / warm);
-    await coordinatorLevel(w, () => coord.cpuMs(), "full", warm, warmRounds, "warm");
+    await coordinatorLevel(w, coord, "full", warm, warmRounds, "warm");
     await baselineLevel(w, "full", "cxl", warm, warmRounds);
     // Largest level last: an overloaded coordinator keeps working after the outcomes are out.
     const plan = scopes.flatMap((scope) =>
@@ -364,7 +390,7 @@ export async function bench(): Promise<BenchRow[]> {
       await idle(() => coord.cpuMs());
       if (prof) await coord.call("profStart");
       if (alloc) await coord.call("allocStart");
-      const c = await coordinatorLevel(w, () => coord.cpuMs(), scope, n, ROUNDS[n] ?? 1, "run");
+      const c = await coordinatorLevel(w, coord, scope, n, ROUNDS[n] ?? 1, "run");
       if (prof) await coord.call("profStop", { path: join(prof, `coordinator-${scope}-${n}.cpuprofile`) });
       if (alloc)
         await coord.call("allocStop", { path: join(alloc, `coordinator-${scope}-${n}.heapprofile`) });
@@ -383,18 +409,10 @@ export async function bench(): Promise<BenchRow[]> {
       try {
         const floorSubject = (d: Device) => `${FLOOR_REQUESTS}.${d.host}`;
         const tag = events ? "floor-ev" : "floor";
-        await coordinatorLevel(w, () => floor.cpuMs(), "full", warm, warmRounds, `${tag}-warm`, floorSubject);
+        await coordinatorLevel(w, floor, "full", warm, warmRounds, `${tag}-warm`, floorSubject);
         for (const [n, { c, base }] of measured) {
           await idle(() => floor.cpuMs());
-          const f = await coordinatorLevel(
-            w,
-            () => floor.cpuMs(),
-            "full",
-            n,
-            ROUNDS[n] ?? 1,
-            tag,
-            floorSubject,
-          );
+          const f = await coordinatorLevel(w, floor, "full", n, ROUNDS[n] ?? 1, tag, floorSubject);
           out.push(...floorRows(n, f, c, base, events));
         }
       } finally {

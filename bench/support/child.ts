@@ -5,6 +5,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 
 export const SUPPORT_DIR = dirname(fileURLToPath(import.meta.url));
@@ -181,12 +182,28 @@ export async function processRssBytes(pid: number): Promise<number> {
 export type Handlers = Record<string, (args: unknown) => Promise<unknown> | unknown>;
 
 /** In the child: answer the parent's commands; "stop" runs handlers.stop (if any), then exits. */
+export interface LoopDelay {
+  /** Event-loop delay since the last reading (perf_hooks.monitorEventLoopDelay, 10 ms resolution), ms. */
+  p99Ms: number;
+  maxMs: number;
+}
+
 export function serveParent(handlers: Handlers): void {
+  // How late this process runs what is due (a timer, a socket read): its own backlog, read by "loopDelay".
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  const builtIn: Handlers = {
+    loopDelay: () => {
+      const r: LoopDelay = { p99Ms: delay.percentile(99) / 1e6, maxMs: delay.max / 1e6 };
+      delay.reset();
+      return r;
+    },
+  };
   process.on("message", (m: unknown) => {
     const { id, cmd, args } = m as { id: number; cmd: string; args?: unknown };
     void (async () => {
       try {
-        const h = handlers[cmd];
+        const h = handlers[cmd] ?? builtIn[cmd];
         if (!h) throw new Error(`unknown command ${cmd}`);
         const result = await h(args);
         if (cmd === "stop") process.exit(0);
