@@ -1,11 +1,14 @@
 // Requests and JetStream publishes on one reply subscription (shared/bus/reply-mux.ts, ack-publisher.ts), against a
 // real nats-server: stored with their msgID (a copy is a duplicate), the stream's errors and a missing stream named,
-// a publish nobody acknowledges timed out, replies under the connection's inbox prefix, replies matched to requests.
+// a publish nobody acknowledges timed out, replies under the connection's inbox prefix, replies matched to requests;
+// deadlines on the server's clock (deadline-check.ts): a reply read late is in time, a request's time starts when
+// it leaves, deadlines that pass together share one PING, a stopped server holds one back at most capMs.
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
 import { requestJson } from "../../shared/bus/client.ts";
+import { deadlineCheck } from "../../shared/bus/deadline-check.ts";
 import { createReplyMux } from "../../shared/bus/reply-mux.ts";
 import { isCxlrcError } from "../../shared/errors.ts";
 import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
@@ -196,5 +199,46 @@ describe("reply mux", () => {
     sub.unsubscribe();
     mux.close();
     await responder.close();
+  });
+
+  it("a deadline check shares one PING among deadlines that passed before it was sent; a later deadline sends its own", async () => {
+    const check = deadlineCheck(nc);
+    expect(deadlineCheck(nc)).toBe(check); // one per connection
+    let flushes = 0;
+    const flush = nc.flush.bind(nc);
+    nc.flush = () => {
+      flushes++;
+      return flush();
+    };
+    try {
+      const passed = performance.now();
+      await Promise.all([
+        check.confirm(passed, 5000),
+        check.confirm(passed, 5000),
+        check.confirm(passed - 5, 5000),
+      ]);
+      expect(flushes).toBe(1);
+      await check.confirm(performance.now(), 5000);
+      expect(flushes).toBe(2);
+    } finally {
+      nc.flush = flush;
+    }
+  });
+
+  it("a deadline check: a server that answers no PING holds the deadline back at most capMs", async () => {
+    const other = await startNats({ jetstream: false });
+    const c = await connect({ servers: other.url, reconnectTimeWait: 50 });
+    try {
+      await other.pause();
+      const t0 = performance.now();
+      await deadlineCheck(c).confirm(performance.now(), 150);
+      const waited = performance.now() - t0;
+      expect(waited).toBeGreaterThanOrEqual(140);
+      expect(waited).toBeLessThan(1500);
+    } finally {
+      other.resume();
+      await c.close();
+      await other.stop();
+    }
   });
 });
