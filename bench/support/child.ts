@@ -181,13 +181,13 @@ export async function processRssBytes(pid: number): Promise<number> {
 
 export type Handlers = Record<string, (args: unknown) => Promise<unknown> | unknown>;
 
-/** In the child: answer the parent's commands; "stop" runs handlers.stop (if any), then exits. */
 export interface LoopDelay {
   /** Event-loop delay since the last reading (perf_hooks.monitorEventLoopDelay, 10 ms resolution), ms. */
   p99Ms: number;
   maxMs: number;
 }
 
+/** In the child: answer the parent's commands; "stop" runs handlers.stop (if any), then exits. */
 export function serveParent(handlers: Handlers): void {
   // How late this process runs what is due (a timer, a socket read): its own backlog, read by "loopDelay".
   const delay = monitorEventLoopDelay({ resolution: 10 });

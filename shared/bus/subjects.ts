@@ -13,11 +13,11 @@ export function checkHost(host: string): string {
   return host;
 }
 
-/** A BDF as one subject token ("0000:0d:00.0" → "0000-0d-00-0"): NATS uses '.' as the token separator. */
 /** Tokens of addresses checked already: a coordinator names the same devices in every subject it builds. */
 const tokens = new Map<string, string>();
 const TOKENS_KEPT = 16_384;
 
+/** A BDF as one subject token ("0000:0d:00.0" → "0000-0d-00-0"): NATS uses '.' as the token separator. */
 export function bdfToken(bdf: string): string {
   const known = tokens.get(bdf);
   if (known !== undefined) return known;
