@@ -18,6 +18,7 @@ import { type AgentResult, parseAgentResult } from "../../shared/bus/agent-contr
 import { AgentReply, ErrorBody, type Fence } from "../../shared/bus/agent-messages.ts";
 import { type AgentCallParams, requestJson } from "../../shared/bus/client.ts";
 import { decodeJson, EventEnvelope, errorFromBody } from "../../shared/bus/codec.ts";
+import { afterThisTurn } from "../../shared/bus/deadline-check.ts";
 import { createReplyMux } from "../../shared/bus/reply-mux.ts";
 import { AGENT_OPS, type AgentOp, deviceKey, PREFIX, subjects } from "../../shared/bus/subjects.ts";
 import { checkEventSubject } from "../../shared/bus/trust.ts";
@@ -291,7 +292,10 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
     grant: FenceGrant | null,
     settled: { readonly aborted: boolean },
   ) => {
-    let deadline = performance.now() + timeoutMs;
+    // The call's time counts as its sends' do (reply-mux.ts): from the end of the turn its first send is made
+    // in, when that send leaves; a long turn does not use the call's time up before anything was asked.
+    let deadline = null as number | null; // set after the turn (a callback: not narrowed)
+    const leftAt = (now: number) => (deadline ?? now + timeoutMs) - now;
     const slice = Math.max(250, Math.floor(timeoutMs / 3));
     const notSent = (sends: number) =>
       new CxlrcError("in-progress", `${subject}: not sent again: the call already has its answer`, {
@@ -312,10 +316,15 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
             { subject, epoch: grant.fence.epoch, sends: sends - 1 },
           );
         }
-        deadline += performance.now() - t0;
+        if (deadline !== null) deadline += performance.now() - t0;
         if (settled.aborted) throw notSent(sends - 1);
       }
-      const left = Math.round(deadline - performance.now());
+      const left = Math.round(leftAt(performance.now()));
+      if (sends === 1) {
+        afterThisTurn(() => {
+          deadline ??= performance.now() + timeoutMs;
+        });
+      }
       try {
         return await requestJson(o.nc, subject, body, {
           timeoutMs: Math.max(1, Math.min(left, slice)),
@@ -326,7 +335,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
       } catch (err) {
         if (!isCxlrcError(err)) throw err;
         const again = err.kind === "timeout" || err.details.reason === "no-responders";
-        const leftNow = deadline - performance.now();
+        const leftNow = leftAt(performance.now());
         if (!again || leftNow < 50) {
           if (err.kind === "timeout") {
             throw new CxlrcError(

@@ -76,4 +76,41 @@ describe("AgentLink re-sends", () => {
       await coordNc.close();
     }
   });
+
+  it("a call made in a turn that runs past its time counts from when its first send leaves", async () => {
+    const agentNc = await connectBus({ servers: server.url, name: "agent", log: silentLogger });
+    const coordNc = await connectBus({ servers: server.url, name: "coordinator", log: silentLogger });
+    const link = createAgentLink({ nc: coordNc, log: silentLogger });
+    await link.ready();
+    const result = JSON.parse(JSON.stringify(await operations.probe(rig().ctx, { bdf: DEV })));
+    const received: string[] = [];
+    // An agent that loses the first copy (a message dropped with a NATS node) and answers the next one.
+    const sub = agentNc.subscribe(subjects.agent(HOST, "probe"), {
+      callback: (_err, m) => {
+        const body = m.json<{ opId: string }>();
+        received.push(body.opId);
+        if (received.length === 1) return;
+        m.respond(JSON.stringify({ ok: true, opId: body.opId, result }));
+      },
+    });
+    await agentNc.flush();
+    try {
+      const asked = link
+        .call(HOST, "probe", "late-turn-1", { bdf: DEV }, { timeoutMs: 600, leaseKey: "none" })
+        .catch((e: unknown) => e);
+      // The rest of this turn keeps the process busy past the call's whole time: nothing has been sent yet.
+      const until = performance.now() + 800;
+      while (performance.now() < until) {
+        // busy
+      }
+      // Counted from the call, the first copy's slice (250 ms) would end past the call's time: no second send.
+      expect(await asked).toEqual(result);
+      expect(received).toEqual(["late-turn-1", "late-turn-1"]);
+    } finally {
+      sub.unsubscribe();
+      link.stop();
+      await agentNc.close();
+      await coordNc.close();
+    }
+  });
 });
