@@ -1,7 +1,8 @@
 // Durable coordinator state in JetStream KV: device images (per function the last saved one, and the last known
 // good one: the last image a reset verified, under its own key), persisted device actors (XState snapshots)
-// and leases, and the coordinators' own secrets (the outcome id key, cxlrc-meta). Every write of an image or an actor is a compare-and-set on the key's revision, so a
-// coordinator that lost a device cannot overwrite its new owner.
+// and leases, and the coordinators' own secrets (the outcome id key, cxlrc-meta). Every write of an actor is a
+// compare-and-set on the key's revision, so a coordinator that lost a device cannot overwrite its new owner's
+// record; an image write is a new revision of its key, and the record that uses it names that revision.
 // Buckets are created idempotently; replicas follow the cluster size.
 
 import { createHash } from "node:crypto";
@@ -184,24 +185,7 @@ function parse<T>(e: KvEntry | null): Stored<T> | null {
   return { value: e.json<T>(), revision: e.revision };
 }
 
-async function casPut(kv: KV, key: string, value: unknown, revision: number | null): Promise<number> {
-  const data = JSON.stringify(value);
-  try {
-    return revision === null || revision === 0
-      ? await kv.create(key, data)
-      : await kv.update(key, data, revision);
-  } catch (err) {
-    throw new CxlrcError(
-      "in-progress",
-      `write of ${key} lost a compare-and-set (expected revision ${revision})`,
-      { key, revision },
-      { cause: err },
-    );
-  }
-}
-
-/** Image keys whose last revision is remembered, and image revisions kept in memory (a few MB at most). */
-const IMAGE_KEYS_KEPT = 10_000;
+/** Image revisions kept in memory (a few MB at most). */
 const IMAGE_RECORDS_KEPT = 256;
 /**
  * Image records this process stored for resets that have not come to rest here, by image key: held until
@@ -212,8 +196,8 @@ const IMAGE_RECORDS_KEPT = 256;
 const IMAGE_KEYS_HELD = 4096;
 
 /**
- * Read-then-CAS writes of the image keys, tried again when they lose (a concurrent writer) or get no answer
- * (the bucket electing a leader: 4-6 s on nats-server 2.9). The caller's step deadline bounds the whole.
+ * Image writes, tried again when they get no answer (the bucket electing a leader: 4-6 s on nats-server 2.9).
+ * The caller's step deadline bounds the whole.
  */
 function retryWrite(write: () => Promise<number>, attempts = 12): Promise<number> {
   // Equal jitter: about the 6.5 s of waiting the plain 100 ms·n schedule gave an election.
@@ -276,36 +260,23 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
   const st = await leases.status();
   const leaseTtlMs = st.ttl > 0 ? st.ttl : opts.leaseTtlMs;
 
-  /** Per image key, the revision this process wrote or read last (a CAS needs no read first while it holds). */
-  const imageRevisions = new Map<string, number>();
-  /** Image records by key@revision (a revision never changes). */
   const imageRecords = new Map<string, ImageRecord>();
   const keepRecord = (ref: string, rec: ImageRecord) => remember(imageRecords, ref, rec, IMAGE_RECORDS_KEPT);
   /** Per image key, the records stored here by revision, for resets not at rest yet (IMAGE_KEYS_HELD). */
   const held = new Map<string, Map<number, ImageRecord>>();
   /**
-   * Write an image key: a CAS on the revision remembered for it, without a read; else (or when a peer wrote
-   * since) read then CAS, tried again on a race or no answer. `landed`: the current entry is this very write
-   * (an earlier attempt whose acknowledgement was lost).
+   * Write an image key: a new revision, without a read first. `writeId` names this write (the JetStream
+   * msgID): an attempt sent again after its acknowledgement was lost is the same write, acknowledged with the
+   * revision it got the first time, not stored twice. No compare-and-set: the last image written is the
+   * key's current one, as when this was a read-then-CAS tried again on a race; what a reset restores is the
+   * revision its own record names (getImageRevision), which a later write never changes.
    */
-  const writeImageKey = async (key: string, record: unknown, landed?: (cur: KvEntry) => boolean) => {
-    const known = imageRevisions.get(key);
-    if (known !== undefined) {
-      const fast = await casPut(images, key, record, known).catch(() => null);
-      if (fast !== null) {
-        remember(imageRevisions, key, fast, IMAGE_KEYS_KEPT);
-        return fast;
-      }
-      imageRevisions.delete(key);
-    }
-    const revision = await retryWrite(async () => {
-      const cur = await images.get(key);
-      if (cur?.operation === "PUT" && landed?.(cur)) return cur.revision;
-      // A deleted image key: create() handles the tombstone.
-      return casPut(images, key, record, cur?.operation === "PUT" ? cur.revision : null);
+  const writeImageKey = (key: string, record: unknown, writeId: string) => {
+    const data = enc.encode(JSON.stringify(record));
+    return retryWrite(async () => {
+      const ack = await acks.publish(`$KV.${BUCKETS.images}.${key}`, data, { msgID: writeId });
+      return ack.seq;
     });
-    remember(imageRevisions, key, revision, IMAGE_KEYS_KEPT);
-    return revision;
   };
 
   return {
@@ -318,10 +289,11 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     leaseTtlMs,
     async putImage(record) {
       const key = deviceKey(record.host, record.bdf);
-      const revision = await writeImageKey(key, record, (cur) => {
-        const v = cur.json<ImageRecord>();
-        return v.opId === record.opId && v.savedAt === record.savedAt && v.coordinator === record.coordinator;
-      });
+      const revision = await writeImageKey(
+        key,
+        record,
+        `image.${key}.${record.opId}.${record.coordinator}.${record.savedAt}`,
+      );
       const revisions = held.get(key) ?? new Map<number, ImageRecord>();
       revisions.set(revision, record);
       remember(held, key, revisions, IMAGE_KEYS_HELD);
@@ -330,7 +302,9 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     putVerifiedImage(record) {
       // Two devices' resets that both include this function (SBR siblings) verified it at once: both are good
       // images; the later write wins.
-      return writeImageKey(verifiedImageKey(record.host, record.bdf), record);
+      const key = verifiedImageKey(record.host, record.bdf);
+      const v = record.verified;
+      return writeImageKey(key, record, `${key}.${v.imageRevision}.${v.coordinator}.${v.requestId}.${v.at}`);
     },
     async getVerifiedImage(host, bdf) {
       return parse<VerifiedImageRecord>(await images.get(verifiedImageKey(host, bdf)));
