@@ -9,7 +9,8 @@ export type InvariantName =
   | "no-silent-escalation"
   | "one-outcome"
   | "success-read-back"
-  | "dry-run-touches-nothing";
+  | "dry-run-touches-nothing"
+  | "driver-back-before-outcome";
 
 export interface InvariantViolation {
   invariant: InvariantName;
@@ -253,6 +254,44 @@ export const dryRunTouchesNothing: Check = (trace) => {
   return out;
 };
 
+/**
+ * A driver taken for the reset is back (or its failure said) before the request's outcome: whoever acts on the
+ * outcome finds the host as the request left it (issue #17), a refusal after the save included.
+ */
+export const driverBackBeforeOutcome: Check = (trace) => {
+  const out: InvariantViolation[] = [];
+  /** Per request: handing back now (entered, no result yet), or its outcome already said. */
+  const handing = new Set<string>();
+  const ended = new Set<string>();
+  trace.forEach((e, index) => {
+    if (e.requestId === null) return;
+    if (e.type === "state.entered" && e.state === "handingBack") {
+      if (ended.has(e.requestId)) {
+        out.push({
+          invariant: "driver-back-before-outcome",
+          requestId: e.requestId,
+          index,
+          message: "the driver is handed back after the outcome was said",
+        });
+      }
+      handing.add(e.requestId);
+    } else if (e.type === "driver.rebound" || e.type === "driver.rebind-failed") {
+      handing.delete(e.requestId);
+    } else if (OUTCOME_EVENTS.has(e.type)) {
+      if (handing.has(e.requestId)) {
+        out.push({
+          invariant: "driver-back-before-outcome",
+          requestId: e.requestId,
+          index,
+          message: `${e.type} while the driver is being handed back`,
+        });
+      }
+      ended.add(e.requestId);
+    }
+  });
+  return out;
+};
+
 export const INVARIANTS: Readonly<Record<InvariantName, Check>> = {
   "no-reset-before-persist": noResetBeforePersist,
   "no-ready-without-verify": noReadyWithoutVerify,
@@ -260,6 +299,7 @@ export const INVARIANTS: Readonly<Record<InvariantName, Check>> = {
   "one-outcome": oneOutcome,
   "success-read-back": successReadBack,
   "dry-run-touches-nothing": dryRunTouchesNothing,
+  "driver-back-before-outcome": driverBackBeforeOutcome,
 };
 
 export function checkInvariants(

@@ -978,12 +978,9 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         ],
       },
 
+      // The refusal is said on the way out (concluding), once a driver taken for the reset is back.
       refused: {
-        entry: [
-          { type: "announce", params: { state: "refused" } },
-          assign({ outcome: "refused" as const }),
-          "announceOutcome",
-        ],
+        entry: [{ type: "announce", params: { state: "refused" } }, assign({ outcome: "refused" as const })],
         always: "returning",
       },
 
@@ -1056,11 +1053,9 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         },
       },
 
-      /** The outcome (a refusal said it already), then the lease and slots go back. */
+      /** The outcome, once the driver is back, then the lease and slots go back. */
       concluding: {
-        entry: enqueueActions(({ context, enqueue }) => {
-          if (context.outcome !== "refused") enqueue({ type: "announceOutcome" });
-        }),
+        entry: "announceOutcome",
         always: [{ guard: "leaseHeld", target: "releasing" }, { target: "ready" }],
       },
 

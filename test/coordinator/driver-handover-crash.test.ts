@@ -1,7 +1,7 @@
 // The driver comes back after a crash mid-hand-over (issue #17): a coordinator killed with the driver taken
 // (after the save unbound it, around the reset, before the hand-back) and another started: the new owner takes
 // the same way out and binds the driver again. Also the refusal after the save: memory that came online while
-// the owner was dead refuses the reset, and the driver still goes back.
+// the owner was dead refuses the reset, and the driver goes back before the refusal is said.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { simpleHost } from "../../shared/sim/index.ts";
 import { publishRequest, readEvents, startWorld, stopAt, type World } from "./helpers.ts";
@@ -85,6 +85,12 @@ describe("coordinator killed with the driver taken", () => {
     expect(JSON.stringify(out)).toMatch(/device-busy/);
     expect(sim.counters(BDF).cxlReset).toBe(0);
     expect(await driverOf("hc-refused")).toBe("cxl_pci");
+    // Said once the driver is back, as the stream orders it.
+    const kinds = (await readEvents(w.jsm, { requestId: "hc-r", source: "coordinator" })).map(
+      (e) => e.event.kind,
+    );
+    expect(kinds.indexOf("driver.rebound")).toBeGreaterThanOrEqual(0);
+    expect(kinds.indexOf("refused")).toBeGreaterThan(kinds.indexOf("driver.rebound"));
     await b.stop();
   });
 });

@@ -92,6 +92,21 @@ describe("invariants", () => {
     expect(names(t)).toEqual(["dry-run-touches-nothing"]);
   });
 
+  it("catch an outcome said before the driver taken for the reset is back", () => {
+    const handingBack = ev("r1", { type: "state.entered", state: "handingBack" });
+    const rebound = ev("r1", { type: "driver.rebound", drivers: { [BDF]: "cxl_pci" }, verify: null });
+    const t = good();
+    const outcome = t.findIndex((e) => e.type === "verified");
+    // In order: handed back, then the outcome.
+    const ok = [...t.slice(0, outcome), handingBack, rebound, ...t.slice(outcome)];
+    expect(checkInvariants(ok, { complete: true })).toEqual([]);
+    // The outcome first, the hand-back after it; and the outcome while the hand-back has no result yet.
+    const late = [...t.slice(0, outcome + 1), handingBack, rebound, ...t.slice(outcome + 1)];
+    expect(names(late)).toEqual(["driver-back-before-outcome"]);
+    const during = [...t.slice(0, outcome), handingBack, ...t.slice(outcome)];
+    expect(names(during)).toEqual(["driver-back-before-outcome"]);
+  });
+
   it("hold on a real run's events", async () => {
     const h = harness();
     const actor = h.start();
