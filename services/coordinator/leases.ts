@@ -86,6 +86,8 @@ export interface LeaseManager {
   /** The lease this process holds on `key`, if any. */
   get(key: string): Lease | undefined;
   held(): string[];
+  /** Leases given up here whose delete is not acknowledged yet (still in KV until it lands, or expires). */
+  releasing(): string[];
   release(key: string): Promise<void>;
   /** Renew every held lease now (the timer does this every ttl/4). */
   renewAll(): Promise<void>;
@@ -158,6 +160,8 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
   const now = opts.now ?? Date.now;
   const instance = nuid.next();
   const leases = new Map<string, Held>();
+  /** Released here, delete in flight. */
+  const releasing = new Set<string>();
   /**
    * key → the lease this process released, whether the release deleted it, and (when known) the revision of
    * its delete marker and when it was written (bounded: oldest go first).
@@ -386,6 +390,21 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
     };
     remember(released, key, entry, RELEASED_KEPT);
     h.controller.abort(new Error(`lease ${key} released`));
+    releasing.add(key);
+    try {
+      await deleteHeld(key, h, entry, settle);
+    } finally {
+      releasing.delete(key);
+    }
+  };
+
+  /** Delete a released lease's entry at its revision (a renewal that moved it on: at the new one). */
+  const deleteHeld = async (
+    key: string,
+    h: Held,
+    entry: Released,
+    settle: (clean: boolean) => void,
+  ): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
       try {
         if (opts.deletes) {
@@ -434,6 +453,7 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
       return h ? view(h) : undefined;
     },
     held: () => [...leases.keys()],
+    releasing: () => [...releasing],
     release,
     renewAll,
     ready: () => known,

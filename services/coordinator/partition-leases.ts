@@ -34,6 +34,8 @@ export interface PartitionLeaseOptions extends LeaseManagerOptions {
 export interface PartitionLeaseManager extends LeaseManager {
   /** The partitions (hosts) whose lease this process holds, driving a device or lingering. */
   partitions(): string[];
+  /** Partitions given back whose lease delete has not landed yet (status lists them until it has). */
+  partitionsReleasing(): string[];
   /** The epoch of the partition of device `key` while it is held here, whether or not the device is driven. */
   partitionEpoch(key: string): number | undefined;
 }
@@ -220,7 +222,10 @@ export function createPartitionLeases(opts: PartitionLeaseOptions): PartitionLea
       return m && lease ? view(m, lease) : undefined;
     },
     held: () => [...members.values()].flatMap((g) => [...g.keys()]),
+    // A device leaves its partition in memory: nothing of its own to delete (its partition's: below).
+    releasing: () => [],
     partitions: () => inner.held(),
+    partitionsReleasing: () => inner.releasing(),
     partitionEpoch: (key) => inner.epoch(partitionOf(key)),
     release,
     renewAll: () => inner.renewAll(),

@@ -91,6 +91,8 @@ export interface CoordinatorStatus {
   leasesHeld: string[];
   /** Hosts whose partition lease this coordinator holds (driving a device, or kept for partitionLingerMs). */
   partitionsHeld: string[];
+  /** Hosts whose partition lease is being given back: no longer held, its delete not yet landed. */
+  partitionsReleasing: string[];
   breaker: FleetState["breaker"];
   /** Requests holding host/switch slots, as the host keys this coordinator has read say (every owner's). */
   inFlight: Record<string, InFlight>;
@@ -337,6 +339,7 @@ async function startServing(
       states,
       leasesHeld: leases.held(),
       partitionsHeld: leases.partitions(),
+      partitionsReleasing: leases.partitionsReleasing(),
       breaker: fleet.current().breaker,
       inFlight: admission.holders(),
       running: admission.running(),

@@ -722,6 +722,7 @@ export const EXAMPLES: Record<string, MessageExample[]> = {
         states: { ready: 7, quarantined: 1 },
         leasesHeld: [],
         partitionsHeld: [],
+        partitionsReleasing: [],
         breaker: {
           status: "closed",
           openedAtMs: null,

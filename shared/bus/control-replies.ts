@@ -106,6 +106,8 @@ export const StatusResult = z.object({
   leasesHeld: z.array(z.string()),
   /** Hosts whose partition lease the coordinator holds (absent in replies of coordinators with per-device leases). */
   partitionsHeld: z.array(z.string()).optional(),
+  /** Hosts whose partition lease is being given back (the lease's delete not yet stored; absent before this field). */
+  partitionsReleasing: z.array(z.string()).optional(),
   breaker: BreakerState,
   inFlight: z.record(
     z.string(),

@@ -28,7 +28,11 @@ const actorReads = (subject: string) =>
 describe("a host kept between resets", () => {
   let w: World;
   beforeAll(async () => {
-    w = await startWorld([simpleHost({ name: "keep" }), simpleHost({ name: "nokeep" })]);
+    w = await startWorld([
+      simpleHost({ name: "keep" }),
+      simpleHost({ name: "nokeep" }),
+      simpleHost({ name: "release" }),
+    ]);
   });
   afterAll(async () => {
     await w?.close();
@@ -61,10 +65,15 @@ describe("a host kept between resets", () => {
       expect(e1.size).toBe(1);
       expect(e2).toEqual(e1);
       // Nothing driven for the linger time: the host's lease is deleted (a delete marker, not left to expire).
-      // Status drops the partition when its release begins; the delete lands a moment later.
-      expect(await until(async () => (await c.handle.status()).partitionsHeld.length === 0)).toBe(true);
+      // Status lists the partition as releasing from when its release begins until the delete has landed.
+      expect(
+        await until(async () => {
+          const s = await c.handle.status();
+          return s.partitionsHeld.length === 0 && s.partitionsReleasing.length === 0;
+        }),
+      ).toBe(true);
       const kv = await new Kvm(w.js).open(BUCKETS.leases);
-      expect(await until(async () => (await kv.get("keep"))?.operation === "DEL")).toBe(true);
+      expect((await kv.get("keep"))?.operation).toBe("DEL");
       // Taken again afterwards: read from the store (the actor was let go), under a new epoch.
       const third = await bus.during(() => reset(c, "keep", "keep-3"));
       expect(third.counts.actorReads).toBeGreaterThan(0);
@@ -73,6 +82,36 @@ describe("a host kept between resets", () => {
       expect([...e3][0]).toBeGreaterThan([...e1][0] as number);
     } finally {
       bus.stop();
+      await c.stop();
+    }
+  });
+
+  it("a host being given back is listed as releasing until its lease's delete has landed", async () => {
+    const c = await w.coordinator({ id: "c-release", partitionLingerMs: 300, hosts: [] });
+    try {
+      await reset(c, "release", "release-1");
+      // The server stops answering before the linger ends: the release begins and its delete waits.
+      await w.server.pause();
+      let during: { held: string[]; releasing: string[] } | null = null;
+      try {
+        expect(
+          await until(async () => {
+            const s = await c.handle.status({ host: "release" });
+            during = { held: s.partitionsHeld, releasing: s.partitionsReleasing };
+            return s.partitionsHeld.length === 0;
+          }),
+        ).toBe(true);
+      } finally {
+        w.server.resume();
+      }
+      expect(during).toEqual({ held: [], releasing: ["release"] });
+      // Listed until the delete marker is stored: once it is not, the marker is there.
+      expect(
+        await until(async () => (await c.handle.status()).partitionsReleasing.length === 0),
+      ).toBe(true);
+      const kv = await new Kvm(w.js).open(BUCKETS.leases);
+      expect((await kv.get("release"))?.operation).toBe("DEL");
+    } finally {
       await c.stop();
     }
   });
