@@ -106,9 +106,7 @@ describe("a host kept between resets", () => {
       }
       expect(during).toEqual({ held: [], releasing: ["release"] });
       // Listed until the delete marker is stored: once it is not, the marker is there.
-      expect(
-        await until(async () => (await c.handle.status()).partitionsReleasing.length === 0),
-      ).toBe(true);
+      expect(await until(async () => (await c.handle.status()).partitionsReleasing.length === 0)).toBe(true);
       const kv = await new Kvm(w.js).open(BUCKETS.leases);
       expect((await kv.get("release"))?.operation).toBe("DEL");
     } finally {
