@@ -92,8 +92,7 @@ async function coordinatorLevel(
   for (let r = 0; r < rounds; r++) {
     await w.agents.call("take");
     w.driver.takeEventCounts();
-    const coordCpu = () => proc.cpuMs();
-    const cpu0 = await cpuNow(w, coordCpu);
+    const cpu0 = await cpuNow(w, proc);
     await Promise.all([proc.call("loopDelay"), w.agents.call("loopDelay")]);
     const t0 = performance.now();
     const ids = devices.map((_, i) => `${tag}-${scope}-${n}-${r}-${i}`);
@@ -112,7 +111,7 @@ async function coordinatorLevel(
     });
     res.loop.coordinator = worst(res.loop.coordinator, dc);
     res.loop.agents = worst(res.loop.agents, da);
-    const cpu1 = await cpuNow(w, coordCpu);
+    const cpu1 = await cpuNow(w, proc);
     res.cpu.coordinator += cpu1.coordinator - cpu0.coordinator;
     res.cpu.nats += cpu1.nats - cpu0.nats;
     res.cpu.agents += cpu1.agents - cpu0.agents;
@@ -151,9 +150,10 @@ async function idle(cpuMs: () => Promise<number>): Promise<void> {
   }
 }
 
-async function cpuNow(w: World, coordCpu: () => Promise<number>) {
+/** CPU used so far by the coordinator's process, nats-server and the agents' process. */
+async function cpuNow(w: World, coordinator: Pick<Child, "cpuMs">) {
   return {
-    coordinator: await coordCpu(),
+    coordinator: await coordinator.cpuMs(),
     nats: w.server.pid ? await processCpuMs(w.server.pid) : 0,
     agents: await w.agents.cpuMs(),
   };
