@@ -13,7 +13,7 @@ import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
 import { BUCKETS, deviceKey } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import { remember } from "../../shared/remember.ts";
-import { retry, sleepBackoff } from "../../shared/retry.ts";
+import { sleepBackoff } from "../../shared/retry.ts";
 import { summaryHeaders } from "./actor-index.ts";
 import { loadOutcomeSecret, type OutcomeIds, outcomeIds } from "./outcome-id.ts";
 
@@ -151,12 +151,12 @@ export interface CoordinatorStore {
   /** Lease time the leases bucket really has (an existing bucket keeps its max age). */
   readonly leaseTtlMs: number;
   /**
-   * Store an image; CAS on the key's revision (the one this process wrote or read last, else read just before),
-   * so it never overwrites a concurrent writer.
+   * Store an image: a new revision of its key (returned), which the record that uses it names. Tried again
+   * while the bucket does not answer (a leader election), until `stop` says the caller gave up.
    */
-  putImage(record: ImageRecord): Promise<number>;
+  putImage(record: ImageRecord, stop?: { readonly aborted: boolean }): Promise<number>;
   getImage(host: string, bdf: string): Promise<Stored<ImageRecord> | null>;
-  /** Store a function's last known good image (CAS as putImage; retried on a race). */
+  /** Store a function's last known good image (as putImage: the last one written is the key's current). */
   putVerifiedImage(record: VerifiedImageRecord): Promise<number>;
   getVerifiedImage(host: string, bdf: string): Promise<Stored<VerifiedImageRecord> | null>;
   /**
@@ -196,13 +196,11 @@ const IMAGE_RECORDS_KEPT = 256;
 const IMAGE_KEYS_HELD = 4096;
 
 /**
- * Image writes, tried again when they get no answer (the bucket electing a leader: 4-6 s on nats-server 2.9).
- * The caller's step deadline bounds the whole.
+ * Attempts of an image write that gets no answer (the bucket electing a leader: 4-6 s on nats-server 2.9; a
+ * publish then fails at once, nobody answering): about a minute at the 1 s cap, for a caller that never stops
+ * it. A step's write stops with the step (its budget spent).
  */
-function retryWrite(write: () => Promise<number>, attempts = 12): Promise<number> {
-  // Equal jitter: about the 6.5 s of waiting the plain 100 ms·n schedule gave an election.
-  return retry(write, { attempts, baseMs: 100, maxMs: 1000, jitter: "equal" });
-}
+const IMAGE_WRITE_ATTEMPTS = 60;
 
 export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise<CoordinatorStore> {
   const js = jetstream(nc, { timeout: opts.timeoutMs ?? 5000 });
@@ -271,12 +269,23 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
    * key's current one, as when this was a read-then-CAS tried again on a race; what a reset restores is the
    * revision its own record names (getImageRevision), which a later write never changes.
    */
-  const writeImageKey = (key: string, record: unknown, writeId: string) => {
+  const writeImageKey = async (
+    key: string,
+    record: unknown,
+    writeId: string,
+    stop: { readonly aborted: boolean } = { aborted: false },
+  ): Promise<number> => {
     const data = enc.encode(JSON.stringify(record));
-    return retryWrite(async () => {
-      const ack = await acks.publish(`$KV.${BUCKETS.images}.${key}`, data, { msgID: writeId });
-      return ack.seq;
-    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const ack = await acks.publish(`$KV.${BUCKETS.images}.${key}`, data, { msgID: writeId });
+        return ack.seq;
+      } catch (err) {
+        if (stop.aborted || attempt >= IMAGE_WRITE_ATTEMPTS) throw err;
+        await sleepBackoff(attempt - 1, { baseMs: 100, maxMs: 1000, jitter: "equal" });
+        if (stop.aborted) throw err;
+      }
+    }
   };
 
   return {
@@ -287,12 +296,13 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     admission,
     outcomeId,
     leaseTtlMs,
-    async putImage(record) {
+    async putImage(record, stop) {
       const key = deviceKey(record.host, record.bdf);
       const revision = await writeImageKey(
         key,
         record,
         `image.${key}.${record.opId}.${record.coordinator}.${record.savedAt}`,
+        stop,
       );
       const revisions = held.get(key) ?? new Map<number, ImageRecord>();
       revisions.set(revision, record);

@@ -586,11 +586,11 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       for (const [bdf, image] of Object.entries(bundle.images)) {
         if (bdf === input.bdf) continue;
         if (signal.aborted) throw stale("persistingImage");
-        await store.putImage({ ...base, bdf, images: { [bdf]: image } });
+        await store.putImage({ ...base, bdf, images: { [bdf]: image } }, signal);
       }
       if (signal.aborted) throw stale("persistingImage");
       const record: ImageRecord = { ...base, bdf: input.bdf, images: bundle.images };
-      const revision = await store.putImage(record);
+      const revision = await store.putImage(record, signal);
       return { key: deviceKey(input.host, input.bdf), revision };
     }),
 
