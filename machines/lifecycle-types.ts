@@ -2,7 +2,6 @@
 // (the coordinator publishes them), and the input/output of every actor the coordinator provides.
 import type { ResetMethod, Scope } from "../shared/bus/agent-messages.ts";
 import type { DeviceFacts, ResetRequest } from "./facts.ts";
-import type { Policy } from "./policy/defaults.ts";
 import type { GuardSnapshot, Outcome, Plan, Refusal } from "./policy/types.ts";
 
 /** Where the persisted image lives (JetStream KV key and the revision written). */
@@ -161,7 +160,6 @@ export type LifecycleEvent =
 export interface LifecycleInput {
   host: string;
   bdf: string;
-  policy?: Partial<Policy>;
   /** Scope violations already counted against the device. */
   scopeViolations?: number;
 }
@@ -217,7 +215,6 @@ export interface StepState {
 export interface LifecycleContext {
   host: string;
   bdf: string;
-  policy: Policy;
   facts: DeviceFacts | null;
   probeCount: number;
   request: ResetRequest | null;

@@ -42,7 +42,7 @@ import type {
 } from "./lifecycle-types.ts";
 import { opIdFor } from "./op-id.ts";
 import { restoreInResetMs } from "./policy/deadlines.ts";
-import { DEFAULT_POLICY } from "./policy/defaults.ts";
+import { DEFAULT_POLICY, type Policy } from "./policy/defaults.ts";
 import { handoverText, regate } from "./policy/gates.ts";
 import { planReset, resetsAlone } from "./policy/plan.ts";
 import type { Refusal, RefusalReason, ResetPhase } from "./policy/types.ts";
@@ -112,7 +112,6 @@ function initialContext(input: LifecycleInput): LifecycleContext {
   return {
     host: input.host,
     bdf: input.bdf,
-    policy: { ...DEFAULT_POLICY, ...input.policy },
     facts: null,
     probeCount: 0,
     request: null,
@@ -169,10 +168,10 @@ function requestFields(request: ResetRequest, guards: LifecycleContext["guards"]
   };
 }
 
-function phaseBudgetMs(context: LifecycleContext, phase: LifecyclePhase): number {
-  if (phase === "binding" || phase === "probing") return context.policy.agentCallTimeoutMs;
-  if (phase === "handingBack") return 2 * context.policy.agentCallTimeoutMs;
-  return context.plan?.deadlines.phasesMs[phase] ?? context.policy.leaseTimeoutMs;
+function phaseBudgetMs(context: LifecycleContext, policy: Policy, phase: LifecyclePhase): number {
+  if (phase === "binding" || phase === "probing") return policy.agentCallTimeoutMs;
+  if (phase === "handingBack") return 2 * policy.agentCallTimeoutMs;
+  return context.plan?.deadlines.phasesMs[phase] ?? policy.leaseTimeoutMs;
 }
 
 /** Phases inside the restore chain carry the round in their operation id; the others run once per request. */
@@ -180,7 +179,12 @@ const ROUND_PHASES: ReadonlySet<string> = new Set(["restoring", "committingDecod
 
 export const systemClock: LifecycleClock = { now: () => Date.now() };
 
-export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
+/**
+ * The lifecycle under one coordinator's policy (its configuration: the same for every device it drives, so it is
+ * the machine's, not a field of each device's context; a device taken over runs under its new owner's policy,
+ * and a running plan keeps the deadlines it was made with).
+ */
+export function createLifecycleMachine(clock: LifecycleClock = systemClock, policy: Policy = DEFAULT_POLICY) {
   const base = (
     context: LifecycleContext,
     requestId: string | null = context.request?.requestId ?? null,
@@ -234,10 +238,9 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
       handsBack: ({ context }) =>
         context.run.handoverArmed &&
         Object.keys(context.plan?.handover ?? {}).length > 0 &&
-        !(context.outcome === "quarantined" && context.policy.quarantineUnbound),
+        !(context.outcome === "quarantined" && policy.quarantineUnbound),
       /** reset-rules Failures: retry the restore once from the image (policy.restoreRetries), then quarantine. */
-      canRetryRestore: ({ context }) =>
-        context.image !== null && context.run.retries < context.policy.restoreRetries,
+      canRetryRestore: ({ context }) => context.image !== null && context.run.retries < policy.restoreRetries,
     },
     actions: {
       announce: emit(({ context }, params: { state: string }) => ({
@@ -256,7 +259,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         return {
           step: {
             phase: params.phase,
-            timeoutMs: phaseBudgetMs(context, params.phase),
+            timeoutMs: phaseBudgetMs(context, policy, params.phase),
             lastOpId: opIdFor(subject, params.phase, round),
           },
           probeCount: params.phase === "probing" ? context.probeCount + 1 : context.probeCount,
@@ -308,7 +311,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
         const result = planReset(context.request!, context.facts!, {
           ...context.guards!,
           nowMs: clock.now(),
-          policy: context.policy,
+          policy,
         });
         // The guard snapshot served its purpose; keep the persisted snapshot small.
         return result.kind === "plan"
@@ -730,7 +733,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
           input: ({ context }) => ({
             ...op(context),
             targets: context.plan!.targets,
-            readyTimeoutMs: context.policy.deviceReadyTimeoutMs,
+            readyTimeoutMs: policy.deviceReadyTimeoutMs,
           }),
           onDone: "restoring",
           onError: {
@@ -823,7 +826,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
               guard: ({ context, event }) =>
                 verifyPassed(event.output) &&
                 context.run.repairing &&
-                context.scopeViolations >= context.policy.scopeViolationQuarantineThreshold,
+                context.scopeViolations >= policy.scopeViolationQuarantineThreshold,
               target: "returning",
               actions: [
                 emit(({ context, event }) => ({
@@ -836,7 +839,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock) {
                 assign({
                   outcome: "quarantined" as const,
                   quarantineReason: ({ context }) =>
-                    `${context.scopeViolations} scope violation(s): io-scope resets changed CXL state (threshold ${context.policy.scopeViolationQuarantineThreshold})`,
+                    `${context.scopeViolations} scope violation(s): io-scope resets changed CXL state (threshold ${policy.scopeViolationQuarantineThreshold})`,
                 }),
               ],
             },

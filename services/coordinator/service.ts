@@ -152,8 +152,7 @@ async function startServing(
 ): Promise<CoordinatorHandle> {
   const log = (opts.log ?? silentLogger).child({ coordinator: opts.id });
   const now = opts.now ?? Date.now;
-  const policyOverrides = { ...opts.policy };
-  const policy: Policy = { ...DEFAULT_POLICY, ...policyOverrides };
+  const policy: Policy = { ...DEFAULT_POLICY, ...opts.policy };
   const leaseTtlMs = opts.leaseTtlMs ?? 15_000;
   const { nc } = opts;
 
@@ -256,7 +255,6 @@ async function startServing(
     outcomes,
     admission,
     policy,
-    policyOverrides,
     log,
     now,
     inventory: (host, fresh) => inventory.get(host, fresh),

@@ -3,6 +3,7 @@
 // budgets moved into the effects (a deadline timer child, an absolute deadlineMs in context, step inputs
 // without timeoutMs): the timer is dropped and the re-invoked step gets a budget.
 import { describe, expect, it } from "vitest";
+import { DEFAULT_POLICY } from "../../machines/policy/defaults.ts";
 import { currentSnapshot } from "../../services/coordinator/device-actors.ts";
 import { REST_STATES, storedForm } from "../../services/coordinator/runtime/snapshot.ts";
 import { BDF, HANG, harness, reqEvent, request, settle } from "../machines/builders.ts";
@@ -35,13 +36,33 @@ describe("rest states", () => {
 describe("stored snapshot upgrade", () => {
   it("is stored flat, as earlier versions stored and read it, and reads back grouped as it was", async () => {
     const { stored } = await heldInReset();
-    const { policy: _p, ...inMemory } = stored.context;
+    // The policy is the machine's (its coordinator's), not the device's: never in a snapshot.
+    expect(stored.context).not.toHaveProperty("policy");
+    const inMemory = stored.context;
     const written = JSON.parse(JSON.stringify(storedForm(stored))) as typeof stored;
     expect(written.context).not.toHaveProperty("run");
     expect(written.context).not.toHaveProperty("step");
     expect(written.context).not.toHaveProperty("policy");
     expect(written.context).toMatchObject({ restoreScope: "full", persisted: true, phase: "resetting" });
     expect((currentSnapshot(written) as typeof stored).context).toEqual(inMemory);
+  });
+
+  it("a snapshot stored with a policy in its context runs under the loading coordinator's policy", async () => {
+    const { before, stored } = await heldInReset();
+    // As versions before 2026-12-07 could hold it: a policy that would retry the restore five times.
+    stored.context = { ...stored.context, policy: { ...DEFAULT_POLICY, restoreRetries: 5 } };
+    const upgraded = currentSnapshot(stored) as typeof stored;
+    expect(upgraded.context).not.toHaveProperty("policy");
+    // The new owner's policy: no retry, the first failed restore quarantines.
+    const after = harness({
+      clock: before.clock,
+      policy: { restoreRetries: 0 },
+      script: { restoreDevice: [new Error("write failed")] },
+    });
+    const b = after.start({}, upgraded);
+    await settle();
+    expect(after.callsTo("restoreDevice")).toHaveLength(1);
+    expect(b.getSnapshot().value).toBe("quarantined");
   });
 
   it("a mid-reset snapshot with every field at the top level continues where it was, fields grouped", async () => {

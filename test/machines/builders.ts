@@ -13,7 +13,7 @@ import type {
 import { closedBreaker } from "../../machines/policy/breaker.ts";
 import { emptyBudget } from "../../machines/policy/budget.ts";
 import { emptyConcurrency } from "../../machines/policy/concurrency.ts";
-import { DEFAULT_POLICY } from "../../machines/policy/defaults.ts";
+import { DEFAULT_POLICY, type Policy } from "../../machines/policy/defaults.ts";
 import type { GuardSnapshot, PolicyContext } from "../../machines/policy/types.ts";
 
 export const HOST = "host-a";
@@ -127,6 +127,8 @@ export interface HarnessOptions {
   facts?: DeviceFacts;
   /** Answers per actor, used in order; when a list runs out the default answer is used. */
   script?: Partial<Record<ActorName, Answer[]>>;
+  /** The machine's policy: DEFAULT_POLICY with these changes. */
+  policy?: Partial<Policy>;
 }
 
 export interface Harness {
@@ -191,7 +193,8 @@ export function harness(opts: HarnessOptions = {}): Harness {
   const implementations = {
     actors: Object.fromEntries(ACTOR_NAMES.map((n) => [n, actor(n)])),
   } as unknown as Parameters<LifecycleMachine["provide"]>[0];
-  const machine = createLifecycleMachine(clock).provide(implementations) as LifecycleMachine;
+  const policy = { ...DEFAULT_POLICY, ...opts.policy };
+  const machine = createLifecycleMachine(clock, policy).provide(implementations) as LifecycleMachine;
 
   return {
     clock,

@@ -1,6 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { checkInvariants } from "../../machines/invariants.ts";
-import { CONTEXT_KEYS_MAX, type LifecycleEmitted } from "../../machines/lifecycle-types.ts";
+import {
+  CONTEXT_KEYS_MAX,
+  type LifecycleEmitted,
+  type LifecycleInput,
+} from "../../machines/lifecycle-types.ts";
 import { DEFAULT_POLICY } from "../../machines/policy/defaults.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import {
@@ -23,7 +27,7 @@ const ofType = <T extends LifecycleEmitted["type"]>(events: LifecycleEmitted[], 
   events.filter((e): e is Extract<LifecycleEmitted, { type: T }> => e.type === type);
 
 /** Start, probe, and wait in ready. */
-async function readyHarness(opts: Parameters<typeof harness>[0] = {}, input = {}) {
+async function readyHarness(opts: Parameters<typeof harness>[0] = {}, input: Partial<LifecycleInput> = {}) {
   const h = harness(opts);
   const actor = h.start(input);
   await settle();
@@ -382,10 +386,10 @@ describe("failure: retry the restore once, then quarantine", () => {
   });
 
   it("with restoreRetries 0 the first failure quarantines", async () => {
-    const { h, actor } = await readyHarness(
-      { script: { restoreDevice: [new Error("write failed")] } },
-      { policy: { restoreRetries: 0 } },
-    );
+    const { h, actor } = await readyHarness({
+      script: { restoreDevice: [new Error("write failed")] },
+      policy: { restoreRetries: 0 },
+    });
     actor.send(reqEvent(request({ scope: "full" })));
     await settle();
     expect(h.callsTo("restoreDevice")).toHaveLength(1);

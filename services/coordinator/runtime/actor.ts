@@ -4,7 +4,11 @@
 import { nuid } from "@nats-io/transport-node";
 import { createActor, type Snapshot, waitFor } from "xstate";
 import { REST, UNSTORED } from "../../../machines/lifecycle.ts";
-import type { LifecycleContext, LifecycleEmitted } from "../../../machines/lifecycle-types.ts";
+import type {
+  LifecycleContext,
+  LifecycleEmitted,
+  LifecycleInput,
+} from "../../../machines/lifecycle-types.ts";
 import { describeError } from "../../../shared/errors.ts";
 import { waitAtMost } from "../../../shared/wait.ts";
 import type { DeviceAccess } from "../effects/agent-actors.ts";
@@ -14,7 +18,7 @@ import { stateNow } from "./device.ts";
 import { keptHere, unkeep } from "./let-go.ts";
 import { unannounced } from "./outbox.ts";
 import { releaseAfterOutcome } from "./slots.ts";
-import { currentSnapshot, REST_STATES, stateOf, withPolicy } from "./snapshot.ts";
+import { currentSnapshot, REST_STATES, stateOf } from "./snapshot.ts";
 import type { Device, DeviceRuntime } from "./types.ts";
 
 /** The longest a device taken over waits for the rest of its recovery pass's claims. */
@@ -53,7 +57,7 @@ function start(rt: DeviceRuntime, d: Device, snapshot: Snapshot<unknown> | null)
   const { o } = rt;
   rt.access.set(d.key, accessOf(rt, d));
   d.rest = null;
-  const input = { host: d.host, bdf: d.bdf, policy: o.policyOverrides };
+  const input: LifecycleInput = { host: d.host, bdf: d.bdf };
   const actor = snapshot ? createActor(rt.machine, { snapshot, input }) : createActor(rt.machine, { input });
   const sub = actor.subscribe({
     // Stored when it must be: at rest (the lease can go), and when an outcome waits for the snapshot that
@@ -123,7 +127,7 @@ export async function sync(
     named: new Set(),
   };
   d.recovery = rec.value.active ? rec.value.state : null;
-  const snapshot = withPolicy(currentSnapshot(rec.value.snapshot), o.policy);
+  const snapshot = currentSnapshot(rec.value.snapshot);
   if (rec.value.active) {
     // What the previous owner stored but may not have said goes first, then the takeover, then what this
     // actor does: all held for the claim write, so readers of the stream see them in that order.

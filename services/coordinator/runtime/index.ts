@@ -28,7 +28,7 @@ export function createDeviceRuntime(o: DeviceActorsOptions): DeviceRuntime {
   const access = new Map<string, DeviceAccess>();
   // One gate for every device's steps: at most this many run at once; its queue tells the outbox it is loaded.
   const gate = createStepGate(MAX_RUNNING_STEPS);
-  const machine = createLifecycleMachine({ now: o.now }).provide({
+  const machine = createLifecycleMachine({ now: o.now }, o.policy).provide({
     actors: createAgentActors(
       {
         nc: o.nc,

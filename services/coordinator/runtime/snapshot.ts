@@ -1,10 +1,9 @@
 // A device's snapshot as stored and as run: what a stored record says (its state, the request it runs), the
-// form it is written in (no policy) and the form this version runs it in (older fields dropped, this
-// coordinator's policy put back).
+// form it is written in and the form this version runs it in (older forms upgraded). The policy is not in a
+// device's snapshot: it is the coordinator's, given to its machine (createLifecycleMachine).
 
 import { lifecycleMachine, REST } from "../../../machines/lifecycle.ts";
 import type { LifecycleContext, RunState, StepState } from "../../../machines/lifecycle-types.ts";
-import type { Policy } from "../../../machines/policy/defaults.ts";
 
 /**
  * States a device rests in: nothing runs, the lease can go. Declared by the machine (its "rest" tag); a set of
@@ -33,13 +32,17 @@ export function stateOf(value: unknown): string {
  * - the context is stored flat (storedForm): its request's progress and its step are grouped into `run` and
  *   `step` (lifecycle-types.ts LifecycleContext);
  * - snapshots stored before time budgets moved into the effects carry a `deadlineTimer` child and a `deadlineMs`:
- *   dropped (the step re-invoked on restore starts its budget afresh).
+ *   dropped (the step re-invoked on restore starts its budget afresh);
+ * - snapshots stored before the policy became the machine's may carry one in the context: dropped (the
+ *   loading coordinator's applies).
  */
 export function currentSnapshot(snapshot: unknown): unknown {
   const s = structuredClone(snapshot) as {
     context?: Record<string, unknown>;
     children?: Record<string, { src?: string; snapshot?: { input?: Record<string, unknown> } }>;
   };
+  const oldPolicy = s.context?.policy as { agentCallTimeoutMs?: number } | undefined;
+  if (s.context) delete s.context.policy;
   if (s.context && !("run" in s.context)) s.context = grouped(s.context);
   const context = s.context as LifecycleContext | undefined;
   for (const [id, child] of Object.entries(s.children ?? {})) {
@@ -49,7 +52,7 @@ export function currentSnapshot(snapshot: unknown): unknown {
     }
     const input = child.snapshot?.input;
     if (input && typeof input.opId === "string" && typeof input.timeoutMs !== "number") {
-      input.timeoutMs = context?.step.timeoutMs ?? context?.policy?.agentCallTimeoutMs ?? 30_000;
+      input.timeoutMs = context?.step.timeoutMs ?? oldPolicy?.agentCallTimeoutMs ?? 30_000;
     }
   }
   return s;
@@ -101,22 +104,14 @@ function grouped(flat: Record<string, unknown>): Record<string, unknown> {
 }
 
 /**
- * The snapshot as stored: without the policy, which is the coordinator's configuration, not the device's state
- * (withPolicy puts the loading coordinator's back; a record stays ~600 bytes smaller on every write), and with
- * the context flat, as every version before the `run` and `step` groups stored it: those groups are how this
- * version keeps the context in memory (lifecycle-types.ts LifecycleContext), not a change of the record, so
- * coordinators of either version read what the other wrote (currentSnapshot groups it on load).
+ * The snapshot as stored: the context flat, as every version before the `run` and `step` groups stored it: those
+ * groups are how this version keeps the context in memory (lifecycle-types.ts LifecycleContext), not a change of
+ * the record, so coordinators of either version read what the other wrote (currentSnapshot groups it on load;
+ * a version that kept the policy in the context puts its own back when it loads a record without one).
  */
 export function storedForm(snapshot: unknown): unknown {
   const s = snapshot as { context?: Partial<LifecycleContext> };
   if (!s.context) return snapshot;
-  const { policy: _p, run, step, ...context } = s.context;
+  const { run, step, ...context } = s.context;
   return { ...s, context: { ...context, ...run, ...step } };
-}
-
-/** A stored actor runs under this coordinator's policy (a running plan keeps the deadlines it was made with). */
-export function withPolicy(snapshot: unknown, policy: Policy): unknown {
-  const s = structuredClone(snapshot) as { context?: LifecycleContext };
-  if (s.context) s.context.policy = { ...policy };
-  return s;
 }

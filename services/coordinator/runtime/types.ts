@@ -33,9 +33,8 @@ export interface DeviceActorsOptions {
   metrics: CoordinatorMetrics;
   outcomes: Outcomes;
   admission: Admission;
-  /** The effective policy (defaults + overrides) and the overrides given to every new actor. */
+  /** The effective policy (defaults + overrides): its machine's, so every device it drives runs under it. */
   policy: Policy;
-  policyOverrides: Partial<Policy>;
   log: Logger;
   now: () => number;
   inventory(host: string, fresh?: boolean): Promise<InventoryResult>;
