@@ -121,4 +121,12 @@ describe("durations: one set of units for every duration flag", () => {
     );
     expect(coordinatorConfigInput(["--lease-ttl-ms", "20s"], {}).leaseTtlMs).toBe(20_000);
   });
+
+  it("serve reads no NATS context: --context is refused, a selected one is not used", () => {
+    expect(() => coordinatorConfigInput(["--context", "ops"], {})).toThrow(
+      new UsageError("unknown option --context (see cxlrc serve --help)"),
+    );
+    const nats = coordinatorConfigInput([], { NATS_CONTEXT: "ops" }).nats as Record<string, unknown>;
+    expect(nats.servers).toBe("nats://127.0.0.1:4222");
+  });
 });
