@@ -24,12 +24,18 @@ describe("AgentLink re-sends", () => {
     await server?.stop();
   });
 
-  it("stop once an op.completed event has answered the call; an unanswered call is sent again", async () => {
+  /** An agent's and a coordinator's connection, the coordinator's link, and a probe result to answer with. */
+  async function openLink() {
     const agentNc = await connectBus({ servers: server.url, name: "agent", log: silentLogger });
     const coordNc = await connectBus({ servers: server.url, name: "coordinator", log: silentLogger });
     const link = createAgentLink({ nc: coordNc, log: silentLogger });
     await link.ready();
     const result = JSON.parse(JSON.stringify(await operations.probe(rig().ctx, { bdf: DEV })));
+    return { agentNc, coordNc, link, result };
+  }
+
+  it("stop once an op.completed event has answered the call; an unanswered call is sent again", async () => {
+    const { agentNc, coordNc, link, result } = await openLink();
     const received: string[] = [];
     let answer = true;
     // The agent that publishes op.completed and dies before its reply (it never replies).
@@ -78,11 +84,7 @@ describe("AgentLink re-sends", () => {
   });
 
   it("a call made in a turn that runs past its time counts from when its first send leaves", async () => {
-    const agentNc = await connectBus({ servers: server.url, name: "agent", log: silentLogger });
-    const coordNc = await connectBus({ servers: server.url, name: "coordinator", log: silentLogger });
-    const link = createAgentLink({ nc: coordNc, log: silentLogger });
-    await link.ready();
-    const result = JSON.parse(JSON.stringify(await operations.probe(rig().ctx, { bdf: DEV })));
+    const { agentNc, coordNc, link, result } = await openLink();
     const received: string[] = [];
     // An agent that loses the first copy (a message dropped with a NATS node) and answers the next one.
     const sub = agentNc.subscribe(subjects.agent(HOST, "probe"), {
