@@ -2,9 +2,10 @@
 // under the device's lease (so a compare-and-set rarely loses). machines/policy/budget.ts keeps the rule; this
 // file keeps the state. The last state read or written is cached for the guard snapshot of the next request
 // (a hint: the grant re-reads when its write loses).
-import type { KV } from "@nats-io/kv";
+import type { KV, KvEntry } from "@nats-io/kv";
 import { type BudgetState, checkBudget, emptyBudget, recordAttempt } from "../../machines/policy/budget.ts";
 import type { Policy } from "../../machines/policy/defaults.ts";
+import type { KvRead } from "../../shared/bus/kv-read.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import { remember } from "../../shared/remember.ts";
 
@@ -34,7 +35,15 @@ export function budgetKey(deviceKey: string): string {
   return `budget.${deviceKey}`;
 }
 
-export function createBudgets(kv: KV | null, policy: BudgetLimits): Budgets {
+/**
+ * `kv`: the admission bucket (null: budgets kept in memory only); `readKey`: how a budget is read (default
+ * kv.get; the coordinator's store reads on its reply subscription).
+ */
+export function createBudgets(
+  kv: KV | null,
+  policy: BudgetLimits,
+  readKey: (key: string) => Promise<KvRead | KvEntry | null> = (key) => kv!.get(key),
+): Budgets {
   const cache = new Map<string, { value: StoredBudget; revision: number | null }>();
   const empty = (): StoredBudget => ({ ...emptyBudget(), lastRequestId: null });
   const keep = (key: string, v: { value: StoredBudget; revision: number | null }) =>
@@ -42,7 +51,7 @@ export function createBudgets(kv: KV | null, policy: BudgetLimits): Budgets {
 
   const read = async (key: string) => {
     if (!kv) return cache.get(key) ?? { value: empty(), revision: null };
-    const e = await kv.get(budgetKey(key));
+    const e = await readKey(budgetKey(key));
     const got =
       e?.operation === "PUT"
         ? { value: { ...empty(), ...e.json<StoredBudget>() }, revision: e.revision }

@@ -213,7 +213,7 @@ async function startServing(
   });
   const fleet = createFleetStore({
     admission,
-    budgets: createBudgets(store.admission, policy),
+    budgets: createBudgets(store.admission, policy, (key) => store.readKey(BUCKETS.admission, key)),
     breaker,
     policy,
   });

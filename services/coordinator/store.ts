@@ -10,6 +10,8 @@ import { type JetStreamClient, type JetStreamManager, jetstream } from "@nats-io
 import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
+import { createKvReader, type KvRead } from "../../shared/bus/kv-read.ts";
+import { createReplyMux } from "../../shared/bus/reply-mux.ts";
 import { BUCKETS, deviceKey } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import { remember } from "../../shared/remember.ts";
@@ -150,6 +152,8 @@ export interface CoordinatorStore {
   readonly outcomeId: OutcomeIds;
   /** Lease time the leases bucket really has (an existing bucket keeps its max age). */
   readonly leaseTtlMs: number;
+  /** A key's latest entry in one of the buckets (on the store's reply subscription: shared/bus/kv-read.ts). */
+  readKey(bucket: string, key: string): Promise<KvRead | null>;
   /**
    * Store an image: a new revision of its key (returned), which the record that uses it names. Tried again
    * while the bucket does not answer (a leader election), until `stop` says the caller gave up.
@@ -180,7 +184,7 @@ export interface CoordinatorStore {
   recordDecision(record: DecisionRecord): Promise<DecisionRecord>;
 }
 
-function parse<T>(e: KvEntry | null): Stored<T> | null {
+function parse<T>(e: KvEntry | KvRead | null): Stored<T> | null {
   if (e?.operation !== "PUT") return null;
   return { value: e.json<T>(), revision: e.revision };
 }
@@ -204,8 +208,10 @@ const IMAGE_WRITE_ATTEMPTS = 60;
 
 export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise<CoordinatorStore> {
   const js = jetstream(nc, { timeout: opts.timeoutMs ?? 5000 });
-  // Actor records (every write-ahead) are acknowledged on one reply subscription: no request per write.
-  const acks = createAckPublisher(nc, { timeoutMs: opts.timeoutMs ?? 5000 });
+  // Actor records and images are written, and keys read, on one reply subscription: no request object per call.
+  const mux = createReplyMux(nc);
+  const acks = createAckPublisher(nc, { timeoutMs: opts.timeoutMs ?? 5000, mux });
+  const reads = createKvReader(mux, { timeoutMs: opts.timeoutMs ?? 5000 });
   const enc = new TextEncoder();
   const kvm = new Kvm(js);
   const replicas = opts.replicas ?? 1;
@@ -296,6 +302,7 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     admission,
     outcomeId,
     leaseTtlMs,
+    readKey: (bucket, key) => reads.get(bucket, key),
     async putImage(record, stop) {
       const key = deviceKey(record.host, record.bdf);
       const revision = await writeImageKey(
@@ -342,7 +349,7 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
       for (const [revision, rec] of revisions) keepRecord(`${key}@${revision}`, rec);
     },
     async loadActor(key) {
-      return parse<ActorRecord>(await actors.get(key));
+      return parse<ActorRecord>(await reads.get(BUCKETS.actors, key));
     },
     async saveActor(key, record, revision, json) {
       // Published to the bucket's subject directly (what kv.update does) to carry the record's summary in its
@@ -379,7 +386,7 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
         .filter((k) => k !== FLEET_KEY);
     },
     async getDecision(requestId) {
-      const e = await decisions.get(decisionKey(requestId));
+      const e = await reads.get(BUCKETS.decisions, decisionKey(requestId));
       const v = parse<DecisionRecord>(e)?.value ?? null;
       return v && v.requestId === requestId ? v : null;
     },
