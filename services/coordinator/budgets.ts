@@ -35,23 +35,31 @@ export function budgetKey(deviceKey: string): string {
   return `budget.${deviceKey}`;
 }
 
-/**
- * `kv`: the admission bucket (null: budgets kept in memory only); `readKey`: how a budget is read (default
- * kv.get; the coordinator's store reads on its reply subscription).
- */
-export function createBudgets(
-  kv: KV | null,
-  policy: BudgetLimits,
-  readKey: (key: string) => Promise<KvRead | KvEntry | null> = (key) => kv!.get(key),
-): Budgets {
+/** How budgets reach their bucket: a key's latest entry, and a compare-and-set write (null: create). */
+export interface BudgetIo {
+  read(key: string): Promise<KvRead | KvEntry | null>;
+  write(key: string, data: string, revision: number | null): Promise<number>;
+}
+
+/** A budget bucket through nats.js KV. */
+export function kvBudgetIo(kv: KV): BudgetIo {
+  return {
+    read: (key) => kv.get(key),
+    write: (key, data, revision) =>
+      revision === null ? kv.create(key, data) : kv.update(key, data, revision),
+  };
+}
+
+/** `io`: the admission bucket (null: budgets kept in memory only). */
+export function createBudgets(io: BudgetIo | null, policy: BudgetLimits): Budgets {
   const cache = new Map<string, { value: StoredBudget; revision: number | null }>();
   const empty = (): StoredBudget => ({ ...emptyBudget(), lastRequestId: null });
   const keep = (key: string, v: { value: StoredBudget; revision: number | null }) =>
     remember(cache, key, v, CACHE_MAX_ENTRIES);
 
   const read = async (key: string) => {
-    if (!kv) return cache.get(key) ?? { value: empty(), revision: null };
-    const e = await readKey(budgetKey(key));
+    if (!io) return cache.get(key) ?? { value: empty(), revision: null };
+    const e = await io.read(budgetKey(key));
     const got =
       e?.operation === "PUT"
         ? { value: { ...empty(), ...e.json<StoredBudget>() }, revision: e.revision }
@@ -73,14 +81,7 @@ export function createBudgets(
         if (!check.allowed) return { ok: false, untilMs: check.untilMs };
         const next: StoredBudget = { ...recordAttempt(cur.value, policy, nowMs), lastRequestId: requestId };
         try {
-          let revision: number | null = null;
-          if (kv) {
-            const data = JSON.stringify(next);
-            revision =
-              cur.revision === null
-                ? await kv.create(budgetKey(key), data)
-                : await kv.update(budgetKey(key), data, cur.revision);
-          }
+          const revision = io ? await io.write(budgetKey(key), JSON.stringify(next), cur.revision) : null;
           keep(key, { value: next, revision });
           return { ok: true };
         } catch (err) {

@@ -213,7 +213,13 @@ async function startServing(
   });
   const fleet = createFleetStore({
     admission,
-    budgets: createBudgets(store.admission, policy, (key) => store.readKey(BUCKETS.admission, key)),
+    budgets: createBudgets(
+      {
+        read: (key) => store.readKey(BUCKETS.admission, key),
+        write: (key, data, revision) => store.writeKey(BUCKETS.admission, key, data, revision),
+      },
+      policy,
+    ),
     breaker,
     policy,
   });

@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { type JetStreamClient, type JetStreamManager, jetstream } from "@nats-io/jetstream";
 import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { type MsgHdrs, type NatsConnection, headers as natsHeaders } from "@nats-io/transport-node";
 import { createAckPublisher } from "../../shared/bus/ack-publisher.ts";
 import { createKvReader, type KvRead } from "../../shared/bus/kv-read.ts";
 import { createReplyMux } from "../../shared/bus/reply-mux.ts";
@@ -155,6 +155,11 @@ export interface CoordinatorStore {
   /** A key's latest entry in one of the buckets (on the store's reply subscription: shared/bus/kv-read.ts). */
   readKey(bucket: string, key: string): Promise<KvRead | null>;
   /**
+   * A compare-and-set write of a key (null: the key has no entry, or a delete marker at that revision was read
+   * as one): its new revision; rejects when the key moved on.
+   */
+  writeKey(bucket: string, key: string, data: string, revision: number | null): Promise<number>;
+  /**
    * Store an image: a new revision of its key (returned), which the record that uses it names. Tried again
    * while the bucket does not answer (a leader election), until `stop` says the caller gave up.
    */
@@ -294,6 +299,30 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     }
   };
 
+  /**
+   * A compare-and-set write, as kv.create/kv.update send it (the key's subject, the revision the write expects
+   * in the stream: 0 for none), acknowledged on the reply subscription. A key that moved on is "in-progress".
+   */
+  const casWrite = async (
+    bucket: string,
+    key: string,
+    data: Uint8Array,
+    revision: number | null,
+    h: MsgHdrs = natsHeaders(),
+  ): Promise<number> => {
+    h.set("Nats-Expected-Last-Subject-Sequence", String(revision ?? 0));
+    try {
+      return (await acks.publish(`$KV.${bucket}.${key}`, data, { headers: h })).seq;
+    } catch (err) {
+      throw new CxlrcError(
+        "in-progress",
+        `write of ${key} lost a compare-and-set (expected revision ${revision})`,
+        { key, revision },
+        { cause: err },
+      );
+    }
+  };
+
   return {
     js,
     images,
@@ -303,6 +332,7 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     outcomeId,
     leaseTtlMs,
     readKey: (bucket, key) => reads.get(bucket, key),
+    writeKey: (bucket, key, data, revision) => casWrite(bucket, key, enc.encode(data), revision),
     async putImage(record, stop) {
       const key = deviceKey(record.host, record.bdf);
       const revision = await writeImageKey(
@@ -351,28 +381,11 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     async loadActor(key) {
       return parse<ActorRecord>(await reads.get(BUCKETS.actors, key));
     },
-    async saveActor(key, record, revision, json) {
-      // Published to the bucket's subject directly (what kv.update does) to carry the record's summary in its
-      // headers (actor-index.ts): a headers-only watch then tells every device's state without its snapshot.
-      const h = summaryHeaders(record);
-      h.set("Nats-Expected-Last-Subject-Sequence", String(revision ?? 0));
-      try {
-        const ack = await acks.publish(
-          `$KV.${BUCKETS.actors}.${key}`,
-          enc.encode(json ?? JSON.stringify(record)),
-          {
-            headers: h,
-          },
-        );
-        return ack.seq;
-      } catch (err) {
-        throw new CxlrcError(
-          "in-progress",
-          `write of ${key} lost a compare-and-set (expected revision ${revision})`,
-          { key, revision },
-          { cause: err },
-        );
-      }
+    saveActor(key, record, revision, json) {
+      // With the record's summary in its headers (actor-index.ts): a headers-only watch then tells every
+      // device's state without its snapshot.
+      const data = enc.encode(json ?? JSON.stringify(record));
+      return casWrite(BUCKETS.actors, key, data, revision, summaryHeaders(record));
     },
     async listActorKeys() {
       // The stream's subjects, one snapshot answer (paged by the client). kv.keys() is not used: it streams

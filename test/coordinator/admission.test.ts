@@ -6,7 +6,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAdmission } from "../../services/coordinator/admission.ts";
 import { BREAKER_KEY, startBreakerFeed } from "../../services/coordinator/breaker-feed.ts";
-import { budgetKey, createBudgets } from "../../services/coordinator/budgets.ts";
+import { budgetKey, createBudgets, kvBudgetIo } from "../../services/coordinator/budgets.ts";
+import { openStore } from "../../services/coordinator/store.ts";
 import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { encodeJson, makeEvent } from "../../shared/bus/codec.ts";
 import { BUCKETS, subjects } from "../../shared/bus/subjects.ts";
@@ -98,8 +99,16 @@ describe("admission over NATS: budgets and breaker", () => {
   it("a device's attempt budget lives under its own key and counts a request once", async () => {
     const kv = await bucket();
     const policy = { maxAttemptsPerWindow: 2, attemptWindowMs: 60_000, cooldownMs: 60_000 };
-    const one = createBudgets(kv, policy);
-    const other = createBudgets(kv, policy);
+    // One through nats.js KV, one as the coordinator's store reads and writes (its reply subscription).
+    const store = await openStore(nc, { leaseTtlMs: 5000 });
+    const one = createBudgets(kvBudgetIo(kv), policy);
+    const other = createBudgets(
+      {
+        read: (key) => store.readKey(BUCKETS.admission, key),
+        write: (key, data, revision) => store.writeKey(BUCKETS.admission, key, data, revision),
+      },
+      policy,
+    );
     const t = Date.now();
     expect(await one.take("hb.01-00.0", "q-1", t)).toEqual({ ok: true });
     expect(await one.take("hb.01-00.0", "q-1", t + 1)).toEqual({ ok: true });
@@ -109,6 +118,12 @@ describe("admission over NATS: budgets and breaker", () => {
     expect(refused).toEqual({ ok: false, untilMs: t + 2 + 60_000 });
     const stored = (await kv.get(budgetKey("hb.01-00.0")))!.json<{ attemptsMs: number[] }>();
     expect(stored.attemptsMs).toEqual([t, t + 2]);
+    // The store's write loses its compare-and-set on a stale cache: it reads again and decides on what is there.
+    expect(await other.take("hb.02-00.0", "q-a", t)).toEqual({ ok: true });
+    expect(await one.take("hb.02-00.0", "q-b", t + 1)).toEqual({ ok: true });
+    expect(await other.take("hb.02-00.0", "q-c", t + 2)).toEqual({ ok: false, untilMs: t + 1 + 60_000 });
+    const second = (await kv.get(budgetKey("hb.02-00.0")))!.json<{ attemptsMs: number[] }>();
+    expect(second.attemptsMs).toEqual([t, t + 1]);
   });
 
   it("the breaker opens from the outcome events on every coordinator alike and closes only by an operator", async () => {
