@@ -6,8 +6,10 @@ import type { KV, KvEntry } from "@nats-io/kv";
 import { type BudgetState, checkBudget, emptyBudget, recordAttempt } from "../../machines/policy/budget.ts";
 import type { Policy } from "../../machines/policy/defaults.ts";
 import type { KvRead } from "../../shared/bus/kv-read.ts";
+import { BUCKETS } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import { remember } from "../../shared/remember.ts";
+import type { CoordinatorStore } from "./store.ts";
 
 type BudgetLimits = Pick<Policy, "maxAttemptsPerWindow" | "attemptWindowMs" | "cooldownMs">;
 
@@ -47,6 +49,17 @@ export function kvBudgetIo(kv: KV): BudgetIo {
     read: (key) => kv.get(key),
     write: (key, data, revision) =>
       revision === null ? kv.create(key, data) : kv.update(key, data, revision),
+  };
+}
+
+/** A budget bucket through the coordinator's store (its reply subscription: shared/bus/kv-read.ts). */
+export function storeBudgetIo(
+  store: Pick<CoordinatorStore, "readKey" | "writeKey">,
+  bucket: string = BUCKETS.admission,
+): BudgetIo {
+  return {
+    read: (key) => store.readKey(bucket, key),
+    write: (key, data, revision) => store.writeKey(bucket, key, data, revision),
   };
 }
 

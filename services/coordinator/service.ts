@@ -13,7 +13,7 @@ import { createAdmission, type InFlight } from "./admission.ts";
 import { createAgentLink } from "./agent-link.ts";
 import { startAgentPresence } from "./agent-presence.ts";
 import { startBreakerFeed } from "./breaker-feed.ts";
-import { createBudgets } from "./budgets.ts";
+import { createBudgets, storeBudgetIo } from "./budgets.ts";
 import { createBusHealth } from "./bus-health.ts";
 import { CONTROL_LIMITS_DEFAULT, type ControlLimits } from "./config.ts";
 import { createDeviceActors, type DeviceStatus } from "./device-actors.ts";
@@ -213,13 +213,7 @@ async function startServing(
   });
   const fleet = createFleetStore({
     admission,
-    budgets: createBudgets(
-      {
-        read: (key) => store.readKey(BUCKETS.admission, key),
-        write: (key, data, revision) => store.writeKey(BUCKETS.admission, key, data, revision),
-      },
-      policy,
-    ),
+    budgets: createBudgets(storeBudgetIo(store), policy),
     breaker,
     policy,
   });

@@ -155,8 +155,8 @@ export interface CoordinatorStore {
   /** A key's latest entry in one of the buckets (on the store's reply subscription: shared/bus/kv-read.ts). */
   readKey(bucket: string, key: string): Promise<KvRead | null>;
   /**
-   * A compare-and-set write of a key (null: the key has no entry, or a delete marker at that revision was read
-   * as one): its new revision; rejects when the key moved on.
+   * A compare-and-set write of a key at the revision last read (null: the key never had an entry; a deleted
+   * key's is its delete marker's): its new revision; rejects ("in-progress") when the key moved on.
    */
   writeKey(bucket: string, key: string, data: string, revision: number | null): Promise<number>;
   /**
@@ -269,6 +269,7 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
   const st = await leases.status();
   const leaseTtlMs = st.ttl > 0 ? st.ttl : opts.leaseTtlMs;
 
+  /** Image records by key@revision (a revision never changes). */
   const imageRecords = new Map<string, ImageRecord>();
   const keepRecord = (ref: string, rec: ImageRecord) => remember(imageRecords, ref, rec, IMAGE_RECORDS_KEPT);
   /** Per image key, the records stored here by revision, for resets not at rest yet (IMAGE_KEYS_HELD). */

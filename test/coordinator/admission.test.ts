@@ -6,7 +6,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAdmission } from "../../services/coordinator/admission.ts";
 import { BREAKER_KEY, startBreakerFeed } from "../../services/coordinator/breaker-feed.ts";
-import { budgetKey, createBudgets, kvBudgetIo } from "../../services/coordinator/budgets.ts";
+import { budgetKey, createBudgets, kvBudgetIo, storeBudgetIo } from "../../services/coordinator/budgets.ts";
 import { openStore } from "../../services/coordinator/store.ts";
 import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { encodeJson, makeEvent } from "../../shared/bus/codec.ts";
@@ -102,13 +102,7 @@ describe("admission over NATS: budgets and breaker", () => {
     // One through nats.js KV, one as the coordinator's store reads and writes (its reply subscription).
     const store = await openStore(nc, { leaseTtlMs: 5000 });
     const one = createBudgets(kvBudgetIo(kv), policy);
-    const other = createBudgets(
-      {
-        read: (key) => store.readKey(BUCKETS.admission, key),
-        write: (key, data, revision) => store.writeKey(BUCKETS.admission, key, data, revision),
-      },
-      policy,
-    );
+    const other = createBudgets(storeBudgetIo(store), policy);
     const t = Date.now();
     expect(await one.take("hb.01-00.0", "q-1", t)).toEqual({ ok: true });
     expect(await one.take("hb.01-00.0", "q-1", t + 1)).toEqual({ ok: true });
