@@ -32,12 +32,21 @@ const HEADER_VALUE = /^[\x20-\x7e]{1,256}$/;
 
 export function summarize(rec: ActorRecord): ActorSummary {
   const ctx = (rec.snapshot as { context?: Partial<LifecycleContext> } | null)?.context ?? {};
+  return summaryOf(rec, ctx, rec.announce?.length ?? 0);
+}
+
+/** The summary of a record made of these fields, this context (live or stored) and `announce` held events. */
+export function summaryOf(
+  rec: Pick<ActorRecord, "state" | "active" | "owner">,
+  ctx: Partial<LifecycleContext>,
+  announce: number,
+): ActorSummary {
   return {
     state: rec.state,
     active: rec.active,
     owner: rec.owner,
     requestId: ctx.request && (ctx.outcome ?? null) === null ? ctx.request.requestId : null,
-    announce: rec.announce?.length ?? 0,
+    announce,
     scopeViolations: ctx.scopeViolations ?? 0,
   };
 }
@@ -46,8 +55,7 @@ export function summarize(rec: ActorRecord): ActorSummary {
  * The headers written with a record (the caller adds its compare-and-set header). All or nothing: a value that
  * could not be a header (an odd request id) leaves the summary out, and readers read the record instead.
  */
-export function summaryHeaders(rec: ActorRecord, h: MsgHdrs = natsHeaders()): MsgHdrs {
-  const s = summarize(rec);
+export function summaryHeaders(s: ActorSummary, h: MsgHdrs = natsHeaders()): MsgHdrs {
   const values: Array<[string, string]> = [
     [ACTOR_HEADER.state, s.state],
     [ACTOR_HEADER.active, s.active ? "1" : "0"],

@@ -16,7 +16,7 @@ import { BUCKETS, deviceKey } from "../../shared/bus/subjects.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import { remember } from "../../shared/remember.ts";
 import { sleepBackoff } from "../../shared/retry.ts";
-import { summaryHeaders } from "./actor-index.ts";
+import { type ActorSummary, summarize, summaryHeaders } from "./actor-index.ts";
 import { loadOutcomeSecret, type OutcomeIds, outcomeIds } from "./outcome-id.ts";
 
 export interface StoreOptions {
@@ -176,11 +176,13 @@ export interface CoordinatorStore {
   /** The device behind image key `key` rests (or is no longer driven here): its images need not stay in memory. */
   releaseImages(key: string): void;
   loadActor(key: string): Promise<Stored<ActorRecord> | null>;
+  /** CAS write: `revision` is the one last read or written (null = must not exist yet). */
+  saveActor(key: string, record: ActorRecord, revision: number | null): Promise<number>;
   /**
-   * CAS write: `revision` is the one last read or written (null = must not exist yet). `json`: the record
-   * already serialized (JSON.stringify(record)), when the caller has it.
+   * saveActor of a record already serialized (`json`, an ActorRecord's JSON) with its summary (actor-index.ts
+   * summarize), as the runtime has both without the record as an object.
    */
-  saveActor(key: string, record: ActorRecord, revision: number | null, json?: string): Promise<number>;
+  saveActorJson(key: string, summary: ActorSummary, revision: number | null, json: string): Promise<number>;
   /** Every stored device key (deleted ones included: loadActor answers null for them). */
   listActorKeys(): Promise<string[]>;
   /** The decision taken for a request outside its device actor, if any. */
@@ -324,6 +326,13 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     }
   };
 
+  /**
+   * With the record's summary in its headers (actor-index.ts): a headers-only watch then tells every device's
+   * state without its snapshot.
+   */
+  const saveActorJson = (key: string, summary: ActorSummary, revision: number | null, json: string) =>
+    casWrite(BUCKETS.actors, key, enc.encode(json), revision, summaryHeaders(summary));
+
   return {
     js,
     images,
@@ -382,12 +391,9 @@ export async function openStore(nc: NatsConnection, opts: StoreOptions): Promise
     async loadActor(key) {
       return parse<ActorRecord>(await reads.get(BUCKETS.actors, key));
     },
-    saveActor(key, record, revision, json) {
-      // With the record's summary in its headers (actor-index.ts): a headers-only watch then tells every
-      // device's state without its snapshot.
-      const data = enc.encode(json ?? JSON.stringify(record));
-      return casWrite(BUCKETS.actors, key, data, revision, summaryHeaders(record));
-    },
+    saveActor: (key, record, revision) =>
+      saveActorJson(key, summarize(record), revision, JSON.stringify(record)),
+    saveActorJson,
     async listActorKeys() {
       // The stream's subjects, one snapshot answer (paged by the client). kv.keys() is not used: it streams
       // until nothing is pending, so a bucket written to all the time (every actor transition) keeps it going

@@ -3,7 +3,7 @@
 // only the devices left mid-operation (or holding announcements), never one at rest.
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { summaryFromHeaders, summaryHeaders } from "../../services/coordinator/actor-index.ts";
+import { summarize, summaryFromHeaders, summaryHeaders } from "../../services/coordinator/actor-index.ts";
 import type { DeviceActors } from "../../services/coordinator/device-actors.ts";
 import { startFleetView } from "../../services/coordinator/fleet-view.ts";
 import { createLeaseManager } from "../../services/coordinator/leases.ts";
@@ -41,7 +41,7 @@ function record(host: string, bdf: string, over: Partial<ActorRecord> = {}, requ
 describe("summary headers", () => {
   it("round-trip a record's state, activity, owner, request and counts", () => {
     const h = summaryHeaders(
-      record("h", "0000:01:00.0", { state: "resetting", active: true, announce: [] }, "req-7"),
+      summarize(record("h", "0000:01:00.0", { state: "resetting", active: true, announce: [] }, "req-7")),
     );
     expect(summaryFromHeaders(h)).toEqual({
       state: "resetting",
@@ -54,7 +54,9 @@ describe("summary headers", () => {
   });
 
   it("a request id that could not be a header leaves the whole summary out (readers read the record)", () => {
-    const h = summaryHeaders(record("h", "0000:01:00.0", { state: "resetting", active: true }, "bad\r\nid"));
+    const h = summaryHeaders(
+      summarize(record("h", "0000:01:00.0", { state: "resetting", active: true }, "bad\r\nid")),
+    );
     expect(summaryFromHeaders(h)).toBeNull();
     expect(summaryFromHeaders(undefined)).toBeNull();
   });

@@ -28,8 +28,8 @@ function world() {
       },
     },
     store: {
-      saveActor: async (_key: string, record: { announce?: Array<{ id: string }> }) => {
-        records.push(record);
+      saveActorJson: async (_key: string, _summary: unknown, _revision: unknown, json: string) => {
+        records.push(JSON.parse(json) as { announce?: Array<{ id: string }> });
         return ++revision;
       },
       loadActor: async () => null,

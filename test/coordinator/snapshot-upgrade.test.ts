@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULT_POLICY } from "../../machines/policy/defaults.ts";
 import { currentSnapshot } from "../../services/coordinator/device-actors.ts";
-import { REST_STATES, storedForm } from "../../services/coordinator/runtime/snapshot.ts";
+import { REST_STATES, storedForm, storedJson } from "../../services/coordinator/runtime/snapshot.ts";
 import { BDF, HANG, harness, reqEvent, request, settle } from "../machines/builders.ts";
 
 /** A context as versions before 2026-12-06 stored it: the request's progress and the step at the top level. */
@@ -45,6 +45,17 @@ describe("stored snapshot upgrade", () => {
     expect(written.context).not.toHaveProperty("policy");
     expect(written.context).toMatchObject({ restoreScope: "full", persisted: true, phase: "resetting" });
     expect((currentSnapshot(written) as typeof stored).context).toEqual(inMemory);
+  });
+
+  it("is written as the same text as the flat form's JSON, without building the flat object", async () => {
+    const { stored } = await heldInReset();
+    expect(storedJson(stored)).toBe(JSON.stringify(storedForm(stored)));
+    // Text an agent put in the snapshot (an error's message) is never taken for the context's place.
+    const withText = { ...stored, error: { message: '"\u0000context"' } };
+    expect(storedJson(withText)).toBe(JSON.stringify(storedForm(withText)));
+    const noRun = { ...stored, context: { ...stored.context, run: {}, step: undefined } };
+    expect(storedJson(noRun)).toBe(JSON.stringify(storedForm(noRun)));
+    expect(storedJson({ value: "ready" })).toBe('{"value":"ready"}');
   });
 
   it("a snapshot stored with a policy in its context runs under the loading coordinator's policy", async () => {

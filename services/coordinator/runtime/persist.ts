@@ -3,8 +3,9 @@
 // another coordinator's revision refused gives the device up (runtime/let-go.ts abandon).
 import { CxlrcError, describeError } from "../../../shared/errors.ts";
 import { sleepBackoff } from "../../../shared/retry.ts";
+import { summaryOf } from "../actor-index.ts";
 import type { ActorRecord } from "../store.ts";
-import { REST_STATES, stateOf, storedForm } from "./snapshot.ts";
+import { REST_STATES, stateOf, storedJson } from "./snapshot.ts";
 import type { Device, DeviceRuntime } from "./types.ts";
 
 /**
@@ -26,14 +27,13 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
     // The actor's snapshot is a new object after every transition, and the requests a new array when they
     // change: the same two as the last write made here are the same record, without serializing it again.
     const current = actor.getSnapshot();
-    const from = d.lastWritten?.from;
+    const last = d.lastWritten;
+    const from = last?.from;
     const unchanged = from !== undefined && from.snapshot === current && from.requests === d.requests;
-    const snapshot = unchanged ? null : storedForm(actor.getPersistedSnapshot());
     // Serialized once: the comparison with the last write and the record reuse the same strings.
-    const snapshotJson = unchanged ? "" : JSON.stringify(snapshot);
-    const requestsJson = unchanged ? "" : JSON.stringify(d.requests);
-    const json = unchanged ? d.lastWritten!.json : `{"snapshot":${snapshotJson},"requests":${requestsJson}}`;
-    if (json === d.lastWritten?.json) {
+    const snapshotJson = unchanged ? last!.snapshotJson : storedJson(actor.getPersistedSnapshot());
+    const requestsJson = unchanged ? last!.requestsJson : JSON.stringify(d.requests);
+    if (last && snapshotJson === last.snapshotJson && requestsJson === last.requestsJson) {
       // Nothing new to store: a write-ahead still waits for the events sent since. With `namedEnough`, not for
       // those that went out with the last write: its record names them, and whoever takes it over sends them
       // again (held ones said now are named by no record: waited for).
@@ -48,9 +48,9 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
     // yet are stored with it, in order, before the held ones: whoever takes the record over sends them again
     // (same ids), so nothing waits here for their acknowledgements.
     const inflight = o.events.unsent(d);
-    const state = stateOf((snapshot as { value?: unknown }).value);
+    const state = stateOf(current.value);
     const announced = [...inflight, ...d.held.slice(0, heldNow).map((h) => h.event)];
-    const record: ActorRecord = {
+    const meta: Omit<ActorRecord, "snapshot" | "requests" | "announce"> = {
       v: 1,
       host: d.host,
       bdf: d.bdf,
@@ -58,19 +58,18 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
       savedAt: new Date(o.now()).toISOString(),
       state,
       active: !REST_STATES.has(state),
-      snapshot,
-      requests: d.requests,
-      ...(announced.length > 0 ? { announce: announced } : {}),
     };
-    const { snapshot: _s, requests: _r, announce: _a, ...meta } = record;
     const recordJson = `${JSON.stringify(meta).slice(0, -1)},"snapshot":${snapshotJson},"requests":${requestsJson}${
       announced.length > 0 ? `,"announce":${JSON.stringify(announced)}` : ""
     }}`;
+    // What the record's headers summarize (actor-index.ts), from the live snapshot: the stored one is only text.
+    const summary = summaryOf(meta, current.context, announced.length);
     /** Stored at `revision` (written now, or found landed): the events held for it go out. */
     const stored = (revision: number) => {
       d.revision = revision;
       d.lastWritten = {
-        json,
+        snapshotJson,
+        requestsJson,
         named: new Set(announced.map((e) => e.id)),
         from: { snapshot: current, requests: d.requests },
       };
@@ -79,7 +78,7 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
     };
     for (let attempt = 1; ; attempt++) {
       try {
-        stored(await o.store.saveActor(d.key, record, d.revision, recordJson));
+        stored(await o.store.saveActorJson(d.key, summary, d.revision, recordJson));
         return;
       } catch (err) {
         // No answer is not a refusal: the write may have landed (ack lost) or the store is electing a
@@ -87,7 +86,8 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
         const cur = await o.store.loadActor(d.key).catch(() => undefined);
         const landed =
           cur?.value.owner === o.id &&
-          JSON.stringify({ snapshot: cur.value.snapshot, requests: cur.value.requests }) === json;
+          JSON.stringify(cur.value.snapshot) === snapshotJson &&
+          JSON.stringify(cur.value.requests) === requestsJson;
         if (cur && landed) {
           stored(cur.revision);
           return;

@@ -41,6 +41,8 @@ export interface DeviceActorsOptions {
   /** The features of the host's agent (its latest inventory's); default: read from inventory(). */
   agentFeatures?(host: string): Promise<ReadonlySet<string>>;
   hook?: StepHook;
+  /** Steps that call agents or the store at once (the step gate's limit). Default MAX_RUNNING_STEPS. */
+  maxRunningSteps?: number;
   /** How long a request may wait for a device actor to settle (binding, probing). Default 30 s. */
   settleTimeoutMs?: number;
 }
@@ -70,13 +72,14 @@ export interface Device {
   /** Revision of the stored actor record as last read or written here (null: none). */
   revision: number | null;
   /**
-   * The snapshot and requests as last stored (`json`, null: none known), the ids of the events that record names
+   * The snapshot and requests as last stored (their JSON, null: none known), the ids of the events that record names
    * (`named`, its announce: whoever takes it over sends those again), and, for a write made here, the actor's
    * snapshot object and requests array it was made from (`from`: a later call with the same two needs no
    * serializing).
    */
   lastWritten: {
-    json: string;
+    snapshotJson: string;
+    requestsJson: string;
     named: ReadonlySet<string>;
     from?: { snapshot: unknown; requests: string[] };
   } | null;
