@@ -62,6 +62,8 @@ export interface CoordinatorOptions {
   inventoryTtlMs?: number;
   /** Test hook: runs around every step's effect (stop a coordinator at an exact point). */
   stepHook?: StepHook;
+  /** Steps run at once, the others queued (effects/step-budget.ts). Default 64; tests make it small. */
+  maxRunningSteps?: number;
   /**
    * Control endpoints (cxlrc.ctl.*): largest message and per-requester / global rate limits. Defaults
    * (config.ts CONTROL_LIMITS_DEFAULT) are far above what operators, the CLI and fleet controllers send.
@@ -260,6 +262,7 @@ async function startServing(
     inventory: (host, fresh) => inventory.get(host, fresh),
     agentFeatures: (host) => inventory.features(host),
     ...(opts.stepHook ? { hook: opts.stepHook } : {}),
+    ...(opts.maxRunningSteps !== undefined ? { maxRunningSteps: opts.maxRunningSteps } : {}),
   });
   onLost = (key) => actors.leaseLost(key);
   onPartitionGone = (host) => actors.partitionGone(host);

@@ -15,6 +15,7 @@ import { callAgent, connectBus, ensureStreams, getJsm, isNoResponders } from "..
 import { EventEnvelope, encodeJson } from "../../shared/bus/codec.ts";
 import type { ResetRequestInput } from "../../shared/bus/requests.ts";
 import { deviceKey, STREAMS, subjects } from "../../shared/bus/subjects.ts";
+import { realClock } from "../../shared/hw/backend.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
 import { type NatsServerHandle, type StartNatsOptions, startNats } from "../../shared/natsd/server.ts";
 import {
@@ -56,6 +57,7 @@ export interface CoordinatorStart {
   leaseTtlMs: number;
   metricsPort: number | null;
   stepHook: StepHook;
+  maxRunningSteps: number;
   hosts: string[];
   control: Partial<ControlLimits>;
   log: Logger;
@@ -73,6 +75,8 @@ export interface WorldOptions {
   pass?: string;
   /** Per host: the features its agent offers (default all), to stand for an older agent. */
   agentFeatures?: Record<string, AgentFeature[]>;
+  /** Hosts whose simulator runs on the wall clock (a reset that takes its time), not a virtual one. */
+  realTime?: string[];
 }
 
 export interface RunningCoordinator {
@@ -105,7 +109,9 @@ export async function startWorld(
   const sims = new Map<string, SimHost>();
   const agents: AgentHandle[] = [];
   for (const spec of hosts) {
-    const sim = createSimHost(spec, { clock: new VirtualClock() });
+    const sim = createSimHost(spec, {
+      clock: wo.realTime?.includes(spec.name) ? realClock : new VirtualClock(),
+    });
     sims.set(spec.name, sim);
     const features = wo.agentFeatures?.[spec.name];
     agents.push(
@@ -137,6 +143,7 @@ export async function startWorld(
         leaseTtlMs: o.leaseTtlMs ?? LEASE_TTL_MS,
         metricsPort: o.metricsPort ?? null,
         ...(o.stepHook ? { stepHook: o.stepHook } : {}),
+        ...(o.maxRunningSteps !== undefined ? { maxRunningSteps: o.maxRunningSteps } : {}),
         ...(o.hosts ? { hosts: o.hosts } : {}),
         ...(o.control ? { control: o.control } : {}),
         ...(o.log ? { log: o.log } : {}),

@@ -93,6 +93,8 @@ export interface DeviceAccess {
   resumed(): Promise<void>;
   /** True once, for the first step run in `phase` after the actor was restored from a snapshot in it. */
   takeRecovery(phase: string): boolean;
+  /** What takeRecovery(phase) would answer, without taking it. */
+  recovering(phase: string): boolean;
   /** The device lease, while held. */
   lease(): Lease | null;
   /** The lease is still ours right now (renewed recently, or renewed on the spot): safe to act. */
@@ -171,13 +173,15 @@ function stale(phase: string): CxlrcError {
  *
  * `gated`: the step calls the agent and queues at the step gate (at most MAX_RUNNING_STEPS at once). Gating,
  * persisting the image and releasing only touch the store, and gating may wait for a host slot that a release
- * frees: they never queue behind agent work.
+ * frees: they never queue behind agent work. A function: gated when it says so, asked as the step's work is about
+ * to start; a step whose answer an earlier operation already brought (the restore, commit and verify a device
+ * reset alone ran in its reset's operation) calls nothing, and does not queue behind the steps that do.
  */
 interface StepRules<I> {
   store?: "ahead" | "along";
   storeWhen?: (input: I) => boolean;
   namedEnough?: boolean;
-  gated?: boolean;
+  gated?: boolean | ((input: I, access: DeviceAccess) => boolean);
 }
 
 const GATED = { gated: true } as const;
@@ -300,12 +304,17 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       const key = deviceKey(input.host, input.bdf);
       const access = directory(key);
       if (!access) throw stale(phase);
+      let log: Logger | undefined;
       const dev: Step = {
         host: input.host,
         bdf: input.bdf,
         key,
         dev: access,
-        log: deps.log.child({ host: input.host, bdf: input.bdf }),
+        // Made when the step logs (most never do): a pino child per step costs more than the step's own work.
+        get log() {
+          log ??= deps.log.child({ host: input.host, bdf: input.bdf });
+          return log;
+        },
       };
       const info = { host: input.host, bdf: input.bdf, requestId: input.requestId ?? null, opId: input.opId };
       // The step's operation id is issued to the host from now on: the agent's events for it are believed.
@@ -337,7 +346,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
             (budget) => run(input, budget, dev),
             (passedAt) => busClock.confirm(passedAt, input.timeoutMs),
           );
-        const out = rules.gated ? await gate.run(signal, work) : await work();
+        const gated = typeof rules.gated === "function" ? rules.gated(input, access) : rules.gated === true;
+        const out = gated ? await gate.run(signal, work) : await work();
         const tRan = performance.now();
         const alongErr = along ? await along : null;
         if (alongErr) throw alongErr;
@@ -345,7 +355,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         if (signal.aborted || !(await access.confirmLease())) throw stale(phase);
         // Where a step's time went: waiting to start (a takeover's hold, its write-ahead), its own work (agent
         // calls, store), and the write along it still running when the work ended.
-        if (dev.log.isLevelEnabled("debug")) {
+        if (deps.log.isLevelEnabled("debug")) {
           const ms = (a: number, b: number) => Math.round((b - a) * 100) / 100;
           const tEnd = performance.now();
           dev.log.debug(
@@ -640,7 +650,6 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     resetDevice: step<ResetInput, void>(
       "resetting",
       async (input, signal, dev) => {
-        const log = dev.log;
         answered.delete(requestKey(input));
         if (dev.dev.takeRecovery("resetting")) {
           // The snapshot says "resetting" but not whether the reset was issued: read the device. Wiped state
@@ -657,19 +666,19 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
               signal,
             );
             if (resetHappened(input.scope, check.mismatches)) {
-              log.info(
+              dev.log.info(
                 { bdf: input.bdf, requestId: input.requestId },
                 "recovery: the reset had happened; not repeating it",
               );
               return;
             }
-            log.info(
+            dev.log.info(
               { bdf: input.bdf, requestId: input.requestId },
               "recovery: the device is intact (not reset, or restored since); issuing the reset under its operation id",
             );
           } catch (err) {
             if (isCxlrcError(err) && (err.kind === "not-ready" || err.kind === "device-absent")) {
-              log.info({ bdf: input.bdf }, "recovery: the device is still in reset; not repeating it");
+              dev.log.info({ bdf: input.bdf }, "recovery: the device is still in reset; not repeating it");
               return;
             }
             throw err;
@@ -682,7 +691,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         const olderAgent = () => {
           if (olderAgents.has(dev.host)) return;
           olderAgents.add(dev.host);
-          log.info(
+          dev.log.info(
             { host: dev.host },
             "the host's agent does not restore in the reset (an older agent): the restore goes separately",
           );
@@ -780,7 +789,11 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           }
         }
       },
-      GATED,
+      {
+        gated: (input, access) =>
+          access.recovering("awaitingReady") ||
+          !input.targets.every((bdf) => answered.get(requestKey(input))?.includes(bdf)),
+      },
     ),
 
     restoreDevice: step<RestoreInput, void>(
@@ -802,7 +815,12 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         }
         if (input.scope === "full") remember(committed, roundKey(input), decoders, COMMITTED_KEPT);
       },
-      GATED,
+      {
+        gated: (input, access) =>
+          access.recovering("restoring") ||
+          !resetsAlone(input, input.bdf) ||
+          !restoredAtReset.has(imageRoundKey(input, input.image)),
+      },
     ),
 
     /**
@@ -843,7 +861,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         }
         return { decoders: await restoreAll(dev, input.opId, input.targets, "full", input.image, signal) };
       },
-      GATED,
+      { gated: (input) => !committed.has(roundKey(input)) },
     ),
 
     verifyDevice: step<VerifyInput, VerifyResult>(
@@ -862,7 +880,17 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         }
         return verifyAll(dev, input.opId, input.targets, input.scope, input.image, signal);
       },
-      GATED,
+      {
+        gated: (input, access) => {
+          const atRestore = verifiedAtRestore.get(imageRoundKey(input, input.image));
+          return (
+            access.recovering("verifying") ||
+            !atRestore ||
+            input.targets.length !== 1 ||
+            atRestore.bdf !== input.targets[0]
+          );
+        },
+      },
     ),
 
     /**

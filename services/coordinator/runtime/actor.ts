@@ -46,6 +46,7 @@ function accessOf(rt: DeviceRuntime, d: Device): DeviceAccess {
       d.recovery = null;
       return true;
     },
+    recovering: (phase) => d.recovery === phase,
     lease: () => o.leases.get(d.key) ?? null,
     confirmLease: () => o.leases.confirm(d.key),
     afterOutcome: (release) => releaseAfterOutcome(rt, d, release),
@@ -123,7 +124,8 @@ export async function sync(
   d.requests = [...(rec.value.requests ?? [])];
   // Read, not written here: the events its record names are not counted as said (held again below if unsaid).
   d.lastWritten = {
-    json: JSON.stringify({ snapshot: rec.value.snapshot, requests: d.requests }),
+    snapshotJson: JSON.stringify(rec.value.snapshot),
+    requestsJson: JSON.stringify(d.requests),
     named: new Set(),
   };
   d.recovery = rec.value.active ? rec.value.state : null;

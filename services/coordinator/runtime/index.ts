@@ -27,7 +27,7 @@ export function createDeviceRuntime(o: DeviceActorsOptions): DeviceRuntime {
   /** The device hooks the effects look up by key (the actors themselves are built once, below). */
   const access = new Map<string, DeviceAccess>();
   // One gate for every device's steps: at most this many run at once; its queue tells the outbox it is loaded.
-  const gate = createStepGate(MAX_RUNNING_STEPS);
+  const gate = createStepGate(o.maxRunningSteps ?? MAX_RUNNING_STEPS);
   const machine = createLifecycleMachine({ now: o.now }, o.policy).provide({
     actors: createAgentActors(
       {
