@@ -60,6 +60,11 @@ export async function startBreakerFeed(o: BreakerFeedOptions): Promise<BreakerFe
   const seen = new Set<string>();
   let failures = 0;
   let stopped = false;
+  /**
+   * state() as last built: every gating reads it (guards, grant), and its outcome list is a hundred objects;
+   * built again only after the window or the stored state changed.
+   */
+  let built: BreakerState | null = null;
   const iters: Array<QueuedIterator<KvWatchEntry>> = [];
   const subs: Subscription[] = [];
 
@@ -68,6 +73,7 @@ export async function startBreakerFeed(o: BreakerFeedOptions): Promise<BreakerFe
     // The watch can deliver an entry after this feed wrote a newer one (a close, an opening): never go back.
     if (revision !== null && e.revision < revision) return;
     revision = e.revision;
+    built = null;
     stored =
       e.operation === "PUT"
         ? { ...withoutOutcomes(closedBreaker()), ...e.json<Stored>() }
@@ -80,6 +86,7 @@ export async function startBreakerFeed(o: BreakerFeedOptions): Promise<BreakerFe
   };
 
   const drop = () => {
+    built = null;
     const gone = window.shift()!;
     seen.delete(gone.requestId);
     if (gone.failed) failures--;
@@ -93,6 +100,7 @@ export async function startBreakerFeed(o: BreakerFeedOptions): Promise<BreakerFe
   const write = async (next: Stored) => {
     if (!o.kv) {
       stored = next;
+      built = null;
       return;
     }
     try {
@@ -102,6 +110,7 @@ export async function startBreakerFeed(o: BreakerFeedOptions): Promise<BreakerFe
           ? await o.kv.create(BREAKER_KEY, data)
           : await o.kv.update(BREAKER_KEY, data, revision);
       stored = next;
+      built = null;
     } catch (err) {
       adopt(await o.kv.get(BREAKER_KEY));
       if (stored.status === next.status) return;
@@ -128,6 +137,7 @@ export async function startBreakerFeed(o: BreakerFeedOptions): Promise<BreakerFe
     if (stored.status === "closed" && stored.closedBy && atMs <= stored.closedBy.atMs) return;
     seen.add(requestId);
     window.push({ requestId, atMs, failed });
+    built = null;
     if (failed) failures++;
     await evaluate(o.now());
   };
@@ -193,10 +203,13 @@ export async function startBreakerFeed(o: BreakerFeedOptions): Promise<BreakerFe
   }
 
   return {
-    state: () => ({
-      ...stored,
-      outcomes: window.slice(-STATUS_OUTCOMES).map(({ atMs, failed }) => ({ atMs, failed })),
-    }),
+    state: () =>
+      (built ??= Object.freeze({
+        ...stored,
+        outcomes: Object.freeze(
+          window.slice(-STATUS_OUTCOMES).map(({ atMs, failed }) => ({ atMs, failed })),
+        ) as BreakerState["outcomes"],
+      })),
     record,
     async close(operator, nowMs) {
       if (o.kv) adopt(await o.kv.get(BREAKER_KEY));

@@ -46,6 +46,8 @@ interface Member {
   epoch: number;
   controller: AbortController;
   lost: boolean;
+  /** The device's view of the partition lease it was last asked for with (get, asked for on every write). */
+  view?: { partition: Lease; lease: Lease };
 }
 
 /** Devices released here lately, remembered for releasedAt (bounded). */
@@ -97,16 +99,21 @@ export function createPartitionLeases(opts: PartitionLeaseOptions): PartitionLea
     return m;
   };
 
-  const view = (m: Member, partition: Lease): Lease => ({
-    key: m.key,
-    get revision() {
-      return partition.revision;
-    },
-    signal: m.controller.signal,
-    get lost() {
-      return m.lost;
-    },
-  });
+  const view = (m: Member, partition: Lease): Lease => {
+    if (m.view?.partition === partition) return m.view.lease;
+    const lease: Lease = {
+      key: m.key,
+      get revision() {
+        return partition.revision;
+      },
+      signal: m.controller.signal,
+      get lost() {
+        return m.lost;
+      },
+    };
+    m.view = { partition, lease };
+    return lease;
+  };
 
   const letGo = (partition: string): Promise<void> => {
     log.debug({ lease: partition }, "partition given back");
