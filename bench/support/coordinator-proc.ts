@@ -163,14 +163,18 @@ async function main(): Promise<void> {
       await s.post("Profiler.start");
     },
     profStop: (a) => finish("cpu", (s) => s.post("Profiler.stop"), (a as { path: string }).path),
-    /** Sampling of every allocation (collected ones too: what the garbage collector works for). */
+    /**
+     * Sampling of every allocation (collected ones too: what the garbage collector works for); with
+     * BENCH_ALLOC_SURVIVED=1 only what outlived a scavenge (promoted to the old generation: what makes the
+     * young generation's collections slow and the old one's necessary).
+     */
     allocStart: async () => {
       const s = open("alloc");
       await s.post("HeapProfiler.enable");
       await s.post("HeapProfiler.startSampling", {
         samplingInterval: 16_384,
         includeObjectsCollectedByMajorGC: true,
-        includeObjectsCollectedByMinorGC: true,
+        includeObjectsCollectedByMinorGC: process.env.BENCH_ALLOC_SURVIVED !== "1",
       });
     },
     allocStop: (a) =>

@@ -208,7 +208,9 @@ export interface CoordinatorStartOptions {
 }
 
 export async function startWorld(o: WorldOptions): Promise<World> {
-  const server = await startNats();
+  // BENCH_NATS_PROF=<port>: the server serves Go pprof there (go tool pprof http://127.0.0.1:<port>/debug/pprof/profile).
+  const prof = process.env.BENCH_NATS_PROF;
+  const server = await startNats(prof ? { config: `prof_port: ${prof}\n` } : {});
   const children: Child[] = [];
   try {
     const driver = await startDriver(server);
