@@ -127,6 +127,8 @@ interface Held {
   controller: AbortController;
   lastRenewOk: number;
   lost: boolean;
+  /** Its Lease, made once (get() is asked on every write of every device in the partition). */
+  view?: Lease;
 }
 
 export function parseLeaseEntry(e: KvEntry | null): LeaseRecord | null {
@@ -182,16 +184,17 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
   };
   const known = learnReplicas();
 
-  const view = (h: Held): Lease => ({
-    key: h.key,
-    get revision() {
-      return h.revision;
-    },
-    signal: h.controller.signal,
-    get lost() {
-      return h.lost;
-    },
-  });
+  const view = (h: Held): Lease =>
+    (h.view ??= {
+      key: h.key,
+      get revision() {
+        return h.revision;
+      },
+      signal: h.controller.signal,
+      get lost() {
+        return h.lost;
+      },
+    });
 
   const lose = (h: Held, reason: LostReason) => {
     if (h.lost) return;
