@@ -42,6 +42,25 @@ export interface Lease {
   readonly lost: boolean;
 }
 
+/** A Lease whose revision and loss are read, when asked, from where their holder keeps them. */
+export function liveLease(
+  key: string,
+  signal: AbortSignal,
+  of: { readonly revision: number },
+  loss: { readonly lost: boolean },
+): Lease {
+  return {
+    key,
+    get revision() {
+      return of.revision;
+    },
+    signal,
+    get lost() {
+      return loss.lost;
+    },
+  };
+}
+
 /** "fenced": an agent refused this holder's epoch (another coordinator has driven the device since). */
 export type LostReason = "renew-failed" | "gone" | "taken" | "expired" | "fenced";
 
@@ -184,17 +203,7 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
   };
   const known = learnReplicas();
 
-  const view = (h: Held): Lease =>
-    (h.view ??= {
-      key: h.key,
-      get revision() {
-        return h.revision;
-      },
-      signal: h.controller.signal,
-      get lost() {
-        return h.lost;
-      },
-    });
+  const view = (h: Held): Lease => (h.view ??= liveLease(h.key, h.controller.signal, h, h));
 
   const lose = (h: Held, reason: LostReason) => {
     if (h.lost) return;

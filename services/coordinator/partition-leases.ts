@@ -19,6 +19,7 @@ import {
   type LeaseManager,
   type LeaseManagerOptions,
   type LostReason,
+  liveLease,
 } from "./leases.ts";
 
 /** The partition of a device key `<host>.<bdf-token>`: its host (a host name has no '.'). */
@@ -101,16 +102,8 @@ export function createPartitionLeases(opts: PartitionLeaseOptions): PartitionLea
 
   const view = (m: Member, partition: Lease): Lease => {
     if (m.view?.partition === partition) return m.view.lease;
-    const lease: Lease = {
-      key: m.key,
-      get revision() {
-        return partition.revision;
-      },
-      signal: m.controller.signal,
-      get lost() {
-        return m.lost;
-      },
-    };
+    // The partition's revision, the device's own loss (one device can leave a partition that stays).
+    const lease = liveLease(m.key, m.controller.signal, partition, m);
     m.view = { partition, lease };
     return lease;
   };
