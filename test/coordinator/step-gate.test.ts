@@ -14,11 +14,11 @@ describe("the step gate", () => {
     w = await startWorld(
       [
         simpleHost({ name: "gq-fast" }),
-        // A reset that keeps its step (and the gate's only place) for a second and a half.
+        // A reset that keeps its step (and the gate's only place) for three seconds.
         simpleHost({
           name: "gq-slow",
           device: { cxlResetTimeout: 3 },
-          timings: { cxlResetDurationMs: 1500 },
+          timings: { cxlResetDurationMs: 3000 },
         }),
       ],
       { realTime: ["gq-slow"] },
