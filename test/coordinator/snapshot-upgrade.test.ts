@@ -82,8 +82,11 @@ describe("stored snapshot upgrade", () => {
     stored.context = flat(grouped);
     expect(stored.context).toHaveProperty("restoreScope", "full");
 
+    const asStored = JSON.stringify(stored);
     const upgraded = currentSnapshot(stored) as typeof stored;
     expect(upgraded.context).toEqual(grouped);
+    // Upgraded as a copy: the record it was read from stays as stored.
+    expect(JSON.stringify(stored)).toBe(asStored);
 
     const after = harness({ clock: before.clock });
     const b = after.start({}, upgraded);
@@ -121,7 +124,9 @@ describe("stored snapshot upgrade", () => {
       systemId: undefined,
     };
 
+    const asStored = JSON.stringify(stored);
     const upgraded = currentSnapshot(stored) as typeof stored;
+    expect(JSON.stringify(stored)).toBe(asStored);
     expect(Object.values(upgraded.children).map((c) => (c as { src: string }).src)).not.toContain(
       "deadlineTimer",
     );

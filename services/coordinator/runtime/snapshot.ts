@@ -37,25 +37,41 @@ export function stateOf(value: unknown): string {
  *   loading coordinator's applies).
  */
 export function currentSnapshot(snapshot: unknown): unknown {
-  const s = structuredClone(snapshot) as {
+  // Copied where it changes, never edited: what it is given (a record just read) stays as stored.
+  const s = snapshot as {
     context?: Record<string, unknown>;
     children?: Record<string, { src?: string; snapshot?: { input?: Record<string, unknown> } }>;
   };
-  const oldPolicy = s.context?.policy as { agentCallTimeoutMs?: number } | undefined;
-  if (s.context) delete s.context.policy;
-  if (s.context && !("run" in s.context)) s.context = grouped(s.context);
-  const context = s.context as LifecycleContext | undefined;
-  for (const [id, child] of Object.entries(s.children ?? {})) {
-    if (child.src === "deadlineTimer") {
-      delete s.children![id];
-      continue;
-    }
-    const input = child.snapshot?.input;
-    if (input && typeof input.opId === "string" && typeof input.timeoutMs !== "number") {
-      input.timeoutMs = context?.step.timeoutMs ?? oldPolicy?.agentCallTimeoutMs ?? 30_000;
-    }
+  let context = s.context;
+  const oldPolicy = context?.policy as { agentCallTimeoutMs?: number } | undefined;
+  if (context && "policy" in context) {
+    const { policy: _policy, ...rest } = context;
+    context = rest;
   }
-  return s;
+  if (context && !("run" in context)) context = grouped(context);
+  const step = (context as LifecycleContext | undefined)?.step;
+  let children = s.children;
+  if (children) {
+    const upgraded: NonNullable<typeof children> = {};
+    let changed = false;
+    for (const [id, child] of Object.entries(children)) {
+      if (child.src === "deadlineTimer") {
+        changed = true;
+        continue;
+      }
+      const input = child.snapshot?.input;
+      if (input && typeof input.opId === "string" && typeof input.timeoutMs !== "number") {
+        const timeoutMs = step?.timeoutMs ?? oldPolicy?.agentCallTimeoutMs ?? 30_000;
+        upgraded[id] = { ...child, snapshot: { ...child.snapshot, input: { ...input, timeoutMs } } };
+        changed = true;
+        continue;
+      }
+      upgraded[id] = child;
+    }
+    if (changed) children = upgraded;
+  }
+  if (context === s.context && children === s.children) return snapshot;
+  return { ...s, ...(context ? { context } : {}), ...(children ? { children } : {}) };
 }
 
 /** A context stored with every field at the top level, in this version's form. */
