@@ -33,13 +33,22 @@ export function withBudget<T>(
   };
   let timer: NodeJS.Timeout | undefined;
   let settled = false;
-  const expired = new Promise<never>((_, reject) => {
+  // One promise settled by whichever comes first, the work or its budget (not a race of two, with a third for
+  // its clean-up: a step of every device runs through here, a dozen a reset).
+  return new Promise<T>((resolve, reject) => {
+    const settle = () => {
+      if (settled) return false;
+      settled = true;
+      clearTimeout(timer);
+      return true;
+    };
     const arm = () => {
       if (settled) return;
       timer = setTimeout(async () => {
         if (confirm) await confirm(performance.now());
         if (settled) return;
         spent = true;
+        settle();
         reject(
           new CxlrcError(
             "timeout",
@@ -53,10 +62,20 @@ export function withBudget<T>(
     // its first request has left (shared/bus/deadline-check.ts afterThisTurn).
     if (confirm) afterThisTurn(arm);
     else arm();
-  });
-  return Promise.race([work(stop), expired]).finally(() => {
-    settled = true;
-    clearTimeout(timer);
+    let running: Promise<T>;
+    try {
+      running = work(stop);
+    } catch (err) {
+      running = Promise.reject(err);
+    }
+    running.then(
+      (value) => {
+        if (settle()) resolve(value);
+      },
+      (err: unknown) => {
+        if (settle()) reject(err);
+      },
+    );
   });
 }
 
