@@ -127,6 +127,9 @@ describe("fleet page in a browser", () => {
     await page.getByLabel("Replay since").fill("1h");
     await page.getByRole("button", { name: "Apply filters" }).click();
     const rows = page.locator("#events tbody tr");
+    // The rows shown before the filtered replay answers are the unfiltered ones: counted only once the page
+    // has cleared them for the replay (its note names the filters then).
+    await expect.poll(() => page.locator("#events-note").textContent()).toContain("host=alpha");
     await expect.poll(() => rows.count()).toBeGreaterThan(5);
     const cols = await rows.evaluateAll((trs) =>
       trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent)),
