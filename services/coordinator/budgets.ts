@@ -53,13 +53,10 @@ export function kvBudgetIo(kv: KV): BudgetIo {
 }
 
 /** A budget bucket through the coordinator's store (its reply subscription: shared/bus/kv-read.ts). */
-export function storeBudgetIo(
-  store: Pick<CoordinatorStore, "readKey" | "writeKey">,
-  bucket: string = BUCKETS.admission,
-): BudgetIo {
+export function storeBudgetIo(store: Pick<CoordinatorStore, "readKey" | "writeKey">): BudgetIo {
   return {
-    read: (key) => store.readKey(bucket, key),
-    write: (key, data, revision) => store.writeKey(bucket, key, data, revision),
+    read: (key) => store.readKey(BUCKETS.admission, key),
+    write: (key, data, revision) => store.writeKey(BUCKETS.admission, key, data, revision),
   };
 }
 

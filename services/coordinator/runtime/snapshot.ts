@@ -29,7 +29,7 @@ export function stateOf(value: unknown): string {
 /**
  * A stored snapshot as this version runs it. Older forms still restore (a rolling upgrade mid-reset continues the
  * reset):
- * - the context is stored flat (storedForm): its request's progress and its step are grouped into `run` and
+ * - the context is stored flat (storedJson): its request's progress and its step are grouped into `run` and
  *   `step` (lifecycle-types.ts LifecycleContext);
  * - snapshots stored before time budgets moved into the effects carry a `deadlineTimer` child and a `deadlineMs`:
  *   dropped (the step re-invoked on restore starts its budget afresh);
@@ -120,19 +120,6 @@ function grouped(flat: Record<string, unknown>): Record<string, unknown> {
 }
 
 /**
- * The snapshot as stored: the context flat, as every version before the `run` and `step` groups stored it: those
- * groups are how this version keeps the context in memory (lifecycle-types.ts LifecycleContext), not a change of
- * the record, so coordinators of either version read what the other wrote (currentSnapshot groups it on load;
- * a version that kept the policy in the context puts its own back when it loads a record without one).
- */
-export function storedForm(snapshot: unknown): unknown {
-  const s = snapshot as { context?: Partial<LifecycleContext> };
-  if (!s.context) return snapshot;
-  const { run, step, ...context } = s.context;
-  return { ...s, context: { ...context, ...run, ...step } };
-}
-
-/**
  * Stands for the context in the snapshot's JSON until the context's own JSON replaces it (a NUL and a nonce: no
  * text a snapshot holds before its context, an error message say, can be taken for it).
  */
@@ -140,10 +127,13 @@ const CONTEXT_MARK = `\u0000context-${Math.random().toString(36).slice(2)}`;
 const CONTEXT_MARK_JSON = JSON.stringify(CONTEXT_MARK);
 
 /**
- * `JSON.stringify(storedForm(snapshot))`, the same text, without building the flat context: an object of some 30
- * properties that V8 keeps as a hash table (lifecycle-types.ts CONTEXT_KEYS_MAX), built, serialized slowly and
- * kept by a write in flight, three times a reset. The context is serialized as its own keys, then the `run` and
- * `step` groups' keys in that order, as the flat object's spread put them.
+ * The snapshot as stored (its JSON): the context flat, as every version before the `run` and `step` groups stored
+ * it: those groups are how this version keeps the context in memory (lifecycle-types.ts LifecycleContext), not a
+ * change of the record, so coordinators of either version read what the other wrote (currentSnapshot groups it
+ * on load; a version that kept the policy in the context puts its own back when it loads a record without one).
+ * Written as text, the context's own keys then the `run` and `step` groups' keys in that order, without building
+ * the flat context as an object: some 30 properties, which V8 keeps as a hash table (lifecycle-types.ts
+ * CONTEXT_KEYS_MAX), slow to serialize and kept by a write in flight, three times a reset.
  */
 export function storedJson(snapshot: unknown): string {
   const s = snapshot as { context?: LifecycleContext };
