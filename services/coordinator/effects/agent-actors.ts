@@ -453,6 +453,18 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     return decoders;
   };
 
+  /**
+   * What an earlier operation of the round brought for a step that then only reports it (and asks nothing, so
+   * it does not queue at the step gate): the restore a device reset alone ran in its reset's operation, and the
+   * verify a one-function restore ran in its own. Undefined: the step asks the agent.
+   */
+  const restoreBrought = (input: RestoreInput) =>
+    resetsAlone(input, input.bdf) ? restoredAtReset.get(imageRoundKey(input, input.image)) : undefined;
+  const verifyBrought = (input: VerifyInput) => {
+    const v = verifiedAtRestore.get(imageRoundKey(input, input.image));
+    return v && input.targets.length === 1 && v.bdf === input.targets[0] ? v : undefined;
+  };
+
   /** The verify a one-function restore ran in its operation, kept for the verifying step (under `verifyAs`). */
   const keepVerify = (verifyAs: string, bdf: string, r: RestoreResult) => {
     if (r.verify && r.verify.bdf === bdf) remember(verifiedAtRestore, verifyAs, r.verify, EARLY_KEPT);
@@ -790,9 +802,10 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         }
       },
       {
-        gated: (input, access) =>
-          access.recovering("awaitingReady") ||
-          !input.targets.every((bdf) => answered.get(requestKey(input))?.includes(bdf)),
+        gated: (input, access) => {
+          const reached = answered.get(requestKey(input));
+          return access.recovering("awaitingReady") || !input.targets.every((bdf) => reached?.includes(bdf));
+        },
       },
     ),
 
@@ -800,11 +813,11 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       "restoring",
       async (input, signal, dev) => {
         const key = imageRoundKey(input, input.image);
-        const atReset = restoredAtReset.get(key);
+        const atReset = restoreBrought(input);
         restoredAtReset.delete(key);
         const restored = dev.dev.takeRecovery("restoring");
         let decoders: CommittedDecoder[];
-        if (atReset && !restored && resetsAlone(input, input.bdf)) {
+        if (atReset && !restored) {
           // Restored (and verified) by the reset's operation: this step reports it, or fails as the restore did.
           if (!atReset.ok)
             throw errorFromBody(atReset.error, { subject: `restore after the reset of ${input.bdf}` });
@@ -815,12 +828,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         }
         if (input.scope === "full") remember(committed, roundKey(input), decoders, COMMITTED_KEPT);
       },
-      {
-        gated: (input, access) =>
-          access.recovering("restoring") ||
-          !resetsAlone(input, input.bdf) ||
-          !restoredAtReset.has(imageRoundKey(input, input.image)),
-      },
+      { gated: (input, access) => access.recovering("restoring") || !restoreBrought(input) },
     ),
 
     /**
@@ -868,11 +876,10 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       "verifying",
       (input, signal, dev) => {
         // Verified by the restore of this round in the same operation (one function): that read is this step's.
-        const key = imageRoundKey(input, input.image);
-        const atRestore = verifiedAtRestore.get(key);
-        verifiedAtRestore.delete(key);
+        const atRestore = verifyBrought(input);
+        verifiedAtRestore.delete(imageRoundKey(input, input.image));
         const restored = dev.dev.takeRecovery("verifying");
-        if (atRestore && !restored && input.targets.length === 1 && atRestore.bdf === input.targets[0]) {
+        if (atRestore && !restored) {
           return Promise.resolve({
             passed: atRestore.passed,
             mismatches: mismatchesOf(atRestore.bdf, atRestore),
@@ -880,17 +887,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         }
         return verifyAll(dev, input.opId, input.targets, input.scope, input.image, signal);
       },
-      {
-        gated: (input, access) => {
-          const atRestore = verifiedAtRestore.get(imageRoundKey(input, input.image));
-          return (
-            access.recovering("verifying") ||
-            !atRestore ||
-            input.targets.length !== 1 ||
-            atRestore.bdf !== input.targets[0]
-          );
-        },
-      },
+      { gated: (input, access) => access.recovering("verifying") || !verifyBrought(input) },
     ),
 
     /**
