@@ -11,7 +11,7 @@ import { type ReleaseResult, releaseDevice } from "./handlers/release.ts";
 import { discover, holdTakeovers, recover } from "./runtime/claim.ts";
 import { createDeviceRuntime, leaseLost, stop } from "./runtime/index.ts";
 import { partitionGone } from "./runtime/let-go.ts";
-import { announceStored } from "./runtime/outbox.ts";
+import { announcedHere, announceStored } from "./runtime/outbox.ts";
 import { liveRequests, local, status } from "./runtime/status.ts";
 import type { DeviceActorsOptions, DeviceStatus } from "./runtime/types.ts";
 import type { ActorRecord, Stored } from "./store.ts";
@@ -77,6 +77,11 @@ export interface DeviceActors {
    * false when it was left for the device's current holder (a later pass must look again), true otherwise.
    */
   announceStored(key: string, rec: Stored<ActorRecord>): Promise<boolean>;
+  /**
+   * The stored record of `key` at `revision` was written here and its events announced right after: a
+   * recovery pass need not read it.
+   */
+  announcedHere(key: string, revision: number | undefined): boolean;
 }
 
 export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
@@ -97,5 +102,6 @@ export function createDeviceActors(o: DeviceActorsOptions): DeviceActors {
     partitionGone: (host) => partitionGone(rt, host),
     liveRequests: () => liveRequests(rt),
     announceStored: (key, rec) => announceStored(rt, key, rec),
+    announcedHere: (key, revision) => announcedHere(rt, key, revision),
   };
 }

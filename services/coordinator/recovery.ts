@@ -50,6 +50,8 @@ async function candidates(o: RecoveryOptions): Promise<{ active: string[]; resti
     const s = view.summary(key);
     if (s?.active) active.push(key);
     else if (o.handled?.has(`${key}@${view.revision(key)}`)) continue;
+    // Written and announced by this process (every reset's last write holds its outcome): nothing to read.
+    else if (o.actors.announcedHere(key, view.revision(key))) continue;
     // Not summarized (an older writer): it may be mid-operation, so it is read with those.
     else if (s === null || s === undefined) active.push(key);
     else if (s.announce > 0) resting.push(key);

@@ -82,6 +82,7 @@ function recoveringActors(recovered: Array<[string, unknown]>, taken: boolean): 
     },
     holdTakeovers: () => () => undefined,
     announceStored: async () => true,
+    announcedHere: () => false,
     liveRequests: () => new Set<string>(),
   } as unknown as DeviceActors;
 }
@@ -223,6 +224,7 @@ describe("fleet view and recovery over the actors bucket", () => {
           await announcing;
           return true;
         },
+        announcedHere: () => false,
         liveRequests: () => new Set<string>(),
       } as unknown as DeviceActors;
       const pass = recoverOnce({ store, leases, actors, view, log: silentLogger });
@@ -243,6 +245,44 @@ describe("fleet view and recovery over the actors bucket", () => {
       letAnnounce();
       await pass.done;
       expect(mine(announced).sort()).toEqual(resting.map((b) => deviceKey(host, b)).sort());
+    } finally {
+      await leases.stop();
+      view.stop();
+    }
+  });
+  it("a resting record this process wrote and announced is not read by a pass; one written elsewhere is", async () => {
+    const host = "fh";
+    const announce = [{ id: "e1", kind: "verified", data: {} }];
+    const { resting } = await storeFleet(host, 4, { announce } as never);
+    const view = await startFleetView(store, silentLogger);
+    const leases = createLeaseManager({ kv: store.leases, owner: "coord-w", ttlMs: 5000, log: silentLogger });
+    try {
+      await view.synced;
+      const keys = resting.map((b) => deviceKey(host, b));
+      // This process wrote the first two at the revisions the view holds; the other two it never wrote, or
+      // wrote at an earlier revision than the one stored now.
+      const written = new Map([
+        [keys[0]!, view.revision(keys[0]!)],
+        [keys[1]!, view.revision(keys[1]!)],
+        [keys[2]!, (view.revision(keys[2]!) ?? 0) - 1],
+      ]);
+      const loads: string[] = [];
+      const announced: string[] = [];
+      const actors = {
+        recover: async () => false,
+        holdTakeovers: () => () => undefined,
+        announceStored: async (key: string) => {
+          announced.push(key);
+          return true;
+        },
+        announcedHere: (key: string, revision: number | undefined) =>
+          revision !== undefined && written.get(key) === revision,
+        liveRequests: () => new Set<string>(),
+      } as unknown as DeviceActors;
+      await recoverOnce({ store: countingLoads(store, loads), leases, actors, view, log: silentLogger }).done;
+      const mine = (list: string[]) => list.filter((k) => k.startsWith(`${host}.`)).sort();
+      expect(mine(loads)).toEqual([keys[2]!, keys[3]!].sort());
+      expect(mine(announced)).toEqual([keys[2]!, keys[3]!].sort());
     } finally {
       await leases.stop();
       view.stop();

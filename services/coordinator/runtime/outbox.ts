@@ -110,6 +110,12 @@ export async function reannounce(rt: DeviceRuntime, d: Device, rec: ActorRecord)
   for (const a of await unannounced(rt, d, rec)) void rt.o.events.publish(eventOf(d, a));
 }
 
+/** The record of `key` at `revision` was written by this process, which announced its events right after. */
+export function announcedHere(rt: DeviceRuntime, key: string, revision: number | undefined): boolean {
+  const mine = rt.devices.get(key);
+  return mine !== undefined && mine.revision === revision && mine.storedOwner === rt.o.id;
+}
+
 /**
  * A stored record at rest whose writer may have died between storing it and publishing what it decided
  * (its `announce`): publish that now, under the same ids. Once per record revision per process. Resolves
@@ -123,9 +129,7 @@ export async function announceStored(
   const { o } = rt;
   const id = `${key}@${rec.revision}`;
   if (!rec.value.announce?.length || rt.announcedStored.has(id)) return true;
-  // Written here, and announced right after the write: nothing is missing.
-  const mine = rt.devices.get(key);
-  if (mine && mine.revision === rec.revision && mine.storedOwner === o.id) return true;
+  if (announcedHere(rt, key, rec.revision)) return true;
   // Someone holds it now: its owner re-announces when it syncs; if it only passes by, a later pass does.
   if (await o.leases.holder(key).catch(() => null)) return false;
   if (rt.announcedStored.size > 10_000) rt.announcedStored.clear();
