@@ -13,6 +13,7 @@ import { getJsm, requestJson } from "../shared/bus/client.ts";
 import { EventsReply, type EventsRequestInput } from "../shared/bus/requests.ts";
 import { bdfToken, checkHost, PREFIX, STREAMS, subjects } from "../shared/bus/subjects.ts";
 import { CxlrcError, isCxlrcError } from "../shared/errors.ts";
+import { trimOldest } from "../shared/remember.ts";
 import { ClientError, clientError } from "./errors.ts";
 import { type FeedEvent, feedEvent, feedEventOf } from "./feed-event.ts";
 
@@ -140,7 +141,7 @@ export async function openEvents(
   const replayed = new Set<string>();
   const remember = (id: string) => {
     replayed.add(id);
-    if (replayed.size > REPLAYED_IDS_MAX) replayed.delete(replayed.values().next().value as string);
+    trimOldest(replayed, REPLAYED_IDS_MAX);
   };
   async function* iterate(): AsyncGenerator<FeedEvent> {
     if (start.from !== "new") {

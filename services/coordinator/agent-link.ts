@@ -24,6 +24,7 @@ import { AGENT_OPS, type AgentOp, deviceKey, PREFIX, subjects } from "../../shar
 import { checkEventSubject } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
+import { trimOldest } from "../../shared/remember.ts";
 import { backoffDelay } from "../../shared/retry.ts";
 
 /** What a reply read after the call was settled (by its event) rejects with: nobody reads it. */
@@ -74,7 +75,7 @@ export interface AgentLinkOptions {
   onDrop?: (reason: DropReason) => void;
   /** An event came on `host`'s own subject and agrees with it: that host's agent is alive (metrics). */
   onHeard?: (host: string) => void;
-  /** Finished operation ids remembered to tell "stale" from "unknown". Default 4096. */
+  /** Finished operation ids remembered to tell "stale" from "unknown" (up to an eighth more). Default 4096. */
   recentCapacity?: number;
   /**
    * Fencing: the token of the lease `leaseKey` while this coordinator holds it, and whether the lease is
@@ -162,10 +163,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
         if (m.size === 0) outstanding.delete(opId);
       }
       recent.set(`${host} ${opId}`, true);
-      if (recent.size > recentCapacity) {
-        const oldest = recent.keys().next().value;
-        if (oldest !== undefined) recent.delete(oldest);
-      }
+      trimOldest(recent, recentCapacity);
     };
   };
 

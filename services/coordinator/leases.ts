@@ -23,7 +23,7 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { headers, nuid } from "@nats-io/transport-node";
 import type { Logger } from "../../shared/log.ts";
-import { remember } from "../../shared/remember.ts";
+import { remember, trimOldest } from "../../shared/remember.ts";
 
 export interface LeaseRecord {
   /** Coordinator id (configured, stable across restarts). */
@@ -222,8 +222,8 @@ export function createLeaseManager(opts: LeaseManagerOptions): LeaseManager {
   const stale = (key: string, e: KvEntry): boolean => {
     const s = seen.get(key);
     if (!s || s.revision !== e.revision) {
-      if (seen.size >= SEEN_KEPT) seen.delete(seen.keys().next().value as string);
       seen.set(key, { revision: e.revision, since: mono() });
+      trimOldest(seen, SEEN_KEPT);
       return false;
     }
     return mono() - s.since >= ttlMs * STALE_FACTOR;

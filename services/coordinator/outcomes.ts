@@ -1,6 +1,7 @@
 // How each request ended, as this coordinator saw it: exactly one outcome per request id (the lifecycle's
 // terminal events, or the intake's rejection). Callers (tests, the submit endpoint) wait on it.
 import type { Plan, Refusal } from "../../machines/policy/types.ts";
+import { trimOldest } from "../../shared/remember.ts";
 
 export type RequestOutcomeKind = "verified" | "refused" | "failed" | "quarantined" | "planned" | "rejected";
 
@@ -36,7 +37,7 @@ export function createOutcomes(limit = 10_000): Outcomes {
     record(o) {
       if (done.has(o.requestId)) return;
       done.set(o.requestId, o);
-      if (done.size > limit) done.delete(done.keys().next().value as string);
+      trimOldest(done, limit);
       for (const w of waiters.get(o.requestId) ?? []) w.resolve(o);
       waiters.delete(o.requestId);
     },

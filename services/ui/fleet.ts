@@ -8,6 +8,7 @@ import { type FeedEvent, fromCoordinator } from "../../client/feed-event.ts";
 import { applyEvent, newTracked, OUTCOME_KINDS, type TrackedRequest } from "../../client/track.ts";
 import { bdfFromToken } from "../../shared/bus/subjects.ts";
 import { stripControl } from "../../shared/bus/trust.ts";
+import { trimOldest } from "../../shared/remember.ts";
 import { summarize } from "../cli/format/event.ts";
 
 /** What a grid cell is coloured by. */
@@ -287,7 +288,7 @@ export function createFleet(opts: FleetOptions): Fleet {
   const remember = (id: string): boolean => {
     if (seen.has(id)) return false;
     seen.add(id);
-    if (seen.size > SEEN_IDS_MAX) seen.delete(seen.values().next().value as string);
+    trimOldest(seen, SEEN_IDS_MAX);
     return true;
   };
 

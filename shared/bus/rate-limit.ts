@@ -7,6 +7,7 @@
 // cannot forge across the import. The reply subject names nobody (a sender chooses it, and across an import the
 // server rewrites it to _R_.…).
 import { CxlrcError } from "../errors.ts";
+import { trimOldest } from "../remember.ts";
 
 export interface RateLimitOptions {
   /** Sustained requests per second per requester. */
@@ -16,7 +17,7 @@ export interface RateLimitOptions {
   /** Sustained requests per second of everyone together. Default: no global limit. */
   globalPerSec?: number;
   globalBurst?: number;
-  /** Requesters remembered (least recently seen forgotten first). Default 10,000. */
+  /** Requesters remembered (least recently seen forgotten first, once an eighth more have come). Default 10,000. */
   maxRequesters?: number;
   /** Clock in ms. Default performance.now. */
   now?: () => number;
@@ -72,12 +73,9 @@ export class RateLimiter {
       this.buckets.delete(requester); // re-insert: most recently seen last
     } else {
       b = new Bucket(this.opts.perRequesterPerSec / 1000, this.opts.perRequesterBurst, now);
-      if (this.buckets.size >= this.maxRequesters) {
-        const oldest = this.buckets.keys().next().value;
-        if (oldest !== undefined) this.buckets.delete(oldest);
-      }
     }
     this.buckets.set(requester, b);
+    trimOldest(this.buckets, this.maxRequesters);
     b.refill(now);
     this.global?.refill(now);
     const own = b.wait(cost);

@@ -3,6 +3,8 @@
 // value with the copy kept under its checksum, which costs a walk instead of the schema and a SHA-256 over
 // its canonical JSON. Anything that differs in any value or key is validated in full (parseImage), so a
 // tampered image with a valid-looking checksum is still refused.
+
+import { trimOldest } from "../remember.ts";
 import { type Image, parseImage } from "./schema.ts";
 
 /**
@@ -53,10 +55,7 @@ export class ValidatedImages {
   private touch(image: Image): void {
     this.byChecksum.delete(image.checksum);
     this.byChecksum.set(image.checksum, image);
-    if (this.byChecksum.size > this.capacity) {
-      const oldest = this.byChecksum.keys().next().value;
-      if (oldest !== undefined) this.byChecksum.delete(oldest);
-    }
+    trimOldest(this.byChecksum, this.capacity);
   }
 }
 
