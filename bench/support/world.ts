@@ -222,6 +222,8 @@ export async function startWorld(o: WorldOptions): Promise<World> {
         BENCH_CLOCK: o.clock ?? "real",
         BENCH_HEARTBEAT_MS: String(o.heartbeatMs ?? 5000),
       },
+      // BENCH_AGENTS_PROF=<dir>: a CPU profile of the agents' process over its whole life (node --cpu-prof).
+      ...(process.env.BENCH_AGENTS_PROF ? { cpuProfDir: process.env.BENCH_AGENTS_PROF } : {}),
       readyTimeoutMs: 600_000,
     });
     children.push(agents);
