@@ -3,11 +3,13 @@
 // cost per reset, beside the hand-written baseline: one async function that plans with the same policy, calls
 // the same effects in the same order and emits as many events. It tells how much of the coordinator's CPU per
 // reset (bench coordinator) is the machine's, and how much of that is the price of running it as an actor.
-// Also the cost of one persisted form of a snapshot (getPersistedSnapshot and JSON, as each write makes it).
+// Also the cost of one persisted form of a snapshot and its JSON, as each write of the coordinator makes it
+// (runtime/snapshot.ts persistedSnapshot and storedJson).
 import { performance } from "node:perf_hooks";
 import type { Actor } from "xstate";
 import type { LifecycleMachine } from "../machines/lifecycle.ts";
 import { planReset } from "../machines/policy/plan.ts";
+import { persistedSnapshot, storedJson } from "../services/coordinator/runtime/snapshot.ts";
 import { facts, guards, harness, policyCtx, reqEvent, request, settle } from "../test/machines/builders.ts";
 import { type BenchRow, summarize } from "./lib.ts";
 
@@ -130,7 +132,7 @@ async function persistedForm(runs: number): Promise<BenchRow> {
   let bytes = 0;
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
-    bytes = JSON.stringify(a.getPersistedSnapshot()).length;
+    bytes = storedJson(persistedSnapshot(a.getSnapshot())).length;
     samples[i] = (performance.now() - t0) * 1000;
   }
   a.stop();

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { DEFAULT_POLICY } from "../../machines/policy/defaults.ts";
 import { currentSnapshot } from "../../services/coordinator/device-actors.ts";
-import { REST_STATES, storedJson } from "../../services/coordinator/runtime/snapshot.ts";
+import { persistedSnapshot, REST_STATES, storedJson } from "../../services/coordinator/runtime/snapshot.ts";
 import { BDF, HANG, harness, reqEvent, request, settle } from "../machines/builders.ts";
 
 /** A context as versions before 2026-12-06 stored it: the request's progress and the step at the top level. */
@@ -61,6 +61,33 @@ describe("stored snapshot upgrade", () => {
     const noRun = { ...stored, context: { ...stored.context, run: {}, step: undefined } };
     expect(storedJson(noRun)).toBe(flatJson(noRun as unknown as typeof stored));
     expect(storedJson({ value: "ready" })).toBe('{"value":"ready"}');
+  });
+
+  it("is XState's persisted form, without its walk of the context, in every state of a reset", async () => {
+    const h = harness();
+    const a = h.start();
+    const seen: string[] = [];
+    let withChildren = 0;
+    const sub = a.subscribe((snap) => {
+      const ours = persistedSnapshot(snap);
+      const theirs = a.getPersistedSnapshot() as Record<string, unknown>;
+      // The same object and the same text (key order too): no actor reference in the context was replaced.
+      expect(ours).toEqual(theirs);
+      expect(JSON.stringify(ours)).toBe(JSON.stringify(theirs));
+      expect(storedJson(ours)).toBe(storedJson(theirs));
+      seen.push(JSON.stringify(snap.value));
+      if (Object.keys(ours.children as object).length > 0) withChildren++;
+    });
+    await settle();
+    a.send(reqEvent(request({ scope: "full" })));
+    await settle();
+    sub.unsubscribe();
+    expect(a.getSnapshot().value).toBe("ready");
+    // Every step of a full reset was looked at, most of them with their invoked child in the snapshot.
+    for (const state of ["gating", "savingImage", "resetting", "verifying", "ready"])
+      expect(seen).toContain(JSON.stringify(state));
+    expect(withChildren).toBeGreaterThan(5);
+    a.stop();
   });
 
   it("a snapshot stored with a policy in its context runs under the loading coordinator's policy", async () => {

@@ -5,7 +5,7 @@ import { CxlrcError, describeError } from "../../../shared/errors.ts";
 import { sleepBackoff } from "../../../shared/retry.ts";
 import { summaryOf } from "../actor-index.ts";
 import type { ActorRecord } from "../store.ts";
-import { REST_STATES, stateOf, storedJson } from "./snapshot.ts";
+import { persistedSnapshot, REST_STATES, stateOf, storedJson } from "./snapshot.ts";
 import type { Device, DeviceRuntime } from "./types.ts";
 
 /**
@@ -31,7 +31,7 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
     const from = last?.from;
     const unchanged = from !== undefined && from.snapshot === current && from.requests === d.requests;
     // Serialized once: the comparison with the last write and the record reuse the same strings.
-    const snapshotJson = unchanged ? last!.snapshotJson : storedJson(actor.getPersistedSnapshot());
+    const snapshotJson = unchanged ? last!.snapshotJson : storedJson(persistedSnapshot(current));
     const requestsJson = unchanged ? last!.requestsJson : JSON.stringify(d.requests);
     if (last && snapshotJson === last.snapshotJson && requestsJson === last.requestsJson) {
       // Nothing new to store: a write-ahead still waits for the events sent since. With `namedEnough`, not for
