@@ -4,15 +4,16 @@
 // Environment: BENCH_NATS, BENCH_COORD_ID, BENCH_POLICY (JSON overrides), BENCH_LEASE_TTL_MS,
 // BENCH_START_HOSTS (JSON list: hosts discovered during start, as a restart with `hosts` configured does),
 // BENCH_HOLD_PHASE (a lifecycle phase whose step never starts: devices stop there, as at a crash),
-// BENCH_LOG (a log level: the coordinator's log on stdout; silent otherwise).
+// BENCH_LOG (a log level: the coordinator's log on stdout; silent otherwise), BENCH_COORD_FROM=dist (the
+// coordinator's code from dist/, the JavaScript `npm run build` makes and `cxlrc serve` runs, instead of the
+// TypeScript sources through tsx).
 // Commands: discover, usage, status, held, stop.
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Policy } from "../../machines/policy/defaults.ts";
-import { type CoordinatorHandle, startCoordinator } from "../../services/coordinator/service.ts";
-import { connectBus } from "../../shared/bus/client.ts";
-import { createLogger, type LogLevel, silentLogger } from "../../shared/log.ts";
+import type { CoordinatorHandle } from "../../services/coordinator/service.ts";
+import type { LogLevel } from "../../shared/log.ts";
 import { gc, sendFailed, sendReady, serveParent } from "./child.ts";
 
 export interface CoordinatorReady {
@@ -50,9 +51,33 @@ async function pool<T>(items: T[], width: number, fn: (t: T) => Promise<unknown>
   );
 }
 
+/** The coordinator's modules: the sources (through tsx), or dist/ as built (BENCH_COORD_FROM=dist). */
+async function modules() {
+  if (process.env.BENCH_COORD_FROM === "dist") {
+    const dist = new URL("../../dist/", import.meta.url).href;
+    return {
+      service: (await import(
+        `${dist}services/coordinator/service.js`
+      )) as typeof import("../../services/coordinator/service.ts"),
+      client: (await import(`${dist}shared/bus/client.js`)) as typeof import("../../shared/bus/client.ts"),
+      log: (await import(`${dist}shared/log.js`)) as typeof import("../../shared/log.ts"),
+    };
+  }
+  return {
+    service: await import("../../services/coordinator/service.ts"),
+    client: await import("../../shared/bus/client.ts"),
+    log: await import("../../shared/log.ts"),
+  };
+}
+
 async function main(): Promise<void> {
   const boot = performance.now();
   const env = process.env;
+  const {
+    service: { startCoordinator },
+    client: { connectBus },
+    log: { createLogger, silentLogger },
+  } = await modules();
   const nc: NatsConnection = await connectBus({
     servers: env.BENCH_NATS ?? "",
     name: `bench coordinator ${env.BENCH_COORD_ID ?? "c1"}`,
