@@ -38,6 +38,13 @@ const HOSTS = 100;
 const PER_HOST = 10;
 const ROUNDS: Record<number, number> = { 1: 30, 100: 3, 1000: 1 };
 const OUTCOME_TIMEOUT_MS = 300_000;
+/**
+ * After the 1,000 level's last outcome, how long what the resets left behind is counted: longer than one
+ * recovery pass's interval (half the bench coordinator's 15 s lease), so the pass after the level is in it.
+ */
+const TAIL_MS = 8_000;
+/** How long each process's idle CPU rate is sampled before a round whose tail is counted. */
+const IDLE_SAMPLE_MS = 2_000;
 
 interface Sample {
   wallMs: number;
@@ -53,6 +60,12 @@ interface LevelResult {
   details: Record<string, string>;
   /** CPU ms used during the rounds, per process. */
   cpu: { coordinator: number; nats: number; agents: number };
+  /**
+   * With `tailMs`: CPU ms used in the `tailMs` after each round's last outcome, above each process's idle rate
+   * (measured just before the round): the work the resets left for after their outcomes (lease releases, the
+   * last known good images, the next recovery pass), which the rows above do not count.
+   */
+  tail: { coordinator: number; nats: number; agents: number; ms: number } | null;
   /**
    * Event-loop delay during the rounds (the worst round): how far behind the coordinator (or floor) and the
    * agents' process (every simulated host's agent in one process) ran.
@@ -76,6 +89,7 @@ async function coordinatorLevel(
   tag: string,
   /** Where requests go: the coordinator's subject by default, or the contract floor's (floor-proc.ts). */
   subjectOf?: (d: Device) => string,
+  opts: { tailMs?: number } = {},
 ): Promise<LevelResult> {
   const devices = w.devices.slice(0, n);
   const res: LevelResult = {
@@ -84,6 +98,7 @@ async function coordinatorLevel(
     refusals: {},
     details: {},
     cpu: { coordinator: 0, nats: 0, agents: 0 },
+    tail: opts.tailMs ? { coordinator: 0, nats: 0, agents: 0, ms: opts.tailMs } : null,
     loop: { coordinator: { p99Ms: 0, maxMs: 0 }, agents: { p99Ms: 0, maxMs: 0 } },
     elapsedMs: 0,
     events: { coordinator: 0, agent: 0, bytes: 0 },
@@ -91,6 +106,20 @@ async function coordinatorLevel(
   };
   for (let r = 0; r < rounds; r++) {
     await w.agents.call("take");
+    // Each process's idle rate (CPU ms per ms), for what the round leaves behind after its outcomes.
+    let idleRate: { coordinator: number; nats: number; agents: number } | null = null;
+    if (opts.tailMs) {
+      const a = await cpuNow(w, proc);
+      const ta = performance.now();
+      await sleep(IDLE_SAMPLE_MS);
+      const b = await cpuNow(w, proc);
+      const dt = performance.now() - ta;
+      idleRate = {
+        coordinator: (b.coordinator - a.coordinator) / dt,
+        nats: (b.nats - a.nats) / dt,
+        agents: (b.agents - a.agents) / dt,
+      };
+    }
     w.driver.takeEventCounts();
     const cpu0 = await cpuNow(w, proc);
     await Promise.all([proc.call("loopDelay"), w.agents.call("loopDelay")]);
@@ -115,6 +144,17 @@ async function coordinatorLevel(
     res.cpu.coordinator += cpu1.coordinator - cpu0.coordinator;
     res.cpu.nats += cpu1.nats - cpu0.nats;
     res.cpu.agents += cpu1.agents - cpu0.agents;
+    if (opts.tailMs && idleRate && res.tail) {
+      const t1 = performance.now();
+      await sleep(opts.tailMs);
+      const cpu2 = await cpuNow(w, proc);
+      const dt = performance.now() - t1;
+      const above = (k: "coordinator" | "nats" | "agents") =>
+        Math.max(0, cpu2[k] - cpu1[k] - idleRate[k] * dt);
+      res.tail.coordinator += above("coordinator");
+      res.tail.nats += above("nats");
+      res.tail.agents += above("agents");
+    }
     // Let the tail (state.entered ready, lease release) land before the accounts and event counts are read.
     await sleep(n >= 100 ? 1000 : 50);
     const acc = await w.agents.call<Record<string, DeviceAccount>>("take");
@@ -266,6 +306,16 @@ function rows(scope: string, n: number, c: LevelResult, bl: BaselineLevel): Benc
     unit: "ms CPU",
     ratio: `nats-server ${perReset(c.cpu.nats)}, agents ${perReset(c.cpu.agents)} ms; ${((total / c.elapsedMs) * 1000).toFixed(0)} req/s`,
   });
+  if (c.tail) {
+    const t = c.tail;
+    out.push({
+      name: `  CPU per request ${label}, with what follows the outcomes: coordinator`,
+      runs: total,
+      value: Number(perReset(c.cpu.coordinator + t.coordinator)),
+      unit: "ms CPU",
+      ratio: `nats-server ${perReset(c.cpu.nats + t.nats)}, agents ${perReset(c.cpu.agents + t.agents)} ms; of it in the ${t.ms / 1000} s after the last outcome, above the idle rate: ${(t.coordinator / total).toFixed(2)}, ${(t.nats / total).toFixed(2)}, ${(t.agents / total).toFixed(2)} ms`,
+    });
+  }
   out.push({
     name: `  event-loop delay ${label}: coordinator`,
     runs: total,
@@ -390,7 +440,9 @@ export async function bench(): Promise<BenchRow[]> {
       await idle(() => coord.cpuMs());
       if (prof) await coord.call("profStart");
       if (alloc) await coord.call("allocStart");
-      const c = await coordinatorLevel(w, coord, scope, n, ROUNDS[n] ?? 1, "run");
+      const c = await coordinatorLevel(w, coord, scope, n, ROUNDS[n] ?? 1, "run", undefined, {
+        ...(n >= 1000 ? { tailMs: TAIL_MS } : {}),
+      });
       if (prof) await coord.call("profStop", { path: join(prof, `coordinator-${scope}-${n}.cpuprofile`) });
       if (alloc)
         await coord.call("allocStop", { path: join(alloc, `coordinator-${scope}-${n}.heapprofile`) });
