@@ -7,7 +7,7 @@
 // cannot forge across the import. The reply subject names nobody (a sender chooses it, and across an import the
 // server rewrites it to _R_.…).
 import { CxlrcError } from "../errors.ts";
-import { trimOldest } from "../remember.ts";
+import { remember } from "../remember.ts";
 
 export interface RateLimitOptions {
   /** Sustained requests per second per requester. */
@@ -68,14 +68,11 @@ export class RateLimiter {
   /** Take `cost` tokens for `requester`: allowed, or refused with the wait until it would be allowed. */
   take(requester: string, cost = 1): RateDecision {
     const now = this.now();
-    let b = this.buckets.get(requester);
-    if (b) {
-      this.buckets.delete(requester); // re-insert: most recently seen last
-    } else {
-      b = new Bucket(this.opts.perRequesterPerSec / 1000, this.opts.perRequesterBurst, now);
-    }
-    this.buckets.set(requester, b);
-    trimOldest(this.buckets, this.maxRequesters);
+    const b =
+      this.buckets.get(requester) ??
+      new Bucket(this.opts.perRequesterPerSec / 1000, this.opts.perRequesterBurst, now);
+    // Re-inserted: the most recently seen last, the least recently seen forgotten first.
+    remember(this.buckets, requester, b, this.maxRequesters);
     b.refill(now);
     this.global?.refill(now);
     const own = b.wait(cost);

@@ -3,8 +3,7 @@
 // value with the copy kept under its checksum, which costs a walk instead of the schema and a SHA-256 over
 // its canonical JSON. Anything that differs in any value or key is validated in full (parseImage), so a
 // tampered image with a valid-looking checksum is still refused.
-
-import { trimOldest } from "../remember.ts";
+import { remember } from "../remember.ts";
 import { type Image, parseImage } from "./schema.ts";
 
 /**
@@ -53,9 +52,7 @@ export class ValidatedImages {
   }
 
   private touch(image: Image): void {
-    this.byChecksum.delete(image.checksum);
-    this.byChecksum.set(image.checksum, image);
-    trimOldest(this.byChecksum, this.capacity);
+    remember(this.byChecksum, image.checksum, image, this.capacity);
   }
 }
 
