@@ -48,10 +48,11 @@ async function candidates(o: RecoveryOptions): Promise<{ active: string[]; resti
   const resting: string[] = [];
   for (const key of view.keys()) {
     const s = view.summary(key);
+    const revision = view.revision(key);
     if (s?.active) active.push(key);
-    else if (o.handled?.has(`${key}@${view.revision(key)}`)) continue;
+    else if (o.handled?.has(`${key}@${revision}`)) continue;
     // Written and announced by this process (every reset's last write holds its outcome): nothing to read.
-    else if (o.actors.announcedHere(key, view.revision(key))) continue;
+    else if (o.actors.announcedHere(key, revision)) continue;
     // Not summarized (an older writer): it may be mid-operation, so it is read with those.
     else if (s === null || s === undefined) active.push(key);
     else if (s.announce > 0) resting.push(key);
