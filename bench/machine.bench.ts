@@ -4,9 +4,10 @@
 // the same effects in the same order and emits as many events. It tells how much of the coordinator's CPU per
 // reset (bench coordinator) is the machine's, and how much of that is the price of running it as an actor.
 // Also the cost of one persisted form of a snapshot and its JSON, as each write of the coordinator makes it
-// (runtime/snapshot.ts persistedSnapshot and storedJson).
+// (runtime/snapshot.ts persistedSnapshot and storedJson), and what a step costs as an invoked child actor (as
+// the lifecycle runs each effect) beside the same step as an event the effect sends back to the machine.
 import { performance } from "node:perf_hooks";
-import type { Actor } from "xstate";
+import { type Actor, type AnyActorLogic, assign, createActor, fromPromise, setup } from "xstate";
 import type { LifecycleMachine } from "../machines/lifecycle.ts";
 import { planReset } from "../machines/policy/plan.ts";
 import { persistedSnapshot, storedJson } from "../services/coordinator/runtime/snapshot.ts";
@@ -148,6 +149,100 @@ async function persistedForm(runs: number): Promise<BenchRow> {
   };
 }
 
+/** Steps in a row, as many as a full reset invokes on its way from gating to releasing (lifecycle.ts). */
+const STEPS = 11;
+
+/**
+ * A chain of STEPS states, each running one effect that answers at once: as an invoked promise actor (a child
+ * actor created, started and stopped per step, its result a done event), or (the baseline) started from the
+ * state's entry and answered with an event sent to the machine itself.
+ */
+function stepChains(): { invoked: AnyActorLogic; evented: AnyActorLogic } {
+  type Ctx = { n: number };
+  const next = (i: number) => (i === STEPS - 1 ? "done" : `s${i + 1}`);
+  const count = assign({ n: ({ context }: { context: Ctx }) => context.n + 1 });
+  const invokedStates: Record<string, object> = { done: { type: "final" } };
+  const eventedStates: Record<string, object> = { done: { type: "final" } };
+  for (let i = 0; i < STEPS; i++) {
+    invokedStates[`s${i}`] = {
+      invoke: {
+        src: "effect",
+        input: ({ context }: { context: Ctx }) => context.n,
+        onDone: { target: next(i), actions: count },
+      },
+    };
+    eventedStates[`s${i}`] = {
+      entry: ({ context, self }: { context: Ctx; self: { send(e: { type: "done" }): void } }) => {
+        void Promise.resolve(context.n).then(() => self.send({ type: "done" }));
+      },
+      on: { done: { target: next(i), actions: count } },
+    };
+  }
+  const invoked = setup({
+    types: { context: {} as Ctx },
+    actors: { effect: fromPromise(async ({ input }: { input: number }) => input) },
+  }).createMachine({ context: { n: 0 }, initial: "s0", states: invokedStates as never });
+  const evented = setup({ types: { context: {} as Ctx } }).createMachine({
+    context: { n: 0 },
+    initial: "s0",
+    states: eventedStates as never,
+  });
+  return { invoked, evented };
+}
+
+/** n actors of `machine` at once, each through its chain to the final state. */
+function chainRound(machine: AnyActorLogic, n: number): Promise<Round> {
+  return timed(n, async () => {
+    await Promise.all(
+      Array.from(
+        { length: n },
+        () =>
+          new Promise<void>((resolve) => {
+            const a = createActor(machine);
+            a.subscribe({ complete: () => resolve() });
+            a.start();
+          }),
+      ),
+    );
+    return 0;
+  });
+}
+
+/** Per step: the invoked child actor's cost over the event's, n chains at once, interleaved rounds. */
+async function stepForms(n: number, rounds: number): Promise<BenchRow[]> {
+  const { invoked, evented } = stepChains();
+  const inv: number[] = [];
+  const evt: number[] = [];
+  for (let r = 0; r <= rounds; r++) {
+    const a = await chainRound(invoked, n);
+    const b = await chainRound(evented, n);
+    if (r === 0) continue;
+    inv.push((a.cpuMs * 1000) / STEPS);
+    evt.push((b.cpuMs * 1000) / STEPS);
+  }
+  const a = summarize(inv);
+  const b = summarize(evt);
+  return [
+    {
+      name: `a step as an invoked child actor, ${n} chains of ${STEPS} at once: CPU per step`,
+      runs: rounds * n * STEPS,
+      value: median(inv),
+      unit: "µs CPU",
+      p50: a.p50,
+      p99: a.p99,
+      ratio: `${(median(inv) / median(evt)).toFixed(1)}× the event form; ${((STEPS * (median(inv) - median(evt))) / 1000).toFixed(2)} ms more per reset of ${STEPS} steps`,
+    },
+    {
+      name: `a step as an event sent back to the machine (baseline), ${n} chains at once: CPU per step`,
+      runs: rounds * n * STEPS,
+      value: median(evt),
+      unit: "µs CPU",
+      p50: b.p50,
+      p99: b.p99,
+    },
+  ];
+}
+
 function median(xs: number[]): number {
   return summarize(xs).p50;
 }
@@ -190,5 +285,6 @@ export async function bench(): Promise<BenchRow[]> {
     });
   }
   rows.push(await persistedForm(5000));
+  rows.push(...(await stepForms(1000, 5)));
   return rows;
 }

@@ -46,7 +46,7 @@ try {
         e.kind === "state.entered"
           ? e.data?.state
           : e.kind.startsWith("op.")
-            ? `${e.data?.op} ${e.data?.durationMs !== undefined ? e.data.durationMs.toFixed(2) + " ms" : ""}`
+            ? `${e.data?.op} ${e.data?.durationMs !== undefined ? `${e.data.durationMs.toFixed(2)} ms` : ""}`
             : "";
       console.log(
         `${(Date.parse(e.time) - tw).toFixed(0).padStart(5)}  ${src.padEnd(5)} ${e.kind} ${extra ?? ""}`,
