@@ -5,7 +5,8 @@
 // reset (bench coordinator) is the machine's, and how much of that is the price of running it as an actor.
 // Also the cost of one persisted form of a snapshot and its JSON, as each write of the coordinator makes it
 // (runtime/snapshot.ts persistedSnapshot and storedJson), and what a step costs as an invoked child actor (as
-// the lifecycle runs each effect) beside the same step as an event the effect sends back to the machine.
+// the lifecycle ran each effect until 2026-12-07) beside the same step as an event the effect sends back to
+// the machine (as machines/steps.ts runs it now).
 import { performance } from "node:perf_hooks";
 import { type Actor, type AnyActorLogic, assign, createActor, fromPromise, setup } from "xstate";
 import type { LifecycleMachine } from "../machines/lifecycle.ts";

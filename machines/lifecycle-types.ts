@@ -148,7 +148,40 @@ export interface ReleaseInput extends RequestOpInput {
   outcome: Outcome;
 }
 
+/** What a step that answers nothing answers (its effect is an async function without a value). */
+// biome-ignore lint/suspicious/noConfusingVoidType: an effect's Promise<void> is its answer type, not a value.
+type Nothing = void;
+
+/** Each step of the lifecycle: what its effect takes and what it answers (the coordinator's effects/agent-actors.ts). */
+export interface StepTypes {
+  bindDevice: { input: BindInput; output: Nothing };
+  probeDevice: { input: ProbeInput; output: DeviceFacts };
+  acquireDevice: { input: AcquireInput; output: AcquireOutput };
+  saveImage: { input: SaveInput; output: SaveOutput };
+  persistImage: { input: PersistInput; output: ImageRef };
+  recheckGates: { input: RecheckInput; output: DeviceFacts };
+  quiesceDevice: { input: QuiesceInput; output: Nothing };
+  resetDevice: { input: ResetInput; output: Nothing };
+  awaitReady: { input: AwaitReadyInput; output: Nothing };
+  restoreDevice: { input: RestoreInput; output: Nothing };
+  commitDecoders: { input: CommitInput; output: CommitOutput };
+  verifyDevice: { input: VerifyInput; output: VerifyResult };
+  releaseDevice: { input: ReleaseInput; output: Nothing };
+  handBackDriver: { input: HandBackInput; output: HandBackOutput };
+}
+export type StepName = keyof StepTypes;
+/** A step to run: its effect's name and input (machines/steps.ts runs it). */
+export type StepCall = { [K in StepName]: { src: K; input: StepTypes[K]["input"] } }[StepName];
+/** The effect's answer, sent to the device's actor by the step runner (never by anything else). */
+export type StepDone = { [K in StepName]: { type: `done.${K}`; output: StepTypes[K]["output"] } }[StepName];
+/** The effect's failure, likewise. */
+export type StepFailed = { [K in StepName]: { type: `failed.${K}`; error: unknown } }[StepName];
+
 export type LifecycleEvent =
+  | StepDone
+  | StepFailed
+  /** A device restored mid-step (a takeover, a restart): its state's step runs again (machines/steps.ts). */
+  | { type: "step.resume" }
   | { type: "RESET_REQUESTED"; request: ResetRequest; guards: GuardSnapshot }
   /** Operator: take the device out of quarantine. */
   | { type: "RELEASE"; operator: string; reason: string }

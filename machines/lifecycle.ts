@@ -1,43 +1,27 @@
 // The device lifecycle: one statechart from binding to verified, with the failure, repair and quarantine
-// paths of reset-rules.md. Pure orchestration: every effect is a named actor the coordinator provides
-// (machine.provide({ actors })), every decision a pure policy function, every fact it learns an emitted event.
+// paths of reset-rules.md. Pure orchestration: every effect is a named step the coordinator runs (steps.ts:
+// a state's entry asks for it, its answer comes back as `done.<step>` or `failed.<step>`), every decision a
+// pure policy function, every fact it learns an emitted event.
 //
-// Persistence: the coordinator stores actor.getPersistedSnapshot(); a restored actor re-invokes the actor of
-// the state it was in with the same input, hence the same operation id (the agent answers a repeated id with
-// the first result). Time budgets are declared once (phaseBudgetMs) and travel in every actor's input as
-// `timeoutMs`; the effect wrapper enforces them from when the step starts running, and a timeout is an error like
-// any other (kind "timeout"). No timer lives in the machine: XState loses `after` timers on restore
-// (statelyai/xstate#5331), and a re-invoked step simply starts its budget again.
+// Persistence: the coordinator stores the snapshot in XState's persisted form; an actor restored in a step's
+// state runs that step again (RESUME_STEP) with the same input, made from the context, hence the same
+// operation id (the agent answers a repeated id with the first result). Time budgets are declared once
+// (phaseBudgetMs) and travel in every step's input as `timeoutMs`; the effect wrapper enforces them from when
+// the step starts running, and a timeout is an error like any other (kind "timeout"). No timer lives in the
+// machine: XState loses `after` timers on restore (statelyai/xstate#5331), and a step run again simply starts
+// its budget again.
 
-import { assertEvent, assign, emit, enqueueActions, fromPromise, setup } from "xstate";
+import { assertEvent, assign, emit, enqueueActions, setup } from "xstate";
 import type { Scope } from "../shared/bus/agent-messages.ts";
-import type { DeviceFacts, ResetRequest } from "./facts.ts";
+import type { ResetRequest } from "./facts.ts";
 import type {
-  AcquireInput,
-  AcquireOutput,
-  AwaitReadyInput,
-  BindInput,
-  CommitInput,
-  CommitOutput,
-  HandBackInput,
-  HandBackOutput,
-  ImageRef,
   LastError,
   LifecycleContext,
   LifecycleEmitted,
   LifecycleEvent,
   LifecycleInput,
-  PersistInput,
-  ProbeInput,
-  QuiesceInput,
-  RecheckInput,
-  ReleaseInput,
-  ResetInput,
-  RestoreInput,
   RunState,
-  SaveInput,
-  SaveOutput,
-  VerifyInput,
+  StepCall,
   VerifyResult,
 } from "./lifecycle-types.ts";
 import { opIdFor } from "./op-id.ts";
@@ -62,13 +46,6 @@ export const UNSTORED = "unstored";
 
 /** Phases that call an actor and carry a deadline. */
 export type LifecyclePhase = "binding" | "probing" | "handingBack" | ResetPhase;
-
-/** Placeholder for an actor the coordinator must provide. */
-function required<TOutput, TInput>(name: string) {
-  return fromPromise<TOutput, TInput>(async () => {
-    throw new Error(`lifecycle actor "${name}" was not provided (machine.provide({ actors }))`);
-  });
-}
 
 /** An error value as { kind, message }: CxlrcError and agent ErrorBody carry a kind; anything else is "internal". */
 export function errorOf(err: unknown): { kind: string; message: string } {
@@ -180,6 +157,141 @@ const ROUND_PHASES: ReadonlySet<string> = new Set(["restoring", "committingDecod
 export const systemClock: LifecycleClock = { now: () => Date.now() };
 
 /**
+ * Each step state's effect and its input, under a policy: the state's entry runs it (runStep), RESUME_STEP runs it
+ * again in an actor restored mid-step, and the stored form names it for coordinators that invoked steps as child
+ * actors (runtime/snapshot.ts persistedSnapshot). Inputs are made from the context when the step starts.
+ */
+export function stepCalls(policy: Policy) {
+  // Every actor input starts with these: the operation id and time budget set on entering the phase, and the
+  // device. The effect wrapper counts the budget from when the step starts running (startToClose), never
+  // from when the state was entered: a coordinator's own queueing does not fail a device.
+  const device = (context: LifecycleContext) => ({
+    opId: context.step.lastOpId!,
+    host: context.host,
+    bdf: context.bdf,
+    timeoutMs: context.step.timeoutMs!,
+  });
+  const op = (context: LifecycleContext) => ({ ...device(context), requestId: context.request!.requestId });
+
+  return {
+    binding: (context) => ({ src: "bindDevice", input: device(context) }),
+    probing: (context) => ({ src: "probeDevice", input: device(context) }),
+    gating: (context) => ({
+      src: "acquireDevice",
+      input: { ...op(context), switchId: context.facts?.bridge?.switchId ?? null },
+    }),
+    savingImage: (context) => ({
+      src: "saveImage",
+      input: { ...op(context), targets: context.plan!.targets, handover: context.plan!.handover ?? null },
+    }),
+    persistingImage: (context) => ({
+      src: "persistImage",
+      input: {
+        ...op(context),
+        image: context.run.pendingImage,
+        targets: context.plan?.targets ?? [context.bdf],
+      },
+    }),
+    regating: (context) => ({ src: "recheckGates", input: { ...op(context), plan: context.plan! } }),
+    quiescing: (context) => ({
+      src: "quiesceDevice",
+      input: {
+        ...op(context),
+        targets: context.plan!.targets,
+        scope: context.plan!.scope,
+        cacheFlush: context.plan!.cacheFlush,
+        cacheFlushTimeoutMs: context.plan!.deadlines.cacheFlushMs,
+        withReset: resetsAlone(context.plan!, context.bdf),
+      },
+    }),
+    resetting: (context) => {
+      const plan = context.plan!;
+      // The device alone: quiesced first and restored after, in the reset's own operation.
+      const alone = resetsAlone(plan, context.bdf);
+      return {
+        src: "resetDevice",
+        input: {
+          ...op(context),
+          method: plan.method,
+          targets: plan.targets,
+          memClear: plan.memClear,
+          bridge: plan.bridge,
+          unmaskSbr: plan.unmaskSbr,
+          waitMs: plan.deadlines.resetWaitMs,
+          scope: plan.scope,
+          image: context.image!,
+          quiesce: alone ? { cacheFlushTimeoutMs: plan.deadlines.cacheFlushMs } : null,
+          restore: alone
+            ? {
+                scope: context.run.restoreScope,
+                round: context.run.round,
+                timeoutMs: restoreInResetMs(plan.deadlines.phasesMs),
+              }
+            : null,
+        },
+      };
+    },
+    awaitingReady: (context) => ({
+      src: "awaitReady",
+      input: { ...op(context), targets: context.plan!.targets, readyTimeoutMs: policy.deviceReadyTimeoutMs },
+    }),
+    restoring: (context) => ({
+      src: "restoreDevice",
+      input: {
+        ...op(context),
+        targets: context.plan!.targets,
+        scope: context.run.restoreScope,
+        image: context.image!,
+        round: context.run.round,
+      },
+    }),
+    committingDecoders: (context) => ({
+      src: "commitDecoders",
+      input: {
+        ...op(context),
+        targets: context.plan!.targets,
+        image: context.image!,
+        commitTimeoutMs: context.plan!.deadlines.commitPerDecoderMs,
+        retainedDecoders: context.plan!.retainedDecoders,
+        round: context.run.round,
+      },
+    }),
+    verifying: (context) => ({
+      src: "verifyDevice",
+      input: {
+        ...op(context),
+        targets: context.plan!.targets,
+        scope: context.run.restoreScope,
+        image: context.image!,
+        round: context.run.round,
+      },
+    }),
+    handingBack: (context) => ({
+      src: "handBackDriver",
+      input: {
+        ...op(context),
+        drivers: context.plan!.handover!,
+        image: context.image,
+        scope: context.run.restoreScope,
+        afterReset: context.run.resetStarted,
+      },
+    }),
+    releasing: (context) => ({ src: "releaseDevice", input: { ...op(context), outcome: context.outcome! } }),
+  } satisfies Record<string, (context: LifecycleContext) => StepCall>;
+}
+/** The states that run a step. */
+export type StepStateName = keyof ReturnType<typeof stepCalls>;
+
+/** The step a state runs, made from the context (null: the state runs none). */
+export function stepCallOf(
+  calls: ReturnType<typeof stepCalls>,
+  state: string,
+  context: LifecycleContext,
+): StepCall | null {
+  return Object.hasOwn(calls, state) ? calls[state as StepStateName](context) : null;
+}
+
+/**
  * The lifecycle under one coordinator's policy (its configuration: the same for every device it drives, so it is
  * the machine's, not a field of each device's context; a device taken over runs under its new owner's policy,
  * and a running plan keeps the deadlines it was made with).
@@ -194,16 +306,8 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
     requestId,
     atMs: clock.now(),
   });
-  // Every actor input starts with these: the operation id and time budget set on entering the phase, and the
-  // device. The effect wrapper counts the budget from when the step starts running (startToClose), never
-  // from when the state was entered: a coordinator's own queueing does not fail a device.
-  const device = (context: LifecycleContext) => ({
-    opId: context.step.lastOpId!,
-    host: context.host,
-    bdf: context.bdf,
-    timeoutMs: context.step.timeoutMs!,
-  });
-  const op = (context: LifecycleContext) => ({ ...device(context), requestId: context.request!.requestId });
+  const STEP_CALLS = stepCalls(policy);
+  const stepCall = (state: StepStateName, context: LifecycleContext): StepCall => STEP_CALLS[state](context);
 
   return setup({
     types: {
@@ -211,22 +315,6 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
       events: {} as LifecycleEvent,
       input: {} as LifecycleInput,
       emitted: {} as LifecycleEmitted,
-    },
-    actors: {
-      bindDevice: required<void, BindInput>("bindDevice"),
-      probeDevice: required<DeviceFacts, ProbeInput>("probeDevice"),
-      acquireDevice: required<AcquireOutput, AcquireInput>("acquireDevice"),
-      saveImage: required<SaveOutput, SaveInput>("saveImage"),
-      persistImage: required<ImageRef, PersistInput>("persistImage"),
-      recheckGates: required<DeviceFacts, RecheckInput>("recheckGates"),
-      quiesceDevice: required<void, QuiesceInput>("quiesceDevice"),
-      resetDevice: required<void, ResetInput>("resetDevice"),
-      awaitReady: required<void, AwaitReadyInput>("awaitReady"),
-      restoreDevice: required<void, RestoreInput>("restoreDevice"),
-      commitDecoders: required<CommitOutput, CommitInput>("commitDecoders"),
-      verifyDevice: required<VerifyResult, VerifyInput>("verifyDevice"),
-      releaseDevice: required<void, ReleaseInput>("releaseDevice"),
-      handBackDriver: required<HandBackOutput, HandBackInput>("handBackDriver"),
     },
     guards: {
       planRefused: ({ context }) => context.refusal !== null,
@@ -373,6 +461,17 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
             return;
         }
       }),
+      /** Start the state's step (machines/steps.ts): provided by the host of the effects. */
+      runStep: (_args, _call: StepCall) => {
+        throw new Error(
+          "lifecycle step runner not provided (machine.provide({ actions: stepActions(effects) }))",
+        );
+      },
+      /** Stop the state's step (provided with runStep). */
+      stopStep: (_args) => undefined,
+      /** Start the state's step (machines/steps.ts): provided by the host of the effects. */
+
+      /** Stop the state's step (provided with runStep). */
     },
   }).createMachine({
     id: "device",
@@ -382,25 +481,28 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
     // states before ready handle requests themselves).
     on: {
       RESET_REQUESTED: { actions: { type: "refuseArrival", params: { reason: "in-progress" } } },
+      // An actor restored in a step's state (steps.ts RESUME_STEP): the step runs again.
+      "step.resume": {
+        actions: enqueueActions(({ context, self, enqueue }) => {
+          const call = stepCallOf(STEP_CALLS, self.getSnapshot().value as string, context);
+          if (call) enqueue({ type: "runStep", params: call });
+        }),
+      },
     },
     states: {
       binding: {
         entry: [
           { type: "announce", params: { state: "binding" } },
           { type: "enterPhase", params: { phase: "binding" } },
+          { type: "runStep", params: ({ context }) => stepCall("binding", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "bindDevice",
-          src: "bindDevice",
-          input: ({ context }) => device(context),
-          onDone: "probing",
-          onError: {
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.bindDevice": "probing",
+          "failed.bindDevice": {
             target: "unavailable",
             actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
-        },
-        on: {
           RESET_REQUESTED: { actions: { type: "refuseArrival", params: { reason: "device-unavailable" } } },
         },
       },
@@ -409,19 +511,15 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
         entry: [
           { type: "announce", params: { state: "probing" } },
           { type: "enterPhase", params: { phase: "probing" } },
+          { type: "runStep", params: ({ context }) => stepCall("probing", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "probeDevice",
-          src: "probeDevice",
-          input: ({ context }) => device(context),
-          onDone: { target: "ready", actions: assign({ facts: ({ event }) => event.output }) },
-          onError: {
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.probeDevice": { target: "ready", actions: assign({ facts: ({ event }) => event.output }) },
+          "failed.probeDevice": {
             target: "unavailable",
             actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
-        },
-        on: {
           RESET_REQUESTED: { actions: { type: "refuseArrival", params: { reason: "device-unavailable" } } },
         },
       },
@@ -475,17 +573,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
           assign(({ context }) =>
             runWith(context, { handoverArmed: Object.keys(context.plan?.handover ?? {}).length > 0 }),
           ),
+          { type: "runStep", params: ({ context }) => stepCall("gating", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "acquireDevice",
-          src: "acquireDevice",
-          // Small: the input is stored with every snapshot of this step (the plan is in the context already).
-          input: ({ context }) => ({
-            ...op(context),
-            switchId: context.facts?.bridge?.switchId ?? null,
-          }),
-          onDone: [
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.acquireDevice": [
             {
               guard: ({ event }) => event.output.granted,
               target: "savingImage",
@@ -503,7 +595,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
               }),
             },
           ],
-          onError: {
+          "failed.acquireDevice": {
             target: "refused",
             actions: {
               type: "refuse",
@@ -523,21 +615,15 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
         entry: [
           { type: "announce", params: { state: "savingImage" } },
           { type: "enterPhase", params: { phase: "savingImage" } },
+          { type: "runStep", params: ({ context }) => stepCall("savingImage", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "saveImage",
-          src: "saveImage",
-          input: ({ context }) => ({
-            ...op(context),
-            targets: context.plan!.targets,
-            handover: context.plan!.handover ?? null,
-          }),
-          onDone: {
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.saveImage": {
             target: "persistingImage",
             actions: assign(({ context, event }) => runWith(context, { pendingImage: event.output.image })),
           },
-          onError: {
+          "failed.saveImage": {
             target: "refused",
             actions: {
               type: "refuse",
@@ -554,17 +640,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
         entry: [
           { type: "announce", params: { state: "persistingImage" } },
           { type: "enterPhase", params: { phase: "persistingImage" } },
+          { type: "runStep", params: ({ context }) => stepCall("persistingImage", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "persistImage",
-          src: "persistImage",
-          input: ({ context }) => ({
-            ...op(context),
-            image: context.run.pendingImage,
-            targets: context.plan?.targets ?? [context.bdf],
-          }),
-          onDone: {
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.persistImage": {
             target: "regating",
             actions: [
               assign(({ context, event }) => ({
@@ -578,7 +658,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
               })),
             ],
           },
-          onError: {
+          "failed.persistImage": {
             target: "refused",
             actions: {
               type: "refuse",
@@ -598,13 +678,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
         entry: [
           { type: "announce", params: { state: "regating" } },
           { type: "enterPhase", params: { phase: "regating" } },
+          { type: "runStep", params: ({ context }) => stepCall("regating", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "recheckGates",
-          src: "recheckGates",
-          input: ({ context }) => ({ ...op(context), plan: context.plan! }),
-          onDone: [
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.recheckGates": [
             {
               guard: ({ context, event }) =>
                 context.run.persisted && regate(context.plan!, event.output, clock.now()) === null,
@@ -621,7 +699,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
               }),
             },
           ],
-          onError: {
+          "failed.recheckGates": {
             target: "refused",
             actions: {
               type: "refuse",
@@ -639,21 +717,12 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
         entry: [
           { type: "announce", params: { state: "quiescing" } },
           { type: "enterPhase", params: { phase: "quiescing" } },
+          { type: "runStep", params: ({ context }) => stepCall("quiescing", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "quiesceDevice",
-          src: "quiesceDevice",
-          input: ({ context }) => ({
-            ...op(context),
-            targets: context.plan!.targets,
-            scope: context.plan!.scope,
-            cacheFlush: context.plan!.cacheFlush,
-            cacheFlushTimeoutMs: context.plan!.deadlines.cacheFlushMs,
-            withReset: resetsAlone(context.plan!, context.bdf),
-          }),
-          onDone: "resetting",
-          onError: {
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.quiesceDevice": "resetting",
+          "failed.quiesceDevice": {
             target: "failed",
             actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
@@ -673,36 +742,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
             targets: context.plan!.targets,
             memClear: context.plan!.memClear,
           })),
+          { type: "runStep", params: ({ context }) => stepCall("resetting", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "resetDevice",
-          src: "resetDevice",
-          input: ({ context }) => {
-            const plan = context.plan!;
-            // The device alone: quiesced first and restored after, in the reset's own operation.
-            const alone = resetsAlone(plan, context.bdf);
-            return {
-              ...op(context),
-              method: plan.method,
-              targets: plan.targets,
-              memClear: plan.memClear,
-              bridge: plan.bridge,
-              unmaskSbr: plan.unmaskSbr,
-              waitMs: plan.deadlines.resetWaitMs,
-              scope: plan.scope,
-              image: context.image!,
-              quiesce: alone ? { cacheFlushTimeoutMs: plan.deadlines.cacheFlushMs } : null,
-              restore: alone
-                ? {
-                    scope: context.run.restoreScope,
-                    round: context.run.round,
-                    timeoutMs: restoreInResetMs(plan.deadlines.phasesMs),
-                  }
-                : null,
-            };
-          },
-          onDone: {
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.resetDevice": {
             target: "awaitingReady",
             actions: [
               assign(({ context }) => runWith(context, { resetCompleted: true })),
@@ -714,7 +758,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
               })),
             ],
           },
-          onError: {
+          "failed.resetDevice": {
             target: "failed",
             actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
@@ -725,18 +769,12 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
         entry: [
           { type: "announce", params: { state: "awaitingReady" } },
           { type: "enterPhase", params: { phase: "awaitingReady" } },
+          { type: "runStep", params: ({ context }) => stepCall("awaitingReady", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "awaitReady",
-          src: "awaitReady",
-          input: ({ context }) => ({
-            ...op(context),
-            targets: context.plan!.targets,
-            readyTimeoutMs: policy.deviceReadyTimeoutMs,
-          }),
-          onDone: "restoring",
-          onError: {
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.awaitReady": "restoring",
+          "failed.awaitReady": {
             target: "failed",
             actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
@@ -749,20 +787,15 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
         entry: [
           { type: "announce", params: { state: "restoring" } },
           { type: "enterPhase", params: { phase: "restoring" } },
+          { type: "runStep", params: ({ context }) => stepCall("restoring", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "restoreDevice",
-          src: "restoreDevice",
-          input: ({ context }) => ({
-            ...op(context),
-            targets: context.plan!.targets,
-            scope: context.run.restoreScope,
-            image: context.image!,
-            round: context.run.round,
-          }),
-          onDone: [{ guard: "restoringFullScope", target: "committingDecoders" }, { target: "verifying" }],
-          onError: {
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.restoreDevice": [
+            { guard: "restoringFullScope", target: "committingDecoders" },
+            { target: "verifying" },
+          ],
+          "failed.restoreDevice": {
             target: "failed",
             actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
@@ -775,20 +808,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
         entry: [
           { type: "announce", params: { state: "committingDecoders" } },
           { type: "enterPhase", params: { phase: "committingDecoders" } },
+          { type: "runStep", params: ({ context }) => stepCall("committingDecoders", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "commitDecoders",
-          src: "commitDecoders",
-          input: ({ context }) => ({
-            ...op(context),
-            targets: context.plan!.targets,
-            image: context.image!,
-            commitTimeoutMs: context.plan!.deadlines.commitPerDecoderMs,
-            retainedDecoders: context.plan!.retainedDecoders,
-            round: context.run.round,
-          }),
-          onDone: {
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.commitDecoders": {
             target: "verifying",
             actions: enqueueActions(({ context, event, enqueue }) => {
               for (const decoder of event.output.decoders) {
@@ -796,7 +820,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
               }
             }),
           },
-          onError: {
+          "failed.commitDecoders": {
             target: "failed",
             actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
@@ -808,19 +832,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
         entry: [
           { type: "announce", params: { state: "verifying" } },
           { type: "enterPhase", params: { phase: "verifying" } },
+          { type: "runStep", params: ({ context }) => stepCall("verifying", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "verifyDevice",
-          src: "verifyDevice",
-          input: ({ context }) => ({
-            ...op(context),
-            targets: context.plan!.targets,
-            scope: context.run.restoreScope,
-            image: context.image!,
-            round: context.run.round,
-          }),
-          onDone: [
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.verifyDevice": [
             {
               // A repaired scope violation that reaches the policy's threshold quarantines the device.
               guard: ({ context, event }) =>
@@ -900,7 +916,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
               ],
             },
           ],
-          onError: {
+          "failed.verifyDevice": {
             target: "failed",
             actions: { type: "recordError", params: ({ event }) => errorOf(event.error) },
           },
@@ -999,19 +1015,11 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
         entry: [
           { type: "announce", params: { state: "handingBack" } },
           { type: "enterPhase", params: { phase: "handingBack" } },
+          { type: "runStep", params: ({ context }) => stepCall("handingBack", context) },
         ],
-        exit: "leavePhase",
-        invoke: {
-          id: "handBackDriver",
-          src: "handBackDriver",
-          input: ({ context }) => ({
-            ...op(context),
-            drivers: context.plan!.handover!,
-            image: context.image,
-            scope: context.run.restoreScope,
-            afterReset: context.run.resetStarted,
-          }),
-          onDone: {
+        exit: ["leavePhase", "stopStep"],
+        on: {
+          "done.handBackDriver": {
             target: "concluding",
             actions: [
               emit(({ context, event }) => ({
@@ -1034,7 +1042,7 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
               }),
             ],
           },
-          onError: {
+          "failed.handBackDriver": {
             target: "concluding",
             actions: [
               emit(({ context, event }) => ({
@@ -1069,14 +1077,18 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
         entry: [
           { type: "announce", params: { state: "releasing" } },
           { type: "enterPhase", params: { phase: "releasing" } },
+          { type: "runStep", params: ({ context }) => stepCall("releasing", context) },
         ],
-        exit: ["leavePhase", assign(({ context }) => runWith(context, { leaseHeld: false }))],
-        invoke: {
-          id: "releaseDevice",
-          src: "releaseDevice",
-          input: ({ context }) => ({ ...op(context), outcome: context.outcome! }),
-          onDone: [{ guard: "outcomeIsQuarantine", target: "quarantined" }, { target: "ready" }],
-          onError: [{ guard: "outcomeIsQuarantine", target: "quarantined" }, { target: "ready" }],
+        exit: ["leavePhase", assign(({ context }) => runWith(context, { leaseHeld: false })), "stopStep"],
+        on: {
+          "done.releaseDevice": [
+            { guard: "outcomeIsQuarantine", target: "quarantined" },
+            { target: "ready" },
+          ],
+          "failed.releaseDevice": [
+            { guard: "outcomeIsQuarantine", target: "quarantined" },
+            { target: "ready" },
+          ],
         },
       },
 
@@ -1105,6 +1117,6 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
   });
 }
 
-/** The machine on the system clock; the coordinator adds its actors with machine.provide({ actors }). */
+/** The machine on the system clock; the coordinator adds its steps with machine.provide({ actions: stepActions(…) }). */
 export const lifecycleMachine = createLifecycleMachine();
 export type LifecycleMachine = ReturnType<typeof createLifecycleMachine>;

@@ -1,5 +1,5 @@
-// Operation ids: the agent's idempotency key. Derived only from (request, phase, round), so an actor
-// re-invoked after the snapshot is restored asks for the same operation and gets the first result back.
+// Operation ids: the agent's idempotency key. Derived only from (request, phase, round), so a step run again
+// after the snapshot is restored asks for the same operation and gets the first result back.
 
 const MAX_OP_ID = 128; // shared/bus/agent-messages.ts OpId
 

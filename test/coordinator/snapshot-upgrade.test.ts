@@ -1,8 +1,13 @@
 // Snapshots stored by earlier versions still restore, so a rolling upgrade mid-reset continues the reset: those
-// with every context field at the top level (before `run` and `step` grouped them), and those from before time
+// with every context field at the top level (before `run` and `step` grouped them), those from before time
 // budgets moved into the effects (a deadline timer child, an absolute deadlineMs in context, step inputs
-// without timeoutMs): the timer is dropped and the re-invoked step gets a budget.
+// without timeoutMs): the timer is dropped and the step run again gets a budget; and those whose step was an
+// invoked child actor (what this version still writes beside its own form, for coordinators of that version).
+
 import { describe, expect, it } from "vitest";
+import { createActor, fromPromise, setup } from "xstate";
+import { stepCallOf, stepCalls } from "../../machines/lifecycle.ts";
+import type { LifecycleContext } from "../../machines/lifecycle-types.ts";
 import { DEFAULT_POLICY } from "../../machines/policy/defaults.ts";
 import { currentSnapshot } from "../../services/coordinator/device-actors.ts";
 import { persistedSnapshot, REST_STATES, storedJson } from "../../services/coordinator/runtime/snapshot.ts";
@@ -19,7 +24,11 @@ function flatJson(snapshot: { context: Record<string, unknown> & { run: object; 
   return JSON.stringify({ ...snapshot, context: flat(snapshot.context) });
 }
 
-/** A full reset held in its reset step, its snapshot as stored (JSON). */
+/** The step a state runs under the default policy, as the coordinator's runtime names it (runtime/index.ts). */
+const CALLS = stepCalls(DEFAULT_POLICY);
+const stepOf = (state: string, context: LifecycleContext) => stepCallOf(CALLS, state, context);
+
+/** A full reset held in its reset step, its snapshot as the coordinator stores it (persist.ts), as JSON. */
 async function heldInReset() {
   const before = harness({ script: { resetDevice: [HANG] } });
   const a = before.start();
@@ -27,7 +36,7 @@ async function heldInReset() {
   a.send(reqEvent(request({ scope: "full" })));
   await settle();
   expect(a.getSnapshot().value).toBe("resetting");
-  const stored = JSON.parse(JSON.stringify(a.getPersistedSnapshot()));
+  const stored = JSON.parse(JSON.stringify(persistedSnapshot(a.getSnapshot(), stepOf)));
   a.stop();
   return { before, stored };
 }
@@ -67,7 +76,7 @@ describe("stored snapshot upgrade", () => {
     const h = harness();
     const a = h.start();
     const seen: string[] = [];
-    let withChildren = 0;
+    let withStep = 0;
     const sub = a.subscribe((snap) => {
       const ours = persistedSnapshot(snap);
       const theirs = a.getPersistedSnapshot() as Record<string, unknown>;
@@ -75,19 +84,61 @@ describe("stored snapshot upgrade", () => {
       expect(ours).toEqual(theirs);
       expect(JSON.stringify(ours)).toBe(JSON.stringify(theirs));
       expect(storedJson(ours)).toBe(storedJson(theirs));
+      // As stored: the same, and the running step as the child actor a coordinator of the invoking versions
+      // stored (and invokes again when it restores the record).
+      const state = snap.value as string;
+      const stored = persistedSnapshot(snap, stepOf);
+      const call = stepOf(state, snap.context);
+      expect({ ...stored, children: {} }).toEqual(theirs);
+      expect(stored.children).toEqual(
+        call
+          ? {
+              [call.src]: {
+                snapshot: { status: "active", output: undefined, error: undefined, input: call.input },
+                src: call.src,
+                systemId: undefined,
+                syncSnapshot: false,
+              },
+            }
+          : {},
+      );
+      if (call) withStep++;
       seen.push(JSON.stringify(snap.value));
-      if (Object.keys(ours.children as object).length > 0) withChildren++;
     });
     await settle();
     a.send(reqEvent(request({ scope: "full" })));
     await settle();
     sub.unsubscribe();
     expect(a.getSnapshot().value).toBe("ready");
-    // Every step of a full reset was looked at, most of them with their invoked child in the snapshot.
+    // Every step of a full reset was looked at, most of them with their step in the stored form.
     for (const state of ["gating", "savingImage", "resetting", "verifying", "ready"])
       expect(seen).toContain(JSON.stringify(state));
-    expect(withChildren).toBeGreaterThan(5);
+    expect(withStep).toBeGreaterThan(5);
     a.stop();
+  });
+
+  it("names the running step in the form XState stores an invoked promise actor in", async () => {
+    // What a coordinator that invoked its steps stored for one, taken from XState itself.
+    const input = { opId: "r-1/resetting/0", host: "h", bdf: BDF, timeoutMs: 5000 };
+    const invoking = setup({
+      actors: { resetDevice: fromPromise(async () => new Promise<void>(() => undefined)) },
+    }).createMachine({
+      initial: "resetting",
+      states: { resetting: { invoke: { id: "resetDevice", src: "resetDevice", input: () => input } } },
+    });
+    const old = createActor(invoking).start();
+    const theirs = JSON.parse(JSON.stringify(old.getPersistedSnapshot())) as { children: unknown };
+    old.stop();
+    const { stored } = await heldInReset();
+    const ours = stored.children as Record<string, { snapshot: { input: unknown } }>;
+    expect(Object.keys(ours)).toEqual(["resetDevice"]);
+    expect(
+      JSON.stringify({
+        resetDevice: { ...ours.resetDevice, snapshot: { ...ours.resetDevice!.snapshot, input } },
+      }),
+    ).toBe(JSON.stringify(theirs.children));
+    // And this version reads it without the child: the step runs from the context, not from the stored input.
+    expect((currentSnapshot(stored) as { children: object }).children).toEqual({});
   });
 
   it("a snapshot stored with a policy in its context runs under the loading coordinator's policy", async () => {

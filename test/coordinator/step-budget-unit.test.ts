@@ -1,6 +1,7 @@
 // withBudget: the step's budget counted from the start of its work; past it, a timeout naming the phase and
 // the work's signal aborted (so it issues no further agent call). createStepGate: the queue before it.
 import { describe, expect, it } from "vitest";
+import type { StepStop } from "../../machines/steps.ts";
 import { createStepGate, type StopFlag, withBudget } from "../../services/coordinator/effects/step-budget.ts";
 import { isCxlrcError } from "../../shared/errors.ts";
 
@@ -101,23 +102,45 @@ describe("withBudget", () => {
   });
 });
 
+/** A step's stop flag as the step runner gives it (machines/steps.ts StepStop), stopped by hand. */
+function stopFlag(): StepStop & { stop(): void } {
+  const listeners: Array<() => void> = [];
+  let aborted = false;
+  return {
+    get aborted() {
+      return aborted;
+    },
+    onStop(fn) {
+      listeners.push(fn);
+      return () => {
+        const i = listeners.indexOf(fn);
+        if (i >= 0) listeners.splice(i, 1);
+      };
+    },
+    stop() {
+      aborted = true;
+      for (const fn of listeners.splice(0)) fn();
+    },
+  };
+}
+
 describe("createStepGate", () => {
   it("runs at most `limit` steps at once, the rest in arrival order, and a step left while waiting never runs", async () => {
     const gate = createStepGate(2);
     const started: number[] = [];
     const finish: Array<() => void> = [];
-    const step = (i: number, signal = new AbortController().signal) =>
-      gate.run(signal, async () => {
+    const step = (i: number, stop = stopFlag()) =>
+      gate.run(stop, async () => {
         started.push(i);
         await new Promise<void>((r) => finish.push(r));
         return i;
       });
-    const left = new AbortController();
-    const runs = [step(1), step(2), step(3, left.signal), step(4)];
+    const left = stopFlag();
+    const runs = [step(1), step(2), step(3, left), step(4)];
     await sleep(5);
     expect(started).toEqual([1, 2]);
     expect(gate.load()).toEqual({ running: 2, waiting: 2 });
-    left.abort();
+    left.stop();
     await expect(runs[2]).rejects.toBeDefined();
     finish.shift()!();
     await sleep(5);

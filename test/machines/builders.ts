@@ -1,6 +1,6 @@
 // Small builders for the machine tests: device facts, requests, guard state, a fake clock with timers, and a
-// harness that runs the lifecycle machine with in-process actors whose answers each test scripts.
-import { type Actor, createActor, fromPromise, type Snapshot } from "xstate";
+// harness that runs the lifecycle machine with in-process step effects whose answers each test scripts.
+import { type Actor, createActor, type Snapshot } from "xstate";
 import type { DeviceFacts, ResetRequest } from "../../machines/facts.ts";
 import { createLifecycleMachine, type LifecycleMachine } from "../../machines/lifecycle.ts";
 import type {
@@ -15,6 +15,7 @@ import { emptyBudget } from "../../machines/policy/budget.ts";
 import { emptyConcurrency } from "../../machines/policy/concurrency.ts";
 import { DEFAULT_POLICY, type Policy } from "../../machines/policy/defaults.ts";
 import type { GuardSnapshot, PolicyContext } from "../../machines/policy/types.ts";
+import { RESUME_STEP, type StepEffects, type StepStop, stepActions } from "../../machines/steps.ts";
 
 export const HOST = "host-a";
 export const BDF = "0000:0d:00.0";
@@ -168,31 +169,35 @@ export function harness(opts: HarnessOptions = {}): Harness {
     releaseDevice: () => undefined,
   };
 
-  const actor = (src: ActorName) =>
-    fromPromise<unknown, Record<string, unknown> & { opId: string; timeoutMs: number }>(
-      ({ input, signal }) => {
-        calls.push({ src, input });
-        const queue = script[src];
-        const answer = queue && queue.length > 0 ? queue.shift() : defaults[src](input);
-        if (answer === HANG) {
-          // A silent agent: the step's budget runs out (the coordinator's wrapper rejects with kind "timeout").
-          armed.push({ src, timeoutMs: input.timeoutMs, atMs: clock.now() });
-          return new Promise((_, reject) => {
-            const id = clock.at(clock.now() + input.timeoutMs, () =>
-              reject(Object.assign(new Error(`${src} passed its deadline`), { kind: "timeout" })),
-            );
-            signal.addEventListener("abort", () => clock.cancel(id));
-          });
-        }
-        if (answer instanceof Error) return Promise.reject(answer);
-        return Promise.resolve(answer);
-      },
-    );
+  const effect =
+    (src: ActorName) =>
+    (
+      input: Record<string, unknown> & { opId: string; timeoutMs: number },
+      stop: StepStop,
+    ): Promise<unknown> => {
+      calls.push({ src, input });
+      const queue = script[src];
+      const answer = queue && queue.length > 0 ? queue.shift() : defaults[src](input);
+      if (answer === HANG) {
+        // A silent agent: the step's budget runs out (the coordinator's wrapper rejects with kind "timeout").
+        armed.push({ src, timeoutMs: input.timeoutMs, atMs: clock.now() });
+        return new Promise((_, reject) => {
+          const id = clock.at(clock.now() + input.timeoutMs, () =>
+            reject(Object.assign(new Error(`${src} passed its deadline`), { kind: "timeout" })),
+          );
+          stop.onStop(() => clock.cancel(id));
+        });
+      }
+      if (answer instanceof Error) return Promise.reject(answer);
+      return Promise.resolve(answer);
+    };
 
-  // Test doubles share one untyped promise shape; the machine checks nothing about them at runtime.
+  // Test doubles share one untyped effect shape; the machine checks nothing about them at runtime.
   const implementations = {
-    actors: Object.fromEntries(ACTOR_NAMES.map((n) => [n, actor(n)])),
-  } as unknown as Parameters<LifecycleMachine["provide"]>[0];
+    actions: stepActions(
+      Object.fromEntries(ACTOR_NAMES.map((n) => [n, effect(n)])) as unknown as StepEffects,
+    ),
+  };
   const policy = { ...DEFAULT_POLICY, ...opts.policy };
   const machine = createLifecycleMachine(clock, policy).provide(implementations) as LifecycleMachine;
 
@@ -209,6 +214,8 @@ export function harness(opts: HarnessOptions = {}): Harness {
       });
       a.on("*", (e) => events.push(e as LifecycleEmitted));
       a.start();
+      // As the coordinator's runtime does: a restored actor runs its state's step again.
+      if (snapshot) a.send(RESUME_STEP);
       return a;
     },
     callsTo: (src) => calls.filter((c) => c.src === src),

@@ -103,7 +103,7 @@ function check(paths: Path[]) {
   return { failures, visited, transitions, ms: Math.round(performance.now() - started) };
 }
 
-// The done/error events of invoked actors are not part of the machine's own event type: cast once here.
+// The generated events are plain EventObjects, not the machine's own event type: cast once here.
 const traversal = (opts: ModelOptions) =>
   ({
     input,

@@ -1,5 +1,5 @@
-// The lifecycle as a model for @xstate/graph: which events may arrive in each state (the invoked actors'
-// done/error events, a timeout as an error, requests, operator actions), and a serializer that keeps only what decides
+// The lifecycle as a model for @xstate/graph: which events may arrive in each state (the steps' done/failed
+// events (machines/steps.ts), a timeout as an error, requests, operator actions), and a serializer that keeps only what decides
 // behaviour (not timings, ids or times), so the state space stays small.
 import type { AnyMachineSnapshot, EventObject } from "xstate";
 import type { DeviceFacts, ResetRequest } from "../../machines/facts.ts";
@@ -26,16 +26,15 @@ const REQUESTS: Record<string, Omit<ResetRequest, "requestId">> = {
   dryRun: { host: HOST, bdf: BDF, scope: "full", dryRun: true, reason: "model" },
 };
 
-const done = (id: string, output?: unknown): EventObject =>
-  ({ type: `xstate.done.actor.${id}`, output }) as EventObject;
+const done = (id: string, output?: unknown): EventObject => ({ type: `done.${id}`, output }) as EventObject;
 const fail = (id: string, kind = "backend"): EventObject =>
-  ({ type: `xstate.error.actor.${id}`, error: { kind, message: `${id} failed` } }) as EventObject;
+  ({ type: `failed.${id}`, error: { kind, message: `${id} failed` } }) as EventObject;
 
 const PASSED: VerifyResult = { passed: true, mismatches: [] };
 const CXL_CHANGED: VerifyResult = { passed: false, mismatches: [{ field: "dvsec.control.mem_enable" }] };
 const PCI_CHANGED: VerifyResult = { passed: false, mismatches: [{ field: "command", area: "pci" }] };
 
-/** The step actor each phase runs (its id is its name). */
+/** The step each phase runs (its answers are `done.<step>` and `failed.<step>`). */
 const STEP_ACTORS: Record<string, string> = {
   gating: "acquireDevice",
   savingImage: "saveImage",

@@ -1,6 +1,7 @@
-// The lifecycle machine's effects, backed by NATS: each named actor of machines/lifecycle.ts calls the host
+// The lifecycle machine's effects, backed by NATS: each named step of machines/lifecycle.ts calls the host
 // agent (cxlrc.agent.<host>.<op>, idempotent by opId), the KV store or the fleet guard state. Built once per
-// coordinator and provided once (machine.provide): an effect learns everything about its step from its input
+// coordinator and provided once (machine.provide({ actions: stepActions(effects) }), machines/steps.ts): an
+// effect learns everything about its step from its input
 // (device, operation id, time budget, plan fields) and finds the device's runtime hooks (write-ahead persist,
 // lease, recovery flag) by the device key; it never reads the machine's context.
 //
@@ -15,13 +16,12 @@
 // each idempotent by its operation id (the agent's reply cache and its reset journal: never a second reset) or
 // by design (a restore decommits first, a verify reads). A plan that took a driver away also stores its
 // snapshot before it binds the driver again (handingBack, once the reset was begun): an owner that resumes
-// after the hand-back never restores under a bound driver. A step that runs again after a restore (XState
-// re-invokes the actor of the restored state) re-reads the device where repeating it blindly would be wrong
-// (the reset itself).
+// after the hand-back never restores under a bound driver. A step that runs again after a restore (the runtime
+// sends RESUME_STEP to an actor restored in a step's state) re-reads the device where repeating it blindly would
+// be wrong (the reset itself).
 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/transport-node";
-import { fromPromise } from "xstate";
 import type { DeviceFacts } from "../../../machines/facts.ts";
 import type {
   AcquireInput,
@@ -50,6 +50,7 @@ import type {
 import type { Policy } from "../../../machines/policy/defaults.ts";
 import { resetsAlone } from "../../../machines/policy/plan.ts";
 import type { Refusal } from "../../../machines/policy/types.ts";
+import type { StepEffects, StepStop } from "../../../machines/steps.ts";
 import type {
   AgentResult,
   VerifyResult as AgentVerify,
@@ -230,7 +231,7 @@ export function resetHappened(scope: Scope, mismatches: VerifyMismatch[]): boole
   );
 }
 
-export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirectory) {
+export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirectory): StepEffects {
   const { store, policy, gate } = deps;
   /** A step's budget is spent once the server confirms nothing it sent in time is still unread here. */
   const busClock = deadlineCheck(deps.nc);
@@ -292,15 +293,13 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
    * gate, and a check that it is still current before and after. The budget (input.timeoutMs) starts when the
    * step itself starts: after its snapshot is stored.
    */
-  const step = <
-    I extends { opId: string; host: string; bdf: string; timeoutMs: number; requestId?: string },
-    O,
-  >(
-    phase: string,
-    run: (input: I, signal: StopFlag, dev: Step) => Promise<O>,
-    rules: StepRules<I> = {},
-  ) =>
-    fromPromise<O, I>(async ({ input, signal }) => {
+  const step =
+    <I extends { opId: string; host: string; bdf: string; timeoutMs: number; requestId?: string }, O>(
+      phase: string,
+      run: (input: I, signal: StopFlag, dev: Step) => Promise<O>,
+      rules: StepRules<I> = {},
+    ) =>
+    async (input: I, signal: StepStop): Promise<O> => {
       const key = deviceKey(input.host, input.bdf);
       const access = directory(key);
       if (!access) throw stale(phase);
@@ -374,7 +373,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       } finally {
         done();
       }
-    });
+    };
 
   const probe = async (dev: Step, opId: string, bdf: string, signal: StopFlag, freshInventory = false) => {
     const [p, inv] = await Promise.all([

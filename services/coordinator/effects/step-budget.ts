@@ -3,6 +3,8 @@
 // CxlrcError of kind "timeout" naming the phase, and the work's stop flag is set so it issues no further call.
 // `confirm`: the budget is spent only once the bus says so (shared/bus/deadline-check.ts): a reply this
 // process has not read yet because it was busy still counts as in time.
+
+import type { StepStop } from "../../../machines/steps.ts";
 import { afterThisTurn } from "../../../shared/bus/deadline-check.ts";
 import { CxlrcError } from "../../../shared/errors.ts";
 
@@ -85,7 +87,8 @@ export function withBudget<T>(
  * the event loop (or the agents) could not serve them all.
  */
 export interface StepGate {
-  run<T>(signal: AbortSignal, work: () => Promise<T>): Promise<T>;
+  /** `stop`: a step stopped while it waits leaves the queue (its state was left). */
+  run<T>(stop: StepStop, work: () => Promise<T>): Promise<T>;
   /** Steps running now, and waiting. */
   load(): { running: number; waiting: number };
 }
@@ -103,20 +106,19 @@ export function createStepGate(limit: number): StepGate {
     }
   };
   return {
-    async run(signal, work) {
+    async run(stop, work) {
       if (running >= limit || waiting.length > 0) {
         await new Promise<void>((resolve, reject) => {
           const go = () => {
-            signal.removeEventListener("abort", quit);
+            off();
             resolve();
           };
-          const quit = () => {
+          const off = stop.onStop(() => {
             const i = waiting.indexOf(go);
             if (i >= 0) waiting.splice(i, 1);
-            reject(signal.reason ?? new Error("step left before it started"));
-          };
+            reject(new Error("step left before it started"));
+          });
           waiting.push(go);
-          signal.addEventListener("abort", quit, { once: true });
         });
       } else {
         running++;

@@ -9,6 +9,7 @@ import type {
   LifecycleEmitted,
   LifecycleInput,
 } from "../../../machines/lifecycle-types.ts";
+import { RESUME_STEP } from "../../../machines/steps.ts";
 import { describeError } from "../../../shared/errors.ts";
 import { waitAtMost } from "../../../shared/wait.ts";
 import type { DeviceAccess } from "../effects/agent-actors.ts";
@@ -84,6 +85,8 @@ function start(rt: DeviceRuntime, d: Device, snapshot: Snapshot<unknown> | null)
   d.actor = actor;
   d.stateSinceMs = o.now();
   actor.start();
+  // Restored in a step's state: the step runs again (same input, same operation id), as it did when it was stored.
+  if (snapshot) actor.send(RESUME_STEP);
   d.stateName = stateNow(d);
 }
 

@@ -10,7 +10,13 @@
 // - the machine's emitted events become JetStream events, metrics and request outcomes (emitted.ts,
 //   outbox.ts).
 // This file builds the machine once and wires the parts into the DeviceRuntime the handlers drive.
-import { createLifecycleMachine, type LifecycleMachine } from "../../../machines/lifecycle.ts";
+import {
+  createLifecycleMachine,
+  type LifecycleMachine,
+  stepCallOf,
+  stepCalls,
+} from "../../../machines/lifecycle.ts";
+import { stepActions } from "../../../machines/steps.ts";
 import { createAgentActors, type DeviceAccess } from "../effects/agent-actors.ts";
 import { createStepGate, MAX_RUNNING_STEPS } from "../effects/step-budget.ts";
 import { settle, sync } from "./actor.ts";
@@ -29,27 +35,31 @@ export function createDeviceRuntime(o: DeviceActorsOptions): DeviceRuntime {
   // One gate for every device's steps: at most this many run at once; its queue tells the outbox it is loaded.
   const gate = createStepGate(o.maxRunningSteps ?? MAX_RUNNING_STEPS);
   const machine = createLifecycleMachine({ now: o.now }, o.policy).provide({
-    actors: createAgentActors(
-      {
-        nc: o.nc,
-        link: o.link,
-        store: o.store,
-        fleet: o.fleet,
-        coordinatorId: o.id,
-        policy: o.policy,
-        log: o.log,
-        now: o.now,
-        inventory: o.inventory,
-        gate,
-        ...(o.agentFeatures ? { agentFeatures: o.agentFeatures } : {}),
-        ...(o.hook ? { hook: o.hook } : {}),
-      },
-      (key) => access.get(key),
+    actions: stepActions(
+      createAgentActors(
+        {
+          nc: o.nc,
+          link: o.link,
+          store: o.store,
+          fleet: o.fleet,
+          coordinatorId: o.id,
+          policy: o.policy,
+          log: o.log,
+          now: o.now,
+          inventory: o.inventory,
+          gate,
+          ...(o.agentFeatures ? { agentFeatures: o.agentFeatures } : {}),
+          ...(o.hook ? { hook: o.hook } : {}),
+        },
+        (key) => access.get(key),
+      ),
     ),
   }) as LifecycleMachine;
+  const calls = stepCalls(o.policy);
   const rt: DeviceRuntime = {
     o,
     machine,
+    stepOf: (state, context) => stepCallOf(calls, state, context),
     devices: new Map(),
     dispatching: new Set(),
     announcedStored: new Set(),

@@ -31,7 +31,7 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
     const from = last?.from;
     const unchanged = from !== undefined && from.snapshot === current && from.requests === d.requests;
     // Serialized once: the comparison with the last write and the record reuse the same strings.
-    const snapshotJson = unchanged ? last!.snapshotJson : storedJson(persistedSnapshot(current));
+    const snapshotJson = unchanged ? last!.snapshotJson : storedJson(persistedSnapshot(current, rt.stepOf));
     const requestsJson = unchanged ? last!.requestsJson : JSON.stringify(d.requests);
     if (last && snapshotJson === last.snapshotJson && requestsJson === last.requestsJson) {
       // Nothing new to store: a write-ahead still waits for the events sent since. With `namedEnough`, not for

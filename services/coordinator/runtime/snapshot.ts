@@ -3,7 +3,7 @@
 // device's snapshot: it is the coordinator's, given to its machine (createLifecycleMachine).
 
 import { lifecycleMachine, REST } from "../../../machines/lifecycle.ts";
-import type { LifecycleContext, RunState, StepState } from "../../../machines/lifecycle-types.ts";
+import type { LifecycleContext, RunState, StepCall, StepState } from "../../../machines/lifecycle-types.ts";
 
 /**
  * States a device rests in: nothing runs, the lease can go. Declared by the machine (its "rest" tag); a set of
@@ -31,8 +31,10 @@ export function stateOf(value: unknown): string {
  * reset):
  * - the context is stored flat (storedJson): its request's progress and its step are grouped into `run` and
  *   `step` (lifecycle-types.ts LifecycleContext);
- * - snapshots stored before time budgets moved into the effects carry a `deadlineTimer` child and a `deadlineMs`:
- *   dropped (the step re-invoked on restore starts its budget afresh);
+ * - children are dropped: a step is not a child actor (machines/steps.ts); the runtime runs the step of a state
+ *   restored mid-step again (RESUME_STEP), its input made from the context. A record stored before time budgets
+ *   moved into the effects has no budget in its context: the one its step's child carried, or the call timeout
+ *   of the policy it stored, is put there; its `deadlineTimer` child goes with the others;
  * - snapshots stored before the policy became the machine's may carry one in the context: dropped (the
  *   loading coordinator's applies).
  */
@@ -50,28 +52,14 @@ export function currentSnapshot(snapshot: unknown): unknown {
   }
   if (context && !("run" in context)) context = grouped(context);
   const step = (context as LifecycleContext | undefined)?.step;
-  let children = s.children;
-  if (children) {
-    const upgraded: NonNullable<typeof children> = {};
-    let changed = false;
-    for (const [id, child] of Object.entries(children)) {
-      if (child.src === "deadlineTimer") {
-        changed = true;
-        continue;
-      }
-      const input = child.snapshot?.input;
-      if (input && typeof input.opId === "string" && typeof input.timeoutMs !== "number") {
-        const timeoutMs = step?.timeoutMs ?? oldPolicy?.agentCallTimeoutMs ?? 30_000;
-        upgraded[id] = { ...child, snapshot: { ...child.snapshot, input: { ...input, timeoutMs } } };
-        changed = true;
-        continue;
-      }
-      upgraded[id] = child;
-    }
-    if (changed) children = upgraded;
+  const children = Object.values(s.children ?? {});
+  if (step && step.phase !== null && step.timeoutMs === null) {
+    const carried = children.find((c) => typeof c.snapshot?.input?.timeoutMs === "number")?.snapshot?.input;
+    const timeoutMs = (carried?.timeoutMs as number | undefined) ?? oldPolicy?.agentCallTimeoutMs ?? 30_000;
+    context = { ...context, step: { ...step, timeoutMs } };
   }
-  if (context === s.context && children === s.children) return snapshot;
-  return { ...s, ...(context ? { context } : {}), ...(children ? { children } : {}) };
+  if (context === s.context && children.length === 0) return snapshot;
+  return { ...s, ...(context ? { context } : {}), children: {} };
 }
 
 /** A context stored with every field at the top level, in this version's form. */
@@ -150,7 +138,10 @@ interface PersistableChild {
  * JSON values, its context as is, each child's persisted snapshot, source, system id and sync flag, and the
  * history value by state node ids. A test holds it equal to XState's own for every state of a reset.
  */
-export function persistedSnapshot(snapshot: unknown): Record<string, unknown> {
+export function persistedSnapshot(
+  snapshot: unknown,
+  stepOf?: (state: string, context: LifecycleContext) => StepCall | null,
+): Record<string, unknown> {
   const { _nodes, tags, machine, children, context, can, hasTag, matches, getMeta, toJSON, ...json } =
     snapshot as LiveSnapshot;
   const childrenJson: Record<string, unknown> = {};
@@ -161,6 +152,18 @@ export function persistedSnapshot(snapshot: unknown): Record<string, unknown> {
       src: child.src,
       systemId: child.systemId,
       syncSnapshot: child._syncSnapshot,
+    };
+  }
+  // The running step as a coordinator that invoked steps as child actors stored it (and restores it: it invokes
+  // the child again with this input), so that one can take over a record written here, mid-step.
+  const call =
+    stepOf && typeof json.value === "string" ? stepOf(json.value, context as LifecycleContext) : null;
+  if (call) {
+    childrenJson[call.src] = {
+      snapshot: { status: "active", output: undefined, error: undefined, input: call.input },
+      src: call.src,
+      systemId: undefined,
+      syncSnapshot: false,
     };
   }
   return { ...json, context, children: childrenJson, historyValue: historyIds(json.historyValue) };

@@ -4,7 +4,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Actor } from "xstate";
 import type { LifecycleMachine } from "../../../machines/lifecycle.ts";
-import type { LifecycleEmitted } from "../../../machines/lifecycle-types.ts";
+import type { LifecycleContext, LifecycleEmitted, StepCall } from "../../../machines/lifecycle-types.ts";
 import type { Policy } from "../../../machines/policy/defaults.ts";
 import type { InventoryResult } from "../../../shared/bus/agent-contract.ts";
 import type { Logger } from "../../../shared/log.ts";
@@ -141,6 +141,8 @@ export interface DeviceRuntime {
   readonly o: DeviceActorsOptions;
   /** The lifecycle machine with this coordinator's effects, provided once. */
   readonly machine: LifecycleMachine;
+  /** The step a state runs, by the machine's policy (the stored form names it: runtime/snapshot.ts). */
+  readonly stepOf: (state: string, context: LifecycleContext) => StepCall | null;
   /** Every device known here, by key (deviceKey(host, bdf)). */
   readonly devices: Map<string, Device>;
   /** Requests between intake and their actor's decision (they may hold an admission slot already). */
