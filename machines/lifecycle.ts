@@ -172,6 +172,14 @@ export function stepCalls(policy: Policy) {
     timeoutMs: context.step.timeoutMs!,
   });
   const op = (context: LifecycleContext) => ({ ...device(context), requestId: context.request!.requestId });
+  // A restore and its verify: the plan's functions, against the stored image, in this round of the restore chain.
+  const fromImage = (context: LifecycleContext) => ({
+    ...op(context),
+    targets: context.plan!.targets,
+    scope: context.run.restoreScope,
+    image: context.image!,
+    round: context.run.round,
+  });
 
   return {
     binding: (context) => ({ src: "bindDevice", input: device(context) }),
@@ -235,16 +243,7 @@ export function stepCalls(policy: Policy) {
       src: "awaitReady",
       input: { ...op(context), targets: context.plan!.targets, readyTimeoutMs: policy.deviceReadyTimeoutMs },
     }),
-    restoring: (context) => ({
-      src: "restoreDevice",
-      input: {
-        ...op(context),
-        targets: context.plan!.targets,
-        scope: context.run.restoreScope,
-        image: context.image!,
-        round: context.run.round,
-      },
-    }),
+    restoring: (context) => ({ src: "restoreDevice", input: fromImage(context) }),
     committingDecoders: (context) => ({
       src: "commitDecoders",
       input: {
@@ -256,16 +255,7 @@ export function stepCalls(policy: Policy) {
         round: context.run.round,
       },
     }),
-    verifying: (context) => ({
-      src: "verifyDevice",
-      input: {
-        ...op(context),
-        targets: context.plan!.targets,
-        scope: context.run.restoreScope,
-        image: context.image!,
-        round: context.run.round,
-      },
-    }),
+    verifying: (context) => ({ src: "verifyDevice", input: fromImage(context) }),
     handingBack: (context) => ({
       src: "handBackDriver",
       input: {
