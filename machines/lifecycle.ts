@@ -162,7 +162,7 @@ export const systemClock: LifecycleClock = { now: () => Date.now() };
  * actors (runtime/snapshot.ts persistedSnapshot). Inputs are made from the context when the step starts.
  */
 export function stepCalls(policy: Policy) {
-  // Every actor input starts with these: the operation id and time budget set on entering the phase, and the
+  // Every step input starts with these: the operation id and time budget set on entering the phase, and the
   // device. The effect wrapper counts the budget from when the step starts running (startToClose), never
   // from when the state was entered: a coordinator's own queueing does not fail a device.
   const device = (context: LifecycleContext) => ({
