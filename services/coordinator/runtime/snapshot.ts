@@ -112,7 +112,7 @@ interface LiveSnapshot {
   _nodes?: unknown;
   tags?: unknown;
   machine?: unknown;
-  children?: Record<string, PersistableChild | undefined>;
+  children?: unknown;
   context?: unknown;
   can?: unknown;
   hasTag?: unknown;
@@ -123,20 +123,14 @@ interface LiveSnapshot {
   [key: string]: unknown;
 }
 
-interface PersistableChild {
-  getPersistedSnapshot(): unknown;
-  src: unknown;
-  systemId?: unknown;
-  _syncSnapshot?: unknown;
-}
-
 /**
  * A device actor's snapshot in XState's persisted form (`actor.getPersistedSnapshot()`, xstate 5.x) without its
  * walk of the whole context for actor references to replace: the lifecycle's context is data only (no actor
  * is ever kept in it: a test holds every state's context to that), and the walk, three `in` checks per object of
  * the facts, the plan and its gates, was a fifth of a write's cost. The same object otherwise: the snapshot's
- * JSON values, its context as is, each child's persisted snapshot, source, system id and sync flag, and the
- * history value by state node ids. A test holds it equal to XState's own for every state of a reset.
+ * JSON values, its context as is, no children (the lifecycle invokes none: its steps are events,
+ * machines/steps.ts), and the history value by state node ids. A test holds it equal to XState's own for every
+ * state of a reset. With `stepOf`, the stored form: the running step named as the child it used to be.
  */
 export function persistedSnapshot(
   snapshot: unknown,
@@ -145,15 +139,6 @@ export function persistedSnapshot(
   const { _nodes, tags, machine, children, context, can, hasTag, matches, getMeta, toJSON, ...json } =
     snapshot as LiveSnapshot;
   const childrenJson: Record<string, unknown> = {};
-  for (const id in children) {
-    const child = children[id]!;
-    childrenJson[id] = {
-      snapshot: child.getPersistedSnapshot(),
-      src: child.src,
-      systemId: child.systemId,
-      syncSnapshot: child._syncSnapshot,
-    };
-  }
   // The running step as a coordinator that invoked steps as child actors stored it (and restores it: it invokes
   // the child again with this input), so that one can take over a record written here, mid-step.
   const call =
