@@ -1,6 +1,8 @@
 // An append-only log of JSON lines kept durably without blocking the event loop: each record is one line
 // appended to the file, and the appends that come while one is being made go together in the next (group
-// commit: one write and one fdatasync for a burst). A record resolves once it is on disk. Compaction replaces
+// commit: one write and one fdatasync for a burst). A record resolves once it is on disk at the log's path:
+// the file is opened for each burst, so a log whose directory was removed (or whose file was moved away) fails
+// its appends instead of writing to a file nobody will read again. Compaction replaces
 // the whole file atomically (durable-file.ts writeAtomic) with the lines the caller says are still live, between
 // two appends. A crash mid-append leaves at most a last line without its newline, which reading drops.
 import { type FileHandle, open } from "node:fs/promises";
@@ -45,13 +47,19 @@ interface Pending {
 }
 
 export function appendLog(dir: string, path: string): AppendLog {
-  let fh: FileHandle | null = null;
   let running = false;
+  /** The drain running now (close waits for it). */
+  let draining: Promise<void> = Promise.resolve();
   const queue: Pending[] = [];
 
-  const handle = async (): Promise<FileHandle> => {
-    if (!fh) fh = await open(path, "a", 0o600);
-    return fh;
+  const appendNow = async (text: string): Promise<void> => {
+    const f: FileHandle = await open(path, "a", 0o600);
+    try {
+      await f.write(text);
+      await f.datasync();
+    } finally {
+      await f.close();
+    }
   };
 
   const drain = async () => {
@@ -65,15 +73,8 @@ export function appendLog(dir: string, path: string): AppendLog {
         first.kind === "compact" ? 1 : nextCompact < 0 ? queue.length : nextCompact,
       );
       try {
-        if (first.kind === "compact") {
-          await fh?.close();
-          fh = null;
-          await writeAtomic(dir, path, first.text);
-        } else {
-          const f = await handle();
-          await f.write(batch.map((p) => p.text).join(""));
-          await f.datasync();
-        }
+        if (first.kind === "compact") await writeAtomic(dir, path, first.text);
+        else await appendNow(batch.map((p) => p.text).join(""));
         for (const p of batch) p.resolve();
       } catch (e) {
         for (const p of batch) p.reject(e);
@@ -85,16 +86,14 @@ export function appendLog(dir: string, path: string): AppendLog {
   const push = (kind: Pending["kind"], text: string) =>
     new Promise<void>((resolve, reject) => {
       queue.push({ kind, text, resolve, reject });
-      if (!running) void drain();
+      if (!running) draining = drain();
     });
 
   return {
     path,
     append: (line) => push("append", `${line}\n`),
     compact: (lines) => push("compact", lines.map((l) => `${l}\n`).join("")),
-    async close() {
-      await fh?.close();
-      fh = null;
-    },
+    /** Resolves once the appends and compactions asked for so far are done (the file is open only meanwhile). */
+    close: () => draining,
   };
 }

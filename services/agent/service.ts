@@ -761,6 +761,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
         await publisher.close(2000);
       }
       await resets.close().catch(() => undefined);
+      await fences.close().catch(() => undefined);
       log.info("agent stopped");
     },
   };

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FENCE_FILE } from "../../services/agent/fence-table.ts";
+import { FENCE_LOG_FILE, LEGACY_FENCE_FILE } from "../../services/agent/fence-table.ts";
 import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
 import type { AgentReply, Fence } from "../../shared/bus/agent-messages.ts";
 import { subjects } from "../../shared/bus/subjects.ts";
@@ -15,6 +15,16 @@ const HOST = "fence-host";
 const LEASE = `${HOST}.0000-01-00-0`;
 
 const fence = (epoch: number, owner: string): Fence => ({ epoch, owner, lease: LEASE });
+
+/** The table as its log on disk says: the last line of each function and lease. */
+function storedFences(dir: string): Record<string, Record<string, { epoch: number; owner: string }>> {
+  const out: Record<string, Record<string, { epoch: number; owner: string }>> = {};
+  for (const line of readFileSync(join(dir, FENCE_LOG_FILE), "utf8").trim().split("\n")) {
+    const l = JSON.parse(line) as { bdf: string; lease: string; epoch: number; owner: string };
+    out[l.bdf] = { ...out[l.bdf], [l.lease]: { epoch: l.epoch, owner: l.owner } };
+  }
+  return out;
+}
 
 describe("agent fencing tokens", () => {
   let env: Env;
@@ -103,10 +113,7 @@ describe("agent fencing tokens", () => {
   });
 
   it("remembers the epochs across a restart (same state directory) and refuses the old owner again", async () => {
-    const stored = JSON.parse(readFileSync(join(stateDir, FENCE_FILE), "utf8")) as {
-      devices: Record<string, Record<string, { epoch: number; owner: string }>>;
-    };
-    expect(stored.devices[DEV_A]?.[LEASE]).toMatchObject({ epoch: 20, owner: "coord-new" });
+    expect(storedFences(stateDir)[DEV_A]?.[LEASE]).toMatchObject({ epoch: 20, owner: "coord-new" });
 
     await env.agent.stop();
     const restarted: AgentHandle = await startAgent({
@@ -151,10 +158,7 @@ describe("agent fencing tokens", () => {
       };
       // The read runs beside the table's write; its reply comes only once the new epoch is on disk.
       expect((await call("probe", "w-1", 40)).ok).toBe(true);
-      const stored = JSON.parse(readFileSync(join(dir, FENCE_FILE), "utf8")) as {
-        devices: Record<string, Record<string, { epoch: number }>>;
-      };
-      expect(stored.devices[DEV_A]?.[lease]?.epoch).toBe(40);
+      expect(storedFences(dir)[DEV_A]?.[lease]?.epoch).toBe(40);
       // The state directory is gone: a read with a newer epoch fails naming the table, a reset is not issued.
       rmSync(dir, { recursive: true, force: true });
       const read = await call("save", "w-2", 41);
@@ -171,30 +175,29 @@ describe("agent fencing tokens", () => {
 
   it("a corrupt table stops the agent from starting, with an error naming the file", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cxlrc-fence-bad-"));
+    const start = () =>
+      startAgent({
+        nc: env.agentNc,
+        host: "fence-bad",
+        backend: fakeBackend(),
+        operations: ops,
+        stateDir: dir,
+      });
     try {
-      writeFileSync(join(dir, FENCE_FILE), "{ not json");
-      await expect(
-        startAgent({
-          nc: env.agentNc,
-          host: "fence-bad",
-          backend: fakeBackend(),
-          operations: ops,
-          stateDir: dir,
-        }),
-      ).rejects.toThrow(join(dir, FENCE_FILE));
+      // A complete line that is not JSON (a torn last line is dropped instead: fence-table.test.ts).
+      writeFileSync(join(dir, FENCE_LOG_FILE), "{ not json\n");
+      await expect(start()).rejects.toThrow(join(dir, FENCE_LOG_FILE));
+      writeFileSync(join(dir, FENCE_LOG_FILE), `${JSON.stringify({ bdf: DEV_A, lease: "x", epoch: -1 })}\n`);
+      await expect(start()).rejects.toThrow(/fencing table .* is malformed at line 1/);
+      // An earlier agent's table, as corrupt.
+      rmSync(join(dir, FENCE_LOG_FILE));
+      writeFileSync(join(dir, LEGACY_FENCE_FILE), "{ not json");
+      await expect(start()).rejects.toThrow(join(dir, LEGACY_FENCE_FILE));
       writeFileSync(
-        join(dir, FENCE_FILE),
+        join(dir, LEGACY_FENCE_FILE),
         JSON.stringify({ v: 1, devices: { [DEV_A]: { x: { epoch: -1 } } } }),
       );
-      await expect(
-        startAgent({
-          nc: env.agentNc,
-          host: "fence-bad",
-          backend: fakeBackend(),
-          operations: ops,
-          stateDir: dir,
-        }),
-      ).rejects.toThrow(/fencing table .* is malformed/);
+      await expect(start()).rejects.toThrow(/fencing table .* is malformed/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
