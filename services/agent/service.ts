@@ -36,6 +36,7 @@ import { AGENT_OPS, type AgentOp, checkHost, subjects } from "../../shared/bus/s
 import { isCallerInbox } from "../../shared/bus/trust.ts";
 import { CxlrcError, describeError } from "../../shared/errors.ts";
 import type { HardwareBackend } from "../../shared/hw/backend.ts";
+import { VALIDATED_IMAGES_KEPT, validatedImages } from "../../shared/image/validated.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
 import { packageVersion } from "../../shared/version.ts";
 import { waitAtMost } from "../../shared/wait.ts";
@@ -726,6 +727,9 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
   };
   const timer = setInterval(heartbeat, heartbeatMs);
   timer.unref();
+  // The images this agent's saves make, kept until their restore and verify (validated.ts): room for its own
+  // host's devices, whatever other agents this process runs.
+  const releaseImages = validatedImages.reserve(VALIDATED_IMAGES_KEPT);
   emitEvent(null, "agent.started", { version: AGENT_VERSION, backend: backend.kind, devices });
   heartbeat();
   log.info(
@@ -762,6 +766,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       }
       await resets.close().catch(() => undefined);
       await fences.close().catch(() => undefined);
+      releaseImages();
       log.info("agent stopped");
     },
   };

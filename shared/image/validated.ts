@@ -16,8 +16,30 @@ export class ValidatedImages {
   private readonly byChecksum = new Map<string, Image>();
   private hitCount = 0;
   private missCount = 0;
+  /** Capacity reserved by the agents running in this process (reserve()). */
+  private reserved = 0;
 
-  constructor(private readonly capacity = VALIDATED_IMAGES_KEPT) {}
+  constructor(private readonly base = VALIDATED_IMAGES_KEPT) {}
+
+  /** Images kept at most: the base, or what the agents of this process reserved together if more. */
+  get capacity(): number {
+    return Math.max(this.base, this.reserved);
+  }
+
+  /**
+   * Room for `n` more images while the caller runs (an agent: VALIDATED_IMAGES_KEPT for its host's devices).
+   * A process running many agents (a simulated fleet, tests) keeps enough for each host's resets at once, as
+   * each agent in its own process would; returns the release.
+   */
+  reserve(n: number): () => void {
+    this.reserved += n;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.reserved -= n;
+    };
+  }
 
   /**
    * The image `input` is, as parseImage returns it (a new object, the caller's own): a copy of the kept

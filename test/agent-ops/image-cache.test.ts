@@ -82,6 +82,22 @@ describe("validated images", () => {
     cache.parse(overTheWire(b));
     expect(cache.stats()).toEqual({ kept: 2, hits: 2, misses: 4 });
   });
+
+  it("keeps room for each agent of the process (reserve), back to its base once they stop", async () => {
+    const { image } = await saved();
+    const { checksum: _c, ...body } = image;
+    const variants = [1, 2, 3, 4].map((n) => sealImage({ ...body, durationMs: n }));
+    const cache = new ValidatedImages(2);
+    const releases = [cache.reserve(2), cache.reserve(2)];
+    expect(cache.capacity).toBe(4);
+    for (const v of variants) cache.parse(overTheWire(v));
+    for (const v of variants) cache.parse(overTheWire(v));
+    // Two agents' worth: all four saved images recognised when they come back.
+    expect(cache.stats()).toEqual({ kept: 4, hits: 4, misses: 4 });
+    for (const release of releases) release();
+    releases[0]!(); // released once only
+    expect(cache.capacity).toBe(2);
+  });
 });
 
 describe("canonical JSON (the checksum's input)", () => {
