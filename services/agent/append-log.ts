@@ -5,7 +5,8 @@
 // its appends instead of writing to a file nobody will read again. Compaction replaces
 // the whole file atomically (durable-file.ts writeAtomic) with the lines the caller says are still live, between
 // two appends. A crash mid-append leaves at most a last line without its newline, which reading drops.
-import { type FileHandle, open } from "node:fs/promises";
+import { close, fdatasync, open, write } from "node:fs";
+import { promisify } from "node:util";
 import { writeAtomic } from "./durable-file.ts";
 
 export interface AppendLog {
@@ -46,19 +47,33 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
+const openFd = promisify(open);
+const closeFd = promisify(close);
+const datasyncFd = promisify(fdatasync);
+/** All of `text` (a write may take fewer bytes than it was given). */
+const writeFd = async (fd: number, text: string): Promise<void> => {
+  const bytes = Buffer.from(text, "utf8");
+  for (let at = 0; at < bytes.length; ) {
+    at += await new Promise<number>((resolve, reject) => {
+      write(fd, bytes, at, bytes.length - at, null, (err, n) => (err ? reject(err) : resolve(n)));
+    });
+  }
+};
+
 export function appendLog(dir: string, path: string): AppendLog {
   let running = false;
   /** The drain running now (close waits for it). */
   let draining: Promise<void> = Promise.resolve();
   const queue: Pending[] = [];
 
+  /** Open, write, fdatasync, close: the callback API (a FileHandle and its promises cost a third more CPU). */
   const appendNow = async (text: string): Promise<void> => {
-    const f: FileHandle = await open(path, "a", 0o600);
+    const fd = await openFd(path, "a", 0o600);
     try {
-      await f.write(text);
-      await f.datasync();
+      await writeFd(fd, text);
+      await datasyncFd(fd);
     } finally {
-      await f.close();
+      await closeFd(fd);
     }
   };
 
