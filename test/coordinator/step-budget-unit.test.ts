@@ -149,4 +149,33 @@ describe("createStepGate", () => {
     await expect(Promise.all([runs[0], runs[1], runs[3]])).resolves.toEqual([1, 2, 4]);
     expect(gate.load()).toEqual({ running: 0, waiting: 0 });
   });
+
+  it("a waiting step whose actor stopped (aborted, no listener told) passes its turn on and never runs", async () => {
+    const gate = createStepGate(1);
+    const started: number[] = [];
+    const finish: Array<() => void> = [];
+    let actorStopped = false;
+    const ofStoppedActor: StepStop = {
+      get aborted() {
+        return actorStopped;
+      },
+      onStop: () => () => undefined,
+    };
+    const step = (i: number, stop: StepStop = stopFlag()) =>
+      gate.run(stop, async () => {
+        started.push(i);
+        await new Promise<void>((r) => finish.push(r));
+        return i;
+      });
+    const runs = [step(1), step(2, ofStoppedActor), step(3)];
+    await sleep(5);
+    actorStopped = true;
+    finish.shift()!();
+    await expect(runs[1]).rejects.toThrow(/stopped before it started/);
+    await sleep(5);
+    expect(started).toEqual([1, 3]);
+    finish.shift()!();
+    await expect(Promise.all([runs[0], runs[2]])).resolves.toEqual([1, 3]);
+    expect(gate.load()).toEqual({ running: 0, waiting: 0 });
+  });
 });

@@ -111,6 +111,13 @@ export function createStepGate(limit: number): StepGate {
         await new Promise<void>((resolve, reject) => {
           const go = () => {
             off();
+            // Stopped without leaving its state (its actor stopped: no listener is told): its turn passes on.
+            if (stop.aborted) {
+              running--;
+              next();
+              reject(new Error("step stopped before it started"));
+              return;
+            }
             resolve();
           };
           const off = stop.onStop(() => {
