@@ -7,7 +7,10 @@
 // two appends. A crash mid-append leaves at most a last line without its newline, which reading drops.
 import { close, fdatasync, open, write } from "node:fs";
 import { promisify } from "node:util";
-import { writeAtomic } from "./durable-file.ts";
+import { z } from "zod";
+import { formatZodIssues } from "../../shared/bus/codec.ts";
+import { CxlrcError, describeError } from "../../shared/errors.ts";
+import { readStateText, writeAtomic } from "./durable-file.ts";
 
 export interface AppendLog {
   readonly path: string;
@@ -38,6 +41,32 @@ export function readLines<T>(
     }
   }
   return { items, torn: last.trim() !== "", bad: null };
+}
+
+/**
+ * A state log's lines (`what` names it in errors: "fencing table") checked against `schema`, in order: none when
+ * there is no file yet; `torn` when its last line was cut by a crash. A complete line that is not JSON or not a
+ * `schema` value is a bad-input error naming the file and the line (`hint` added: what the operator may do).
+ */
+export function readLogLines<S extends z.ZodType>(
+  path: string,
+  schema: S,
+  what: string,
+  hint = "",
+): { items: Array<z.output<S>>; torn: boolean } {
+  const text = readStateText(path, what);
+  if (text === null) return { items: [], torn: false };
+  const { items, torn, bad } = readLines(text, (l) => schema.parse(JSON.parse(l)) as z.output<S>);
+  if (bad) {
+    throw new CxlrcError(
+      "bad-input",
+      `the agent's ${what} ${path} is malformed at line ${bad.line}: ${
+        bad.error instanceof z.ZodError ? formatZodIssues(bad.error) : describeError(bad.error)
+      }${hint}`,
+      { path, line: bad.line },
+    );
+  }
+  return { items, torn };
 }
 
 interface Pending {

@@ -15,16 +15,17 @@ import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import type { Fence } from "../../shared/bus/agent-messages.ts";
-import { formatZodIssues } from "../../shared/bus/codec.ts";
-import { CxlrcError, describeError } from "../../shared/errors.ts";
-import { appendLog, readLines } from "./append-log.ts";
-import { readStateJson, readStateText } from "./durable-file.ts";
+import { CxlrcError } from "../../shared/errors.ts";
+import { appendLog, readLogLines } from "./append-log.ts";
+import { readStateJson } from "./durable-file.ts";
 
 export const FENCE_LOG_FILE = "fences.log";
 /** The single-document table of agents before the log (read once, folded into the log, then removed). */
 export const LEGACY_FENCE_FILE = "fences.json";
 /** Lines in the log beyond its entries before it is rewritten with one line per entry. */
 const COMPACT_AT = 1024;
+/** What an operator may do about a table that cannot be read. */
+const NOT_JSON_HINT = "; move it away only if no coordinator can still act with an older epoch";
 
 const Served = z.strictObject({
   epoch: z.number().int().positive(),
@@ -72,12 +73,7 @@ function apply(table: Table, l: Line): void {
 }
 
 function loadLegacy(path: string, into: Table): boolean {
-  const legacy = readStateJson(
-    path,
-    LegacyFile,
-    "fencing table",
-    "; move it away only if no coordinator can still act with an older epoch",
-  );
+  const legacy = readStateJson(path, LegacyFile, "fencing table", NOT_JSON_HINT);
   if (legacy === null) return false;
   for (const [bdf, byLease] of Object.entries(legacy.devices)) {
     for (const [lease, s] of Object.entries(byLease)) apply(into, { bdf, lease, ...s });
@@ -87,18 +83,7 @@ function loadLegacy(path: string, into: Table): boolean {
 
 /** Apply the log's lines in order; its line count, and whether its last line was torn (a crash mid-append). */
 function loadLog(path: string, into: Table): { torn: boolean; lines: number } {
-  const text = readStateText(path, "fencing table");
-  if (text === null) return { torn: false, lines: 0 };
-  const { items, torn, bad } = readLines(text, (l) => Line.parse(JSON.parse(l)));
-  if (bad) {
-    throw new CxlrcError(
-      "bad-input",
-      `the agent's fencing table ${path} is malformed at line ${bad.line}: ${
-        bad.error instanceof z.ZodError ? formatZodIssues(bad.error) : describeError(bad.error)
-      }; move it away only if no coordinator can still act with an older epoch`,
-      { path, line: bad.line },
-    );
-  }
+  const { items, torn } = readLogLines(path, Line, "fencing table", NOT_JSON_HINT);
   for (const l of items) apply(into, l);
   return { torn, lines: items.length };
 }

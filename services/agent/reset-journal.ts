@@ -14,11 +14,9 @@ import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { AgentReply } from "../../shared/bus/agent-messages.ts";
-import { formatZodIssues } from "../../shared/bus/codec.ts";
-import { CxlrcError, describeError } from "../../shared/errors.ts";
 import { remember } from "../../shared/remember.ts";
-import { appendLog, readLines } from "./append-log.ts";
-import { readStateJson, readStateText } from "./durable-file.ts";
+import { appendLog, readLogLines } from "./append-log.ts";
+import { readStateJson } from "./durable-file.ts";
 
 export const RESET_JOURNAL_FILE = "resets.log";
 /** The single-document journal of agents before the log (read once, then replaced by the log). */
@@ -59,20 +57,9 @@ function loadLegacy(path: string, into: Map<string, Entry>): boolean {
   return true;
 }
 
-/** Apply the log's lines in order; true when its last line was torn (a crash mid-append). */
+/** Apply the log's lines in order; its line count, and whether its last line was torn (a crash mid-append). */
 function loadLog(path: string, into: Map<string, Entry>): { torn: boolean; lines: number } {
-  const text = readStateText(path, "reset journal");
-  if (text === null) return { torn: false, lines: 0 };
-  const { items, torn, bad } = readLines(text, (l) => Line.parse(JSON.parse(l)));
-  if (bad) {
-    throw new CxlrcError(
-      "bad-input",
-      `the agent's reset journal ${path} is malformed at line ${bad.line}: ${
-        bad.error instanceof z.ZodError ? formatZodIssues(bad.error) : describeError(bad.error)
-      }`,
-      { path, line: bad.line },
-    );
-  }
+  const { items, torn } = readLogLines(path, Line, "reset journal");
   for (const l of items) apply(into, l);
   return { torn, lines: items.length };
 }
