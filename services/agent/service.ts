@@ -23,6 +23,7 @@ import {
   type FaultResult,
   type ResetResult,
   type RestoreResult,
+  type SaveResult,
 } from "../../shared/bus/agent-contract.ts";
 import { AGENT_PARAMS, type AgentReply, type Fence, OpId } from "../../shared/bus/agent-messages.ts";
 import {
@@ -361,8 +362,22 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
         return operations.bind(ctx, p as Params<"bind">);
       case "probe":
         return operations.probe(ctx, p as Params<"probe">);
-      case "save":
-        return operations.save(ctx, p as Params<"save">);
+      case "save": {
+        const { probe, ...sp } = p as Params<"save">;
+        const image = await operations.save(ctx, sp);
+        if (probe !== true) return image;
+        // The regate's read, right after the save: a read that fails leaves it out (the caller reads again);
+        // the save stands.
+        try {
+          return {
+            ...image,
+            probe: await operations.probe(ctx, { bdf: sp.bdf, brief: true }),
+          } satisfies SaveResult;
+        } catch (e) {
+          ctx.log.warn({ err: describeError(e) }, "read after the save not made; left to the caller");
+          return image;
+        }
+      }
       case "quiesce":
         return operations.quiesce(ctx, p as Params<"quiesce">);
       case "reset": {
@@ -558,12 +573,18 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       string,
       unknown
     >;
-    if (op === "reset" && params.restore !== undefined && !features.has("reset.restore")) {
+    const unoffered =
+      op === "reset" && params.restore !== undefined && !features.has("reset.restore")
+        ? "restore"
+        : op === "save" && params.probe !== undefined && !features.has("save.probe")
+          ? "probe"
+          : null;
+    if (unoffered !== null) {
       badInput(
         msg,
         opId,
-        `reset: field "restore" is not offered by this agent (its features: ${[...features].join(", ") || "none"})`,
-        { fields: ["restore"] },
+        `${op}: field "${unoffered}" is not offered by this agent (its features: ${[...features].join(", ") || "none"})`,
+        { fields: [unoffered] },
       );
       return;
     }
@@ -598,7 +619,10 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
           .catch((e) => log.warn({ op, opId, err: (e as Error).message }, "fence not stored"));
       }
       log.debug({ op, opId }, "repeated opId: answering with the first result");
-      void seen.reply.then((r) => respond(msg, r));
+      // Answered by the run still in flight, its reads are as new as a run of its own; once it has ended, the
+      // reads it made besides its work (the facts a save read after it) are as old as that run: left out.
+      const ended = seen.done;
+      void seen.reply.then((r) => respond(msg, ended ? withoutLateReads(op, r) : r));
       return;
     }
     // A reset this agent issued before it restarted: never issued twice.
@@ -770,6 +794,18 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       log.info("agent stopped");
     },
   };
+}
+
+/**
+ * A first result given again for a repeated operation id, without the reads it made of the device besides its
+ * work: a save's `probe` (the facts read once it was saved: the regate's read, which must be of now). The
+ * caller, finding none, reads the device afresh.
+ */
+function withoutLateReads(op: AgentOp, r: AgentReply): AgentReply {
+  if (op !== "save" || !r.ok || typeof r.result !== "object" || r.result === null || !("probe" in r.result))
+    return r;
+  const { probe: _late, ...image } = r.result as Record<string, unknown>;
+  return { ...r, result: image };
 }
 
 /**

@@ -84,9 +84,10 @@ export type InventoryBridge = z.infer<typeof InventoryBridge>;
  * What an agent's operations accept beyond the first release's contract (0.1.0), as its inventory says
  * (`features`): a coordinator asks for one only of an agent that names it, so coordinators and agents can be
  * upgraded in either order. "reset.restore": `reset` takes `restore` (the restore, and the verify, in the
- * reset's own operation).
+ * reset's own operation). "save.probe": `save` takes `probe` (the function's facts read once it is saved, in
+ * the same operation: the regate's read).
  */
-export const AGENT_FEATURES = ["reset.restore"] as const;
+export const AGENT_FEATURES = ["reset.restore", "save.probe"] as const;
 export type AgentFeature = (typeof AGENT_FEATURES)[number];
 
 export const InventoryResult = z.object({
@@ -193,8 +194,13 @@ export const ProbeResult = z.object({
 });
 export type ProbeResult = z.infer<typeof ProbeResult>;
 
-/** The image of one function (shared/image: strict, versioned; the checksum is checked where it is used). */
-export const SaveResult = ImageSchema;
+/**
+ * The image of one function (shared/image: strict, versioned; the checksum is checked where it is used), and,
+ * asked with `probe` (feature "save.probe"), the function's facts as a brief probe reads them once it is saved:
+ * `probe`, beside the image's own fields and not part of the image (its checksum does not cover it; whoever
+ * keeps the image keeps it without). Absent when the read after the save failed: the caller reads again.
+ */
+export const SaveResult = ImageSchema.extend({ probe: ProbeResult.optional() });
 export type SaveResult = z.infer<typeof SaveResult>;
 
 export const QuiesceResult = z.object({

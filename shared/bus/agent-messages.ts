@@ -57,6 +57,11 @@ export const SaveParams = z.strictObject({
   bdf: Bdf,
   /** Full reset of a device with a driver bound: save under it, then take it (the driver the plan names). */
   handover: z.strictObject({ driver: DriverName }).optional(),
+  /**
+   * Also read the function's facts once it is saved, as a brief probe does, in the same operation (the
+   * result's `probe`; feature "save.probe"): the regate's read, without an operation of its own.
+   */
+  probe: z.boolean().optional(),
 });
 /** Bus Master off (both scopes); for full scope also the cache write-back + invalidate of reset-rules step 3. */
 export const QuiesceParams = z.strictObject({ opId: OpId, fence: Fence.optional(), bdf: Bdf, scope: Scope });

@@ -49,6 +49,25 @@ const cycles = [
   { method: "sbr", scope: "full", counter: "conventionalReset" },
 ] as const;
 
+describe("a save that reads the device after it (save.probe)", () => {
+  it("answers the image and, beside it, the facts read once saved; a repeat after it ended gets the image alone", async () => {
+    const saved = await call<Record<string, unknown> & { probe?: { bdf: string }; checksum: string }>(
+      "save",
+      { bdf: DEV, probe: true },
+      "save-probe-1",
+    );
+    expect(saved.probe?.bdf).toBe(DEV);
+    expect(saved.checksum).toMatch(/^sha256:/);
+    // The image is the image without the facts: a restore takes it as saved (its checksum covers it alone).
+    const { probe: _facts, ...image } = saved;
+    await call("restore", { bdf: DEV, scope: "io", image });
+    // The same operation id again, once it has ended: the first image, but no facts of then (read afresh).
+    const again = await call<Record<string, unknown>>("save", { bdf: DEV, probe: true }, "save-probe-1");
+    expect(again).not.toHaveProperty("probe");
+    expect(again.checksum).toBe(saved.checksum);
+  });
+});
+
 describe("save / reset / restore / verify over the bus", () => {
   for (const c of cycles) {
     it(`${c.method} (${c.scope} scope): every step answers, the device is reset once and verifies clean`, async () => {

@@ -2,7 +2,9 @@
 // the first release (its inventory's `features`), and a coordinator asks for one only of an agent that names
 // it. An agent without "reset.restore" (as 0.1.0 was) refuses a reset that carries a restore, naming the
 // field, and resets nothing; a coordinator resetting a device of such an agent restores in a step of its own
-// and still verifies. An agent that names it gets the restore in the reset's operation.
+// and still verifies. An agent that names it gets the restore in the reset's operation. The same for
+// "save.probe": an agent without it refuses a save that asks for the read after it, and is asked for that read
+// as an operation of its own.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startAgent } from "../../services/agent/service.ts";
 import { AGENT_FEATURES } from "../../shared/bus/agent-contract.ts";
@@ -32,7 +34,11 @@ async function opsOf(w: World, host: string, requestId: string) {
     .map((e) => e.event)
     .filter((e) => e.kind === "op.started" && e.opId?.startsWith(`${requestId}/`))
     .map((e) => e.data as { op: string; params: Record<string, unknown> });
-  return { ops: started.map((d) => d.op), reset: started.find((d) => d.op === "reset") };
+  return {
+    ops: started.map((d) => d.op),
+    reset: started.find((d) => d.op === "reset"),
+    save: started.find((d) => d.op === "save"),
+  };
 }
 
 describe("agent features", () => {
@@ -74,23 +80,50 @@ describe("agent features", () => {
     expect(w.sims.get("older")!.counters(BDF).cxlReset).toBe(0);
   });
 
+  it("an agent without save.probe refuses a save asking for the read after it, naming the field, and saves nothing", async () => {
+    const err = await callAgent(
+      w.nc,
+      "older",
+      "save",
+      "test-save-probe",
+      { bdf: BDF, probe: true },
+      { timeoutMs: 5000 },
+    ).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(isCxlrcError(err) && err.kind).toBe("bad-input");
+    expect(String((err as Error).message)).toContain('"probe"');
+    expect((err as { details?: { fields?: string[] } }).details?.fields).toEqual(["probe"]);
+    const started = (await readEvents(w.jsm, { host: "older", source: "agent" })).filter(
+      (e) => e.event.kind === "op.started" && e.event.opId === "test-save-probe",
+    );
+    expect(started).toEqual([]);
+  });
+
   it("a full reset of an older agent's device restores in its own step and verifies", async () => {
     const before = await probe(w.nc, "older", BDF);
     await resetVerified(w, c, "older", "old-1");
     expect(w.sims.get("older")!.counters(BDF).cxlReset).toBe(1);
     expect((await probe(w.nc, "older", BDF)).decoders).toEqual(before.decoders);
-    const { ops, reset } = await opsOf(w, "older", "old-1");
+    const { ops, reset, save } = await opsOf(w, "older", "old-1");
     expect(ops).toContain("reset");
     expect(ops.indexOf("restore")).toBeGreaterThan(ops.indexOf("reset"));
     expect(reset?.params).not.toHaveProperty("restore");
+    // The regate's read goes as an operation of its own, right behind the save.
+    expect(save?.params).not.toHaveProperty("probe");
+    expect(ops.slice(ops.indexOf("save"), ops.indexOf("save") + 2)).toEqual(["save", "probe"]);
   });
 
   it("a full reset of a current agent's device restores in the reset's operation", async () => {
     await resetVerified(w, c, "newer", "new-1");
-    const { ops, reset } = await opsOf(w, "newer", "new-1");
+    const { ops, reset, save } = await opsOf(w, "newer", "new-1");
     expect(ops).toContain("reset");
     expect(ops).not.toContain("restore");
     expect(reset?.params).toHaveProperty("restore");
+    // The regate's read made by the save's own operation: no read between the save and the reset.
+    expect(save?.params).toMatchObject({ probe: true });
+    expect(ops.slice(ops.indexOf("save"))).toEqual(["save", "reset"]);
   });
 });
 
@@ -116,7 +149,7 @@ describe("an agent rolled back behind the coordinator's last inventory", () => {
       host: "rolled",
       backend: w.sims.get("rolled")!,
       heartbeatMs: 60_000,
-      features: [],
+      features: ["save.probe"],
     });
     w.agents[i] = older;
     const resetsBefore = w.sims.get("rolled")!.counters(BDF).cxlReset;
@@ -126,5 +159,25 @@ describe("an agent rolled back behind the coordinator's last inventory", () => {
     const { ops } = await opsOf(w, "rolled", "roll-2");
     expect(ops.filter((op) => op === "reset")).toHaveLength(1);
     expect(ops.indexOf("restore")).toBeGreaterThan(ops.indexOf("reset"));
+  });
+
+  it("the save refused for its probe field goes again without it, once, the read on its own, and the device verifies", async () => {
+    // The coordinator's inventory says "save.probe" (read afresh in the test above, of the agent replaced now).
+    const i = w.agents.findIndex((a) => a.host === "rolled");
+    await w.agents[i]!.stop();
+    const older = await startAgent({
+      nc: w.agentNc,
+      host: "rolled",
+      backend: w.sims.get("rolled")!,
+      heartbeatMs: 60_000,
+      features: ["reset.restore"],
+    });
+    w.agents[i] = older;
+    await resetVerified(w, c, "rolled", "roll-4");
+    expect(older.stats().badInput).toBe(1);
+    const { ops, save } = await opsOf(w, "rolled", "roll-4");
+    expect(ops.filter((op) => op === "save")).toHaveLength(1);
+    expect(save?.params).not.toHaveProperty("probe");
+    expect(ops.indexOf("probe", ops.indexOf("save"))).toBeGreaterThan(ops.indexOf("save"));
   });
 });

@@ -68,10 +68,10 @@ describe("full reset", () => {
     expect(kinds).toContain("verified");
     expect(kinds).not.toContain("step.failed");
     expect(kinds.indexOf("verify.passed")).toBeGreaterThan(kinds.indexOf("decoder.committed"));
-    // The agent calls of one function's reset: a read for planning, the save, the regate's read (sent right
-    // behind the save, answered while the image is stored) and the reset, which quiesces first, waits for the
-    // function to answer (its own polling: no await-ready probe), then restores from the image and verifies,
-    // all in the same operation: no separate restore or verify.
+    // The agent calls of one function's reset: a read for planning, the save, which reads the device again
+    // once saved (the regate's read, in the same operation), and the reset, which quiesces first, waits for
+    // the function to answer (its own polling: no await-ready probe), then restores from the image and
+    // verifies, all in the same operation: no separate restore or verify.
     // (Not counted: this test's own reads, and the probe of a device's first actor, built by this request.)
     const agentEvents = (await readEvents(w.jsm, { host: "cxl0", source: "agent" })).filter(
       (e) =>
@@ -83,7 +83,11 @@ describe("full reset", () => {
     const ops = agentEvents
       .filter((e) => e.event.kind === "op.started")
       .map((e) => (e.event.data as { op: string }).op);
-    expect(ops).toEqual(["probe", "save", "probe", "reset"]);
+    expect(ops).toEqual(["probe", "save", "reset"]);
+    const saveOp = agentEvents.find(
+      (e) => e.event.kind === "op.started" && (e.event.data as { op: string }).op === "save",
+    )!.event;
+    expect(saveOp.data).toMatchObject({ params: { probe: true } });
     const resetOp = agentEvents.find(
       (e) => e.event.kind === "op.started" && (e.event.data as { op: string }).op === "reset",
     )!.event;

@@ -52,6 +52,7 @@ import { resetsAlone } from "../../../machines/policy/plan.ts";
 import type { Refusal } from "../../../machines/policy/types.ts";
 import type { StepEffects, StepStop } from "../../../machines/steps.ts";
 import type {
+  AgentFeature,
   AgentResult,
   VerifyResult as AgentVerify,
   InventoryResult,
@@ -237,8 +238,22 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
   const busClock = deadlineCheck(deps.nc);
   const agentFeatures =
     deps.agentFeatures ?? (async (host: string) => new Set((await deps.inventory(host)).features ?? []));
-  /** Hosts whose agent was found without a feature this coordinator would use (said once each). */
+  /** Host and feature pairs whose agent was found without the feature this coordinator would use (said once each). */
   const olderAgents = new Set<string>();
+  /** What the coordinator does instead of a feature the host's agent lacks. */
+  const WITHOUT: Record<AgentFeature, string> = {
+    "reset.restore":
+      "the host's agent does not restore in the reset (an older agent): the restore goes separately",
+    "save.probe":
+      "the host's agent does not read the device in the save (an older agent): the read goes separately",
+  };
+  /** The host's agent lacks `feature`: logged once per host and feature. */
+  const olderAgent = (dev: Step, feature: AgentFeature) => {
+    const key = `${dev.host} ${feature}`;
+    if (olderAgents.has(key)) return;
+    olderAgents.add(key);
+    dev.log.info({ host: dev.host, feature }, WITHOUT[feature]);
+  };
   /** Decoders committed by a full restore, by device/request/round: committingDecoders reports them. */
   const committed = new Map<string, CommittedDecoder[]>();
   /**
@@ -553,11 +568,44 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           return driver ? { bdf, handover: { driver } } : { bdf };
         };
         if (input.targets.length === 1 && input.targets[0] === input.bdf) {
-          const saving = agent(dev, "save", input.opId, params(input.bdf), policy.agentCallTimeoutMs, signal);
-          const early = probe(dev, freshOpId(input.opId, "regate"), input.bdf, NEVER_STOPS);
+          // An agent that offers it reads the device in the save's own operation ("save.probe"), right after
+          // saving it; an older one is asked right behind the save, as a read of its own.
+          let merged = (await agentFeatures(dev.host)).has("save.probe");
+          if (!merged) olderAgent(dev, "save.probe");
+          const save = () =>
+            agent(
+              dev,
+              "save",
+              input.opId,
+              { ...params(input.bdf), ...(merged ? { probe: true } : {}) },
+              policy.agentCallTimeoutMs,
+              signal,
+            );
+          let saving = save();
+          if (merged) {
+            // Refused for the probe field (the agent was replaced by an older one since its last inventory): it
+            // refused before doing anything, so the save goes again without it, the read on its own.
+            saving = saving.catch((err: unknown) => {
+              if (!(isCxlrcError(err) && err.kind === "bad-input" && err.message.includes('"probe"')))
+                throw err;
+              merged = false;
+              olderAgent(dev, "save.probe");
+              void deps.inventory(dev.host, true).catch(() => undefined);
+              return save();
+            });
+          }
+          const early = merged
+            ? saving.then(async (r) =>
+                r.probe && merged
+                  ? factsFromProbe(dev.host, r.probe, await deps.inventory(dev.host).catch(() => null))
+                  : probe(dev, freshOpId(input.opId, "regate"), input.bdf, NEVER_STOPS),
+              )
+            : probe(dev, freshOpId(input.opId, "regate"), input.bdf, NEVER_STOPS);
           early.catch(() => undefined);
           remember(regates, requestKey(input), early, EARLY_KEPT);
-          out[input.bdf] = await saving;
+          // The facts read after the save are not part of the image (its checksum does not cover them).
+          const { probe: _facts, ...image } = await saving;
+          out[input.bdf] = image;
           return { image: { images: out } };
         }
         for (const [i, bdf] of input.targets.entries()) {
@@ -699,15 +747,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         // coordinator refuses the field): otherwise the restoring step restores, as for several functions.
         let restore =
           input.restore && (await agentFeatures(dev.host)).has("reset.restore") ? input.restore : null;
-        const olderAgent = () => {
-          if (olderAgents.has(dev.host)) return;
-          olderAgents.add(dev.host);
-          dev.log.info(
-            { host: dev.host },
-            "the host's agent does not restore in the reset (an older agent): the restore goes separately",
-          );
-        };
-        if (input.restore && !restore) olderAgent();
+        if (input.restore && !restore) olderAgent(dev, "reset.restore");
         const call = async () =>
           agent(
             dev,
@@ -747,7 +787,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           )
             throw err;
           restore = null;
-          olderAgent();
+          olderAgent(dev, "reset.restore");
           void deps.inventory(dev.host, true).catch(() => undefined);
           done = await call();
         }
