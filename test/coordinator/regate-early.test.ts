@@ -35,7 +35,8 @@ describe("regate read sent with the save", () => {
       (e) => e.event.kind === "op.completed" && (e.event.data as { op?: string }).op === "save",
     );
     // The save's answer carries the device's facts as read after it (beside the image, not in it).
-    const result = (saved?.event.data as { result?: { probe?: { bdf?: string }; checksum?: string } }).result;
+    expect(saved).toBeDefined();
+    const result = (saved!.event.data as { result?: { probe?: { bdf?: string }; checksum?: string } }).result;
     expect(result?.probe?.bdf).toBe(BDF);
     expect(result?.checksum).toMatch(/^sha256:/);
     expect(agentEvents.some((e) => (e.event.opId ?? "").includes("/regate/"))).toBe(false);
