@@ -7,7 +7,7 @@
 // as an operation of its own.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startAgent } from "../../services/agent/service.ts";
-import { AGENT_FEATURES } from "../../shared/bus/agent-contract.ts";
+import { AGENT_FEATURES, type AgentFeature } from "../../shared/bus/agent-contract.ts";
 import { callAgent } from "../../shared/bus/client.ts";
 import { isCxlrcError } from "../../shared/errors.ts";
 import { simpleHost } from "../../shared/sim/index.ts";
@@ -62,39 +62,36 @@ describe("agent features", () => {
     expect(older.features).toEqual([]);
   });
 
-  it("an agent without reset.restore refuses a reset carrying a restore, naming the field, and resets nothing", async () => {
-    const err = await callAgent(
-      w.nc,
-      "older",
-      "reset",
-      "test-reset-restore",
-      { bdf: BDF, method: "cxl", restore: { scope: "full", image: {} } },
-      { timeoutMs: 5000 },
-    ).then(
+  /** The older agent's answer to `op` carrying `field`: a bad-input naming the field. */
+  async function refusedFor(
+    op: "reset" | "save",
+    opId: string,
+    params: Record<string, unknown>,
+    field: string,
+  ) {
+    const err = await callAgent(w.nc, "older", op, opId, { bdf: BDF, ...params } as never, {
+      timeoutMs: 5000,
+    }).then(
       () => null,
       (e: unknown) => e,
     );
     expect(isCxlrcError(err) && err.kind).toBe("bad-input");
-    expect(String((err as Error).message)).toContain('"restore"');
-    expect((err as { details?: { fields?: string[] } }).details?.fields).toEqual(["restore"]);
+    expect(String((err as Error).message)).toContain(`"${field}"`);
+    expect((err as { details?: { fields?: string[] } }).details?.fields).toEqual([field]);
+  }
+
+  it("an agent without reset.restore refuses a reset carrying a restore, naming the field, and resets nothing", async () => {
+    await refusedFor(
+      "reset",
+      "test-reset-restore",
+      { method: "cxl", restore: { scope: "full", image: {} } },
+      "restore",
+    );
     expect(w.sims.get("older")!.counters(BDF).cxlReset).toBe(0);
   });
 
   it("an agent without save.probe refuses a save asking for the read after it, naming the field, and saves nothing", async () => {
-    const err = await callAgent(
-      w.nc,
-      "older",
-      "save",
-      "test-save-probe",
-      { bdf: BDF, probe: true },
-      { timeoutMs: 5000 },
-    ).then(
-      () => null,
-      (e: unknown) => e,
-    );
-    expect(isCxlrcError(err) && err.kind).toBe("bad-input");
-    expect(String((err as Error).message)).toContain('"probe"');
-    expect((err as { details?: { fields?: string[] } }).details?.fields).toEqual(["probe"]);
+    await refusedFor("save", "test-save-probe", { probe: true }, "probe");
     const started = (await readEvents(w.jsm, { host: "older", source: "agent" })).filter(
       (e) => e.event.kind === "op.started" && e.event.opId === "test-save-probe",
     );
@@ -139,9 +136,8 @@ describe("an agent rolled back behind the coordinator's last inventory", () => {
     await w?.close();
   });
 
-  it("the reset refused for its restore field goes again without it, once, and the device verifies", async () => {
-    await resetVerified(w, c, "rolled", "roll-1");
-    // The agent is replaced by one that refuses the restore in the reset (as 0.1.0 does).
+  /** The host's agent replaced by one offering only `features` (the coordinator's inventory says otherwise). */
+  async function rollBack(features: AgentFeature[]) {
     const i = w.agents.findIndex((a) => a.host === "rolled");
     await w.agents[i]!.stop();
     const older = await startAgent({
@@ -149,9 +145,16 @@ describe("an agent rolled back behind the coordinator's last inventory", () => {
       host: "rolled",
       backend: w.sims.get("rolled")!,
       heartbeatMs: 60_000,
-      features: ["save.probe"],
+      features,
     });
     w.agents[i] = older;
+    return older;
+  }
+
+  it("the reset refused for its restore field goes again without it, once, and the device verifies", async () => {
+    await resetVerified(w, c, "rolled", "roll-1");
+    // The agent is replaced by one that refuses the restore in the reset (as 0.1.0 does).
+    const older = await rollBack(["save.probe"]);
     const resetsBefore = w.sims.get("rolled")!.counters(BDF).cxlReset;
     await resetVerified(w, c, "rolled", "roll-2");
     expect(older.stats().badInput).toBe(1);
@@ -163,16 +166,7 @@ describe("an agent rolled back behind the coordinator's last inventory", () => {
 
   it("the save refused for its probe field goes again without it, once, the read on its own, and the device verifies", async () => {
     // The coordinator's inventory says "save.probe" (read afresh in the test above, of the agent replaced now).
-    const i = w.agents.findIndex((a) => a.host === "rolled");
-    await w.agents[i]!.stop();
-    const older = await startAgent({
-      nc: w.agentNc,
-      host: "rolled",
-      backend: w.sims.get("rolled")!,
-      heartbeatMs: 60_000,
-      features: ["reset.restore"],
-    });
-    w.agents[i] = older;
+    const older = await rollBack(["reset.restore"]);
     await resetVerified(w, c, "rolled", "roll-4");
     expect(older.stats().badInput).toBe(1);
     const { ops, save } = await opsOf(w, "rolled", "roll-4");
