@@ -459,9 +459,6 @@ export function createLifecycleMachine(clock: LifecycleClock = systemClock, poli
       },
       /** Stop the state's step (provided with runStep). */
       stopStep: (_args) => undefined,
-      /** Start the state's step (machines/steps.ts): provided by the host of the effects. */
-
-      /** Stop the state's step (provided with runStep). */
     },
   }).createMachine({
     id: "device",
