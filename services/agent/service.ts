@@ -573,18 +573,13 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       string,
       unknown
     >;
-    const unoffered =
-      op === "reset" && params.restore !== undefined && !features.has("reset.restore")
-        ? "restore"
-        : op === "save" && params.probe !== undefined && !features.has("save.probe")
-          ? "probe"
-          : null;
-    if (unoffered !== null) {
+    const gated = FEATURE_FIELDS[op];
+    if (gated && params[gated.field] !== undefined && !features.has(gated.feature)) {
       badInput(
         msg,
         opId,
-        `${op}: field "${unoffered}" is not offered by this agent (its features: ${[...features].join(", ") || "none"})`,
-        { fields: [unoffered] },
+        `${op}: field "${gated.field}" is not offered by this agent (its features: ${[...features].join(", ") || "none"})`,
+        { fields: [gated.field] },
       );
       return;
     }
@@ -795,6 +790,12 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
     },
   };
 }
+
+/** The fields an operation takes only from an agent that offers their feature (AGENT_FEATURES). */
+const FEATURE_FIELDS: Partial<Record<AgentOp, { field: string; feature: AgentFeature }>> = {
+  reset: { field: "restore", feature: "reset.restore" },
+  save: { field: "probe", feature: "save.probe" },
+};
 
 /**
  * A first result given again for a repeated operation id, without the reads it made of the device besides its

@@ -254,6 +254,17 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     olderAgents.add(key);
     dev.log.info({ host: dev.host, feature }, WITHOUT[feature]);
   };
+  /**
+   * `err` is the host's agent refusing `field` (a feature's: the agent was replaced by an older one since its
+   * last inventory). It refused before doing anything, so the caller sends the operation again without the field;
+   * said once, and the host's inventory (its features with it) is read afresh.
+   */
+  const refusedFeature = (dev: Step, err: unknown, field: string, feature: AgentFeature): boolean => {
+    if (!(isCxlrcError(err) && err.kind === "bad-input" && err.message.includes(`"${field}"`))) return false;
+    olderAgent(dev, feature);
+    void deps.inventory(dev.host, true).catch(() => undefined);
+    return true;
+  };
   /** Decoders committed by a full restore, by device/request/round: committingDecoders reports them. */
   const committed = new Map<string, CommittedDecoder[]>();
   /**
@@ -583,20 +594,18 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
             );
           let saving = save();
           if (merged) {
-            // Refused for the probe field (the agent was replaced by an older one since its last inventory): it
-            // refused before doing anything, so the save goes again without it, the read on its own.
+            // Refused for the probe field: the save goes again without it, the read on its own (below).
             saving = saving.catch((err: unknown) => {
-              if (!(isCxlrcError(err) && err.kind === "bad-input" && err.message.includes('"probe"')))
-                throw err;
+              if (!refusedFeature(dev, err, "probe", "save.probe")) throw err;
               merged = false;
-              olderAgent(dev, "save.probe");
-              void deps.inventory(dev.host, true).catch(() => undefined);
               return save();
             });
           }
+          // A save that brought no facts (an agent that refused the field, or a repeat answered after it ended)
+          // leaves the read to a probe of its own.
           const early = merged
             ? saving.then(async (r) =>
-                r.probe && merged
+                r.probe
                   ? factsFromProbe(dev.host, r.probe, await deps.inventory(dev.host).catch(() => null))
                   : probe(dev, freshOpId(input.opId, "regate"), input.bdf, NEVER_STOPS),
               )
@@ -779,16 +788,9 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         try {
           done = await call();
         } catch (err) {
-          // Refused for the restore field (the agent was replaced by an older one since its last inventory): it
-          // refused before doing anything, so the same operation goes again without it, and the host's
-          // inventory is read afresh (its features with it).
-          if (
-            !(restore && isCxlrcError(err) && err.kind === "bad-input" && err.message.includes('"restore"'))
-          )
-            throw err;
+          // Refused for the restore field: the same operation goes again without it.
+          if (!(restore && refusedFeature(dev, err, "restore", "reset.restore"))) throw err;
           restore = null;
-          olderAgent(dev, "reset.restore");
-          void deps.inventory(dev.host, true).catch(() => undefined);
           done = await call();
         }
         remember(answered, requestKey(input), done.reached, EARLY_KEPT);
