@@ -22,6 +22,7 @@
 import type { JetStreamClient } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { headers, nuid } from "@nats-io/transport-node";
+import { CxlrcError, isCxlrcError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { remember, trimOldest } from "../../shared/remember.ts";
 
@@ -165,6 +166,19 @@ const CONFIRM_MIN_MS = 2;
 const CONFIRM_MAX_MS = 250;
 /** Lease times an entry must sit at one revision, as a taker sees it, before it counts as abandoned. */
 export const STALE_FACTOR = 1.5;
+
+/**
+ * What a step fails with when this coordinator may not act on its device: the device lease is not held here,
+ * or the step's state was left. A failure of this coordinator, not of the device: the step's machine never
+ * takes it (effects/agent-actors.ts lets the device go instead, and whoever holds it next continues it).
+ */
+export function notHeld(message: string, details: Record<string, unknown> = {}): CxlrcError {
+  return new CxlrcError("in-progress", message, { ...details, reason: "not-held" });
+}
+
+export function isNotHeld(err: unknown): boolean {
+  return isCxlrcError(err) && err.details.reason === "not-held";
+}
 /** Other holders' entries remembered for that (bounded). */
 const SEEN_KEPT = 100_000;
 

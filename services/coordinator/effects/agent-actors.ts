@@ -69,7 +69,7 @@ import { remember } from "../../../shared/remember.ts";
 import { backoffDelay } from "../../../shared/retry.ts";
 import type { AgentLink } from "../agent-link.ts";
 import type { FleetStore } from "../fleet-state.ts";
-import type { Lease } from "../leases.ts";
+import { isNotHeld, type Lease, notHeld } from "../leases.ts";
 import { factsFromProbe } from "../probe-facts.ts";
 import type { CoordinatorStore, ImageRecord } from "../store.ts";
 import { NEVER_STOPS, type StepGate, type StopFlag, withBudget } from "./step-budget.ts";
@@ -106,6 +106,11 @@ export interface DeviceAccess {
    * or when the device is given up here first.
    */
   afterOutcome(release: () => Promise<void>): void;
+  /**
+   * Stop driving the device here (its actor stopped, its lease given back): its stored record is the truth, and
+   * whoever holds the device next continues it from there.
+   */
+  letGo(why: string): void;
 }
 
 /** Finds a device's hooks by key (deviceKey(host, bdf)); undefined once the device is not driven here. */
@@ -141,7 +146,7 @@ export function targetOpId(opId: string, index: number, count: number): string {
 const freshOpId = (opId: string, what: string) => `${opId.slice(0, 80)}/${what}/${nuid.next()}`;
 
 function stale(phase: string): CxlrcError {
-  return new CxlrcError("in-progress", `${phase}: this step is no longer current (lease lost or state left)`);
+  return notHeld(`${phase}: this step is no longer current (lease lost or state left)`);
 }
 
 /**
@@ -396,6 +401,14 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
           );
         }
         return out;
+      } catch (err) {
+        // Failed because this coordinator may not act on the device (its lease not held here, for a moment or
+        // for good): not the device's failure. The machine never takes it (a NATS node lost for a lease time
+        // must not send a healthy device down the failure path, to quarantine); the device is let go, and the
+        // stored record is continued by whoever holds the device next, here or on a peer. A step whose state
+        // was left is over anyway.
+        if (isNotHeld(err) && !signal.aborted) access.letGo(`${phase}: ${(err as Error).message}`);
+        throw err;
       } finally {
         done();
       }

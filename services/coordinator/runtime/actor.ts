@@ -28,7 +28,7 @@ const RESUME_WAIT_MS = 5000;
 /** The hooks an effect of this device's actor uses (write-ahead, lease, recovery flag, slots). */
 function accessOf(rt: DeviceRuntime, d: Device): DeviceAccess {
   const { o } = rt;
-  return {
+  const access: DeviceAccess = {
     // Write-ahead: the snapshot naming the step is stored first, with every event emitted before it (acknowledged
     // or, if still in flight, in the record for whoever takes it over).
     persist: async (opts) => {
@@ -51,7 +51,12 @@ function accessOf(rt: DeviceRuntime, d: Device): DeviceAccess {
     lease: () => o.leases.get(d.key) ?? null,
     confirmLease: () => o.leases.confirm(d.key),
     afterOutcome: (release) => releaseAfterOutcome(rt, d, release),
+    letGo: (why) => {
+      // Only the actor this access was made for: a device given up and taken again since has another.
+      if (rt.access.get(d.key) === access && d.actor) rt.abandon(d, why);
+    },
   };
+  return access;
 }
 
 /** Build the device's actor (from a stored snapshot, or new), wire its events and writes, and start it. */
@@ -148,8 +153,14 @@ export async function sync(
     d.lastWritten = null;
   }
   start(rt, d, snapshot as Snapshot<unknown>);
-  if (rec.value.active) await rt.persist(d, true);
-  else if (!ownWrite) await rt.reannounce(d, rec.value);
+  if (rec.value.active) {
+    const claiming = d.actor;
+    await rt.persist(d, true).catch((err: unknown) => {
+      // Not claimed (the lease went meanwhile): the actor started for the takeover runs no step.
+      if (d.actor === claiming) rt.abandon(d, "takeover not stored");
+      throw err;
+    });
+  } else if (!ownWrite) await rt.reannounce(d, rec.value);
   return rec;
 }
 

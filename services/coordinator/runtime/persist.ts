@@ -1,9 +1,10 @@
 // Storing a device's snapshot: a CAS write of the latest snapshot while the lease is held, read back when the
 // store does not answer, and the events held for it announced once it is stored (runtime/outbox.ts). A write
 // another coordinator's revision refused gives the device up (runtime/let-go.ts abandon).
-import { CxlrcError, describeError } from "../../../shared/errors.ts";
+import { describeError } from "../../../shared/errors.ts";
 import { sleepBackoff } from "../../../shared/retry.ts";
 import { summaryOf } from "../actor-index.ts";
+import { notHeld } from "../leases.ts";
 import type { ActorRecord } from "../store.ts";
 import { persistedSnapshot, REST_STATES, stateOf, storedJson } from "./snapshot.ts";
 import type { Device, DeviceRuntime } from "./types.ts";
@@ -17,9 +18,9 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
   const { o } = rt;
   const run = d.writing.then(async () => {
     const actor = d.actor;
-    if (!actor || rt.stopping || !o.leases.get(d.key)) {
-      if (strict)
-        throw new CxlrcError("in-progress", `${d.bdf}: not stored, the device lease is not held here`);
+    const lease = o.leases.get(d.key);
+    if (!actor || rt.stopping || !lease) {
+      if (strict) throw notHeld(`${d.bdf}: not stored, the device lease is not held here`);
       return;
     }
     // Every held event was emitted by a transition this snapshot already contains.
@@ -76,6 +77,16 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
       d.storedOwner = o.id;
       rt.announce(d, heldNow);
     };
+    // Tried again only while the device is still driven by the actor and the lease this write began under: a
+    // device given up meanwhile (its lease lost) and taken again here (a recovery pass, a new lease) is another
+    // run's, whose own writes go on from its own read of the record; this one must neither land over it nor
+    // give it up.
+    const superseded = (err: unknown) =>
+      d.actor !== actor || o.leases.get(d.key) !== lease
+        ? notHeld(`${d.bdf}: not stored, the device was given up while its write was tried`, {
+            cause: describeError(err),
+          })
+        : null;
     for (let attempt = 1; ; attempt++) {
       try {
         stored(await o.store.saveActorJson(d.key, summary, d.revision, recordJson));
@@ -84,6 +95,8 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
         // No answer is not a refusal: the write may have landed (ack lost) or the store is electing a
         // leader. Read back; only another writer's revision means the device is someone else's now.
         const cur = await o.store.loadActor(d.key).catch(() => undefined);
+        const gone = superseded(err);
+        if (gone) throw gone;
         const landed =
           cur?.value.owner === o.id &&
           JSON.stringify(cur.value.snapshot) === snapshotJson &&
@@ -94,9 +107,11 @@ export function persist(rt: DeviceRuntime, d: Device, strict = false, namedEnoug
         }
         const untouched =
           cur === undefined || (cur === null ? d.revision === null : cur.revision === d.revision);
-        if (untouched && attempt < 60 && !rt.stopping && o.leases.get(d.key)) {
+        if (untouched && attempt < 60 && !rt.stopping) {
           // Full jitter under 500 ms: about the 250 ms a round the 60 attempts were sized for.
           await sleepBackoff(attempt - 1, { baseMs: 50, maxMs: 500 });
+          const goneSince = superseded(err);
+          if (goneSince) throw goneSince;
           continue;
         }
         rt.log(d).error({ err: describeError(err) }, "actor snapshot not stored: giving the device up");
