@@ -157,6 +157,7 @@ export const COMMANDS = {
       events: { type: "string" },
       requests: { type: "boolean" },
       quiet: { type: "boolean" },
+      sweep: { type: "boolean" },
     },
     load: () => import("./commands/chaos.ts"),
   },

@@ -10,12 +10,14 @@ import {
 } from "../../services/chaos/invariants.ts";
 import { planScenario } from "../../services/chaos/plan.ts";
 import type { RecordedEvent } from "../../services/chaos/recorder.ts";
+import type { ChaosReport } from "../../services/chaos/report.ts";
 import {
   generateFleet,
   loadScenario,
   parseScenario,
   type RequestSpec,
 } from "../../services/chaos/scenario.ts";
+import { SWEEP_STEPS, sweepLine, sweepRuns } from "../../services/chaos/sweep.ts";
 import type { ImageRecord } from "../../services/coordinator/store.ts";
 import type { EventEnvelope } from "../../shared/bus/codec.ts";
 
@@ -395,5 +397,71 @@ describe("chaos invariants", () => {
   it("lifecycle: a reset before the image was persisted (machines/invariants.ts)", () => {
     const events = fullReset().filter((e) => e.event.kind !== "image.persisted");
     expect(names(checkChaosInvariants(input(events)))).toContain("lifecycle:no-reset-before-persist");
+  });
+});
+
+describe("sweep (cxlrc chaos --sweep)", () => {
+  const raw = {
+    name: "one-kill",
+    fleet: "default",
+    requests: [{ requestId: "r1", host: "alpha", bdf: "0000:02:00.0", scope: "full" }],
+    faults: [
+      {
+        name: "owner killed",
+        on: { step: "resetting", requestId: "r1" },
+        action: "kill",
+        target: { coordinator: "driver" },
+        durationMs: 1000,
+      },
+      { at: 500, action: "pause", target: { agent: "alpha" }, durationMs: 100 },
+    ],
+  };
+
+  it("runs the scenario once per reset step, its step faults moved there and every other fault kept", () => {
+    const loaded = parseScenario(raw);
+    const runs = sweepRuns(loaded);
+    expect(runs.map((r) => r.step)).toEqual([...RESET_PHASES]);
+    expect(SWEEP_STEPS).toEqual([...RESET_PHASES]);
+    for (const { step, loaded: one } of runs) {
+      expect(one.scenario.name).toBe(`one-kill@${step}`);
+      const [moved, kept] = one.scenario.faults;
+      expect(moved!.on).toEqual({ step, requestId: "r1", nth: 1 });
+      expect(moved!.name).toBe(`owner killed on ${step}`);
+      expect(kept).toEqual(loaded.scenario.faults[1]);
+      expect(one.scenario.requests).toEqual(loaded.scenario.requests);
+      expect(one.fleet).toBe(loaded.fleet);
+    }
+    // The scenario itself is left as it was.
+    expect(loaded.scenario.faults[0]!.on!.step).toBe("resetting");
+    expect(
+      sweepRuns(loaded, ["gating", "verifying"]).map((r) => r.loaded.scenario.faults[0]!.on!.step),
+    ).toEqual(["gating", "verifying"]);
+  });
+
+  it("refuses a scenario with no fault on a step, naming it", () => {
+    const loaded = parseScenario({ ...raw, faults: [raw.faults[1]] });
+    expect(() => sweepRuns(loaded)).toThrow(
+      "scenario one-kill: --sweep moves the faults that fire on a step (on.step), and it has none",
+    );
+  });
+
+  it("a line per step: passed, VIOLATED, or not reached when its faults never fired", () => {
+    const report = (over: { ok?: boolean; unfired?: string[]; violations?: number }): ChaosReport =>
+      ({
+        ok: over.ok ?? true,
+        requests: { outcomes: { verified: 2 } },
+        faults: { injected: over.unfired?.length ? 0 : 1, unfired: over.unfired ?? [] },
+        invariants: { violations: over.violations ?? 0 },
+        timings: { totalMs: 12_340 },
+      }) as unknown as ChaosReport;
+    expect(sweepLine("resetting", report({}))).toBe(
+      "  resetting            passed      violations 0, faults 1; verified 2 (12.3 s)",
+    );
+    expect(sweepLine("verifying", report({ ok: false, violations: 2 }))).toMatch(
+      /^ {2}verifying +VIOLATED +violations 2,/,
+    );
+    expect(
+      sweepLine("committingDecoders", report({ unfired: ["owner killed on committingDecoders"] })),
+    ).toMatch(/not reached .*unfired: owner killed on committingDecoders/);
   });
 });

@@ -332,6 +332,17 @@ describe("one wording per error class", () => {
     );
   });
 
+  it("chaos --sweep: a scenario without a fault on a step, or with --events, is refused before anything runs", async () => {
+    const scenario = join(dir, "s-sweep.json");
+    writeFileSync(scenario, JSON.stringify({ name: "x", fleet: "default" }));
+    expect(await expectBadInput(["chaos", scenario, "--sweep"])).toBe(
+      "cxlrc chaos: scenario x: --sweep moves the faults that fire on a step (on.step), and it has none",
+    );
+    expect(await expectBadInput(["chaos", scenario, "--sweep", "--events", join(dir, "e.jsonl")])).toBe(
+      "cxlrc chaos: --events writes one run's events: not with --sweep",
+    );
+  });
+
   it("a config that is not JSON says where", async () => {
     const f = join(dir, "broken.json");
     writeFileSync(f, '{\n  "host": "alpha",\n}');

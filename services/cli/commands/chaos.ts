@@ -6,7 +6,7 @@ import { COMMANDS } from "../command-table.ts";
 import { EXIT, UsageError } from "../exit.ts";
 import { checkWritable, readJsonFile } from "../files.ts";
 
-export const usage = `Usage: cxlrc chaos SCENARIO.json [--json] [--seed N] [--events FILE] [--requests] [--quiet]
+export const usage = `Usage: cxlrc chaos SCENARIO.json [--json] [--seed N] [--events FILE] [--requests] [--quiet] [--sweep]
 
 Runs a chaos scenario against a whole cxlrc started on this machine: its own NATS cluster (1 or 3
 nats-server processes on loopback, JetStream in temp dirs), the scenario's simulated fleet with one agent
@@ -47,6 +47,9 @@ Options:
   --events FILE   write every event of the run there (JSON lines, stream order)
   --requests      list every request's outcome in the report (default: only those not verified)
   --quiet         no progress lines on stderr
+  --sweep         run the scenario once per reset step (gating … releasing), every fault that fires on a
+                  step (on.step) moved to that step: one line per step (passed, VIOLATED, or not reached
+                  when its faults never fired); exit 1 if any run violated. With --json, every run's report.
   -h, --help      this text
 
 Exit codes: 0 no violation, 1 a violation (or the run did not finish), 2 bad scenario or flags,
@@ -78,12 +81,41 @@ export async function run(argv: string[]): Promise<number> {
   }
   const progress =
     values.quiet || values.json ? undefined : (line: string) => process.stderr.write(`${line}\n`);
-  let report: Awaited<ReturnType<typeof runScenarioTimed>>;
-  try {
-    report = await runScenarioTimed(loaded, {
+  if (values.sweep) {
+    if (values.events !== undefined)
+      throw new UsageError("--events writes one run's events: not with --sweep");
+    const { sweepRuns, sweepLine } = await import("../../chaos/sweep.ts");
+    const runs = sweepRuns(loaded);
+    const reports: Array<Awaited<ReturnType<typeof runScenarioTimed>>> = [];
+    if (!values.json) process.stdout.write(`sweep of ${loaded.scenario.name} over ${runs.length} steps:\n`);
+    for (const { step, loaded: one } of runs) {
+      const r = await runOne(() => runScenarioTimed(one, progress ? { log: progress } : {}));
+      if (typeof r === "number") return r;
+      reports.push(r);
+      if (!values.json) process.stdout.write(`${sweepLine(step, r)}\n`);
+    }
+    const violated = reports.filter((r) => !r.ok).length;
+    if (values.json) process.stdout.write(`${JSON.stringify(reports, null, 2)}\n`);
+    else
+      process.stdout.write(`sweep: ${runs.length - violated} of ${runs.length} steps without a violation\n`);
+    return violated === 0 ? EXIT.ok : EXIT.failure;
+  }
+  const report = await runOne(() =>
+    runScenarioTimed(loaded, {
       ...(progress ? { log: progress } : {}),
       ...(values.events ? { eventsFile: values.events } : {}),
-    });
+    }),
+  );
+  if (typeof report === "number") return report;
+  if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else process.stdout.write(`${formatReport(report, { requests: values.requests === true })}\n`);
+  return report.ok ? EXIT.ok : EXIT.failure;
+}
+
+/** A run, or the exit code when its NATS cluster could not start. */
+async function runOne<T>(run: () => Promise<T>): Promise<T | number> {
+  try {
+    return await run();
   } catch (e) {
     const msg = (e as Error).message ?? String(e);
     if (/nats-server|JetStream not ready|did not accept connections/i.test(msg)) {
@@ -92,7 +124,4 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  if (values.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-  else process.stdout.write(`${formatReport(report, { requests: values.requests === true })}\n`);
-  return report.ok ? EXIT.ok : EXIT.failure;
 }
