@@ -54,7 +54,7 @@ export function withBudget<T>(
         reject(
           new CxlrcError(
             "timeout",
-            `${phase} passed its deadline (${timeoutMs} ms from the step's start; agent silent)`,
+            `${phase} passed its deadline (${timeoutMs} ms from the step's start, no answer in time)`,
             { phase, timeoutMs },
           ),
         );
