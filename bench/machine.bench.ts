@@ -31,7 +31,7 @@ const deviceFacts = facts({
   ],
 });
 
-interface Round {
+export interface Round {
   cpuMs: number;
   wallMs: number;
   events: number;
@@ -48,7 +48,7 @@ async function timed(n: number, fn: () => Promise<number>): Promise<Round> {
 }
 
 /** n actors at rest in ready; each takes one full-scope request; resolves when all rest again. */
-async function machineRound(n: number): Promise<Round> {
+export async function machineRound(n: number): Promise<Round> {
   const h = harness({ facts: deviceFacts });
   const actors: Array<Actor<LifecycleMachine>> = [];
   for (let i = 0; i < n; i++) actors.push(h.start());
