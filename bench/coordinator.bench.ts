@@ -234,13 +234,15 @@ async function baselineLevel(
 }
 
 const r3 = (v: number) => Math.round(v * 1000) / 1000;
+/** Requests of a level that got an outcome, whatever it was. */
+const requests = (l: LevelResult) => Object.values(l.outcomes).reduce((a, b) => a + b, 0);
 const pct = (v: number) => `${(v * 100).toFixed(v < 0.1 ? 2 : 1)}%`;
 
 function rows(scope: string, n: number, c: LevelResult, bl: BaselineLevel): BenchRow[] {
   const base = bl.samples;
   const label = `${scope}/${c.method || "?"}, ${n} concurrent`;
   const out: BenchRow[] = [];
-  const total = Object.values(c.outcomes).reduce((a, b) => a + b, 0);
+  const total = requests(c);
   const notVerified = Object.entries(c.outcomes)
     .filter(([k]) => k !== "verified")
     .map(([k, v]) => `${v} ${k}`);
@@ -385,7 +387,7 @@ function floorRows(
   events: boolean,
 ): BenchRow[] {
   const label = `${events ? "with its 22 events, " : ""}full/cxl, ${n} concurrent`;
-  const total = Object.values(f.outcomes).reduce((a, b) => a + b, 0);
+  const total = requests(f);
   if (f.samples.length === 0) {
     const first = Object.entries(f.details).map(([k, v]) => `${k}: "${v}"`);
     return [
@@ -496,8 +498,7 @@ export async function bench(): Promise<BenchRow[]> {
           await idle(() => floor.cpuMs());
           const f = await coordinatorLevel(w, floor, "full", n, ROUNDS[n] ?? 1, tag, floorSubject);
           out.push(...floorRows(n, f, c, base, events));
-          const total = Object.values(f.outcomes).reduce((a, b) => a + b, 0);
-          if (events && f.samples.length > 0) floorWithEvents.set(n, f.cpu.coordinator / total);
+          if (events && f.samples.length > 0) floorWithEvents.set(n, f.cpu.coordinator / requests(f));
         }
       } finally {
         await floor.stop(30_000).catch(() => floor.kill());
@@ -506,8 +507,9 @@ export async function bench(): Promise<BenchRow[]> {
     const top = Math.max(...floorWithEvents.keys());
     const atTop = measured.get(top);
     if (top >= 1000 && atTop) {
-      const total = Object.values(atTop.c.outcomes).reduce((a, b) => a + b, 0);
-      out.push(await designFloorRow(top, floorWithEvents.get(top)!, atTop.c.cpu.coordinator / total));
+      out.push(
+        await designFloorRow(top, floorWithEvents.get(top)!, atTop.c.cpu.coordinator / requests(atTop.c)),
+      );
     }
   } catch (e) {
     out.push(failedRow("coordinator", e));

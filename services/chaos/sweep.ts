@@ -4,14 +4,13 @@
 // each run is checked as a run of its own (report.ts). What a sweep reports per step: the run's verdict, its
 // outcomes, and whether its faults fired at all (a step the request never reaches, committingDecoders in an
 // io-scope reset, leaves them unfired: said, not counted as a pass of that step).
+import { RESET_PHASES } from "../../machines/policy/types.ts";
 import { CxlrcError } from "../../shared/errors.ts";
 import type { ChaosReport } from "./report.ts";
-import { type LoadedScenario, STEP_PHASES, type StepPhase } from "./scenario.ts";
+import type { LoadedScenario, StepPhase } from "./scenario.ts";
 
 /** The steps a sweep moves its faults through: every step of a reset (binding and probing come before one). */
-export const SWEEP_STEPS: readonly StepPhase[] = STEP_PHASES.filter(
-  (s) => s !== "binding" && s !== "probing",
-);
+export const SWEEP_STEPS: readonly StepPhase[] = RESET_PHASES;
 
 export interface SweepRun {
   step: StepPhase;
