@@ -26,6 +26,7 @@ import { CxlrcError, describeError, isCxlrcError } from "../../shared/errors.ts"
 import type { Logger } from "../../shared/log.ts";
 import { trimOldest } from "../../shared/remember.ts";
 import { backoffDelay } from "../../shared/retry.ts";
+import { notHeld } from "./leases.ts";
 
 /** What a reply read after the call was settled (by its event) rejects with: nobody reads it. */
 const SETTLED = new Error("the call has its answer");
@@ -308,11 +309,11 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
         // call), and never again once the lease is lost.
         const t0 = performance.now();
         if (!(await grant.confirm())) {
-          throw new CxlrcError(
-            "in-progress",
-            `${subject}: not sent: the lease of epoch ${grant.fence.epoch} is no longer held`,
-            { subject, epoch: grant.fence.epoch, sends: sends - 1 },
-          );
+          throw notHeld(`${subject}: not sent: the lease of epoch ${grant.fence.epoch} is no longer held`, {
+            subject,
+            epoch: grant.fence.epoch,
+            sends: sends - 1,
+          });
         }
         if (deadline !== null) deadline += performance.now() - t0;
         if (settled.aborted) throw notSent(sends - 1);
