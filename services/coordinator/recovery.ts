@@ -78,11 +78,12 @@ export interface RecoveryPass {
 
 /**
  * One pass: take over every abandoned device first; then publish what resting records' writers may not have
- * said, and free the slots of requests nobody drives.
+ * said, and free the slots of requests nobody drives. `only`: a pass of these devices alone (given up here
+ * mid-operation: RecoveryLoop.soon), looked at as mid-operation ones are.
  */
-export function recoverOnce(o: RecoveryOptions): RecoveryPass {
+export function recoverOnce(o: RecoveryOptions, only?: readonly string[]): RecoveryPass {
   const taken: string[] = [];
-  const found = candidates(o);
+  const found = only ? Promise.resolve({ active: [...only], resting: [] }) : candidates(o);
   const visit = async (key: string) => {
     if (o.leases.get(key)) return; // ours and running
     try {
@@ -149,27 +150,88 @@ export interface RecoveryLoop {
    * pass's takeovers are done; the rest of the pass goes on (`idle()` waits for it).
    */
   runOnce(): Promise<string[]>;
+  /**
+   * A device was given up here mid-operation: a pass of it alone after SOON_MS, then again at twice the wait
+   * while it is neither held here nor at rest in the fleet view (its lease not free yet: the bus away, a peer
+   * holding it), until the wait reaches the periodic interval, which covers it from there.
+   */
+  soon(key: string): void;
   /** Until no pass is running. */
   idle(): Promise<void>;
   stop(): Promise<void>;
 }
 
+/** The first wait before a pass of a device given up here mid-operation (RecoveryLoop.soon). */
+export const SOON_MS = 250;
+
 /** A pass every `intervalMs` (default: half the lease time, so a dead peer's devices move within ~1.5 TTL). */
 export function startRecovery(o: RecoveryOptions & { intervalMs: number }): RecoveryLoop {
   let running: RecoveryPass | null = null;
+  /** The running pass is one of given-up devices alone (`soon`), not of the whole fleet. */
+  let runningOnly = false;
   let stopped = false;
   const handled = new Set<string>();
-  const runOnce = () => {
-    if (!running) {
-      const pass = recoverOnce({ ...o, handled });
-      running = pass;
-      pass.done
-        .catch((err) => o.log.warn({ err: describeError(err) }, "recovery pass failed"))
-        .finally(() => {
-          if (running === pass) running = null;
-        });
+  /** One pass at a time (a device is never taken over by two passes of this process at once). */
+  const begin = (only?: readonly string[]): RecoveryPass => {
+    const pass = recoverOnce({ ...o, handled }, only);
+    running = pass;
+    runningOnly = only !== undefined;
+    pass.done
+      .catch((err) => o.log.warn({ err: describeError(err) }, "recovery pass failed"))
+      .finally(() => {
+        if (running === pass) running = null;
+      });
+    return pass;
+  };
+  const idle = async () => {
+    while (running) await running.done.catch(() => undefined);
+  };
+  const runOnce = async (): Promise<string[]> => {
+    // A pass of given-up devices alone is not the whole fleet's: this one waits for it, then looks at all.
+    while (running && runningOnly) await running.done.catch(() => undefined);
+    return (running ?? begin()).taken;
+  };
+
+  /** Devices given up here mid-operation, waiting for a pass of their own. */
+  const waiting = new Set<string>();
+  /** A wait or pass for them is under way (its end looks at what is still waiting). */
+  let soonArmed = false;
+  let soonTimer: NodeJS.Timeout | null = null;
+  /** Still to continue: not held here, and not at rest by the fleet view (a peer may hold it: looked at again). */
+  const stillWaiting = (key: string) => !o.leases.get(key) && o.view?.summary(key)?.active !== false;
+  const soonPass = async (waitMs: number) => {
+    soonTimer = null;
+    if (stopped) return;
+    await idle();
+    if (stopped) return;
+    const keys = [...waiting].filter(stillWaiting);
+    if (keys.length > 0) {
+      o.log.info({ devices: keys }, "continuing devices given up here mid-operation");
+      await begin(keys).done.catch(() => undefined);
     }
-    return running.taken;
+    for (const key of waiting) if (!stillWaiting(key)) waiting.delete(key);
+    // None left, or the periodic pass covers them from here.
+    if (waiting.size === 0 || stopped || waitMs * 2 >= o.intervalMs) {
+      waiting.clear();
+      soonArmed = false;
+      return;
+    }
+    armSoon(waitMs * 2);
+  };
+  const armSoon = (waitMs: number) => {
+    soonArmed = true;
+    soonTimer = setTimeout(() => {
+      soonPass(waitMs).catch((err) => {
+        soonArmed = false;
+        o.log.warn({ err: describeError(err) }, "recovery of given-up devices failed");
+      });
+    }, waitMs);
+    soonTimer.unref();
+  };
+  const soon = (key: string) => {
+    if (stopped) return;
+    waiting.add(key);
+    if (!soonArmed) armSoon(SOON_MS);
   };
   const timer = setInterval(() => {
     // A failed pass is logged once, by its `done` (runOnce).
@@ -178,12 +240,13 @@ export function startRecovery(o: RecoveryOptions & { intervalMs: number }): Reco
   timer.unref();
   return {
     runOnce,
-    idle: async () => {
-      await running?.done.catch(() => undefined);
-    },
+    soon,
+    idle,
     async stop() {
       stopped = true;
       clearInterval(timer);
+      if (soonTimer) clearTimeout(soonTimer);
+      waiting.clear();
       await running?.done.catch(() => undefined);
     },
   };

@@ -223,6 +223,8 @@ async function startServing(
   // Late-bound: the lease manager reports losses to the actors, which need the lease manager.
   let onLost: (key: string) => void = () => undefined;
   let onPartitionGone: (host: string) => void = () => undefined;
+  // Late-bound too: the recovery loop needs the actors, which report devices they gave up to it.
+  let onGivenUp: (key: string) => void = () => undefined;
   const busHealth = createBusHealth(nc, log);
   const leases = createPartitionLeases({
     lingerMs: opts.partitionLingerMs ?? PARTITION_LINGER_MS,
@@ -263,6 +265,7 @@ async function startServing(
     agentFeatures: (host) => inventory.features(host),
     ...(opts.stepHook ? { hook: opts.stepHook } : {}),
     ...(opts.maxRunningSteps !== undefined ? { maxRunningSteps: opts.maxRunningSteps } : {}),
+    onGivenUp: (key) => onGivenUp(key),
   });
   onLost = (key) => actors.leaseLost(key);
   onPartitionGone = (host) => actors.partitionGone(host);
@@ -287,6 +290,7 @@ async function startServing(
     log,
     intervalMs: opts.recoveryIntervalMs ?? Math.max(250, Math.floor(store.leaseTtlMs / 2)),
   });
+  onGivenUp = (key) => recovery.soon(key);
   const recovered = await recovery.runOnce();
   if (recovered.length > 0) log.info({ devices: recovered }, "continuing devices left mid-operation");
 

@@ -65,6 +65,8 @@ export interface CoordinatorStart {
   ackWaitMs: number;
   inventoryTtlMs: number;
   partitionLingerMs: number;
+  /** Time between periodic recovery passes (default: half the lease time). */
+  recoveryIntervalMs: number;
 }
 
 export interface WorldOptions {
@@ -150,6 +152,7 @@ export async function startWorld(
         ...(o.ackWaitMs !== undefined ? { ackWaitMs: o.ackWaitMs } : {}),
         ...(o.inventoryTtlMs !== undefined ? { inventoryTtlMs: o.inventoryTtlMs } : {}),
         ...(o.partitionLingerMs !== undefined ? { partitionLingerMs: o.partitionLingerMs } : {}),
+        ...(o.recoveryIntervalMs !== undefined ? { recoveryIntervalMs: o.recoveryIntervalMs } : {}),
       });
       const running: RunningCoordinator = {
         handle,

@@ -112,6 +112,7 @@ export function abandon(rt: DeviceRuntime, d: Device, why: string): void {
   const { o } = rt;
   unkeep(rt, d);
   const ctx = contextOf(d);
+  const midOperation = d.actor !== null && !REST_STATES.has(stateNow(d));
   d.unsubscribe?.();
   d.unsubscribe = null;
   d.actor?.stop();
@@ -134,4 +135,7 @@ export function abandon(rt: DeviceRuntime, d: Device, why: string): void {
   // actor (the truth) is continued by the next recovery pass, here or on a peer.
   if (!rt.stopping) void o.leases.release(d.key).catch(() => undefined);
   rt.log(d).warn({ why }, "device actor stopped here");
+  // Mid-operation: its stored record is continued as soon as its lease can be taken again (here or by a peer),
+  // not half a lease time later at the next periodic pass.
+  if (midOperation && !rt.stopping) o.onGivenUp?.(d.key);
 }

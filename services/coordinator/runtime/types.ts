@@ -45,6 +45,12 @@ export interface DeviceActorsOptions {
   maxRunningSteps?: number;
   /** How long a request may wait for a device actor to settle (binding, probing). Default 30 s. */
   settleTimeoutMs?: number;
+  /**
+   * A device was given up here mid-operation (its lease lost, a write refused, a step not allowed to act): its
+   * stored record waits for whoever takes it next. The service asks for a recovery pass of it soon
+   * (recovery.ts soon), instead of leaving it to the next periodic pass.
+   */
+  onGivenUp?(key: string): void;
 }
 
 /** What status shows of one device. */
