@@ -6,7 +6,7 @@
 // reset, restoring, failing again and quarantining a healthy device.
 import type { NatsConnection } from "@nats-io/transport-node";
 import { describe, expect, it } from "vitest";
-import type { QuiesceInput } from "../../machines/lifecycle-types.ts";
+import type { AcquireInput, QuiesceInput } from "../../machines/lifecycle-types.ts";
 import { DEFAULT_POLICY } from "../../machines/policy/defaults.ts";
 import type { StepStop } from "../../machines/steps.ts";
 import type { AgentLink } from "../../services/coordinator/agent-link.ts";
@@ -34,6 +34,15 @@ const input: QuiesceInput = {
 function stepStop(aborted = false): StepStop {
   return { aborted, onStop: () => () => undefined };
 }
+
+const gateInput: AcquireInput = {
+  opId: "r1/gating/0",
+  host: "alpha",
+  bdf: BDF,
+  timeoutMs: 3000,
+  requestId: "r1",
+  switchId: null,
+};
 
 /** The quiescing step (stored ahead: its write-ahead comes first) over a device whose access is `over`. */
 function quiesce(over: Partial<DeviceAccess>) {
@@ -64,7 +73,11 @@ function quiesce(over: Partial<DeviceAccess>) {
     },
     (key) => (key === "alpha.0000-01-00-0" ? access : undefined),
   );
-  return { letGo, run: (stop: StepStop = stepStop()) => effects.quiesceDevice(input, stop) };
+  return {
+    letGo,
+    run: (stop: StepStop = stepStop()) => effects.quiesceDevice(input, stop),
+    gate: (stop: StepStop = stepStop()) => effects.acquireDevice(gateInput, stop),
+  };
 }
 
 describe("a step that fails because the device lease is not held here", () => {
@@ -84,6 +97,13 @@ describe("a step that fails because the device lease is not held here", () => {
       "quiescing: this step is no longer current (lease lost or state left)",
     );
     expect(q.letGo).toHaveLength(1);
+  });
+
+  it("the gate finding the lease gone lets the device go: no refusal this coordinator could not store", async () => {
+    const q = quiesce({ lease: () => null });
+    const err = await q.gate().catch((e: unknown) => e);
+    expect(isNotHeld(err)).toBe(true);
+    expect(q.letGo).toEqual([`gating: ${BDF}: the device lease is not held here`]);
   });
 
   it("a failure of the device's own, or of the store, still goes to the machine", async () => {

@@ -553,7 +553,9 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
             gates: [],
           },
         });
-        if (!lease || lease.lost) return refusal("in-progress", `${input.bdf}: the device lease is not held`);
+        // Not this coordinator's to decide (the lease went between the step's check and here): no refusal it
+        // could not store anyway; the device is let go, and whoever holds it next runs the gate.
+        if (!lease || lease.lost) throw notHeld(`${input.bdf}: the device lease is not held here`);
         const claim = {
           requestId: input.requestId,
           host: input.host,
