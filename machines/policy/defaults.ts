@@ -27,7 +27,10 @@ export interface Policy {
   /** Transport and bookkeeping margin added to every agent call. */
   agentCallTimeoutMs: number;
   verifyTimeoutMs: number;
-  /** Writing the image to JetStream KV and getting the acknowledgement. */
+  /**
+   * Writing the image to JetStream KV and getting the acknowledgement. Long enough to wait out a stream leader's
+   * fail-over in a cluster (4-6 s on nats-server 2.9): a node lost then must not refuse the reset.
+   */
   imagePersistTimeoutMs: number;
   /** Acquiring / releasing the device lease and the concurrency slots. */
   leaseTimeoutMs: number;
@@ -72,7 +75,7 @@ export const DEFAULT_POLICY: Readonly<Policy> = Object.freeze({
   commitTimeoutMs: 20,
   agentCallTimeoutMs: 2000,
   verifyTimeoutMs: 5000,
-  imagePersistTimeoutMs: 5000,
+  imagePersistTimeoutMs: 15_000,
   leaseTimeoutMs: 5000,
 
   postResetWaitMs: 100,
