@@ -259,7 +259,7 @@ const PLAN = {
     phasesMs: {
       gating: 5000,
       savingImage: 2000,
-      persistingImage: 5000,
+      persistingImage: 15_000,
       regating: 2000,
       quiescing: 2000,
       resetting: 2200,
