@@ -26,6 +26,12 @@ export interface Policy {
   commitTimeoutMs: number;
   /** Transport and bookkeeping margin added to every agent call. */
   agentCallTimeoutMs: number;
+  /**
+   * An agent absent from the bus (nobody answers its subject: restarting, reconnecting) is waited for up to this
+   * long per step, beyond the step's own budget: a request sent to nobody was not delivered, so sending it again
+   * once the agent is back is safe. An agent that is there and does not answer gets no such grace.
+   */
+  agentAbsentGraceMs: number;
   verifyTimeoutMs: number;
   /**
    * Writing the image to JetStream KV and getting the acknowledgement. Long enough to wait out a stream leader's
@@ -74,6 +80,7 @@ export const DEFAULT_POLICY: Readonly<Policy> = Object.freeze({
   cacheFlushTimeoutMs: 1000,
   commitTimeoutMs: 20,
   agentCallTimeoutMs: 2000,
+  agentAbsentGraceMs: 10_000,
   verifyTimeoutMs: 5000,
   imagePersistTimeoutMs: 15_000,
   leaseTimeoutMs: 5000,

@@ -115,6 +115,12 @@ export interface AgentLink {
       timeoutMs: number;
       /** The lease the operation runs under (default: the lease of the params' device). */
       leaseKey?: string;
+      /**
+       * Nobody answered (no responders: the agent restarting) and the call will wait `ms` before sending again:
+       * the time the caller grants for that (its step's grace: step-budget.ts extend), which does not count
+       * against the call's own. Without it, or once it grants nothing, the absence counts as before.
+       */
+      absent?: (ms: number) => number;
     },
   ): Promise<AgentResult<Op>>;
   /** Hold `opId` as issued to `host` (a step, from its start); the returned function lets it go. */
@@ -290,6 +296,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
     timeoutMs: number,
     grant: FenceGrant | null,
     settled: { readonly aborted: boolean },
+    absent?: (ms: number) => number,
   ) => {
     // The call's time counts as its sends' do (reply-mux.ts): from the end of the turn its first send is made
     // in, when that send leaves; a long turn does not use the call's time up before anything was asked.
@@ -333,7 +340,19 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
         });
       } catch (err) {
         if (!isCxlrcError(err)) throw err;
-        const again = err.kind === "timeout" || err.details.reason === "no-responders";
+        const nobody = err.details.reason === "no-responders";
+        if (nobody && absent && !settled.aborted) {
+          // Nobody has the request (the agent is away): sent again once it may be back, the wait granted by
+          // the caller's grace and not taken from the call's own time.
+          const pause = backoffDelay(sends - 1, { baseMs: 25, maxMs: 100, jitter: "equal" });
+          const granted = absent(pause);
+          if (granted > 0) {
+            if (deadline !== null) deadline += granted;
+            await new Promise((r) => setTimeout(r, granted));
+            continue;
+          }
+        }
+        const again = err.kind === "timeout" || nobody;
         const leftNow = leftAt(performance.now());
         if (!again || leftNow < 50) {
           if (err.kind === "timeout") {
@@ -384,7 +403,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
           waiter = resolve;
           e.waiters.add(resolve);
         });
-        const fromReply = resend(subject, body, opts.timeoutMs, grant, settled).then((value) => {
+        const fromReply = resend(subject, body, opts.timeoutMs, grant, settled, opts.absent).then((value) => {
           // Settled by the agent's event already (it comes first: the agent replies once its events are
           // stored): the reply says the same, and nobody reads it, so it is not checked again.
           if (settled.aborted) throw SETTLED;

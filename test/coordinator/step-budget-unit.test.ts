@@ -100,6 +100,61 @@ describe("withBudget", () => {
     expect(isCxlrcError(err) && err.kind).toBe("timeout");
     expect(inner!.aborted).toBe(true);
   });
+
+  it("time granted to an absent agent moves the deadline on, up to the grace; the error says how much", async () => {
+    const parent = new AbortController();
+    const grants: number[] = [];
+    const started = performance.now();
+    const err = await withBudget(
+      "savingImage",
+      50,
+      parent.signal,
+      async (signal) => {
+        // The agent away: 40 ms asked for four times, with 100 ms of grace in all.
+        for (let i = 0; i < 4; i++) {
+          grants.push(signal.extend!(40));
+          await sleep(40);
+        }
+        return new Promise(() => undefined);
+      },
+      undefined,
+      100,
+    ).catch((e: unknown) => e);
+    expect(grants).toEqual([40, 40, 20, 0]);
+    // The budget's 50 ms and the 100 ms granted.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(145);
+    expect(isCxlrcError(err) && err.kind).toBe("timeout");
+    expect((err as Error).message).toBe(
+      "savingImage passed its deadline (50 ms from the step's start, and 100 ms more while its agent was away, no answer in time)",
+    );
+    expect(isCxlrcError(err) && err.details).toEqual({ phase: "savingImage", timeoutMs: 50, absentMs: 100 });
+  });
+
+  it("work that ends within the granted time keeps its result; nothing is granted without a grace", async () => {
+    const parent = new AbortController();
+    let none = -1;
+    await expect(
+      withBudget("restoring", 30, parent.signal, async (signal) => {
+        none = signal.extend!(10);
+        return 1;
+      }),
+    ).resolves.toBe(1);
+    expect(none).toBe(0);
+    await expect(
+      withBudget(
+        "restoring",
+        30,
+        parent.signal,
+        async (signal) => {
+          signal.extend!(60);
+          await sleep(60);
+          return 2;
+        },
+        undefined,
+        1000,
+      ),
+    ).resolves.toBe(2);
+  });
 });
 
 /** A step's stop flag as the step runner gives it (machines/steps.ts StepStop), stopped by hand. */

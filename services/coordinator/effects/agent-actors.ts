@@ -315,7 +315,12 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     return dev.dev.confirmLease().then((ok) => {
       if (!ok || signal.aborted) throw stale(op);
       // Under the device's lease: every target function's operation carries that lease's fencing epoch.
-      return deps.link.call(dev.host, op, opId, params, { timeoutMs, leaseKey: dev.key });
+      return deps.link.call(dev.host, op, opId, params, {
+        timeoutMs,
+        leaseKey: dev.key,
+        // The agent absent (restarting): waited for within the step's grace, not counted against the call.
+        ...(signal.extend ? { absent: (ms: number) => signal.extend!(ms) } : {}),
+      });
     });
   };
 
@@ -375,6 +380,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
             signal,
             (budget) => run(input, budget, dev),
             (passedAt) => busClock.confirm(passedAt, input.timeoutMs),
+            policy.agentAbsentGraceMs,
           );
         const gated = typeof rules.gated === "function" ? rules.gated(input, access) : rules.gated === true;
         const out = gated ? await gate.run(signal, work) : await work();

@@ -15,6 +15,11 @@ import { CxlrcError } from "../../../shared/errors.ts";
  */
 export interface StopFlag {
   readonly aborted: boolean;
+  /**
+   * The step's agent was absent from the bus for `ms` (nobody answered: restarting): the budget grows by as
+   * much, within its grace (withBudget absentGraceMs). Returns the time granted (0: none left, or no budget).
+   */
+  extend?(ms: number): number;
 }
 
 /** A flag that never stops (work that must finish whatever its caller does). */
@@ -26,15 +31,26 @@ export function withBudget<T>(
   parent: StopFlag,
   work: (stop: StopFlag) => Promise<T>,
   confirm?: (passedAt: number) => Promise<void>,
+  absentGraceMs = 0,
 ): Promise<T> {
   let spent = false;
+  let settled = false;
+  /** Grace for an absent agent still to grant, and granted since the timer was armed. */
+  let graceLeft = absentGraceMs;
+  let extraMs = 0;
   const stop: StopFlag = {
     get aborted() {
       return spent || parent.aborted;
     },
+    extend(ms) {
+      if (settled || spent || parent.aborted || graceLeft <= 0 || !(ms > 0)) return 0;
+      const granted = Math.min(ms, graceLeft);
+      graceLeft -= granted;
+      extraMs += granted;
+      return granted;
+    },
   };
   let timer: NodeJS.Timeout | undefined;
-  let settled = false;
   // One promise settled by whichever comes first, the work or its budget (not a race of two, with a third for
   // its clean-up: a step of every device runs through here, a dozen a reset).
   return new Promise<T>((resolve, reject) => {
@@ -46,16 +62,26 @@ export function withBudget<T>(
     };
     const arm = () => {
       if (settled) return;
-      timer = setTimeout(async () => {
+      timer = setTimeout(async function fire() {
+        // Time granted to an absent agent meanwhile: the budget ends that much later.
+        if (extraMs > 0) {
+          const more = extraMs;
+          extraMs = 0;
+          if (!settled) timer = setTimeout(fire, more);
+          return;
+        }
         if (confirm) await confirm(performance.now());
         if (settled) return;
         spent = true;
         settle();
+        const absentMs = Math.round(absentGraceMs - graceLeft);
         reject(
           new CxlrcError(
             "timeout",
-            `${phase} passed its deadline (${timeoutMs} ms from the step's start, no answer in time)`,
-            { phase, timeoutMs },
+            `${phase} passed its deadline (${timeoutMs} ms from the step's start${
+              absentMs > 0 ? `, and ${absentMs} ms more while its agent was away` : ""
+            }, no answer in time)`,
+            absentMs > 0 ? { phase, timeoutMs, absentMs } : { phase, timeoutMs },
           ),
         );
       }, timeoutMs);
