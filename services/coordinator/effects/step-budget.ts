@@ -16,8 +16,10 @@ import { CxlrcError } from "../../../shared/errors.ts";
 export interface StopFlag {
   readonly aborted: boolean;
   /**
-   * The step's agent was absent from the bus for `ms` (nobody answered: restarting): the budget grows by as
-   * much, within its grace (withBudget absentGraceMs). Returns the time granted (0: none left, or no budget).
+   * The step's agent is absent from the bus (nobody answered: restarting) and a call would wait `ms` from now
+   * before asking again: the budget grows to cover that time, within its grace (withBudget absentGraceMs).
+   * Returns how much of the `ms` the caller may wait on the budget's account (0: no grace left, or none). The
+   * grace counts wall time: calls of one step waiting at once (the functions of a plan) share what they cover.
    */
   extend?(ms: number): number;
 }
@@ -35,19 +37,27 @@ export function withBudget<T>(
 ): Promise<T> {
   let spent = false;
   let settled = false;
-  /** Grace for an absent agent still to grant, and granted since the timer was armed. */
+  /**
+   * Grace for an absent agent still to grant, granted since the timer was armed, and the moment up to which
+   * grants cover the wait already.
+   */
   let graceLeft = absentGraceMs;
   let extraMs = 0;
+  let coveredUntil = 0;
   const stop: StopFlag = {
     get aborted() {
       return spent || parent.aborted;
     },
     extend(ms) {
-      if (settled || spent || parent.aborted || graceLeft <= 0 || !(ms > 0)) return 0;
-      const granted = Math.min(ms, graceLeft);
-      graceLeft -= granted;
-      extraMs += granted;
-      return granted;
+      if (settled || spent || parent.aborted || !(ms > 0)) return 0;
+      const now = performance.now();
+      const from = Math.max(now, coveredUntil);
+      // Only what no earlier grant covers is taken from the grace (and added to the budget).
+      const add = Math.min(Math.max(0, now + ms - from), graceLeft);
+      graceLeft -= add;
+      extraMs += add;
+      coveredUntil = from + add;
+      return Math.max(0, Math.min(ms, coveredUntil - now));
     },
   };
   let timer: NodeJS.Timeout | undefined;
