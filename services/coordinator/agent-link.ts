@@ -341,10 +341,12 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
       } catch (err) {
         if (!isCxlrcError(err)) throw err;
         const nobody = err.details.reason === "no-responders";
+        // No responders (the agent restarting): sent again soon, the wait growing to 50-100 ms, jittered so that
+        // the calls waiting for one agent do not all resend at once.
+        const pause = nobody ? backoffDelay(sends - 1, { baseMs: 25, maxMs: 100, jitter: "equal" }) : 0;
         if (nobody && absent && !settled.aborted) {
-          // Nobody has the request (the agent is away): sent again once it may be back, the wait granted by
-          // the caller's grace and not taken from the call's own time.
-          const pause = backoffDelay(sends - 1, { baseMs: 25, maxMs: 100, jitter: "equal" });
+          // Nobody has the request (the agent is away): the wait granted by the caller's grace and not taken
+          // from the call's own time.
           const granted = absent(pause);
           if (granted > 0) {
             if (deadline !== null) deadline += granted;
@@ -365,12 +367,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
           }
           throw err;
         }
-        if (err.kind !== "timeout") {
-          // No responders (the agent restarting): again soon, growing to 50-100 ms, jittered so that the calls
-          // waiting for one agent do not all resend at once.
-          const pause = backoffDelay(sends - 1, { baseMs: 25, maxMs: 100, jitter: "equal" });
-          await new Promise((r) => setTimeout(r, Math.min(pause, leftNow / 2)));
-        }
+        if (nobody) await new Promise((r) => setTimeout(r, Math.min(pause, leftNow / 2)));
       }
     }
   };

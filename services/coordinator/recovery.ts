@@ -247,7 +247,7 @@ export function startRecovery(o: RecoveryOptions & { intervalMs: number }): Reco
       clearInterval(timer);
       if (soonTimer) clearTimeout(soonTimer);
       waiting.clear();
-      await running?.done.catch(() => undefined);
+      await idle();
     },
   };
 }
