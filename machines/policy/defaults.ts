@@ -27,9 +27,10 @@ export interface Policy {
   /** Transport and bookkeeping margin added to every agent call. */
   agentCallTimeoutMs: number;
   /**
-   * An agent absent from the bus (nobody answers its subject: restarting, reconnecting) is waited for up to this
-   * long per step, beyond the step's own budget: a request sent to nobody was not delivered, so sending it again
-   * once the agent is back is safe. An agent that is there and does not answer gets no such grace.
+   * An agent absent from the bus (nobody answers its subject: restarting, reconnecting) or frozen (no reply, and
+   * no answer to its ping either) is waited for up to this long per step, beyond the step's own budget: a request
+   * sent to nobody was not delivered, and one an agent has not read yet is answered once (same opId), so sending
+   * it again once the agent is back is safe. An agent that answers its ping and not the operation gets no grace.
    */
   agentAbsentGraceMs: number;
   verifyTimeoutMs: number;

@@ -21,6 +21,7 @@ import {
   type AgentFeature,
   type AgentResult,
   type FaultResult,
+  type PingResult,
   type ResetResult,
   type RestoreResult,
   type SaveResult,
@@ -573,6 +574,12 @@ export async function startAgent(opts: StartAgentOptions): Promise<AgentHandle> 
       string,
       unknown
     >;
+    if (op === "ping") {
+      // From the event loop, at once: no lane, no event, no cache (nothing to repeat). What the caller learns is
+      // that this agent reads its requests.
+      respond(msg, { ok: true, opId, result: { host, inFlight } satisfies PingResult });
+      return;
+    }
     const gated = FEATURE_FIELDS[op];
     if (gated && params[gated.field] !== undefined && !features.has(gated.feature)) {
       badInput(

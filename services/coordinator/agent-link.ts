@@ -17,7 +17,7 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { type AgentResult, parseAgentResult } from "../../shared/bus/agent-contract.ts";
 import { AgentReply, ErrorBody, type Fence } from "../../shared/bus/agent-messages.ts";
 import { type AgentCallParams, requestJson } from "../../shared/bus/client.ts";
-import { decodeJson, EventEnvelope, errorFromBody } from "../../shared/bus/codec.ts";
+import { decodeJson, EventEnvelope, encodeJson, errorFromBody } from "../../shared/bus/codec.ts";
 import { afterThisTurn } from "../../shared/bus/deadline-check.ts";
 import { createReplyMux } from "../../shared/bus/reply-mux.ts";
 import { AGENT_OPS, type AgentOp, deviceKey, PREFIX, subjects } from "../../shared/bus/subjects.ts";
@@ -96,8 +96,11 @@ export interface FenceGrant {
   confirm(): Promise<boolean>;
 }
 
-/** Operations about no device (or chaos's fault injection): never fenced. */
-const UNFENCED: ReadonlySet<AgentOp> = new Set(["inventory", "fault"]);
+/** Operations about no device (or chaos's fault injection, or the agent's ping): never fenced. */
+const UNFENCED: ReadonlySet<AgentOp> = new Set(["inventory", "fault", "ping"]);
+
+/** How long a ping waits for its agent: a live one answers from its event loop in milliseconds. */
+const PING_MS = 500;
 
 export interface AgentLink {
   /**
@@ -116,9 +119,10 @@ export interface AgentLink {
       /** The lease the operation runs under (default: the lease of the params' device). */
       leaseKey?: string;
       /**
-       * Nobody answered (no responders: the agent restarting) and the call will wait `ms` before sending again:
-       * the time the caller grants for that (its step's grace: step-budget.ts extend), which does not count
-       * against the call's own. Without it, or once it grants nothing, the absence counts as before.
+       * Nobody answered (no responders: the agent restarting) and the call will wait `ms` before sending again,
+       * or no reply came and the agent answers no ping either (frozen) and the call has waited `ms` for it: the
+       * time the caller grants for that (its step's grace: step-budget.ts extend), which does not count against
+       * the call's own. Without it, or once it grants nothing, the absence counts as before.
        */
       absent?: (ms: number) => number;
     },
@@ -283,6 +287,22 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
   };
 
   /**
+   * Does `host`'s agent read its requests? true: it answered a ping; false: no answer within `ms` (frozen: a
+   * SIGSTOP, a paused VM, a cgroup freezer, its event loop blocked); null: nobody serves pings there (an agent
+   * from before the ping, or none at all: that shows as no responders on the call itself).
+   */
+  let pings = 0;
+  const answersPing = async (host: string, ms: number): Promise<boolean | null> => {
+    try {
+      const body = encodeJson({ opId: `ping-${(pings++).toString(36)}` });
+      await mux.request(subjects.agent(host, "ping"), body, { timeoutMs: ms });
+      return true;
+    } catch (err) {
+      return isCxlrcError(err) && err.kind === "timeout" ? false : null;
+    }
+  };
+
+  /**
    * One request, sent again (same opId: the agent acts once and answers every copy) when a third of the
    * time passes without a reply, or a moment after nobody answered: a message lost with a NATS node that
    * died or froze, or an agent reconnecting, costs a third of the call time instead of the whole phase.
@@ -291,6 +311,7 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
    * and would run the operation a second time (a second reset for one request).
    */
   const resend = async (
+    host: string,
     subject: string,
     body: Record<string, unknown>,
     timeoutMs: number,
@@ -325,7 +346,8 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
         if (deadline !== null) deadline += performance.now() - t0;
         if (settled.aborted) throw notSent(sends - 1);
       }
-      const left = Math.round(leftAt(performance.now()));
+      const sentAt = performance.now();
+      const left = Math.round(leftAt(sentAt));
       if (sends === 1) {
         afterThisTurn(() => {
           deadline ??= performance.now() + timeoutMs;
@@ -352,6 +374,19 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
             if (deadline !== null) deadline += granted;
             await new Promise((r) => setTimeout(r, granted));
             continue;
+          }
+        }
+        if (err.kind === "timeout" && absent && !settled.aborted) {
+          // No reply within the slice. An agent that does not answer a ping either is not reading its requests
+          // (frozen): waited for within the caller's grace, as an absent one is, the time since this send granted
+          // and the request sent again (the same opId: the agent acts once). One that answers is there and its
+          // operation is slow: no grace, the call's own time counts.
+          if ((await answersPing(host, Math.min(PING_MS, slice))) === false && !settled.aborted) {
+            const granted = absent(performance.now() - sentAt);
+            if (granted > 0) {
+              if (deadline !== null) deadline += granted;
+              continue;
+            }
           }
         }
         const again = err.kind === "timeout" || nobody;
@@ -400,31 +435,33 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
           waiter = resolve;
           e.waiters.add(resolve);
         });
-        const fromReply = resend(subject, body, opts.timeoutMs, grant, settled, opts.absent).then((value) => {
-          // Settled by the agent's event already (it comes first: the agent replies once its events are
-          // stored): the reply says the same, and nobody reads it, so it is not checked again.
-          if (settled.aborted) throw SETTLED;
-          const r = AgentReply.safeParse(value);
-          if (!r.success) {
-            throw new CxlrcError("decode", `${subject}: reply is not an agent reply envelope`, {
-              subject,
-              op,
-            });
-          }
-          if (r.data.opId !== null && r.data.opId !== opId) {
-            o.log.warn(
-              { subject, sent: opId, named: r.data.opId },
-              "agent reply dropped: it answers another operation",
-            );
-            throw new CxlrcError(
-              "internal",
-              `${subject}: the reply names operation ${r.data.opId}, not ${opId}: not believed`,
-              { subject, opId, replyOpId: r.data.opId },
-            );
-          }
-          if (!r.data.ok) throw errorFromBody(r.data.error, { subject });
-          return parseAgentResult(op, subject, r.data.result);
-        });
+        const fromReply = resend(host, subject, body, opts.timeoutMs, grant, settled, opts.absent).then(
+          (value) => {
+            // Settled by the agent's event already (it comes first: the agent replies once its events are
+            // stored): the reply says the same, and nobody reads it, so it is not checked again.
+            if (settled.aborted) throw SETTLED;
+            const r = AgentReply.safeParse(value);
+            if (!r.success) {
+              throw new CxlrcError("decode", `${subject}: reply is not an agent reply envelope`, {
+                subject,
+                op,
+              });
+            }
+            if (r.data.opId !== null && r.data.opId !== opId) {
+              o.log.warn(
+                { subject, sent: opId, named: r.data.opId },
+                "agent reply dropped: it answers another operation",
+              );
+              throw new CxlrcError(
+                "internal",
+                `${subject}: the reply names operation ${r.data.opId}, not ${opId}: not believed`,
+                { subject, opId, replyOpId: r.data.opId },
+              );
+            }
+            if (!r.data.ok) throw errorFromBody(r.data.error, { subject });
+            return parseAgentResult(op, subject, r.data.result);
+          },
+        );
         const first = await Promise.race([
           fromReply.then((v) => ({ reply: v })),
           fromEvent.then((t) => ({ event: t })),

@@ -302,6 +302,13 @@ export const FaultResult = z.object({
 });
 export type FaultResult = z.infer<typeof FaultResult>;
 
+/** The agent answering a ping: its host, and the operations it is running now. */
+export const PingResult = z.object({
+  host: z.string().min(1),
+  inFlight: z.number().int().nonnegative(),
+});
+export type PingResult = z.infer<typeof PingResult>;
+
 export const AGENT_RESULTS = {
   inventory: InventoryResult,
   bind: BindResult,
@@ -312,6 +319,7 @@ export const AGENT_RESULTS = {
   restore: RestoreResult,
   verify: VerifyResult,
   fault: FaultResult,
+  ping: PingResult,
 } as const satisfies Record<AgentOp, z.ZodType>;
 
 /** What operation `Op` returns, as the caller receives it. */

@@ -111,6 +111,13 @@ export const FaultParams = z.strictObject({
   fault: z.record(z.string(), z.unknown()).optional(),
 });
 
+/**
+ * A liveness check: answered at once by the agent's event loop, touching no device and publishing no event. A
+ * call that gets no reply to its operation asks this: no answer here either means the agent is not reading its
+ * requests (frozen, stopped, its event loop blocked), not that the operation is slow.
+ */
+export const PingParams = z.strictObject({ opId: OpId });
+
 export const AGENT_PARAMS = {
   inventory: InventoryParams,
   bind: BindParams,
@@ -121,6 +128,7 @@ export const AGENT_PARAMS = {
   restore: RestoreParams,
   verify: VerifyParams,
   fault: FaultParams,
+  ping: PingParams,
 } as const;
 
 export const ErrorBody = z.object({

@@ -1023,6 +1023,10 @@ export const EXAMPLES: Record<string, MessageExample[]> = {
       agentOk("chaos/17", { bdf: BDF, faults: [{ name: "commit-error", decoder: 0 }] }),
     ),
   ],
+  PingParams: [one("ping", "Is the agent reading its requests?", { opId: "ping-1" })],
+  PingReply: [
+    one("alive", "It is, running one operation now.", agentOk("ping-1", { host: HOST, inFlight: 1 })),
+  ],
 
   "CoordinatorEvent.request.received": [
     one(

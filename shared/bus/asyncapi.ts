@@ -109,6 +109,7 @@ const AGENT_OP_SUMMARY: Record<AgentOp, string> = {
     "Write the image back (io: PCI config; full: also DVSEC, HDM, decoders committed), optionally verify.",
   verify: "Read the device back and compare it with the image, field by field.",
   fault: "Simulated backends only (chaos role): arm, clear or list injected faults.",
+  ping: "A liveness check, answered at once without touching a device or publishing an event: a coordinator whose call gets no reply asks it to tell an agent that is not reading its requests (frozen) from a slow operation.",
 };
 
 /** Which messages the contract has, with their schemas and examples (the examples live in asyncapi-examples.ts). */

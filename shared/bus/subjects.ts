@@ -44,6 +44,7 @@ export const AGENT_OPS = [
   "restore",
   "verify",
   "fault",
+  "ping",
 ] as const;
 export type AgentOp = (typeof AGENT_OPS)[number];
 

@@ -61,7 +61,7 @@ describe("discovery, heartbeat, events", () => {
     for await (const i of await client.info(AGENT_SERVICE_NAME)) infos.push(i);
     const info = infos.find((i) => i.metadata?.host === HOST);
     expect(info?.endpoints.map((e) => e.subject).sort()).toEqual(
-      ["bind", "fault", "inventory", "probe", "quiesce", "reset", "restore", "save", "verify"]
+      ["bind", "fault", "inventory", "ping", "probe", "quiesce", "reset", "restore", "save", "verify"]
         .map((op) => `cxlrc.agent.${HOST}.${op}`)
         .sort(),
     );

@@ -120,8 +120,8 @@ describe("docs/asyncapi.yaml", () => {
       expect(d.operations().length).toBe(Object.keys(doc.operations as Json).length);
       expect(d.components().messages().length).toBe(messages.length);
       const requestReply = d.operations().filter((o) => o.reply() !== undefined);
-      // submit, plan, status, image, release, breaker, events and the nine agent operations
-      expect(requestReply.length).toBe(7 + 9);
+      // submit, plan, status, image, release, breaker, events and the ten agent operations
+      expect(requestReply.length).toBe(7 + 10);
     });
   });
 

@@ -94,6 +94,8 @@ function baseMessage(op: AgentOp, opId: string): Record<string, unknown> {
       return { opId, bdf: DEV, scope: "full", image };
     case "fault":
       return { opId, bdf: DEV, action: "set", fault: { name: "cxl-reset-stuck" } };
+    case "ping":
+      return { opId };
   }
 }
 

@@ -54,5 +54,8 @@ export const operations = {
 } as const satisfies { [Op in OperationName]: (ctx: OpContext, p: never) => Promise<AgentResult<Op>> };
 
 export type Operations = typeof operations;
-/** Every operation but fault (the service answers that one itself, simulated backends only). */
-export type OperationName = Exclude<AgentOp, "fault">;
+/**
+ * Every operation but fault (the service answers that one itself, simulated backends only) and ping (answered by
+ * the service at once, about the agent, not a device).
+ */
+export type OperationName = Exclude<AgentOp, "fault" | "ping">;

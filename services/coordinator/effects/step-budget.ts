@@ -16,8 +16,9 @@ import { CxlrcError } from "../../../shared/errors.ts";
 export interface StopFlag {
   readonly aborted: boolean;
   /**
-   * The step's agent is absent from the bus (nobody answered: restarting) and a call would wait `ms` from now
-   * before asking again: the budget grows to cover that time, within its grace (withBudget absentGraceMs).
+   * The step's agent is absent from the bus (nobody answered: restarting; or frozen: no reply and no answer to
+   * its ping) and a call would wait `ms` from now before asking again, or has waited `ms` for it: the budget
+   * grows by that time, within its grace (withBudget absentGraceMs).
    * Returns how much of the `ms` the caller may wait on the budget's account (0: no grace left, or none). The
    * grace counts wall time: calls of one step waiting at once (the functions of a plan) share what they cover.
    */
