@@ -116,7 +116,7 @@ describe("AgentLink and a frozen agent", () => {
     expect((err as { kind?: string }).kind).toBe("timeout");
     expect(grants).toEqual([]);
     expect(agent.received.ping).toBeGreaterThanOrEqual(1);
-    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(performance.now() - t0).toBeLessThan(4000); // its 900 ms and the pings, not a grace without end
     link.stop();
   }, 15_000);
 
