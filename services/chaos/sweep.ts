@@ -46,12 +46,22 @@ export function sweepRuns(loaded: LoadedScenario, steps: readonly StepPhase[] = 
   }));
 }
 
-/** One line per run of a sweep: the step, the verdict, the outcomes, faults that never fired. */
+/**
+ * One line per run of a sweep: the step, the verdict, the outcomes, faults that never fired; then a line for each
+ * request that was not verified, with why (a refusal's reason and message, what failed), as the report has it.
+ */
 export function sweepLine(step: StepPhase, r: ChaosReport): string {
   const outcomes = Object.entries(r.requests.outcomes)
     .map(([k, v]) => `${k} ${v}`)
     .join(", ");
   const verdict = !r.ok ? "VIOLATED" : r.faults.unfired.length > 0 ? "not reached" : "passed";
   const unfired = r.faults.unfired.length > 0 ? `; unfired: ${r.faults.unfired.join(", ")}` : "";
-  return `  ${step.padEnd(20)} ${verdict.padEnd(11)} violations ${r.invariants.violations}, faults ${r.faults.injected}; ${outcomes}${unfired} (${(r.timings.totalMs / 1000).toFixed(1)} s)`;
+  const notVerified = (r.requests.list ?? [])
+    .filter((q) => q.outcome !== "verified")
+    .map(
+      (q) =>
+        `\n      ${q.requestId} ${q.outcome}${q.by ? ` by ${q.by}` : ""}${q.detail ? ` (${q.detail})` : ""}`,
+    )
+    .join("");
+  return `  ${step.padEnd(20)} ${verdict.padEnd(11)} violations ${r.invariants.violations}, faults ${r.faults.injected}; ${outcomes}${unfired} (${(r.timings.totalMs / 1000).toFixed(1)} s)${notVerified}`;
 }

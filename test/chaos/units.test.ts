@@ -463,5 +463,36 @@ describe("sweep (cxlrc chaos --sweep)", () => {
     expect(
       sweepLine("committingDecoders", report({ unfired: ["owner killed on committingDecoders"] })),
     ).toMatch(/not reached .*unfired: owner killed on committingDecoders/);
+    // A request not verified is named under its step's line, with why.
+    const refused = {
+      ...report({}),
+      requests: {
+        outcomes: { verified: 1, refused: 1 },
+        list: [
+          {
+            requestId: "r1",
+            host: "a",
+            bdf: "0000:01:00.0",
+            scope: "full",
+            outcome: "verified",
+            by: "c0",
+            detail: "",
+          },
+          {
+            requestId: "r2",
+            host: "a",
+            bdf: "0000:02:00.0",
+            scope: "full",
+            outcome: "refused",
+            by: "c1",
+            detail: "save-failed: image not saved",
+          },
+        ],
+      },
+    } as unknown as ChaosReport;
+    expect(sweepLine("savingImage", refused).split("\n")).toEqual([
+      "  savingImage          passed      violations 0, faults 1; verified 1, refused 1 (12.3 s)",
+      "      r2 refused by c1 (save-failed: image not saved)",
+    ]);
   });
 });
