@@ -56,7 +56,7 @@ export function sweepLine(step: StepPhase, r: ChaosReport): string {
     .join(", ");
   const verdict = !r.ok ? "VIOLATED" : r.faults.unfired.length > 0 ? "not reached" : "passed";
   const unfired = r.faults.unfired.length > 0 ? `; unfired: ${r.faults.unfired.join(", ")}` : "";
-  const notVerified = (r.requests.list ?? [])
+  const notVerified = r.requests.list
     .filter((q) => q.outcome !== "verified")
     .map(
       (q) =>

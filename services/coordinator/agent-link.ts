@@ -323,6 +323,12 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
     // in, when that send leaves; a long turn does not use the call's time up before anything was asked.
     let deadline = null as number | null; // set after the turn (a callback: not narrowed)
     const leftAt = (now: number) => (deadline ?? now + timeoutMs) - now;
+    /** Time the caller's grace grants for the agent's absence (0: none), which moves the call's deadline too. */
+    const grace = (ms: number): number => {
+      const granted = absent && !settled.aborted ? absent(ms) : 0;
+      if (granted > 0 && deadline !== null) deadline += granted;
+      return granted;
+    };
     const slice = Math.max(250, Math.floor(timeoutMs / 3));
     const notSent = (sends: number) =>
       new CxlrcError("in-progress", `${subject}: not sent again: the call already has its answer`, {
@@ -366,12 +372,11 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
         // No responders (the agent restarting): sent again soon, the wait growing to 50-100 ms, jittered so that
         // the calls waiting for one agent do not all resend at once.
         const pause = nobody ? backoffDelay(sends - 1, { baseMs: 25, maxMs: 100, jitter: "equal" }) : 0;
-        if (nobody && absent && !settled.aborted) {
+        if (nobody) {
           // Nobody has the request (the agent is away): the wait granted by the caller's grace and not taken
           // from the call's own time.
-          const granted = absent(pause);
+          const granted = grace(pause);
           if (granted > 0) {
-            if (deadline !== null) deadline += granted;
             await new Promise((r) => setTimeout(r, granted));
             continue;
           }
@@ -381,13 +386,8 @@ export function createAgentLink(o: AgentLinkOptions): AgentLink {
           // (frozen): waited for within the caller's grace, as an absent one is, the time since this send granted
           // and the request sent again (the same opId: the agent acts once). One that answers is there and its
           // operation is slow: no grace, the call's own time counts.
-          if ((await answersPing(host, Math.min(PING_MS, slice))) === false && !settled.aborted) {
-            const granted = absent(performance.now() - sentAt);
-            if (granted > 0) {
-              if (deadline !== null) deadline += granted;
-              continue;
-            }
-          }
+          const frozen = (await answersPing(host, Math.min(PING_MS, slice))) === false;
+          if (frozen && grace(performance.now() - sentAt) > 0) continue;
         }
         const again = err.kind === "timeout" || nobody;
         const leftNow = leftAt(performance.now());

@@ -449,7 +449,7 @@ describe("sweep (cxlrc chaos --sweep)", () => {
     const report = (over: { ok?: boolean; unfired?: string[]; violations?: number }): ChaosReport =>
       ({
         ok: over.ok ?? true,
-        requests: { outcomes: { verified: 2 } },
+        requests: { outcomes: { verified: 2 }, list: [] },
         faults: { injected: over.unfired?.length ? 0 : 1, unfired: over.unfired ?? [] },
         invariants: { violations: over.violations ?? 0 },
         timings: { totalMs: 12_340 },

@@ -318,7 +318,8 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       return deps.link.call(dev.host, op, opId, params, {
         timeoutMs,
         leaseKey: dev.key,
-        // The agent absent (restarting): waited for within the step's grace, not counted against the call.
+        // The agent absent (restarting) or frozen (no reply, no answer to its ping): waited for within the step's
+        // grace, not counted against the call.
         ...(signal.extend ? { absent: (ms: number) => signal.extend!(ms) } : {}),
       });
     });
