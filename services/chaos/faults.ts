@@ -273,6 +273,16 @@ export function startFaultDriver(d: FaultDriverDeps): FaultDriver {
               });
             }
             return;
+          case "freeze":
+            h.freeze();
+            record({ ...base, target, ok: true, detail: "hardware and bus held (SIGSTOP)" });
+            if (f.durationMs !== undefined) {
+              scheduleUndo(f.durationMs, async () => {
+                h.resume();
+                record({ name, source: "undo", action: "resume", target, trigger: null, ok: true });
+              });
+            }
+            return;
           case "resume":
             h.resume();
             return record({ ...base, target, ok: true });

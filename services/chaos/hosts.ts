@@ -5,7 +5,10 @@
 // cut, so an operation in the middle of its register writes stops at the next access (the device keeps the
 // half-done state, as real hardware would). restart: a new agent (empty operation cache, as a new process
 // has) on a new connection, over the same hardware. pause: every register access of the agent blocks until
-// resume (a hung agent). slow: every register access takes `ms` longer.
+// resume (a hung agent: its event loop still answers the bus). freeze: the whole agent stops, as under SIGSTOP:
+// its register accesses block and its connection's bytes are held both ways (relay.ts; only for runs whose
+// faults freeze an agent: their agents connect through relays) until resume. slow: every register access takes
+// `ms` longer.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +19,7 @@ import { type HardwareBackend, realClock } from "../../shared/hw/backend.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
 import { createSimHost, type Fleet, type SimHost, type SimTimings } from "../../shared/sim/index.ts";
 import { type AgentHandle, type AgentTimeouts, startAgent } from "../agent/service.ts";
+import { type FreezableRelays, startFreezableRelays } from "./relay.ts";
 
 /** One incarnation of the agent process's view of the hardware. */
 interface Life {
@@ -90,7 +94,7 @@ export function lifeBackend(
   };
 }
 
-export type HostState = "up" | "killed" | "paused";
+export type HostState = "up" | "killed" | "paused" | "frozen";
 
 export interface ChaosHost {
   readonly name: string;
@@ -104,6 +108,9 @@ export interface ChaosHost {
   kill(): Promise<{ midOperation: boolean }>;
   restart(): Promise<void>;
   pause(): void;
+  /** The whole agent stopped (SIGSTOP): hardware and bus. Throws for hosts made without `freezable`. */
+  freeze(): void;
+  /** Ends a pause or a freeze (the held bytes go out in order). */
   resume(): void;
   slow(ms: number): void;
   stop(): Promise<void>;
@@ -115,6 +122,8 @@ export interface HostsOptions {
   timings: Partial<SimTimings>;
   agentTimeouts: Partial<AgentTimeouts>;
   log?: Logger;
+  /** Agents connect through relays that can hold their traffic (freeze). Default false: straight to servers. */
+  freezable?: boolean;
 }
 
 export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
@@ -129,6 +138,7 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
     let nc: NatsConnection | null = null;
     let state: HostState = "killed";
     let starts = 0;
+    let relays: FreezableRelays | null = null;
     const host: ChaosHost = {
       name: spec.name,
       sim,
@@ -144,8 +154,10 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
       async start() {
         if (state !== "killed") return;
         life = newLife();
+        if (o.freezable) relays ??= await startFreezableRelays(o.servers);
         nc = await connectBus({
-          servers: o.servers,
+          servers: relays?.urls ?? o.servers,
+          ...(relays ? { ignoreClusterUpdates: true } : {}),
           name: `cxlrc-agent ${spec.name} (chaos)`,
           log: log.child({ host: spec.name }),
           reconnectWaitMs: 50,
@@ -176,8 +188,9 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
         const c = nc;
         nc = null;
         agent = null;
-        // No drain, no goodbye: whatever was not sent is lost, as with SIGKILL.
+        // No drain, no goodbye: whatever was not sent is lost, as with SIGKILL (held bytes too).
         await c?.close().catch(() => undefined);
+        relays?.discard();
         return { midOperation };
       },
       async restart() {
@@ -194,9 +207,17 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
           };
         });
       },
+      freeze() {
+        if (state !== "up") return;
+        if (!relays) throw new Error(`agent ${spec.name}: not connected through relays: it cannot be frozen`);
+        host.pause();
+        relays.freeze();
+        state = "frozen";
+      },
       resume() {
-        if (state !== "paused") return;
+        if (state !== "paused" && state !== "frozen") return;
         state = "up";
+        relays?.thaw();
         life.unpause();
       },
       slow(ms) {
@@ -209,8 +230,11 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
         state = "killed";
         agent = null;
         nc = null;
+        relays?.thaw();
         await a?.stop().catch(() => undefined);
         await c?.close().catch(() => undefined);
+        await relays?.close();
+        relays = null;
         rmSync(join(stateRoot, spec.name), { recursive: true, force: true });
       },
     };

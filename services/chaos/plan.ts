@@ -100,6 +100,15 @@ export function planScenario(s: Scenario, fleet: Fleet): ChaosPlan {
             durationMs: down,
           });
           break;
+        case "agent-freeze":
+          faults.push({
+            ...base,
+            at,
+            action: "freeze",
+            target: { agent: rng.pick(hosts) },
+            durationMs: down,
+          });
+          break;
         case "coordinator-kill":
           faults.push({
             ...base,

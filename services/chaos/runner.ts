@@ -113,6 +113,8 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
     timings: s.timings,
     agentTimeouts: s.agentTimeouts,
     log: silentLogger,
+    // Through relays only when a fault freezes an agent (hosts.ts): other runs connect as before.
+    freezable: plan.faults.some((f) => f.action === "freeze"),
   });
   let driver: FaultDriver | null = null;
   const coordinators = createCoordinators({

@@ -110,6 +110,7 @@ export const FAULT_ACTIONS = [
   "kill",
   "restart",
   "pause",
+  "freeze",
   "resume",
   "device-fault",
   "clear-device-fault",
@@ -131,7 +132,7 @@ export const ScheduledFault = z
     target: FaultTarget,
     /** device-fault: the simulator fault (shared/sim/faults.ts). clear-device-fault: which one (default all). */
     fault: z.unknown().optional(),
-    /** kill → restart, pause → resume, device-fault → clear, slow → normal, after this long. */
+    /** kill → restart, pause or freeze → resume, device-fault → clear, slow → normal, after this long. */
     durationMs: Ms.optional(),
     /** stall: how long the coordinator's step is held; slow: added to every backend call of the agent. */
     ms: Ms.optional(),
@@ -152,6 +153,7 @@ export const ScheduledFault = z
       kill: ["coordinator", "agent", "nats"],
       restart: ["coordinator", "agent", "nats"],
       pause: ["coordinator", "agent", "nats"],
+      freeze: ["agent"],
       resume: ["coordinator", "agent", "nats"],
       "device-fault": ["device"],
       "clear-device-fault": ["device"],
@@ -159,7 +161,7 @@ export const ScheduledFault = z
       slow: ["agent"],
     };
     if (!allowed[f.action].includes(kind)) {
-      issue(["target"], `action ${f.action} needs a ${allowed[f.action].join(" or ")} target, not ${kind}`);
+      issue(["target"], `action ${f.action} is for ${allowed[f.action].join(" or ")} targets, not ${kind}`);
     }
     const onStep = f.on?.step !== undefined;
     const hasDevice = f.on !== undefined;
@@ -220,6 +222,7 @@ export const RANDOM_FAULT_KINDS = [
   "device",
   "agent-kill",
   "agent-slow",
+  "agent-freeze",
   "coordinator-kill",
   "coordinator-pause",
   "nats-kill",

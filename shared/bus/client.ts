@@ -61,6 +61,11 @@ export interface ConnectBusOptions {
    * from many continuations at once, a coordinator. Default false (a reply waits for nothing).
    */
   coalesceWrites?: boolean;
+  /**
+   * Dial only `servers`, never the addresses the cluster announces (a connection through relays or a NAT whose
+   * announced addresses are not reachable, or must not be used: chaos's freezable agents). Default false.
+   */
+  ignoreClusterUpdates?: boolean;
 }
 
 /**
@@ -105,6 +110,7 @@ export async function connectBus(opts: ConnectBusOptions): Promise<NatsConnectio
     pingInterval: opts.pingIntervalMs ?? 10_000,
     maxPingOut: 3,
     noAsyncTraces: true,
+    ...(opts.ignoreClusterUpdates ? { ignoreClusterUpdates: true } : {}),
   });
   const coalesce = opts.coalesceWrites === true;
   if (coalesce && !coalesceWrites(nc))

@@ -165,6 +165,19 @@ describe.sequential("chaos on a 3-node NATS cluster", () => {
     expect(r.violations).toEqual([]);
   }, 120_000);
 
+  // An agent stopped whole (SIGSTOP: its bus traffic held, not only its hardware) answers neither its calls nor
+  // a ping: the coordinator waits within the step's grace and sends again. Were the agent's event loop still
+  // answering (a chaos pause), the save would be refused after its 2 s budget: verified proves the freeze held.
+  it("agents frozen whole at the save and before the restore: waited for, each device reset once", async () => {
+    const r = await run(loadScenario(scenarioFile("agent-frozen")));
+    expect(r.faults.log.filter((f) => f.action === "freeze" && f.ok)).toHaveLength(2);
+    expect(r.faults.unfired).toEqual([]);
+    expect(r.requests.list.map((q) => q.outcome)).toEqual(Array(3).fill("verified"));
+    expect(r.resets).toMatchObject({ total: 3, cxlReset: 3 });
+    expect(r.timings.runMs).toBeGreaterThan(3000);
+    expect(r.violations).toEqual([]);
+  }, 120_000);
+
   // Issue #17: every device bound to cxl_pci, as a real host boots; coordinators and agents killed mid
   // hand-over. Every device ends bound to cxl_pci again (driver-back), and the usual invariants hold.
   it("a fleet on cxl_pci under random faults: every driver taken for a reset comes back", async () => {

@@ -1,5 +1,6 @@
 // The chaos runner's own parts without a bus: the scenario schema (bad keys are named), the seeded plan, and
 // the invariant checker on hand-made traces (each invariant is shown to catch what it is about).
+import { readdirSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { RESET_PHASES } from "../../machines/policy/types.ts";
 import { killEveryStep } from "../../services/chaos/builders.ts";
@@ -26,7 +27,11 @@ const scenarioFile = (name: string) =>
 
 describe("scenario files", () => {
   it("every bundled scenario is valid", () => {
-    for (const name of ["agent-restore", "leader-persist", "pause", "fleet-random"]) {
+    const names = readdirSync(new URL("../../services/chaos/scenarios/", import.meta.url))
+      .filter((f) => f.endsWith(".json"))
+      .map((f) => f.slice(0, -5));
+    expect(names).toEqual(expect.arrayContaining(["agent-frozen", "fleet-random", "pause"]));
+    for (const name of names) {
       const { scenario, fleet } = loadScenario(scenarioFile(name));
       expect(scenario.name.length).toBeGreaterThan(0);
       expect(fleet.hosts.length).toBeGreaterThan(0);
@@ -52,6 +57,9 @@ describe("scenario files", () => {
     );
     expect(bad({ faults: [{ at: 1, action: "kill", target: { agent: "alpha", nats: 0 } }] })).toMatch(
       /scenario\.faults\[0\]\.target: name exactly one of coordinator, agent, nats, device/,
+    );
+    expect(bad({ faults: [{ at: 1, action: "freeze", target: { coordinator: 0 } }] })).toMatch(
+      /scenario\.faults\[0\]\.target: action freeze is for agent targets, not coordinator/,
     );
     expect(bad({ faults: [{ at: 1, action: "stall", target: { coordinator: 0 }, ms: 5 }] })).toMatch(
       /scenario\.faults\[0\]\.on: stall holds a coordinator's step/,
@@ -116,6 +124,20 @@ describe("seeded plan", () => {
     );
     const ids = new Set(a.requests.map((q) => q.requestId));
     expect(ids.size).toBe(200);
+  });
+
+  it("a random agent freeze is a freeze of one host's agent, undone after downMs", () => {
+    const s = {
+      ...loaded.scenario,
+      randomFaults: { ...loaded.scenario.randomFaults!, count: 5, kinds: ["agent-freeze" as const] },
+    };
+    const faults = planScenario(s, loaded.fleet).faults;
+    expect(faults).toHaveLength(5);
+    const hosts = new Set(loaded.fleet.hosts.map((h) => h.name));
+    for (const f of faults) {
+      expect([f.action, f.durationMs]).toEqual(["freeze", s.randomFaults.downMs]);
+      expect(hosts.has(String(f.target.agent))).toBe(true);
+    }
   });
 
   it("random NATS faults never overlap (a 3-node cluster keeps its quorum)", () => {

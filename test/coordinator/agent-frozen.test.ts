@@ -2,11 +2,12 @@
 // waited for within the step's grace (policy.agentAbsentGraceMs) as an absent one is: its calls get no reply,
 // its ping gets none either, so the time is granted and the call sent again; once it thaws it answers. Frozen
 // past the grace, the step fails as before (at the save: a refusal, the device untouched). The freeze here is
-// the agent's connection held by a TCP relay: the server keeps the agent's subscriptions and queues to it,
-// and nothing reaches either side until the relay lets go, as for a stopped process.
-import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+// the agent's connection held by a TCP relay (services/chaos/relay.ts): the server keeps the agent's
+// subscriptions and queues to it, and nothing reaches either side until the relay lets go, as for a stopped
+// process.
 import { afterEach, describe, expect, it } from "vitest";
 import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
+import { type FreezableRelays, startFreezableRelays } from "../../services/chaos/relay.ts";
 import type { StepHook } from "../../services/coordinator/effects/agent-actors.ts";
 import { connectBus } from "../../shared/bus/client.ts";
 import { silentLogger } from "../../shared/log.ts";
@@ -15,54 +16,10 @@ import { publishRequest, startWorld, TEST_POLICY, type World } from "./helpers.t
 
 const BDF = "0000:01:00.0";
 
-/** A relay to the NATS server whose traffic can be held (both ways) and let go, in order. */
-async function freezableRelay(serverUrl: string) {
-  const { hostname, port } = new URL(serverUrl);
-  let frozen = false;
-  const held: Array<() => void> = [];
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = tcpConnect(Number(port), hostname);
-    sockets.add(client).add(upstream);
-    const forward = (from: Socket, to: Socket) =>
-      from.on("data", (chunk) => {
-        const send = () => {
-          if (!to.destroyed) to.write(chunk);
-        };
-        if (frozen) held.push(send);
-        else send();
-      });
-    forward(client, upstream);
-    forward(upstream, client);
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on("error", close).on("close", close);
-    upstream.on("error", close).on("close", close);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const addr = server.address() as { port: number };
-  return {
-    url: `nats://127.0.0.1:${addr.port}`,
-    freeze() {
-      frozen = true;
-    },
-    thaw() {
-      frozen = false;
-      for (const send of held.splice(0)) send();
-    },
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
-
 describe("an agent frozen for a moment", () => {
   let w: World | undefined;
   let agent: AgentHandle | undefined;
-  let relay: Awaited<ReturnType<typeof freezableRelay>> | undefined;
+  let relay: FreezableRelays | undefined;
   afterEach(async () => {
     relay?.thaw();
     await agent?.stop().catch(() => undefined);
@@ -76,9 +33,9 @@ describe("an agent frozen for a moment", () => {
   /** A host whose agent's connection the relay freezes at the save, for `frozenMs`. */
   async function frozenAtSave(host: string, frozenMs: number) {
     w = await startWorld([]);
-    relay = await freezableRelay(w.server.url);
+    relay = await startFreezableRelays([w.server.url]);
     const r = relay;
-    const nc = await connectBus({ servers: r.url, name: `agent ${host}`, log: silentLogger });
+    const nc = await connectBus({ servers: r.urls, name: `agent ${host}`, log: silentLogger });
     const sim = createSimHost(simpleHost({ name: host }), { clock: new VirtualClock() });
     agent = await startAgent({ nc, host, backend: sim, heartbeatMs: 60_000 });
     let frozenAt = 0;

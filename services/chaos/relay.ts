@@ -1,0 +1,81 @@
+// A TCP relay in front of each NATS server whose traffic can be held, both ways, and let go in order: what a
+// process frozen by SIGSTOP, a paused VM or a cgroup freezer looks like from the bus. Its connections stay open,
+// the server keeps its subscriptions and queues to it, and nothing it would say or read moves until it thaws.
+// A chaos agent (hosts.ts) connects through these when its scenario freezes agents; the frozen-agent test too.
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+
+export interface FreezableRelays {
+  /** One loopback URL per upstream server, in the same order (connect with ignoreClusterUpdates). */
+  readonly urls: string[];
+  readonly frozen: boolean;
+  /** Hold every byte from now on, both ways, on every connection (new ones too). */
+  freeze(): void;
+  /** Let the held bytes go, in order, and stop holding. */
+  thaw(): void;
+  /** Stop holding and forget what was held (its connections are gone: a killed process's bytes die with it). */
+  discard(): void;
+  close(): Promise<void>;
+}
+
+/** Relays to these servers (nats://host:port), each on a free loopback port. */
+export async function startFreezableRelays(upstreams: string[]): Promise<FreezableRelays> {
+  let frozen = false;
+  let held: Array<() => void> = [];
+  const sockets = new Set<Socket>();
+  const servers: Server[] = [];
+  const urls: string[] = [];
+  for (const upstreamUrl of upstreams) {
+    const { hostname, port } = new URL(upstreamUrl);
+    const server = createServer((client) => {
+      const upstream = tcpConnect(Number(port), hostname);
+      sockets.add(client).add(upstream);
+      const forward = (from: Socket, to: Socket) =>
+        from.on("data", (chunk) => {
+          const send = () => {
+            if (!to.destroyed) to.write(chunk);
+          };
+          if (frozen) held.push(send);
+          else send();
+        });
+      forward(client, upstream);
+      forward(upstream, client);
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+        sockets.delete(client);
+        sockets.delete(upstream);
+      };
+      client.on("error", close).on("close", close);
+      upstream.on("error", close).on("close", close);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    servers.push(server);
+    urls.push(`nats://127.0.0.1:${(server.address() as { port: number }).port}`);
+  }
+  return {
+    urls,
+    get frozen() {
+      return frozen;
+    },
+    freeze() {
+      frozen = true;
+    },
+    thaw() {
+      frozen = false;
+      const go = held;
+      held = [];
+      for (const send of go) send();
+    },
+    discard() {
+      frozen = false;
+      held = [];
+    },
+    async close() {
+      frozen = false;
+      held = [];
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+      await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    },
+  };
+}
