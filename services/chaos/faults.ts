@@ -273,6 +273,23 @@ export function startFaultDriver(d: FaultDriverDeps): FaultDriver {
               });
             }
             return;
+          case "reboot": {
+            const { midOperation } = await h.reboot();
+            record({
+              ...base,
+              target: `host ${h.name}`,
+              ok: true,
+              detail: `agent ${midOperation ? "mid-operation" : "idle"}, devices powered on as at boot, ${f.durationMs !== undefined ? `agent back in ${f.durationMs} ms` : "stays down"}`,
+            });
+            if (f.durationMs !== undefined) {
+              scheduleUndo(f.durationMs, async () => {
+                if (stopped || h.state !== "killed") return;
+                await h.start();
+                record({ name, source: "undo", action: "restart", target, trigger: null, ok: true });
+              });
+            }
+            return;
+          }
           case "freeze":
             h.freeze();
             record({ ...base, target, ok: true, detail: "hardware and bus held (SIGSTOP)" });

@@ -8,7 +8,9 @@
 // resume (a hung agent: its event loop still answers the bus). freeze: the whole agent stops, as under SIGSTOP:
 // its register accesses block and its connection's bytes are held both ways (relay.ts; only for runs whose
 // faults freeze an agent: their agents connect through relays) until resume. slow: every register access takes
-// `ms` longer.
+// `ms` longer. reboot: the host goes down whole, as on a power loss or a kernel panic: its agent is killed and
+// its devices are powered on again as the host boots them (firmware's decoders, the drivers bound at boot:
+// SimHost.boot()), whatever a reset had left in them; the agent starts again with its restart.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -106,6 +108,8 @@ export interface ChaosHost {
   start(): Promise<void>;
   /** Returns true when an operation was running on the hardware at that moment. */
   kill(): Promise<{ midOperation: boolean }>;
+  /** The host down whole (agent killed, devices powered on as at boot); the agent stays down until start(). */
+  reboot(): Promise<{ midOperation: boolean }>;
   restart(): Promise<void>;
   pause(): void;
   /** The whole agent stopped (SIGSTOP): hardware and bus. Throws for hosts made without `freezable`. */
@@ -192,6 +196,11 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
         await c?.close().catch(() => undefined);
         relays?.discard();
         return { midOperation };
+      },
+      async reboot() {
+        const killed = await host.kill();
+        sim.boot();
+        return killed;
       },
       async restart() {
         await host.kill();

@@ -109,6 +109,15 @@ export function planScenario(s: Scenario, fleet: Fleet): ChaosPlan {
             durationMs: down,
           });
           break;
+        case "host-reboot":
+          faults.push({
+            ...base,
+            at,
+            action: "reboot",
+            target: { agent: rng.pick(hosts) },
+            durationMs: down,
+          });
+          break;
         case "coordinator-kill":
           faults.push({
             ...base,

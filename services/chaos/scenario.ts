@@ -111,6 +111,7 @@ export const FAULT_ACTIONS = [
   "restart",
   "pause",
   "freeze",
+  "reboot",
   "resume",
   "device-fault",
   "clear-device-fault",
@@ -132,7 +133,10 @@ export const ScheduledFault = z
     target: FaultTarget,
     /** device-fault: the simulator fault (shared/sim/faults.ts). clear-device-fault: which one (default all). */
     fault: z.unknown().optional(),
-    /** kill → restart, pause or freeze → resume, device-fault → clear, slow → normal, after this long. */
+    /**
+     * kill or reboot → restart, pause or freeze → resume, device-fault → clear, slow → normal, after this long
+     * (a kill or reboot without it stays down).
+     */
     durationMs: Ms.optional(),
     /** stall: how long the coordinator's step is held; slow: added to every backend call of the agent. */
     ms: Ms.optional(),
@@ -154,6 +158,7 @@ export const ScheduledFault = z
       restart: ["coordinator", "agent", "nats"],
       pause: ["coordinator", "agent", "nats"],
       freeze: ["agent"],
+      reboot: ["agent"],
       resume: ["coordinator", "agent", "nats"],
       "device-fault": ["device"],
       "clear-device-fault": ["device"],
@@ -223,6 +228,7 @@ export const RANDOM_FAULT_KINDS = [
   "agent-kill",
   "agent-slow",
   "agent-freeze",
+  "host-reboot",
   "coordinator-kill",
   "coordinator-pause",
   "nats-kill",

@@ -178,6 +178,17 @@ describe.sequential("chaos on a 3-node NATS cluster", () => {
     expect(r.violations).toEqual([]);
   }, 120_000);
 
+  // A host that loses power mid-restore: its agent dies mid-operation and its devices power on as at boot.
+  it("a host rebooted in the middle of a restore: the reset is finished from the stored image", async () => {
+    const r = await run(loadScenario(scenarioFile("host-reboot")));
+    const reboots = r.faults.log.filter((f) => f.action === "reboot" && f.ok);
+    expect(reboots.map((f) => f.detail?.split(",")[0])).toEqual(["agent mid-operation"]);
+    expect(r.fleet.agentStarts).toBe(4);
+    expect(r.requests.list.map((q) => q.outcome)).toEqual(Array(3).fill("verified"));
+    expect(r.resets).toMatchObject({ total: 3, cxlReset: 3 });
+    expect(r.violations).toEqual([]);
+  }, 120_000);
+
   // Issue #17: every device bound to cxl_pci, as a real host boots; coordinators and agents killed mid
   // hand-over. Every device ends bound to cxl_pci again (driver-back), and the usual invariants hold.
   it("a fleet on cxl_pci under random faults: every driver taken for a reset comes back", async () => {

@@ -61,6 +61,9 @@ describe("scenario files", () => {
     expect(bad({ faults: [{ at: 1, action: "freeze", target: { coordinator: 0 } }] })).toMatch(
       /scenario\.faults\[0\]\.target: action freeze is for agent targets, not coordinator/,
     );
+    expect(bad({ faults: [{ at: 1, action: "reboot", target: { nats: 0 } }] })).toMatch(
+      /scenario\.faults\[0\]\.target: action reboot is for agent targets, not nats/,
+    );
     expect(bad({ faults: [{ at: 1, action: "stall", target: { coordinator: 0 }, ms: 5 }] })).toMatch(
       /scenario\.faults\[0\]\.on: stall holds a coordinator's step/,
     );
@@ -126,16 +129,21 @@ describe("seeded plan", () => {
     expect(ids.size).toBe(200);
   });
 
-  it("a random agent freeze is a freeze of one host's agent, undone after downMs", () => {
+  it("a random agent freeze or host reboot hits one host, undone after downMs", () => {
     const s = {
       ...loaded.scenario,
-      randomFaults: { ...loaded.scenario.randomFaults!, count: 5, kinds: ["agent-freeze" as const] },
+      randomFaults: {
+        ...loaded.scenario.randomFaults!,
+        count: 40,
+        kinds: ["agent-freeze" as const, "host-reboot" as const],
+      },
     };
     const faults = planScenario(s, loaded.fleet).faults;
-    expect(faults).toHaveLength(5);
+    expect(faults).toHaveLength(40);
+    expect(new Set(faults.map((f) => f.action))).toEqual(new Set(["freeze", "reboot"]));
     const hosts = new Set(loaded.fleet.hosts.map((h) => h.name));
     for (const f of faults) {
-      expect([f.action, f.durationMs]).toEqual(["freeze", s.randomFaults.downMs]);
+      expect(f.durationMs).toBe(s.randomFaults.downMs);
       expect(hosts.has(String(f.target.agent))).toBe(true);
     }
   });

@@ -40,9 +40,10 @@ The scenario file (JSON, every key checked; a bad key is named):
     "randomFaults": { "count": 20, "spreadMs": 20000, "kinds": ["device", "agent-kill", "coordinator-kill"] } }
   actions: kill, restart, pause, resume (coordinator, agent, nats), device-fault, clear-device-fault (device),
   stall (a coordinator's step, ms), slow (an agent's register accesses, ms), freeze (an agent stopped whole, as
-  by SIGSTOP: its bus traffic held too; an agent's pause hangs only its register accesses).
-  Random kinds: device, agent-kill, agent-slow, agent-freeze, coordinator-kill, coordinator-pause, nats-kill,
-  nats-pause. Examples: services/chaos/scenarios.
+  by SIGSTOP: its bus traffic held too; an agent's pause hangs only its register accesses), reboot (a host down
+  whole: its agent killed, its devices powered on as at boot; the agent back after durationMs).
+  Random kinds: device, agent-kill, agent-slow, agent-freeze, host-reboot, coordinator-kill, coordinator-pause,
+  nats-kill, nats-pause. Examples: services/chaos/scenarios.
 
 Options:
   --json          print only the report, as JSON
