@@ -192,6 +192,45 @@ describe("withBudget", () => {
       ),
     ).resolves.toBe(2);
   });
+
+  it("a wait outside the budget (the store electing a leader) does not count: the work ends in time", async () => {
+    const parent = new AbortController();
+    const started = performance.now();
+    // 60 ms budget; 150 ms waiting for the store (past the deadline), then 40 ms of the agent's own time.
+    const out = await withBudget("restoring", 60, parent.signal, async (signal) => {
+      await sleep(10);
+      const image = await signal.outside!(sleep(150).then(() => "image"));
+      await sleep(40);
+      return image;
+    });
+    expect(out).toBe("image");
+    expect(performance.now() - started).toBeGreaterThanOrEqual(195);
+  });
+
+  it("after a wait outside the budget only what was left of it counts: silent work still times out", async () => {
+    const parent = new AbortController();
+    const started = performance.now();
+    // 10 ms used, 100 ms outside (the timer fires meanwhile), 50 ms left after it: a timeout near 160 ms.
+    const err = await withBudget("verifying", 60, parent.signal, async (signal) => {
+      await sleep(10);
+      await signal.outside!(sleep(100));
+      return new Promise(() => undefined);
+    }).catch((e: unknown) => e);
+    const took = performance.now() - started;
+    expect(isCxlrcError(err) && err.kind).toBe("timeout");
+    expect(took).toBeGreaterThanOrEqual(150);
+    expect(took).toBeLessThan(400);
+  });
+
+  it("a wait outside the budget that fails hands its error to the work, and the budget goes on", async () => {
+    const parent = new AbortController();
+    const boom = new Error("images bucket: no leader");
+    const err = await withBudget("restoring", 50, parent.signal, async (signal) => {
+      await signal.outside!(sleep(80).then(() => Promise.reject(boom)));
+      return "unreached";
+    }).catch((e: unknown) => e);
+    expect(err).toBe(boom);
+  });
 });
 
 /** A step's stop flag as the step runner gives it (machines/steps.ts StepStop), stopped by hand. */

@@ -66,7 +66,7 @@ import { type AgentOp, deviceKey } from "../../../shared/bus/subjects.ts";
 import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
 import type { Logger } from "../../../shared/log.ts";
 import { remember } from "../../../shared/remember.ts";
-import { backoffDelay } from "../../../shared/retry.ts";
+import { backoffDelay, sleepBackoff } from "../../../shared/retry.ts";
 import type { AgentLink } from "../agent-link.ts";
 import type { FleetStore } from "../fleet-state.ts";
 import { isNotHeld, type Lease, notHeld } from "../leases.ts";
@@ -193,6 +193,12 @@ interface StepRules<I> {
 
 const GATED = { gated: true } as const;
 
+/**
+ * How long a step reads an image again while the images bucket does not answer (a NATS node lost: its streams
+ * elect new leaders, which a restarted 2.9.10 node has been seen to take 10-15 s to serve).
+ */
+const IMAGE_READ_MS = 30_000;
+
 /** Decoders committed by a full restore, kept for the commit step that reports them (bounded). */
 const COMMITTED_KEPT = 4096;
 /** Reads made early (regate probe, a reset's answering functions, a restore's verify), kept for their step. */
@@ -312,7 +318,9 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
   ): Promise<AgentResult<Op>> => {
     if (signal.aborted) return Promise.reject(stale(op));
     // A coordinator stopped (SIGSTOP, long pause) past its lease must not act on the device it lost.
-    return dev.dev.confirmLease().then((ok) => {
+    // The lease bucket's time (a renewal in flight, a leader being elected) is not the agent's: outside the budget.
+    const confirmed = dev.dev.confirmLease();
+    return (signal.outside ? signal.outside(confirmed) : confirmed).then((ok) => {
       if (!ok || signal.aborted) throw stale(op);
       // Under the device's lease: every target function's operation carries that lease's fencing epoch.
       return deps.link.call(dev.host, op, opId, params, {
@@ -431,8 +439,15 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
   };
 
   /** A function's image of a stored revision (the store keeps the revisions it wrote or read lately). */
-  const imageOf = async (ref: ImageRef, bdf: string): Promise<unknown> => {
-    const rec = await store.getImageRevision(ref.key, ref.revision);
+  /**
+   * The image a step sends its agent, from the store (or this process's copy). Waited for outside the step's
+   * budget (the store's time is not the agent's), and read again while the images bucket does not answer (a
+   * leader elected after a NATS node was lost), for up to IMAGE_READ_MS: a healthy device is not sent down
+   * the failure path, to quarantine, because the bus could not hand its image over for a moment.
+   */
+  const imageOf = async (ref: ImageRef, bdf: string, signal: StopFlag): Promise<unknown> => {
+    const read = readImage(ref, signal);
+    const rec = await (signal.outside ? signal.outside(read) : read);
     if (!rec) {
       throw new CxlrcError("internal", `image ${ref.key} revision ${ref.revision} is not in the store`, {
         key: ref.key,
@@ -444,6 +459,18 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       throw new CxlrcError("internal", `image ${ref.key}@${ref.revision} has no image of ${bdf}`, { bdf });
     }
     return img;
+  };
+
+  const readImage = async (ref: ImageRef, signal: StopFlag) => {
+    const until = performance.now() + IMAGE_READ_MS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await store.getImageRevision(ref.key, ref.revision);
+      } catch (err) {
+        if (signal.aborted || performance.now() >= until) throw err;
+        await sleepBackoff(attempt - 1, { baseMs: 100, maxMs: 1000, jitter: "equal" });
+      }
+    }
   };
 
   const verifyAll = async (
@@ -461,7 +488,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         dev,
         "verify",
         targetOpId(opId, i, targets.length),
-        { bdf, scope, image: await imageOf(ref, bdf) },
+        { bdf, scope, image: await imageOf(ref, bdf, signal) },
         policy.verifyTimeoutMs,
         signal,
       )) as AgentVerify;
@@ -488,7 +515,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         dev,
         "restore",
         targetOpId(opId, i, targets.length),
-        { bdf, scope, image: await imageOf(ref, bdf), ...(andVerify ? { verify: true } : {}) },
+        { bdf, scope, image: await imageOf(ref, bdf, signal), ...(andVerify ? { verify: true } : {}) },
         policy.agentCallTimeoutMs + policy.verifyTimeoutMs * (andVerify ? 2 : 1),
         signal,
       )) as RestoreResult;
@@ -793,7 +820,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
                 ? {
                     restore: {
                       scope: restore.scope,
-                      image: await imageOf(input.image, input.bdf),
+                      image: await imageOf(input.image, input.bdf, signal),
                       verify: true,
                     },
                   }
@@ -967,7 +994,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         let failure: unknown = null;
         for (const [i, [bdf, driver]] of entries.entries()) {
           try {
-            const image = input.image ? ((await imageOf(input.image, bdf)) as ImageLike) : null;
+            const image = input.image ? ((await imageOf(input.image, bdf, signal)) as ImageLike) : null;
             const r = await agent(
               dev,
               "bind",

@@ -23,6 +23,12 @@ export interface StopFlag {
    * grace counts wall time: calls of one step waiting at once (the functions of a plan) share what they cover.
    */
   extend?(ms: number): number;
+  /**
+   * Wait for the bus's store or lease bucket (the image to restore, a lease to confirm): the time `p` takes is not
+   * the agent's, so it is not counted against the budget, whatever it is (a bucket electing a leader after a NATS
+   * node was lost). A budget that runs out meanwhile ends only once `p` settles, counting the time after it.
+   */
+  outside?<T>(p: Promise<T>): Promise<T>;
 }
 
 /** A flag that never stops (work that must finish whatever its caller does). */
@@ -45,6 +51,11 @@ export function withBudget<T>(
   let graceLeft = absentGraceMs;
   let extraMs = 0;
   let coveredUntil = 0;
+  /** Waits outside the budget running now, since when (the first of them), and the timer that fired meanwhile. */
+  let outsideWaits = 0;
+  let outsideSince = 0;
+  let firedOutsideAt: number | null = null;
+  let rearm: (afterMs: number) => void = () => undefined;
   const stop: StopFlag = {
     get aborted() {
       return spent || parent.aborted;
@@ -60,6 +71,23 @@ export function withBudget<T>(
       coveredUntil = from + add;
       return Math.max(0, Math.min(ms, coveredUntil - now));
     },
+    outside(p) {
+      if (settled) return p;
+      if (outsideWaits++ === 0) outsideSince = performance.now();
+      const end = () => {
+        if (--outsideWaits > 0) return;
+        const now = performance.now();
+        extraMs += now - outsideSince;
+        if (firedOutsideAt !== null) {
+          // The budget had what the timer found left when the wait began: that much, from now.
+          const left = Math.max(0, extraMs - (now - firedOutsideAt));
+          firedOutsideAt = null;
+          extraMs = 0;
+          rearm(left);
+        }
+      };
+      return p.finally(end);
+    },
   };
   let timer: NodeJS.Timeout | undefined;
   // One promise settled by whichever comes first, the work or its budget (not a race of two, with a third for
@@ -71,32 +99,39 @@ export function withBudget<T>(
       clearTimeout(timer);
       return true;
     };
-    const arm = () => {
+    const onTimer = async () => {
+      // A wait outside the budget is running: the budget ends after it, by what is left then.
+      if (outsideWaits > 0) {
+        firedOutsideAt = performance.now();
+        return;
+      }
+      // Time granted to an absent agent, or spent outside the budget, meanwhile: it ends that much later.
+      if (extraMs > 0) {
+        const more = extraMs;
+        extraMs = 0;
+        rearm(more);
+        return;
+      }
+      if (confirm) await confirm(performance.now());
       if (settled) return;
-      timer = setTimeout(async function fire() {
-        // Time granted to an absent agent meanwhile: the budget ends that much later.
-        if (extraMs > 0) {
-          const more = extraMs;
-          extraMs = 0;
-          if (!settled) timer = setTimeout(fire, more);
-          return;
-        }
-        if (confirm) await confirm(performance.now());
-        if (settled) return;
-        spent = true;
-        settle();
-        const absentMs = Math.round(absentGraceMs - graceLeft);
-        reject(
-          new CxlrcError(
-            "timeout",
-            `${phase} passed its deadline (${timeoutMs} ms from the step's start${
-              absentMs > 0 ? `, and ${absentMs} ms more while its agent was away` : ""
-            }, no answer in time)`,
-            absentMs > 0 ? { phase, timeoutMs, absentMs } : { phase, timeoutMs },
-          ),
-        );
-      }, timeoutMs);
+      spent = true;
+      settle();
+      const absentMs = Math.round(absentGraceMs - graceLeft);
+      reject(
+        new CxlrcError(
+          "timeout",
+          `${phase} passed its deadline (${timeoutMs} ms from the step's start${
+            absentMs > 0 ? `, and ${absentMs} ms more while its agent was away` : ""
+          }, no answer in time)`,
+          absentMs > 0 ? { phase, timeoutMs, absentMs } : { phase, timeoutMs },
+        ),
+      );
     };
+    rearm = (afterMs) => {
+      clearTimeout(timer);
+      if (!settled) timer = setTimeout(onTimer, afterMs);
+    };
+    const arm = () => rearm(timeoutMs);
     // With a confirmation (the bus's clock), counted like the step's calls: from the end of this turn, once
     // its first request has left (shared/bus/deadline-check.ts afterThisTurn).
     if (confirm) afterThisTurn(arm);
