@@ -438,12 +438,12 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     return factsFromProbe(dev.host, p, inv);
   };
 
-  /** A function's image of a stored revision (the store keeps the revisions it wrote or read lately). */
   /**
-   * The image a step sends its agent, from the store (or this process's copy). Waited for outside the step's
-   * budget (the store's time is not the agent's), and read again while the images bucket does not answer (a
-   * leader elected after a NATS node was lost), for up to IMAGE_READ_MS: a healthy device is not sent down
-   * the failure path, to quarantine, because the bus could not hand its image over for a moment.
+   * A function's image of a stored revision, which a step sends its agent: from the store, which keeps the
+   * revisions it wrote or read lately in this process. Waited for outside the step's budget (the store's time
+   * is not the agent's), and read again while the images bucket does not answer (a leader elected after a NATS
+   * node was lost), for up to IMAGE_READ_MS: a healthy device is not sent down the failure path, to
+   * quarantine, because the bus could not hand its image over for a moment.
    */
   const imageOf = async (ref: ImageRef, bdf: string, signal: StopFlag): Promise<unknown> => {
     const read = readImage(ref, signal);
@@ -467,7 +467,9 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       try {
         return await store.getImageRevision(ref.key, ref.revision);
       } catch (err) {
-        if (signal.aborted || performance.now() >= until) throw err;
+        // A record that does not decode stays so; a store that does not answer may answer the next read.
+        const kept = isCxlrcError(err) && err.kind === "decode";
+        if (kept || signal.aborted || performance.now() >= until) throw err;
         await sleepBackoff(attempt - 1, { baseMs: 100, maxMs: 1000, jitter: "equal" });
       }
     }
