@@ -242,13 +242,19 @@ export function startFaultDriver(d: FaultDriverDeps): FaultDriver {
         if (!h) return record({ ...base, target: "agent (none to hit)", ok: false });
         const target = `agent ${h.name}`;
         switch (f.action) {
-          case "kill": {
-            const { midOperation } = await h.kill();
+          case "kill":
+          case "reboot": {
+            // A reboot is the host down whole: its agent killed as by a kill, its devices powered on as at boot.
+            const reboot = f.action === "reboot";
+            const { midOperation } = await (reboot ? h.reboot() : h.kill());
+            const back = f.durationMs !== undefined ? `restart in ${f.durationMs} ms` : "stays down";
             record({
               ...base,
-              target,
+              target: reboot ? `host ${h.name}` : target,
               ok: true,
-              detail: `${midOperation ? "mid-operation" : "idle"}, ${f.durationMs !== undefined ? `restart in ${f.durationMs} ms` : "stays down"}`,
+              detail: reboot
+                ? `agent ${midOperation ? "mid-operation" : "idle"}, devices powered on as at boot, agent ${back}`
+                : `${midOperation ? "mid-operation" : "idle"}, ${back}`,
             });
             if (f.durationMs !== undefined) {
               scheduleUndo(f.durationMs, async () => {
@@ -264,35 +270,16 @@ export function startFaultDriver(d: FaultDriverDeps): FaultDriver {
             else await h.restart();
             return record({ ...base, target, ok: true });
           case "pause":
-            h.pause();
-            record({ ...base, target, ok: true });
-            if (f.durationMs !== undefined) {
-              scheduleUndo(f.durationMs, async () => {
-                h.resume();
-                record({ name, source: "undo", action: "resume", target, trigger: null, ok: true });
-              });
-            }
-            return;
-          case "reboot": {
-            const { midOperation } = await h.reboot();
+          case "freeze":
+            // A pause hangs the agent's register accesses; a freeze stops it whole, its bus traffic too.
+            if (f.action === "freeze") h.freeze();
+            else h.pause();
             record({
               ...base,
-              target: `host ${h.name}`,
+              target,
               ok: true,
-              detail: `agent ${midOperation ? "mid-operation" : "idle"}, devices powered on as at boot, ${f.durationMs !== undefined ? `agent back in ${f.durationMs} ms` : "stays down"}`,
+              ...(f.action === "freeze" ? { detail: "hardware and bus held (SIGSTOP)" } : {}),
             });
-            if (f.durationMs !== undefined) {
-              scheduleUndo(f.durationMs, async () => {
-                if (stopped || h.state !== "killed") return;
-                await h.start();
-                record({ name, source: "undo", action: "restart", target, trigger: null, ok: true });
-              });
-            }
-            return;
-          }
-          case "freeze":
-            h.freeze();
-            record({ ...base, target, ok: true, detail: "hardware and bus held (SIGSTOP)" });
             if (f.durationMs !== undefined) {
               scheduleUndo(f.durationMs, async () => {
                 h.resume();
