@@ -19,6 +19,8 @@ export interface CoordinatorProcessConfig {
   ackWaitMs: number;
   policy: Record<string, unknown>;
   logLevel: string;
+  /** `servers` are relays (relay.ts): dial only them, never the addresses the cluster announces. */
+  relayed?: boolean;
 }
 
 export type ChildMessage =
@@ -81,6 +83,7 @@ async function main(): Promise<void> {
     reconnectMaxWaitMs: 500,
     timeoutMs: 2000,
     pingIntervalMs: 2000,
+    ...(cfg.relayed ? { ignoreClusterUpdates: true } : {}),
   });
   // A fresh cluster (or one electing a stream leader after a kill) can time out JetStream API calls while
   // the streams and buckets are created: try again for a while, as a supervisor restarting it would.

@@ -1,5 +1,6 @@
 // Coordinators of a chaos run, each a real child process (coordinator-process.ts) that can be SIGKILLed,
-// restarted under the same id (it takes its leases back at once) and SIGSTOPped / SIGCONTed. Every step the
+// restarted under the same id (it takes its leases back at once), SIGSTOPped / SIGCONTed, and, when `relayed`,
+// cut off from the bus while it runs on (relay.ts: a network partition) and healed. Every step the
 // child reports goes to `onStep`, and the child waits until it resolves: that is how a fault lands at an
 // exact lifecycle step (and a killed child never hears back). Every child dies with this process.
 import { type ChildProcess, fork } from "node:child_process";
@@ -7,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { killOnExit } from "../../shared/children.ts";
 import { runningSources, siblingModule } from "../../shared/module-file.ts";
 import type { ChildMessage, CoordinatorProcessConfig, ParentMessage } from "./coordinator-process.ts";
+import { type BusRelays, startRelays } from "./relay.ts";
 
 export type CoordinatorState = "starting" | "up" | "paused" | "killed" | "stopped";
 
@@ -29,6 +31,10 @@ export interface ChaosCoordinator {
   restart(): Promise<void>;
   pause(): void;
   resume(): void;
+  /** Cut the process off from the bus (its connections dropped, new ones refused). Throws without `relayed`. */
+  partition(): void;
+  heal(): void;
+  readonly partitioned: boolean;
   /** Graceful stop (leases released), SIGKILL after 5 s. */
   stop(): Promise<void>;
 }
@@ -57,6 +63,8 @@ export function createCoordinators(o: CoordinatorsOptions): ChaosCoordinator[] {
     let starts = 0;
     let tail = "";
     const pending = new Map<number, { step: StepReport; since: number }>();
+    // Made at the first start (with `relayed`), kept across restarts: a partition outlives a process.
+    let relays: BusRelays | null = null;
     const cfg: CoordinatorProcessConfig = {
       id,
       index,
@@ -89,9 +97,24 @@ export function createCoordinators(o: CoordinatorsOptions): ChaosCoordinator[] {
           requestId: step.requestId,
           waitingMs: Math.round(performance.now() - since),
         })),
+      get partitioned() {
+        return relays?.cut ?? false;
+      },
+      partition() {
+        if (!relays) throw new Error(`coordinator ${id}: not connected through relays: it cannot be cut off`);
+        relays.cutOff();
+      },
+      heal() {
+        relays?.heal();
+      },
       async start() {
         if (state === "up" || state === "paused" || state === "starting") return;
         state = "starting";
+        if (o.relayed && !relays) {
+          relays = await startRelays(o.servers);
+          cfg.servers = relays.urls;
+          cfg.relayed = true;
+        }
         const c = fork(ENTRY, [], {
           cwd: ROOT,
           execArgv: runningSources(import.meta.url) ? ["--import", "tsx"] : [],
@@ -186,13 +209,17 @@ export function createCoordinators(o: CoordinatorsOptions): ChaosCoordinator[] {
       async stop() {
         const c = child;
         state = "stopped";
-        if (!c) return;
-        c.kill("SIGCONT");
-        if (c.connected) c.send({ t: "stop" } satisfies ParentMessage);
-        const t = setTimeout(() => c.kill("SIGKILL"), 5000);
-        await exited;
-        clearTimeout(t);
-        child = null;
+        relays?.heal();
+        if (c) {
+          c.kill("SIGCONT");
+          if (c.connected) c.send({ t: "stop" } satisfies ParentMessage);
+          const t = setTimeout(() => c.kill("SIGKILL"), 5000);
+          await exited;
+          clearTimeout(t);
+          child = null;
+        }
+        await relays?.close();
+        relays = null;
       },
     };
     return unit;

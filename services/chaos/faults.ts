@@ -183,6 +183,32 @@ export function startFaultDriver(d: FaultDriverDeps): FaultDriver {
   // -------------------------------------------------------------------------------------------------
   // Actions
 
+  /** A coordinator or agent cut off from the bus while it runs on (and healed after durationMs), or healed. */
+  const partitionOrHeal = (
+    f: PlannedFault,
+    base: Pick<FaultRecord, "name" | "source" | "action" | "trigger">,
+    target: string,
+    unit: { partition(): void; heal(): void },
+  ): void => {
+    if (f.action === "heal") {
+      unit.heal();
+      return record({ ...base, target, ok: true });
+    }
+    unit.partition();
+    record({
+      ...base,
+      target,
+      ok: true,
+      detail: `cut off from the bus, ${f.durationMs !== undefined ? `healed in ${f.durationMs} ms` : "until healed"}`,
+    });
+    if (f.durationMs !== undefined) {
+      scheduleUndo(f.durationMs, async () => {
+        unit.heal();
+        record({ name: base.name, source: "undo", action: "heal", target, trigger: null, ok: true });
+      });
+    }
+  };
+
   const execute = async (f: PlannedFault, ctx: TriggerContext, trigger: string | null): Promise<void> => {
     if (f.delayMs > 0) await sleep(f.delayMs);
     if (stopped) return;
@@ -229,6 +255,9 @@ export function startFaultDriver(d: FaultDriverDeps): FaultDriver {
           case "resume":
             c.resume();
             return record({ ...base, target, ok: true, detail: "SIGCONT" });
+          case "partition":
+          case "heal":
+            return partitionOrHeal(f, base, target, c);
           case "stall":
             record({ ...base, target, ok: true, detail: `step held ${f.ms} ms` });
             await sleep(f.ms ?? 0);
@@ -290,6 +319,9 @@ export function startFaultDriver(d: FaultDriverDeps): FaultDriver {
           case "resume":
             h.resume();
             return record({ ...base, target, ok: true });
+          case "partition":
+          case "heal":
+            return partitionOrHeal(f, base, target, h);
           case "slow":
             h.slow(f.ms ?? 0);
             record({ ...base, target, ok: true, detail: `+${f.ms} ms per register access` });
@@ -543,11 +575,13 @@ export function startFaultDriver(d: FaultDriverDeps): FaultDriver {
         else if (!n.running) await back(`nats ${n.name}`, "restart", () => d.cluster.restart(i));
       }
       for (const h of d.hosts.values()) {
-        if (h.state === "paused") h.resume();
+        if (h.state === "paused" || h.state === "frozen") h.resume();
+        if (h.partitioned) await back(`agent ${h.name}`, "heal", () => h.heal());
         h.slow(0);
         if (h.state === "killed") await back(`agent ${h.name}`, "restart", () => h.start());
       }
       for (const c of d.coordinators) {
+        if (c.partitioned) await back(`coordinator ${c.id}`, "heal", () => c.heal());
         if (c.state === "paused") await back(`coordinator ${c.id}`, "resume", () => c.resume());
         else if (c.state === "killed") await back(`coordinator ${c.id}`, "restart", () => c.start());
       }

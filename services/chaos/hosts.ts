@@ -6,9 +6,10 @@
 // half-done state, as real hardware would). restart: a new agent (empty operation cache, as a new process
 // has) on a new connection, over the same hardware. pause: every register access of the agent blocks until
 // resume (a hung agent: its event loop still answers the bus). freeze: the whole agent stops, as under SIGSTOP:
-// its register accesses block and its connection's bytes are held both ways (relay.ts; only for runs whose
-// faults freeze an agent: their agents connect through relays) until resume. slow: every register access takes
-// `ms` longer. reboot: the host goes down whole, as on a power loss or a kernel panic: its agent is killed and
+// its register accesses block and its connection's bytes are held both ways until resume (relay.ts: only runs
+// whose faults freeze or cut off an agent connect their agents through relays). slow: every register access takes
+// `ms` longer. partition: the agent cut off from the bus (its connections dropped, new ones refused) while it
+// runs on, its operations going on on the hardware, until heal. reboot: the host goes down whole, as on a power loss or a kernel panic: its agent is killed and
 // its devices are powered on again as the host boots them (firmware's decoders, the drivers bound at boot:
 // SimHost.boot()), whatever a reset had left in them; the agent starts again with its restart.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -21,7 +22,7 @@ import { type HardwareBackend, realClock } from "../../shared/hw/backend.ts";
 import { type Logger, silentLogger } from "../../shared/log.ts";
 import { createSimHost, type Fleet, type SimHost, type SimTimings } from "../../shared/sim/index.ts";
 import { type AgentHandle, type AgentTimeouts, startAgent } from "../agent/service.ts";
-import { type FreezableRelays, startFreezableRelays } from "./relay.ts";
+import { type BusRelays, startRelays } from "./relay.ts";
 
 /** One incarnation of the agent process's view of the hardware. */
 interface Life {
@@ -116,6 +117,11 @@ export interface ChaosHost {
   freeze(): void;
   /** Ends a pause or a freeze (the held bytes go out in order). */
   resume(): void;
+  /** Cut the agent off from the bus (a network partition) while it runs on. Throws without `relayed`. */
+  partition(): void;
+  /** Ends a partition: the agent's client reconnects on its own. */
+  heal(): void;
+  readonly partitioned: boolean;
   slow(ms: number): void;
   stop(): Promise<void>;
 }
@@ -126,8 +132,11 @@ export interface HostsOptions {
   timings: Partial<SimTimings>;
   agentTimeouts: Partial<AgentTimeouts>;
   log?: Logger;
-  /** Agents connect through relays that can hold their traffic (freeze). Default false: straight to servers. */
-  freezable?: boolean;
+  /**
+   * Agents connect through relays that can hold their traffic (freeze) or cut it (partition). Default false:
+   * straight to the servers.
+   */
+  relayed?: boolean;
 }
 
 export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
@@ -142,7 +151,7 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
     let nc: NatsConnection | null = null;
     let state: HostState = "killed";
     let starts = 0;
-    let relays: FreezableRelays | null = null;
+    let relays: BusRelays | null = null;
     const host: ChaosHost = {
       name: spec.name,
       sim,
@@ -158,7 +167,7 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
       async start() {
         if (state !== "killed") return;
         life = newLife();
-        if (o.freezable) relays ??= await startFreezableRelays(o.servers);
+        if (o.relayed) relays ??= await startRelays(o.servers);
         nc = await connectBus({
           servers: relays?.urls ?? o.servers,
           ...(relays ? { ignoreClusterUpdates: true } : {}),
@@ -223,6 +232,17 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
         relays.freeze();
         state = "frozen";
       },
+      get partitioned() {
+        return relays?.cut ?? false;
+      },
+      partition() {
+        if (!relays)
+          throw new Error(`agent ${spec.name}: not connected through relays: it cannot be cut off`);
+        relays.cutOff();
+      },
+      heal() {
+        relays?.heal();
+      },
       resume() {
         if (state !== "paused" && state !== "frozen") return;
         state = "up";
@@ -240,6 +260,7 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
         agent = null;
         nc = null;
         relays?.thaw();
+        relays?.heal();
         await a?.stop().catch(() => undefined);
         await c?.close().catch(() => undefined);
         await relays?.close();

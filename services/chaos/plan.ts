@@ -109,6 +109,24 @@ export function planScenario(s: Scenario, fleet: Fleet): ChaosPlan {
             durationMs: down,
           });
           break;
+        case "agent-partition":
+          faults.push({
+            ...base,
+            at,
+            action: "partition",
+            target: { agent: rng.pick(hosts) },
+            durationMs: down,
+          });
+          break;
+        case "coordinator-partition":
+          faults.push({
+            ...base,
+            at,
+            action: "partition",
+            target: { coordinator: rng.int(s.coordinators.count) },
+            durationMs: down,
+          });
+          break;
         case "host-reboot":
           faults.push({
             ...base,

@@ -1,10 +1,15 @@
-// A TCP relay in front of each NATS server whose traffic can be held, both ways, and let go in order: what a
-// process frozen by SIGSTOP, a paused VM or a cgroup freezer looks like from the bus. Its connections stay open,
-// the server keeps its subscriptions and queues to it, and nothing it would say or read moves until it thaws.
-// A chaos agent (hosts.ts) connects through these when its scenario freezes agents; the frozen-agent test too.
+// A TCP relay in front of each NATS server, for a chaos run's process to connect through, whose traffic can be
+// held or cut:
+// - freeze: every byte held, both ways, and let go in order on thaw: what a process frozen by SIGSTOP, a paused
+//   VM or a cgroup freezer looks like from the bus. Its connections stay open, the server keeps its
+//   subscriptions and queues to it, and nothing it would say or read moves until it thaws;
+// - cut: a network partition. Its connections are dropped and new ones refused until heal, while the process
+//   itself runs on (its timers fire, its hardware work goes on, it tries to reconnect).
+// Chaos agents (hosts.ts) and coordinators (coordinators.ts) connect through these when their scenario freezes
+// or cuts them off; the frozen-agent test too.
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 
-export interface FreezableRelays {
+export interface BusRelays {
   /** One loopback URL per upstream server, in the same order (connect with ignoreClusterUpdates). */
   readonly urls: string[];
   readonly frozen: boolean;
@@ -14,12 +19,18 @@ export interface FreezableRelays {
   thaw(): void;
   /** Stop holding and forget what was held (its connections are gone: a killed process's bytes die with it). */
   discard(): void;
+  readonly cut: boolean;
+  /** Drop every connection now and refuse new ones (what was held goes with them). */
+  cutOff(): void;
+  /** Accept connections again. */
+  heal(): void;
   close(): Promise<void>;
 }
 
 /** Relays to these servers (nats://host:port), each on a free loopback port. */
-export async function startFreezableRelays(upstreams: string[]): Promise<FreezableRelays> {
+export async function startRelays(upstreams: string[]): Promise<BusRelays> {
   let frozen = false;
+  let cut = false;
   let held: Array<() => void> = [];
   const sockets = new Set<Socket>();
   const servers: Server[] = [];
@@ -27,6 +38,10 @@ export async function startFreezableRelays(upstreams: string[]): Promise<Freezab
   for (const upstreamUrl of upstreams) {
     const { hostname, port } = new URL(upstreamUrl);
     const server = createServer((client) => {
+      if (cut) {
+        client.destroy();
+        return;
+      }
       const upstream = tcpConnect(Number(port), hostname);
       sockets.add(client).add(upstream);
       const forward = (from: Socket, to: Socket) =>
@@ -70,8 +85,21 @@ export async function startFreezableRelays(upstreams: string[]): Promise<Freezab
       frozen = false;
       held = [];
     },
+    get cut() {
+      return cut;
+    },
+    cutOff() {
+      cut = true;
+      held = [];
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+    heal() {
+      cut = false;
+    },
     async close() {
       frozen = false;
+      cut = false;
       held = [];
       for (const s of sockets) s.destroy();
       sockets.clear();

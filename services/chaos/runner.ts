@@ -113,8 +113,10 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
     timings: s.timings,
     agentTimeouts: s.agentTimeouts,
     log: silentLogger,
-    // Through relays only when a fault freezes an agent (hosts.ts): other runs connect as before.
-    freezable: plan.faults.some((f) => f.action === "freeze"),
+    // Through relays only when a fault freezes or cuts off an agent (hosts.ts): other runs connect as before.
+    relayed: plan.faults.some(
+      (f) => f.target.agent !== undefined && (f.action === "freeze" || f.action === "partition"),
+    ),
   });
   let driver: FaultDriver | null = null;
   const coordinators = createCoordinators({
@@ -126,6 +128,8 @@ export async function runScenario(loaded: LoadedScenario, opts: RunOptions = {})
     ackWaitMs: s.coordinators.ackWaitMs,
     policy: { ...CHAOS_POLICY, ...s.coordinators.policy },
     logLevel: s.coordinators.logLevel,
+    // Through relays only when a fault cuts a coordinator off (coordinators.ts).
+    relayed: plan.faults.some((f) => f.target.coordinator !== undefined && f.action === "partition"),
     ...(opts.coordinatorLog ? { logSink: opts.coordinatorLog } : {}),
     onStep: (co, step) => driver?.onStep(co, step) ?? Promise.resolve(),
   });

@@ -112,6 +112,8 @@ export const FAULT_ACTIONS = [
   "pause",
   "freeze",
   "reboot",
+  "partition",
+  "heal",
   "resume",
   "device-fault",
   "clear-device-fault",
@@ -134,8 +136,8 @@ export const ScheduledFault = z
     /** device-fault: the simulator fault (shared/sim/faults.ts). clear-device-fault: which one (default all). */
     fault: z.unknown().optional(),
     /**
-     * kill or reboot → restart, pause or freeze → resume, device-fault → clear, slow → normal, after this long
-     * (a kill or reboot without it stays down).
+     * kill or reboot → restart, pause or freeze → resume, partition → heal, device-fault → clear, slow → normal,
+     * after this long (a kill or reboot without it stays down, a partition stays until a heal).
      */
     durationMs: Ms.optional(),
     /** stall: how long the coordinator's step is held; slow: added to every backend call of the agent. */
@@ -159,6 +161,8 @@ export const ScheduledFault = z
       pause: ["coordinator", "agent", "nats"],
       freeze: ["agent"],
       reboot: ["agent"],
+      partition: ["coordinator", "agent"],
+      heal: ["coordinator", "agent"],
       resume: ["coordinator", "agent", "nats"],
       "device-fault": ["device"],
       "clear-device-fault": ["device"],
@@ -228,9 +232,11 @@ export const RANDOM_FAULT_KINDS = [
   "agent-kill",
   "agent-slow",
   "agent-freeze",
+  "agent-partition",
   "host-reboot",
   "coordinator-kill",
   "coordinator-pause",
+  "coordinator-partition",
   "nats-kill",
   "nats-pause",
 ] as const;

@@ -178,6 +178,18 @@ describe.sequential("chaos on a 3-node NATS cluster", () => {
     expect(r.violations).toEqual([]);
   }, 120_000);
 
+  // A partition, not a SIGSTOP: the cut-off owner runs on, its renewals fail, and it must go silent in time.
+  it("the owner cut off from the bus before the restore, past its lease: the other finishes, fenced", async () => {
+    const r = await run(loadScenario(scenarioFile("partitioned-owner")));
+    const cut = r.faults.log.filter((f) => f.action === "partition" && f.ok);
+    expect(cut).toHaveLength(1);
+    expect(r.faults.log.some((f) => f.action === "heal" && f.source === "undo" && f.ok)).toBe(true);
+    expect(r.requests.list.map((q) => q.outcome)).toEqual(Array(6).fill("verified"));
+    const owner = cut[0]!.target.replace("coordinator ", "");
+    expect(r.requests.list.find((q) => q.requestId === "cut")?.by).not.toBe(owner);
+    expect(r.violations).toEqual([]);
+  }, 120_000);
+
   // A host that loses power mid-restore: its agent dies mid-operation and its devices power on as at boot.
   it("a host rebooted in the middle of a restore: the reset is finished from the stored image", async () => {
     const r = await run(loadScenario(scenarioFile("host-reboot")));

@@ -64,6 +64,9 @@ describe("scenario files", () => {
     expect(bad({ faults: [{ at: 1, action: "reboot", target: { nats: 0 } }] })).toMatch(
       /scenario\.faults\[0\]\.target: action reboot is for agent targets, not nats/,
     );
+    expect(bad({ faults: [{ at: 1, action: "partition", target: { nats: 0 } }] })).toMatch(
+      /scenario\.faults\[0\]\.target: action partition is for coordinator or agent targets, not nats/,
+    );
     expect(bad({ faults: [{ at: 1, action: "stall", target: { coordinator: 0 }, ms: 5 }] })).toMatch(
       /scenario\.faults\[0\]\.on: stall holds a coordinator's step/,
     );
@@ -129,22 +132,40 @@ describe("seeded plan", () => {
     expect(ids.size).toBe(200);
   });
 
-  it("a random agent freeze or host reboot hits one host, undone after downMs", () => {
+  it("a random agent freeze, partition or host reboot hits one host, undone after downMs", () => {
     const s = {
       ...loaded.scenario,
       randomFaults: {
         ...loaded.scenario.randomFaults!,
         count: 40,
-        kinds: ["agent-freeze" as const, "host-reboot" as const],
+        kinds: ["agent-freeze" as const, "agent-partition" as const, "host-reboot" as const],
       },
     };
     const faults = planScenario(s, loaded.fleet).faults;
     expect(faults).toHaveLength(40);
-    expect(new Set(faults.map((f) => f.action))).toEqual(new Set(["freeze", "reboot"]));
+    expect(new Set(faults.map((f) => f.action))).toEqual(new Set(["freeze", "partition", "reboot"]));
     const hosts = new Set(loaded.fleet.hosts.map((h) => h.name));
     for (const f of faults) {
       expect(f.durationMs).toBe(s.randomFaults.downMs);
       expect(hosts.has(String(f.target.agent))).toBe(true);
+    }
+  });
+
+  it("a random coordinator partition cuts one of the scenario's coordinators off for downMs", () => {
+    const s = {
+      ...loaded.scenario,
+      randomFaults: {
+        ...loaded.scenario.randomFaults!,
+        count: 10,
+        kinds: ["coordinator-partition" as const],
+      },
+    };
+    const faults = planScenario(s, loaded.fleet).faults;
+    expect(faults.map((f) => f.action)).toEqual(Array(10).fill("partition"));
+    for (const f of faults) {
+      expect(f.target.coordinator).toBeGreaterThanOrEqual(0);
+      expect(f.target.coordinator).toBeLessThan(s.coordinators.count);
+      expect(f.durationMs).toBe(s.randomFaults.downMs);
     }
   });
 

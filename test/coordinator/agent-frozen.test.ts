@@ -7,7 +7,7 @@
 // process.
 import { afterEach, describe, expect, it } from "vitest";
 import { type AgentHandle, startAgent } from "../../services/agent/service.ts";
-import { type FreezableRelays, startFreezableRelays } from "../../services/chaos/relay.ts";
+import { type BusRelays, startRelays } from "../../services/chaos/relay.ts";
 import type { StepHook } from "../../services/coordinator/effects/agent-actors.ts";
 import { connectBus } from "../../shared/bus/client.ts";
 import { silentLogger } from "../../shared/log.ts";
@@ -19,7 +19,7 @@ const BDF = "0000:01:00.0";
 describe("an agent frozen for a moment", () => {
   let w: World | undefined;
   let agent: AgentHandle | undefined;
-  let relay: FreezableRelays | undefined;
+  let relay: BusRelays | undefined;
   afterEach(async () => {
     relay?.thaw();
     await agent?.stop().catch(() => undefined);
@@ -33,7 +33,7 @@ describe("an agent frozen for a moment", () => {
   /** A host whose agent's connection the relay freezes at the save, for `frozenMs`. */
   async function frozenAtSave(host: string, frozenMs: number) {
     w = await startWorld([]);
-    relay = await startFreezableRelays([w.server.url]);
+    relay = await startRelays([w.server.url]);
     const r = relay;
     const nc = await connectBus({ servers: r.urls, name: `agent ${host}`, log: silentLogger });
     const sim = createSimHost(simpleHost({ name: host }), { clock: new VirtualClock() });

@@ -41,9 +41,10 @@ The scenario file (JSON, every key checked; a bad key is named):
   actions: kill, restart, pause, resume (coordinator, agent, nats), device-fault, clear-device-fault (device),
   stall (a coordinator's step, ms), slow (an agent's register accesses, ms), freeze (an agent stopped whole, as
   by SIGSTOP: its bus traffic held too; an agent's pause hangs only its register accesses), reboot (a host down
-  whole: its agent killed, its devices powered on as at boot; the agent back after durationMs).
-  Random kinds: device, agent-kill, agent-slow, agent-freeze, host-reboot, coordinator-kill, coordinator-pause,
-  nats-kill, nats-pause. Examples: services/chaos/scenarios.
+  whole: its agent killed, its devices powered on as at boot; the agent back after durationMs), partition and
+  heal (a coordinator or agent cut off from the bus while it runs on; healed after durationMs).
+  Random kinds: device, agent-kill, agent-slow, agent-freeze, agent-partition, host-reboot, coordinator-kill,
+  coordinator-pause, coordinator-partition, nats-kill, nats-pause. Examples: services/chaos/scenarios.
 
 Options:
   --json          print only the report, as JSON
