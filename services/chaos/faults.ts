@@ -192,7 +192,8 @@ export function startFaultDriver(d: FaultDriverDeps): FaultDriver {
   ): void => {
     if (f.action === "heal") {
       unit.heal();
-      return record({ ...base, target, ok: true });
+      record({ ...base, target, ok: true });
+      return;
     }
     unit.partition();
     record({
