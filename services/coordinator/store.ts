@@ -209,7 +209,7 @@ const IMAGE_KEYS_HELD = 4096;
 /**
  * Attempts of an image write that gets no answer (the bucket electing a leader: 4-6 s on nats-server 2.9; a
  * publish then fails at once, nobody answering): about a minute at the 1 s cap, for a caller that never stops
- * it. A step's write stops with the step (its budget spent).
+ * it. A step's write stops with the step (its state left): its budget does not count the store's time.
  */
 const IMAGE_WRITE_ATTEMPTS = 60;
 

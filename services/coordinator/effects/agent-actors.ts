@@ -199,6 +199,11 @@ const GATED = { gated: true } as const;
  */
 const IMAGE_READ_MS = 30_000;
 
+/** A wait for the bus's store or lease bucket, left out of the step's budget (StopFlag.outside). */
+function bus<T>(signal: StopFlag, p: Promise<T>): Promise<T> {
+  return signal.outside ? signal.outside(p) : p;
+}
+
 /** Decoders committed by a full restore, kept for the commit step that reports them (bounded). */
 const COMMITTED_KEPT = 4096;
 /** Reads made early (regate probe, a reset's answering functions, a restore's verify), kept for their step. */
@@ -319,8 +324,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     if (signal.aborted) return Promise.reject(stale(op));
     // A coordinator stopped (SIGSTOP, long pause) past its lease must not act on the device it lost.
     // The lease bucket's time (a renewal in flight, a leader being elected) is not the agent's: outside the budget.
-    const confirmed = dev.dev.confirmLease();
-    return (signal.outside ? signal.outside(confirmed) : confirmed).then((ok) => {
+    return bus(signal, dev.dev.confirmLease()).then((ok) => {
       if (!ok || signal.aborted) throw stale(op);
       // Under the device's lease: every target function's operation carries that lease's fencing epoch.
       return deps.link.call(dev.host, op, opId, params, {
@@ -446,8 +450,7 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
    * quarantine, because the bus could not hand its image over for a moment.
    */
   const imageOf = async (ref: ImageRef, bdf: string, signal: StopFlag): Promise<unknown> => {
-    const read = readImage(ref, signal);
-    const rec = await (signal.outside ? signal.outside(read) : read);
+    const rec = await bus(signal, readImage(ref, signal));
     if (!rec) {
       throw new CxlrcError("internal", `image ${ref.key} revision ${ref.revision} is not in the store`, {
         key: ref.key,
@@ -604,7 +607,9 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
         // time), within most of the gating budget; the other guards refuse at once.
         const waitUntil = performance.now() + input.timeoutMs * 0.8;
         for (let n = 0; ; n++) {
-          const r = await deps.fleet.grant(claim, deps.now());
+          // The grant writes the device's attempt budget: the store's time (a bucket electing a leader after a
+          // NATS node was lost) is not counted against gating; a store that fails refuses as before.
+          const r = await bus(signal, deps.fleet.grant(claim, deps.now()));
           if (r.granted) return { granted: true };
           const busy = r.reason === "host-busy" || r.reason === "switch-busy";
           const delay = backoffDelay(n, { baseMs: 20, maxMs: 250 });
@@ -715,11 +720,13 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
       for (const [bdf, image] of Object.entries(bundle.images)) {
         if (bdf === input.bdf) continue;
         if (signal.aborted) throw stale("persistingImage");
-        await store.putImage({ ...base, bdf, images: { [bdf]: image } }, signal);
+        await bus(signal, store.putImage({ ...base, bdf, images: { [bdf]: image } }, signal));
       }
       if (signal.aborted) throw stale("persistingImage");
       const record: ImageRecord = { ...base, bdf: input.bdf, images: bundle.images };
-      const revision = await store.putImage(record, signal);
+      // The store's time (its writes tried again while the images bucket elects a leader, up to its attempts)
+      // is not the step's: nothing is touched before the image is stored, so waiting for it is safe.
+      const revision = await bus(signal, store.putImage(record, signal));
       return { key: deviceKey(input.host, input.bdf), revision };
     }),
 
