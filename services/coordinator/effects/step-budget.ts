@@ -86,7 +86,10 @@ export function withBudget<T>(
           rearm(left);
         }
       };
-      return p.finally(end);
+      // Watched beside, not wrapped: the caller awaits `p` itself, in as many turns as without a budget (the
+      // order in which a step's calls leave depends on it: a save and the read right behind it).
+      p.then(end, end);
+      return p;
     },
   };
   let timer: NodeJS.Timeout | undefined;
