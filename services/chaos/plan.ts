@@ -5,6 +5,7 @@ import { createRng, type Rng } from "../../shared/rng.ts";
 import type { FaultSpec } from "../../shared/sim/faults.ts";
 import type { Fleet } from "../../shared/sim/index.ts";
 import {
+  type FaultAction,
   fleetDevices,
   type RandomFaultKind,
   type RequestSpec,
@@ -88,68 +89,28 @@ export function planScenario(s: Scenario, fleet: Fleet): ChaosPlan {
           break;
         }
         case "agent-kill":
-          faults.push({ ...base, at, action: "kill", target: { agent: rng.pick(hosts) }, durationMs: down });
-          break;
         case "agent-slow":
-          faults.push({
-            ...base,
-            at,
-            action: "slow",
-            target: { agent: rng.pick(hosts) },
-            ms: 20,
-            durationMs: down,
-          });
-          break;
         case "agent-freeze":
-          faults.push({
-            ...base,
-            at,
-            action: "freeze",
-            target: { agent: rng.pick(hosts) },
-            durationMs: down,
-          });
-          break;
         case "agent-partition":
+        case "host-reboot": {
+          const { action, ms } = ON_A_HOST[kind];
           faults.push({
             ...base,
             at,
-            action: "partition",
+            action,
             target: { agent: rng.pick(hosts) },
+            ...(ms !== undefined ? { ms } : {}),
             durationMs: down,
           });
           break;
+        }
+        case "coordinator-kill":
+        case "coordinator-pause":
         case "coordinator-partition":
           faults.push({
             ...base,
             at,
-            action: "partition",
-            target: { coordinator: rng.int(s.coordinators.count) },
-            durationMs: down,
-          });
-          break;
-        case "host-reboot":
-          faults.push({
-            ...base,
-            at,
-            action: "reboot",
-            target: { agent: rng.pick(hosts) },
-            durationMs: down,
-          });
-          break;
-        case "coordinator-kill":
-          faults.push({
-            ...base,
-            at,
-            action: "kill",
-            target: { coordinator: rng.int(s.coordinators.count) },
-            durationMs: down,
-          });
-          break;
-        case "coordinator-pause":
-          faults.push({
-            ...base,
-            at,
-            action: "pause",
+            action: ON_A_COORDINATOR[kind],
             target: { coordinator: rng.int(s.coordinators.count) },
             durationMs: down,
           });
@@ -189,5 +150,27 @@ export function planScenario(s: Scenario, fleet: Fleet): ChaosPlan {
   faults.sort((a, b) => (a.at ?? 0) - (b.at ?? 0));
   return { requests, faults };
 }
+
+/** Random kinds that hit one host's agent (or the whole host): the action, and its ms where it takes one. */
+const ON_A_HOST: Record<
+  "agent-kill" | "agent-slow" | "agent-freeze" | "agent-partition" | "host-reboot",
+  { action: FaultAction; ms?: number }
+> = {
+  "agent-kill": { action: "kill" },
+  "agent-slow": { action: "slow", ms: 20 },
+  "agent-freeze": { action: "freeze" },
+  "agent-partition": { action: "partition" },
+  "host-reboot": { action: "reboot" },
+};
+
+/** Random kinds that hit one coordinator. */
+const ON_A_COORDINATOR: Record<
+  "coordinator-kill" | "coordinator-pause" | "coordinator-partition",
+  FaultAction
+> = {
+  "coordinator-kill": "kill",
+  "coordinator-pause": "pause",
+  "coordinator-partition": "partition",
+};
 
 const STREAM_CHOICES = ["KV_cxlrc-images", "KV_cxlrc-actors", "KV_cxlrc-leases", "CXLRC_EVENTS"] as const;
