@@ -7,8 +7,9 @@ import { type BudgetState, checkBudget, emptyBudget, recordAttempt } from "../..
 import type { Policy } from "../../machines/policy/defaults.ts";
 import type { KvRead } from "../../shared/bus/kv-read.ts";
 import { BUCKETS } from "../../shared/bus/subjects.ts";
-import { CxlrcError } from "../../shared/errors.ts";
+import { CxlrcError, isCxlrcError } from "../../shared/errors.ts";
 import { remember } from "../../shared/remember.ts";
+import { sleepBackoff } from "../../shared/retry.ts";
 import type { CoordinatorStore } from "./store.ts";
 
 type BudgetLimits = Pick<Policy, "maxAttemptsPerWindow" | "attemptWindowMs" | "cooldownMs">;
@@ -30,6 +31,20 @@ export interface Budgets {
 }
 
 const CAS_ATTEMPTS = 5;
+/**
+ * How long a grant waits for a bucket that does not answer (a NATS node lost: the admission bucket's stream
+ * elects a leader, which a restarted 2.9.10 node has been seen to take 10-15 s to serve), reading again.
+ */
+const STORE_WAIT_MS = 30_000;
+
+/** No answer from the bucket (a timeout, nobody serving it), as opposed to an answer that refused the write. */
+function unanswered(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 3; e = (e as { cause?: unknown }).cause, depth++) {
+    if (!isCxlrcError(e)) continue;
+    if (e.kind === "timeout" || e.details.reason === "no-responders") return true;
+  }
+  return false;
+}
 /** Budgets remembered here (the oldest go first): a hint only, the key holds the truth. */
 const CACHE_MAX_ENTRIES = 10_000;
 
@@ -84,7 +99,20 @@ export function createBudgets(io: BudgetIo | null, policy: BudgetLimits): Budget
       return (await read(key)).value;
     },
     async take(key, requestId, nowMs) {
-      let cur = cache.get(key) ?? (await read(key));
+      const until = performance.now() + STORE_WAIT_MS;
+      let waits = 0;
+      /** Read, again while the bucket does not answer (any other failure is the caller's). */
+      const readPatiently = async () => {
+        for (;;) {
+          try {
+            return await read(key);
+          } catch (err) {
+            if (performance.now() >= until) throw err;
+            await sleepBackoff(waits++, { baseMs: 100, maxMs: 1000, jitter: "equal" });
+          }
+        }
+      };
+      let cur = cache.get(key) ?? (await readPatiently());
       for (let attempt = 1; ; attempt++) {
         if (cur.value.lastRequestId === requestId) return { ok: true };
         const check = checkBudget(cur.value, policy, nowMs);
@@ -95,6 +123,14 @@ export function createBudgets(io: BudgetIo | null, policy: BudgetLimits): Budget
           keep(key, { value: next, revision });
           return { ok: true };
         } catch (err) {
+          // No answer: the write may have landed (the read then names this request) or not; it is not a lost
+          // compare-and-set, so it does not count as one.
+          if (unanswered(err) && performance.now() < until) {
+            attempt--;
+            await sleepBackoff(waits++, { baseMs: 100, maxMs: 1000, jitter: "equal" });
+            cur = await readPatiently();
+            continue;
+          }
           // Another coordinator counted an attempt meanwhile (or the cache was stale): read and decide again.
           if (attempt >= CAS_ATTEMPTS) {
             throw new CxlrcError(
@@ -104,7 +140,7 @@ export function createBudgets(io: BudgetIo | null, policy: BudgetLimits): Budget
               { cause: err },
             );
           }
-          cur = await read(key);
+          cur = await readPatiently();
         }
       }
     },

@@ -11,6 +11,7 @@ import { openStore } from "../../services/coordinator/store.ts";
 import { connectBus, ensureStreams, getJsm } from "../../shared/bus/client.ts";
 import { encodeJson, makeEvent } from "../../shared/bus/codec.ts";
 import { BUCKETS, subjects } from "../../shared/bus/subjects.ts";
+import { CxlrcError } from "../../shared/errors.ts";
 import { silentLogger } from "../../shared/log.ts";
 import { type NatsServerHandle, startNats } from "../../shared/natsd/server.ts";
 import type { HostSpecInput } from "../../shared/sim/index.ts";
@@ -118,6 +119,40 @@ describe("admission over NATS: budgets and breaker", () => {
     expect(await other.take("hb.02-00.0", "q-c", t + 2)).toEqual({ ok: false, untilMs: t + 1 + 60_000 });
     const second = (await kv.get(budgetKey("hb.02-00.0")))!.json<{ attemptsMs: number[] }>();
     expect(second.attemptsMs).toEqual([t, t + 1]);
+  });
+
+  it("a grant waits for an admission bucket that does not answer (a leader elected), counting its attempt once", async () => {
+    const kv = await bucket();
+    const policy = { maxAttemptsPerWindow: 5, attemptWindowMs: 60_000, cooldownMs: 60_000 };
+    const store = await openStore(nc, { leaseTtlMs: 5000 });
+    const io = storeBudgetIo(store);
+    const noAnswer = (what: string) =>
+      new CxlrcError("timeout", `no reply on $JS.API.STREAM.MSG.GET.KV_cxlrc-admission (${what})`);
+    let reads = 0;
+    let writes = 0;
+    // Two reads unanswered; then a write that lands but whose acknowledgement is lost (a timeout, wrapped as
+    // the store wraps a failed compare-and-set).
+    const flaky: typeof io = {
+      async read(key) {
+        if (++reads <= 2) throw noAnswer("read");
+        return io.read(key);
+      },
+      async write(key, data, revision) {
+        const rev = await io.write(key, data, revision);
+        if (++writes === 1) {
+          throw new CxlrcError("in-progress", "write lost", { key }, { cause: noAnswer("ack") });
+        }
+        return rev;
+      },
+    };
+    const budgets = createBudgets(flaky, policy);
+    const t = Date.now();
+    expect(await budgets.take("hb.03-00.0", "q-x", t)).toEqual({ ok: true });
+    // The write that landed is found by the read after it: one attempt stored, not two.
+    expect(reads).toBe(4);
+    expect(writes).toBe(1);
+    const stored = (await kv.get(budgetKey("hb.03-00.0")))!.json<{ attemptsMs: number[] }>();
+    expect(stored.attemptsMs).toEqual([t]);
   });
 
   it("the breaker opens from the outcome events on every coordinator alike and closes only by an operator", async () => {
