@@ -152,6 +152,34 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
     let state: HostState = "killed";
     let starts = 0;
     let relays: BusRelays | null = null;
+    let starting: Promise<void> | null = null;
+    const boot = async () => {
+      life = newLife();
+      if (o.relayed) relays ??= await startRelays(o.servers);
+      nc = await connectBus({
+        servers: relays?.urls ?? o.servers,
+        ...(relays ? { ignoreClusterUpdates: true } : {}),
+        name: `cxlrc-agent ${spec.name} (chaos)`,
+        log: log.child({ host: spec.name }),
+        reconnectWaitMs: 50,
+        reconnectMaxWaitMs: 500,
+        timeoutMs: 2000,
+        pingIntervalMs: 2000,
+      });
+      agent = await startAgent({
+        nc,
+        host: spec.name,
+        backend: lifeBackend(spec.name, sim, life),
+        log: log.child({ host: spec.name }),
+        timeouts: o.agentTimeouts,
+        heartbeatMs: 60_000,
+        eventWaitMs: 500,
+        stopTimeoutMs: 1000,
+        stateDir: join(stateRoot, spec.name),
+      });
+      starts++;
+      state = "up";
+    };
     const host: ChaosHost = {
       name: spec.name,
       sim,
@@ -164,35 +192,19 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
       get starts() {
         return starts;
       },
-      async start() {
-        if (state !== "killed") return;
-        life = newLife();
-        if (o.relayed) relays ??= await startRelays(o.servers);
-        nc = await connectBus({
-          servers: relays?.urls ?? o.servers,
-          ...(relays ? { ignoreClusterUpdates: true } : {}),
-          name: `cxlrc-agent ${spec.name} (chaos)`,
-          log: log.child({ host: spec.name }),
-          reconnectWaitMs: 50,
-          reconnectMaxWaitMs: 500,
-          timeoutMs: 2000,
-          pingIntervalMs: 2000,
+      start() {
+        // One start at a time: two faults that each bring the agent back (a kill's restart and a reboot's)
+        // must not start two agents, one of them never stopped (its connection would outlive the run).
+        if (starting) return starting;
+        if (state !== "killed") return Promise.resolve();
+        starting = boot().finally(() => {
+          starting = null;
         });
-        agent = await startAgent({
-          nc,
-          host: spec.name,
-          backend: lifeBackend(spec.name, sim, life),
-          log: log.child({ host: spec.name }),
-          timeouts: o.agentTimeouts,
-          heartbeatMs: 60_000,
-          eventWaitMs: 500,
-          stopTimeoutMs: 1000,
-          stateDir: join(stateRoot, spec.name),
-        });
-        starts++;
-        state = "up";
+        return starting;
       },
       async kill() {
+        // A start under way finishes first: then it is that agent that dies.
+        await starting?.catch(() => undefined);
         if (state === "killed") return { midOperation: false };
         const midOperation = life.calls > 0 || (agent?.stats().inFlight ?? 0) > 0;
         life.dead = true;
@@ -253,6 +265,7 @@ export function createHosts(o: HostsOptions): Map<string, ChaosHost> {
         life.slowMs = ms;
       },
       async stop() {
+        await starting?.catch(() => undefined);
         const a = agent;
         const c = nc;
         life.unpause();
