@@ -9,7 +9,7 @@ import type { KvRead } from "../../shared/bus/kv-read.ts";
 import { BUCKETS } from "../../shared/bus/subjects.ts";
 import { CxlrcError, isCxlrcError } from "../../shared/errors.ts";
 import { remember } from "../../shared/remember.ts";
-import { sleepBackoff } from "../../shared/retry.ts";
+import { retry, sleepBackoff } from "../../shared/retry.ts";
 import type { CoordinatorStore } from "./store.ts";
 
 type BudgetLimits = Pick<Policy, "maxAttemptsPerWindow" | "attemptWindowMs" | "cooldownMs">;
@@ -101,17 +101,14 @@ export function createBudgets(io: BudgetIo | null, policy: BudgetLimits): Budget
     async take(key, requestId, nowMs) {
       const until = performance.now() + STORE_WAIT_MS;
       let waits = 0;
-      /** Read, again while the bucket does not answer (any other failure is the caller's). */
-      const readPatiently = async () => {
-        for (;;) {
-          try {
-            return await read(key);
-          } catch (err) {
-            if (performance.now() >= until) throw err;
-            await sleepBackoff(waits++, { baseMs: 100, maxMs: 1000, jitter: "equal" });
-          }
-        }
-      };
+      /** Read, again while the bucket does not answer, up to the grant's one deadline. */
+      const readPatiently = () =>
+        retry(() => read(key), {
+          deadlineMs: Math.max(0, until - performance.now()),
+          baseMs: 100,
+          maxMs: 1000,
+          jitter: "equal",
+        });
       let cur = cache.get(key) ?? (await readPatiently());
       for (let attempt = 1; ; attempt++) {
         if (cur.value.lastRequestId === requestId) return { ok: true };

@@ -66,7 +66,7 @@ import { type AgentOp, deviceKey } from "../../../shared/bus/subjects.ts";
 import { CxlrcError, isCxlrcError } from "../../../shared/errors.ts";
 import type { Logger } from "../../../shared/log.ts";
 import { remember } from "../../../shared/remember.ts";
-import { backoffDelay, sleepBackoff } from "../../../shared/retry.ts";
+import { backoffDelay, retry } from "../../../shared/retry.ts";
 import type { AgentLink } from "../agent-link.ts";
 import type { FleetStore } from "../fleet-state.ts";
 import { isNotHeld, type Lease, notHeld } from "../leases.ts";
@@ -464,19 +464,15 @@ export function createAgentActors(deps: AgentActorDeps, directory: DeviceDirecto
     return img;
   };
 
-  const readImage = async (ref: ImageRef, signal: StopFlag) => {
-    const until = performance.now() + IMAGE_READ_MS;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await store.getImageRevision(ref.key, ref.revision);
-      } catch (err) {
-        // A record that does not decode stays so; a store that does not answer may answer the next read.
-        const kept = isCxlrcError(err) && err.kind === "decode";
-        if (kept || signal.aborted || performance.now() >= until) throw err;
-        await sleepBackoff(attempt - 1, { baseMs: 100, maxMs: 1000, jitter: "equal" });
-      }
-    }
-  };
+  const readImage = (ref: ImageRef, signal: StopFlag) =>
+    retry(() => store.getImageRevision(ref.key, ref.revision), {
+      deadlineMs: IMAGE_READ_MS,
+      baseMs: 100,
+      maxMs: 1000,
+      jitter: "equal",
+      // A record that does not decode stays so; a store that does not answer may answer the next read.
+      retryIf: (err) => !signal.aborted && !(isCxlrcError(err) && err.kind === "decode"),
+    });
 
   const verifyAll = async (
     dev: Step,
