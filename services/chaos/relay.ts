@@ -12,7 +12,6 @@ import { createServer, type Server, type Socket, connect as tcpConnect } from "n
 export interface BusRelays {
   /** One loopback URL per upstream server, in the same order (connect with ignoreClusterUpdates). */
   readonly urls: string[];
-  readonly frozen: boolean;
   /** Hold every byte from now on, both ways, on every connection (new ones too). */
   freeze(): void;
   /** Let the held bytes go, in order, and stop holding. */
@@ -67,11 +66,14 @@ export async function startRelays(upstreams: string[]): Promise<BusRelays> {
     servers.push(server);
     urls.push(`nats://127.0.0.1:${(server.address() as { port: number }).port}`);
   }
+  /** Every connection dropped, and what was held with them. */
+  const dropAll = () => {
+    held = [];
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+  };
   return {
     urls,
-    get frozen() {
-      return frozen;
-    },
     freeze() {
       frozen = true;
     },
@@ -90,9 +92,7 @@ export async function startRelays(upstreams: string[]): Promise<BusRelays> {
     },
     cutOff() {
       cut = true;
-      held = [];
-      for (const s of sockets) s.destroy();
-      sockets.clear();
+      dropAll();
     },
     heal() {
       cut = false;
@@ -100,9 +100,7 @@ export async function startRelays(upstreams: string[]): Promise<BusRelays> {
     async close() {
       frozen = false;
       cut = false;
-      held = [];
-      for (const s of sockets) s.destroy();
-      sockets.clear();
+      dropAll();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     },
   };
