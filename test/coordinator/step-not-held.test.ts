@@ -4,17 +4,14 @@
 // leading the actors bucket killed for a lease time, the owner's takeover of its own device failing its
 // write-ahead with "not stored, the device lease is not held here", and the machine taking that as a failed
 // reset, restoring, failing again and quarantining a healthy device.
-import type { NatsConnection } from "@nats-io/transport-node";
 import { describe, expect, it } from "vitest";
 import type { AcquireInput, QuiesceInput } from "../../machines/lifecycle-types.ts";
-import { DEFAULT_POLICY } from "../../machines/policy/defaults.ts";
 import type { StepStop } from "../../machines/steps.ts";
 import type { AgentLink } from "../../services/coordinator/agent-link.ts";
-import { createAgentActors, type DeviceAccess } from "../../services/coordinator/effects/agent-actors.ts";
-import { createStepGate } from "../../services/coordinator/effects/step-budget.ts";
+import type { DeviceAccess } from "../../services/coordinator/effects/agent-actors.ts";
 import { isNotHeld, notHeld } from "../../services/coordinator/leases.ts";
 import { CxlrcError } from "../../shared/errors.ts";
-import { silentLogger } from "../../shared/log.ts";
+import { stepEffects } from "./step-effects.ts";
 
 const BDF = "0000:01:00.0";
 
@@ -58,21 +55,9 @@ function quiesce(over: Partial<DeviceAccess>) {
     letGo: (why) => letGo.push(why),
     ...over,
   };
-  const effects = createAgentActors(
-    {
-      nc: {} as NatsConnection,
-      link: { issue: () => () => undefined } as unknown as AgentLink,
-      store: {} as never,
-      fleet: {} as never,
-      coordinatorId: "c-test",
-      policy: DEFAULT_POLICY,
-      log: silentLogger,
-      now: Date.now,
-      inventory: () => Promise.reject(new Error("no inventory here")),
-      gate: createStepGate(4),
-    },
-    (key) => (key === "alpha.0000-01-00-0" ? access : undefined),
-  );
+  const effects = stepEffects("alpha.0000-01-00-0", access, {
+    link: { issue: () => () => undefined } as unknown as AgentLink,
+  });
   return {
     letGo,
     run: (stop: StepStop = stepStop()) => effects.quiesceDevice(input, stop),

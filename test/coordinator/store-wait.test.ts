@@ -6,15 +6,13 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { describe, expect, it } from "vitest";
 import type { AcquireInput, PersistInput, RestoreInput } from "../../machines/lifecycle-types.ts";
-import { DEFAULT_POLICY } from "../../machines/policy/defaults.ts";
 import type { StepStop } from "../../machines/steps.ts";
 import type { AgentLink } from "../../services/coordinator/agent-link.ts";
-import { createAgentActors, type DeviceAccess } from "../../services/coordinator/effects/agent-actors.ts";
-import { createStepGate } from "../../services/coordinator/effects/step-budget.ts";
+import type { DeviceAccess } from "../../services/coordinator/effects/agent-actors.ts";
 import type { FleetStore } from "../../services/coordinator/fleet-state.ts";
 import type { CoordinatorStore, ImageRecord } from "../../services/coordinator/store.ts";
 import { CxlrcError } from "../../shared/errors.ts";
-import { silentLogger } from "../../shared/log.ts";
+import { stepEffects } from "./step-effects.ts";
 
 const BDF = "0000:01:00.0";
 const KEY = "alpha.0000-01-00-0";
@@ -48,22 +46,13 @@ function effects(over: { store?: Partial<CoordinatorStore>; fleet?: Partial<Flee
       return { decoders: [{ index: 0, action: "committed" }] };
     },
   } as unknown as AgentLink;
-  const fx = createAgentActors(
-    {
-      // No bus to confirm a deadline with (shared/bus/deadline-check.ts): a passed budget stands at once.
-      nc: { isClosed: () => true } as unknown as NatsConnection,
-      link,
-      store: over.store as CoordinatorStore,
-      fleet: over.fleet as FleetStore,
-      coordinatorId: "c-test",
-      policy: DEFAULT_POLICY,
-      log: silentLogger,
-      now: Date.now,
-      inventory: () => Promise.reject(new Error("no inventory here")),
-      gate: createStepGate(4),
-    },
-    (key) => (key === KEY ? access : undefined),
-  );
+  const fx = stepEffects(KEY, access, {
+    // No bus to confirm a deadline with (shared/bus/deadline-check.ts): a passed budget stands at once.
+    nc: { isClosed: () => true } as unknown as NatsConnection,
+    link,
+    store: over.store as CoordinatorStore,
+    fleet: over.fleet as FleetStore,
+  });
   const stop: StepStop = { aborted: false, onStop: () => () => undefined };
   return { fx, stop, sent };
 }
